@@ -1,0 +1,6 @@
+"""Allow ``python -m etl``."""
+
+from etl.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The one exception tree of swr-etl.
+
+The library raises these and never prints or exits; the CLI turns an ``EtlError`` into a single
+line on stderr and the documented exit code (CONTRACT.md, "Exit codes"). Each leaf knows its code
+and also inherits a built-in where one fits, so callers can catch ``ValueError`` etc.
+"""
+
+from __future__ import annotations
+
+
+class EtlError(Exception):
+    """Base of every error a user can cause or the API can throw."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class InternalError(EtlError, RuntimeError):
+    """A bug: exit 1."""
+
+    exit_code = 1
+
+
+class ConfigError(EtlError, ValueError):
+    """Usage or configuration error: bad option, missing credentials, unusable database file."""
+
+    exit_code = 2
+
+
+class NotImplementedYet(ConfigError):
+    """A command whose implementation has not landed yet (exits 2 with a clear message)."""
+
+
+class AuthError(EtlError, PermissionError):
+    """The API refused our credentials or permissions (401, 403 non-throttling)."""
+
+    exit_code = 3
+
+
+class UpstreamError(EtlError, ConnectionError):
+    """The API stayed unavailable or returned unusable data after all retries."""
+
+    exit_code = 4
+
+
+class NotFoundError(UpstreamError):
+    """404: the endpoint does not exist in this region."""
+
+
+class BadRequestError(UpstreamError):
+    """400: the API rejected our parameters; carries the API's own message."""
+
+
+class LockedError(EtlError, BlockingIOError):
+    """Another run holds the lock for this database."""
+
+    exit_code = 5
+
+
+class IncompleteScanError(EtlError):
+    """The listing kept changing during the scan: what was seen was loaded, nothing removed."""
+
+    exit_code = 6
+
+
+class QualityError(EtlError):
+    """Too many rejected rows: nothing of this run was loaded."""
+
+    exit_code = 7
+
+
+class DatabaseBusyError(EtlError, TimeoutError):
+    """Another writer held the database past our busy timeout; nothing of this run was loaded."""
+
+    exit_code = 5
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success: a complete, consistent scan was loaded",
+    1: "internal error (a bug)",
+    2: "usage or configuration error",
+    3: "authentication or permission refused by the API",
+    4: "the API stayed unavailable or returned unusable data; nothing of this run was loaded",
+    5: "another run holds the lock for this database",
+    6: "incomplete: the listing kept changing; what was seen was loaded, nothing marked removed",
+    7: "data-quality threshold exceeded; nothing of this run was loaded",
+}

@@ -1,0 +1,265 @@
+"""Settings: one frozen dataclass, built once at the edge (flags > env > config file > defaults).
+
+Library functions take a ``Settings`` (and a ``requests.Session``) and never read ``os.environ``.
+Secrets live in ``Credentials``, whose ``repr`` never shows them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from etl.errors import ConfigError
+
+DEFAULT_REGION = "cn-north-4"
+
+
+def endpoint_for_region(region: str) -> str:
+    """SWR API base URL of a region (API-NOTES: eu-west-101 lives under .myhuaweicloud.eu)."""
+    suffix = "myhuaweicloud.eu" if region.startswith("eu-west-1") else "myhuaweicloud.com"
+    return f"https://swr-api.{region}.{suffix}"
+
+
+def iam_endpoint_for_region(region: str) -> str:
+    suffix = "myhuaweicloud.eu" if region.startswith("eu-west-1") else "myhuaweicloud.com"
+    return f"https://iam.{region}.{suffix}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Which credential source is in use, and its values. ``repr`` masks every secret."""
+
+    kind: str = "none"  # none | token | aksk | password
+    token: str | None = field(default=None, repr=False)
+    ak: str | None = field(default=None, repr=False)
+    sk: str | None = field(default=None, repr=False)
+    project_id: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    domain_name: str | None = None
+    iam_endpoint: str | None = None
+
+    SOURCES = {
+        "none": "no credentials",
+        "token": "SWR_AUTH_TOKEN",
+        "aksk": "HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK",
+        "password": "HUAWEICLOUD_USERNAME/HUAWEICLOUD_PASSWORD/HUAWEICLOUD_DOMAIN_NAME",
+    }
+
+    @property
+    def source(self) -> str:
+        """Human name of the credential source, safe to print."""
+        return self.SOURCES[self.kind]
+
+    def secrets(self) -> list[str]:
+        """Every secret value held, for masking in logs and tests."""
+        return [s for s in (self.token, self.ak, self.sk, self.password) if s]
+
+    def __repr__(self) -> str:  # dataclass repr=False fields are already hidden; be explicit
+        return f"Credentials(kind={self.kind!r}, source={self.source!r})"
+
+
+MISSING_CREDENTIALS = (
+    "no credentials: set one of SWR_AUTH_TOKEN; HUAWEICLOUD_SDK_AK + HUAWEICLOUD_SDK_SK "
+    "(AK/SK signing, recommended); or HUAWEICLOUD_USERNAME + HUAWEICLOUD_PASSWORD + "
+    "HUAWEICLOUD_DOMAIN_NAME (IAM token)"
+)
+
+
+def credentials_from_env(env: Mapping[str, str]) -> Credentials:
+    """Pick the first complete credential source (CONTRACT.md order: token, AK/SK, password)."""
+    if env.get("SWR_AUTH_TOKEN"):
+        return Credentials(kind="token", token=env["SWR_AUTH_TOKEN"])
+    ak, sk = env.get("HUAWEICLOUD_SDK_AK"), env.get("HUAWEICLOUD_SDK_SK")
+    if ak or sk:
+        if not (ak and sk):
+            raise ConfigError("HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK must be set together")
+        return Credentials(
+            kind="aksk", ak=ak, sk=sk, project_id=env.get("HUAWEICLOUD_SDK_PROJECT_ID") or None
+        )
+    user = env.get("HUAWEICLOUD_USERNAME")
+    pw = env.get("HUAWEICLOUD_PASSWORD")
+    domain = env.get("HUAWEICLOUD_DOMAIN_NAME")
+    if user or pw or domain:
+        if not (user and pw and domain):
+            raise ConfigError(
+                "IAM login needs HUAWEICLOUD_USERNAME, HUAWEICLOUD_PASSWORD and "
+                "HUAWEICLOUD_DOMAIN_NAME together"
+            )
+        return Credentials(
+            kind="password",
+            username=user,
+            password=pw,
+            domain_name=domain,
+            iam_endpoint=env.get("HUAWEICLOUD_IAM_ENDPOINT") or None,
+        )
+    return Credentials()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one run needs. Built by ``build_settings``; never mutated."""
+
+    endpoint: str = endpoint_for_region(DEFAULT_REGION)
+    region: str = DEFAULT_REGION
+    db: Path = Path("swr.db")
+    namespace: str | None = None
+    image_name: str | None = None
+    page_size: int = 100
+    concurrency: int = 4
+    max_attempts: int = 5
+    timeout: float = 30.0
+    source_timezone: str = "UTC"
+    export_dir: Path | None = None
+    format: str = "parquet"
+    metrics_file: Path | None = None
+    healthcheck_url: str | None = None
+    dry_run: bool = False
+    max_rescans: int = 2
+    max_rps: float | None = None
+    max_reject_ratio: float = 0.05
+    keep_raw_runs: int = 30
+    retry_budget: int = 100
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    busy_timeout: float = 30.0
+    ca_bundle: Path | None = None
+    credentials: Credentials = field(default_factory=Credentials)
+    # Tests, the demo and the simulator may allow open (unauthenticated) access explicitly.
+    allow_anonymous: bool = False
+    # The "now" a run records (demo time travel); None means the real clock.
+    now_override: str | None = None
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.namespace or self.image_name)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+# option name -> (environment variable or None). Flags beat env, env beats the config file.
+ENV_VARS: dict[str, str] = {
+    "endpoint": "SWR_ENDPOINT",
+    "region": "SWR_REGION",
+    "db": "SWR_ETL_DB",
+}
+
+_RANGES: dict[str, tuple[float, float | None]] = {
+    "page_size": (1, 1000),
+    "concurrency": (1, 16),
+    "max_attempts": (1, None),
+    "timeout": (0.001, None),
+    "max_rescans": (0, 20),
+    "max_rps": (0.001, None),
+    "max_reject_ratio": (0.0, 1.0),
+    "keep_raw_runs": (0, None),
+    "retry_budget": (0, None),
+    "busy_timeout": (0.0, None),
+}
+
+
+def _coerce(name: str, value: Any, target: Any) -> Any:
+    """Convert a config-file or env value to the field's type, or raise ConfigError."""
+    if value is None:
+        return None
+    try:
+        if name in {"db", "export_dir", "metrics_file", "ca_bundle"}:
+            return Path(os.path.expanduser(str(value)))
+        if isinstance(target, bool) or name in {"dry_run", "allow_anonymous"}:
+            if isinstance(value, bool):
+                return value
+            return str(value).strip().lower() in {"1", "true", "yes", "on"}
+        if isinstance(target, int) and not isinstance(target, bool):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if isinstance(target, float) or name in {"max_rps"}:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid value for {name.replace('_', '-')}: {value!r}") from exc
+
+
+def build_settings(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    config: Mapping[str, Any] | None = None,
+    *,
+    need_credentials: bool = False,
+) -> Settings:
+    """Merge flags > env > config file > defaults into a validated ``Settings``.
+
+    ``flags`` holds only options the user actually gave (``None`` means "not given").
+    """
+    defaults = Settings()
+    config = dict(config or {})
+    values: dict[str, Any] = {}
+    known = {f.name for f in dataclasses.fields(Settings)} - {"credentials"}
+    for key in config:
+        norm = key.replace("-", "_")
+        if norm not in known and norm not in _CONFIG_SECRET_KEYS:
+            raise ConfigError(f"unknown setting in config file: {key}")
+    for name in known:
+        default = getattr(defaults, name)
+        value: Any = None
+        for source in (flags.get(name), env.get(ENV_VARS.get(name, "")) or None,
+                       config.get(name, config.get(name.replace("_", "-")))):
+            if source is not None:
+                value = source
+                break
+        if value is None:
+            continue
+        values[name] = _coerce(name, value, default)
+    for name, (lo, hi) in _RANGES.items():
+        v = values.get(name)
+        if v is None:
+            continue
+        if v < lo or (hi is not None and v > hi):
+            bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+            raise ConfigError(f"{name.replace('_', '-')} must be {bound}, got {v}")
+    if "endpoint" not in values and "region" in values:
+        values["endpoint"] = endpoint_for_region(values["region"])
+    if "endpoint" in values:
+        values["endpoint"] = str(values["endpoint"]).rstrip("/")
+        if not values["endpoint"].startswith(("http://", "https://")):
+            raise ConfigError(f"endpoint must be an http(s) URL, got {values['endpoint']!r}")
+    if values.get("format", "parquet") not in {"csv", "parquet"}:
+        raise ConfigError(f"format must be csv or parquet, got {values['format']!r}")
+    if values.get("source_timezone"):
+        _check_timezone(values["source_timezone"])
+    cred_env = {**{k.upper(): str(v) for k, v in config.items()
+                   if k.upper() in _CONFIG_SECRET_KEYS_UPPER}, **env}
+    creds = credentials_from_env(cred_env)
+    if need_credentials and creds.kind == "none" and not values.get("allow_anonymous"):
+        raise ConfigError(MISSING_CREDENTIALS)
+    return Settings(**values, credentials=creds)
+
+
+# Credential keys a (private) config file may hold, by their environment names.
+_CONFIG_SECRET_KEYS_UPPER = {
+    "SWR_AUTH_TOKEN",
+    "HUAWEICLOUD_SDK_AK",
+    "HUAWEICLOUD_SDK_SK",
+    "HUAWEICLOUD_SDK_PROJECT_ID",
+    "HUAWEICLOUD_USERNAME",
+    "HUAWEICLOUD_PASSWORD",
+    "HUAWEICLOUD_DOMAIN_NAME",
+    "HUAWEICLOUD_IAM_ENDPOINT",
+}
+_CONFIG_SECRET_KEYS = _CONFIG_SECRET_KEYS_UPPER | {k.lower() for k in _CONFIG_SECRET_KEYS_UPPER}
+
+
+def _check_timezone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"unknown time zone: {name!r}") from exc
