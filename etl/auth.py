@@ -1,0 +1,355 @@
+"""Authentication for SWR calls, as ``requests.auth.AuthBase`` objects the extractor plugs in.
+
+Three credential kinds (``etl.settings.Credentials.kind``), chosen by ``build_auth``:
+
+- ``token``: a ready IAM token sent as ``X-Auth-Token`` (``TokenAuth``).
+- ``password``: an IAM password login, ``POST <iam>/v3/auth/tokens``; the token is cached,
+  refreshed a few minutes before it expires and on demand (``refresh()``) after a 401
+  (``IamPasswordAuth``).
+- ``aksk``: every request signed with the vendor's ``SDK-HMAC-SHA256`` signer from the optional
+  ``huaweicloudsdkcore`` package (``AkSkAuth``).
+
+Auth objects run on every attempt (the extractor prepares a new request per attempt), so a retried
+request gets a fresh signature or a fresh token. Auth failures are never retried here: more than
+five failed AK/SK authentications in a row lock the key for 5 minutes (API-NOTES). No secret
+value ever reaches a log line, an error message or a ``repr``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+import requests
+from requests.auth import AuthBase
+
+from etl.errors import AuthError, ConfigError, UpstreamError
+from etl.logs import register_secrets
+from etl.settings import MISSING_CREDENTIALS, Credentials, Settings, iam_endpoint_for_region
+
+log = logging.getLogger(__name__)
+
+# IAM tokens live 24 h (API-NOTES); assume that when the response does not say.
+DEFAULT_TOKEN_LIFETIME = 24 * 3600.0
+# Log in again this long before the token expires, so no request carries a token about to die.
+REFRESH_MARGIN = 300.0
+
+AKSK_INSTALL_HINT = (
+    "AK/SK signing (HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK) needs the optional package "
+    "huaweicloudsdkcore: pip install 'swr-official-images-etl[aksk]'"
+)
+
+
+def build_auth(settings: Settings, session: requests.Session) -> AuthBase | None:
+    """Choose the auth object for ``settings.credentials``.
+
+    Returns None only when there are no credentials and ``settings.allow_anonymous`` is set.
+
+    Raises:
+        ConfigError: no credentials (and anonymous access not allowed), or AK/SK without the
+            ``huaweicloudsdkcore`` package.
+    """
+    creds = settings.credentials
+    if creds.kind == "token" and creds.token:
+        return TokenAuth(creds.token)
+    if creds.kind == "aksk" and creds.ak and creds.sk:
+        return AkSkAuth(creds.ak, creds.sk, project_id=creds.project_id)
+    if creds.kind == "password" and creds.username and creds.password and creds.domain_name:
+        return IamPasswordAuth(
+            session,
+            iam_base=creds.iam_endpoint or iam_endpoint_for_region(settings.region),
+            credentials=creds,
+            project_name=settings.region,
+            timeout=settings.timeout,
+        )
+    if creds.kind == "none" and settings.allow_anonymous:
+        return None
+    raise ConfigError(MISSING_CREDENTIALS)
+
+
+# ---------------------------------------------------------------------------------------- token
+
+
+class TokenAuth(AuthBase):
+    """Send a fixed IAM token as ``X-Auth-Token``."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+        register_secrets([token])
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["X-Auth-Token"] = self._token
+        return r
+
+    def __repr__(self) -> str:
+        return "TokenAuth(source='SWR_AUTH_TOKEN')"
+
+
+# ------------------------------------------------------------------------------------ IAM login
+
+
+def _no_auth(r: requests.PreparedRequest) -> requests.PreparedRequest:
+    """Override any ``session.auth`` for the login request itself (no recursion, no token)."""
+    return r
+
+
+def iam_tokens_url(base: str) -> str:
+    """``<base>/v3/auth/tokens``; a trailing ``/`` or ``/v3`` on the base is accepted."""
+    base = base.rstrip("/")
+    if base.endswith("/v3"):
+        base = base[: -len("/v3")]
+    return f"{base}/v3/auth/tokens"
+
+
+def _parse_time(value: Any) -> float | None:
+    """IAM's ``2026-11-28T03:00:00.123000Z`` (any fraction, ``Z`` or offset) -> epoch seconds."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    if "." in text:  # fromisoformat on 3.10 wants exactly 3 or 6 fractional digits
+        head, _, rest = text.partition(".")
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        zone = rest[len(digits):]
+        text = f"{head}.{(digits + '000000')[:6]}{zone}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+def api_error_text(response: requests.Response) -> str:
+    """``code: message`` from any error body shape IAM or the gateway uses (API-NOTES)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    code: Any = None
+    message: Any = None
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        body = body[0]
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict):  # IAM/keystone: {"error": {"code": 401, "message": ...}}
+            code, message = inner.get("code"), inner.get("message")
+        elif isinstance(body.get("errors"), list) and body["errors"]:
+            first = body["errors"][0]
+            if isinstance(first, dict):
+                code = first.get("errorCode") or first.get("error_code")
+                message = first.get("errorMessage") or first.get("error_msg")
+        else:
+            code = body.get("error_code") or body.get("errorCode")
+            message = body.get("error_msg") or body.get("errorMessage")
+    if message is None:
+        message = (response.text or "").strip()[:200] or response.reason or "no message"
+    text = f"{code}: {message}" if code else str(message)
+    request_id = response.headers.get("X-Request-Id")
+    return f"{text} (request id {request_id})" if request_id else text
+
+
+class IamPasswordAuth(AuthBase):
+    """Log in to IAM with a password, send the token as ``X-Auth-Token``, refresh it when due.
+
+    Thread-safe: the extractor's workers share one object; one login runs at a time, and a worker
+    whose 401 came from a token another worker has already replaced does not log in again.
+
+    A login is exactly one request and is never retried here: 401/403 raise ``AuthError`` (a
+    retried wrong password would only lock the user), network errors and 5xx raise
+    ``UpstreamError``. The extractor decides whether a failed request (and so its login) is
+    attempted again.
+    """
+
+    def __init__(
+        self,
+        session: requests.Session,
+        *,
+        iam_base: str,
+        credentials: Credentials,
+        project_name: str,
+        timeout: float = 30.0,
+        refresh_margin: float = REFRESH_MARGIN,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self.url = iam_tokens_url(iam_base)
+        self._creds = credentials
+        self._project_name = project_name
+        self._timeout = timeout
+        self._margin = refresh_margin
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._refresh_at = 0.0  # clock() value after which we log in again
+        self.generation = 0  # logins so far
+        self._used = threading.local()  # generation of the token this thread last sent
+
+    def __repr__(self) -> str:
+        return f"IamPasswordAuth(url={self.url!r}, source={self._creds.source!r})"
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        with self._lock:
+            if self._token is None or self._clock() >= self._refresh_at:
+                if self._token is not None:
+                    log.debug("IAM token due for refresh; logging in again",
+                              extra={"event": "auth_refresh"})
+                self._login()
+            token, generation = self._token, self.generation
+        self._used.generation = generation
+        r.headers["X-Auth-Token"] = str(token)
+        return r
+
+    def refresh(self) -> bool:
+        """Replace the token after a 401 (the extractor calls this once). True: a fresh token.
+
+        If another thread already logged in since this thread's request was prepared, its token
+        is the fresh one and no second login is made.
+        """
+        used = getattr(self._used, "generation", None)
+        with self._lock:
+            if used is not None and used < self.generation:
+                return True
+            log.info("IAM token refused; logging in again", extra={"event": "auth_refresh"})
+            self._login()
+            return True
+
+    def _login(self) -> None:
+        """One ``POST /v3/auth/tokens``; caller holds the lock."""
+        creds = self._creds
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {
+                            "name": creds.username,
+                            "password": creds.password,
+                            "domain": {"name": creds.domain_name},
+                        }
+                    },
+                },
+                "scope": {"project": {"name": self._project_name}},
+            }
+        }
+        started = self._clock()
+        try:
+            resp = self._session.post(self.url, json=body, timeout=self._timeout, auth=_no_auth,
+                                      headers={"Accept": "application/json"})
+        except requests.RequestException as exc:
+            raise UpstreamError(
+                f"IAM login at {self.url} failed: {type(exc).__name__} "
+                f"(credentials from {creds.source})"
+            ) from None
+        if resp.status_code in (401, 403):
+            raise AuthError(
+                f"IAM refused the login (HTTP {resp.status_code}) for credentials from "
+                f"{creds.source}: {api_error_text(resp)}"
+            )
+        if resp.status_code in (400, 404):
+            raise ConfigError(
+                f"IAM login at {self.url} failed (HTTP {resp.status_code}): {api_error_text(resp)}"
+                " — check HUAWEICLOUD_IAM_ENDPOINT, HUAWEICLOUD_DOMAIN_NAME and the region"
+            )
+        if not 200 <= resp.status_code < 300:
+            raise UpstreamError(
+                f"IAM login at {self.url} failed (HTTP {resp.status_code}): {api_error_text(resp)}"
+            )
+        token = resp.headers.get("X-Subject-Token")
+        if not token:
+            raise UpstreamError(f"IAM login at {self.url} returned no X-Subject-Token header")
+        register_secrets([token])
+        lifetime = self._lifetime(resp)
+        self._token = token
+        self._refresh_at = started + lifetime - min(self._margin, lifetime / 10)
+        self.generation += 1
+        log.info("IAM token obtained", extra={"event": "auth_login",
+                                              "token_lifetime_s": round(lifetime)})
+
+    @staticmethod
+    def _lifetime(resp: requests.Response) -> float:
+        """Seconds the token lives: ``expires_at - issued_at`` (immune to clock skew), else 24 h."""
+        try:
+            tok = resp.json().get("token") or {}
+        except (ValueError, AttributeError):
+            tok = {}
+        expires = _parse_time(tok.get("expires_at")) if isinstance(tok, dict) else None
+        if expires is None:
+            return DEFAULT_TOKEN_LIFETIME
+        issued = _parse_time(tok.get("issued_at"))
+        lifetime = expires - (issued if issued is not None else time.time())
+        return lifetime if lifetime > 0 else DEFAULT_TOKEN_LIFETIME
+
+
+# ----------------------------------------------------------------------------------------- AK/SK
+
+
+def _load_signer() -> tuple[Any, Any, Any]:
+    """Import the vendor signer lazily: it is the optional ``aksk`` extra."""
+    try:
+        from huaweicloudsdkcore.auth.credentials import BasicCredentials
+        from huaweicloudsdkcore.sdk_request import SdkRequest
+        from huaweicloudsdkcore.signer.signer import Signer
+    except ImportError as exc:
+        raise ConfigError(AKSK_INSTALL_HINT) from exc
+    return Signer, BasicCredentials, SdkRequest
+
+
+def _encode_path(path: str) -> str:
+    """The path as the signer canonicalises it (each segment ``quote(safe='~')``)."""
+    return "/".join(quote(seg, safe="~") for seg in unquote(path or "/").split("/"))
+
+
+class AkSkAuth(AuthBase):
+    """Sign every request with ``SDK-HMAC-SHA256`` (the vendor's signer), fresh each attempt.
+
+    The URL that goes on the wire is rebuilt from what the signer signed (path and canonical,
+    sorted, ``%20``-encoded query), so the server's canonical request matches ours byte for byte.
+    """
+
+    SIGNED = ("Host", "X-Sdk-Date", "X-Project-Id", "Content-Type")
+
+    def __init__(self, ak: str, sk: str, *, project_id: str | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        signer_cls, creds_cls, self._request_cls = _load_signer()
+        self._signer = signer_cls(creds_cls(ak=ak, sk=sk, project_id=project_id))
+        self._project_id = project_id
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        register_secrets([ak, sk])
+
+    def __repr__(self) -> str:
+        return "AkSkAuth(source='HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK')"
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        url = urlsplit(r.url or "")
+        host = url.netloc.rsplit("@", 1)[-1]
+        headers: dict[str, str] = {
+            "Host": host,
+            # A fresh date on every attempt: the server accepts 15 min of skew (API-NOTES).
+            "X-Sdk-Date": self._clock().strftime("%Y%m%dT%H%M%SZ"),
+        }
+        if self._project_id:
+            headers["X-Project-Id"] = self._project_id
+        if r.headers.get("Content-Type"):
+            headers["Content-Type"] = str(r.headers["Content-Type"])
+        body = r.body.encode() if isinstance(r.body, str) else r.body
+        sdk_request = self._request_cls(
+            method=r.method or "GET",
+            schema=url.scheme,
+            host=host,
+            resource_path=_encode_path(url.path),
+            query_params=parse_qsl(url.query, keep_blank_values=True),
+            header_params=headers,
+            body=body or None,
+        )
+        signed = self._signer.sign(sdk_request)
+        # Send the signed URI exactly as signed (the signer set .uri from its canonical query).
+        r.url = f"{url.scheme}://{url.netloc}{signed.uri}"
+        for name, value in signed.header_params.items():
+            r.headers[name] = value
+        return r
