@@ -1,0 +1,194 @@
+"""Benchmarks: swr-etl against the floor, at nightly size and at scale (issue 8).
+
+Usage:
+    python -m benchmarks.run                         # all scenarios: 180, 200k, 1M, latency
+    python -m benchmarks.run --rows 200000 --repeat 3
+    python -m benchmarks.run --latency-only
+
+Every measurement is a fresh subprocess (interpreter start included), timed with
+``time.perf_counter`` and with its own peak RSS from ``os.wait4``. The simulated endpoint runs in a
+separate process (``swr-etl simulate``) on 127.0.0.1, page size 1000. Prints median and min-max of
+each, the ratio sync/floor, rows/s, and peak RSS. Absolute figures drift +-20 % on shared machines:
+compare the ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+PY = sys.executable
+
+
+@dataclass
+class Sample:
+    wall: float
+    rss_mib: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> Sample:
+    """Run ``cmd``; return its wall time and its own peak RSS (ru_maxrss of that child only)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"benchmark command failed ({code}): {' '.join(cmd)}\n{err[-2000:]}")
+    return Sample(wall, usage.ru_maxrss / 1024)
+
+
+class SimulatorProcess:
+    """``swr-etl simulate`` in its own process, so it does not share a GIL with what is measured."""
+
+    def __init__(self, images: int, scenario: Path | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [PY, "-m", "etl", "-q", "simulate", "--port", str(self.port), "--images",
+               str(images)]
+        if scenario:
+            cmd += ["--scenario", str(scenario)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit("simulator exited early")
+            try:
+                r = requests.get(self.url + "/v2/manage/dockerhub/repos",
+                                 params={"offset": 0, "limit": 1}, timeout=2)
+                if r.status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise SystemExit("simulator did not start")
+
+    def __enter__(self) -> SimulatorProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def summarise(samples: list[Sample]) -> tuple[float, float, float, float]:
+    walls = [s.wall for s in samples]
+    return statistics.median(walls), min(walls), max(walls), max(s.rss_mib for s in samples)
+
+
+def sync_cmd(url: str, db: Path, page_size: int, concurrency: int) -> list[str]:
+    return [PY, "-m", "etl", "-q", "sync", "--endpoint", url, "--db", str(db), "--no-auth",
+            "--page-size", str(page_size), "--concurrency", str(concurrency)]
+
+
+def scale_scenario(rows: int, repeat: int, workdir: Path, concurrency: int) -> dict[str, object]:
+    """Floor vs sync (fresh database, then a second run into it) at ``rows`` rows."""
+    out: dict[str, object] = {"rows": rows}
+    with SimulatorProcess(rows) as sim:
+        floor, fresh, rerun = [], [], []
+        for i in range(repeat):
+            fdb = workdir / f"floor-{rows}-{i}.db"
+            floor.append(measure([PY, "-m", "benchmarks.floor", sim.url, str(fdb)]))
+            sdb = workdir / f"sync-{rows}-{i}.db"
+            fresh.append(measure(sync_cmd(sim.url, sdb, 1000, concurrency)))
+            rerun.append(measure(sync_cmd(sim.url, sdb, 1000, concurrency)))
+            for p in workdir.glob(f"*-{rows}-{i}.db*"):
+                p.unlink()
+        out["floor"], out["fresh"], out["rerun"] = (summarise(floor), summarise(fresh),
+                                                     summarise(rerun))
+    return out
+
+
+def latency_scenario(rows: int, latency_ms: int, page_size: int, repeat: int,
+                     workdir: Path) -> dict[str, object]:
+    """Whole sync with simulated latency per request: --concurrency 1 vs 4."""
+    scenario = workdir / "latency.json"
+    scenario.write_text(f'{{"latency_ms": {latency_ms}}}')
+    res: dict[str, object] = {"rows": rows, "latency_ms": latency_ms, "page_size": page_size}
+    with SimulatorProcess(rows, scenario) as sim:
+        for conc in (1, 4):
+            samples = []
+            for i in range(repeat):
+                db = workdir / f"lat-{conc}-{i}.db"
+                samples.append(measure(sync_cmd(sim.url, db, page_size, conc)))
+            res[f"c{conc}"] = summarise(samples)
+    return res
+
+
+def fmt(s: tuple[float, float, float, float]) -> str:
+    med, lo, hi, rss = s
+    return f"{med:7.2f} s ({lo:.2f}-{hi:.2f})  {rss:6.0f} MiB"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), "
+            f"Python {platform.python_version()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="swr-etl benchmarks against the floor")
+    ap.add_argument("--rows", type=int, action="append",
+                    help="scale scenario row counts (default: 180, 200000, 1000000)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--concurrency", type=int, default=4, help="sync --concurrency at scale")
+    ap.add_argument("--latency-only", action="store_true")
+    ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--latency-rows", type=int, default=20000)
+    ap.add_argument("--latency-ms", type=int, default=50)
+    ap.add_argument("--latency-page-size", type=int, default=100)
+    args = ap.parse_args(argv)
+    print(f"machine: {machine()}")
+    print(f"command: python -m benchmarks.run {' '.join(argv or sys.argv[1:])}".rstrip())
+    with tempfile.TemporaryDirectory(prefix="swr-bench-") as tmp:
+        work = Path(tmp)
+        if not args.latency_only:
+            print(f"\n{'rows':>9}  {'what':<12} {'wall median (min-max)':>26}  {'peak RSS':>8}"
+                  f"  {'x floor':>7}  {'rows/s':>10}")
+            for rows in args.rows or [180, 200_000, 1_000_000]:
+                r = scale_scenario(rows, args.repeat, work, args.concurrency)
+                floor_med = r["floor"][0]  # type: ignore[index]
+                for key in ("floor", "fresh", "rerun"):
+                    s = r[key]
+                    label = {"floor": "floor", "fresh": "sync (new)", "rerun": "sync (again)"}[key]
+                    print(f"{rows:>9,}  {label:<12} {fmt(s):>38}  {s[0] / floor_med:7.2f}"
+                          f"  {rows / s[0]:>10,.0f}", flush=True)
+        if not args.no_latency:
+            r = latency_scenario(args.latency_rows, args.latency_ms, args.latency_page_size,
+                                 args.repeat, work)
+            c1, c4 = r["c1"], r["c4"]
+            print(f"\nlatency {args.latency_ms} ms/request, {args.latency_rows:,} rows, page size "
+                  f"{args.latency_page_size}:")
+            print(f"  --concurrency 1: {fmt(c1)}")  # type: ignore[arg-type]
+            print(f"  --concurrency 4: {fmt(c4)}")  # type: ignore[arg-type]
+            print(f"  speed-up: {c1[0] / c4[0]:.2f}x")  # type: ignore[index]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
