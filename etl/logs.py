@@ -1,7 +1,9 @@
 """Logging, set up once by the CLI: text for people, JSON lines for machines, always on stderr.
 
 Every record passes a masking filter that replaces known secret values with ``***`` before any
-handler formats it, so no credential reaches a log line at any verbosity.
+handler formats it, and each formatter masks its finished output again, so no credential reaches a
+log line at any verbosity. Text lines never carry control characters (a hostile image description
+cannot move the cursor of whoever reads the cron mail); JSON lines are one object per line.
 """
 
 from __future__ import annotations
@@ -9,17 +11,48 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from typing import Any
 
-# The id of the run in progress, stamped on every record (JSON key "run_id").
-current_run_id: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "current_run_id", default=None
-)
+
+class RunIdVar:
+    """The id of the run in progress, stamped on every record (JSON key ``run_id``).
+
+    A ``ContextVar`` look-alike (``get``/``set``/``reset``) that also remembers the value
+    process-wide, so records logged from worker threads (which start with an empty context) still
+    carry the run id. One process runs one sync at a time, so the fallback is unambiguous.
+    """
+
+    def __init__(self) -> None:
+        self._var: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+            "current_run_id", default=None
+        )
+        self._process: int | None = None
+
+    def get(self) -> int | None:
+        value = self._var.get()
+        return value if value is not None else self._process
+
+    def set(self, value: int | None) -> contextvars.Token[int | None]:
+        self._process = value
+        return self._var.set(value)
+
+    def reset(self, token: contextvars.Token[int | None]) -> None:
+        self._var.reset(token)
+        self._process = self._var.get()
+
+
+current_run_id = RunIdVar()
 
 _SECRETS: set[str] = set()
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# C0 and C1 control characters (and DEL): never written raw into a text log line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_C1_IN_JSON = re.compile(r"[\x7f-\x9f]")
+_OUR_HANDLER = "_swr_etl_handler"
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
@@ -27,25 +60,55 @@ def register_secrets(values: Iterable[str | None]) -> None:
     for v in values:
         if v and len(v) >= 4:
             _SECRETS.add(v)
+            # A secret that JSON would escape must also be found in its escaped form.
+            escaped = json.dumps(v, ensure_ascii=False)[1:-1]
+            if escaped != v:
+                _SECRETS.add(escaped)
 
 
 def mask(text: str) -> str:
-    """Replace every registered secret in ``text`` with ``***``."""
-    for s in _SECRETS:
+    """Replace every registered secret in ``text`` with ``***`` (longest secrets first)."""
+    for s in sorted(_SECRETS, key=len, reverse=True):
         if s in text:
             text = text.replace(s, "***")
     return text
 
 
+def _mask_value(value: Any) -> Any:
+    """Mask strings inside a value (str, list, tuple, dict) without changing its shape."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {mask(str(k)): _mask_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_mask_value(v) for v in value]
+    return value
+
+
+def _escape_control(text: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        ch = m.group(0)
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch, f"\\x{ord(ch):02x}")
+
+    return _CONTROL.sub(repl, text)
+
+
 class MaskSecrets(logging.Filter):
+    """Mask secrets in the message, its arguments and every extra field; stamp the run id."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         if _SECRETS:
-            record.msg = mask(record.getMessage())
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed call must not lose the record or leak its args
+                message = f"{record.msg} (unformattable log arguments)"
+            record.msg = mask(message)
             record.args = None
             for key, value in list(vars(record).items()):
-                if key not in _RESERVED and isinstance(value, str):
-                    setattr(record, key, mask(value))
-        record.run_id = current_run_id.get()
+                if key not in _RESERVED:
+                    setattr(record, key, _mask_value(value))
+        if getattr(record, "run_id", None) is None:
+            record.run_id = current_run_id.get()
         return True
 
 
@@ -55,47 +118,82 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
     }
 
 
+def _timestamp(record: logging.LogRecord, fmt: str) -> str:
+    return datetime.fromtimestamp(record.created, timezone.utc).strftime(fmt)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: timestamp, level, run_id, event, message, logger, fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         obj: dict[str, object] = {
-            "timestamp": datetime.fromtimestamp(record.created, timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%S.%fZ"
-            ),
+            "timestamp": _timestamp(record, "%Y-%m-%dT%H:%M:%S.%fZ"),
             "level": record.levelname.lower(),
             "run_id": getattr(record, "run_id", None),
             "event": getattr(record, "event", None) or record.name.rsplit(".", 1)[-1],
             "message": record.getMessage(),
             "logger": record.name,
         }
-        obj.update(_fields(record))
-        if record.exc_info and record.levelno >= logging.DEBUG:
-            obj["exception"] = mask(self.formatException(record.exc_info).splitlines()[-1])
-        return mask(json.dumps(obj, default=str, ensure_ascii=False))
+        for key, value in _fields(record).items():
+            obj.setdefault(key, value)
+        if record.exc_info:
+            trace = self.formatException(record.exc_info)
+            obj["exception"] = trace.splitlines()[-1]
+            if record.levelno <= logging.DEBUG or logging.getLogger("etl").isEnabledFor(
+                logging.DEBUG
+            ):
+                obj["traceback"] = trace
+        line = json.dumps(_mask_value(obj), default=str, ensure_ascii=False)
+        # json.dumps escapes C0 controls; escape DEL and C1 too so the line is inert on a tty.
+        return _C1_IN_JSON.sub(lambda m: f"\\u{ord(m.group(0)):04x}", mask(line))
+
+
+def _text_value(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if text == "" or any(c in text for c in ' ="'):
+        text = json.dumps(text, ensure_ascii=False)
+    return text
 
 
 class TextFormatter(logging.Formatter):
-    """``2026-11-27T03:00:01Z INFO [run 12] message key=value``: no control characters."""
+    """``2026-11-27T03:00:01Z INFO    [run 12] message key=value``: no control characters."""
 
     def format(self, record: logging.LogRecord) -> str:
-        ts = datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ts = _timestamp(record, "%Y-%m-%dT%H:%M:%SZ")
         run = getattr(record, "run_id", None)
         prefix = f"{ts} {record.levelname:<7} " + (f"[run {run}] " if run is not None else "")
-        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items())
-        line = prefix + record.getMessage() + (f" {extra}" if extra else "")
-        return mask(line.replace("\r", "\\r").replace("\n", "\\n"))
+        extra = " ".join(f"{k}={_text_value(v)}" for k, v in _fields(record).items())
+        line = _escape_control(mask(record.getMessage() + (f" {extra}" if extra else "")))
+        if record.exc_info:
+            # The trace (shown with -v) continues on indented lines, each free of controls.
+            trace = mask(self.formatException(record.exc_info))
+            line += "".join("\n    " + _escape_control(t) for t in trace.splitlines())
+        return prefix + line
+
+
+def _our_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    return [h for h in logger.handlers if getattr(h, _OUR_HANDLER, False)]
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False, fmt: str = "text") -> None:
-    """Configure the ``etl`` logger once: level from -v/-q, one stderr handler."""
+    """Configure logging once: level from -v/-q, one stderr handler, format text or json.
+
+    The handler sits on the root logger so warnings from libraries (urllib3, …) are formatted and
+    masked like ours; ``-v`` shows the tool's debug lines (one per page), ``-vv`` libraries' too.
+    ``-q`` shows errors only. Handlers installed by others (pytest's capture) are left alone.
+    """
     level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 1 else logging.INFO)
-    logger = logging.getLogger("etl")
-    for h in list(logger.handlers):
-        logger.removeHandler(h)
+    root = logging.getLogger()
+    etl = logging.getLogger("etl")
+    for logger in (root, etl):
+        for h in _our_handlers(logger):
+            logger.removeHandler(h)
     handler = logging.StreamHandler(sys.stderr)
+    setattr(handler, _OUR_HANDLER, True)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(MaskSecrets())
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
+    handler.setLevel(level)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose >= 2 else max(level, logging.WARNING))
+    etl.setLevel(level)
+    etl.propagate = True

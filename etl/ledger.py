@@ -1,0 +1,206 @@
+"""Reading the run ledger (the ``runs`` table) for ``swr-etl runs`` and ``swr-etl status``.
+
+Both commands are read-only probes: the database is opened with a ``mode=ro`` URI, so a typo in
+``--db`` is reported (exit 2) instead of silently creating an empty database, and a probe can
+never block or alter a running sync.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from etl.errors import ConfigError
+
+DEFAULT_MAX_AGE_HOURS = 26.0
+# `status` exit codes (0 = fresh; 2 = missing/unusable database, raised as ConfigError).
+EXIT_STALE = 8
+"""Exit code of ``status`` when the last success is older than --max-age or there is none."""
+
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+# Columns of `swr-etl runs` (header -> how to render it from a runs row).
+_TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", ">"),
+    ("started_at", "<"),
+    ("status", "<"),
+    ("rows", ">"),
+    ("new/changed/removed", ">"),
+    ("rejected", ">"),
+    ("requests", ">"),
+    ("retries", ">"),
+    ("duration", ">"),
+    ("error", "<"),
+)
+_ERROR_WIDTH = 60
+
+
+def connect_readonly(db: Path | str) -> sqlite3.Connection:
+    """Open an existing swr-etl database read-only; never create it.
+
+    Raises:
+        ConfigError: the file is missing, not a SQLite database, or has no ``runs`` table.
+    """
+    path = Path(db)
+    if not path.is_file():
+        raise ConfigError(f"database not found: {path} (run `swr-etl sync --db {path}` first)")
+    uri = "file:" + quote(str(path.resolve())) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only = ON")
+        has_runs = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+        ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"cannot read database {path}: {exc}") from exc
+    if not has_runs:
+        conn.close()
+        raise ConfigError(f"not an swr-etl database (no runs table): {path}")
+    return conn
+
+
+def _query(db: Path | str, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    conn = connect_readonly(db)
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"cannot read database {db}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def list_runs(db: Path | str, limit: int = 20) -> list[dict[str, Any]]:
+    """The ``limit`` most recent runs, newest first, as dicts of every ``runs`` column.
+
+    ``retry_causes`` (stored as JSON text) is decoded into a dict.
+    """
+    rows = _query(db, "SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (int(limit),))
+    out = []
+    for row in rows:
+        item = dict(row)
+        causes = item.get("retry_causes")
+        if isinstance(causes, str):
+            try:
+                item["retry_causes"] = json.loads(causes)
+            except ValueError:
+                pass
+        out.append(item)
+    return out
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    """Parse a stored UTC timestamp (``YYYY-MM-DDTHH:MM:SSZ``, fractions tolerated)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _duration(row: dict[str, Any]) -> str:
+    seconds = row.get("duration_s")
+    if seconds is None:
+        start, end = parse_ts(row.get("started_at")), parse_ts(row.get("finished_at"))
+        if start is None or end is None:
+            return "-"
+        seconds = (end - start).total_seconds()
+    return f"{float(seconds):.1f}s"
+
+
+def _cell(row: dict[str, Any], column: str) -> str:
+    if column == "rows":
+        return str(row.get("rows_loaded", 0) or 0)
+    if column == "new/changed/removed":
+        return "/".join(str(row.get(k) or 0) for k in ("rows_new", "rows_changed", "rows_removed"))
+    if column == "rejected":
+        return str(row.get("rows_rejected", 0) or 0)
+    if column == "duration":
+        return _duration(row)
+    if column == "error":
+        text = " ".join(str(row.get("error") or "").split())
+        return text if len(text) <= _ERROR_WIDTH else text[: _ERROR_WIDTH - 1] + "…"
+    value = row.get(column)
+    return "-" if value is None else str(value)
+
+
+def format_runs_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Render runs as an aligned plain-text table (numbers right-aligned, no trailing spaces)."""
+    if not rows:
+        return "no runs recorded yet"
+    cells = [[_cell(dict(r), name) for name, _ in _TABLE_COLUMNS] for r in rows]
+    headers = [name for name, _ in _TABLE_COLUMNS]
+    widths = [max(len(headers[i]), *(len(c[i]) for c in cells)) for i in range(len(headers))]
+
+    def line(values: list[str]) -> str:
+        parts = [
+            v.rjust(w) if align == ">" else v.ljust(w)
+            for v, w, (_, align) in zip(values, widths, _TABLE_COLUMNS, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), *(line(c) for c in cells)])
+
+
+def _age_text(hours: float) -> str:
+    if hours < 1:
+        return f"{hours * 60:.0f} min"
+    if hours < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.1f} days"
+
+
+def freshness(
+    db: Path | str, max_age_hours: float = DEFAULT_MAX_AGE_HOURS, now: datetime | None = None
+) -> tuple[bool, str, int]:
+    """Is the latest successful run younger than ``max_age_hours``?
+
+    Returns ``(ok, message, exit_code)``: ``(True, …, 0)`` when fresh, ``(False, …, 8)`` when the
+    last success is too old or there has never been one. The message has three lines: last
+    success (time, run, age), last run (id, status, time, error), verdict.
+
+    Raises:
+        ConfigError: (exit 2) the database is missing or unusable.
+    """
+    now = now or datetime.now(timezone.utc)
+    success = _query(
+        db,
+        "SELECT run_id, started_at, finished_at FROM runs WHERE status = 'success' "
+        "ORDER BY COALESCE(finished_at, started_at) DESC, run_id DESC LIMIT 1",
+    )
+    last = _query(db, "SELECT * FROM runs ORDER BY run_id DESC LIMIT 1")
+    lines: list[str] = []
+    ok = False
+    if success:
+        row = success[0]
+        when = row["finished_at"] or row["started_at"]
+        finished = parse_ts(when)
+        age_h = (now - finished).total_seconds() / 3600 if finished else float("inf")
+        ok = age_h < max_age_hours
+        lines.append(f"last success: {when} (run {row['run_id']}), age {_age_text(age_h)}")
+    else:
+        lines.append("last success: never")
+    if last:
+        r = dict(last[0])
+        when = r.get("finished_at") or r.get("started_at")
+        text = f"last run:     {r['run_id']} {r['status']} at {when}"
+        if r.get("error"):
+            text += f": {' '.join(str(r['error']).split())}"
+        lines.append(text)
+    else:
+        lines.append("last run:     none")
+    limit = f"{max_age_hours:g} h"
+    if ok:
+        lines.append(f"status:       fresh (max age {limit})")
+    elif success:
+        lines.append(f"status:       STALE: last success older than {limit}")
+    else:
+        lines.append("status:       STALE: no successful run recorded")
+    return ok, "\n".join(lines), 0 if ok else EXIT_STALE
