@@ -101,8 +101,16 @@ def sync_cmd(ctx: click.Context, **flags: Any) -> int:
 
     Exit 0 on a complete load, 6 when the listing kept moving (loaded, nothing marked removed).
     """
+    from etl.ops import run_observed
+    from etl.progress import ProgressDisplay
+
     settings = settings_from(ctx, flags, need_credentials=True)
-    result = _lib("etl.pipeline", "run_sync")(settings, interactive=not _quiet(ctx))
+    run_sync = _lib("etl.pipeline", "run_sync")
+    interactive = not _quiet(ctx)
+    # Pings and metrics wrap the run; the progress line shows only on a terminal.
+    with ProgressDisplay(active=interactive) as progress:
+        result = run_observed(settings, lambda: run_sync(
+            settings, interactive=interactive, on_progress=progress.callback))
     if not _quiet(ctx):
         click.echo(result.summary_line())
     return int(result.exit_code)
