@@ -1,0 +1,422 @@
+"""The extractor: the only module that speaks HTTP to SWR's official image list.
+
+``scan_official_images`` pages through ``GET /v2/manage/dockerhub/repos`` by contract (offset and
+limit always sent, advance by rows received, stop on the reported total), fetches pages in
+parallel once the total is known, proves each pass complete (distinct ids == total, total
+unchanged) and rescans when the listing moves. Retries follow the one policy in ``etl.retry``;
+every attempt prepares a new request so auth (token, signing) runs per attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+
+from etl import __version__
+from etl.contentrange import ContentRange, parse_content_range
+from etl.errors import AuthError, InternalError, UpstreamError
+from etl.paging import PagePlanner, PassLedger, usable_id
+from etl.retry import (
+    ApiErrorBody,
+    RetryPolicy,
+    Transient,
+    classify,
+    describe,
+    make_policy,
+    parse_error_body,
+)
+from etl.settings import Settings
+from etl.throttle import Clock, Limiter, Sleep
+
+log = logging.getLogger(__name__)
+
+REPOS_PATH = "/v2/manage/dockerhub/repos"
+# Without any total (no header, no total_range) stop at the first empty page, but never send
+# more than this many page requests in one pass: no input may loop forever.
+MAX_PAGES_WITHOUT_TOTAL = 100_000
+# Page requests a pass may send beyond one per row of the first reported total (re-plans).
+EXTRA_PAGES_PER_PASS = 64
+
+
+def make_session(settings: Settings) -> requests.Session:
+    """A ``requests.Session`` for the SWR API: User-Agent, TLS verification, pool size.
+
+    TLS verification is always on; ``settings.ca_bundle`` replaces the default CA store.
+    Retries are ours (``etl.retry``), so the adapter itself never retries.
+    """
+    session = requests.Session()
+    session.headers["User-Agent"] = f"swr-etl/{__version__}"
+    session.headers["Accept"] = "application/json"
+    session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
+    pool = max(10, settings.concurrency * 2)
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+@dataclass(frozen=True)
+class Page:
+    """One fetched page. A higher ``pass_no`` than before means: discard earlier passes."""
+
+    pass_no: int
+    offset: int
+    rows: list[Any]
+    body: bytes
+    content_range: str | None
+    fetched_at: str
+    duplicate_ids: tuple[Any, ...] = ()
+    total: int | None = None  # the total this page reported (header, else body's total_range)
+
+
+@dataclass
+class ScanStats:
+    """What a scan did. Work counters (requests, retries, pages, bytes) cover every pass;
+    ``total_reported`` and ``rows_seen`` describe the last pass."""
+
+    requests: int = 0
+    retries: int = 0
+    retry_causes: dict[str, int] = field(default_factory=dict)
+    pages: int = 0
+    rescans: int = 0
+    total_reported: int | None = None
+    rows_seen: int = 0
+    bytes: int = 0
+    duration_s: float = 0.0
+    complete: bool = False
+    incomplete_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    offset: int
+    limit: int
+    status: int
+    attempt: int
+    rows: list[Any]
+    body: bytes
+    content_range: str | None
+    total: int | None
+    fetched_at: str
+
+
+class _Unauthorized(Exception):
+    """A 401: not retried by the policy; the scan may refresh the auth once."""
+
+    def __init__(self, error: AuthError, generation: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.generation = generation
+
+
+class Scan:
+    """An iterable of ``Page`` (offset order within a pass) plus ``stats``. Iterate once."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        settings: Settings,
+        *,
+        auth: AuthBase | None,
+        sleep: Sleep,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.auth = auth
+        self.stats = ScanStats()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._auth_generation = 0
+        self._started = False
+        self._page_budget = MAX_PAGES_WITHOUT_TOTAL
+        self._pass_requests = 0
+        self.limiter = Limiter(settings.max_rps, sleep=sleep, clock=clock)
+        self.policy: RetryPolicy = make_policy(settings, self.limiter, sleep, rng)
+        self.url = settings.endpoint.rstrip("/") + REPOS_PATH
+
+    def __iter__(self) -> Iterator[Page]:
+        if self._started:
+            raise InternalError("a Scan can be iterated only once")
+        self._started = True
+        return self._run()
+
+    # -- the scan -----------------------------------------------------------------------------
+
+    def _run(self) -> Iterator[Page]:
+        started = self._clock()
+        try:
+            pass_no = 0
+            while True:
+                ledger = PassLedger(pass_no)
+                yield from self._pass(ledger)
+                reason = ledger.incomplete_reason()
+                self.stats.total_reported = ledger.totals[-1] if ledger.totals else None
+                self.stats.rows_seen = ledger.rows_seen
+                if reason is None:
+                    self.stats.complete, self.stats.incomplete_reason = True, None
+                    break
+                if pass_no >= self.settings.max_rescans:
+                    self.stats.complete, self.stats.incomplete_reason = False, reason
+                    log.warning("scan incomplete after %d rescan(s): %s", pass_no, reason)
+                    break
+                log.info("rescanning (pass %d): %s", pass_no + 1, reason)
+                pass_no += 1
+                self.stats.rescans = pass_no
+        finally:
+            self.stats.duration_s = self._clock() - started
+            self.stats.retries = self.policy.retries
+            self.stats.retry_causes = dict(self.policy.causes)
+
+    def _pass(self, ledger: PassLedger) -> Iterator[Page]:
+        """One pass over the listing; stops early when it moved and a rescan is still allowed."""
+        planner = PagePlanner(self.settings.page_size)
+        self._pass_requests = 0
+        self._page_budget = MAX_PAGES_WITHOUT_TOTAL
+        can_rescan = ledger.pass_no < self.settings.max_rescans
+        first_ids: tuple[Any, ...] | None = None
+        fetched = self._next_sequential(planner)
+        if fetched is None:
+            return
+        if fetched.total is not None:
+            self._page_budget = fetched.total + EXTRA_PAGES_PER_PASS
+        workers = self.settings.concurrency if fetched.total is not None else 1
+        executor = ThreadPoolExecutor(workers, "swr-page") if workers > 1 else None
+        futures: dict[int, Future[_Fetched]] = {}
+        try:
+            while fetched is not None:
+                ids = tuple(usable_id(r) for r in fetched.rows)
+                if fetched.offset == 0:
+                    first_ids = ids
+                elif fetched.rows and ids == first_ids:
+                    self._check_ignored_offset(fetched, ids)
+                dropped = planner.accept(fetched.offset, len(fetched.rows), fetched.total)
+                for off, _ in dropped:
+                    future = futures.pop(off, None)
+                    if future is not None:
+                        future.cancel()
+                if fetched.rows:
+                    yield self._page(ledger, fetched)
+                if ledger.moved and can_rescan:
+                    return
+                if executor is None:
+                    fetched = self._next_sequential(planner)
+                else:
+                    fetched = self._next_parallel(planner, executor, futures)
+        finally:
+            for future in futures.values():
+                future.cancel()
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+
+    def _page(self, ledger: PassLedger, f: _Fetched) -> Page:
+        dup = ledger.record(f.rows, f.total)
+        with self._lock:
+            self.stats.pages += 1
+        return Page(
+            pass_no=ledger.pass_no,
+            offset=f.offset,
+            rows=f.rows,
+            body=f.body,
+            content_range=f.content_range,
+            fetched_at=f.fetched_at,
+            duplicate_ids=tuple(dup),
+            total=f.total,
+        )
+
+    def _next_sequential(self, planner: PagePlanner) -> _Fetched | None:
+        item = planner.plan()
+        return None if item is None else self._fetch(*item)
+
+    def _next_parallel(
+        self,
+        planner: PagePlanner,
+        executor: ThreadPoolExecutor,
+        futures: dict[int, Future[_Fetched]],
+    ) -> _Fetched | None:
+        # A bounded window of planned pages keeps memory small whatever the listing size.
+        window = max(2, self.settings.concurrency * 2)
+        while len(planner.pending) < window:
+            item = planner.plan()
+            if item is None:
+                break
+            futures[item[0]] = executor.submit(self._fetch, *item)
+        if planner.done() or not planner.pending:
+            return None
+        offset = planner.pending[0][0]
+        future = futures.pop(offset)
+        return future.result()
+
+    def _check_ignored_offset(self, fetched: _Fetched, ids: tuple[Any, ...]) -> None:
+        """Page at offset > 0 == page at offset 0: ask offset 0 again to tell drift from a
+        server that ignores ``offset`` (which would otherwise loop or duplicate rows)."""
+        again = self._fetch(0, fetched.limit)
+        if tuple(usable_id(r) for r in again.rows) == ids:
+            raise UpstreamError(
+                f"the API ignores the offset parameter: GET {REPOS_PATH} with offset="
+                f"{fetched.offset} returned the same {len(ids)} rows as offset=0; refusing to "
+                "loop or duplicate rows"
+            )
+
+    # -- one request --------------------------------------------------------------------------
+
+    def _fetch(self, offset: int, limit: int) -> _Fetched:
+        """One page, under the retry policy; a 401 refreshes the auth once if it can."""
+        with self._lock:
+            self._pass_requests += 1
+            if self._pass_requests > self._page_budget:
+                raise UpstreamError(
+                    f"gave up: {self._page_budget} page requests in one pass did not cover the "
+                    f"listing of GET {REPOS_PATH} (the API keeps moving or never ends)"
+                )
+        try:
+            return self.policy.call(lambda attempt: self._attempt(offset, limit, attempt))
+        except _Unauthorized as exc:
+            refresh = getattr(self.auth, "refresh", None)
+            if not callable(refresh):
+                raise exc.error from None
+            with self._refresh_lock:
+                # Another worker may already have refreshed since this request was sent.
+                if self._auth_generation == exc.generation:
+                    log.info("401 from the API: refreshing credentials once")
+                    if not refresh():
+                        raise exc.error from None
+                    self._auth_generation += 1
+            try:
+                return self.policy.call(lambda attempt: self._attempt(offset, limit, attempt))
+            except _Unauthorized as again:
+                raise again.error from None
+
+    def _params(self, offset: int, limit: int) -> dict[str, str | int]:
+        params: dict[str, str | int] = {}
+        if self.settings.namespace:
+            params["namespace"] = self.settings.namespace
+        if self.settings.image_name:
+            params["image_name"] = self.settings.image_name
+        # Always both: sibling SWR APIs only send Content-Range when both are given (API-NOTES).
+        params["offset"] = offset
+        params["limit"] = limit
+        return params
+
+    def _attempt(self, offset: int, limit: int, attempt: int) -> _Fetched:
+        """Build, prepare (auth runs here) and send ONE request; classify the answer."""
+        where = f"{REPOS_PATH}?offset={offset}&limit={limit}"
+        self.limiter.acquire()
+        generation = self._auth_generation
+        request = requests.Request("GET", self.url, params=self._params(offset, limit),
+                                   auth=self.auth)
+        prepared = self.session.prepare_request(request)
+        env = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
+        with self._lock:
+            self.stats.requests += 1
+        try:
+            resp = self.session.send(prepared, timeout=self.settings.timeout, **env)
+        except requests.exceptions.SSLError as exc:
+            raise UpstreamError(f"TLS verification failed for {self.settings.endpoint}: "
+                                f"{type(exc).__name__} (check --ca-bundle)") from exc
+        except requests.Timeout as exc:
+            raise Transient("timeout", f"GET {where}: timed out after "
+                                       f"{self.settings.timeout:g}s") from exc
+        except (requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as exc:
+            raise Transient("truncated", f"GET {where}: truncated response body") from exc
+        except requests.ConnectionError as exc:
+            raise Transient("connection", f"GET {where}: connection failed "
+                                          f"({type(exc).__name__})") from exc
+        except requests.RequestException as exc:
+            raise UpstreamError(f"GET {where}: request failed ({type(exc).__name__})") from exc
+        body = resp.content
+        with self._lock:
+            self.stats.bytes += len(body)
+        request_id = resp.headers.get("X-Request-Id")
+        if not 200 <= resp.status_code < 300:
+            log.debug("page offset=%d limit=%d status=%d attempt=%d failed", offset, limit,
+                      resp.status_code, attempt)
+        if resp.status_code == 401:
+            err = classify(401, parse_error_body(body), method="GET", path=where,
+                           request_id=request_id)
+            raise _Unauthorized(err if isinstance(err, AuthError) else AuthError(str(err)),
+                                generation)
+        if not 200 <= resp.status_code < 300:
+            outcome = classify(resp.status_code, parse_error_body(body), method="GET",
+                               path=where, request_id=request_id,
+                               retry_after=resp.headers.get("Retry-After"))
+            raise outcome
+        rows = _decode_rows(body, where, resp.status_code, request_id)
+        raw_range = resp.headers.get("Content-Range")
+        total = self._page_total(parse_content_range(raw_range), rows, where)
+        log.debug(
+            "page offset=%d limit=%d rows=%d status=%d attempt=%d total=%s bytes=%d",
+            offset, limit, len(rows), resp.status_code, attempt, total, len(body),
+            extra={"event": "page"},
+        )
+        return _Fetched(
+            offset=offset, limit=limit, status=resp.status_code, attempt=attempt, rows=rows,
+            body=body, content_range=raw_range, total=total, fetched_at=self._now(),
+        )
+
+    def _page_total(self, cr: ContentRange | None, rows: list[Any], where: str) -> int | None:
+        """The page's total: the header's, cross-checked with the rows' ``total_range``."""
+        body_totals = {r.get("total_range") for r in rows if isinstance(r, dict)}
+        body_totals.discard(None)
+        body_total = next(iter(body_totals)) if len(body_totals) == 1 else None
+        if not isinstance(body_total, int) or isinstance(body_total, bool):
+            body_total = None
+        if cr is not None:
+            if body_totals and (body_total is None or body_total != cr.total):
+                log.warning("Content-Range total %d disagrees with total_range %s on %s; "
+                            "using the header", cr.total, sorted(map(str, body_totals)), where)
+            return cr.total
+        return body_total
+
+    def _now(self) -> str:
+        if self.settings.now_override:
+            return self.settings.now_override
+        return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _decode_rows(body: bytes, where: str, status: int, request_id: str | None) -> list[Any]:
+    """The JSON array of a 2xx body; anything else is a (transient) unusable answer."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        detail = describe("GET", where, status, ApiErrorBody("", "body is not valid JSON"),
+                          request_id)
+        raise Transient("unparseable", detail) from exc
+    if not isinstance(data, list):
+        detail = describe("GET", where, status, parse_error_body(body) if isinstance(data, dict)
+                          else ApiErrorBody(), request_id)
+        raise Transient("unparseable", f"{detail} (expected a JSON array)")
+    return data
+
+
+def scan_official_images(
+    session: requests.Session,
+    settings: Settings,
+    *,
+    auth: AuthBase | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+) -> Scan:
+    """Scan the official image list; iterate the result for pages, then read ``.stats``.
+
+    Nothing is fetched until iteration starts. Raises (while iterating) ``AuthError`` (exit 3),
+    ``NotFoundError``/``BadRequestError``/``UpstreamError`` (exit 4).
+    """
+    return Scan(session, settings, auth=auth, sleep=sleep, clock=clock, rng=rng)
+

@@ -1,0 +1,77 @@
+"""One request limiter shared by every page worker of a scan.
+
+Two things hold requests back: a *pause* (a throttling answer or a ``Retry-After`` stops ALL
+workers until the time passes, not just the one that was told), and an optional token bucket
+(``settings.max_rps``; the API gateway's default quota is 200 requests per second per API,
+API-NOTES). Sleep and clock are injected so tests can run on a fake clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+Sleep = Callable[[float], None]
+Clock = Callable[[], float]
+
+
+class Limiter:
+    """Gate every request of a scan: honour the shared pause, then the rate limit."""
+
+    def __init__(
+        self,
+        max_rps: float | None = None,
+        *,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._sleep = sleep
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self._rate = max_rps
+        # Token bucket: start full with one second's worth (at least one token).
+        self._capacity = max(1.0, max_rps or 1.0)
+        self._tokens = self._capacity
+        self._refilled_at = clock()
+        self.pauses = 0
+        self.paused_s = 0.0
+
+    def pause_for(self, seconds: float) -> None:
+        """Hold every worker back for ``seconds`` from now (extends, never shortens a pause)."""
+        if seconds <= 0:
+            return
+        with self._lock:
+            until = self._clock() + seconds
+            if until > self._paused_until:
+                self._paused_until = until
+                self.pauses += 1
+
+    def paused_for(self) -> float:
+        """Seconds left in the current pause (0 when not paused)."""
+        with self._lock:
+            return max(0.0, self._paused_until - self._clock())
+
+    def acquire(self) -> None:
+        """Block until a request may be sent."""
+        while True:
+            wait = self.paused_for()
+            if wait <= 0:
+                break
+            self.paused_s += wait
+            self._sleep(wait)
+        if self._rate is None:
+            return
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(
+                    self._capacity, self._tokens + (now - self._refilled_at) * self._rate
+                )
+                self._refilled_at = now
+                if self._tokens >= 1.0:
+                    self._tokens -= 1.0
+                    return
+                wait = (1.0 - self._tokens) / self._rate
+            self._sleep(wait)
