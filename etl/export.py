@@ -1,0 +1,312 @@
+"""Snapshot exports: Hive-partitioned CSV/Parquet files plus a manifest (CONTRACT.md ``export``).
+
+One partition per snapshot date, ``DIR/snapshot_date=YYYY-MM-DD/images.<csv|parquet>``, holding
+every image seen by the last successful run of that date with its counts from that run. Each
+partition is streamed from SQLite in chunks (``pandas.read_sql`` with Arrow dtypes) into a
+pyarrow writer on a hidden temp file, then renamed over the old file, so a reader sees the old
+partition or the new one, never half. Also home of the read-only database access shared with
+``etl.report`` (the last stage: it reads SQLite only).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from etl import __version__
+from etl.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Version of the exported file layout (columns and types below). Bump when they change.
+EXPORT_SCHEMA_VERSION = 1
+FORMATS = ("csv", "parquet")
+MANIFEST = "manifest.json"
+CHUNK_ROWS = 100_000
+
+# column -> Arrow type (facts as data). Counts and ids are int64: SWR counts exceed 2**31.
+COLUMNS: dict[str, str] = {
+    "id": "int64",
+    "namespace": "string",
+    "name": "string",
+    "user": "string",
+    "description": "string",
+    "star_count": "int64",
+    "pull_count": "int64",
+    "collection_id": "int64",
+    "last_updated": "string",
+    "run_id": "int64",
+    "snapshot_date": "string",
+    "captured_at": "string",
+}
+
+# Counts and last_updated come from the run's snapshot; descriptive fields from ``images``
+# (snapshots do not keep them). ``:d`` is the partition date, so the column matches the path.
+PARTITION_SQL = """
+SELECT i.id, i.namespace, i.name, i.user, i.description, s.star_count, s.pull_count,
+       i.collection_id, s.last_updated, s.run_id, :d AS snapshot_date, s.captured_at
+FROM image_snapshots AS s
+JOIN images AS i ON i.id = s.image_id
+WHERE s.run_id = :run_id
+ORDER BY s.image_id
+"""
+
+# A run's date: the loader's runs.snapshot_date, else its snapshots' date, else its start day.
+RUN_DATE_SQL = """
+COALESCE(r.snapshot_date,
+         (SELECT s.snapshot_date FROM image_snapshots AS s WHERE s.run_id = r.run_id LIMIT 1),
+         substr(COALESCE(r.finished_at, r.started_at), 1, 10))
+"""
+
+
+@dataclass(frozen=True)
+class RunDay:
+    """The run that stands for one snapshot date: the last good run of that date."""
+
+    date: str
+    run_id: int
+
+
+@contextmanager
+def open_readonly(db: Path) -> Iterator[sqlite3.Connection]:
+    """Open an existing swr-etl database read-only (never creates or migrates it).
+
+    Raises:
+        ConfigError: the file is missing, is not SQLite, or has no swr-etl tables.
+    """
+    db = Path(db)
+    if not db.is_file():
+        raise ConfigError(f"database not found: {db} (run 'swr-etl sync' first)")
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot open database {db}: {exc}") from exc
+    try:
+        try:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"not a usable SQLite database: {db} ({exc})") from exc
+        missing = {"runs", "images", "image_snapshots"} - names
+        if missing:
+            raise ConfigError(
+                f"{db} is not an swr-etl database (no {', '.join(sorted(missing))} table); "
+                "run 'swr-etl sync' first"
+            )
+        yield conn
+    finally:
+        conn.close()
+
+
+def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
+             scope_of_latest: bool = False, until: str | None = None) -> list[RunDay]:
+    """The last good run of every snapshot date, oldest date first.
+
+    "Good" is ``success``; ``include_partial`` adds ``partial`` runs (an incomplete scan: what
+    was seen was loaded), which are left out by default because their image set is not the
+    whole listing. ``scope_of_latest`` keeps only runs with the same namespace/image-name filter
+    as the latest good run, so a one-off filtered sync does not make every other image look
+    removed. ``until`` (YYYY-MM-DD) ignores later dates.
+    """
+    statuses = ("success", "partial") if include_partial else ("success",)
+    marks = ",".join("?" * len(statuses))
+    rows = conn.execute(
+        f"SELECT run_id, {RUN_DATE_SQL} AS d, COALESCE(namespace, ''), COALESCE(image_name, '') "
+        f"FROM runs AS r WHERE status IN ({marks}) ORDER BY run_id",
+        statuses,
+    ).fetchall()
+    if until is not None:
+        rows = [r for r in rows if r[1] is not None and r[1] <= until]
+    if scope_of_latest and rows:
+        latest = max(rows, key=lambda r: (r[1], r[0]))
+        rows = [r for r in rows if (r[2], r[3]) == (latest[2], latest[3])]
+    last: dict[str, int] = {}
+    for run_id, day, _ns, _name in rows:  # ordered by run_id: a later run of a date wins
+        if day is not None:
+            last[day] = run_id
+    return [RunDay(d, last[d]) for d in sorted(last)]
+
+
+def _check_date(value: str) -> str:
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError as exc:
+        raise ConfigError(f"--date must be YYYY-MM-DD, got {value!r}") from exc
+
+
+def _arrow_schema(meta: dict[str, str]) -> Any:
+    import pyarrow as pa
+
+    types = {"int64": pa.int64(), "string": pa.string()}
+    return pa.schema([pa.field(c, types[t]) for c, t in COLUMNS.items()],
+                     metadata={k.encode(): v.encode() for k, v in meta.items()})
+
+
+def _batches(conn: sqlite3.Connection, day: RunDay, schema: Any) -> Iterator[Any]:
+    """The partition's rows as Arrow tables of at most CHUNK_ROWS rows (typed, no per-row code)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    for frame in pd.read_sql(PARTITION_SQL, conn, params={"d": day.date, "run_id": day.run_id},
+                             chunksize=CHUNK_ROWS, dtype_backend="pyarrow"):
+        yield pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
+def _write_file(conn: sqlite3.Connection, day: RunDay, fmt: str, tmp: Path,
+                meta: dict[str, str]) -> int:
+    """Stream one partition into ``tmp``; return its row count."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    schema = _arrow_schema(meta)
+    rows = 0
+    writer: Any
+    if fmt == "parquet":
+        writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+    else:
+        # Every string quoted (so NULL, written as an empty unquoted field, differs from ""),
+        # quotes doubled, LF between records: RFC 4180 quoting, UTF-8, header row.
+        writer = pacsv.CSVWriter(tmp, schema.remove_metadata(),
+                                 write_options=pacsv.WriteOptions(quoting_style="needed"))
+    try:
+        empty = True
+        for table in _batches(conn, day, schema):
+            rows += table.num_rows
+            writer.write_table(table if fmt == "parquet" else table.replace_schema_metadata())
+            empty = False
+        if empty:  # still write the header / schema
+            writer.write_table(pa.Table.from_pylist([], schema=schema if fmt == "parquet"
+                                                    else schema.remove_metadata()))
+    finally:
+        writer.close()
+    return rows
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True, ensure_ascii=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("partitions", {}), dict):
+        raise ConfigError(f"{path} is not an swr-etl export manifest; fix or delete it")
+    return data
+
+
+def export_partition(conn: sqlite3.Connection, out: Path, day: RunDay, fmt: str,
+                     *, db_schema_version: int) -> dict[str, Any]:
+    """Write (or atomically replace) one partition; return its manifest entry."""
+    folder = out / f"snapshot_date={day.date}"
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"images.{fmt}"
+    meta = {"schema_version": str(EXPORT_SCHEMA_VERSION), "run_id": str(day.run_id),
+            "snapshot_date": day.date, "tool_version": __version__}
+    # Hidden temp name in the same folder: same filesystem for os.replace, and pyarrow.dataset
+    # ignores dot-files, so a crash never leaves a file a reader would pick up.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".images.{fmt}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        rows = _write_file(conn, day, fmt, tmp, meta)
+        digest, size = _sha256(tmp), tmp.stat().st_size
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # The partition is replaced whole: drop the other format's file and stale temp files.
+    for stale in folder.iterdir():
+        if stale != final and (stale.name in {f"images.{f}" for f in FORMATS}
+                               or stale.name.startswith(".images.")):
+            stale.unlink(missing_ok=True)
+    log.info("exported %s rows of run %s to %s", rows, day.run_id, final)
+    return {
+        "path": f"{folder.name}/{final.name}", "format": fmt, "rows": rows, "sha256": digest,
+        "bytes": size, "run_id": day.run_id, "snapshot_date": day.date,
+        "schema_version": EXPORT_SCHEMA_VERSION, "db_schema_version": db_schema_version,
+        "columns": list(COLUMNS), "tool_version": __version__,
+        "exported_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def export_snapshots(db: Path, out: Path, *, fmt: str = "parquet", date: str | None = None,
+                     all_dates: bool = False, include_partial: bool = False) -> list[Path]:
+    """Export snapshot partitions and merge their entries into ``out/manifest.json``.
+
+    Default: the latest date's last successful run; ``date``: that date's; ``all_dates``: every
+    date (backfill). Returns the partition files written, oldest date first.
+
+    Raises:
+        ConfigError: bad arguments, missing/unusable database, or no successful run to export.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}: use csv or parquet")
+    if date is not None and all_dates:
+        raise ConfigError("--date and --all cannot be used together")
+    wanted = _check_date(date) if date is not None else None
+    with open_readonly(db) as conn:
+        days = run_days(conn, include_partial=include_partial)
+        if not days:
+            raise ConfigError(f"no successful run in {db}: nothing to export")
+        if wanted is not None:
+            chosen = [d for d in days if d.date == wanted]
+            if not chosen:
+                raise ConfigError(
+                    f"no successful run on {wanted} in {db} "
+                    f"(runs from {days[0].date} to {days[-1].date})"
+                )
+        else:
+            chosen = days if all_dates else [days[-1]]
+        db_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        out = Path(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create export folder {out}: {exc}") from exc
+        manifest_path = out / MANIFEST
+        manifest = _read_manifest(manifest_path)
+        partitions: dict[str, Any] = dict(manifest.get("partitions", {}))
+        written: list[Path] = []
+        for day in chosen:
+            entry = export_partition(conn, out, day, fmt, db_schema_version=db_version)
+            partitions[day.date] = entry
+            written.append(out / entry["path"])
+            # Record each partition as soon as it exists, so an interrupted backfill keeps
+            # an honest manifest of what was written.
+            _atomic_json(manifest_path, {
+                "schema_version": EXPORT_SCHEMA_VERSION,
+                "tool_version": __version__,
+                "partitioning": "hive: snapshot_date=YYYY-MM-DD",
+                "partitions": dict(sorted(partitions.items())),
+            })
+    return written

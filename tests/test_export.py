@@ -1,0 +1,261 @@
+"""Snapshot exports: partitions, both formats read back two ways, manifest, replace, backfill."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from etl.cli import main
+from etl.errors import ConfigError
+from etl.export import COLUMNS, export_snapshots
+from tests.fixtures.report_db import add_image, add_run, new_db
+
+BIG = 2**31 + 5  # beyond int32: must survive as int64
+NGINX_DESC = 'Official build of Nginx, the "fast" web server\nsecond line, with commas'
+CJK_DESC = "多语言描述，含逗号, emoji 😀 and \"quotes\""
+
+
+@pytest.fixture()
+def db(tmp_path: Path) -> Path:
+    """Runs: 1 (11-01 ok), 2 (11-02 failed), 3 and 4 (11-02 ok, 4 later: wins), 5 (11-03
+    partial), 6 (11-04 ok, runs.snapshot_date NULL as older loaders left it), 7 (11-05 failed)."""
+    path = tmp_path / "swr.db"
+    conn = new_db(path)
+    add_image(conn, 1, "nginx", description=NGINX_DESC, collection_id=10, last_run=6)
+    add_image(conn, 2, "中文镜像", namespace="官方", description=CJK_DESC, user=None, last_run=4)
+    add_image(conn, 3, "big", namespace="acme", description=None, last_run=6)
+    add_image(conn, 4, "empty", namespace="acme", description="", collection_id=0, last_run=4)
+    add_run(conn, 1, "2026-11-01", counts={1: 100, 2: BIG, 3: (None, None), 4: 0})
+    add_run(conn, 2, "2026-11-02", status="failed", counts={1: 111})
+    add_run(conn, 3, "2026-11-02", hour=1, counts={1: 150, 2: BIG + 1})
+    add_run(conn, 4, "2026-11-02", hour=3, counts={1: 160, 2: (BIG + 20, 2**33), 4: 5})
+    add_run(conn, 5, "2026-11-03", status="partial", counts={1: 170})
+    add_run(conn, 6, "2026-11-04", counts={1: 180, 3: (7, 2)}, set_snapshot_date=False)
+    add_run(conn, 7, "2026-11-05", status="failed", counts={1: 999})
+    conn.close()
+    return path
+
+
+def db_rows(path: Path, run_id: int, date: str) -> list[tuple[Any, ...]]:
+    """The partition as the database has it, by a query independent of etl.export."""
+    conn = sqlite3.connect(path)
+    rows = conn.execute(
+        "SELECT i.id, i.namespace, i.name, i.user, i.description, s.star_count, s.pull_count, "
+        "i.collection_id, s.last_updated, s.run_id, ?, s.captured_at FROM image_snapshots s "
+        "JOIN images i ON i.id = s.image_id WHERE s.run_id = ? ORDER BY i.id", (date, run_id),
+    ).fetchall()
+    conn.close()
+    return rows
+
+
+def frame_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+    frame = frame[list(COLUMNS)].astype(object)
+    frame = frame.where(frame.notna(), None)
+    return sorted((tuple(r) for r in frame.itertuples(index=False, name=None)),
+                  key=lambda r: r[0])
+
+
+def test_default_exports_latest_successful_run_as_parquet(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    written = export_snapshots(db, out, fmt="parquet")
+    part = out / "snapshot_date=2026-11-04" / "images.parquet"
+    assert written == [part]
+    assert sorted(p.name for p in part.parent.iterdir()) == ["images.parquet"]
+    got = frame_rows(pd.read_parquet(part, dtype_backend="numpy_nullable"))
+    assert got == [
+        (1, "library", "nginx", "swr", NGINX_DESC, 1, 180, 10, "2026-11-04T00:00:00Z", 6,
+         "2026-11-04", "2026-11-04T02:05:00Z"),
+        (3, "acme", "big", "swr", None, 2, 7, None, "2026-11-04T00:00:00Z", 6,
+         "2026-11-04", "2026-11-04T02:05:00Z"),
+    ]
+    pf = pq.ParquetFile(part)
+    assert pf.schema_arrow.field("pull_count").type == pa.int64()
+    assert pf.schema_arrow.field("star_count").type == pa.int64()
+    assert pf.schema_arrow.metadata[b"schema_version"] == b"1"
+    assert pf.schema_arrow.metadata[b"run_id"] == b"6"
+    assert {pf.metadata.row_group(0).column(i).compression
+            for i in range(pf.metadata.num_columns)} == {"ZSTD"}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_all_dates_round_trip_through_pandas_and_pyarrow_dataset(db: Path, tmp_path: Path,
+                                                                  fmt: str) -> None:
+    out = tmp_path / "out"
+    written = export_snapshots(db, out, fmt=fmt, all_dates=True)
+    # 11-02: run 4 (the later success) beats 3; failed 2 and 7 and partial 5 never count.
+    expected = {"2026-11-01": 1, "2026-11-02": 4, "2026-11-04": 6}
+    assert written == [out / f"snapshot_date={d}" / f"images.{fmt}" for d in expected]
+
+    for (date, run_id), path in zip(expected.items(), written, strict=True):
+        want = db_rows(db, run_id, date)
+        if fmt == "parquet":
+            frame = pd.read_parquet(path, dtype_backend="numpy_nullable")
+            assert frame_rows(frame) == want
+        else:
+            ints = [c for c, t in COLUMNS.items() if t == "int64"]
+            frame = pd.read_csv(path, dtype={c: "Int64" for c in ints} | {
+                c: str for c, t in COLUMNS.items() if t == "string"},
+                keep_default_na=False, na_values={c: [""] for c in ints})
+            # pandas cannot tell NULL from "" in CSV; pyarrow can (checked below).
+            assert frame_rows(frame) == [
+                tuple("" if v is None and COLUMNS[c] == "string" else v
+                      for c, v in zip(COLUMNS, row, strict=True)) for row in want
+            ]
+
+    if fmt == "parquet":
+        fileformat: Any = "parquet"
+    else:
+        fileformat = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.int64() if t == "int64" else pa.string()
+                          for c, t in COLUMNS.items()},
+            strings_can_be_null=True, quoted_strings_can_be_null=False))
+    table = ds.dataset(out, format=fileformat, partitioning="hive",
+                       ignore_prefixes=[".", "_", "manifest"]).to_table()
+    got = sorted((tuple(str(r[c]) if c == "snapshot_date" else r[c] for c in COLUMNS)
+                  for r in table.to_pylist()), key=lambda r: (r[10], r[0]))
+    want_all = sorted((r for d, run in expected.items() for r in db_rows(db, run, d)),
+                      key=lambda r: (r[10], r[0]))
+    assert got == want_all
+    assert len(got) == 4 + 3 + 2
+    assert (2, "官方", "中文镜像", None, CJK_DESC, 2**33, BIG + 20) == got[5][:7]
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schema_version"] == 1
+    assert sorted(manifest["partitions"]) == list(expected)
+    for date, path in zip(expected, written, strict=True):
+        entry = manifest["partitions"][date]
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert (entry["rows"], entry["run_id"], entry["format"], entry["schema_version"]) == (
+            len(db_rows(db, expected[date], date)), expected[date], fmt, 1)
+        assert entry["path"] == f"snapshot_date={date}/images.{fmt}"
+        assert entry["columns"] == list(COLUMNS)
+
+
+def test_csv_bytes_are_utf8_rfc4180_with_lf(db: Path, tmp_path: Path) -> None:
+    [path] = export_snapshots(db, tmp_path / "out", fmt="csv", date="2026-11-01")
+    text = path.read_bytes().decode("utf-8")
+    lines = text.split("\n")
+    assert lines[0] == ",".join(f'"{c}"' for c in COLUMNS)
+    assert "\r" not in text
+    # nginx: embedded quotes doubled, comma and newline inside one quoted field.
+    assert lines[1] == ('1,"library","nginx","swr","Official build of Nginx, the ""fast"" '
+                        'web server')
+    assert lines[2] == ('second line, with commas",1,100,10,"2026-11-01T00:00:00Z",1,'
+                        '"2026-11-01","2026-11-01T02:05:00Z"')
+    # NULL user is an empty unquoted field; an empty description is "".
+    assert lines[3].startswith('2,"官方","中文镜像",,"多语言描述，含逗号, emoji 😀 and ""quotes"""')
+    assert lines[4] == ('3,"acme","big","swr",,,,,"2026-11-01T00:00:00Z",1,"2026-11-01",'
+                        '"2026-11-01T02:05:00Z"')
+    assert lines[5].startswith('4,"acme","empty","swr","",1,0,0,')
+    assert lines[6] == "" and len(lines) == 7
+
+
+def test_reexport_replaces_partition_whole(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    export_snapshots(db, out, fmt="csv", date="2026-11-02")
+    folder = out / "snapshot_date=2026-11-02"
+    (folder / ".images.parquet.crashed.tmp").write_bytes(b"left by a killed export")
+    conn = sqlite3.connect(db)
+    add_run(conn, 8, "2026-11-02", hour=5, counts={1: 165})
+    conn.commit()
+    conn.close()
+
+    [path] = export_snapshots(db, out, fmt="parquet", date="2026-11-02")
+    assert sorted(p.name for p in folder.iterdir()) == ["images.parquet"]
+    assert frame_rows(pd.read_parquet(path, dtype_backend="numpy_nullable")) == db_rows(
+        db, 8, "2026-11-02")
+    entry = json.loads((out / "manifest.json").read_text())["partitions"]["2026-11-02"]
+    assert (entry["run_id"], entry["rows"], entry["format"]) == (8, 1, "parquet")
+    assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_backfill_merges_with_existing_manifest(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    export_snapshots(db, out, fmt="parquet", date="2026-11-01")
+    first = json.loads((out / "manifest.json").read_text())["partitions"]
+    assert list(first) == ["2026-11-01"]
+    export_snapshots(db, out, fmt="parquet")  # latest only: 11-04 is added, 11-01 kept
+    merged = json.loads((out / "manifest.json").read_text())["partitions"]
+    assert list(merged) == ["2026-11-01", "2026-11-04"]
+    assert merged["2026-11-01"] == first["2026-11-01"]
+    export_snapshots(db, out, fmt="parquet", all_dates=True)
+    assert list(json.loads((out / "manifest.json").read_text())["partitions"]) == [
+        "2026-11-01", "2026-11-02", "2026-11-04"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json", "snapshot_date=2026-11-01", "snapshot_date=2026-11-02",
+        "snapshot_date=2026-11-04"]
+
+
+def test_partial_runs_count_only_when_asked(db: Path, tmp_path: Path) -> None:
+    [path] = export_snapshots(db, tmp_path / "o", fmt="parquet", date="2026-11-03",
+                              include_partial=True)
+    assert frame_rows(pd.read_parquet(path, dtype_backend="numpy_nullable"))[0][6] == 170
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"date": "2026-11-03"},
+     "no successful run on 2026-11-03 in {db} (runs from 2026-11-01 to 2026-11-04)"),
+    ({"date": "2026-13-01"}, "--date must be YYYY-MM-DD, got '2026-13-01'"),
+    ({"date": "2026-11-01", "all_dates": True}, "--date and --all cannot be used together"),
+    ({"fmt": "xlsx"}, "unknown export format 'xlsx': use csv or parquet"),
+])
+def test_bad_requests_are_config_errors(db: Path, tmp_path: Path, kwargs: dict[str, Any],
+                                        message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        export_snapshots(db, tmp_path / "out", **kwargs)
+    assert str(exc.value) == message.format(db=db)
+    assert exc.value.exit_code == 2
+
+
+def test_missing_empty_and_foreign_databases(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.db"
+    with pytest.raises(ConfigError) as exc:
+        export_snapshots(missing, tmp_path / "out")
+    assert str(exc.value) == f"database not found: {missing} (run 'swr-etl sync' first)"
+    assert not missing.exists()
+
+    empty = tmp_path / "empty.db"
+    new_db(empty).close()
+    with pytest.raises(ConfigError) as exc:
+        export_snapshots(empty, tmp_path / "out")
+    assert str(exc.value) == f"no successful run in {empty}: nothing to export"
+
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(ConfigError) as exc:
+        export_snapshots(other, tmp_path / "out")
+    assert str(exc.value) == (f"{other} is not an swr-etl database (no image_snapshots, images, "
+                              "runs table); run 'swr-etl sync' first")
+
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(ConfigError, match=r"^not a usable SQLite database: "):
+        export_snapshots(junk, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_prints_partitions_and_exits_2_on_error(db: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--db", str(db), "--out", str(out), "--format", "csv", "--all"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.splitlines() == [
+        str(out / f"snapshot_date={d}" / "images.csv")
+        for d in ("2026-11-01", "2026-11-02", "2026-11-04")]
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--db", str(tmp_path / "x.db"), "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"swr-etl: error: database not found: {tmp_path / 'x.db'} "
+                   "(run 'swr-etl sync' first)"]
