@@ -1,0 +1,386 @@
+"""Raw SWR rows -> typed frames: images, rejects and data-quality issues (pure, vectorised).
+
+``transform_rows`` takes the decoded JSON array elements of one or more pages and returns a
+``Transformed``: one ``images`` row per usable id, ``rejects`` for rows that cannot be keyed, and
+``quality_issues`` for values that were present but unusable and are stored as NULL. No I/O, no
+clock, no logging, no global state.
+
+The rules (API-NOTES "Timestamps" and "Identity"):
+
+- A row that is not a JSON object, or has no usable ``id`` (an integer, or an integral numeric
+  string, > 0 and within int64; booleans are not ids), is rejected with its raw JSON and a reason.
+- The same id twice -> the later row (by page offset, then position) is kept; each dropped
+  occurrence is a quality issue ``id`` / "duplicate id in scan". One ``(namespace, name)`` under
+  several ids -> one ``namespace/name`` issue per id involved.
+- Counts and ``collection_id``: int64; integral floats and numeric strings ("42", " 42 ", "42.0")
+  are accepted; negative, fractional, boolean, non-numeric, non-finite or beyond-int64 values ->
+  NULL plus an issue.
+- Text fields are kept exactly as given (no trimming, no NUL stripping); a non-string value
+  (number, list, object) or a string that is not valid Unicode -> NULL plus an issue "not a
+  string" / "invalid Unicode". Text is never invented from other types.
+- ``last_updated``: see ``etl.timestamps``.
+- Absent is not a problem: a missing field, or JSON ``null``, is NULL with no issue.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from etl.errors import InternalError
+from etl.timestamps import to_utc_text, zone
+
+IMAGE_DTYPES: dict[str, str] = {
+    "id": "Int64",
+    "namespace": "string",
+    "name": "string",
+    "user": "string",
+    "description": "string",
+    "star_count": "Int64",
+    "pull_count": "Int64",
+    "collection_id": "Int64",
+    "last_updated": "string",
+    "page_offset": "Int64",
+}
+REJECT_DTYPES: dict[str, str] = {"page_offset": "Int64", "reason": "string", "raw": "string"}
+ISSUE_DTYPES: dict[str, str] = {
+    "image_id": "Int64", "field": "string", "raw_value": "string", "problem": "string",
+}
+TEXT_FIELDS = ("namespace", "name", "user", "description")
+INT_FIELDS = ("star_count", "pull_count", "collection_id")
+INT64_MAX = 2**63 - 1
+
+# Problems and reasons (the words analysts will filter on).
+BOOLEAN = "boolean value"
+FRACTIONAL = "fractional value"
+NEGATIVE = "negative value"
+TOO_BIG = "beyond int64 range"
+NOT_NUMERIC = "non-numeric value"
+NOT_FINITE = "non-finite value"
+NOT_A_STRING = "not a string"
+INVALID_UNICODE = "invalid Unicode"
+DUPLICATE_ID = "duplicate id in scan"
+NOT_AN_OBJECT = "not a JSON object"
+MISSING_ID = "missing id"
+ZERO_ID = "zero"
+IDENTITY_FIELD = "namespace/name"
+
+_INTEGRAL_TEXT = re.compile(r"\s*([+-]?[0-9]+)(?:\.([0-9]*))?\s*", re.ASCII)
+_NONE = type(None)
+
+
+@dataclass(frozen=True)
+class Transformed:
+    """The three frames one chunk of rows turns into (dtypes: IMAGE/REJECT/ISSUE_DTYPES)."""
+
+    images: pd.DataFrame
+    rejects: pd.DataFrame
+    quality_issues: pd.DataFrame
+
+
+def _array(values: Any, dtype: Any) -> Any:
+    """``pd.array`` with the dtype given as data (pandas-stubs cannot type that)."""
+    return pd.array(values, dtype=dtype)
+
+
+def empty_frame(dtypes: dict[str, str]) -> pd.DataFrame:
+    """A zero-row frame with these columns and dtypes."""
+    return pd.DataFrame({name: _array([], dtype) for name, dtype in dtypes.items()})
+
+
+def _frame(data: dict[str, list[Any]], dtypes: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({name: _array(data[name], dtype) for name, dtype in dtypes.items()})
+
+
+def raw_text(value: Any) -> str:
+    """A value as text for ``raw``/``raw_value``: strings as they are, anything else as JSON."""
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            text = repr(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates cannot be stored as UTF-8: keep them visible as JSON escapes.
+        text = json.dumps(text) if isinstance(value, str) else text.encode(
+            "utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def coerce_int(value: Any) -> tuple[int | None, str | None]:
+    """One raw value -> (int64 value or None, problem or None). None in -> (None, None)."""
+    if value is None:
+        return None, None
+    if isinstance(value, bool):
+        return None, BOOLEAN
+    if isinstance(value, int):
+        number = int(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return None, NOT_FINITE
+        if not value.is_integer():
+            return None, FRACTIONAL
+        number = int(value)
+    elif isinstance(value, str):
+        match = _INTEGRAL_TEXT.fullmatch(value)
+        if match is None:
+            return None, NOT_NUMERIC
+        if match.group(2) and match.group(2).strip("0"):
+            return None, FRACTIONAL
+        number = int(match.group(1))
+    else:
+        return None, NOT_NUMERIC
+    if number < 0:
+        return None, NEGATIVE
+    if number > INT64_MAX:
+        return None, TOO_BIG
+    return number, None
+
+
+def _int_column(values: list[Any]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """Raw values -> (int64 array, valid mask, {position: problem}); vectorised when clean."""
+    n = len(values)
+    problems: dict[int, str] = {}
+    types = set(map(type, values))
+    try:
+        if types <= {int}:
+            numbers = np.array(values, dtype=np.int64).reshape(n)
+            valid = np.ones(n, dtype=bool)
+        else:
+            # Exact type check: bool is a subclass of int but never a number here.
+            is_int = np.fromiter(map(operator.is_, map(type, values), repeat(int)), bool, n)
+            objects = np.fromiter(values, dtype=object, count=n)
+            objects[~is_int] = 0
+            numbers = objects.astype(np.int64)
+            valid = is_int.copy()
+            for i in np.flatnonzero(~is_int):
+                number, problem = coerce_int(values[i])
+                if problem is not None:
+                    problems[int(i)] = problem
+                elif number is not None:
+                    numbers[i] = number
+                    valid[i] = True
+    except OverflowError:
+        return _int_column_slow(values)
+    negative = valid & (numbers < 0)
+    if negative.any():
+        for i in np.flatnonzero(negative):
+            problems[int(i)] = NEGATIVE
+        valid &= ~negative
+    return numbers, valid, problems
+
+
+def _int_column_slow(values: list[Any]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    numbers = np.zeros(len(values), dtype=np.int64)
+    valid = np.zeros(len(values), dtype=bool)
+    problems: dict[int, str] = {}
+    for i, value in enumerate(values):
+        number, problem = coerce_int(value)
+        if problem is not None:
+            problems[i] = problem
+        elif number is not None:
+            numbers[i] = number
+            valid[i] = True
+    return numbers, valid, problems
+
+
+def _text_column(values: list[Any]) -> tuple[pd.api.extensions.ExtensionArray, dict[int, str]]:
+    """Raw values -> (``string`` array, {position: problem}); text is kept exactly."""
+    problems: dict[int, str] = {}
+    if not set(map(type, values)) <= {str, _NONE}:
+        values = list(values)
+        for i, value in enumerate(values):
+            if value is not None and not isinstance(value, str):
+                problems[i] = NOT_A_STRING
+                values[i] = None
+    try:
+        return pd.array(values, dtype="string"), problems
+    except UnicodeEncodeError:
+        values = list(values)
+        for i, value in enumerate(values):
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    problems[i] = INVALID_UNICODE
+                    values[i] = None
+        return pd.array(values, dtype="string"), problems
+
+
+class _Issues:
+    """Accumulates quality issues as columns."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, list[Any]] = {name: [] for name in ISSUE_DTYPES}
+
+    def add(self, image_id: int | None, field: str, raw_value: str, problem: str) -> None:
+        self.data["image_id"].append(image_id)
+        self.data["field"].append(field)
+        self.data["raw_value"].append(raw_value)
+        self.data["problem"].append(problem)
+
+    def add_problems(self, ids: np.ndarray, field: str, values: list[Any],
+                     problems: dict[int, str]) -> None:
+        for i in sorted(problems):
+            self.add(int(ids[i]), field, raw_text(values[i]), problems[i])
+
+    def frame(self) -> pd.DataFrame:
+        return _frame(self.data, ISSUE_DTYPES)
+
+
+def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = None,
+                   source_timezone: str = "UTC") -> Transformed:
+    """Turn raw rows (listing order) into typed frames; never raises on row content.
+
+    Args:
+        rows: decoded JSON array elements of one or more pages.
+        page_offsets: ``page_offsets[i]`` is the page offset row ``i`` came from; it orders
+            duplicates ("later" = higher offset, then later position) and fills ``page_offset``.
+        source_timezone: IANA zone of ``last_updated`` values that carry no zone.
+
+    Raises:
+        ConfigError: unknown ``source_timezone``.
+        InternalError: ``page_offsets`` does not match ``rows`` in length.
+    """
+    zone(source_timezone)
+    n = len(rows)
+    offsets: np.ndarray | None = None
+    if page_offsets is not None:
+        offsets = np.asarray(page_offsets, dtype=np.int64).reshape(-1)
+        if len(offsets) != n:
+            raise InternalError(f"page_offsets has {len(offsets)} entries for {n} rows")
+    rows = rows if isinstance(rows, list) else list(rows)
+    rejected: dict[int, str] = {}
+
+    if set(map(type, rows)) <= {dict}:
+        dict_pos = np.arange(n)
+        drows = rows
+    else:
+        is_dict = np.fromiter(map(dict.__instancecheck__, rows), bool, n)
+        dict_pos = np.flatnonzero(is_dict)
+        for pos in np.flatnonzero(~is_dict):
+            rejected[int(pos)] = NOT_AN_OBJECT
+        drows = [rows[i] for i in dict_pos]
+
+    raw_ids = list(map(dict.get, drows, repeat("id")))
+    ids, valid, problems = _int_column(raw_ids)
+    for j in map(int, np.flatnonzero(~valid)):
+        rejected[int(dict_pos[j])] = f"invalid id: {problems[j]}" if j in problems else MISSING_ID
+    zero = valid & (ids == 0)
+    for pos in dict_pos[zero]:
+        rejected[int(pos)] = f"invalid id: {ZERO_ID}"
+    good = np.flatnonzero(valid & ~zero)
+
+    issues = _Issues()
+    # "Later" = higher page offset, then later position; lexsort is stable (last key primary).
+    order = good if offsets is None else good[np.lexsort((good, offsets[dict_pos[good]]))]
+    dropped = pd.Series(ids[order]).duplicated(keep="last").to_numpy()
+    for k in order[dropped]:
+        issues.add(int(ids[k]), "id", raw_text(raw_ids[k]), DUPLICATE_ID)
+    keep = order[~dropped]
+
+    krows = drows if len(keep) == len(drows) and (keep == np.arange(len(drows))).all() else [
+        drows[i] for i in keep]
+    kept_ids = ids[keep]
+    columns: dict[str, Any] = {"id": pd.array(kept_ids, dtype="Int64")}
+    for field in IMAGE_DTYPES:
+        if field in ("id", "page_offset"):
+            continue
+        values = list(map(dict.get, krows, repeat(field)))
+        if field in INT_FIELDS:
+            numbers, ok, problems = _int_column(values)
+            columns[field] = pd.arrays.IntegerArray(numbers, ~ok)
+        elif field == "last_updated":
+            columns[field], problems = to_utc_text(values, source_timezone)
+        else:
+            columns[field], problems = _text_column(values)
+        issues.add_problems(kept_ids, field, values, problems)
+    if offsets is None:
+        columns["page_offset"] = pd.array([None] * len(keep), dtype="Int64")
+    else:
+        columns["page_offset"] = pd.array(offsets[dict_pos[keep]], dtype="Int64")
+    images = pd.DataFrame(columns)
+    _shared_identities(images, issues)
+
+    rejects: dict[str, list[Any]] = {"page_offset": [], "reason": [], "raw": []}
+    for row_no in sorted(rejected):
+        rejects["page_offset"].append(None if offsets is None else int(offsets[row_no]))
+        rejects["reason"].append(rejected[row_no])
+        rejects["raw"].append(raw_text(rows[row_no]))
+    return Transformed(images=images, rejects=_frame(rejects, REJECT_DTYPES),
+                       quality_issues=issues.frame())
+
+
+def _identity_text(namespace: Any, name: Any) -> str:
+    return f"{'<null>' if namespace is pd.NA else namespace}/{'<null>' if name is pd.NA else name}"
+
+
+def _shared_identities(images: pd.DataFrame, issues: _Issues) -> None:
+    """One (namespace, name) under several ids in this input -> one issue per id involved."""
+    usable = images["namespace"].notna() & images["name"].notna() & (images["name"] != "")
+    keys = images.loc[usable.to_numpy(dtype=bool, na_value=False), ["id", "namespace", "name"]]
+    shared = keys[keys.duplicated(["namespace", "name"], keep=False)]
+    if shared.empty:
+        return
+    for (namespace, name), group in shared.groupby(["namespace", "name"], sort=True):
+        group_ids = sorted(int(i) for i in group["id"])
+        text = ", ".join(str(i) for i in group_ids)
+        for image_id in group_ids:
+            issues.add(image_id, IDENTITY_FIELD, _identity_text(namespace, name),
+                       f"namespace/name shared by ids {text}")
+
+
+def identity_changes(images: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+    """Issues for ids whose (namespace, name) differs from what the database held.
+
+    ``previous`` has columns ``id, namespace, name`` (any compatible dtypes). One issue per
+    changed id: field ``namespace/name``, raw_value the new ``namespace/name``, problem
+    ``identity changed, was <old namespace>/<old name>``. Ids absent from either side are ignored.
+    """
+    if images.empty or previous.empty:
+        return empty_frame(ISSUE_DTYPES)
+    old = pd.DataFrame({
+        "id": _array(previous["id"], "Int64"),
+        "old_namespace": _array(previous["namespace"], "string"),
+        "old_name": _array(previous["name"], "string"),
+    })
+    new = pd.DataFrame({
+        "id": _array(images["id"], "Int64"),
+        "namespace": _array(images["namespace"], "string"),
+        "name": _array(images["name"], "string"),
+    })
+    both = new.merge(old, on="id", how="inner", sort=False)
+    changed = ~(_same(both["namespace"], both["old_namespace"])
+                & _same(both["name"], both["old_name"]))
+    data: dict[str, list[Any]] = {name: [] for name in ISSUE_DTYPES}
+    for row in both[changed.to_numpy()].itertuples(index=False):
+        data["image_id"].append(int(row.id))
+        data["field"].append(IDENTITY_FIELD)
+        data["raw_value"].append(_identity_text(row.namespace, row.name))
+        data["problem"].append(
+            f"identity changed, was {_identity_text(row.old_namespace, row.old_name)}")
+    return _frame(data, ISSUE_DTYPES)
+
+
+def _same(left: pd.Series, right: pd.Series) -> np.ndarray:
+    equal = (left == right).to_numpy(dtype=bool, na_value=False)
+    return equal | (left.isna().to_numpy() & right.isna().to_numpy())
+
+
+def reject_ratio(transformed: Transformed, rows_total: int) -> float:
+    """Share of rejected rows among ``rows_total`` rows seen (0.0 when nothing was seen)."""
+    if rows_total <= 0:
+        return 0.0
+    return len(transformed.rejects) / rows_total
