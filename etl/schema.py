@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from etl.errors import ConfigError
+
 # table -> primary key (facts as data: the loader and tests read this).
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "images": ("id",),
@@ -116,10 +118,163 @@ CREATE TABLE IF NOT EXISTS raw_pages (
 );
 """
 
-# Version n's migration: a list of SQL scripts. Append, never edit a released one.
-MIGRATIONS: dict[int, str] = {1: V1}
+# v2: analysts' views (recreated from VIEWS below) and an index the views lean on.
+V2 = """
+CREATE INDEX IF NOT EXISTS runs_snapshot_date ON runs(snapshot_date, status);
+"""
+
+# Version n's migration: an SQL script. Append, never edit a released one.
+MIGRATIONS: dict[int, str] = {1: V1, 2: V2}
 SCHEMA_VERSION = max(MIGRATIONS)
+
+# A pull counter stuck at the largest signed 32-bit value is an upstream overflow, not growth.
+INT32_MAX = 2147483647
+
+# Runs whose snapshots count for trends: a failed run never commits snapshots, but be explicit.
+_GOOD = "('success','partial')"
+
+# The views, in dependency order. Each is dropped and recreated whenever its SQL differs.
+VIEWS: dict[str, str] = {
+    # Images still listed, with their latest counts and the date of the run that last saw them.
+    "latest_images": """
+SELECT i.id, i.namespace, i.name, i.user, i.description, i.star_count, i.pull_count,
+       i.collection_id, i.last_updated, i.first_seen_at, i.last_seen_at, i.first_seen_run,
+       i.last_seen_run, r.snapshot_date
+FROM images AS i
+LEFT JOIN runs AS r ON r.run_id = i.last_seen_run
+WHERE i.removed_at IS NULL""",
+    # One row per image per snapshot date: the image's snapshot from the last good run of that
+    # date that saw it; pull_delta against the image's previous snapshot date. A decrease is an
+    # anomaly with a NULL delta (never negative growth); so is a counter stuck at INT32_MAX.
+    "daily_pulls": f"""
+WITH per_day AS (
+    SELECT s.image_id, s.snapshot_date, MAX(s.run_id) AS run_id
+    FROM image_snapshots AS s
+    JOIN runs AS r ON r.run_id = s.run_id AND r.status IN {_GOOD}
+    GROUP BY s.image_id, s.snapshot_date
+), points AS (
+    SELECT p.image_id, p.snapshot_date, s.pull_count,
+           LAG(s.pull_count) OVER w AS prev_pull,
+           LAG(p.snapshot_date) OVER w AS prev_date
+    FROM per_day AS p
+    JOIN image_snapshots AS s ON s.run_id = p.run_id AND s.image_id = p.image_id
+    WINDOW w AS (PARTITION BY p.image_id ORDER BY p.snapshot_date)
+)
+SELECT pt.image_id, i.namespace, i.name, pt.snapshot_date, pt.pull_count,
+       CASE WHEN pt.pull_count = {INT32_MAX} THEN NULL
+            WHEN pt.pull_count < pt.prev_pull THEN NULL
+            ELSE pt.pull_count - pt.prev_pull END AS pull_delta,
+       CAST(julianday(pt.snapshot_date) - julianday(pt.prev_date) AS INTEGER) AS days_elapsed,
+       CASE WHEN pt.pull_count = {INT32_MAX} THEN 'stuck_at_int32_max'
+            WHEN pt.pull_count < pt.prev_pull THEN 'decrease'
+            ELSE NULL END AS anomaly
+FROM points AS pt
+LEFT JOIN images AS i ON i.id = pt.image_id""",
+}
+
+
+def _top_movers(days: int) -> str:
+    """Pulls gained in the last ``days`` days up to the latest snapshot date, ranked.
+
+    The baseline is the image's earliest snapshot date inside the window (on or after
+    latest - days), so a window never spans more than ``days`` days; per_day is the gain divided
+    by the days actually elapsed. Net decreases and counters stuck at INT32_MAX are excluded.
+    """
+    return f"""
+WITH latest AS (
+    SELECT MAX(snapshot_date) AS d FROM daily_pulls
+), win AS (
+    SELECT dp.image_id, dp.snapshot_date, dp.pull_count
+    FROM daily_pulls AS dp, latest
+    WHERE dp.snapshot_date >= date(latest.d, '-{days} days') AND dp.pull_count IS NOT NULL
+), ends AS (
+    SELECT image_id, MIN(snapshot_date) AS from_date, MAX(snapshot_date) AS to_date
+    FROM win GROUP BY image_id
+), moves AS (
+    SELECT e.image_id, e.from_date, e.to_date, a.pull_count AS pull_count_from,
+           b.pull_count AS pull_count, b.pull_count - a.pull_count AS pull_delta,
+           CAST(julianday(e.to_date) - julianday(e.from_date) AS INTEGER) AS days_elapsed
+    FROM ends AS e, latest
+    JOIN win AS a ON a.image_id = e.image_id AND a.snapshot_date = e.from_date
+    JOIN win AS b ON b.image_id = e.image_id AND b.snapshot_date = e.to_date
+    WHERE e.to_date = latest.d AND e.from_date < e.to_date
+)
+SELECT m.image_id, i.namespace, i.name, m.from_date, m.to_date, m.pull_count_from,
+       m.pull_count, m.pull_delta, m.days_elapsed,
+       ROUND(CAST(m.pull_delta AS REAL) / m.days_elapsed, 3) AS per_day,
+       ROW_NUMBER() OVER (ORDER BY m.pull_delta DESC, m.image_id) AS rank
+FROM moves AS m
+LEFT JOIN images AS i ON i.id = m.image_id
+WHERE m.pull_delta >= 0 AND m.pull_count < {INT32_MAX}
+ORDER BY rank"""
+
+
+VIEWS["top_movers_7d"] = _top_movers(7)
+VIEWS["top_movers_30d"] = _top_movers(30)
 
 
 def current_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _view_sql(conn: sqlite3.Connection) -> dict[str, str]:
+    rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'").fetchall()
+    return {name: sql for name, sql in rows}
+
+
+def ensure_schema(conn: sqlite3.Connection) -> int:
+    """Create or upgrade the schema in place; return the version now stored.
+
+    Runs each pending migration and refreshes the views in one ``BEGIN IMMEDIATE`` transaction,
+    so an interrupted upgrade leaves the old version intact. Cheap when nothing is pending (one
+    pragma and one catalogue read). ``conn`` must be in autocommit mode (``isolation_level=None``).
+
+    Raises:
+        ConfigError: the database was written by a newer swr-etl (unknown ``user_version``).
+    """
+    version = current_version(conn)
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"database schema version {version} is newer than this swr-etl understands "
+            f"({SCHEMA_VERSION}); upgrade swr-etl"
+        )
+    existing = _view_sql(conn)
+    if version == SCHEMA_VERSION and all(
+        existing.get(name, "").endswith(" AS " + sql.strip()) for name, sql in VIEWS.items()
+    ):
+        return version
+    import sqlite_utils  # only when something changes: keeps ``sync`` start-up lean
+
+    db = sqlite_utils.Database(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for name in reversed(list(VIEWS)):  # dependants first
+            if name in db.view_names():
+                db[name].drop()  # type: ignore[union-attr]
+        for n in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _statements(MIGRATIONS[n]):
+                conn.execute(statement)
+        for name, sql in VIEWS.items():
+            db.create_view(name, sql.strip())
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (executescript would COMMIT on its own)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip() and not buf.strip().startswith("--"):
+        out.append(buf.strip())
+    return out

@@ -1,0 +1,474 @@
+"""Loading into SQLite: the run lock, the connection, the one-transaction load and the run ledger.
+
+Order of a run (ARCHITECTURE.md, CONTRACT.md "Database"): take the lock on ``<db>.lock`` first
+(non-blocking ``flock``; the kernel releases it if the process dies) -> check the file really is a
+SQLite database before SQLite touches it -> ensure the schema -> mark stale ``running`` rows
+``failed`` (``interrupted``) -> insert this run's ``running`` row and commit -> one
+``BEGIN IMMEDIATE`` transaction for the whole load, with a ``SAVEPOINT`` per scan pass so a rescan
+discards what the earlier pass wrote -> final ``runs`` row -> ``COMMIT``. Any error rolls the load
+back and records the run as ``failed`` in a small separate transaction.
+
+Bulk writes use ``executemany`` into a temporary table and set-based ``INSERT ... SELECT``
+(PERF-NOTES: per-row Python conversion is the cost); sqlite-utils is only used for the schema.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from etl import __version__
+from etl.errors import ConfigError, DatabaseBusyError, LockedError
+from etl.schema import IMAGE_COLUMNS, ensure_schema
+
+log = logging.getLogger(__name__)
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+INTERRUPTED = "interrupted"
+DUPLICATE_ID = "duplicate id in scan"  # the transform's wording for the same problem
+
+# runs columns the final update may set (facts as data; anything else is ignored).
+RUN_STAT_COLUMNS = (
+    "requests", "retries", "pages", "total_reported", "rows_seen", "rescans", "bytes",
+    "duration_s", "retry_causes", "complete",
+)
+
+_CHUNK_COLS = ", ".join(f'"{c}"' for c in IMAGE_COLUMNS)
+_UPDATE_SET = ", ".join(
+    f'"{c}" = excluded."{c}"' for c in IMAGE_COLUMNS if c != "id"
+)
+_CHANGED = " OR ".join(f'i."{c}" IS NOT c."{c}"' for c in IMAGE_COLUMNS if c != "id")
+
+_SQL_NEW_CHANGED = f"""
+SELECT COALESCE(SUM(i.id IS NULL OR i.removed_at IS NOT NULL), 0),
+       COALESCE(SUM(i.id IS NOT NULL AND i.removed_at IS NULL AND i.last_seen_run <> :run
+                    AND ({_CHANGED})), 0)
+FROM temp.load_chunk AS c LEFT JOIN images AS i ON i.id = c.id
+"""
+
+# An id whose (namespace, name) changed since an earlier run (API-NOTES "Identity"); wording as
+# etl.transform.identity_changes.
+_SQL_IDENTITY_CHANGED = """
+INSERT INTO quality_issues (run_id, image_id, field, raw_value, problem)
+SELECT :run, c.id, 'namespace/name',
+       COALESCE(c.namespace, '<null>') || '/' || COALESCE(c.name, '<null>'),
+       'identity changed, was ' || COALESCE(i.namespace, '<null>') || '/'
+       || COALESCE(i.name, '<null>')
+FROM temp.load_chunk AS c JOIN images AS i ON i.id = c.id
+WHERE i.last_seen_run <> :run AND (i.namespace IS NOT c.namespace OR i.name IS NOT c.name)
+"""
+
+_SQL_UPSERT = f"""
+INSERT INTO images ({_CHUNK_COLS}, first_seen_at, last_seen_at, first_seen_run, last_seen_run,
+                    removed_at)
+SELECT {_CHUNK_COLS}, :at, :at, :run, :run, NULL FROM temp.load_chunk WHERE true
+ON CONFLICT (id) DO UPDATE SET {_UPDATE_SET},
+    last_seen_at = excluded.last_seen_at, last_seen_run = excluded.last_seen_run,
+    removed_at = NULL
+WHERE excluded.last_seen_at >= images.last_seen_at
+"""
+
+_SQL_SNAPSHOTS = """
+INSERT INTO image_snapshots (run_id, image_id, captured_at, snapshot_date, star_count,
+                             pull_count, last_updated)
+SELECT :run, id, :at, :date, star_count, pull_count, last_updated FROM temp.load_chunk WHERE true
+ON CONFLICT (run_id, image_id) DO UPDATE SET star_count = excluded.star_count,
+    pull_count = excluded.pull_count, last_updated = excluded.last_updated
+"""
+
+# One (namespace, name) under two ids, one of them outside this chunk (pairs inside a chunk are
+# the transform's to report), once per pair per run; wording as etl.transform.
+_SQL_NAME_TWO_IDS = """
+INSERT INTO quality_issues (run_id, image_id, field, raw_value, problem)
+SELECT :run, c.id, 'namespace/name', c.namespace || '/' || c.name,
+       'namespace/name shared by ids ' || MIN(c.id, i.id) || ', ' || MAX(c.id, i.id)
+FROM temp.load_chunk AS c
+JOIN images AS i ON i.namespace = c.namespace AND i.name = c.name AND i.id <> c.id
+WHERE c.name <> '' AND i.removed_at IS NULL
+  AND i.id NOT IN (SELECT id FROM temp.load_chunk)
+"""
+
+_SQL_MARK_REMOVED = """
+UPDATE images SET removed_at = :at
+WHERE removed_at IS NULL AND last_seen_run <> :run AND last_seen_at <= :at
+"""
+
+
+@dataclass
+class LoadCounts:
+    """What the load wrote so far in the current pass."""
+
+    loaded_ids: int = 0  # rows upserted, duplicates included (rows_loaded is counted in SQL)
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+    rejected: int = 0
+    quality_issues: int = 0
+    raw_pages: int = 0
+
+
+@dataclass(frozen=True)
+class RawPage:
+    """A stored page body (decompressed) for replay."""
+
+    offset: int
+    fetched_at: str
+    content_range: str | None
+    body: bytes
+
+
+def lock_path_for(db: Path) -> Path:
+    return db.with_name(db.name + ".lock")
+
+
+def check_database_file(db: Path) -> None:
+    """Refuse, without modifying it, a path that is not (or cannot be) a writable SQLite file.
+
+    Raises:
+        ConfigError: a folder, a file whose header is not SQLite's, or a read-only file.
+    """
+    if db.is_dir():
+        raise ConfigError(f"database path {db} is a folder, not a SQLite file")
+    if not db.exists():
+        return
+    try:
+        with open(db, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise ConfigError(f"cannot read database {db}: {exc.strerror}") from exc
+    if head and head != SQLITE_MAGIC:
+        raise ConfigError(f"{db} is not a SQLite database (left untouched)")
+    if not os.access(db, os.W_OK):
+        raise ConfigError(f"database {db} is read-only")
+
+
+class RunLock:
+    """Exclusive, non-blocking ``flock`` on ``<db>.lock``; released by the kernel on death."""
+
+    def __init__(self, db: Path) -> None:
+        self.path = lock_path_for(db)
+        self.db = db
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create folder {folder}: {exc.strerror}") from exc
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write beside database {self.db} (read-only location?): {exc.strerror}"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f" (pid {holder})" if holder else ""
+            raise LockedError(f"another run holds the lock for {self.db}{who}") from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self.fd)
+                self.fd = None
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else None
+    except OSError:
+        return None
+
+
+def connect(db: Path, *, busy_timeout: float = 30.0) -> sqlite3.Connection:
+    """Open the database in autocommit mode (we issue BEGIN ourselves), WAL, synchronous=NORMAL.
+
+    Raises:
+        ConfigError: SQLite cannot open or write it (not a database, read-only location).
+    """
+    try:
+        conn = sqlite3.connect(str(db), isolation_level=None, timeout=busy_timeout,
+                               check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot open database {db}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise ConfigError(f"cannot switch database {db} to WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: the load is one big transaction
+        conn.execute("PRAGMA temp_store = MEMORY")
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise DatabaseBusyError(f"database {db} is busy: {exc}") from exc
+        raise ConfigError(f"cannot use database {db}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise ConfigError(f"cannot use database {db}: {exc}") from exc
+    return conn
+
+
+def _busy(db: Path, exc: sqlite3.OperationalError) -> Exception:
+    msg = str(exc)
+    if "locked" in msg or "busy" in msg:
+        return DatabaseBusyError(
+            f"another writer held database {db} past the busy timeout; nothing of this run "
+            "was loaded"
+        )
+    if "readonly" in msg or "read-only" in msg:
+        return ConfigError(f"database {db} is read-only: {msg}")
+    return exc
+
+
+def _rows(frame: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Frame -> list of tuples with None for missing values (pandas NA is not bindable)."""
+    if frame is None or len(frame) == 0:
+        return []
+    sub = frame[list(columns)].astype(object)
+    sub = sub.where(sub.notna(), None)
+    return list(sub.itertuples(index=False, name=None))
+
+
+class Loader:
+    """One run's writes to one database. Use as a context manager; ``open()`` first.
+
+    Typical use (``etl.pipeline`` does this)::
+
+        with Loader(path) as loader:
+            loader.open()
+            run_id = loader.start_run(started_at=..., snapshot_date=..., endpoint=...)
+            loader.begin_load()
+            loader.write_chunk(transformed, duplicate_ids=[...])   # many times
+            loader.restart_pass()                                  # on a rescan
+            loader.finish(status="success", mark_removed=True, stats={...})
+    """
+
+    def __init__(self, db: Path, *, busy_timeout: float = 30.0, keep_raw_runs: int = 30) -> None:
+        self.db = Path(db)
+        self.busy_timeout = busy_timeout
+        self.keep_raw_runs = keep_raw_runs
+        self.lock = RunLock(self.db)
+        self.conn: sqlite3.Connection | None = None
+        self.run_id: int | None = None
+        self.captured_at = ""
+        self.snapshot_date = ""
+        self.counts = LoadCounts()
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Loader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> sqlite3.Connection:
+        """Lock, validate, connect, migrate, and mark stale ``running`` rows as interrupted."""
+        self.lock.acquire()
+        check_database_file(self.db)
+        conn = connect(self.db, busy_timeout=self.busy_timeout)
+        self.conn = conn
+        try:
+            ensure_schema(conn)
+            stale = conn.execute(
+                "UPDATE runs SET status = 'failed', error = ?, exit_code = COALESCE(exit_code, 1),"
+                " finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE status = 'running'",
+                (INTERRUPTED,),
+            ).rowcount
+            if stale:
+                log.warning("marked %d interrupted run(s) as failed", stale)
+            conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS load_chunk (id INTEGER PRIMARY KEY, "
+                + ", ".join(f'"{c}"' for c in IMAGE_COLUMNS if c != "id") + ")"
+            )
+        except sqlite3.OperationalError as exc:
+            raise _busy(self.db, exc) from exc
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"cannot use database {self.db}: {exc}") from exc
+        return conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+            finally:
+                self.conn.close()
+                self.conn = None
+        self.lock.release()
+
+    @property
+    def c(self) -> sqlite3.Connection:
+        if self.conn is None:
+            raise RuntimeError("Loader.open() was not called")
+        return self.conn
+
+    # ---------------------------------------------------------------------------------- ledger
+
+    def start_run(self, *, started_at: str, snapshot_date: str, captured_at: str | None = None,
+                  endpoint: str | None = None, namespace: str | None = None,
+                  image_name: str | None = None, page_size: int | None = None,
+                  replay_of: int | None = None) -> int:
+        """Insert this run's ``running`` row and commit it; return the run id."""
+        cur = self.c.execute(
+            "INSERT INTO runs (started_at, status, endpoint, namespace, image_name, page_size,"
+            " tool_version, snapshot_date, replay_of, pid) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (started_at, "running", endpoint, namespace, image_name, page_size, __version__,
+             snapshot_date, replay_of, os.getpid()),
+        )
+        self.run_id = int(cur.lastrowid or 0)
+        self.captured_at = captured_at or started_at
+        self.snapshot_date = snapshot_date
+        return self.run_id
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        cur = self.c.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def raw_page_offsets(self, run_id: int) -> list[int]:
+        return [r[0] for r in self.c.execute(
+            "SELECT page_offset FROM raw_pages WHERE run_id = ? ORDER BY page_offset", (run_id,))]
+
+    def raw_pages(self, run_id: int) -> Iterator[RawPage]:
+        """Stored pages of a run in offset order, decompressed one at a time."""
+        for offset in self.raw_page_offsets(run_id):
+            fetched_at, content_range, encoding, body = self.c.execute(
+                "SELECT fetched_at, content_range, encoding, body FROM raw_pages"
+                " WHERE run_id = ? AND page_offset = ?", (run_id, offset)).fetchone()
+            data = zlib.decompress(body) if encoding == "zlib" else bytes(body)
+            yield RawPage(offset, fetched_at, content_range, data)
+
+    # ------------------------------------------------------------------------------------ load
+
+    def begin_load(self) -> None:
+        """Start the one write transaction of the run (waits up to busy_timeout for writers)."""
+        try:
+            self.c.execute("BEGIN IMMEDIATE")
+            self.c.execute("SAVEPOINT scan_pass")
+        except sqlite3.OperationalError as exc:
+            raise _busy(self.db, exc) from exc
+        self.counts = LoadCounts()
+
+    def restart_pass(self) -> None:
+        """A rescan began: discard everything the earlier pass wrote."""
+        self.c.execute("ROLLBACK TO scan_pass")
+        self.counts = LoadCounts()
+
+    def write_raw_pages(self, pages: Iterable[tuple[int, str, str | None, bytes | str]]) -> None:
+        """Store page bodies (zlib, level 1: cheap, and JSON compresses well anyway)."""
+        rows = [
+            (self.run_id, offset, fetched_at, content_range, "zlib",
+             zlib.compress(body.encode() if isinstance(body, str) else body, 1))
+            for offset, fetched_at, content_range, body in pages
+        ]
+        self.c.executemany(
+            "INSERT INTO raw_pages (run_id, page_offset, fetched_at, content_range, encoding,"
+            " body) VALUES (?,?,?,?,?,?) ON CONFLICT (run_id, page_offset) DO UPDATE SET"
+            " fetched_at = excluded.fetched_at, content_range = excluded.content_range,"
+            " body = excluded.body", rows)
+        self.counts.raw_pages += len(rows)
+
+    def write_chunk(self, transformed: Any, *, duplicate_ids: Iterable[int] = ()) -> None:
+        """Write one transformed chunk: images upsert, snapshots, rejects, quality issues."""
+        c = self.c
+        params = {"run": self.run_id, "at": self.captured_at, "date": self.snapshot_date}
+        images = _rows(transformed.images, IMAGE_COLUMNS)
+        c.executemany(
+            f"INSERT OR REPLACE INTO temp.load_chunk ({_CHUNK_COLS}) "
+            f"VALUES ({', '.join('?' * len(IMAGE_COLUMNS))})", images)
+        new, changed = c.execute(_SQL_NEW_CHANGED, params).fetchone()
+        issues = c.execute(_SQL_IDENTITY_CHANGED, params).rowcount
+        c.execute(_SQL_UPSERT, params)
+        c.execute(_SQL_SNAPSHOTS, params)
+        issues += c.execute(_SQL_NAME_TWO_IDS, params).rowcount
+        c.execute("DELETE FROM temp.load_chunk")
+
+        rejects = _rows(transformed.rejects, ("page_offset", "reason", "raw"))
+        c.executemany("INSERT INTO rejects (run_id, page_offset, reason, raw) VALUES (?,?,?,?)",
+                      [(self.run_id, *r) for r in rejects])
+        qi = _rows(transformed.quality_issues, ("image_id", "field", "raw_value", "problem"))
+        qi += [(i, "id", str(i), DUPLICATE_ID) for i in duplicate_ids]
+        c.executemany(
+            "INSERT INTO quality_issues (run_id, image_id, field, raw_value, problem)"
+            " VALUES (?,?,?,?,?)", [(self.run_id, *q) for q in qi])
+        self.counts.loaded_ids += len(images)
+        self.counts.new += int(new)
+        self.counts.changed += int(changed)
+        self.counts.rejected += len(rejects)
+        self.counts.quality_issues += issues + len(qi)
+
+    def rows_loaded(self) -> int:
+        return int(self.c.execute(
+            "SELECT COUNT(*) FROM image_snapshots WHERE run_id = ?", (self.run_id,)).fetchone()[0])
+
+    def finish(self, *, status: str, mark_removed: bool, stats: dict[str, Any],
+               exit_code: int = 0, finished_at: str) -> LoadCounts:
+        """Mark removals (complete unfiltered scans only), prune raw pages, write the final
+        ``runs`` row, and COMMIT the whole run."""
+        c = self.c
+        params = {"run": self.run_id, "at": self.captured_at}
+        if mark_removed:
+            self.counts.removed = c.execute(_SQL_MARK_REMOVED, params).rowcount
+        if self.keep_raw_runs >= 0:
+            c.execute(
+                "DELETE FROM raw_pages WHERE run_id NOT IN (SELECT DISTINCT run_id FROM raw_pages"
+                " ORDER BY run_id DESC LIMIT ?)", (self.keep_raw_runs,))
+        values = {k: stats[k] for k in RUN_STAT_COLUMNS if k in stats}
+        if isinstance(values.get("retry_causes"), dict):
+            values["retry_causes"] = json.dumps(values["retry_causes"], sort_keys=True)
+        values.update(
+            status=status, exit_code=exit_code, finished_at=finished_at,
+            rows_loaded=self.rows_loaded(), rows_rejected=self.counts.rejected,
+            rows_new=self.counts.new, rows_changed=self.counts.changed,
+            rows_removed=self.counts.removed, quality_issues=self.counts.quality_issues,
+            error=None,
+        )
+        sets = ", ".join(f"{k} = :{k}" for k in values)
+        c.execute(f"UPDATE runs SET {sets} WHERE run_id = :run_id",
+                  {**values, "run_id": self.run_id})
+        c.execute("RELEASE scan_pass")
+        c.execute("COMMIT")
+        return self.counts
+
+    def fail(self, error: str, *, exit_code: int, finished_at: str,
+             stats: dict[str, Any] | None = None) -> None:
+        """Roll the load back and record the run as failed (own small transaction)."""
+        if self.conn is None or self.run_id is None:
+            return
+        c = self.conn
+        try:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            values = {k: (stats or {})[k] for k in RUN_STAT_COLUMNS if k in (stats or {})}
+            if isinstance(values.get("retry_causes"), dict):
+                values["retry_causes"] = json.dumps(values["retry_causes"], sort_keys=True)
+            values.update(status="failed", error=error.replace("\n", " ")[:1000],
+                          exit_code=exit_code, finished_at=finished_at, rows_loaded=0)
+            sets = ", ".join(f"{k} = :{k}" for k in values)
+            c.execute(f"UPDATE runs SET {sets} WHERE run_id = :run_id",
+                      {**values, "run_id": self.run_id})
+        except sqlite3.Error:  # the original error matters more; the next run marks it stale
+            log.warning("could not record run %s as failed", self.run_id, exc_info=True)

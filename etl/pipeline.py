@@ -1,0 +1,454 @@
+"""Wiring for ``swr-etl sync`` and ``swr-etl replay``: extract -> transform -> load, streamed.
+
+Pages are transformed and written in chunks of about ``CHUNK_ROWS`` rows inside the run's one
+write transaction, so memory stays flat however long the listing is. The lock is taken before
+anything else; errors roll the load back, record the run as ``failed`` and re-raise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from etl.errors import ConfigError, EtlError, QualityError
+from etl.load import Loader
+from etl.logs import current_run_id
+from etl.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 20_000
+
+ProgressCallback = Callable[[Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """The outcome of one run (also what ``--dry-run`` reports, with ``run_id`` None)."""
+
+    run_id: int | None
+    status: str
+    exit_code: int
+    rows: int
+    new: int
+    changed: int
+    removed: int
+    rejected: int
+    quality_issues: int
+    requests: int
+    retries: int
+    rescans: int
+    seconds: float
+    complete: bool
+    db: Path | None
+    dry_run: bool = False
+    replay_of: int | None = None
+    incomplete_reason: str | None = None
+
+    def summary_line(self) -> str:
+        """``run 12 success: 180 rows (3 new, 175 changed, 1 removed, 0 rejected) in 14
+        requests, 0 retries, 0.42 s``."""
+        if self.dry_run:
+            head = f"dry run ({self.status}, nothing written): {self.rows} rows"
+            counts = f"({self.rejected} rejected, {self.quality_issues} quality issues)"
+        else:
+            head = f"run {self.run_id} {self.status}: {self.rows} rows"
+            counts = (f"({self.new} new, {self.changed} changed, {self.removed} removed, "
+                      f"{self.rejected} rejected)")
+        if self.replay_of is not None:
+            tail = f"replayed from run {self.replay_of}, {self.seconds:.2f} s"
+        else:
+            tail = (f"in {self.requests} requests, {self.retries} retries, "
+                    f"{self.seconds:.2f} s")
+        line = f"{head} {counts} {tail}"
+        if self.incomplete_reason and not self.complete:
+            line += f"; incomplete: {self.incomplete_reason}"
+        return line
+
+
+# ------------------------------------------------------------------------------------- clock
+
+
+def _utc_text(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def resolve_now(now: str | datetime | None, override: str | None = None) -> datetime:
+    """The instant a run records: ``now`` (demo time travel), else the override, else the clock.
+
+    Raises:
+        ConfigError: an unparseable value.
+    """
+    value: str | datetime | None = now if now is not None else override
+    if value is None:
+        return datetime.now(timezone.utc).replace(microsecond=0)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError as exc:
+            raise ConfigError(f"invalid time {value!r}: expected ISO-8601 UTC") from exc
+        value = parsed
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).replace(microsecond=0)
+
+
+# ----------------------------------------------------------------------------- the page loop
+
+
+@dataclass
+class _Tally:
+    """Counters of the current pass (reset on a rescan)."""
+
+    pages: int = 0
+    rows_seen: int = 0
+    rows: int = 0  # images rows written (a duplicate counts once per chunk)
+    rejected: int = 0
+    quality_issues: int = 0
+    max_page_rows: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class _Sink:
+    """Where transformed chunks go: the loader, or nothing at all (``--dry-run``)."""
+
+    def __init__(self, loader: Loader | None) -> None:
+        self.loader = loader
+
+    def restart(self) -> None:
+        if self.loader is not None:
+            self.loader.restart_pass()
+
+    def raw(self, pages: list[tuple[int, str, str | None, bytes]]) -> None:
+        if self.loader is not None and pages:
+            self.loader.write_raw_pages(pages)
+
+    def chunk(self, transformed: Any, duplicate_ids: list[int]) -> tuple[int, int]:
+        if self.loader is not None:
+            before = self.loader.counts.quality_issues
+            self.loader.write_chunk(transformed, duplicate_ids=duplicate_ids)
+            return len(transformed.images), self.loader.counts.quality_issues - before
+        return len(transformed.images), len(transformed.quality_issues) + len(duplicate_ids)
+
+
+def _consume(pages: Iterable[Any], sink: _Sink, *, source_timezone: str, store_raw: bool,
+             on_progress: ProgressCallback | None, total: Callable[[], int | None]) -> _Tally:
+    """Transform and write pages in chunks; a new ``pass_no`` discards the earlier pass."""
+    from etl.paging import usable_id
+    from etl.transform import transform_rows
+
+    tally = _Tally()
+    current_pass: int | None = None
+    rows: list[Any] = []
+    offsets: list[int] = []
+    dups: list[int] = []
+    raw: list[tuple[int, str, str | None, bytes]] = []
+
+    def flush() -> None:
+        if raw:
+            sink.raw(raw)
+            raw.clear()
+        if rows:
+            t = transform_rows(rows, page_offsets=offsets, source_timezone=source_timezone)
+            n, issues = sink.chunk(t, dups)
+            tally.rows += n
+            tally.rejected += len(t.rejects)
+            tally.quality_issues += issues
+            rows.clear()
+            offsets.clear()
+            dups.clear()
+
+    for page in pages:
+        if page.pass_no != current_pass:
+            if current_pass is not None:
+                log.info("listing moved: rescan %d discards the earlier pass", page.pass_no)
+                rows.clear()
+                offsets.clear()
+                dups.clear()
+                raw.clear()
+                sink.restart()
+                tally = _Tally()
+            current_pass = page.pass_no
+        if page.duplicate_ids:
+            # Duplicates inside one chunk are reported by the transform; report the others.
+            in_chunk = {usable_id(r) for r in rows}
+            dups.extend(i for i in page.duplicate_ids if i not in in_chunk)
+        rows.extend(page.rows)
+        offsets.extend([page.offset] * len(page.rows))
+        if store_raw:
+            raw.append((page.offset, page.fetched_at, page.content_range, page.body))
+        tally.pages += 1
+        tally.rows_seen += len(page.rows)
+        tally.max_page_rows = max(tally.max_page_rows, len(page.rows))
+        if len(rows) >= CHUNK_ROWS:
+            flush()
+        if on_progress is not None:
+            reported = total()
+            on_progress({
+                "pages_done": tally.pages,
+                "pages_total": (math.ceil(reported / tally.max_page_rows)
+                                if reported is not None and tally.max_page_rows else None),
+                "rows_loaded": tally.rows,
+            })
+    flush()
+    return tally
+
+
+def _check_rejects(tally: _Tally, max_ratio: float) -> None:
+    if tally.rows_seen and tally.rejected / tally.rows_seen > max_ratio:
+        raise QualityError(
+            f"{tally.rejected} of {tally.rows_seen} rows rejected "
+            f"({tally.rejected / tally.rows_seen:.1%}), above --max-reject-ratio "
+            f"{max_ratio:.1%}; nothing of this run was loaded"
+        )
+
+
+def _scan_stats(scan: Any) -> dict[str, Any]:
+    stats = getattr(scan, "stats", None)
+    if stats is None:
+        return {}
+    out = {k: getattr(stats, k) for k in (
+        "requests", "retries", "retry_causes", "pages", "rescans", "total_reported",
+        "rows_seen", "bytes", "duration_s", "complete", "incomplete_reason") if hasattr(stats, k)}
+    if "complete" in out:
+        out["complete"] = int(bool(out["complete"]))
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, EtlError):
+        return exc.message.replace("\n", " ")
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    at = f" at {where[0].filename.rsplit('/', 1)[-1]}:{where[0].lineno}" if where else ""
+    return f"internal error: {type(exc).__name__}: {exc}{at}".replace("\n", " ")
+
+
+def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, EtlError):
+        return int(exc.exit_code)
+    return 130 if isinstance(exc, KeyboardInterrupt) else 1
+
+
+# ---------------------------------------------------------------------------------- run_sync
+
+
+def run_sync(settings: Settings, *, interactive: bool = False,
+             on_progress: ProgressCallback | None = None,
+             now: str | datetime | None = None) -> SyncResult:
+    """One extract -> transform -> load run. Returns a ``SyncResult`` (exit code 0, or 6 when
+    the scan was incomplete: what was seen is loaded, nothing marked removed).
+
+    ``interactive`` is accepted for the CLI's sake; progress display is the caller's
+    ``on_progress``. ``now`` (or ``settings.now_override``) fixes the recorded instant.
+
+    Raises:
+        EtlError leaves: LockedError (5), ConfigError (2), AuthError (3), UpstreamError (4),
+        QualityError (7), DatabaseBusyError (5); the run is recorded ``failed`` first.
+    """
+    from etl.auth import build_auth
+    from etl.extract import make_session, scan_official_images
+
+    t0 = time.monotonic()
+    at = resolve_now(now, settings.now_override)
+    started_at = _utc_text(at)
+    if settings.dry_run:
+        return _dry_run(settings, t0, on_progress)
+
+    with Loader(settings.db, busy_timeout=settings.busy_timeout,
+                keep_raw_runs=settings.keep_raw_runs) as loader:
+        loader.open()
+        run_id = loader.start_run(
+            started_at=started_at, snapshot_date=started_at[:10], endpoint=settings.endpoint,
+            namespace=settings.namespace, image_name=settings.image_name,
+            page_size=settings.page_size)
+        token = current_run_id.set(run_id)
+        scan: Any = None
+        try:
+            session = make_session(settings)
+            scan = scan_official_images(session, settings, auth=build_auth(settings, session))
+            loader.begin_load()
+            tally = _consume(
+                scan, _Sink(loader), source_timezone=settings.source_timezone, store_raw=True,
+                on_progress=on_progress,
+                total=lambda: getattr(getattr(scan, "stats", None), "total_reported", None))
+            _check_rejects(tally, settings.max_reject_ratio)
+            stats = _scan_stats(scan)
+            complete = bool(stats.get("complete", True))
+            status, code = ("success", 0) if complete else ("partial", 6)
+            stats.update(rows_seen=tally.rows_seen, pages=stats.get("pages", tally.pages),
+                         duration_s=round(time.monotonic() - t0, 3))
+            counts = loader.finish(
+                status=status, exit_code=code, mark_removed=complete and not settings.filtered,
+                stats=stats, finished_at=_finished(at, t0))
+            rows_loaded = loader.rows_loaded()
+        except BaseException as exc:
+            loader.fail(_one_line(exc), exit_code=_exit_code(exc),
+                        finished_at=_finished(at, t0), stats=_scan_stats(scan))
+            log.error("run %s failed: %s", run_id, _one_line(exc))
+            current_run_id.reset(token)
+            raise
+        result = SyncResult(
+            run_id=run_id, status=status, exit_code=code, rows=rows_loaded, new=counts.new,
+            changed=counts.changed, removed=counts.removed, rejected=counts.rejected,
+            quality_issues=counts.quality_issues, requests=int(stats.get("requests", 0)),
+            retries=int(stats.get("retries", 0)), rescans=int(stats.get("rescans", 0)),
+            seconds=round(time.monotonic() - t0, 3), complete=complete, db=settings.db,
+            incomplete_reason=stats.get("incomplete_reason"))
+        if complete:
+            log.info(result.summary_line())
+        else:
+            log.warning(result.summary_line())
+        current_run_id.reset(token)
+    _export(settings)
+    return result
+
+
+def _finished(at: datetime, t0: float) -> str:
+    """finished_at on the run's own clock (``now`` may be in the past: demo time travel)."""
+    return _utc_text(datetime.fromtimestamp(at.timestamp() + (time.monotonic() - t0),
+                                            timezone.utc))
+
+
+def _export(settings: Settings) -> None:
+    if settings.export_dir is None:
+        return
+    from etl.export import export_snapshots
+
+    export_snapshots(settings.db, settings.export_dir, fmt=settings.format, date=None,
+                     all_dates=False)
+
+
+def _dry_run(settings: Settings, t0: float, on_progress: ProgressCallback | None) -> SyncResult:
+    """Fetch and transform, count, write nothing (no lock, no database file)."""
+    from etl.auth import build_auth
+    from etl.extract import make_session, scan_official_images
+
+    session = make_session(settings)
+    scan = scan_official_images(session, settings, auth=build_auth(settings, session))
+    tally = _consume(scan, _Sink(None), source_timezone=settings.source_timezone,
+                     store_raw=False, on_progress=on_progress,
+                     total=lambda: scan.stats.total_reported)
+    stats = _scan_stats(scan)
+    complete = bool(stats.get("complete", True))
+    ratio_ok = not (tally.rows_seen and
+                    tally.rejected / tally.rows_seen > settings.max_reject_ratio)
+    status = ("success" if complete else "partial") if ratio_ok else "failed"
+    code = (0 if complete else 6) if ratio_ok else QualityError.exit_code
+    result = SyncResult(
+        run_id=None, status=status, exit_code=code, rows=tally.rows, new=0, changed=0,
+        removed=0, rejected=tally.rejected, quality_issues=tally.quality_issues,
+        requests=int(stats.get("requests", 0)), retries=int(stats.get("retries", 0)),
+        rescans=int(stats.get("rescans", 0)), seconds=round(time.monotonic() - t0, 3),
+        complete=complete, db=None, dry_run=True,
+        incomplete_reason=stats.get("incomplete_reason"))
+    log.info(result.summary_line())
+    return result
+
+
+# -------------------------------------------------------------------------------- replay_run
+
+
+@dataclass(frozen=True)
+class _StoredPage:
+    pass_no: int
+    offset: int
+    rows: list[Any]
+    body: bytes
+    content_range: str | None
+    fetched_at: str
+    duplicate_ids: tuple[int, ...]
+
+
+def _stored_pages(loader: Loader, run_id: int) -> Iterable[_StoredPage]:
+    """Pages of a stored run, decoded, with cross-page duplicate ids recomputed."""
+    from etl.paging import usable_id
+
+    seen: set[int | None] = set()
+    for raw in loader.raw_pages(run_id):
+        rows = json.loads(raw.body)
+        if not isinstance(rows, list):
+            raise ConfigError(f"stored page {raw.offset} of run {run_id} is not a JSON array")
+        ids = [usable_id(r) for r in rows]
+        dups = tuple(i for i in ids if i is not None and i in seen)
+        seen.update(ids)
+        yield _StoredPage(0, raw.offset, rows, raw.body, raw.content_range, raw.fetched_at,
+                          tuple(i for i in dups if i is not None))
+
+
+def replay_run(settings: Settings, run_id: int, *,
+               on_progress: ProgressCallback | None = None) -> SyncResult:
+    """Re-transform and reload a stored run from ``raw_pages`` without fetching.
+
+    A new run row (``replay_of`` = ``run_id``) with the original's snapshot date and capture
+    time, transformed with the current ``settings.source_timezone``.
+
+    Raises:
+        ConfigError: unknown run, or its pages were pruned (``--keep-raw-runs``) or never kept.
+    """
+    t0 = time.monotonic()
+    if not Path(settings.db).is_file():
+        raise ConfigError(f"no database at {settings.db}")
+    with Loader(settings.db, busy_timeout=settings.busy_timeout,
+                keep_raw_runs=settings.keep_raw_runs) as loader:
+        loader.open()
+        orig = loader.get_run(run_id)
+        if orig is None:
+            raise ConfigError(f"no run {run_id} in {settings.db}")
+        if orig["replay_of"] is not None:  # replaying a replay: go back to the stored pages
+            run_id = int(orig["replay_of"])
+            orig = loader.get_run(run_id) or orig
+        if not loader.raw_page_offsets(run_id):
+            raise ConfigError(
+                f"run {run_id} has no stored pages to replay (pruned by --keep-raw-runs, or the "
+                "run failed)")
+        source_run = run_id
+        started = _utc_text(datetime.now(timezone.utc))
+        captured = str(orig["started_at"])
+        new_id = loader.start_run(
+            started_at=started, captured_at=captured,
+            snapshot_date=str(orig["snapshot_date"] or captured[:10]),
+            endpoint=orig["endpoint"], namespace=orig["namespace"],
+            image_name=orig["image_name"], page_size=orig["page_size"], replay_of=source_run)
+        token = current_run_id.set(new_id)
+        try:
+            loader.begin_load()
+            tally = _consume(_stored_pages(loader, run_id), _Sink(loader),
+                             source_timezone=settings.source_timezone, store_raw=False,
+                             on_progress=on_progress, total=lambda: orig["total_reported"])
+            _check_rejects(tally, settings.max_reject_ratio)
+            complete = bool(orig["complete"]) if orig["complete"] is not None else (
+                orig["status"] == "success")
+            filtered = bool(orig["namespace"] or orig["image_name"])
+            status, code = ("success", 0) if complete else ("partial", 6)
+            counts = loader.finish(
+                status=status, exit_code=code, mark_removed=complete and not filtered,
+                stats={"rows_seen": tally.rows_seen, "pages": tally.pages,
+                       "total_reported": orig["total_reported"], "complete": int(complete),
+                       "duration_s": round(time.monotonic() - t0, 3)},
+                finished_at=_utc_text(datetime.now(timezone.utc)))
+            rows_loaded = loader.rows_loaded()
+        except BaseException as exc:
+            loader.fail(_one_line(exc), exit_code=_exit_code(exc),
+                        finished_at=_utc_text(datetime.now(timezone.utc)))
+            current_run_id.reset(token)
+            raise
+        result = SyncResult(
+            run_id=new_id, status=status, exit_code=code, rows=rows_loaded, new=counts.new,
+            changed=counts.changed, removed=counts.removed, rejected=counts.rejected,
+            quality_issues=counts.quality_issues, requests=0, retries=0, rescans=0,
+            seconds=round(time.monotonic() - t0, 3), complete=complete, db=settings.db,
+            replay_of=source_run)
+        log.info(result.summary_line())
+        current_run_id.reset(token)
+    return result
