@@ -16,7 +16,7 @@ _PATTERN = re.compile(
     r"""^\s*(?:[A-Za-z][A-Za-z0-9_-]*\s+)?       # optional range unit
         (?:(?P<first>\d{1,18})\s*-\s*(?P<middle>\d{1,18})|\*)
         \s*/\s*(?P<total>\d{1,18})\s*$""",
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,
 )
 
 

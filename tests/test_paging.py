@@ -1,0 +1,169 @@
+"""The page planner and the pass ledger: never loops, never skips, never overlaps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from etl.paging import PagePlanner, PassLedger, usable_id
+
+Serve = Callable[[int, int, int], int]  # (request number, offset, limit) -> rows returned
+
+
+def drive(page_size: int, total: int, window: int, serve: Serve,
+          known_total: int | None = None) -> tuple[list[tuple[int, int]], int, PagePlanner]:
+    """Run the planner like the extractor does: plan a window, accept in order.
+
+    Returns the accepted (offset, rows) pages, the number of requests sent (every planned
+    request counts, also those dropped by a re-plan) and the planner.
+    """
+    planner = PagePlanner(page_size)
+    accepted: list[tuple[int, int]] = []
+    sent = 0
+    limit_iterations = 10 * (total + 10) * (window + 1)
+    for _ in range(limit_iterations):
+        width = window if planner.total is not None else 1
+        while len(planner.pending) < width:
+            if planner.plan() is None:
+                break
+            sent += 1
+        if planner.done() or not planner.pending:
+            return accepted, sent, planner
+        offset, limit = planner.pending[0]
+        rows = serve(sent, offset, limit)
+        if rows:
+            accepted.append((offset, rows))
+        planner.accept(offset, rows, known_total)
+    raise AssertionError("planner looped")
+
+
+def assert_exact_cover(accepted: list[tuple[int, int]], total: int) -> None:
+    cursor = 0
+    for offset, rows in accepted:
+        assert offset == cursor, f"gap or overlap at {offset} (expected {cursor})"
+        cursor += rows
+    assert cursor == total
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    total=st.integers(0, 3000),
+    page_size=st.integers(1, 1000),
+    cap=st.integers(1, 1000),
+    window=st.integers(1, 8),
+)
+def test_static_cap_covers_exactly(total: int, page_size: int, cap: int, window: int) -> None:
+    def serve(_n: int, offset: int, limit: int) -> int:
+        return max(0, min(limit, cap, total - offset))
+
+    accepted, sent, planner = drive(page_size, total, window, serve, known_total=total)
+    assert_exact_cover(accepted, total)
+    size = min(page_size, cap)
+    pages = -(-total // size)
+    # A static cap is seen on the first page, before anything is planned in parallel.
+    assert planner.replans == 0
+    assert sent == max(1, pages)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    total=st.integers(1, 2000),
+    page_size=st.integers(1, 500),
+    caps=st.lists(st.integers(1, 500), min_size=1, max_size=20),
+    window=st.integers(1, 8),
+)
+def test_any_server_cap_sequence_never_skips_overlaps_or_loops(
+    total: int, page_size: int, caps: list[int], window: int
+) -> None:
+    # The cap changes from request to request: whatever the server does, coverage is exact.
+    def serve(n: int, offset: int, limit: int) -> int:
+        return max(0, min(limit, caps[n % len(caps)], total - offset))
+
+    accepted, sent, planner = drive(page_size, total, window, serve, known_total=total)
+    assert_exact_cover(accepted, total)
+    assert sent <= len(accepted) + window * (planner.replans + 1)
+    assert planner.replans <= len(accepted)
+
+
+@settings(max_examples=200, deadline=None)
+@given(total=st.integers(0, 2000), page_size=st.integers(1, 500), cap=st.integers(1, 500))
+def test_without_total_fetches_until_the_first_empty_page(
+    total: int, page_size: int, cap: int
+) -> None:
+    def serve(_n: int, offset: int, limit: int) -> int:
+        return max(0, min(limit, cap, total - offset))
+
+    accepted, sent, planner = drive(page_size, total, 4, serve, known_total=None)
+    assert_exact_cover(accepted, total)
+    assert planner.ended
+    assert sent == len(accepted) + 1  # one empty page ends it; short pages do not
+
+
+def test_cap_found_mid_scan_replans_parallel_offsets() -> None:
+    # First page uncapped (100 rows), then the server caps at 30: offsets 200, 300, ... that were
+    # planned with the old size are dropped and re-planned from 130 in steps of 30.
+    def serve(n: int, offset: int, limit: int) -> int:
+        return max(0, min(limit, 100 if n == 1 else 30, 400 - offset))
+
+    accepted, sent, planner = drive(100, 400, 4, serve, known_total=400)
+    assert accepted[:4] == [(0, 100), (100, 30), (130, 30), (160, 30)]
+    assert_exact_cover(accepted, 400)
+    assert planner.page_size == 30
+    assert planner.replans == 1
+
+
+def test_total_shrinking_mid_pass_stops_without_empty_requests() -> None:
+    planner = PagePlanner(10)
+    assert planner.plan() == (0, 10)
+    assert planner.accept(0, 10, 50) == []
+    assert [planner.plan() for _ in range(3)] == [(10, 10), (20, 10), (30, 10)]
+    # the page at 10 reports that only 20 rows remain: what was planned beyond is dropped
+    assert planner.accept(10, 10, 20) == []
+    assert planner.done()
+    assert planner.plan() is None
+
+
+def test_accept_out_of_order_is_a_bug() -> None:
+    planner = PagePlanner(10)
+    planner.plan()
+    with pytest.raises(ValueError, match="out of order"):
+        planner.accept(10, 10)
+
+
+def test_ledger_proves_a_complete_pass() -> None:
+    ledger = PassLedger(0)
+    assert ledger.record([{"id": 1}, {"id": 2}], 4) == []
+    assert ledger.record([{"id": 3}, {"name": "no id"}], 4) == []
+    assert ledger.incomplete_reason() is None
+    assert (len(ledger.ids), ledger.rows_without_id, ledger.rows_seen) == (3, 1, 4)
+
+
+def test_ledger_reasons() -> None:
+    dup = PassLedger(0)
+    dup.record([{"id": 1}, {"id": 2}], 3)
+    assert dup.record([{"id": 2}, {"id": 3}], 3) == [2]
+    assert dup.moved
+    assert dup.incomplete_reason() == (
+        "the listing shifted during the scan: 1 id(s) came back on two pages")
+
+    changed = PassLedger(0)
+    changed.record([{"id": 1}], 2)
+    changed.record([{"id": 2}, {"id": 3}], 3)
+    assert changed.incomplete_reason() == "the total changed during the scan (2 -> 3)"
+
+    short = PassLedger(0)
+    short.record([{"id": 1}], 3)
+    assert not short.moved
+    assert short.incomplete_reason() == (
+        "short count: 1 distinct ids + 0 rows without id = 1, but the API reported 3")
+
+
+@pytest.mark.parametrize("row,expected", [
+    ({"id": 7}, 7), ({"id": "42"}, 42), ({"id": True}, None), ({"id": None}, None),
+    ({"id": "x"}, None), ({}, None), ("not a dict", None), ({"id": 1.5}, None),
+])
+def test_usable_id(row: object, expected: int | None) -> None:
+    assert usable_id(row) == expected
