@@ -60,10 +60,12 @@ def register_secrets(values: Iterable[str | None]) -> None:
     for v in values:
         if v and len(v) >= 4:
             _SECRETS.add(v)
-            # A secret that JSON would escape must also be found in its escaped form.
-            escaped = json.dumps(v, ensure_ascii=False)[1:-1]
-            if escaped != v:
-                _SECRETS.add(escaped)
+            # A secret that JSON or repr() would escape must also be found in escaped form
+            # (a dict logged with %r, a value inside a JSON line).
+            for escaped in (json.dumps(v, ensure_ascii=False)[1:-1], repr(v)[1:-1],
+                            json.dumps(repr(v)[1:-1], ensure_ascii=False)[1:-1]):
+                if escaped != v:
+                    _SECRETS.add(escaped)
 
 
 def mask(text: str) -> str:
@@ -118,6 +120,11 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
     }
 
 
+def _show_traces() -> bool:
+    """Tracebacks are for -v (debug) runs only."""
+    return logging.getLogger("etl").isEnabledFor(logging.DEBUG)
+
+
 def _timestamp(record: logging.LogRecord, fmt: str) -> str:
     return datetime.fromtimestamp(record.created, timezone.utc).strftime(fmt)
 
@@ -139,9 +146,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             trace = self.formatException(record.exc_info)
             obj["exception"] = trace.splitlines()[-1]
-            if record.levelno <= logging.DEBUG or logging.getLogger("etl").isEnabledFor(
-                logging.DEBUG
-            ):
+            if _show_traces():
                 obj["traceback"] = trace
         line = json.dumps(_mask_value(obj), default=str, ensure_ascii=False)
         # json.dumps escapes C0 controls; escape DEL and C1 too so the line is inert on a tty.
@@ -165,9 +170,11 @@ class TextFormatter(logging.Formatter):
         extra = " ".join(f"{k}={_text_value(v)}" for k, v in _fields(record).items())
         line = _escape_control(mask(record.getMessage() + (f" {extra}" if extra else "")))
         if record.exc_info:
-            # The trace (shown with -v) continues on indented lines, each free of controls.
-            trace = mask(self.formatException(record.exc_info))
-            line += "".join("\n    " + _escape_control(t) for t in trace.splitlines())
+            trace = mask(self.formatException(record.exc_info)).splitlines()
+            if _show_traces():  # -v: the trace continues on indented lines, free of controls
+                line += "".join("\n    " + _escape_control(t) for t in trace)
+            elif trace:  # otherwise only its last line: no traceback reaches a user
+                line += " (" + _escape_control(trace[-1]) + ")"
         return prefix + line
 
 
