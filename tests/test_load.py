@@ -1,0 +1,299 @@
+"""The loader: lock first, database file checks, one transaction, idempotent writes."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etl.cli import main
+from etl.errors import ConfigError, LockedError
+from etl.load import INTERRUPTED, Loader, lock_path_for
+from etl.transform import transform_rows
+
+T0 = "2026-11-20T03:00:00Z"
+T1 = "2026-11-21T03:00:00Z"
+
+
+def rows(ids: range, pulls: int = 100, ns: str = "library") -> list[dict[str, Any]]:
+    return [{"id": i, "namespace": ns, "name": f"img{i}", "user": "u", "description": f"d{i}",
+             "star_count": 2, "pull_count": pulls + i, "collection_id": 0,
+             "last_updated": "2026-11-01 10:00:00"} for i in ids]
+
+
+def load(db: Path, data: list[dict[str, Any]], at: str, *, mark_removed: bool = True,
+         dup_ids: tuple[int, ...] = ()) -> tuple[int, Any]:
+    """One whole run through the loader API, as the pipeline drives it."""
+    with Loader(db) as loader:
+        loader.open()
+        run_id = loader.start_run(started_at=at, snapshot_date=at[:10], endpoint="http://x")
+        loader.begin_load()
+        loader.write_chunk(transform_rows(data, page_offsets=[0] * len(data)),
+                           duplicate_ids=dup_ids)
+        counts = loader.finish(status="success", mark_removed=mark_removed,
+                               stats={"requests": 1}, finished_at=at)
+    return run_id, counts
+
+
+def table(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    return int(exc.value.code or 0), capsys.readouterr().err.strip()
+
+
+def test_first_load_writes_whole_rows(tmp_path: Path) -> None:
+    db = tmp_path / "sub" / "dir" / "swr.db"  # missing folders are created
+    run_id, counts = load(db, rows(range(1, 3)), T0)
+    assert (counts.new, counts.changed, counts.removed) == (2, 0, 0)
+    assert table(db, "SELECT * FROM images ORDER BY id") == [
+        (1, "library", "img1", "u", "d1", 2, 101, 0, "2026-11-01T10:00:00Z", T0, T0, 1, 1, None),
+        (2, "library", "img2", "u", "d2", 2, 102, 0, "2026-11-01T10:00:00Z", T0, T0, 1, 1, None),
+    ]
+    assert table(db, "SELECT * FROM image_snapshots ORDER BY image_id") == [
+        (1, 1, T0, "2026-11-20", 2, 101, "2026-11-01T10:00:00Z"),
+        (1, 2, T0, "2026-11-20", 2, 102, "2026-11-01T10:00:00Z"),
+    ]
+    assert table(db, "SELECT run_id, status, rows_loaded, rows_new, exit_code, requests, error "
+                     "FROM runs") == [(1, "success", 2, 2, 0, 1, None)]
+    assert table(db, "PRAGMA journal_mode") == [("wal",)]
+    assert lock_path_for(db).exists()
+
+
+def test_second_identical_run_changes_nothing_but_last_seen(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    load(db, rows(range(1, 4)), T0)
+    images_1 = table(db, "SELECT * FROM images ORDER BY id")
+    snaps_1 = table(db, "SELECT * FROM image_snapshots ORDER BY image_id")
+    run_id, counts = load(db, rows(range(1, 4)), T0)
+    assert run_id == 2
+    assert (counts.new, counts.changed, counts.removed) == (0, 0, 0)
+    assert table(db, "SELECT * FROM images ORDER BY id") == [
+        (*r[:12], 2, None) for r in images_1]
+    assert table(db, "SELECT * FROM image_snapshots WHERE run_id = 2 ORDER BY image_id") == [
+        (2, *r[1:]) for r in snaps_1]
+
+
+def test_same_chunk_twice_in_one_run_is_idempotent(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    data = rows(range(1, 4))
+    with Loader(db) as loader:
+        loader.open()
+        loader.start_run(started_at=T0, snapshot_date=T0[:10])
+        loader.begin_load()
+        loader.write_chunk(transform_rows(data, page_offsets=[0] * 3))
+        first = table(db, "SELECT count(*) FROM images")  # uncommitted: invisible to readers
+        loader.write_chunk(transform_rows(data, page_offsets=[0] * 3))
+        loader.finish(status="success", mark_removed=True, stats={}, finished_at=T0)
+    assert first == [(0,)]
+    assert table(db, "SELECT count(*), sum(pull_count) FROM image_snapshots") == [(3, 306)]
+    assert table(db, "SELECT rows_loaded, rows_new FROM runs") == [(3, 3)]
+
+
+def test_removed_at_set_then_cleared_when_the_image_returns(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    load(db, rows(range(1, 4)), T0)
+    _, counts = load(db, rows(range(1, 3), pulls=200), T1)
+    assert counts.removed == 1
+    assert counts.changed == 2
+    assert table(db, "SELECT id, removed_at, last_seen_run FROM images ORDER BY id") == [
+        (1, None, 2), (2, None, 2), (3, T1, 1)]
+    _, counts = load(db, rows(range(1, 4), pulls=300), "2026-11-22T03:00:00Z")
+    assert (counts.new, counts.changed, counts.removed) == (1, 2, 0)  # a return counts as new
+    assert table(db, "SELECT id, removed_at, first_seen_run, last_seen_run FROM images "
+                     "ORDER BY id") == [(1, None, 1, 3), (2, None, 1, 3), (3, None, 1, 3)]
+
+
+def test_without_mark_removed_nothing_is_removed(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    load(db, rows(range(1, 4)), T0)
+    _, counts = load(db, rows(range(1, 2)), T1, mark_removed=False)
+    assert counts.removed == 0
+    assert table(db, "SELECT count(*) FROM images WHERE removed_at IS NOT NULL") == [(0,)]
+
+
+def test_identity_issues_and_cross_chunk_duplicates(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    load(db, rows(range(1, 3)), T0)
+    renamed = rows(range(1, 3))
+    renamed[0]["name"] = "renamed"          # id 1 changed its (namespace, name)
+    renamed.append({**rows(range(9, 10))[0], "name": "img2"})  # img2 now also under id 9
+    load(db, renamed, T1, dup_ids=(2,))
+    assert table(db, "SELECT run_id, image_id, field, raw_value, problem FROM quality_issues "
+                     "ORDER BY image_id, problem") == [
+        (2, 1, "namespace/name", "library/renamed", "identity changed, was library/img1"),
+        (2, 2, "id", "2", "duplicate id in scan"),
+        (2, 2, "namespace/name", "library/img2", "namespace/name shared by ids 2, 9"),
+        (2, 9, "namespace/name", "library/img2", "namespace/name shared by ids 2, 9"),
+    ]
+    assert table(db, "SELECT quality_issues FROM runs WHERE run_id = 2") == [(4,)]
+
+
+def test_restart_pass_discards_the_earlier_pass(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    with Loader(db) as loader:
+        loader.open()
+        loader.start_run(started_at=T0, snapshot_date=T0[:10])
+        loader.begin_load()
+        loader.write_raw_pages([(0, T0, "0-2/2", b"[1]")])
+        loader.write_chunk(transform_rows(rows(range(1, 6)), page_offsets=[0] * 5))
+        loader.restart_pass()
+        loader.write_raw_pages([(0, T0, "0-1/1", b"[2]")])
+        loader.write_chunk(transform_rows(rows(range(7, 8)), page_offsets=[0]))
+        counts = loader.finish(status="success", mark_removed=True, stats={}, finished_at=T0)
+    assert counts.new == 1
+    assert table(db, "SELECT id FROM images") == [(7,)]
+    assert table(db, "SELECT image_id FROM image_snapshots") == [(7,)]
+    assert table(db, "SELECT page_offset, content_range FROM raw_pages") == [(0, "0-1/1")]
+    with Loader(db) as loader:
+        loader.open()
+        assert [(p.offset, p.body) for p in loader.raw_pages(1)] == [(0, b"[2]")]
+
+
+def test_failure_rolls_back_and_records_the_run(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    load(db, rows(range(1, 3)), T0)
+    with Loader(db) as loader:
+        loader.open()
+        loader.start_run(started_at=T1, snapshot_date=T1[:10])
+        loader.begin_load()
+        loader.write_chunk(transform_rows(rows(range(1, 9), pulls=5), page_offsets=[0] * 8))
+        loader.fail("boom: the API went away", exit_code=4, finished_at=T1)
+    assert table(db, "SELECT run_id, status, error, exit_code, rows_loaded FROM runs") == [
+        (1, "success", None, 0, 2), (2, "failed", "boom: the API went away", 4, 0)]
+    assert table(db, "SELECT count(*), sum(pull_count) FROM images") == [(2, 203)]
+    assert table(db, "SELECT count(*) FROM image_snapshots WHERE run_id = 2") == [(0,)]
+
+
+def test_stale_running_row_is_marked_interrupted(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    with Loader(db) as loader:
+        loader.open()
+        loader.start_run(started_at=T0, snapshot_date=T0[:10])
+        # the process "dies" here: the running row stays, the lock goes with the process
+    with Loader(db) as loader:
+        loader.open()
+    assert table(db, "SELECT run_id, status, error FROM runs") == [(1, "failed", INTERRUPTED)]
+
+
+def test_raw_pages_are_compressed_and_pruned(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    body = b'[{"id": 1, "name": "' + b"x" * 5000 + b'"}]'
+    for _ in range(4):
+        with Loader(db, keep_raw_runs=2) as loader:
+            loader.open()
+            loader.start_run(started_at=T0, snapshot_date=T0[:10])
+            loader.begin_load()
+            loader.write_raw_pages([(0, T0, None, body), (100, T0, None, body)])
+            loader.finish(status="success", mark_removed=False, stats={}, finished_at=T0)
+    stored = table(db, "SELECT run_id, page_offset, encoding, length(body) FROM raw_pages "
+                       "ORDER BY run_id, page_offset")
+    assert [(r[0], r[1], r[2]) for r in stored] == [
+        (3, 0, "zlib"), (3, 100, "zlib"), (4, 0, "zlib"), (4, 100, "zlib")]
+    assert all(r[3] < 200 for r in stored)
+    with Loader(db) as loader:
+        loader.open()
+        assert [(p.offset, p.body) for p in loader.raw_pages(4)] == [(0, body), (100, body)]
+
+
+# ------------------------------------------------------------------------ lock and file checks
+
+
+def hold_lock(db: Path) -> int:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path_for(db), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, b"4242\n")
+    return fd
+
+
+def test_lock_held_is_locked_error(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    fd = hold_lock(db)
+    try:
+        with pytest.raises(LockedError) as err, Loader(db) as loader:
+            loader.open()
+        assert str(err.value) == f"another run holds the lock for {db} (pid 4242)"
+        assert not db.exists()  # the lock comes first: the database was not even created
+    finally:
+        os.close(fd)
+    with Loader(db) as loader:  # released: the next run gets it
+        loader.open()
+
+
+def test_second_concurrent_sync_exits_5(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "swr.db"
+    fd = hold_lock(db)
+    try:
+        code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
+                         "--no-auth"], capsys)
+    finally:
+        os.close(fd)
+    assert code == 5
+    assert err == f"swr-etl: error: another run holds the lock for {db} (pid 4242)"
+
+
+def test_garbage_database_file_is_left_untouched(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "notes.db"
+    garbage = b"these are my notes, not a database\n" * 100
+    db.write_bytes(garbage)
+    code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
+                     "--no-auth"], capsys)
+    assert code == 2
+    assert err == f"swr-etl: error: {db} is not a SQLite database (left untouched)"
+    assert db.read_bytes() == garbage
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db", "notes.db.lock"]
+
+
+def test_read_only_location_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    db = Path("/sys/swr-etl-test.db")  # sysfs refuses new files, even to root
+    code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
+                     "--no-auth"], capsys)
+    assert code == 2
+    assert err.startswith(f"swr-etl: error: cannot write beside database {db} "
+                          "(read-only location?): ")
+    assert not db.exists()
+
+
+def test_read_only_file_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root can write a read-only file")
+    db = tmp_path / "swr.db"
+    load(db, rows(range(1, 2)), T0)
+    db.chmod(0o444)
+    with pytest.raises(ConfigError, match="is read-only"), Loader(db) as loader:
+        loader.open()
+
+
+def test_directory_as_database_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err, Loader(tmp_path) as loader:
+        loader.open()
+    assert str(err.value) == f"database path {tmp_path} is a folder, not a SQLite file"
+
+
+def test_reader_is_not_blocked_and_keeps_its_view(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    load(db, rows(range(1, 4)), T0)
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*), max(last_seen_run) FROM images").fetchone() == (3, 1)
+    _, counts = load(db, rows(range(1, 6), pulls=500), T1)  # not blocked by the reader
+    assert counts.new == 2
+    # the open read transaction still sees the state it started with
+    assert reader.execute("SELECT count(*), max(last_seen_run) FROM images").fetchone() == (3, 1)
+    reader.execute("COMMIT")
+    assert reader.execute("SELECT count(*), max(last_seen_run) FROM images").fetchone() == (5, 2)
+    reader.close()

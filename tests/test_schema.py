@@ -1,0 +1,166 @@
+"""Schema: versioned migrations in place, and every view against values computed by hand."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from etl import schema
+from etl.errors import ConfigError
+
+
+def fresh() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    schema.ensure_schema(conn)
+    return conn
+
+
+def test_fresh_database_gets_every_table_and_view() -> None:
+    conn = fresh()
+    assert schema.current_version(conn) == schema.SCHEMA_VERSION == 2
+    names = {r[0]: r[1] for r in conn.execute("SELECT name, type FROM sqlite_master")}
+    for table in ("runs", "images", "image_snapshots", "rejects", "quality_issues", "raw_pages"):
+        assert names[table] == "table"
+    for view in ("latest_images", "daily_pulls", "top_movers_7d", "top_movers_30d"):
+        assert names[view] == "view"
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(daily_pulls)")]
+    assert cols == ["image_id", "namespace", "name", "snapshot_date", "pull_count", "pull_delta",
+                    "days_elapsed", "anomaly"]
+
+
+def test_ensure_schema_is_idempotent_and_cheap() -> None:
+    conn = fresh()
+    before = conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
+    assert schema.ensure_schema(conn) == 2
+    assert conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == before
+    assert not conn.in_transaction
+
+
+def test_v1_database_is_migrated_in_place_keeping_its_rows() -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.executescript(schema.V1)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO runs (run_id, started_at, status, snapshot_date) "
+                 "VALUES (1, '2026-11-01T03:00:00Z', 'success', '2026-11-01')")
+    conn.execute("INSERT INTO images (id, namespace, name, pull_count, first_seen_at, "
+                 "last_seen_at, first_seen_run, last_seen_run) VALUES "
+                 "(7, 'library', 'nginx', 42, '2026-11-01T03:00:00Z', "
+                 "'2026-11-01T03:00:00Z', 1, 1)")
+    assert "latest_images" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+
+    assert schema.ensure_schema(conn) == 2
+    assert schema.current_version(conn) == 2
+    latest = conn.execute("SELECT id, name, pull_count, snapshot_date FROM latest_images")
+    assert latest.fetchall() == [(7, "nginx", 42, "2026-11-01")]
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "runs_snapshot_date" in indexes
+
+
+def test_stale_view_definition_is_replaced() -> None:
+    conn = fresh()
+    conn.execute("DROP VIEW top_movers_30d")
+    conn.execute("CREATE VIEW top_movers_30d AS SELECT 1 AS x")
+    schema.ensure_schema(conn)
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(top_movers_30d)")]
+    assert cols[:3] == ["image_id", "namespace", "name"]
+
+
+def test_newer_database_is_refused() -> None:
+    conn = fresh()
+    conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(ConfigError) as err:
+        schema.ensure_schema(conn)
+    assert str(err.value) == ("database schema version 99 is newer than this swr-etl "
+                              "understands (2); upgrade swr-etl")
+
+
+# ------------------------------------------------------------------------- views, by hand
+
+RUNS = [  # run_id, date, status
+    (1, "2026-10-20", "success"),
+    (2, "2026-11-01", "success"),
+    (3, "2026-11-02", "success"),
+    (4, "2026-11-02", "success"),   # later run of the same date wins
+    (5, "2026-11-03", "failed"),    # ignored even if it had snapshots
+    (6, "2026-11-05", "partial"),   # partial runs count
+]
+IMAGES = [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "gone")]
+SNAPSHOTS = {  # image_id -> {run_id: pull_count}
+    1: {1: 50, 2: 100, 3: 150, 4: 160, 5: 9999, 6: 200},
+    2: {2: 500, 4: 400, 6: 2147483647},
+    3: {3: 10, 6: 40},
+    4: {2: 1000, 6: 900},
+    5: {1: 7, 2: 8},
+}
+
+
+@pytest.fixture()
+def history() -> sqlite3.Connection:
+    conn = fresh()
+    for run_id, date, status in RUNS:
+        conn.execute("INSERT INTO runs (run_id, started_at, status, snapshot_date) "
+                     "VALUES (?, ?, ?, ?)", (run_id, f"{date}T03:00:00Z", status, date))
+    dates = {r: d for r, d, _ in RUNS}
+    for image_id, name in IMAGES:
+        runs = SNAPSHOTS[image_id]
+        last = max(runs)
+        conn.execute(
+            "INSERT INTO images (id, namespace, name, pull_count, first_seen_at, last_seen_at, "
+            "first_seen_run, last_seen_run, removed_at) VALUES (?, 'library', ?, ?, ?, ?, ?, ?, ?)",
+            (image_id, name, runs[last], f"{dates[min(runs)]}T03:00:00Z",
+             f"{dates[last]}T03:00:00Z", min(runs), last,
+             "2026-11-05T03:00:00Z" if name == "gone" else None))
+        for run_id, pulls in runs.items():
+            conn.execute(
+                "INSERT INTO image_snapshots (run_id, image_id, captured_at, snapshot_date, "
+                "pull_count) VALUES (?, ?, ?, ?, ?)",
+                (run_id, image_id, f"{dates[run_id]}T03:00:00Z", dates[run_id], pulls))
+    return conn
+
+
+def test_daily_pulls_by_hand(history: sqlite3.Connection) -> None:
+    rows = history.execute("SELECT * FROM daily_pulls ORDER BY image_id, snapshot_date").fetchall()
+    assert rows == [
+        (1, "library", "a", "2026-10-20", 50, None, None, None),
+        (1, "library", "a", "2026-11-01", 100, 50, 12, None),
+        (1, "library", "a", "2026-11-02", 160, 60, 1, None),       # run 4, not run 3
+        (1, "library", "a", "2026-11-05", 200, 40, 3, None),       # failed run 5 skipped
+        (2, "library", "b", "2026-11-01", 500, None, None, None),
+        (2, "library", "b", "2026-11-02", 400, None, 1, "decrease"),
+        (2, "library", "b", "2026-11-05", 2147483647, None, 3, "stuck_at_int32_max"),
+        (3, "library", "c", "2026-11-02", 10, None, None, None),
+        (3, "library", "c", "2026-11-05", 40, 30, 3, None),
+        (4, "library", "d", "2026-11-01", 1000, None, None, None),
+        (4, "library", "d", "2026-11-05", 900, None, 4, "decrease"),
+        (5, "library", "gone", "2026-10-20", 7, None, None, None),
+        (5, "library", "gone", "2026-11-01", 8, 1, 12, None),
+    ]
+
+
+def test_top_movers_by_hand(history: sqlite3.Connection) -> None:
+    # Latest date 2026-11-05. 7 days: from 2026-10-29. b is stuck, d decreased, gone is absent.
+    assert history.execute("SELECT * FROM top_movers_7d").fetchall() == [
+        (1, "library", "a", "2026-11-01", "2026-11-05", 100, 200, 100, 4, 25.0, 1),
+        (3, "library", "c", "2026-11-02", "2026-11-05", 10, 40, 30, 3, 10.0, 2),
+    ]
+    # 30 days: from 2026-10-06, so a's baseline is 2026-10-20 (50 pulls, 16 days).
+    assert history.execute("SELECT * FROM top_movers_30d").fetchall() == [
+        (1, "library", "a", "2026-10-20", "2026-11-05", 50, 200, 150, 16, 9.375, 1),
+        (3, "library", "c", "2026-11-02", "2026-11-05", 10, 40, 30, 3, 10.0, 2),
+    ]
+    cols = [r[1] for r in history.execute("PRAGMA table_info(top_movers_7d)")]
+    assert cols == ["image_id", "namespace", "name", "from_date", "to_date", "pull_count_from",
+                    "pull_count", "pull_delta", "days_elapsed", "per_day", "rank"]
+
+
+def test_latest_images_by_hand(history: sqlite3.Connection) -> None:
+    rows = history.execute(
+        "SELECT id, name, pull_count, last_seen_run, snapshot_date FROM latest_images ORDER BY id"
+    ).fetchall()
+    assert rows == [
+        (1, "a", 200, 6, "2026-11-05"),
+        (2, "b", 2147483647, 6, "2026-11-05"),
+        (3, "c", 40, 6, "2026-11-05"),
+        (4, "d", 900, 6, "2026-11-05"),
+    ]
