@@ -1,0 +1,186 @@
+"""The --config TOML file: precedence flags > env > file > defaults; private files for secrets."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from etl.cli import main
+from etl.config import load_config_file
+from etl.errors import ConfigError
+from etl.schema import MIGRATIONS
+from etl.settings import Settings, build_settings
+
+CONFIG = """
+# swr-etl settings
+region = "ap-southeast-1"
+db = "/srv/from-file.db"
+page-size = 500
+timeout = 12.5
+max_attempts = 3
+source-timezone = "Asia/Shanghai"
+metrics-file = "/var/lib/node_exporter/textfile/swr_etl.prom"
+"""
+
+
+def write(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def test_file_values_and_defaults(tmp_path: Path) -> None:
+    cfg = load_config_file(write(tmp_path / "c.toml", CONFIG, 0o644))
+    s = build_settings({}, {}, cfg)
+    assert (s.region, s.endpoint, s.db, s.page_size, s.timeout, s.max_attempts) == (
+        "ap-southeast-1", "https://swr-api.ap-southeast-1.myhuaweicloud.com",
+        Path("/srv/from-file.db"), 500, 12.5, 3)
+    assert s.source_timezone == "Asia/Shanghai"
+    assert s.metrics_file == Path("/var/lib/node_exporter/textfile/swr_etl.prom")
+    assert (s.concurrency, s.format, s.healthcheck_url) == (4, "parquet", None)  # defaults
+
+
+def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
+    cfg = load_config_file(write(tmp_path / "c.toml", CONFIG))
+    env = {"SWR_ETL_DB": "/srv/from-env.db", "SWR_REGION": "cn-east-3"}
+    s = build_settings({"page_size": 50}, env, cfg)
+    assert (s.db, s.region, s.endpoint, s.page_size, s.timeout) == (
+        Path("/srv/from-env.db"), "cn-east-3", "https://swr-api.cn-east-3.myhuaweicloud.com",
+        50, 12.5)
+    s = build_settings({"db": "/srv/from-flag.db", "region": "cn-south-1", "timeout": 2.0},
+                       env, cfg)
+    assert (s.db, s.region, s.timeout, s.page_size) == (
+        Path("/srv/from-flag.db"), "cn-south-1", 2.0, 500)
+
+
+def test_table_form_is_accepted(tmp_path: Path) -> None:
+    cfg = load_config_file(write(tmp_path / "c.toml", '[swr-etl]\npage_size = 200\n'))
+    assert build_settings({}, {}, cfg).page_size == 200
+
+
+def make_db(path: Path, run_id: int) -> Path:
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[1])
+    conn.execute("INSERT INTO runs (run_id, started_at, status) VALUES (?, "
+                 "'2026-11-27T03:00:00Z', 'running')", (run_id,))
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.mark.parametrize("use_env,use_flag,expected", [
+    (False, False, 1), (True, False, 2), (True, True, 3), (False, True, 3)])
+def test_cli_precedence_for_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str], use_env: bool,
+                                         use_flag: bool, expected: int) -> None:
+    dbs = [make_db(tmp_path / f"{n}.db", n) for n in (1, 2, 3)]
+    cfg = write(tmp_path / "c.toml", f'db = "{dbs[0]}"\n')
+    monkeypatch.delenv("SWR_ETL_DB", raising=False)
+    monkeypatch.delenv("SWR_ETL_CONFIG", raising=False)
+    if use_env:
+        monkeypatch.setenv("SWR_ETL_DB", str(dbs[1]))
+    args = ["runs", "--json", "--config", str(cfg)] + (["--db", str(dbs[2])] if use_flag else [])
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 0
+    assert f'"run_id": {expected},' in capsys.readouterr().out
+
+
+def test_config_path_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    db = make_db(tmp_path / "x.db", 9)
+    monkeypatch.delenv("SWR_ETL_DB", raising=False)
+    monkeypatch.setenv("SWR_ETL_CONFIG", str(write(tmp_path / "c.toml", f'db = "{db}"\n')))
+    with pytest.raises(SystemExit) as exc:
+        main(["runs", "--json"])
+    assert exc.value.code == 0
+    assert '"run_id": 9,' in capsys.readouterr().out
+
+
+SECRET_CONFIG = 'HUAWEICLOUD_SDK_AK = "AKEXAMPLE123"\nhuaweicloud_sdk_sk = "SKEXAMPLE-s3cr3t"\n'
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o606])
+def test_refuses_secrets_in_a_file_others_can_read(tmp_path: Path, mode: int) -> None:
+    path = write(tmp_path / "c.toml", SECRET_CONFIG, mode)
+    with pytest.raises(ConfigError) as exc:
+        load_config_file(path)
+    assert exc.value.exit_code == 2
+    assert str(exc.value) == (
+        f"config file {path} holds credentials (HUAWEICLOUD_SDK_AK, huaweicloud_sdk_sk) but is "
+        f"accessible by group/others (mode {mode:04o}): run `chmod 600 {path}` or move the "
+        "credentials to the environment")
+    assert "s3cr3t" not in str(exc.value) and "AKEXAMPLE" not in str(exc.value)
+
+
+def test_secrets_in_a_table_are_checked_too(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", '[swr-etl]\nSWR_AUTH_TOKEN = "tok-123456"\n', 0o644)
+    with pytest.raises(ConfigError, match=r"holds credentials \(SWR_AUTH_TOKEN\)"):
+        load_config_file(path)
+
+
+def test_private_file_may_hold_secrets(tmp_path: Path) -> None:
+    cfg = load_config_file(write(tmp_path / "c.toml", SECRET_CONFIG, 0o600))
+    s = build_settings({}, {}, cfg, need_credentials=True)
+    assert (s.credentials.kind, s.credentials.ak, s.credentials.sk) == (
+        "aksk", "AKEXAMPLE123", "SKEXAMPLE-s3cr3t")
+    # The environment still beats the file for credentials.
+    s = build_settings({}, {"SWR_AUTH_TOKEN": "env-token"}, cfg)
+    assert (s.credentials.kind, s.credentials.token) == ("token", "env-token")
+
+
+def test_world_readable_file_without_secrets_is_fine(tmp_path: Path) -> None:
+    assert load_config_file(write(tmp_path / "c.toml", "page-size = 10\n", 0o644)) == {
+        "page-size": 10}
+
+
+def test_cli_refuses_world_readable_secrets(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path / "c.toml", SECRET_CONFIG, 0o644)
+    with pytest.raises(SystemExit) as exc:
+        main(["runs", "--config", str(path), "--db", str(tmp_path / "x.db")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"swr-etl: error: config file {path} holds credentials")
+    assert f"chmod 600 {path}" in err and "s3cr3t" not in err
+
+
+@pytest.mark.parametrize("text,message", [
+    ("page_sise = 5\n", "unknown setting in config file: page_sise"),
+    ("[export]\nout = 'x'\n", "unknown table [export] in config file {path} "
+                              "(use top-level keys or a [swr-etl] table)"),
+    ("page-size = \n", "invalid TOML in config file {path}: Invalid value (at line 1, column 13)"),
+    ("page-size = 'many'\n", "invalid value for page-size: 'many'"),
+    ("page-size = 5000\n", "page-size must be 1..1000, got 5000"),
+])
+def test_bad_config_files(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "c.toml", text)
+    with pytest.raises(ConfigError) as exc:
+        build_settings({}, {}, load_config_file(path))
+    assert str(exc.value) == message.format(path=path)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^config file not found: .*nope\.toml$"):
+        load_config_file(tmp_path / "nope.toml")
+
+
+def test_every_settings_field_can_come_from_the_file(tmp_path: Path) -> None:
+    """Each option the file may hold reaches Settings (booleans, paths, numbers, strings)."""
+    text = "\n".join([
+        'endpoint = "http://127.0.0.1:8080/"', 'namespace = "library"', 'image-name = "nginx"',
+        "concurrency = 2", 'export-dir = "/tmp/out"', 'format = "csv"',
+        'healthcheck-url = "https://hc-ping.com/uuid"', "dry-run = true", "max-rescans = 1",
+        "max-rps = 20", "max-reject-ratio = 0.1", "keep-raw-runs = 3", "retry-budget = 9",
+        "busy-timeout = 4", 'ca-bundle = "/etc/ssl/ca.pem"', "allow-anonymous = true"])
+    s = build_settings({}, {}, load_config_file(write(tmp_path / "c.toml", text)))
+    assert s == Settings(
+        endpoint="http://127.0.0.1:8080", namespace="library", image_name="nginx",
+        concurrency=2, export_dir=Path("/tmp/out"), format="csv",
+        healthcheck_url="https://hc-ping.com/uuid", dry_run=True, max_rescans=1, max_rps=20.0,
+        max_reject_ratio=0.1, keep_raw_runs=3, retry_budget=9, busy_timeout=4.0,
+        ca_bundle=Path("/etc/ssl/ca.pem"), allow_anonymous=True)
