@@ -26,7 +26,7 @@ from requests.auth import AuthBase
 
 from etl import __version__
 from etl.contentrange import ContentRange, parse_content_range
-from etl.errors import AuthError, InternalError, UpstreamError
+from etl.errors import AuthError, ConfigError, InternalError, UpstreamError
 from etl.paging import PagePlanner, PassLedger, usable_id
 from etl.retry import (
     ApiErrorBody,
@@ -339,6 +339,8 @@ class Scan:
                                           f"({type(exc).__name__})") from exc
         except requests.RequestException as exc:
             raise UpstreamError(f"GET {where}: request failed ({type(exc).__name__})") from exc
+        except OSError as exc:  # requests: --ca-bundle / REQUESTS_CA_BUNDLE names no file
+            raise ConfigError(f"cannot set up TLS for {self.settings.endpoint}: {exc}") from exc
         body = resp.content
         with self._lock:
             self.stats.bytes += len(body)

@@ -1,0 +1,243 @@
+"""TLS: certificate verification is on by default and nothing turns it off silently.
+
+A local HTTPS server on 127.0.0.1 presents a self-signed certificate generated at test time with
+``openssl req -x509``. A sync against it fails with one line and exit 4; ``--ca-bundle`` with that
+certificate (or the standard ``REQUESTS_CA_BUNDLE`` variable, which requests honours) makes it
+succeed; empty ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` values, a ``verify`` key in the config
+file, or a missing bundle file never disable verification.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from etl.cli import main
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+
+ROWS = [
+    {"id": 11, "user": "swr_official", "name": "nginx", "namespace": "library",
+     "description": "web server", "star_count": 5, "pull_count": 1000, "collection_id": 0,
+     "last_updated": "2026-11-01 10:00:00", "total_range": 2},
+    {"id": 12, "user": "swr_official", "name": "redis", "namespace": "library",
+     "description": "cache", "star_count": 3, "pull_count": 900, "collection_id": 0,
+     "last_updated": "2026-11-02 11:30:00", "total_range": 2},
+]
+CRED_VARS = ("SWR_AUTH_TOKEN", "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK",
+             "HUAWEICLOUD_USERNAME", "HUAWEICLOUD_PASSWORD", "HUAWEICLOUD_DOMAIN_NAME",
+             "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR",
+             "SWR_ETL_CONFIG", "SWR_ENDPOINT", "SWR_ETL_DB", "HTTPS_PROXY", "https_proxy",
+             "ALL_PROXY", "all_proxy")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.server.hits += 1  # type: ignore[attr-defined]
+        if not self.path.startswith("/v2/manage/dockerhub/repos"):
+            self.send_error(404)
+            return
+        offset = int(re.search(r"offset=(\d+)", self.path).group(1))  # type: ignore[union-attr]
+        rows = ROWS[offset:]
+        body = json.dumps(rows).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if rows:
+            self.send_header("Content-Range", f"{offset}-{len(rows)}/{len(ROWS)}")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    hits = 0
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # failed handshakes are the point of these tests
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("tls")
+    key, crt = d / "key.pem", d / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(crt), "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True, timeout=60)
+    return crt, key
+
+
+@pytest.fixture(scope="module")
+def https_url(cert: tuple[Path, Path]) -> Iterator[str]:
+    crt, key = cert
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(crt), str(key))
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for var in CRED_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return monkeypatch
+
+
+def sync(url: str, db: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(["sync", "-q", "--no-auth", "--endpoint", url, "--db", str(db), "--max-attempts",
+              "2", "--timeout", "5", *extra])
+    return int(exc.value.code or 0), capsys.readouterr().err
+
+
+def last_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert lines, "no error message at all"
+    assert "Traceback" not in err, err
+    return lines[-1]
+
+
+def images(db: Path) -> list[tuple[int, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT id, name FROM images ORDER BY id").fetchall()
+
+
+def runs(db: Path) -> list[tuple[str, str | None]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT status, error FROM runs ORDER BY run_id").fetchall()
+
+
+def test_self_signed_certificate_is_refused_by_default(
+        https_url: str, tmp_path: Path, clean_env: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "swr.db"
+    code, err = sync(https_url, db, capsys)
+    assert code == 4, err
+    line = last_line(err)
+    assert line == (f"swr-etl: error: TLS verification failed for {https_url}: SSLError "
+                    "(check --ca-bundle)")
+    assert images(db) == []
+    assert runs(db) == [("failed", f"TLS verification failed for {https_url}: SSLError "
+                                   "(check --ca-bundle)")]
+
+
+def test_ca_bundle_with_the_certificate_makes_it_succeed(
+        https_url: str, cert: tuple[Path, Path], tmp_path: Path,
+        clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "swr.db"
+    code, err = sync(https_url, db, capsys, "--ca-bundle", str(cert[0]))
+    assert (code, err) == (0, "")
+    assert images(db) == [(11, "nginx"), (12, "redis")]
+    assert runs(db) == [("success", None)]
+
+
+def test_ca_bundle_from_the_config_file(
+        https_url: str, cert: tuple[Path, Path], tmp_path: Path,
+        clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "swr.db"
+    config = tmp_path / "swr-etl.toml"
+    config.write_text(f'ca-bundle = "{cert[0]}"\n')
+    code, err = sync(https_url, db, capsys, "--config", str(config))
+    assert (code, err) == (0, "")
+    assert images(db) == [(11, "nginx"), (12, "redis")]
+
+
+def test_requests_ca_bundle_env_is_honoured_as_a_trust_store(
+        https_url: str, cert: tuple[Path, Path], tmp_path: Path,
+        clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # requests' trust_env reads REQUESTS_CA_BUNDLE: it swaps the CA store, verification stays on.
+    clean_env.setenv("REQUESTS_CA_BUNDLE", str(cert[0]))
+    db = tmp_path / "swr.db"
+    code, err = sync(https_url, db, capsys)
+    assert (code, err) == (0, "")
+    assert images(db) == [(11, "nginx"), (12, "redis")]
+
+
+@pytest.mark.parametrize("env", [
+    {"REQUESTS_CA_BUNDLE": ""},
+    {"CURL_CA_BUNDLE": ""},
+    {"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""},
+    {"PYTHONHTTPSVERIFY": "0"},
+    {"SSL_CERT_FILE": "/dev/null"},
+])
+def test_environment_tricks_do_not_disable_verification(
+        https_url: str, tmp_path: Path, clean_env: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], env: dict[str, str]) -> None:
+    for key, value in env.items():
+        clean_env.setenv(key, value)
+    db = tmp_path / "swr.db"
+    code, err = sync(https_url, db, capsys)
+    assert code == 4, err
+    assert "TLS verification failed" in last_line(err)
+    assert images(db) == []
+
+
+@pytest.mark.parametrize("key", ["verify", "insecure", "ssl-verify", "no-verify", "tls-verify"])
+def test_no_config_key_turns_verification_off(
+        https_url: str, tmp_path: Path, clean_env: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], key: str) -> None:
+    config = tmp_path / "swr-etl.toml"
+    config.write_text(f"{key} = false\n")
+    code, err = sync(https_url, tmp_path / "swr.db", capsys, "--config", str(config))
+    assert code == 2, err
+    assert last_line(err) == f"swr-etl: error: unknown setting in config file: {key}"
+    assert not (tmp_path / "swr.db").exists()
+
+
+@pytest.mark.parametrize("flag", ["--insecure", "--no-verify", "--verify"])
+def test_no_flag_turns_verification_off(
+        https_url: str, tmp_path: Path, clean_env: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    code, err = sync(https_url, tmp_path / "swr.db", capsys, flag)
+    assert code == 2, err
+    assert f"No such option '{flag}'" in last_line(err)
+
+
+@pytest.mark.parametrize("via", ["flag", "env"])
+def test_a_missing_ca_bundle_is_a_usage_error_not_a_silent_fallback(
+        https_url: str, tmp_path: Path, clean_env: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], via: str) -> None:
+    missing = tmp_path / "nope.pem"
+    if via == "env":
+        clean_env.setenv("REQUESTS_CA_BUNDLE", str(missing))
+        code, err = sync(https_url, tmp_path / "swr.db", capsys)
+    else:
+        code, err = sync(https_url, tmp_path / "swr.db", capsys, "--ca-bundle", str(missing))
+    assert code == 2, err
+    line = last_line(err)
+    assert line.startswith("swr-etl: error: ")
+    assert str(missing) in line
+    assert "Could not find a suitable TLS CA certificate bundle" in line
+    assert images(tmp_path / "swr.db") == []
+
+
+def test_the_code_never_disables_verification() -> None:
+    root = Path(__file__).resolve().parents[1] / "etl"
+    pattern = re.compile(r"verify\s*=\s*False|CERT_NONE|check_hostname\s*=\s*False|"
+                         r"disable_warnings|_create_unverified_context")
+    offenders = [f"{p.relative_to(root.parent)}:{n}: {line.strip()}"
+                 for p in sorted(root.rglob("*.py"))
+                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+                 if pattern.search(line)]
+    assert offenders == []
