@@ -1,0 +1,13 @@
+"""The simulated SWR endpoint: a real HTTP server on 127.0.0.1 for the demo, tests and benchmarks.
+
+``Simulator`` serves ``GET /v2/manage/dockerhub/repos`` (and IAM's ``POST /v3/auth/tokens`` in
+``iam`` mode) over a deterministic ``Dataset``, shaped by a ``Scenario`` (auth mode, faults,
+drift). ``serve`` runs one in the foreground for ``swr-etl simulate``.
+"""
+
+from etl.simulator.dataset import Dataset, DayReport, Page
+from etl.simulator.scenario import Drift, Fault, Scenario
+from etl.simulator.server import RequestRecord, Simulator, serve
+
+__all__ = ["Dataset", "DayReport", "Drift", "Fault", "Page", "RequestRecord", "Scenario",
+           "Simulator", "serve"]
