@@ -395,3 +395,164 @@ def test_iam_connection_refused_is_upstream_error() -> None:
         f"IAM login at http://127.0.0.1:{port}/v3/auth/tokens failed: ConnectionError "
         "(credentials from HUAWEICLOUD_USERNAME/HUAWEICLOUD_PASSWORD/HUAWEICLOUD_DOMAIN_NAME)"
     )
+
+
+# ------------------------------------------------------------------ against the simulator (real)
+
+SIM_TOKEN = "SIM-TOKEN-0123456789"
+SIM_USER = {"domain": "acme", "name": "etl-reader", "password": PASSWORD}
+REPOS = "/v2/manage/dockerhub/repos"
+IAM_PATH = "/v3/auth/tokens"
+
+
+def _simulator() -> Any:
+    try:
+        from etl.simulator import Simulator
+    except ImportError as exc:
+        pytest.skip(f"etl.simulator.Simulator is not importable yet ({exc})")
+    return Simulator
+
+
+def _sim_scenario(mode: str, **extra: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "token": {"auth": "token", "tokens": [SIM_TOKEN]},
+        "aksk": {"auth": "aksk", "aksk": {AK: SK}},
+        "password": {"auth": "iam", "iam_users": [SIM_USER]},
+    }[mode]
+    return {**base, **extra}
+
+
+def _sim_creds(mode: str, iam: str, *, wrong: bool = False) -> Credentials:
+    bad = "-WRONG" if wrong else ""
+    if mode == "token":
+        return Credentials(kind="token", token=SIM_TOKEN + bad)
+    if mode == "aksk":
+        return Credentials(kind="aksk", ak=AK, sk=SK + bad)
+    return Credentials(kind="password", username="etl-reader", password=PASSWORD + bad,
+                       domain_name="acme", iam_endpoint=iam)
+
+
+@dataclass
+class ScanResult:
+    rows: list[Any] = field(default_factory=list)  # the last pass's rows
+    stats: Any = None
+    responses: int = 0  # responses the client received (IAM logins included)
+
+
+def _scan_all(settings: Settings, result: ScanResult, auth: Any = "build") -> ScanResult:
+    """Run a whole scan like the pipeline does, filling ``result`` (also when it raises)."""
+    from etl.extract import make_session, scan_official_images
+
+    session = make_session(settings)
+
+    def count(r: requests.Response, *args: Any, **kwargs: Any) -> None:
+        result.responses += 1
+
+    session.hooks["response"].append(count)
+    if auth == "build":
+        auth = build_auth(settings, session)
+    scan = scan_official_images(session, settings, auth=auth, sleep=lambda s: None)
+    passes: dict[int, list[Any]] = {}
+    for page in scan:
+        passes.setdefault(page.pass_no, []).extend(page.rows)
+    result.rows = passes[max(passes)] if passes else []
+    result.stats = scan.stats
+    return result
+
+
+def _settled(sim: Any, n: int) -> list[Any]:
+    """The simulator logs a request just after answering it: wait (bounded) for ``n`` records."""
+    import time
+
+    deadline = time.monotonic() + 5
+    while len(sim.requests) < n and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return list(sim.requests)
+
+
+def _ids(rows: list[Any]) -> list[Any]:
+    return [r["id"] for r in rows]
+
+
+@pytest.mark.parametrize("mode", ["token", "aksk", "password"])
+def test_each_mode_scans_the_simulator_completely(mode: str) -> None:
+    Simulator = _simulator()
+    with Simulator(images=45, seed=3, scenario=_sim_scenario(mode)) as sim:
+        settings = Settings(endpoint=sim.url, page_size=10, concurrency=2,
+                            credentials=_sim_creds(mode, sim.url))
+        res = _scan_all(settings, ScanResult())
+        assert res.stats.complete is True
+        assert _ids(res.rows) == _ids(sim.listing())
+        log = _settled(sim, res.responses)
+        assert len(log) == res.responses
+        repos = [r for r in log if r.path == REPOS]
+        assert {r.status for r in repos} == {200}
+        logins = [r for r in log if r.path == IAM_PATH]
+        assert len(logins) == (1 if mode == "password" else 0)
+
+
+@pytest.mark.parametrize("mode", ["token", "aksk", "password"])
+def test_wrong_credentials_exit_3_after_at_most_two_requests(mode: str) -> None:
+    Simulator = _simulator()
+    with Simulator(images=45, seed=3, scenario=_sim_scenario(mode)) as sim:
+        settings = Settings(endpoint=sim.url, page_size=10, concurrency=2,
+                            credentials=_sim_creds(mode, sim.url, wrong=True))
+        res = ScanResult()
+        with pytest.raises(AuthError) as exc:
+            _scan_all(settings, res)
+        assert exc.value.exit_code == 3
+        log = _settled(sim, res.responses)
+        assert len(log) == res.responses
+        assert 1 <= len(log) <= 2, [(r.method, r.path, r.status) for r in log]
+        assert {r.status for r in log} == {401}
+        for secret in (SK, PASSWORD, SIM_TOKEN):
+            assert secret not in str(exc.value)
+        if mode == "password":
+            assert str(exc.value).startswith(
+                "IAM refused the login (HTTP 401) for credentials from "
+                "HUAWEICLOUD_USERNAME/HUAWEICLOUD_PASSWORD/HUAWEICLOUD_DOMAIN_NAME: ")
+
+
+def test_iam_token_expiring_mid_scan_is_refreshed_exactly_once() -> None:
+    Simulator = _simulator()
+    scen = _sim_scenario("password", faults=[{"at": 3, "kind": "expire-token"}])
+    with Simulator(images=45, seed=3, scenario=scen) as sim:
+        settings = Settings(endpoint=sim.url, page_size=10, concurrency=2,
+                            credentials=_sim_creds("password", sim.url))
+        res = _scan_all(settings, ScanResult())
+        assert res.stats.complete is True
+        assert _ids(res.rows) == _ids(sim.listing())
+        log = _settled(sim, res.responses)
+        logins = [r for r in log if r.path == IAM_PATH]
+        assert [r.status for r in logins] == [201, 201]  # the first login and ONE refresh
+        repos = [r for r in log if r.path == REPOS]
+        assert [r.status for r in repos].count(401) >= 1
+        assert [r.status for r in repos].count(200) == len(repos) - [
+            r.status for r in repos].count(401)
+
+
+def test_aksk_retry_after_503_is_signed_again_and_accepted() -> None:
+    Simulator = _simulator()
+    ticks = iter(range(10_000))
+    start = datetime.now(timezone.utc)
+    signer = AkSkAuth(AK, SK, clock=lambda: start + timedelta(seconds=next(ticks)))
+    sent: list[str] = []  # the simulator's log masks Authorization; keep what we sent
+
+    def auth(r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r = signer(r)
+        sent.append(str(r.headers["Authorization"]))
+        return r
+
+    scen = _sim_scenario("aksk", faults=[{"at": 1, "kind": "status", "status": 503,
+                                          "code": "SVCSTG.SWR.5000001"}])
+    with Simulator(images=8, seed=3, scenario=scen) as sim:
+        settings = Settings(endpoint=sim.url, page_size=10, concurrency=1,
+                            credentials=_sim_creds("aksk", sim.url))
+        res = _scan_all(settings, ScanResult(), auth=auth)
+        assert _ids(res.rows) == _ids(sim.listing())
+        first, second = [r for r in _settled(sim, res.responses) if r.path == REPOS][:2]
+        assert (first.status, second.status) == (503, 200)
+        assert first.headers["X-Sdk-Date"] != second.headers["X-Sdk-Date"]
+        assert first.headers["Authorization"] == "***"  # masked in the simulator's log
+        assert len(sent) == 2 and sent[0] != sent[1]
+        assert sent[1].startswith(f"SDK-HMAC-SHA256 Access={AK}, SignedHeaders=host;x-sdk-date, ")
