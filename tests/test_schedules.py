@@ -1,0 +1,220 @@
+"""The shipped schedules parse and say what the README promises (cron, systemd, Kubernetes)."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+SCHEDULES = Path(__file__).resolve().parent.parent / "schedules"
+SWR_ETL = "/opt/swr-etl/venv/bin/swr-etl"
+CRON_FIELDS = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
+
+
+# --------------------------------------------------------------------------------------- cron
+
+
+def cron_lines() -> tuple[dict[str, str], list[str]]:
+    env: dict[str, str] = {}
+    entries: list[str] = []
+    for line in (SCHEDULES / "crontab").read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = re.fullmatch(r"([A-Z_]+)=(.*)", line)
+        if m:
+            env[m.group(1)] = m.group(2)
+        else:
+            entries.append(line)
+    return env, entries
+
+
+def test_crontab_entry_fields() -> None:
+    env, entries = cron_lines()
+    assert env["MAILTO"] == "ops@example.com"
+    assert env["SHELL"] == "/bin/sh"
+    assert len(entries) == 1
+    fields = entries[0].split(None, 5)
+    for value, (lo, hi) in zip(fields[:5], CRON_FIELDS, strict=True):
+        assert value == "*" or lo <= int(value) <= hi, value
+    assert fields[:5] == ["17", "3", "*", "*", "*"]
+    command = fields[5]
+    assert "%" not in command  # cron would turn it into a newline
+    assert command.startswith("/usr/bin/flock -n -E 5 /var/lib/swr-etl/cron.lock /bin/sh -c '")
+    inner = shlex.split(command.split(" || ")[0])[7]
+    assert inner.startswith("set -a; . /etc/swr-etl/swr-etl.env; set +a; exec " + SWR_ETL)
+    assert inner.endswith(" >> /var/log/swr-etl/sync.log 2>&1")
+    words = shlex.split(inner.split("exec ", 1)[1].split(" >>")[0])
+    assert words[:2] == [SWR_ETL, "sync"]
+    for flag in ("--db", "--metrics-file"):
+        assert words[words.index(flag) + 1].startswith("/")  # absolute paths only
+    assert command.split(" || ")[1].startswith('echo "swr-etl sync failed with exit code $?')
+
+
+def test_crontab_command_shell_syntax() -> None:
+    _, entries = cron_lines()
+    out = subprocess.run(["/bin/sh", "-n", "-c", entries[0].split(None, 5)[5]],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="flock(1) is not installed")
+@pytest.mark.parametrize("exit_code", [0, 4])
+def test_crontab_command_runs(tmp_path: Path, exit_code: int) -> None:
+    """Run the real entry with its paths moved into tmp_path and a stub for swr-etl."""
+    _, entries = cron_lines()
+    command = entries[0].split(None, 5)[5]
+    stub = tmp_path / "swr-etl"
+    stub.write_text(f'#!/bin/sh\necho "args: $*"\necho "ak=$HUAWEICLOUD_SDK_AK" >&2\n'
+                    f"exit {exit_code}\n")
+    stub.chmod(0o755)
+    envfile = tmp_path / "swr-etl.env"
+    envfile.write_text("HUAWEICLOUD_SDK_AK=AKSTUB\n")
+    for old, new in [(SWR_ETL, str(stub)), ("/etc/swr-etl/swr-etl.env", str(envfile)),
+                     ("/var/log/swr-etl/sync.log", str(tmp_path / "sync.log")),
+                     ("/var/lib/swr-etl/cron.lock", str(tmp_path / "cron.lock")),
+                     ("/usr/bin/flock", shutil.which("flock") or "flock")]:
+        command = command.replace(old, new)
+    out = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=30,
+                         env={"PATH": "/usr/bin:/bin"})
+    log = (tmp_path / "sync.log").read_text().splitlines()
+    assert log[0].startswith("args: sync --db /var/lib/swr-etl/swr.db --metrics-file ")
+    assert log[1] == "ak=AKSTUB"  # the env file was sourced and exported
+    if exit_code == 0:
+        assert out.stdout == ""  # nothing to mail
+    else:
+        assert out.stdout.startswith(
+            f"swr-etl sync failed with exit code {exit_code} - see {tmp_path}/sync.log on ")
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="flock(1) is not installed")
+def test_crontab_skips_while_the_lock_is_held(tmp_path: Path) -> None:
+    lock = tmp_path / "cron.lock"
+    holder = subprocess.Popen(["flock", str(lock), "sh", "-c", "echo held; read x"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        out = subprocess.run(["flock", "-n", "-E", "5", str(lock), "true"], timeout=10)
+        assert out.returncode == 5  # same code as the tool's own "locked" exit
+    finally:
+        holder.communicate("\n", timeout=10)
+
+
+# ------------------------------------------------------------------------------------ systemd
+
+
+def unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None,
+                                       delimiters=("=",), comment_prefixes=("#", ";"))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
+    parser.read(SCHEDULES / name)
+    return parser
+
+
+def test_service_unit_settings() -> None:
+    svc = unit("swr-etl.service")["Service"]
+    expected = {
+        "Type": "oneshot", "User": "swr-etl", "StateDirectory": "swr-etl",
+        "EnvironmentFile": "/etc/swr-etl/swr-etl.env", "ProtectSystem": "strict",
+        "ProtectHome": "yes", "PrivateTmp": "yes", "NoNewPrivileges": "yes",
+        "PrivateDevices": "yes", "RestrictSUIDSGID": "yes", "CapabilityBoundingSet": "",
+        "ReadWritePaths": "/var/lib/node_exporter/textfile_collector",
+    }
+    assert {k: svc.get(k) for k in expected} == expected
+    argv = shlex.split(svc["ExecStart"])
+    assert argv[:2] == [SWR_ETL, "sync"]
+    assert argv[argv.index("--db") + 1] == "/var/lib/swr-etl/swr.db"
+    metrics = argv[argv.index("--metrics-file") + 1]
+    assert metrics.startswith(svc["ReadWritePaths"] + "/") and metrics.endswith(".prom")
+    assert "SuccessExitStatus" not in svc  # exit 6 stays a visible failure (see the comment)
+    assert "#SuccessExitStatus=6" in (SCHEDULES / "swr-etl.service").read_text()
+    assert "0600" in (SCHEDULES / "swr-etl.service").read_text()
+    assert unit("swr-etl.service")["Unit"]["After"] == "network-online.target"
+
+
+def test_timer_unit_settings() -> None:
+    timer = unit("swr-etl.timer")
+    assert dict(timer["Timer"]) == {
+        "OnCalendar": "*-*-* 03:00:00 UTC", "RandomizedDelaySec": "30min",
+        "Persistent": "true", "AccuracySec": "1min", "Unit": "swr-etl.service"}
+    assert timer["Install"]["WantedBy"] == "timers.target"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed")
+def test_systemd_analyze_verify(tmp_path: Path) -> None:
+    # verify insists that ExecStart exists; everything else is checked as shipped.
+    text = (SCHEDULES / "swr-etl.service").read_text().replace(SWR_ETL, "/bin/true")
+    (tmp_path / "swr-etl.service").write_text(text)
+    shutil.copy(SCHEDULES / "swr-etl.timer", tmp_path / "swr-etl.timer")
+    out = subprocess.run(["systemd-analyze", "verify", "--man=no", "swr-etl.service",
+                          "swr-etl.timer"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "SYSTEMD_LOG_LEVEL": "info"})
+    assert out.returncode == 0, out.stderr
+    problems = [line for line in out.stderr.splitlines()
+                if re.search(r"Unknown|ignoring|Failed|Invalid|not executable", line)]
+    assert problems == []
+
+
+def test_env_example_is_plain_key_value() -> None:
+    for line in (SCHEDULES / "swr-etl.env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            assert re.fullmatch(r"[A-Z_]+=[^\s\"']*", line), line
+
+
+# --------------------------------------------------------------------------------- Kubernetes
+
+
+def manifests() -> dict[str, dict[str, Any]]:
+    docs = list(yaml.safe_load_all((SCHEDULES / "cronjob.yaml").read_text()))
+    return {d["kind"]: d for d in docs if d}
+
+
+def test_cronjob_manifest() -> None:
+    docs = manifests()
+    assert set(docs) == {"PersistentVolumeClaim", "CronJob"}
+    cron = docs["CronJob"]
+    assert cron["apiVersion"] == "batch/v1"
+    spec = cron["spec"]
+    assert {k: spec[k] for k in ("schedule", "timeZone", "concurrencyPolicy",
+                                 "startingDeadlineSeconds", "successfulJobsHistoryLimit")} == {
+        "schedule": "17 3 * * *", "timeZone": "Etc/UTC", "concurrencyPolicy": "Forbid",
+        "startingDeadlineSeconds": 3600, "successfulJobsHistoryLimit": 3}
+    job = spec["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 1
+    assert job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [1, 2, 3, 6, 7]
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"  # required by podFailurePolicy
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["args"][:3] == ["sync", "--db", "/data/swr.db"]
+    assert container["securityContext"] == {
+        "runAsNonRoot": True, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]}}
+    assert set(container["resources"]) == {"requests", "limits"}
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
+               if "valueFrom" in e}
+    assert set(secrets) >= {"HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK"}
+    assert all(ref["name"] == "swr-etl-credentials" for ref in secrets.values())
+    assert not any("value" in e and "SK" in e["name"] for e in container["env"])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["data"] == "/data"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claim = volumes["data"]["persistentVolumeClaim"]["claimName"]
+    assert claim == docs["PersistentVolumeClaim"]["metadata"]["name"]
+    assert docs["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_container_user_matches_the_pod() -> None:
+    text = (SCHEDULES / "Containerfile").read_text()
+    uid = manifests()["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "securityContext"]["runAsUser"]
+    assert f"USER {uid}:" in text and f"--uid {uid}" in text
+    assert 'ENTRYPOINT ["swr-etl"]' in text
