@@ -192,15 +192,20 @@ def _consume(pages: Iterable[Any], sink: _Sink, *, source_timezone: str, store_r
         if len(rows) >= CHUNK_ROWS:
             flush()
         if on_progress is not None:
-            reported = total()
-            on_progress({
-                "pages_done": tally.pages,
-                "pages_total": (math.ceil(reported / tally.max_page_rows)
-                                if reported is not None and tally.max_page_rows else None),
-                "rows_loaded": tally.rows,
-            })
+            on_progress(_progress(tally, total()))
     flush()
+    if on_progress is not None and tally.pages:
+        on_progress(_progress(tally, total()))
     return tally
+
+
+def _progress(tally: _Tally, reported: int | None) -> dict[str, Any]:
+    return {
+        "pages_done": tally.pages,
+        "pages_total": (math.ceil(reported / tally.max_page_rows)
+                        if reported is not None and tally.max_page_rows else None),
+        "rows_loaded": tally.rows,
+    }
 
 
 def _check_rejects(tally: _Tally, max_ratio: float) -> None:
@@ -295,7 +300,7 @@ def run_sync(settings: Settings, *, interactive: bool = False,
         except BaseException as exc:
             loader.fail(_one_line(exc), exit_code=_exit_code(exc),
                         finished_at=_finished(at, t0), stats=_scan_stats(scan))
-            log.error("run %s failed: %s", run_id, _one_line(exc))
+            log.info("run %s failed: %s", run_id, _one_line(exc))
             current_run_id.reset(token)
             raise
         result = SyncResult(

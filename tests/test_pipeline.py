@@ -1,0 +1,359 @@
+"""The pipeline: run_sync / replay_run end to end over a fake scan (the extractor has its own
+tests); the CLI paths and SIGKILL safety against the simulated endpoint in test_pipeline_e2e."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import etl.pipeline as pipeline
+from etl.cli import main
+from etl.errors import ConfigError, QualityError, UpstreamError
+from etl.logs import current_run_id
+from etl.pipeline import SyncResult, replay_run, run_sync
+from etl.settings import Settings
+
+T0 = "2026-11-20T03:00:00Z"
+T1 = "2026-11-21T03:00:00Z"
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    retries: int = 0
+    retry_causes: dict[str, int] = field(default_factory=dict)
+    pages: int = 0
+    rescans: int = 0
+    total_reported: int | None = None
+    rows_seen: int = 0
+    bytes: int = 0
+    duration_s: float = 0.0
+    complete: bool = True
+    incomplete_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    pass_no: int
+    offset: int
+    rows: list[Any]
+    body: bytes
+    content_range: str | None
+    fetched_at: str
+    duplicate_ids: tuple[int, ...] = ()
+
+
+class FakeScan:
+    """Pages of each pass in turn (a later pass is a rescan), like etl.extract.Scan."""
+
+    def __init__(self, *passes: list[Any], page_size: int = 100, complete: bool = True,
+                 fail_at_page: int | None = None, retries: int = 0) -> None:
+        self.passes = passes
+        self.page_size = page_size
+        self.stats = Stats(complete=complete, retries=retries,
+                           incomplete_reason=None if complete else "the total changed (5 -> 6)")
+        self.fail_at_page = fail_at_page
+
+    def __iter__(self) -> Iterator[Page]:
+        for pass_no, data in enumerate(self.passes):
+            seen: set[int] = set()
+            self.stats.rescans = pass_no
+            self.stats.total_reported = len(data)
+            for off in range(0, max(len(data), 1), self.page_size):
+                if self.fail_at_page is not None and self.stats.pages == self.fail_at_page:
+                    raise UpstreamError("GET /v2/manage/dockerhub/repos: HTTP 503 after 5 attempts")
+                chunk = data[off:off + self.page_size]
+                ids = [r["id"] for r in chunk if isinstance(r, dict) and "id" in r]
+                dups = tuple(i for i in ids if i in seen)
+                seen.update(ids)
+                self.stats.requests += 1
+                self.stats.pages += 1
+                self.stats.rows_seen = off + len(chunk)
+                yield Page(pass_no, off, chunk, json.dumps(chunk).encode(),
+                           f"{off}-{len(chunk)}/{len(data)}", T0, dups)
+
+
+def rows(ids: range, pulls: int = 100, when: str = "2026-11-01 10:00:00") -> list[dict[str, Any]]:
+    return [{"id": i, "namespace": "library", "name": f"img{i}", "user": "u",
+             "description": f"d{i}", "star_count": 2, "pull_count": pulls + i,
+             "collection_id": 0, "last_updated": when, "total_range": 0} for i in ids]
+
+
+@pytest.fixture()
+def scans(monkeypatch: pytest.MonkeyPatch) -> list[FakeScan]:
+    """Queue of scans the next run_sync calls will get instead of HTTP."""
+    import etl.auth
+    import etl.extract
+
+    queue: list[FakeScan] = []
+    monkeypatch.setattr(etl.extract, "make_session", lambda settings: object())
+    monkeypatch.setattr(etl.auth, "build_auth", lambda settings, session: None)
+    monkeypatch.setattr(etl.extract, "scan_official_images",
+                        lambda session, settings, auth=None: queue.pop(0))
+    return queue
+
+
+@pytest.fixture(autouse=True)
+def _logging_reset() -> Iterator[None]:
+    """main() points the etl logger at the (captured) stderr of its test; undo that after."""
+    yield
+    logger = logging.getLogger("etl")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    return Settings(endpoint="http://127.0.0.1:9", db=tmp_path / "swr.db", allow_anonymous=True)
+
+
+def q(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_sync_result_and_ledger(scans: list[FakeScan], settings: Settings) -> None:
+    scans.append(FakeScan(rows(range(1, 251)), retries=1))
+    result = run_sync(settings, now=T0)
+    assert result == SyncResult(
+        run_id=1, status="success", exit_code=0, rows=250, new=250, changed=0, removed=0,
+        rejected=0, quality_issues=0, requests=3, retries=1, rescans=0,
+        seconds=result.seconds, complete=True, db=settings.db)
+    assert result.summary_line() == (
+        f"run 1 success: 250 rows (250 new, 0 changed, 0 removed, 0 rejected) in 3 requests, "
+        f"1 retries, {result.seconds:.2f} s")
+    assert q(settings.db, "SELECT run_id, started_at, status, endpoint, page_size, requests, "
+                          "retries, pages, total_reported, rows_seen, rows_loaded, rows_rejected, "
+                          "rescans, error, snapshot_date, exit_code, complete FROM runs") == [
+        (1, T0, "success", "http://127.0.0.1:9", 100, 3, 1, 3, 250, 250, 250, 0, 0, None,
+         "2026-11-20", 0, 1)]
+    assert q(settings.db, "SELECT count(*), min(captured_at), max(snapshot_date) "
+                          "FROM image_snapshots") == [(250, T0, "2026-11-20")]
+    assert q(settings.db, "SELECT count(*) FROM raw_pages WHERE run_id = 1") == [(3,)]
+    assert current_run_id.get() is None
+
+
+def test_sync_twice_is_idempotent(scans: list[FakeScan], settings: Settings) -> None:
+    scans += [FakeScan(rows(range(1, 30))), FakeScan(rows(range(1, 30)))]
+    run_sync(settings, now=T0)
+    images = q(settings.db, "SELECT * FROM images ORDER BY id")
+    snaps = q(settings.db, "SELECT * FROM image_snapshots ORDER BY image_id")
+    second = run_sync(settings, now=T0)
+    assert (second.new, second.changed, second.removed, second.rows) == (0, 0, 0, 29)
+    assert q(settings.db, "SELECT * FROM images ORDER BY id") == [
+        (*r[:12], 2, None) for r in images]
+    assert q(settings.db, "SELECT * FROM image_snapshots WHERE run_id = 2 ORDER BY image_id") == [
+        (2, *r[1:]) for r in snaps]
+
+
+def test_now_override_and_time_travel(scans: list[FakeScan], settings: Settings) -> None:
+    scans += [FakeScan(rows(range(1, 3))), FakeScan(rows(range(1, 3)))]
+    run_sync(settings.replace(now_override="2026-01-02T23:59:59Z"))
+    from datetime import datetime, timezone
+    run_sync(settings, now=datetime(2026, 1, 3, 1, 2, 3, tzinfo=timezone.utc))
+    assert q(settings.db, "SELECT run_id, started_at, snapshot_date FROM runs") == [
+        (1, "2026-01-02T23:59:59Z", "2026-01-02"), (2, "2026-01-03T01:02:03Z", "2026-01-03")]
+    assert q(settings.db, "SELECT DISTINCT run_id, captured_at FROM image_snapshots") == [
+        (1, "2026-01-02T23:59:59Z"), (2, "2026-01-03T01:02:03Z")]
+    with pytest.raises(ConfigError, match="invalid time 'yesterday'"):
+        run_sync(settings, now="yesterday")
+
+
+def test_removed_only_after_complete_unfiltered_scan(scans: list[FakeScan],
+                                                     settings: Settings) -> None:
+    scans += [FakeScan(rows(range(1, 6))),
+              FakeScan(rows(range(1, 3))),                   # filtered: removes nothing
+              FakeScan(rows(range(1, 3)), complete=False),   # incomplete: removes nothing
+              FakeScan(rows(range(1, 4)))]                   # complete: 4 and 5 removed
+    run_sync(settings, now=T0)
+    filtered = run_sync(settings.replace(namespace="library"), now=T1)
+    assert (filtered.status, filtered.removed) == ("success", 0)
+    partial = run_sync(settings, now=T1)
+    assert (partial.status, partial.exit_code, partial.removed, partial.rows) == (
+        "partial", 6, 0, 2)
+    assert partial.summary_line().endswith("; incomplete: the total changed (5 -> 6)")
+    assert q(settings.db, "SELECT count(*) FROM images WHERE removed_at IS NOT NULL") == [(0,)]
+    full = run_sync(settings, now="2026-11-22T03:00:00Z")
+    assert full.removed == 2
+    assert q(settings.db, "SELECT id, removed_at FROM images WHERE removed_at IS NOT NULL") == [
+        (4, "2026-11-22T03:00:00Z"), (5, "2026-11-22T03:00:00Z")]
+    assert q(settings.db, "SELECT run_id, status, exit_code, rows_removed FROM runs") == [
+        (1, "success", 0, 0), (2, "success", 0, 0), (3, "partial", 6, 0), (4, "success", 0, 2)]
+
+
+def test_rescan_discards_the_first_pass(scans: list[FakeScan], settings: Settings) -> None:
+    scans.append(FakeScan(rows(range(1, 151)), rows(range(101, 201), pulls=7)))
+    result = run_sync(settings, now=T0)
+    assert (result.rows, result.new, result.rescans) == (100, 100, 1)
+    assert q(settings.db, "SELECT min(image_id), max(image_id), sum(pull_count) "
+                          "FROM image_snapshots") == [(101, 200, sum(range(108, 208)))]
+    assert q(settings.db, "SELECT page_offset FROM raw_pages") == [(0,)]
+
+
+def test_streams_in_chunks_with_cross_chunk_duplicates(scans: list[FakeScan], settings: Settings,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "CHUNK_ROWS", 100)
+    data = rows(range(1, 301))
+    data[250] = {**data[10], "pull_count": 999}  # id 11 again, two chunks later: later wins
+    scans.append(FakeScan(data))
+    result = run_sync(settings, now=T0)
+    assert (result.rows, result.new, result.quality_issues) == (299, 299, 1)
+    assert q(settings.db, "SELECT image_id, field, raw_value, problem FROM quality_issues") == [
+        (11, "id", "11", "duplicate id in scan")]
+    assert q(settings.db, "SELECT pull_count FROM image_snapshots WHERE image_id = 11") == [(999,)]
+    assert q(settings.db, "SELECT pull_count FROM images WHERE id = 11") == [(999,)]
+
+
+def test_reject_ratio_exceeded_loads_nothing(scans: list[FakeScan], settings: Settings) -> None:
+    scans.append(FakeScan(rows(range(1, 5))))
+    run_sync(settings, now=T0)
+    bad = rows(range(1, 11), pulls=500)
+    for i in range(2):
+        bad[i] = {"no": "id"}
+    scans.append(FakeScan(bad))
+    with pytest.raises(QualityError) as err:
+        run_sync(settings.replace(max_reject_ratio=0.1), now=T1)
+    message = ("2 of 10 rows rejected (20.0%), above --max-reject-ratio 10.0%; nothing of this "
+               "run was loaded")
+    assert str(err.value) == message
+    assert err.value.exit_code == 7
+    assert q(settings.db, "SELECT run_id, status, error, exit_code FROM runs") == [
+        (1, "success", None, 0), (2, "failed", message, 7)]
+    assert q(settings.db, "SELECT count(*), max(pull_count) FROM images") == [(4, 104)]
+    for t in ("image_snapshots", "rejects", "quality_issues", "raw_pages"):
+        assert q(settings.db, f"SELECT count(*) FROM {t} WHERE run_id = 2") == [(0,)]
+    # at the ratio itself the run loads, rejects recorded
+    scans.append(FakeScan(bad))
+    result = run_sync(settings.replace(max_reject_ratio=0.2), now=T1)
+    assert (result.status, result.rows, result.rejected) == ("success", 8, 2)
+    assert q(settings.db, "SELECT page_offset, reason, raw FROM rejects") == [
+        (0, "missing id", '{"no": "id"}'), (0, "missing id", '{"no": "id"}')]
+
+
+def test_upstream_error_mid_scan_rolls_back(scans: list[FakeScan], settings: Settings) -> None:
+    scans.append(FakeScan(rows(range(1, 301)), fail_at_page=2))
+    with pytest.raises(UpstreamError):
+        run_sync(settings, now=T0)
+    assert q(settings.db, "SELECT run_id, status, error, exit_code, requests FROM runs") == [
+        (1, "failed", "GET /v2/manage/dockerhub/repos: HTTP 503 after 5 attempts", 4, 2)]
+    assert q(settings.db, "SELECT (SELECT count(*) FROM images) + "
+                          "(SELECT count(*) FROM image_snapshots) + "
+                          "(SELECT count(*) FROM raw_pages)") == [(0,)]
+
+
+def test_cli_reject_ratio_exit_7(scans: list[FakeScan], settings: Settings,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    scans.append(FakeScan([{"id": "x"}] + rows(range(1, 4))))
+    with pytest.raises(SystemExit) as exc:
+        main(["sync", "-q", "--db", str(settings.db), "--endpoint", "http://127.0.0.1:9",
+              "--no-auth", "--max-reject-ratio", "0.2"])
+    assert exc.value.code == 7
+    assert capsys.readouterr().err.strip() == (
+        "swr-etl: error: 1 of 4 rows rejected (25.0%), above --max-reject-ratio 20.0%; "
+        "nothing of this run was loaded")
+
+
+def test_cli_sync_prints_the_summary(scans: list[FakeScan], settings: Settings,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    scans.append(FakeScan(rows(range(1, 4))))
+    with pytest.raises(SystemExit) as exc:
+        main(["sync", "--db", str(settings.db), "--endpoint", "http://127.0.0.1:9", "--no-auth"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("run 1 success: 3 rows (3 new, 0 changed, 0 removed, 0 rejected) "
+                          "in 1 requests, 0 retries, ")
+
+
+def test_dry_run_writes_nothing(scans: list[FakeScan], settings: Settings, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    data = rows(range(1, 41)) + [{"id": None}]
+    scans.append(FakeScan(data))
+    result = run_sync(settings.replace(dry_run=True, db=tmp_path / "new" / "swr.db"))
+    assert (result.run_id, result.status, result.exit_code, result.rows, result.rejected) == (
+        None, "success", 0, 40, 1)
+    assert result.summary_line() == (
+        f"dry run (success, nothing written): 40 rows (1 rejected, 0 quality issues) in 1 "
+        f"requests, 0 retries, {result.seconds:.2f} s")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_events(scans: list[FakeScan], settings: Settings,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline, "CHUNK_ROWS", 100)
+    scans.append(FakeScan(rows(range(1, 251))))
+    events: list[dict[str, Any]] = []
+    run_sync(settings, now=T0, on_progress=lambda e: events.append(dict(e)))
+    assert events == [
+        {"pages_done": 1, "pages_total": 3, "rows_loaded": 100},
+        {"pages_done": 2, "pages_total": 3, "rows_loaded": 200},
+        {"pages_done": 3, "pages_total": 3, "rows_loaded": 200},
+        {"pages_done": 3, "pages_total": 3, "rows_loaded": 250},  # after the last chunk
+    ]
+
+
+def test_export_after_load(scans: list[FakeScan], settings: Settings, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import etl.export
+
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(etl.export, "export_snapshots",
+                        lambda db, out, **kw: calls.append((db, out, kw)) or [])
+    scans.append(FakeScan(rows(range(1, 3))))
+    run_sync(settings.replace(export_dir=tmp_path / "out", format="csv"), now=T0)
+    assert calls == [(settings.db, tmp_path / "out",
+                      {"fmt": "csv", "date": None, "all_dates": False})]
+
+
+def test_replay_reproduces_a_run(scans: list[FakeScan], settings: Settings) -> None:
+    scans.append(FakeScan(rows(range(1, 151), when="2026-11-01 10:00:00")))
+    run_sync(settings, now=T0)
+    before = q(settings.db, "SELECT image_id, captured_at, snapshot_date, star_count, pull_count,"
+                            " last_updated FROM image_snapshots WHERE run_id = 1 ORDER BY 1")
+    again = replay_run(settings, 1)
+    assert (again.run_id, again.replay_of, again.status, again.rows, again.changed) == (
+        2, 1, "success", 150, 0)
+    assert q(settings.db, "SELECT image_id, captured_at, snapshot_date, star_count, pull_count,"
+                          " last_updated FROM image_snapshots WHERE run_id = 2 ORDER BY 1"
+             ) == before
+    # with another source zone, naive timestamps move; snapshot date and capture time stay
+    shifted = replay_run(settings.replace(source_timezone="Asia/Shanghai"), 1)
+    assert (shifted.run_id, shifted.changed) == (3, 150)
+    assert q(settings.db, "SELECT DISTINCT captured_at, snapshot_date, last_updated "
+                          "FROM image_snapshots WHERE run_id = 3") == [
+        (T0, "2026-11-20", "2026-11-01T02:00:00Z")]
+    assert q(settings.db, "SELECT run_id, replay_of, status, snapshot_date, rows_loaded "
+                          "FROM runs ORDER BY run_id") == [
+        (1, None, "success", "2026-11-20", 150), (2, 1, "success", "2026-11-20", 150),
+        (3, 1, "success", "2026-11-20", 150)]
+    assert again.summary_line().startswith(
+        "run 2 success: 150 rows (0 new, 0 changed, 0 removed, 0 rejected) replayed from run 1")
+
+
+def test_replay_of_unknown_or_pruned_run_is_exit_2(scans: list[FakeScan], settings: Settings,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match="^no database at "):
+        replay_run(settings, 1)
+    scans.append(FakeScan(rows(range(1, 3))))
+    run_sync(settings.replace(keep_raw_runs=0), now=T0)
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "1", "--db", str(settings.db)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "swr-etl: error: run 1 has no stored pages to replay (pruned by --keep-raw-runs, or the "
+        "run failed)")
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "9", "--db", str(settings.db)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == f"swr-etl: error: no run 9 in {settings.db}"
