@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import sqlite3
-import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,6 +69,24 @@ COALESCE(r.snapshot_date,
 """
 
 
+def temp_path(final: Path) -> Path:
+    """A hidden, unique temp name beside ``final`` (same filesystem, so ``os.replace`` is atomic;
+    pyarrow.dataset skips dot-files). Created with the process umask, like the final file."""
+    return final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.tmp"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to a temp file beside ``path`` and rename it over ``path``."""
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 @dataclass(frozen=True)
 class RunDay:
     """The run that stands for one snapshot date: the last good run of that date."""
@@ -108,14 +126,14 @@ def open_readonly(db: Path) -> Iterator[sqlite3.Connection]:
 
 
 def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
-             scope_of_latest: bool = False, until: str | None = None) -> list[RunDay]:
+             one_scope: bool = False, until: str | None = None) -> list[RunDay]:
     """The last good run of every snapshot date, oldest date first.
 
     "Good" is ``success``; ``include_partial`` adds ``partial`` runs (an incomplete scan: what
     was seen was loaded), which are left out by default because their image set is not the
-    whole listing. ``scope_of_latest`` keeps only runs with the same namespace/image-name filter
-    as the latest good run, so a one-off filtered sync does not make every other image look
-    removed. ``until`` (YYYY-MM-DD) ignores later dates.
+    whole listing. ``one_scope`` keeps unfiltered runs (no namespace/image-name filter) when
+    there are any, else the runs with the latest run's filter, so trends never compare a
+    filtered listing with a whole one. ``until`` (YYYY-MM-DD) ignores later dates.
     """
     statuses = ("success", "partial") if include_partial else ("success",)
     marks = ",".join("?" * len(statuses))
@@ -124,15 +142,14 @@ def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
         f"FROM runs AS r WHERE status IN ({marks}) ORDER BY run_id",
         statuses,
     ).fetchall()
-    if until is not None:
-        rows = [r for r in rows if r[1] is not None and r[1] <= until]
-    if scope_of_latest and rows:
-        latest = max(rows, key=lambda r: (r[1], r[0]))
-        rows = [r for r in rows if (r[2], r[3]) == (latest[2], latest[3])]
+    rows = [r for r in rows if r[1] is not None and (until is None or r[1] <= until)]
+    if one_scope and rows:
+        scope = ("", "") if any(r[2:] == ("", "") for r in rows) else max(
+            rows, key=lambda r: (r[1], r[0]))[2:]
+        rows = [r for r in rows if r[2:] == scope]
     last: dict[str, int] = {}
     for run_id, day, _ns, _name in rows:  # ordered by run_id: a later run of a date wins
-        if day is not None:
-            last[day] = run_id
+        last[day] = run_id
     return [RunDay(d, last[d]) for d in sorted(last)]
 
 
@@ -201,15 +218,7 @@ def _sha256(path: Path) -> str:
 
 
 def _atomic_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -234,9 +243,7 @@ def export_partition(conn: sqlite3.Connection, out: Path, day: RunDay, fmt: str,
             "snapshot_date": day.date, "tool_version": __version__}
     # Hidden temp name in the same folder: same filesystem for os.replace, and pyarrow.dataset
     # ignores dot-files, so a crash never leaves a file a reader would pick up.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".images.{fmt}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_path(final)
     try:
         rows = _write_file(conn, day, fmt, tmp, meta)
         digest, size = _sha256(tmp), tmp.stat().st_size
