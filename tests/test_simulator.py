@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import requests
 
-from etl.simulator import Dataset, Simulator
+from etl.errors import ConfigError
+from etl.simulator import Dataset, Scenario, Simulator
 
 REPOS = "/v2/manage/dockerhub/repos"
 TODAY = date(2026, 11, 27)
@@ -169,3 +170,534 @@ def test_body_is_valid_utf8_json_with_awkward_text(simulator: Make) -> None:
     text = "".join(r["description"] for r in rows)
     assert any(ord(c) > 0x4E00 for c in text)  # Chinese
     assert "é" in text and "🐳" in text and '"' in text and "\n" in text and "," in text
+
+
+def test_ignore_offset_always_serves_the_first_page(simulator: Make) -> None:
+    sim = simulator(images=50, scenario={"ignore_offset": True})
+    first = get(sim, offset=0, limit=10)
+    later = get(sim, offset=20, limit=10)
+    assert later.json() == first.json()
+    assert later.headers["Content-Range"] == "0-10/50"
+
+
+# ------------------------------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize("shape,expected", [
+    ("list", [{"errorCode": "SVCSTG.SWR.4090023", "errorMessage": "system busy"}]),
+    ("errors", {"errors": [{"errorCode": "SVCSTG.SWR.4090023", "errorMessage": "system busy"}]}),
+    ("top", {"errorCode": "SVCSTG.SWR.4090023", "errorMessage": "system busy"}),
+])
+def test_status_fault_body_shapes(simulator: Make, shape: str, expected: Any) -> None:
+    sim = simulator(images=20, scenario={"faults": [
+        {"at": 2, "kind": "status", "status": 409, "code": "SVCSTG.SWR.4090023",
+         "shape": shape, "message": "system busy"}]})
+    assert get(sim).status_code == 200
+    r = get(sim)
+    assert r.status_code == 409
+    assert r.json() == expected
+    assert "Retry-After" not in r.headers
+    assert get(sim).status_code == 200  # `at` hits once by default
+    assert [rec.faults for rec in sim.requests] == [(), ("status",), ()]
+
+
+def test_gateway_429_with_retry_after_seconds(simulator: Make) -> None:
+    sim = simulator(images=20, scenario={"faults": [
+        {"at": 1, "kind": "status", "status": 429, "retry_after": 2}]})
+    r = get(sim)
+    assert r.status_code == 429
+    body = r.json()
+    assert body["error_code"] == "APIG.0308"  # default code and shape for 429
+    assert body["request_id"] == r.headers["X-Request-Id"]
+    assert r.headers["Retry-After"] == "2"
+
+
+def test_retry_after_as_http_date(simulator: Make) -> None:
+    from email.utils import parsedate_to_datetime
+
+    sim = simulator(images=20, scenario={"faults": [
+        {"at": 1, "kind": "status", "status": 503, "retry_after": "http-date:+30"}]})
+    r = get(sim)
+    assert r.status_code == 503
+    when = parsedate_to_datetime(r.headers["Retry-After"])
+    sent = parsedate_to_datetime(r.headers["Date"])
+    assert 29 <= (when - sent).total_seconds() <= 31
+    assert r.json() == [{"errorCode": "SVCSTG.SWR.5030000",
+                         "errorMessage": "simulated fault: HTTP 503"}]
+
+
+def test_at_with_times_and_every(simulator: Make) -> None:
+    sim = simulator(images=20, scenario={"faults": [
+        {"at": 2, "times": 2, "kind": "status", "status": 500},
+        {"every": 3, "kind": "status", "status": 502}]})
+    statuses = [get(sim).status_code for _ in range(7)]
+    assert statuses == [200, 500, 500, 200, 200, 502, 200]
+    assert [r.n for r in sim.requests] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_faults_count_only_repos_requests(simulator: Make) -> None:
+    sim = simulator(images=20, scenario={"faults": [{"at": 2, "kind": "status", "status": 500}]})
+    assert get(sim, path="/elsewhere").status_code == 404
+    assert get(sim).status_code == 200
+    assert get(sim).status_code == 500
+
+
+def test_drop_closes_without_a_response(simulator: Make) -> None:
+    sim = simulator(images=20, scenario={"faults": [{"at": 1, "kind": "drop"}]})
+    with requests.Session() as s:
+        with pytest.raises(requests.ConnectionError):
+            get(sim, s)
+        assert get(sim, s).status_code == 200
+    assert [(r.n, r.status, r.faults) for r in sim.requests] == [
+        (1, None, ("drop",)), (2, 200, ())]
+
+
+def test_truncate_sends_a_short_body(simulator: Make) -> None:
+    sim = simulator(images=20, scenario={"faults": [{"at": 1, "kind": "truncate"}]})
+    with requests.Session() as s:
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            get(sim, s, limit=20)
+        full = get(sim, s, limit=20)
+    assert full.status_code == 200 and len(full.json()) == 20
+    # what actually went over the wire: the promised length, and half of it
+    import socket
+
+    sim.set_scenario({"faults": [{"at": 1, "kind": "truncate"}]})
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as conn:
+        conn.sendall(f"GET {REPOS}?offset=0&limit=20 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length")))
+    assert length == len(full.content)
+    assert len(body) == length // 2
+
+
+def test_no_header_fault_omits_content_range_once(simulator: Make) -> None:
+    sim = simulator(images=20, scenario={"faults": [{"at": 2, "kind": "no-header"}]})
+    ranges = [get(sim, limit=5).headers.get("Content-Range") for _ in range(3)]
+    assert ranges == ["0-5/20", None, "0-5/20"]
+
+
+def test_delay_fault_makes_a_client_time_out_then_recovers(simulator: Make) -> None:
+    sim = simulator(images=20, scenario={"faults": [{"at": 1, "kind": "delay",
+                                                     "delay_ms": 1500}]})
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.get(sim.url + REPOS, timeout=0.2)
+    assert get(sim).status_code == 200
+
+
+def test_latency_applies_to_every_request(simulator: Make) -> None:
+    sim = simulator(images=20, scenario={"latency_ms": 60})
+    get(sim)
+    get(sim, path="/x")
+    assert all(r.finished - r.started >= 0.06 for r in sim.requests)
+    assert len(sim.requests) == 2
+
+
+def test_expire_token_fault(simulator: Make) -> None:
+    sim = simulator(images=20, scenario={"auth": "token",
+                                         "faults": [{"at": 2, "kind": "expire-token"}]})
+    token = sim.issue_token()
+    hdr = {"X-Auth-Token": token}
+    assert requests.get(sim.url + REPOS, headers=hdr, timeout=10).status_code == 200
+    r = requests.get(sim.url + REPOS, headers=hdr, timeout=10)
+    assert r.status_code == 401
+    assert r.json()["errorCode"] == "SVCSTG.SWR.4010000"
+    assert requests.get(sim.url + REPOS, headers=hdr, timeout=10).status_code == 401
+    fresh = {"X-Auth-Token": sim.issue_token()}
+    assert requests.get(sim.url + REPOS, headers=fresh, timeout=10).status_code == 200
+
+
+def test_set_scenario_resets_counters(simulator: Make) -> None:
+    sim = simulator(images=20, scenario={"faults": [{"at": 2, "kind": "status", "status": 500}]})
+    assert [get(sim).status_code for _ in range(3)] == [200, 500, 200]
+    sim.set_scenario({"faults": [{"at": 2, "kind": "status", "status": 500}]})
+    assert [get(sim).status_code for _ in range(3)] == [200, 500, 200]
+    assert [r.n for r in sim.requests] == [1, 2, 3, 1, 2, 3]
+
+
+# -------------------------------------------------------------------------------------- drift
+
+
+def ids_of(rows: list[dict[str, Any]]) -> list[int]:
+    return [r["id"] for r in rows]
+
+
+def test_drift_insert_front(simulator: Make) -> None:
+    sim = simulator(images=30, scenario={"drift": [{"at": 2, "kind": "insert_front",
+                                                    "count": 3}]})
+    before = ids_of(sim.listing())
+    first = get(sim, limit=10)
+    assert ids_of(first.json()) == before[:10]
+    second = get(sim, offset=10, limit=10)
+    assert second.headers["Content-Range"] == "10-10/33"
+    after = ids_of(sim.listing())
+    assert len(after) == 33 and after[3:] == before
+    assert not set(after[:3]) & set(before)
+    # the shift a scanner must notice: page 2 now starts 3 rows earlier in the old order
+    assert ids_of(second.json()) == before[7:17]
+
+
+def test_drift_delete(simulator: Make) -> None:
+    sim = simulator(images=30, scenario={"drift": [{"at": 1, "kind": "delete", "count": 2,
+                                                    "where": "front"}]})
+    before = ids_of(sim.listing())
+    r = get(sim, limit=5)
+    assert r.headers["Content-Range"] == "0-5/28"
+    assert ids_of(r.json()) == before[2:7]
+    assert ids_of(sim.listing()) == before[2:]
+
+
+def test_drift_delete_random_every(simulator: Make) -> None:
+    sim = simulator(images=30, scenario={"drift": [{"every": 2, "kind": "delete"}]})
+    before = ids_of(sim.listing())
+    for _ in range(4):
+        get(sim)
+    after = ids_of(sim.listing())
+    assert len(after) == 28
+    assert [i for i in before if i in after] == after  # order kept, two gone
+
+
+def test_drift_reorder(simulator: Make) -> None:
+    sim = simulator(images=30, scenario={"drift": [{"at": 1, "kind": "reorder", "count": 0}]})
+    before = ids_of(sim.listing())
+    rows = get(sim, limit=30).json()
+    assert sorted(ids_of(rows)) == sorted(before)
+    assert ids_of(rows) != before
+    assert ids_of(rows) == ids_of(sim.listing())
+
+
+def test_drift_bump(simulator: Make) -> None:
+    sim = simulator(images=30, scenario={"drift": [{"at": 2, "kind": "bump", "count": 5}]})
+    before = get(sim, limit=30).json()
+    after = get(sim, limit=30).json()
+    assert ids_of(after) == ids_of(before)
+    grew = [(a["pull_count"] - b["pull_count"]) for a, b in zip(after, before, strict=True)]
+    assert sum(1 for g in grew if g > 0) == 5
+    assert all(g >= 0 for g in grew)
+
+
+# --------------------------------------------------------------------------------------- auth
+
+
+def test_token_mode(simulator: Make) -> None:
+    sim = simulator(images=10, scenario={"auth": "token", "tokens": ["static-token-1"]})
+    assert get(sim).status_code == 401
+    bad = requests.get(sim.url + REPOS, headers={"X-Auth-Token": "nope"}, timeout=10)
+    assert bad.status_code == 401
+    assert bad.json() == {"errorCode": "SVCSTG.SWR.4010000",
+                          "errorMessage": "Authenticate failed: token invalid or expired"}
+    for token in ("static-token-1", sim.issue_token()):
+        r = requests.get(sim.url + REPOS, headers={"X-Auth-Token": token}, timeout=10)
+        assert r.status_code == 200
+
+
+def iam_body(name: str = "u1", password: str = "p1", domain: str = "d1",
+             scope: dict[str, Any] | bool = True) -> dict[str, Any]:
+    auth: dict[str, Any] = {"identity": {"methods": ["password"], "password": {"user": {
+        "name": name, "password": password, "domain": {"name": domain}}}}}
+    if scope is not False:
+        auth["scope"] = scope if isinstance(scope, dict) else {"project": {"name": "cn-north-4"}}
+    return {"auth": auth}
+
+
+def test_iam_mode_login_token_and_expiry(simulator: Make) -> None:
+    sim = simulator(images=10, scenario={"auth": "iam", "token_ttl": 3600, "iam_users": [
+        {"domain": "d1", "name": "u1", "password": "p1"}]})
+    r = requests.post(sim.url + "/v3/auth/tokens", json=iam_body(), timeout=10)
+    assert r.status_code == 201
+    token = r.headers["X-Subject-Token"]
+    expires = datetime.strptime(r.json()["token"]["expires_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    ttl = expires.replace(tzinfo=timezone.utc).timestamp() - sim.clock.now()
+    assert 3590 < ttl <= 3600
+    ok = requests.get(sim.url + REPOS, headers={"X-Auth-Token": token}, timeout=10)
+    assert ok.status_code == 200
+    sim.clock.advance(3601)
+    late = requests.get(sim.url + REPOS, headers={"X-Auth-Token": token}, timeout=10)
+    assert late.status_code == 401
+    login = [rec for rec in sim.requests if rec.path == "/v3/auth/tokens"][0]
+    assert login.status == 201 and login.n == 0
+
+
+@pytest.mark.parametrize("body,status", [
+    (iam_body(password="wrong"), 401),
+    (iam_body(domain="other"), 401),
+    (iam_body(scope=False), 400),
+    ({"auth": {}}, 400),
+])
+def test_iam_login_refusals(simulator: Make, body: dict[str, Any], status: int) -> None:
+    sim = simulator(images=5, scenario={"auth": "iam", "iam_users": [
+        {"domain": "d1", "name": "u1", "password": "p1"}]})
+    r = requests.post(sim.url + "/v3/auth/tokens", json=body, timeout=10)
+    assert r.status_code == status
+    assert "X-Subject-Token" not in r.headers
+    assert r.json()["error"]["code"] == status
+
+
+def test_iam_path_is_404_outside_iam_mode(simulator: Make) -> None:
+    sim = simulator(images=5)
+    r = requests.post(sim.url + "/v3/auth/tokens", json=iam_body(), timeout=10)
+    assert r.status_code == 404
+
+
+AK, SK = "AKEXAMPLE0001", "SKEXAMPLE0001secret"
+
+
+def signed_get(sim: Simulator, sk: str = SK, params: dict[str, Any] | None = None,
+               when: Any = None, tamper: Callable[[dict[str, str]], None] | None = None,
+               ) -> requests.Response:
+    """Sign with the vendor's own signer, send exactly what it produced."""
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdkcore.sdk_request import SdkRequest
+    from huaweicloudsdkcore.signer.signer import Signer
+
+    host = f"127.0.0.1:{sim.port}"
+    headers: dict[str, str] = {}
+    if when is not None:
+        headers["X-Sdk-Date"] = when.strftime("%Y%m%dT%H%M%SZ")
+    req = SdkRequest(method="GET", schema="http", host=host, resource_path=REPOS,
+                     query_params=list((params or {"offset": 0, "limit": 5}).items()),
+                     header_params=headers, body="")
+    signed = Signer(BasicCredentials(AK, sk)).sign(req)
+    out = dict(signed.header_params)
+    if tamper:
+        tamper(out)
+    return requests.get(f"http://{host}{signed.uri}", headers=out, timeout=10)
+
+
+def test_aksk_accepts_the_vendor_signature(simulator: Make) -> None:
+    sim = simulator(images=10, scenario={"auth": "aksk", "aksk": {AK: SK}})
+    r = signed_get(sim, params={"offset": 0, "limit": 3, "image_name": "ng x/é"})
+    assert r.status_code == 200, r.text
+    r = signed_get(sim)
+    assert r.status_code == 200 and len(r.json()) == 5
+    assert sim.requests[-1].headers["Authorization"] == "***"
+
+
+def flip(headers: dict[str, str]) -> None:
+    sig = headers["Authorization"]
+    headers["Authorization"] = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+
+
+@pytest.mark.parametrize("kind", ["signature", "sk", "date", "no-auth"])
+def test_aksk_refuses_bad_signatures(simulator: Make, kind: str) -> None:
+    sim = simulator(images=10, scenario={"auth": "aksk", "aksk": {AK: SK}})
+    if kind == "signature":
+        r = signed_get(sim, tamper=flip)
+    elif kind == "sk":
+        r = signed_get(sim, sk="other")
+    elif kind == "date":
+        r = signed_get(sim, when=datetime.now(timezone.utc) - timedelta(minutes=16))
+    else:
+        r = get(sim)
+    assert r.status_code == 401
+    body = r.json()
+    assert body["error_code"] == "APIG.0301"
+    assert body["error_msg"].startswith("Incorrect IAM authentication information")
+    assert SK not in r.text
+
+
+def test_aksk_lockout_after_five_failures(simulator: Make) -> None:
+    sim = simulator(images=10, scenario={"auth": "aksk", "aksk": {AK: SK}})
+    assert [signed_get(sim, tamper=flip).status_code for _ in range(5)] == [401] * 5
+    locked = signed_get(sim)
+    assert locked.status_code == 401 and "locked" in locked.json()["error_msg"]
+    sim.clock.advance(301)
+    ok = signed_get(sim, when=datetime.fromtimestamp(sim.clock.now(), timezone.utc))
+    assert ok.status_code == 200
+
+
+def test_aksk_success_resets_the_failure_count(simulator: Make) -> None:
+    sim = simulator(images=10, scenario={"auth": "aksk", "aksk": {AK: SK}})
+    for _ in range(4):
+        assert signed_get(sim, tamper=flip).status_code == 401
+    assert signed_get(sim).status_code == 200
+    for _ in range(4):
+        assert signed_get(sim, tamper=flip).status_code == 401
+    assert signed_get(sim).status_code == 200
+
+
+# ------------------------------------------------------------------------------------ dataset
+
+
+def test_dataset_is_deterministic_by_seed() -> None:
+    a = Dataset(180, seed=7, today=TODAY).rows()
+    assert a == Dataset(180, seed=7, today=TODAY).rows()
+    assert a != Dataset(180, seed=8, today=TODAY).rows()
+
+
+def test_default_dataset_looks_like_the_official_list() -> None:
+    rows = Dataset(180, seed=42, today=TODAY).rows()
+    assert len(rows) == 180
+    names = {r["name"] for r in rows}
+    assert {"nginx", "redis", "ubuntu", "mysql", "postgres", "node", "python", "golang",
+            "alpine", "busybox", "httpd", "mongo"} <= names
+    assert len({r["id"] for r in rows}) == 180
+    assert len({(r["namespace"], r["name"]) for r in rows}) == 180
+    assert sum(r["namespace"] == "library" for r in rows) > 150
+    pulls = sorted(r["pull_count"] for r in rows)
+    assert sum(p > 2**31 for p in pulls) >= 2  # billions, beyond int32
+    assert pulls[90] < pulls[-1] / 1000  # long tail: the median is tiny next to the top
+    assert all(isinstance(r["star_count"], int) and r["star_count"] >= 0 for r in rows)
+    assert all(r["last_updated"] < "2026-11-27 00:00:00" for r in rows)
+
+
+def test_any_size_synthesises_unique_names() -> None:
+    ds = Dataset(5000, seed=1, today=TODAY)
+    rows = ds.rows()
+    assert len(rows) == 5000
+    assert len({r["id"] for r in rows}) == 5000
+    assert len({(r["namespace"], r["name"]) for r in rows}) == 5000
+    page = json.loads(ds.page(4990, 100).body)
+    assert [r["id"] for r in page] == [r["id"] for r in rows[4990:]]
+    assert Dataset(0).rows() == []
+
+
+def test_time_travel_is_deterministic_and_realistic() -> None:
+    a, b = Dataset(180, seed=5, today=TODAY), Dataset(180, seed=5, today=TODAY)
+    reports = []
+    for _ in range(30):
+        before = {r["id"]: r for r in a.rows()}
+        rep = a.advance_day()
+        assert rep == b.advance_day()
+        reports.append(rep)
+        after = {r["id"]: r for r in a.rows()}
+        assert set(after) == (set(before) | set(rep.added)) - set(rep.retired)
+        for i, row in after.items():
+            if i in before and i not in rep.decreased:
+                assert row["pull_count"] >= before[i]["pull_count"]
+        for i in rep.decreased:
+            assert after[i]["pull_count"] < before[i]["pull_count"]
+        assert all(r["last_updated"] < f"{rep.today.isoformat()} 00:00:00"
+                   for r in after.values())
+    assert a.rows() == b.rows()
+    assert a.today == date(2026, 12, 27)
+    assert any(r.added for r in reports) and any(r.retired for r in reports)
+    assert any(r.decreased for r in reports)
+    stuck = [i for r in reports for i in r.stuck]
+    assert len(stuck) == 1
+    final = {r["id"]: r for r in a.rows()}
+    assert final[stuck[0]]["pull_count"] == 2_147_483_647
+    grew = sum(r["pull_count"] for r in a.rows() if r["id"] in before)
+    assert grew > sum(r["pull_count"] for r in Dataset(180, seed=5, today=TODAY).rows()
+                      if r["id"] in final)
+
+
+def test_set_today_keeps_last_updated_ages() -> None:
+    ds = Dataset(20, seed=3, today=TODAY)
+    before = [r["last_updated"] for r in ds.rows()]
+    ds.set_today(date(2026, 11, 30))
+    after = [r["last_updated"] for r in ds.rows()]
+    fmt = "%Y-%m-%d %H:%M:%S"
+    assert all((datetime.strptime(y, fmt) - datetime.strptime(x, fmt)) == timedelta(days=3)
+               for x, y in zip(before, after, strict=True))
+
+
+def test_simulator_serves_time_travelled_data(simulator: Make) -> None:
+    sim = simulator(images=40, seed=2, today=TODAY)
+    first = get(sim, limit=40).json()
+    sim.dataset.advance_day()
+    second = get(sim, limit=100).json()
+    assert [r for r in second if r["id"] in {x["id"] for x in first}] != first
+    assert [{k: v for k, v in r.items() if k != "total_range"} for r in second] == sim.listing()
+
+
+# ---------------------------------------------------------------------------------- scenarios
+
+SCENARIO = {
+    "auth": "token", "tokens": ["t0k3n"], "content_range": "first-last", "max_page_size": 50,
+    "latency_ms": 5,
+    "faults": [{"at": 3, "kind": "status", "status": 503, "code": "SVCSTG.SWR.5000001",
+                "shape": "errors", "retry_after": "http-date:+2"},
+               {"every": 5, "times": 2, "kind": "drop"}],
+    "drift": [{"at": 2, "kind": "insert_front", "count": 1}],
+}
+
+SCENARIO_TOML = '''
+auth = "token"
+tokens = ["t0k3n"]
+content_range = "first-last"
+max_page_size = 50
+latency_ms = 5
+
+[[faults]]
+at = 3
+kind = "status"
+status = 503
+code = "SVCSTG.SWR.5000001"
+shape = "errors"
+retry_after = "http-date:+2"
+
+[[faults]]
+every = 5
+times = 2
+kind = "drop"
+
+[[drift]]
+at = 2
+kind = "insert_front"
+count = 1
+'''
+
+
+def test_scenario_files_json_and_toml_load_the_same(tmp_path: Any, simulator: Make) -> None:
+    (tmp_path / "s.json").write_text(json.dumps(SCENARIO))
+    (tmp_path / "s.toml").write_text(SCENARIO_TOML)
+    from_json = Scenario.load(tmp_path / "s.json")
+    from_toml = Scenario.load(tmp_path / "s.toml")
+    assert from_json == from_toml == Scenario.from_dict(SCENARIO)
+    assert from_json.faults[1].times == 2 and from_json.faults[0].shape == "errors"
+    sim = simulator(images=10, scenario=tmp_path / "s.toml")
+    assert sim.scenario == from_toml
+
+
+@pytest.mark.parametrize("data,needle", [
+    ({"auht": "open"}, "unknown key(s) auht"),
+    ({"auth": "kerberos"}, "scenario auth must be one of open, token, iam, aksk"),
+    ({"faults": [{"kind": "explode", "at": 1}]}, "fault kind must be one of"),
+    ({"faults": [{"kind": "drop"}]}, "give exactly one of 'at' or 'every'"),
+    ({"drift": [{"kind": "bump", "at": 0}]}, "'at' must be an integer >= 1"),
+    ({"content_range": "bytes"}, "scenario content_range must be one of"),
+])
+def test_bad_scenarios_are_config_errors(data: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Scenario.from_dict(data)
+    assert needle in str(exc.value)
+    assert exc.value.exit_code == 2
+
+
+def test_unreadable_scenario_file(tmp_path: Any) -> None:
+    (tmp_path / "bad.toml").write_text("auth = ")
+    with pytest.raises(ConfigError, match="is not valid"):
+        Scenario.load(tmp_path / "bad.toml")
+
+
+# ---------------------------------------------------------------------------------- the command
+
+
+def test_simulate_command_serves_until_interrupted(tmp_path: Any) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    (tmp_path / "s.json").write_text(json.dumps({"content_range": "first-last"}))
+    proc = subprocess.Popen([sys.executable, "-m", "etl", "simulate", "--port", "0",
+                             "--images", "12", "--scenario", str(tmp_path / "s.json")],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert first.startswith("swr-etl simulator: 12 images (seed 42) at http://127.0.0.1:")
+        url = first.rsplit(" ", 1)[1].strip()
+        r = requests.get(url + REPOS, params={"offset": 0, "limit": 5}, timeout=10)
+        assert r.headers["Content-Range"] == "0-4/12"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "swr-etl simulator: stopped" in err
+    assert "Traceback" not in err
