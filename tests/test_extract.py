@@ -1,0 +1,470 @@
+"""The extractor against the simulated SWR endpoint: paging, faults, drift, parallel pages."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from etl import __version__
+from etl.errors import AuthError, BadRequestError, InternalError, NotFoundError, UpstreamError
+from etl.extract import REPOS_PATH, Page, Scan, make_session, scan_official_images
+from etl.settings import Settings
+from etl.simulator import Simulator
+
+Make = Callable[..., Simulator]
+
+
+class FakeClock:
+    """A monotonic clock that only moves when slept on (single-worker scans)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 3))
+        self.now += seconds
+
+
+def settings_for(sim: Simulator, **kw: Any) -> Settings:
+    base: dict[str, Any] = dict(endpoint=sim.url, allow_anonymous=True, page_size=50,
+                                concurrency=1, backoff_base=0.001, backoff_cap=0.01, timeout=10)
+    base.update(kw)
+    return Settings(**base)
+
+
+def scan(sim: Simulator, *, auth: Any = None, clock: FakeClock | None = None,
+         **kw: Any) -> tuple[list[Page], Scan]:
+    settings = settings_for(sim, **kw)
+    session = make_session(settings)
+    extra: dict[str, Any] = {} if clock is None else {"sleep": clock.sleep, "clock": clock}
+    result = scan_official_images(session, settings, auth=auth, **extra)
+    pages = list(result)
+    session.close()
+    return pages, result
+
+
+def last_pass_rows(pages: list[Page]) -> list[dict[str, Any]]:
+    last = max(p.pass_no for p in pages)
+    rows = [r for p in pages if p.pass_no == last for r in p.rows]
+    return [{k: v for k, v in r.items() if k != "total_range"} for r in rows]
+
+
+def offsets(sim: Simulator) -> list[tuple[int, int]]:
+    return [(int(r.query["offset"]), int(r.query["limit"])) for r in sim.repos_requests()]
+
+
+# -- paging by contract ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["offset-count", "first-last", "none"])
+def test_each_content_range_shape_gives_the_exact_listing(simulator: Make, shape: str) -> None:
+    sim = simulator(images=180, scenario={"content_range": shape})
+    pages, result = scan(sim)
+    assert last_pass_rows(pages) == sim.listing()
+    assert [p.offset for p in pages] == [0, 50, 100, 150]
+    assert [len(p.rows) for p in pages] == [50, 50, 50, 30]
+    assert offsets(sim) == [(0, 50), (50, 50), (100, 50), (150, 50)]
+    assert all(p.total == 180 for p in pages)
+    assert result.stats.complete and result.stats.total_reported == 180
+    assert (result.stats.requests, result.stats.pages, result.stats.rescans) == (4, 4, 0)
+    assert result.stats.rows_seen == 180
+    expected_header = {"offset-count": "0-50/180", "first-last": "0-49/180", "none": None}[shape]
+    assert pages[0].content_range == expected_header
+
+
+def test_without_any_total_it_stops_at_the_first_empty_page(simulator: Make) -> None:
+    # No header on any page and the body's total_range is not used by a header-less scan of an
+    # empty tail: every page lacks the header, so the scan runs on total_range; prove the
+    # empty-page rule separately with a filter that matches nothing.
+    sim = simulator(images=30, scenario={"content_range": "none"})
+    pages, result = scan(sim, namespace="no-such-namespace")
+    assert pages == []
+    assert offsets(sim) == [(0, 50)]
+    assert result.stats.complete and result.stats.total_reported is None
+
+
+def test_missing_header_on_some_pages_falls_back_to_total_range(simulator: Make) -> None:
+    sim = simulator(images=120, scenario={"faults": [{"kind": "no-header", "every": 2}]})
+    pages, result = scan(sim)
+    assert last_pass_rows(pages) == sim.listing()
+    assert [p.content_range is None for p in pages] == [False, True, False]
+    assert result.stats.complete and result.stats.requests == 3
+
+
+def test_filters_are_sent_and_the_filtered_total_is_proven(simulator: Make) -> None:
+    sim = simulator(images=180)
+    namespaces = {r["namespace"] for r in sim.listing()} - {"library"}
+    ns = sorted(namespaces)[0]
+    pages, result = scan(sim, namespace=ns, image_name="")
+    want = [r for r in sim.listing() if r["namespace"] == ns]
+    assert want and last_pass_rows(pages) == want
+    assert all(r.query["namespace"] == ns for r in sim.repos_requests())
+    assert "image_name" not in sim.repos_requests()[0].query
+    assert result.stats.complete and result.stats.total_reported == len(want)
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_capped_page_size_is_adopted_without_gaps_or_overlaps(
+    simulator: Make, concurrency: int
+) -> None:
+    sim = simulator(images=500, scenario={"max_page_size": 30, "latency_ms": 2})
+    pages, result = scan(sim, page_size=100, concurrency=concurrency)
+    assert last_pass_rows(pages) == sim.listing()
+    assert [p.offset for p in pages] == list(range(0, 500, 30))
+    assert offsets(sim)[0] == (0, 100)
+    assert sorted(offsets(sim)[1:]) == [(o, 30) for o in range(30, 500, 30)]
+    assert result.stats.complete and result.stats.requests == 17
+
+
+def test_cap_appearing_mid_scan_replans_parallel_offsets(simulator: Make) -> None:
+    # The server starts capping after the first page: pages planned in parallel with limit 100
+    # come back short; the scan re-plans from the rows actually received.
+    sim = simulator(images=400, scenario={"latency_ms": 2})
+    settings = settings_for(sim, page_size=100, concurrency=4)
+    session = make_session(settings)
+    it = iter(scan_official_images(session, settings))
+    first = next(it)
+    sim.set_scenario({"max_page_size": 30, "latency_ms": 2})
+    pages = [first, *it]
+    session.close()
+    assert [(p.offset, len(p.rows)) for p in pages[:3]] == [(0, 100), (100, 30), (130, 30)]
+    assert last_pass_rows(pages) == sim.listing()
+    cursor = 0
+    for p in pages:
+        assert p.offset == cursor
+        cursor += len(p.rows)
+    assert cursor == 400
+
+
+def test_server_ignoring_offset_fails_clearly(simulator: Make) -> None:
+    sim = simulator(images=180, scenario={"ignore_offset": True})
+    with pytest.raises(UpstreamError) as info:
+        scan(sim)
+    assert info.value.exit_code == 4
+    assert str(info.value) == (
+        "the API ignores the offset parameter: GET /v2/manage/dockerhub/repos with offset=50 "
+        "returned the same 50 rows as offset=0; refusing to loop or duplicate rows")
+    assert offsets(sim) == [(0, 50), (50, 50), (0, 50)]
+
+
+def test_server_ignoring_offset_without_header_fails_too(simulator: Make) -> None:
+    sim = simulator(images=180, scenario={"ignore_offset": True, "content_range": "none"})
+    with pytest.raises(UpstreamError, match="ignores the offset parameter"):
+        scan(sim, concurrency=4)
+    assert len(sim.repos_requests()) <= 3 + 8
+
+
+def test_streams_through_a_bounded_window(simulator: Make) -> None:
+    sim = simulator(images=5000)
+    settings = settings_for(sim, page_size=10, concurrency=2)
+    session = make_session(settings)
+    it = iter(scan_official_images(session, settings))
+    next(it)
+    next(it)
+    # 500 pages in the listing, but only the first page and one window (2 x 2) were requested.
+    assert len(sim.repos_requests()) <= 1 + 4
+    it.close()  # type: ignore[attr-defined]
+    session.close()
+
+
+def test_a_scan_iterates_once(simulator: Make) -> None:
+    sim = simulator(images=10)
+    settings = settings_for(sim)
+    result = scan_official_images(make_session(settings), settings)
+    assert sim.repos_requests() == []  # lazy: nothing fetched before iteration
+    list(result)
+    with pytest.raises(InternalError):
+        iter(result)
+
+
+# -- transient faults -----------------------------------------------------------------------
+
+TRANSIENT = [
+    ({"kind": "status", "status": 500}, "http_500"),
+    ({"kind": "status", "status": 502}, "http_502"),
+    ({"kind": "status", "status": 503}, "http_503"),
+    ({"kind": "status", "status": 504}, "http_504"),
+    ({"kind": "status", "status": 429}, "http_429"),
+    ({"kind": "status", "status": 429, "retry_after": "2"}, "http_429"),
+    ({"kind": "status", "status": 429, "retry_after": "http-date:+3"}, "http_429"),
+    ({"kind": "status", "status": 409, "code": "SVCSTG.SWR.4090023"}, "http_409"),
+    ({"kind": "status", "status": 403, "code": "SVCSTG.SWR.4031032"}, "http_403"),
+    ({"kind": "status", "status": 403, "code": "SVCSTG.SWR.4031042", "shape": "errors"},
+     "http_403"),
+    ({"kind": "drop"}, "connection"),
+    ({"kind": "truncate"}, "truncated"),
+]
+
+
+@pytest.mark.parametrize("fault,cause", TRANSIENT, ids=[f"{f.get('status', f['kind'])}-{i}"
+                                                         for i, (f, _) in enumerate(TRANSIENT)])
+def test_every_transient_fault_is_survived_with_the_full_listing(
+    simulator: Make, fault: dict[str, Any], cause: str
+) -> None:
+    sim = simulator(images=180, scenario={"faults": [{**fault, "at": 2, "times": 2}]})
+    clock = FakeClock()
+    pages, result = scan(sim, clock=clock)
+    assert last_pass_rows(pages) == sim.listing()
+    assert result.stats.complete
+    assert result.stats.retries == 2 and result.stats.retry_causes == {cause: 2}
+    assert result.stats.requests == 6 == len(sim.repos_requests())
+    if "retry_after" in fault:
+        wanted = 2.0 if fault["retry_after"] == "2" else 3.0
+        # Honoured (HTTP dates have 1 s resolution), never replaced by the tiny backoff.
+        assert [s for s in clock.sleeps if s > 0.5] and all(
+            wanted - 1.01 <= s <= wanted for s in clock.sleeps)
+    else:
+        assert all(s <= 0.01 for s in clock.sleeps)
+
+
+def test_timeouts_are_transient(simulator: Make) -> None:
+    sim = simulator(images=60, scenario={"faults": [{"kind": "delay", "at": 1,
+                                                     "delay_ms": 1500}]})
+    pages, result = scan(sim, timeout=0.3)
+    assert last_pass_rows(pages) == sim.listing()
+    assert result.stats.retry_causes == {"timeout": 1}
+
+
+def test_exhausted_transient_fault_is_upstream_error_with_code_and_request_id(
+    simulator: Make
+) -> None:
+    sim = simulator(images=180, scenario={"faults": [{"kind": "status", "status": 503,
+                                                      "every": 1, "message": "down"}]})
+    with pytest.raises(UpstreamError) as info:
+        scan(sim, max_attempts=3)
+    rid = sim.repos_requests()[-1].request_id
+    assert str(info.value) == (
+        "the API stayed unavailable after 3 attempt(s): GET /v2/manage/dockerhub/repos?"
+        f'offset=0&limit=50: HTTP 503 SVCSTG.SWR.5030000 "down" (X-Request-Id {rid})')
+    assert len(sim.repos_requests()) == 3
+
+
+def test_retry_budget_stops_the_run(simulator: Make) -> None:
+    sim = simulator(images=180, scenario={"faults": [{"kind": "status", "status": 502,
+                                                      "every": 2}]})
+    with pytest.raises(UpstreamError, match="^retry budget of 1 retries for this run exhausted"):
+        scan(sim, retry_budget=1)
+    assert len(sim.repos_requests()) == 4  # ok, 502 (retry 1), ok, 502 -> budget gone
+
+
+# -- final errors ---------------------------------------------------------------------------
+
+FINAL = [
+    (400, "SVCSTG.SWR.4000014", "list", BadRequestError, 4, "the API rejected the request"),
+    (401, "SVCSTG.SWR.4010000", "errors", AuthError, 3, "authentication failed"),
+    (401, "APIG.0301", "apig", AuthError, 3, "authentication failed"),
+    (403, "SVCSTG.SWR.4030000", "top", AuthError, 3, "permission refused"),
+    (404, "SVCSTG.SWR.4040083", "apig", NotFoundError, 4, "endpoint not found in this region"),
+]
+
+
+@pytest.mark.parametrize("status,code,shape,exc,exit_code,prefix", FINAL)
+def test_final_errors_are_classified_at_once(
+    simulator: Make, status: int, code: str, shape: str, exc: type[Exception], exit_code: int,
+    prefix: str,
+) -> None:
+    sim = simulator(images=180, scenario={"faults": [{
+        "kind": "status", "status": status, "code": code, "shape": shape, "every": 1,
+        "message": "the API's own words"}]})
+    with pytest.raises(exc) as info:
+        scan(sim, concurrency=4)
+    assert type(info.value) is exc and info.value.exit_code == exit_code  # type: ignore[attr-defined]
+    rid = sim.repos_requests()[0].request_id
+    assert str(info.value) == (
+        f"{prefix}: GET /v2/manage/dockerhub/repos?offset=0&limit=50: HTTP {status} {code} "
+        f'"the API\'s own words" (X-Request-Id {rid})')
+    assert len(sim.repos_requests()) == 1  # no retry storm
+
+
+class TokenAuth(requests.auth.AuthBase):
+    """Sends a token; ``refresh()`` asks ``issue`` for a new one (like the IAM auth does)."""
+
+    def __init__(self, token: str, issue: Callable[[], str] | None = None) -> None:
+        self.token = token
+        self.issue = issue
+        self.refreshes = 0
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["X-Auth-Token"] = self.token
+        return r
+
+    def refresh(self) -> bool:
+        self.refreshes += 1
+        self.token = self.issue() if self.issue else "still-bad-token"
+        return True
+
+
+def test_401_mid_scan_refreshes_once_and_retries_that_request(simulator: Make) -> None:
+    sim = simulator(images=180, scenario={"auth": "token", "tokens": ["old-token-1"],
+                                          "faults": [{"kind": "expire-token", "at": 3}]})
+    auth = TokenAuth("old-token-1", sim.issue_token)
+    pages, result = scan(sim, auth=auth, allow_anonymous=False)
+    assert last_pass_rows(pages) == sim.listing()
+    assert auth.refreshes == 1
+    assert [r.status for r in sim.repos_requests()] == [200, 200, 401, 200, 200]
+    assert result.stats.retries == 0
+
+
+def test_401_after_refresh_is_auth_error_without_storm(simulator: Make) -> None:
+    sim = simulator(images=180, scenario={"auth": "token", "tokens": ["good-token-1"]})
+    auth = TokenAuth("bad-token-1")
+    with pytest.raises(AuthError) as info:
+        scan(sim, auth=auth, allow_anonymous=False, concurrency=4)
+    assert info.value.exit_code == 3
+    assert auth.refreshes == 1
+    assert len(sim.repos_requests()) == 2
+    assert "bad-token" not in str(info.value)
+
+
+def test_auth_without_refresh_fails_on_first_401(simulator: Make) -> None:
+    sim = simulator(images=180, scenario={"auth": "token", "tokens": ["good-token-1"]})
+
+    class Plain(requests.auth.AuthBase):
+        def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+            r.headers["X-Auth-Token"] = "wrong-token-9"
+            return r
+
+    with pytest.raises(AuthError):
+        scan(sim, auth=Plain(), allow_anonymous=False)
+    assert len(sim.repos_requests()) == 1
+
+
+# -- drift and rescans ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drift", [
+    {"kind": "insert_front", "at": 2, "count": 3},
+    {"kind": "delete", "at": 2, "count": 2, "where": "front"},
+    {"kind": "delete", "at": 3, "count": 1, "where": "end"},
+    {"kind": "bump", "at": 2, "count": 5},
+    {"kind": "reorder", "at": 2, "count": 4},
+])
+def test_drift_ends_in_an_exact_copy_of_the_final_listing(
+    simulator: Make, drift: dict[str, Any]
+) -> None:
+    sim = simulator(images=180, scenario={"drift": [drift]})
+    pages, result = scan(sim, concurrency=2)
+    assert result.stats.complete, result.stats.incomplete_reason
+    got = {r["id"]: r for r in last_pass_rows(pages)}
+    final = {r["id"]: r for r in sim.listing()}
+    assert len(got) == len(last_pass_rows(pages)) == result.stats.total_reported == len(final)
+    if drift["kind"] == "bump":
+        # Counts are whatever they were when each page was read; the set of images is exact.
+        assert got.keys() == final.keys()
+        assert all(got[i]["pull_count"] <= final[i]["pull_count"] for i in final)
+    else:
+        # A reorder inside the part already read changes the order, never the rows.
+        assert got == final
+    if drift["kind"] in ("insert_front", "delete"):
+        assert last_pass_rows(pages) == sim.listing()
+        assert result.stats.rescans == 1
+        assert {p.pass_no for p in pages} == {0, 1}
+
+
+def test_duplicate_ids_are_reported_on_the_page(simulator: Make) -> None:
+    sim = simulator(images=180, scenario={"drift": [{"kind": "insert_front", "at": 2}]})
+    pages, result = scan(sim, max_rescans=0)
+    assert [p.duplicate_ids for p in pages][:2] == [(), (pages[0].rows[-1]["id"],)]
+    assert not result.stats.complete
+    assert result.stats.incomplete_reason == (
+        "the listing shifted during the scan: 1 id(s) came back on two pages")
+
+
+def test_listing_that_never_settles_is_flagged_incomplete(simulator: Make) -> None:
+    sim = simulator(images=180, scenario={"drift": [{"kind": "insert_front", "every": 2}]})
+    pages, result = scan(sim, max_rescans=2)
+    assert not result.stats.complete
+    assert result.stats.rescans == 2
+    assert {p.pass_no for p in pages} == {0, 1, 2}
+    assert result.stats.incomplete_reason is not None
+    assert "listing shifted" in result.stats.incomplete_reason or "total changed" in (
+        result.stats.incomplete_reason)
+    # the last pass ran to the end: every offset up to the final total was asked for
+    last = [p for p in pages if p.pass_no == 2]
+    assert last[0].offset == 0 and sum(len(p.rows) for p in last) >= 180
+
+
+# -- parallel pages and timing --------------------------------------------------------------
+
+
+def max_overlap(records: list[Any]) -> int:
+    events = sorted([(r.started, 1) for r in records] + [(r.finished, -1) for r in records])
+    best = cur = 0
+    for _, step in events:
+        cur += step
+        best = max(best, cur)
+    return best
+
+
+def test_concurrency_overlaps_requests(simulator: Make) -> None:
+    sim = simulator(images=400, scenario={"latency_ms": 60})
+    pages, result = scan(sim, concurrency=4)
+    assert last_pass_rows(pages) == sim.listing()
+    assert max_overlap(sim.repos_requests()[1:]) >= 3
+    assert max_overlap(sim.repos_requests()[:1]) == 1  # the first page alone gives the total
+
+
+def test_sequential_scan_never_overlaps(simulator: Make) -> None:
+    sim = simulator(images=200, scenario={"latency_ms": 10})
+    scan(sim, concurrency=1)
+    assert max_overlap(sim.repos_requests()) == 1
+
+
+def test_retry_after_is_respected_in_real_time_by_all_workers(simulator: Make) -> None:
+    sim = simulator(images=600, scenario={"latency_ms": 20, "faults": [
+        {"kind": "status", "status": 429, "at": 4, "retry_after": "1"}]})
+    start = time.monotonic()
+    pages, result = scan(sim, concurrency=4, page_size=50)
+    elapsed = time.monotonic() - start
+    assert last_pass_rows(pages) == sim.listing()
+    assert elapsed >= 1.0
+    log = sim.repos_requests()
+    throttled = next(r for r in log if r.status == 429)
+    later = [r for r in log if r.started > throttled.finished + 0.05]
+    assert later, "the scan went on after the 429"
+    # Every request sent after the answer arrived waited out the second, whichever worker sent it.
+    assert all(r.started >= throttled.finished + 0.99 for r in later)
+    assert result.stats.retry_causes == {"http_429": 1}
+
+
+# -- the session and logging ----------------------------------------------------------------
+
+
+def test_make_session(tmp_path: Any) -> None:
+    plain = make_session(Settings(concurrency=16))
+    assert plain.headers["User-Agent"] == f"swr-etl/{__version__}"
+    assert plain.verify is True
+    adapter = plain.get_adapter("https://swr-api.cn-north-4.myhuaweicloud.com")
+    assert adapter._pool_maxsize >= 16  # type: ignore[attr-defined]
+    bundle = tmp_path / "ca.pem"
+    custom = make_session(Settings(ca_bundle=bundle))
+    assert custom.verify == str(bundle)
+
+
+def test_one_debug_line_per_page_and_no_credentials(
+    simulator: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "s3cr3t-token-value"
+    sim = simulator(images=120, scenario={"auth": "token", "tokens": [token]})
+    caplog.set_level(logging.DEBUG, logger="etl.extract")
+    scan(sim, auth=TokenAuth(token), allow_anonymous=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "etl.extract"]
+    page_lines = [m for m in lines if m.startswith("page ")]
+    assert page_lines == [
+        "page offset=0 limit=50 rows=50 status=200 attempt=1 total=120 bytes="
+        + page_lines[0].rsplit("=", 1)[1],
+        *page_lines[1:],
+    ]
+    assert [m.split()[1] for m in page_lines] == ["offset=0", "offset=50", "offset=100"]
+    assert all("status=200 attempt=1" in m for m in page_lines)
+    assert not any(token in m for m in lines)
+    assert REPOS_PATH == "/v2/manage/dockerhub/repos"
