@@ -1,0 +1,108 @@
+"""The one-command demo: N nights of history, a Parquet export per night, a report that agrees."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from etl.cli import main
+from etl.demo import run_demo
+
+NOW = datetime(2026, 3, 10, 9, 30, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo(out, days=6, images=40, interactive=False, now=NOW)
+
+
+def test_history_spans_the_nights_ending_today(demo) -> None:
+    conn = sqlite3.connect(demo.db)
+    runs = conn.execute("SELECT status, snapshot_date FROM runs ORDER BY run_id").fetchall()
+    expected = [(date(2026, 3, 10) - timedelta(days=5 - i)).isoformat() for i in range(6)]
+    assert runs == [("success", d) for d in expected]
+    # every night's snapshots equal the images that night's run saw
+    per_run = conn.execute(
+        "SELECT r.rows_loaded, COUNT(s.image_id) FROM runs r "
+        "JOIN image_snapshots s USING (run_id) GROUP BY r.run_id").fetchall()
+    assert all(loaded == snaps for loaded, snaps in per_run)
+    assert demo.runs_ok == 6 and demo.nights == 6
+
+
+def test_parquet_history_matches_the_database(demo) -> None:
+    # exactly what the demo tells the user to type
+    df = pd.read_parquet(demo.exports, partitioning=None, ignore_prefixes=["manifest"])
+    assert sorted(df["snapshot_date"].astype(str).unique()) == [
+        (date(2026, 3, 10) - timedelta(days=5 - i)).isoformat() for i in range(6)]
+    conn = sqlite3.connect(demo.db)
+    db = pd.read_sql_query(
+        "SELECT s.image_id AS id, s.snapshot_date, s.pull_count FROM image_snapshots s "
+        "ORDER BY s.snapshot_date, s.image_id", conn)
+    got = df[["id", "snapshot_date", "pull_count"]].copy()
+    got["snapshot_date"] = got["snapshot_date"].astype(str)
+    got = got.sort_values(["snapshot_date", "id"]).reset_index(drop=True)
+    assert got["id"].tolist() == db["id"].tolist()
+    assert got["pull_count"].astype("int64").tolist() == db["pull_count"].tolist()
+
+
+def test_report_numbers_match_the_database(demo) -> None:
+    from etl.report import build_report
+
+    html = demo.report.read_text(encoding="utf-8")
+    assert "<svg" in html or "data:image/png;base64," in html  # charts are embedded
+    assert "http://" not in html.replace("http://www.w3.org", "")  # self-contained
+    report = build_report(demo.db, days=6, top=5, now=NOW)
+    conn = sqlite3.connect(demo.db)
+    first, last = conn.execute("SELECT MIN(run_id), MAX(run_id) FROM runs").fetchone()
+    (total_now,) = conn.execute(
+        "SELECT SUM(pull_count) FROM image_snapshots WHERE run_id = ?", (last,)).fetchone()
+    assert report["totals"]["pull_count"] == total_now
+    assert report["totals"]["images"] == conn.execute(
+        "SELECT COUNT(*) FROM image_snapshots WHERE run_id = ?", (last,)).fetchone()[0]
+    top = report["top_movers"][0]
+    start, end = conn.execute(
+        "SELECT (SELECT pull_count FROM image_snapshots WHERE run_id = ? AND image_id = ?),"
+        "       (SELECT pull_count FROM image_snapshots WHERE run_id = ? AND image_id = ?)",
+        (first, top["id"], last, top["id"])).fetchone()
+    assert top["pull_count"] == end
+    assert top["pull_delta"] <= end - start or start is None
+
+
+def test_rerun_replaces_the_demo_instead_of_stacking_it(tmp_path: Path) -> None:
+    run_demo(tmp_path, days=2, images=10, interactive=False, now=NOW)
+    (tmp_path / "mine.txt").write_text("keep me")
+    again = run_demo(tmp_path, days=3, images=10, interactive=False, now=NOW)
+    conn = sqlite3.connect(again.db)
+    assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 3
+    assert len(list(again.exports.glob("snapshot_date=*"))) == 3
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_cli_demo_prints_where_everything_is(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--dir", str(tmp_path / "d"), "--days", "2", "--images", "12"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert f"database: {tmp_path / 'd' / 'swr.db'}" in out
+    assert "report:" in out and "sqlite-utils query" in out and "swr-etl runs --db" in out
+    manifest = json.loads((tmp_path / "d" / "exports" / "manifest.json").read_text())
+    assert manifest  # one entry per exported partition
+    assert len(list((tmp_path / "d" / "exports").glob("snapshot_date=*/images.parquet"))) == 2
+
+
+def test_demo_folder_that_is_a_file_is_a_usage_error(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--dir", str(f), "--days", "1", "--images", "5"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"swr-etl: error: Invalid value for '--dir': Directory '{f}' is a file.")
