@@ -14,8 +14,10 @@ Results outside years 0001-9999 are unparseable. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import operator
 import zoneinfo
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -30,9 +32,11 @@ UNPARSEABLE = "unparseable timestamp"
 NOT_A_STRING = "not a string"
 
 # date, time, optional fraction (1-9 digits), optional zone; the time zone part is parsed below.
+# Field ranges are checked here so that only impossible days of a month (02-30, 04-31, 02-29 of a
+# common year) are left for the date parser; a leap second (:60) is unparseable.
 _TIMESTAMP_RE = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
-    r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?$"
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:"
+    r"[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?$"
 )
 _FRACTION_RE = r"^\.[0-9]*"
 _MIN = np.datetime64("0001-01-01T00:00:00", "s")
@@ -73,26 +77,24 @@ def to_utc_text(values: Sequence[Any], source_timezone: str = "UTC"
     tz = zone(source_timezone)
     n = len(values)
     problems: dict[int, str] = {}
-    out = np.full(n, None, dtype=object)
     types = set(map(type, values))
     if types <= {str}:
         positions = np.arange(n)
-    elif types <= {str, type(None)}:
-        positions = np.flatnonzero(np.fromiter(map(str.__instancecheck__, values), bool, n))
     else:
         is_str = np.fromiter(map(str.__instancecheck__, values), bool, n)
-        is_none = np.fromiter((v is None for v in values), bool, n)
-        for i in np.flatnonzero(~is_str & ~is_none):
-            problems[int(i)] = NOT_A_STRING
+        if not types <= {str, type(None)}:
+            is_none = np.fromiter(map(operator.is_, values, repeat(None)), bool, n)
+            for i in np.flatnonzero(~is_str & ~is_none):
+                problems[int(i)] = NOT_A_STRING
         positions = np.flatnonzero(is_str)
-    if len(positions) == len(values):
-        texts: list[str] = list(values)
-    else:
-        texts = [values[int(i)] for i in positions]
-    if texts:
-        formatted = _parse_strings(texts, tz, positions, problems)
-        out[positions] = formatted
-    return pd.array(out, dtype="string"), problems
+    texts: list[str] = list(values) if len(positions) == n else [values[int(i)] for i in positions]
+    parsed = _parse_strings(texts, tz, positions, problems)
+    if len(positions) < n:
+        # Scatter the parsed strings back: a null index in take() yields a null value.
+        index = np.full(n, -1, dtype=np.int64)
+        index[positions] = np.arange(len(positions))
+        parsed = parsed.take(pa.array(index, mask=index < 0))
+    return pd.array(parsed, dtype="string"), problems
 
 
 def _arrow_strings(texts: list[str], positions: np.ndarray, problems: dict[int, str]
@@ -114,56 +116,81 @@ def _arrow_strings(texts: list[str], positions: np.ndarray, problems: dict[int, 
 
 
 def _parse_strings(texts: list[str], tz: zoneinfo.ZoneInfo, positions: np.ndarray,
-                   problems: dict[int, str]) -> np.ndarray:
-    """Parse the string values (vectorised); returns an object array of text or None."""
+                   problems: dict[int, str]) -> pa.Array:
+    """Parse strings (vectorised, in Arrow); returns UTC text, null where absent or bad."""
     arr = pc.utf8_trim_whitespace(_arrow_strings(texts, positions, problems))
-    result = np.full(len(texts), None, dtype=object)
     valid = pc.fill_null(pc.match_substring_regex(arr, _TIMESTAMP_RE), False)
-    valid_np = valid.to_numpy(zero_copy_only=False)
-    empty_np = pc.fill_null(pc.equal(arr, ""), False).to_numpy(zero_copy_only=False)
-    present_np = arr.is_valid().to_numpy(zero_copy_only=False)
-    for i in np.flatnonzero(~valid_np & present_np):
-        problems[int(positions[i])] = EMPTY if empty_np[i] else UNPARSEABLE
-    good = np.flatnonzero(valid_np)
-    if len(good) == 0:
-        return result
-    sub = arr.take(pa.array(good))
-    # Regex-checked fixed positions: date at 0-9, time at 11-18 (the separator may be T, t or ' ').
-    base = pc.binary_join_element_wise(pc.utf8_slice_codeunits(sub, 0, 10),
-                                       pc.utf8_slice_codeunits(sub, 11, 19), "T")
-    # pandas (not arrow's strptime, which rolls 02-30 over to 03-02) rejects impossible dates.
-    local = pd.to_datetime(pd.Series(base.to_numpy(zero_copy_only=False)),
-                           format="%Y-%m-%dT%H:%M:%S", errors="coerce").to_numpy()
+    if pc.all(valid).as_py() is False:
+        valid_np = valid.to_numpy(zero_copy_only=False)
+        empty_np = pc.fill_null(pc.equal(arr, ""), False).to_numpy(zero_copy_only=False)
+        present_np = arr.is_valid().to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(~valid_np & present_np):
+            problems[int(positions[i])] = EMPTY if empty_np[i] else UNPARSEABLE
+        good = np.flatnonzero(valid_np)
+        sub = arr.filter(valid)
+    else:
+        good = np.arange(len(arr))
+        sub = arr
+    # The regex fixed every position: bytes 0-18 are the date and time (separator at 10),
+    # the zone and any fraction follow. Work on bytes: Arrow's binary kernels are the fast ones.
+    raw = sub.cast(pa.binary())
+    base = pc.binary_replace_slice(pc.binary_slice(raw, 0, 19), 10, 11, "T").cast(pa.string())
+    try:
+        local = pc.cast(base, pa.timestamp("s")).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        # An impossible day of the month (02-30): let pandas turn just those into NaT.
+        local = pd.to_datetime(pd.Series(base.to_numpy(zero_copy_only=False)),
+                               format="%Y-%m-%dT%H:%M:%S", errors="coerce").to_numpy()
     local = local.astype("datetime64[s]")
-    suffix = pc.replace_substring_regex(pc.utf8_slice_codeunits(sub, 19, 64), _FRACTION_RE, "")
-    encoded = pc.dictionary_encode(suffix)
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
-    offsets = np.zeros(len(encoded.dictionary), dtype=np.int64)
-    naive_code = np.zeros(len(encoded.dictionary), dtype=bool)
-    bad_code = np.zeros(len(encoded.dictionary), dtype=bool)
-    for k, text in enumerate(encoded.dictionary.to_pylist()):
-        try:
-            off = zone_offset_seconds(text)
-        except ValueError:
-            bad_code[k] = True
-            continue
-        if off is None:
-            naive_code[k] = True
-        else:
-            offsets[k] = off
-    utc = local - offsets[codes].astype("timedelta64[s]")
-    naive = naive_code[codes]
+    utc, bad = _to_utc(local, pc.binary_slice(raw, 19, 64), tz)
+    for i in np.flatnonzero(bad):
+        problems[int(positions[good[i]])] = UNPARSEABLE
+    text = pc.cast(pa.array(utc, type=pa.timestamp("s"), mask=bad), pa.string()).cast(pa.binary())
+    # "YYYY-MM-DD HH:MM:SS" -> "YYYY-MM-DDTHH:MM:SSZ"
+    text = pc.binary_replace_slice(pc.binary_replace_slice(text, 10, 11, "T"), 19, 19, "Z")
+    text = text.cast(pa.string())
+    if len(good) == len(arr):
+        return text
+    index = np.full(len(arr), -1, dtype=np.int64)
+    index[good] = np.arange(len(good))
+    return text.take(pa.array(index, mask=index < 0))
+
+
+def _to_utc(local: np.ndarray, suffixes: pa.Array, tz: zoneinfo.ZoneInfo
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Wall-clock times plus their zone suffixes -> (UTC datetime64[s], bad mask)."""
+    if len(suffixes) and pc.max(pc.binary_length(suffixes)).as_py() > 0:
+        zones = pc.replace_substring_regex(suffixes.cast(pa.string()), _FRACTION_RE, "")
+        encoded = pc.dictionary_encode(zones)
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        # Few distinct suffixes per chunk: parse each once.
+        offsets = np.zeros(len(encoded.dictionary), dtype=np.int64)
+        naive_code = np.zeros(len(encoded.dictionary), dtype=bool)
+        bad_code = np.zeros(len(encoded.dictionary), dtype=bool)
+        for k, suffix in enumerate(encoded.dictionary.to_pylist()):
+            try:
+                offset = zone_offset_seconds(suffix)
+            except ValueError:
+                bad_code[k] = True
+                continue
+            if offset is None:
+                naive_code[k] = True
+            else:
+                offsets[k] = offset
+        utc = local - offsets[codes].astype("timedelta64[s]")
+        naive = naive_code[codes]
+        bad = bad_code[codes]
+    else:
+        utc = local.copy()
+        naive = np.ones(len(local), dtype=bool)
+        bad = np.zeros(len(local), dtype=bool)
     if naive.any() and tz.key != "UTC":
         utc[naive] = _localize(local[naive], tz)
     nat = np.isnat(utc)
-    bad = bad_code[codes] | nat
+    bad |= nat
     bad[~nat] |= (utc[~nat] < _MIN) | (utc[~nat] > _MAX)
-    for i in np.flatnonzero(bad):
-        problems[int(positions[good[i]])] = UNPARSEABLE
-    ok = ~bad
-    text_out = np.datetime_as_string(utc[ok], unit="s", timezone="UTC")
-    result[good[ok]] = text_out
-    return result
+    utc[bad] = _MIN
+    return utc, bad
 
 
 def _localize(wall: np.ndarray, tz: zoneinfo.ZoneInfo) -> np.ndarray:

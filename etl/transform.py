@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.errors import InternalError
 from etl.timestamps import to_utc_text, zone
@@ -101,21 +103,28 @@ def _frame(data: dict[str, list[Any]], dtypes: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame({name: _array(data[name], dtype) for name, dtype in dtypes.items()})
 
 
+def raw_json(value: Any) -> str:
+    """A row as JSON text for ``rejects.raw`` (UTF-8 kept; ASCII escapes only for surrogates)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):  # not JSON-shaped at all (e.g. non-string keys)
+        text = json.dumps(repr(value))
+    return text
+
+
 def raw_text(value: Any) -> str:
-    """A value as text for ``raw``/``raw_value``: strings as they are, anything else as JSON."""
-    if isinstance(value, str):
-        text = value
-    else:
-        try:
-            text = json.dumps(value, ensure_ascii=False, default=str)
-        except (TypeError, ValueError):
-            text = repr(value)
+    """A value as text for ``raw_value``: strings as they are, anything else as JSON."""
+    if not isinstance(value, str):
+        return raw_json(value)
+    text = value
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         # Lone surrogates cannot be stored as UTF-8: keep them visible as JSON escapes.
-        text = json.dumps(text) if isinstance(value, str) else text.encode(
-            "utf-8", "backslashreplace").decode("utf-8")
+        text = json.dumps(value, default=str)
     return text
 
 
@@ -198,25 +207,27 @@ def _int_column_slow(values: list[Any]) -> tuple[np.ndarray, np.ndarray, dict[in
 
 def _text_column(values: list[Any]) -> tuple[pd.api.extensions.ExtensionArray, dict[int, str]]:
     """Raw values -> (``string`` array, {position: problem}); text is kept exactly."""
-    problems: dict[int, str] = {}
-    if not set(map(type, values)) <= {str, _NONE}:
-        values = list(values)
-        for i, value in enumerate(values):
-            if value is not None and not isinstance(value, str):
-                problems[i] = NOT_A_STRING
-                values[i] = None
     try:
-        return pd.array(values, dtype="string"), problems
-    except UnicodeEncodeError:
-        values = list(values)
-        for i, value in enumerate(values):
-            if isinstance(value, str):
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    problems[i] = INVALID_UNICODE
-                    values[i] = None
-        return pd.array(values, dtype="string"), problems
+        # Straight to Arrow (pandas' "string" storage): twice as fast as pd.array(list), and
+        # it refuses non-strings and lone surrogates itself, which sends us to the slow path.
+        return _array(pa.array(values, type=pa.large_string()), "string"), {}
+    except (UnicodeEncodeError, pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    problems: dict[int, str] = {}
+    cleaned = list(values)
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            problems[i] = NOT_A_STRING
+            cleaned[i] = None
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problems[i] = INVALID_UNICODE
+            cleaned[i] = None
+    return _array(pa.array(cleaned, type=pa.large_string()), "string"), problems
 
 
 class _Issues:
@@ -274,7 +285,7 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
             rejected[int(pos)] = NOT_AN_OBJECT
         drows = [rows[i] for i in dict_pos]
 
-    raw_ids = list(map(dict.get, drows, repeat("id")))
+    raw_ids = [row.get("id") for row in drows]
     ids, valid, problems = _int_column(raw_ids)
     for j in map(int, np.flatnonzero(~valid)):
         rejected[int(dict_pos[j])] = f"invalid id: {problems[j]}" if j in problems else MISSING_ID
@@ -298,7 +309,7 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
     for field in IMAGE_DTYPES:
         if field in ("id", "page_offset"):
             continue
-        values = list(map(dict.get, krows, repeat(field)))
+        values = [row.get(field) for row in krows]
         if field in INT_FIELDS:
             numbers, ok, problems = _int_column(values)
             columns[field] = pd.arrays.IntegerArray(numbers, ~ok)
@@ -312,19 +323,35 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
     else:
         columns["page_offset"] = pd.array(offsets[dict_pos[keep]], dtype="Int64")
     images = pd.DataFrame(columns)
-    _shared_identities(images, issues)
+    if not _all_distinct(columns["name"], columns["namespace"]):
+        _shared_identities(images, issues)
 
     rejects: dict[str, list[Any]] = {"page_offset": [], "reason": [], "raw": []}
     for row_no in sorted(rejected):
         rejects["page_offset"].append(None if offsets is None else int(offsets[row_no]))
         rejects["reason"].append(rejected[row_no])
-        rejects["raw"].append(raw_text(rows[row_no]))
+        rejects["raw"].append(raw_json(rows[row_no]))
     return Transformed(images=images, rejects=_frame(rejects, REJECT_DTYPES),
                        quality_issues=issues.frame())
 
 
 def _identity_text(namespace: Any, name: Any) -> str:
     return f"{'<null>' if namespace is pd.NA else namespace}/{'<null>' if name is pd.NA else name}"
+
+
+def _all_distinct(names: Any, namespaces: Any) -> bool:
+    """Cheap check that no two rows share (namespace, name): the common case skips the rest.
+
+    Nulls and empty names count here too, so a False only means "look closer".
+    """
+    names = pa.array(names)
+    if pc.count_distinct(names, mode="all").as_py() == len(names):
+        return True
+    keys = pc.binary_join_element_wise(pa.array(namespaces), names,
+                                       pa.scalar("\x1f", names.type))
+    # Null parts make a null key: count them all as possible duplicates.
+    return bool(pc.count_distinct(keys, mode="all").as_py() == len(keys)
+                and pc.count(keys, mode="only_null").as_py() <= 1)
 
 
 def _shared_identities(images: pd.DataFrame, issues: _Issues) -> None:
@@ -365,7 +392,7 @@ def identity_changes(images: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFra
     changed = ~(_same(both["namespace"], both["old_namespace"])
                 & _same(both["name"], both["old_name"]))
     data: dict[str, list[Any]] = {name: [] for name in ISSUE_DTYPES}
-    for row in both[changed.to_numpy()].itertuples(index=False):
+    for row in both[changed].itertuples(index=False):
         data["image_id"].append(int(row.id))
         data["field"].append(IDENTITY_FIELD)
         data["raw_value"].append(_identity_text(row.namespace, row.name))

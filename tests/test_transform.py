@@ -1,0 +1,256 @@
+"""Tests for etl.transform: JSON fixtures in, whole frames compared."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from etl.errors import ConfigError, InternalError
+from etl.transform import (
+    IMAGE_DTYPES,
+    ISSUE_DTYPES,
+    REJECT_DTYPES,
+    Transformed,
+    identity_changes,
+    reject_ratio,
+    transform_rows,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "transform"
+
+
+def frame(rows: list[dict[str, Any]], dtypes: dict[str, str]) -> pd.DataFrame:
+    """Expected frame: every column of ``dtypes``, keys missing from a row are NULL."""
+    return pd.DataFrame({
+        name: pd.array([row.get(name) for row in rows], dtype=dtype)  # type: ignore[call-overload]
+        for name, dtype in dtypes.items()
+    })
+
+
+def assert_transformed(result: Transformed, images: list[dict[str, Any]],
+                       rejects: list[dict[str, Any]], issues: list[dict[str, Any]]) -> None:
+    pd.testing.assert_frame_equal(result.images, frame(images, IMAGE_DTYPES))
+    pd.testing.assert_frame_equal(result.rejects, frame(rejects, REJECT_DTYPES))
+    pd.testing.assert_frame_equal(result.quality_issues, frame(issues, ISSUE_DTYPES))
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.json")), ids=lambda p: p.stem)
+def test_fixture(path: Path) -> None:
+    case = json.loads(path.read_text(encoding="utf-8"))
+    result = transform_rows(case["rows"], page_offsets=case.get("page_offsets"),
+                            source_timezone=case.get("source_timezone", "UTC"))
+    assert_transformed(result, case["images"], case["rejects"], case["quality_issues"])
+
+
+def test_fixture_set_is_complete() -> None:
+    assert {p.stem for p in FIXTURES.glob("*.json")} == {
+        "counts", "duplicates", "ids", "text", "timestamps_dst", "timestamps_utc",
+        "timestamps_zones",
+    }
+
+
+def test_empty_input_gives_typed_empty_frames() -> None:
+    result = transform_rows([], page_offsets=[])
+    assert_transformed(result, [], [], [])
+    assert list(result.images.columns) == list(IMAGE_DTYPES)
+    assert {k: str(v) for k, v in result.images.dtypes.items()} == IMAGE_DTYPES
+
+
+def test_only_rejects_gives_typed_empty_images() -> None:
+    result = transform_rows([None, {"id": False}], page_offsets=[300, 300])
+    assert_transformed(result, [], [
+        {"page_offset": 300, "reason": "not a JSON object", "raw": "null"},
+        {"page_offset": 300, "reason": "invalid id: boolean value", "raw": '{"id": false}'},
+    ], [])
+
+
+def test_clean_rows_full_frame_and_total_range_ignored() -> None:
+    rows = [
+        {"id": 10, "user": "official", "name": "nginx", "namespace": "library",
+         "description": "web", "star_count": 5, "pull_count": 2**40, "collection_id": 3,
+         "last_updated": "2017-10-16 21:33:44", "total_range": 2},
+        {"id": 11, "user": "official", "name": "redis", "namespace": "library",
+         "description": "kv", "star_count": 0, "pull_count": 1, "collection_id": 0,
+         "last_updated": "2017-10-17 01:02:03", "total_range": 2},
+    ]
+    result = transform_rows(rows, page_offsets=[0, 0])
+    expected = [{k: v for k, v in row.items() if k != "total_range"} | {"page_offset": 0}
+                for row in rows]
+    expected[0]["last_updated"] = "2017-10-16T21:33:44Z"
+    expected[1]["last_updated"] = "2017-10-17T01:02:03Z"
+    assert_transformed(result, expected, [], [])
+
+
+@pytest.mark.parametrize(("values", "kept", "problems"), [
+    # all plain ints (the vectorised path), one negative
+    ([5, -2, 7], [5, None, 7], {1: ("-2", "negative value")}),
+    # all plain ints, one beyond int64 (the overflow fallback)
+    ([5, 2**64, 7], [5, None, 7], {1: ("18446744073709551616", "beyond int64 range")}),
+    # ints and nulls
+    ([None, 3, None], [None, 3, None], {}),
+])
+def test_count_column_paths(values: list[Any], kept: list[Any],
+                            problems: dict[int, tuple[str, str]]) -> None:
+    rows = [{"id": i + 1, "pull_count": v} for i, v in enumerate(values)]
+    result = transform_rows(rows)
+    assert_transformed(
+        result,
+        [{"id": i + 1, "pull_count": v} for i, v in enumerate(kept)],
+        [],
+        [{"image_id": i + 1, "field": "pull_count", "raw_value": raw, "problem": problem}
+         for i, (raw, problem) in sorted(problems.items())],
+    )
+
+
+def test_without_page_offsets_later_means_later_position() -> None:
+    result = transform_rows([{"id": 1, "name": "a"}, {"id": 2}, {"id": 1, "name": "b"}, "x"])
+    assert_transformed(
+        result,
+        [{"id": 2}, {"id": 1, "name": "b"}],
+        [{"page_offset": None, "reason": "not a JSON object", "raw": '"x"'}],
+        [{"image_id": 1, "field": "id", "raw_value": "1", "problem": "duplicate id in scan"}],
+    )
+
+
+def test_tuple_rows_and_dict_subclasses_are_accepted() -> None:
+    class Row(dict):  # type: ignore[type-arg]
+        pass
+
+    result = transform_rows((Row(id=1, name="a"),), page_offsets=(0,))
+    assert_transformed(result, [{"id": 1, "name": "a", "page_offset": 0}], [], [])
+
+
+def test_unknown_timezone_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        transform_rows([{"id": 1}], source_timezone="Mars/Olympus")
+    assert str(caught.value) == ("unknown time zone 'Mars/Olympus' (expected an IANA name such "
+                                 "as 'UTC' or 'Asia/Shanghai')")
+
+
+def test_page_offsets_length_mismatch_is_internal_error() -> None:
+    with pytest.raises(InternalError) as caught:
+        transform_rows([{"id": 1}, {"id": 2}], page_offsets=[0])
+    assert str(caught.value) == "page_offsets has 1 entries for 2 rows"
+
+
+def test_reject_ratio() -> None:
+    result = transform_rows([{"id": 1}, {"id": 2}, {}, {"id": 3}])
+    assert reject_ratio(result, 4) == 0.25
+    assert reject_ratio(result, 0) == 0.0
+    assert reject_ratio(transform_rows([]), 0) == 0.0
+
+
+def test_identity_changes_against_previous_state() -> None:
+    images = transform_rows([
+        {"id": 1, "namespace": "library", "name": "nginx"},
+        {"id": 2, "namespace": "library", "name": "redis-renamed"},
+        {"id": 3, "namespace": "bitnami", "name": "mysql"},
+        {"id": 4, "namespace": "library", "name": "new"},
+        {"id": 5, "namespace": None, "name": "x"},
+    ]).images
+    # As the loader would read it back from SQLite: plain object/int64 columns.
+    previous = pd.DataFrame({
+        "id": [1, 2, 3, 5, 9],
+        "namespace": ["library", "library", None, None, "gone"],
+        "name": ["nginx", "redis", "mysql", "x", "gone"],
+    })
+    pd.testing.assert_frame_equal(identity_changes(images, previous), frame([
+        {"image_id": 2, "field": "namespace/name", "raw_value": "library/redis-renamed",
+         "problem": "identity changed, was library/redis"},
+        {"image_id": 3, "field": "namespace/name", "raw_value": "bitnami/mysql",
+         "problem": "identity changed, was <null>/mysql"},
+    ], ISSUE_DTYPES))
+
+
+def test_identity_changes_with_nothing_previous() -> None:
+    images = transform_rows([{"id": 1, "namespace": "a", "name": "b"}]).images
+    empty = pd.DataFrame({"id": [], "namespace": [], "name": []})
+    pd.testing.assert_frame_equal(identity_changes(images, empty), frame([], ISSUE_DTYPES))
+
+
+# --- properties -----------------------------------------------------------------------------
+
+INT64_MAX = 2**63 - 1
+UTC_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+text = st.one_of(st.text(max_size=12), st.sampled_from(["\ud800", "a\udfffb", "", " 7 "]))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+                    st.floats(allow_nan=True, allow_infinity=True), text)
+json_values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=8)
+ids = st.one_of(st.integers(-3, 40), st.integers(2**63 - 2, 2**63 + 1),
+                st.integers(1, 40).map(str), st.integers(1, 40).map(lambda i: f" {i}.0 "),
+                st.sampled_from([1.0, 2.5, True, None, "x"]), json_values)
+timestamps = st.one_of(
+    st.datetimes().map(lambda d: d.isoformat(sep=" ")),
+    st.datetimes().map(lambda d: d.isoformat() + "Z"),
+    st.sampled_from(["2021-10-31 02:30:00", "2021-03-28T02:30:00.123+0100", "9999-12-31 23:59:59"]),
+    json_values,
+)
+rows = st.one_of(
+    st.fixed_dictionaries({}, optional={
+        "id": ids, "namespace": st.sampled_from(["a", "b", None, 3]),
+        "name": st.sampled_from(["x", "y", "", None]), "user": json_values,
+        "description": json_values, "star_count": json_values, "pull_count": json_values,
+        "collection_id": json_values, "last_updated": timestamps,
+    }),
+    json_values,
+)
+
+
+def usable_id(row: Any) -> int | None:
+    """Independent statement of the id rule."""
+    if not isinstance(row, dict):
+        return None
+    value = row.get("id")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        value = int(value) if math.isfinite(value) and value.is_integer() else None
+    elif isinstance(value, str):
+        match = re.fullmatch(r"\s*([+-]?[0-9]+)(\.0*)?\s*", value, re.ASCII)
+        value = int(match.group(1)) if match else None
+    if isinstance(value, int) and 0 < value <= INT64_MAX:
+        return value
+    return None
+
+
+def utf8_ok(series: pd.Series) -> bool:
+    for value in series.dropna():
+        value.encode("utf-8")  # raises on a lone surrogate
+    return True
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(rows, max_size=25), st.sampled_from(["UTC", "Asia/Shanghai", "Europe/Berlin"]))
+def test_every_row_lands_in_images_or_rejects(raw_rows: list[Any], zone: str) -> None:
+    offsets = [(i // 7) * 100 for i in range(len(raw_rows))]
+    result = transform_rows(raw_rows, page_offsets=offsets, source_timezone=zone)
+
+    expected_ids = [usable_id(row) for row in raw_rows]
+    kept = {i for i in expected_ids if i is not None}
+    assert sorted(result.images["id"].tolist()) == sorted(kept)
+    assert len(result.rejects) == expected_ids.count(None)
+    duplicates = result.quality_issues[result.quality_issues["field"] == "id"]
+    assert len(duplicates) == len(expected_ids) - expected_ids.count(None) - len(kept)
+
+    assert {k: str(v) for k, v in result.images.dtypes.items()} == IMAGE_DTYPES
+    assert {k: str(v) for k, v in result.rejects.dtypes.items()} == REJECT_DTYPES
+    assert {k: str(v) for k, v in result.quality_issues.dtypes.items()} == ISSUE_DTYPES
+    assert all(UTC_TEXT.fullmatch(v) for v in result.images["last_updated"].dropna())
+    for column in ("star_count", "pull_count", "collection_id"):
+        assert (result.images[column].dropna() >= 0).all()
+    for series in (result.rejects["raw"], result.quality_issues["raw_value"],
+                   result.images["description"]):
+        assert utf8_ok(series)
+    for raw in result.rejects["raw"]:
+        json.loads(raw)  # reject raw is JSON (ASCII escapes only when UTF-8 cannot hold it)
