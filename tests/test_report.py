@@ -14,51 +14,16 @@ import pytest
 from etl.cli import main
 from etl.errors import ConfigError
 from etl.report import build_report, write_report
-from tests.fixtures.report_db import add_image, add_run, new_db
+from tests.fixtures.report_db import STUCK, add_run, build_trend_db, new_db
+
+# The hand-worked history (a table of pull counts per date) is in tests/fixtures/report_db.py.
 
 NOW = dt.datetime(2026, 11, 8, 12, 0, tzinfo=dt.timezone.utc)
-STUCK = 2147483647
-
-# Pull counts per run date (one good run each; see trend_db for the noise around them).
-#            alpine  nginx   stuck        old   new
-# 10-25       1000   50000   2147480000   800    -
-# 11-01       1700   60000   2147483000   900    -
-# 11-02       2700   61000   STUCK        950    -
-# 11-03       3200   60500   STUCK        990    -      nginx decreases
-#  (no runs on 11-04 and 11-05: a 3-day gap)
-# 11-06       5000   63500   STUCK         -    100     old removed, new appears
-# 11-07       5000   63500   STUCK         -    100     stale: nothing moved
-# 11-08       5600   64100   STUCK         -    400
-COUNTS: dict[str, dict[int, int]] = {
-    "2026-10-25": {1: 1000, 2: 50000, 3: 2147480000, 4: 800},
-    "2026-11-01": {1: 1700, 2: 60000, 3: 2147483000, 4: 900},
-    "2026-11-02": {1: 2700, 2: 61000, 3: STUCK, 4: 950},
-    "2026-11-03": {1: 3200, 2: 60500, 3: STUCK, 4: 990},
-    "2026-11-06": {1: 5000, 2: 63500, 3: STUCK, 5: 100},
-    "2026-11-07": {1: 5000, 2: 63500, 3: STUCK, 5: 100},
-    "2026-11-08": {1: 5600, 2: 64100, 3: STUCK, 5: 400},
-}
 
 
 @pytest.fixture()
 def trend_db(tmp_path: Path) -> Path:
-    path = tmp_path / "swr.db"
-    conn = new_db(path)
-    for image_id, ns, name in [(1, "library", "alpine"), (2, "library", "nginx"),
-                               (3, "library", "stuck"), (4, "acme", "old"), (5, "acme", "new")]:
-        add_image(conn, image_id, name, namespace=ns)
-    run_id = 0
-    for date, counts in COUNTS.items():
-        if date == "2026-11-06":  # an earlier good run of the same date: the later one wins
-            run_id += 1
-            add_run(conn, run_id, date, hour=1, counts={1: 4000, 2: 62000, 3: STUCK, 5: 50})
-        run_id += 1
-        add_run(conn, run_id, date, hour=3, counts=counts)
-    add_run(conn, 90, "2026-11-05", status="partial", counts={1: 9999, 2: 1})  # never counts
-    add_run(conn, 91, "2026-11-08", hour=9, status="failed", counts={1: 1})  # never counts
-    add_run(conn, 92, "2026-11-09", counts={1: 10**9})  # after NOW: ignored
-    conn.close()
-    return path
+    return build_trend_db(tmp_path / "swr.db")
 
 
 def test_numbers_match_hand_computation(trend_db: Path) -> None:
