@@ -134,7 +134,8 @@ def _parse_strings(texts: list[str], tz: zoneinfo.ZoneInfo, positions: np.ndarra
     # The regex fixed every position: bytes 0-18 are the date and time (separator at 10),
     # the zone and any fraction follow. Work on bytes: Arrow's binary kernels are the fast ones.
     raw = sub.cast(pa.binary())
-    base = pc.binary_replace_slice(pc.binary_slice(raw, 0, 19), 10, 11, "T").cast(pa.string())
+    base_bytes = pc.binary_replace_slice(pc.binary_slice(raw, 0, 19), 10, 11, "T")
+    base = base_bytes.cast(pa.string())
     try:
         local = pc.cast(base, pa.timestamp("s")).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:
@@ -142,13 +143,17 @@ def _parse_strings(texts: list[str], tz: zoneinfo.ZoneInfo, positions: np.ndarra
         local = pd.to_datetime(pd.Series(base.to_numpy(zero_copy_only=False)),
                                format="%Y-%m-%dT%H:%M:%S", errors="coerce").to_numpy()
     local = local.astype("datetime64[s]")
-    utc, bad = _to_utc(local, pc.binary_slice(raw, 19, 64), tz)
+    utc, bad, shifted = _to_utc(local, pc.binary_slice(raw, 19, 64), tz)
     for i in np.flatnonzero(bad):
         problems[int(positions[good[i]])] = UNPARSEABLE
-    text = pc.cast(pa.array(utc, type=pa.timestamp("s"), mask=bad), pa.string()).cast(pa.binary())
-    # "YYYY-MM-DD HH:MM:SS" -> "YYYY-MM-DDTHH:MM:SSZ"
-    text = pc.binary_replace_slice(pc.binary_replace_slice(text, 10, 11, "T"), 19, 19, "Z")
-    text = text.cast(pa.string())
+    if shifted or bad.any():
+        text = pc.cast(pa.array(utc, type=pa.timestamp("s"), mask=bad), pa.string())
+        # "YYYY-MM-DD HH:MM:SS" -> "YYYY-MM-DDTHH:MM:SS"
+        text = pc.binary_replace_slice(text.cast(pa.binary()), 10, 11, "T")
+    else:
+        # Already UTC wall-clock text (the documented form, naive, in a UTC source): reuse it.
+        text = base_bytes
+    text = pc.binary_replace_slice(text, 19, 19, "Z").cast(pa.string())
     if len(good) == len(arr):
         return text
     index = np.full(len(arr), -1, dtype=np.int64)
@@ -157,8 +162,9 @@ def _parse_strings(texts: list[str], tz: zoneinfo.ZoneInfo, positions: np.ndarra
 
 
 def _to_utc(local: np.ndarray, suffixes: pa.Array, tz: zoneinfo.ZoneInfo
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Wall-clock times plus their zone suffixes -> (UTC datetime64[s], bad mask)."""
+            ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Wall-clock times plus zone suffixes -> (UTC datetime64[s], bad mask, any value moved)."""
+    shifted = False
     if len(suffixes) and pc.max(pc.binary_length(suffixes)).as_py() > 0:
         zones = pc.replace_substring_regex(suffixes.cast(pa.string()), _FRACTION_RE, "")
         encoded = pc.dictionary_encode(zones)
@@ -177,7 +183,9 @@ def _to_utc(local: np.ndarray, suffixes: pa.Array, tz: zoneinfo.ZoneInfo
                 naive_code[k] = True
             else:
                 offsets[k] = offset
-        utc = local - offsets[codes].astype("timedelta64[s]")
+        shifts = offsets[codes]
+        shifted = bool(shifts.any())
+        utc = local - shifts.astype("timedelta64[s]")
         naive = naive_code[codes]
         bad = bad_code[codes]
     else:
@@ -185,12 +193,13 @@ def _to_utc(local: np.ndarray, suffixes: pa.Array, tz: zoneinfo.ZoneInfo
         naive = np.ones(len(local), dtype=bool)
         bad = np.zeros(len(local), dtype=bool)
     if naive.any() and tz.key != "UTC":
+        shifted = True
         utc[naive] = _localize(local[naive], tz)
     nat = np.isnat(utc)
     bad |= nat
     bad[~nat] |= (utc[~nat] < _MIN) | (utc[~nat] > _MAX)
     utc[bad] = _MIN
-    return utc, bad
+    return utc, bad, shifted
 
 
 def _localize(wall: np.ndarray, tz: zoneinfo.ZoneInfo) -> np.ndarray:

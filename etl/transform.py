@@ -306,10 +306,11 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
         drows[i] for i in keep]
     kept_ids = ids[keep]
     columns: dict[str, Any] = {"id": pd.array(kept_ids, dtype="Int64")}
+    raw: dict[str, list[Any]] = {}
     for field in IMAGE_DTYPES:
         if field in ("id", "page_offset"):
             continue
-        values = [row.get(field) for row in krows]
+        values = raw[field] = [row.get(field) for row in krows]
         if field in INT_FIELDS:
             numbers, ok, problems = _int_column(values)
             columns[field] = pd.arrays.IntegerArray(numbers, ~ok)
@@ -323,7 +324,7 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
     else:
         columns["page_offset"] = pd.array(offsets[dict_pos[keep]], dtype="Int64")
     images = pd.DataFrame(columns)
-    if not _all_distinct(columns["name"], columns["namespace"]):
+    if not _all_distinct(raw["name"], columns["name"], columns["namespace"]):
         _shared_identities(images, issues)
 
     rejects: dict[str, list[Any]] = {"page_offset": [], "reason": [], "raw": []}
@@ -339,16 +340,20 @@ def _identity_text(namespace: Any, name: Any) -> str:
     return f"{'<null>' if namespace is pd.NA else namespace}/{'<null>' if name is pd.NA else name}"
 
 
-def _all_distinct(names: Any, namespaces: Any) -> bool:
+def _all_distinct(raw_names: list[Any], names: Any, namespaces: Any) -> bool:
     """Cheap check that no two rows share (namespace, name): the common case skips the rest.
 
     Nulls and empty names count here too, so a False only means "look closer".
     """
-    names = pa.array(names)
-    if pc.count_distinct(names, mode="all").as_py() == len(names):
-        return True
-    keys = pc.binary_join_element_wise(pa.array(namespaces), names,
-                                       pa.scalar("\x1f", names.type))
+    try:
+        # Distinct raw names imply distinct usable names; a Python set beats Arrow hashing here.
+        if len(set(raw_names)) == len(raw_names):
+            return True
+    except TypeError:  # an unhashable raw value (list, object): decide on the clean columns
+        pass
+    name_arr = pa.array(names)
+    keys = pc.binary_join_element_wise(pa.array(namespaces), name_arr,
+                                       pa.scalar("\x1f", name_arr.type))
     # Null parts make a null key: count them all as possible duplicates.
     return bool(pc.count_distinct(keys, mode="all").as_py() == len(keys)
                 and pc.count(keys, mode="only_null").as_py() <= 1)

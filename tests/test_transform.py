@@ -110,6 +110,26 @@ def test_count_column_paths(values: list[Any], kept: list[Any],
     )
 
 
+@pytest.mark.parametrize(("zone", "values", "expected"), [
+    ("UTC", ["2017-10-16 21:33:44", "2017-10-16T21:33:45"],
+     ["2017-10-16T21:33:44Z", "2017-10-16T21:33:45Z"]),
+    ("Asia/Shanghai", ["2017-09-11T03:00:02.542841141Z", "2017-09-11 03:00:03Z"],
+     ["2017-09-11T03:00:02Z", "2017-09-11T03:00:03Z"]),
+    ("UTC", ["2017-09-11T03:00:02.5", "2017-09-11T03:00:03.000000+00:00"],
+     ["2017-09-11T03:00:02Z", "2017-09-11T03:00:03Z"]),
+    ("UTC", ["2017-01-01T07:00:00+08:00", "2017-01-01 07:00:00-0100"],
+     ["2016-12-31T23:00:00Z", "2017-01-01T08:00:00Z"]),
+    ("Asia/Shanghai", ["2017-01-01 07:00:00", "2017-01-01 08:00:00"],
+     ["2016-12-31T23:00:00Z", "2017-01-01T00:00:00Z"]),
+])
+def test_clean_timestamp_chunks(zone: str, values: list[str], expected: list[str]) -> None:
+    """Chunks without a bad value (the fast paths: text reused when already UTC)."""
+    result = transform_rows([{"id": i + 1, "last_updated": v} for i, v in enumerate(values)],
+                            source_timezone=zone)
+    assert_transformed(result, [{"id": i + 1, "last_updated": v} for i, v in enumerate(expected)],
+                       [], [])
+
+
 def test_without_page_offsets_later_means_later_position() -> None:
     result = transform_rows([{"id": 1, "name": "a"}, {"id": 2}, {"id": 1, "name": "b"}, "x"])
     assert_transformed(
