@@ -148,6 +148,10 @@ class Scan:
         self.limiter = Limiter(settings.max_rps, sleep=sleep, clock=clock)
         self.policy: RetryPolicy = make_policy(settings, self.limiter, sleep, rng)
         self.url = settings.endpoint.rstrip("/") + REPOS_PATH
+        # Proxies / CA bundle from the environment, resolved once (not per page: it walks
+        # os.environ, which costs more than the request on a fast endpoint).
+        self._send_env = session.merge_environment_settings(
+            self.url, {}, None, session.verify, None)
 
     def __iter__(self) -> Iterator[Page]:
         if self._started:
@@ -227,6 +231,10 @@ class Scan:
         dup = ledger.record(f.rows, f.total)
         with self._lock:
             self.stats.pages += 1
+            # Live figures for progress displays; final values are set when the pass ends.
+            if f.total is not None:
+                self.stats.total_reported = f.total
+            self.stats.retries = self.policy.retries
         return Page(
             pass_no=ledger.pass_no,
             offset=f.offset,
@@ -320,11 +328,10 @@ class Scan:
         request = requests.Request("GET", self.url, params=self._params(offset, limit),
                                    auth=self.auth)
         prepared = self.session.prepare_request(request)
-        env = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
         with self._lock:
             self.stats.requests += 1
         try:
-            resp = self.session.send(prepared, timeout=self.settings.timeout, **env)
+            resp = self.session.send(prepared, timeout=self.settings.timeout, **self._send_env)
         except requests.exceptions.SSLError as exc:
             raise UpstreamError(f"TLS verification failed for {self.settings.endpoint}: "
                                 f"{type(exc).__name__} (check --ca-bundle)") from exc

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from etl import __version__
+from etl import __version__, extract
 from etl.errors import AuthError, BadRequestError, InternalError, NotFoundError, UpstreamError
 from etl.extract import REPOS_PATH, Page, Scan, make_session, scan_official_images
 from etl.settings import Settings
@@ -161,6 +161,55 @@ def test_server_ignoring_offset_without_header_fails_too(simulator: Make) -> Non
     with pytest.raises(UpstreamError, match="ignores the offset parameter"):
         scan(sim, concurrency=4)
     assert len(sim.repos_requests()) <= 3 + 8
+
+
+class EndlessAdapter(requests.adapters.BaseAdapter):
+    """A server with no Content-Range and no total_range whose listing never ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+
+    def send(self, request: requests.PreparedRequest, **kw: Any) -> requests.Response:
+        self.sent += 1
+        resp = requests.Response()
+        resp.status_code = 200
+        resp._content = f'[{{"id": {self.sent}, "name": "n{self.sent}"}}]'.encode()
+        resp.request = request
+        return resp
+
+    def close(self) -> None:
+        pass
+
+
+def test_no_input_loops_forever(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without any total the only stop is an empty page; the absolute cap ends a listing that
+    # never does (lowered from 100,000 to 25 here).
+    monkeypatch.setattr(extract, "MAX_PAGES_WITHOUT_TOTAL", 25)
+    settings = Settings(endpoint="https://swr.invalid", allow_anonymous=True, page_size=1)
+    session = make_session(settings)
+    adapter = EndlessAdapter()
+    session.mount("https://", adapter)
+    result = scan_official_images(session, settings)
+    with pytest.raises(UpstreamError) as info:
+        for _ in result:
+            pass
+    assert str(info.value) == (
+        "gave up: 25 page requests in one pass did not cover the listing of GET "
+        "/v2/manage/dockerhub/repos (the API keeps moving or never ends)")
+    assert adapter.sent == 25 and result.stats.pages == 25
+
+
+def test_request_cap_follows_the_reported_total(simulator: Make,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    sim = simulator(images=500, scenario={"max_page_size": 1})
+    pages, result = scan(sim, page_size=100)  # capped to 1 row per page: 500 requests, allowed
+    assert result.stats.complete and result.stats.requests == 500 == len(pages)
+    sim.clear_requests()
+    monkeypatch.setattr(extract, "EXTRA_PAGES_PER_PASS", -490)  # budget: 500 - 490 = 10
+    with pytest.raises(UpstreamError, match="^gave up: 10 page requests in one pass"):
+        scan(sim, page_size=100)
+    assert len(sim.repos_requests()) == 10
 
 
 def test_streams_through_a_bounded_window(simulator: Make) -> None:
@@ -448,6 +497,18 @@ def test_make_session(tmp_path: Any) -> None:
     bundle = tmp_path / "ca.pem"
     custom = make_session(Settings(ca_bundle=bundle))
     assert custom.verify == str(bundle)
+
+
+def test_ca_bundle_setting_beats_the_environment(tmp_path: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "env.pem"))
+    bundle = tmp_path / "mine.pem"
+    settings = Settings(ca_bundle=bundle)
+    result = scan_official_images(make_session(settings), settings)
+    assert result._send_env["verify"] == str(bundle)
+    plain = Settings()
+    assert scan_official_images(make_session(plain), plain)._send_env["verify"] == str(
+        tmp_path / "env.pem")
 
 
 def test_one_debug_line_per_page_and_no_credentials(
