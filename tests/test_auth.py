@@ -556,3 +556,22 @@ def test_aksk_retry_after_503_is_signed_again_and_accepted() -> None:
         assert first.headers["Authorization"] == "***"  # masked in the simulator's log
         assert len(sent) == 2 and sent[0] != sent[1]
         assert sent[1].startswith(f"SDK-HMAC-SHA256 Access={AK}, SignedHeaders=host;x-sdk-date, ")
+
+
+def test_iam_outage_during_a_scan_is_exit_4_and_the_login_is_not_retried(
+        capture: CaptureServer) -> None:
+    """The login runs while the extractor prepares a request; its failure is final (no retry)."""
+    Simulator = _simulator()
+    capture.answers = [(503, {}, {"error_code": "APIG.0201", "error_msg": "Backend unavailable"})]
+    with Simulator(images=20, seed=3, scenario=_sim_scenario("password")) as sim:
+        creds = _sim_creds("password", capture.url)  # IAM is the (failing) capture server
+        settings = Settings(endpoint=sim.url, page_size=10, max_attempts=5,
+                            credentials=creds)
+        res = ScanResult()
+        with pytest.raises(UpstreamError) as exc:
+            _scan_all(settings, res)
+        assert exc.value.exit_code == 4
+        assert str(exc.value) == (f"IAM login at {capture.url}/v3/auth/tokens failed "
+                                  "(HTTP 503): APIG.0201: Backend unavailable")
+        assert [(c.method, c.path) for c in capture.requests] == [("POST", IAM_PATH)]
+        assert sim.requests == []  # nothing was sent to SWR without a token
