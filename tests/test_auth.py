@@ -292,7 +292,7 @@ def test_iam_login_request_shape_and_token_use(capture: CaptureServer) -> None:
     session.get(capture.url + "/v2/manage/dockerhub/repos", auth=auth, timeout=5)
     session.get(capture.url + "/v2/manage/dockerhub/repos", auth=auth, timeout=5)
     login, first, second = capture.requests
-    assert (login.method, login.path) == ("POST", "/v3/auth/tokens")
+    assert (login.method, login.path) == ("POST", "/v3/auth/tokens?nocatalog=true")
     assert "X-Auth-Token" not in login.headers
     assert json.loads(login.body) == {"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
@@ -345,7 +345,7 @@ def test_iam_refresh_is_one_login_for_many_workers(capture: CaptureServer) -> No
     for t in threads:
         t.join(timeout=20)
     assert results == [(True, "tok-2")] * 8
-    assert [c.path for c in capture.requests] == ["/v3/auth/tokens"] * 2
+    assert [c.path for c in capture.requests] == ["/v3/auth/tokens?nocatalog=true"] * 2
     assert auth.generation == 2
 
 
@@ -573,5 +573,6 @@ def test_iam_outage_during_a_scan_is_exit_4_and_the_login_is_not_retried(
         assert exc.value.exit_code == 4
         assert str(exc.value) == (f"IAM login at {capture.url}/v3/auth/tokens failed "
                                   "(HTTP 503): APIG.0201: Backend unavailable")
-        assert [(c.method, c.path) for c in capture.requests] == [("POST", IAM_PATH)]
+        assert [(c.method, c.path) for c in capture.requests] == [
+            ("POST", IAM_PATH + "?nocatalog=true")]
         assert sim.requests == []  # nothing was sent to SWR without a token
