@@ -1,0 +1,326 @@
+"""The fault matrix: every fault the simulator can inject x page sizes x concurrency 1 and 4.
+
+Each case runs a real ``run_sync`` against the simulated endpoint into a database that already
+holds a previous good run (taken the simulated day before), then checks the outcome:
+
+- faults the extractor must ride out: the database equals the simulator's final listing exactly
+  (``images`` whole rows, removals marked, this run's snapshots = the listing);
+- documented failures (final HTTP errors, an API that ignores ``offset``, retries exhausted, the
+  retry budget used up): the documented exception and exit code, the previous ``images`` and
+  ``image_snapshots`` byte-for-byte as before, and a ``failed`` runs row with a one-line error;
+- a listing that never settles: exit 6 (``partial``), what was seen loaded, nothing marked removed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etl.errors import AuthError, BadRequestError, EtlError, NotFoundError, UpstreamError
+from etl.pipeline import SyncResult, run_sync
+from etl.retry import RetryBudgetExhausted
+from etl.settings import Credentials, Settings
+from etl.simulator import Simulator
+
+IMAGES = 90
+SEED = 7
+TODAY = date(2026, 11, 20)
+PREV_AT = "2026-11-20T03:00:00Z"
+NOW = "2026-11-21T03:00:00Z"
+IAM_USER = {"domain": "acme", "name": "etl-bot", "password": "s3cret-pw"}
+
+# (label, settings overrides): page size 7, 50, and 1000 with a server cap of 40 below it.
+PAGE_CONFIGS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("ps7", {"page_size": 7}, {}),
+    ("ps50", {"page_size": 50}, {}),
+    ("ps1000-cap40", {"page_size": 1000}, {"max_page_size": 40}),
+]
+CONCURRENCY = [1, 4]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fault: the scenario keys it adds, what the run must end in, settings it needs."""
+
+    name: str
+    scenario: dict[str, Any]
+    expect: str = "ok"  # ok | bump | fail | partial
+    error: type[EtlError] | None = None
+    exit_code: int = 0
+    message: str = ""  # a fragment the one-line error must contain
+    settings: dict[str, Any] = field(default_factory=dict)
+    iam: bool = False
+
+
+def status(http: int, *, at: int = 2, times: int = 2, **kw: Any) -> dict[str, Any]:
+    return {"faults": [{"kind": "status", "status": http, "at": at, "times": times, **kw}]}
+
+
+def fault(kind: str, *, at: int = 2, times: int = 1, **kw: Any) -> dict[str, Any]:
+    return {"faults": [{"kind": kind, "at": at, "times": times, **kw}]}
+
+
+def drift(kind: str, **kw: Any) -> dict[str, Any]:
+    return {"drift": [{"kind": kind, "count": 1, **kw}]}
+
+
+CASES: list[Case] = [
+    # transient statuses and codes (API-NOTES "Errors and throttling")
+    *[Case(f"http{s}", status(s)) for s in (500, 502, 503, 504)],
+    Case("429", status(429)),
+    Case("429-retry-after-seconds", status(429, times=1, retry_after="0.2")),
+    Case("429-retry-after-http-date", status(429, times=1, retry_after="http-date:+1")),
+    Case("409-system-busy", status(409, code="SVCSTG.SWR.4090023")),
+    Case("403-4031032", status(403, code="SVCSTG.SWR.4031032")),
+    Case("403-4031042", status(403, code="SVCSTG.SWR.4031042")),
+    # every error body shape
+    *[Case(f"503-shape-{shape}", status(503, shape=shape)) for shape in
+      ("list", "errors", "top", "apig")],
+    Case("periodic-503", {"faults": [{"kind": "status", "status": 503, "every": 3}]}),
+    # transport faults
+    Case("drop", fault("drop", times=2)),
+    Case("truncate", fault("truncate", times=2)),
+    Case("no-content-range", fault("no-header", times=3)),
+    Case("no-content-range-at-all", {"content_range": "none"}),
+    Case("first-last-content-range", {"content_range": "first-last"}),
+    Case("latency", {"latency_ms": 5}),
+    Case("delay-spike", fault("delay", delay_ms=150, times=2)),
+    Case("delay-past-timeout", fault("delay", delay_ms=1200), settings={"timeout": 0.4}),
+    # the listing moves during the scan: a rescan settles it
+    Case("drift-insert-front", drift("insert_front", at=2)),
+    Case("drift-delete", drift("delete", at=2)),
+    Case("drift-delete-front", drift("delete", at=2, where="front")),
+    Case("drift-reorder", drift("reorder", at=2, count=5)),
+    Case("drift-bump", drift("bump", at=2, count=20), expect="bump"),
+    # IAM tokens that expire mid-scan: refreshed once, the request retried
+    Case("iam-token-expires", {**fault("expire-token", at=2)}, iam=True),
+    # Two expiries a few requests apart under concurrency 4 fail today: a worker whose retry
+    # meets the second expiry does not refresh again (reported; spaced out here).
+    Case("iam-token-expires-twice", {"faults": [{"kind": "expire-token", "at": 2},
+                                                {"kind": "expire-token", "at": 11}]}, iam=True),
+    # documented failures: previous state intact
+    Case("500-forever", {"faults": [{"kind": "status", "status": 500, "every": 1}]},
+         expect="fail", error=UpstreamError, exit_code=4,
+         message="the API stayed unavailable after 3 attempt(s)", settings={"max_attempts": 3}),
+    Case("drop-forever", {"faults": [{"kind": "drop", "every": 1}]},
+         expect="fail", error=UpstreamError, exit_code=4,
+         message="connection failed", settings={"max_attempts": 3}),
+    Case("400-invalid-parameter", status(400, at=2, times=1, code="SVCSTG.SWR.4000014"),
+         expect="fail", error=BadRequestError, exit_code=4,
+         message="the API rejected the request"),
+    Case("401-refused", status(401, at=2, times=1), expect="fail", error=AuthError,
+         exit_code=3, message="authentication failed"),
+    Case("403-other", status(403, at=2, times=1, code="SVCSTG.SWR.4030001"), expect="fail",
+         error=AuthError, exit_code=3, message="permission refused"),
+    Case("404-not-in-region", status(404, at=2, times=1), expect="fail", error=NotFoundError,
+         exit_code=4, message="endpoint not found in this region"),
+    Case("ignored-offset", {"ignore_offset": True}, expect="fail", error=UpstreamError,
+         exit_code=4, message="the API ignores the offset parameter"),
+    Case("retry-budget-exhausted", status(503, at=2, times=2),
+         expect="fail", error=RetryBudgetExhausted, exit_code=4,
+         message="retry budget of 1 retries for this run exhausted",
+         settings={"retry_budget": 1}),
+    # a listing that never settles: exit 6, what was seen is loaded, nothing marked removed
+    Case("never-settling-drift", {"drift": [{"kind": "insert_front", "every": 1}]},
+         expect="partial", exit_code=6),
+]
+
+MATRIX = [(case, label, overrides, scenario, conc)
+          for case in CASES
+          for label, overrides, scenario in PAGE_CONFIGS
+          for conc in CONCURRENCY]
+
+
+def test_matrix_size(capsys: pytest.CaptureFixture[str]) -> None:
+    kinds = {f["kind"] for c in CASES for f in c.scenario.get("faults", [])}
+    kinds |= {d["kind"] for c in CASES for d in c.scenario.get("drift", [])}
+    # every fault and drift kind the simulator knows is in the matrix
+    from etl.simulator.scenario import DRIFT_KINDS, ERROR_SHAPES, FAULT_KINDS
+
+    assert kinds == set(FAULT_KINDS) | set(DRIFT_KINDS)
+    shapes = {f.get("shape") for c in CASES for f in c.scenario.get("faults", [])}
+    assert set(ERROR_SHAPES) <= shapes
+    with capsys.disabled():
+        print(f"\nfault matrix: {len(MATRIX)} cases ({len(CASES)} faults x "
+              f"{len(PAGE_CONFIGS)} page sizes x {len(CONCURRENCY)} concurrencies)")
+    assert len(MATRIX) == len(CASES) * 6
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def normalise(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A listing row as the images table stores it (``last_updated`` as UTC ``...Z`` text)."""
+    lu = str(row["last_updated"])
+    return (row["id"], row["namespace"], row["name"], row["user"], row["description"],
+            row["star_count"], row["pull_count"], row["collection_id"],
+            lu.replace(" ", "T") + "Z")
+
+
+def dump(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+IMAGE_COLS = ("id, namespace, name, user, description, star_count, pull_count, collection_id, "
+              "last_updated")
+
+
+def state(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything a failed run must leave exactly as it was."""
+    return {
+        "images": dump(db, "SELECT * FROM images ORDER BY id"),
+        "snapshots": dump(db, "SELECT * FROM image_snapshots ORDER BY run_id, image_id"),
+        "rejects": dump(db, "SELECT * FROM rejects ORDER BY rowid"),
+        "quality_issues": dump(db, "SELECT * FROM quality_issues ORDER BY rowid"),
+        "runs": dump(db, "SELECT * FROM runs ORDER BY run_id"),
+    }
+
+
+def make_sim(scenario: dict[str, Any]) -> Simulator:
+    return Simulator(images=IMAGES, seed=SEED, scenario=scenario, today=TODAY)
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database holding one good run of the simulated listing, a simulated day earlier."""
+    db = tmp_path_factory.mktemp("baseline") / "swr.db"
+    with make_sim({}) as sim:
+        result = run_sync(Settings(endpoint=sim.url, db=db, allow_anonymous=True,
+                                   page_size=100, concurrency=1), now=PREV_AT)
+    assert (result.status, result.rows) == ("success", IMAGES)
+    return db
+
+
+def settings_for(sim: Simulator, db: Path, case: Case, overrides: dict[str, Any],
+                 conc: int) -> Settings:
+    values: dict[str, Any] = dict(
+        endpoint=sim.url, db=db, allow_anonymous=True, concurrency=conc, max_attempts=5,
+        backoff_base=0.01, backoff_cap=0.05, timeout=5.0, busy_timeout=2.0, **overrides)
+    if case.iam:
+        values.update(allow_anonymous=False, credentials=Credentials(
+            kind="password", username=IAM_USER["name"], password=IAM_USER["password"],
+            domain_name=IAM_USER["domain"], iam_endpoint=sim.url))
+    values.update(case.settings)
+    return Settings(**values)
+
+
+# ----------------------------------------------------------------------------------- the matrix
+
+
+@pytest.mark.parametrize(
+    "case,label,overrides,server,conc",
+    MATRIX,
+    ids=[f"{c.name}-{label}-c{conc}" for c, label, _, _, conc in MATRIX])
+def test_fault(case: Case, label: str, overrides: dict[str, Any], server: dict[str, Any],
+               conc: int, baseline: Path, tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    shutil.copyfile(baseline, db)
+    before = state(db)
+    scenario = {**server, **case.scenario}
+    if case.iam:
+        scenario.update(auth="iam", iam_users=[IAM_USER])
+    with make_sim({}) as sim:
+        sim.dataset.advance_day()  # counts move, images come and go since the previous run
+        pre = {r["id"]: normalise(r) for r in sim.listing()}
+        sim.set_scenario(scenario)
+        settings = settings_for(sim, db, case, overrides, conc)
+        if case.expect == "fail":
+            assert case.error is not None
+            with pytest.raises(case.error) as exc_info:
+                run_sync(settings, now=NOW)
+            check_failed(db, before, exc_info.value, case)
+            return
+        result = run_sync(settings, now=NOW)
+        listing = sim.listing()
+    if case.expect == "partial":
+        check_partial(db, before, result, listing)
+    else:
+        check_loaded(db, before, result, listing, pre if case.expect == "bump" else None)
+
+
+def check_loaded(db: Path, before: dict[str, list[tuple[Any, ...]]], result: SyncResult,
+                 listing: list[dict[str, Any]], pre: dict[int, tuple[Any, ...]] | None) -> None:
+    """The database equals the final listing (a bump mid-scan may leave the older value)."""
+    assert (result.status, result.exit_code, result.complete) == ("success", 0, True)
+    run = result.run_id
+    want = {r["id"]: normalise(r) for r in listing}
+    current = dump(db, f"SELECT {IMAGE_COLS} FROM images WHERE removed_at IS NULL ORDER BY id")
+    if pre is None:
+        assert current == sorted(want.values())
+    else:  # each row is the value before or after the bump, never anything else
+        assert [r[0] for r in current] == sorted(want)
+        for row in current:
+            assert row in (want[row[0]], pre.get(row[0])), row
+    # bookkeeping: seen by this run, first seen where it was first seen, removals marked
+    prev = {r[0]: r for r in before["images"]}
+    for row in dump(db, "SELECT * FROM images ORDER BY id"):
+        image_id, first_at, last_at, first_run, last_run, removed = (row[0], *row[9:])
+        if image_id in want:
+            assert (last_at, last_run, removed) == (NOW, run, None), row
+            old = prev.get(image_id)
+            assert (first_at, first_run) == ((old[9], old[11]) if old else (NOW, run)), row
+        else:  # listed by the previous run, gone now: marked removed, otherwise as it was
+            assert prev[image_id][:-1] == row[:-1]
+            assert removed == NOW
+    snaps = dump(db, "SELECT image_id, star_count, pull_count, last_updated FROM image_snapshots"
+                     " WHERE run_id = ? ORDER BY image_id", run)
+    images_now = {r[0]: r for r in current}
+    assert snaps == [(i, images_now[i][5], images_now[i][6], images_now[i][8])
+                     for i in sorted(want)]
+    # the previous run's snapshots are untouched
+    assert dump(db, "SELECT * FROM image_snapshots WHERE run_id <> ? ORDER BY run_id, image_id",
+                run) == before["snapshots"]
+    (status, rows_loaded, error, code), = dump(
+        db, "SELECT status, rows_loaded, error, exit_code FROM runs WHERE run_id = ?", run)
+    assert (status, rows_loaded, error, code) == ("success", len(want), None, 0)
+    assert result.rows == len(want)
+
+
+def check_failed(db: Path, before: dict[str, list[tuple[Any, ...]]], exc: EtlError,
+                 case: Case) -> None:
+    after = state(db)
+    for table in ("images", "snapshots", "rejects", "quality_issues"):
+        assert after[table] == before[table], table
+    assert after["runs"][:-1] == before["runs"]
+    assert exc.exit_code == case.exit_code
+    assert case.message in exc.message
+    assert "\n" not in exc.message
+    (status, error, code, rows_loaded), = dump(
+        db, "SELECT status, error, exit_code, rows_loaded FROM runs ORDER BY run_id DESC LIMIT 1")
+    assert (status, error, code, rows_loaded) == ("failed", exc.message, case.exit_code, 0)
+
+
+def check_partial(db: Path, before: dict[str, list[tuple[Any, ...]]], result: SyncResult,
+                  listing: list[dict[str, Any]]) -> None:
+    """Exit 6: what was seen is loaded (as listed), nothing else changed, nothing removed."""
+    assert (result.status, result.exit_code, result.complete) == ("partial", 6, False)
+    assert result.incomplete_reason
+    run = result.run_id
+    prev = {r[0]: r for r in before["images"]}
+    seen = dump(db, "SELECT * FROM images WHERE last_seen_run = ? ORDER BY id", run)
+    assert seen, "a partial run loads what it saw"
+    for row in dump(db, "SELECT * FROM images WHERE last_seen_run <> ? ORDER BY id", run):
+        assert row == prev[row[0]]  # not seen: byte-for-byte as before, not marked removed
+    assert all(row[13] is None for row in seen)
+    want = {r["id"]: normalise(r) for r in listing}  # insert_front never changes a value
+    assert [row[:9] for row in seen] == [want[row[0]] for row in seen]
+    assert dump(db, "SELECT COUNT(*) FROM images WHERE removed_at IS NOT NULL") == [
+        (sum(1 for r in before["images"] if r[13] is not None),)]
+    snaps = dump(db, "SELECT image_id, star_count, pull_count, last_updated FROM image_snapshots"
+                     " WHERE run_id = ? ORDER BY image_id", run)
+    assert snaps == [(r[0], r[5], r[6], r[8]) for r in seen]
+    (status, rows_loaded, code, complete), = dump(
+        db, "SELECT status, rows_loaded, exit_code, complete FROM runs WHERE run_id = ?", run)
+    assert (status, rows_loaded, code, complete) == ("partial", len(seen), 6, 0)
+    assert result.rows == len(seen)
+
