@@ -138,6 +138,16 @@ def test_identity_issues_and_cross_chunk_duplicates(tmp_path: Path) -> None:
         (2, 9, "namespace/name", "library/img2", "namespace/name shared by ids 2, 9"),
     ]
     assert table(db, "SELECT quality_issues FROM runs WHERE run_id = 2") == [(4,)]
+    assert table(db, "SELECT id, namespace, name, last_seen_run FROM images ORDER BY id") == [
+        (1, "library", "renamed", 2), (2, "library", "img2", 2), (9, "library", "img2", 2)]
+    # id 9 alone (filtered run): id 2 is still listed in the database under the same name
+    load(db, [{**rows(range(9, 10))[0], "name": "img2"}], "2026-11-22T03:00:00Z",
+         mark_removed=False)
+    assert table(db, "SELECT image_id, field, raw_value, problem FROM quality_issues "
+                     "WHERE run_id = 3 ORDER BY image_id") == [
+        (2, "namespace/name", "library/img2", "namespace/name shared by ids 2, 9"),
+        (9, "namespace/name", "library/img2", "namespace/name shared by ids 2, 9"),
+    ]
 
 
 def test_restart_pass_discards_the_earlier_pass(tmp_path: Path) -> None:
