@@ -99,25 +99,32 @@ ON CONFLICT (run_id, image_id) DO UPDATE SET star_count = excluded.star_count,
 """
 
 # One (namespace, name) under two or more listed ids, at least one seen by this run: one issue per
-# id, unless the transform already reported it (pairs inside one chunk). Once per run, at the
-# end: a per-chunk index probe per row cost more than the whole upsert (measured).
+# id, unless the transform already reported it (pairs inside one chunk). Once per run, at the end.
+# `dup` reads only the (namespace, name) index (covering); the table is touched for the few
+# duplicates only (a per-row check cost more than the whole upsert, measured).
 _SQL_NAME_TWO_IDS = """
 INSERT INTO quality_issues (run_id, image_id, field, raw_value, problem)
-SELECT :run, i.id, 'namespace/name', i.namespace || '/' || i.name,
-       'namespace/name shared by ids ' || g.ids
-FROM (
-    SELECT namespace, name, group_concat(id, ', ') AS ids
-    FROM (SELECT id, namespace, name, last_seen_run FROM images
-          WHERE removed_at IS NULL AND name <> '' AND namespace IS NOT NULL
-          ORDER BY namespace, name, id)
+WITH dup AS (
+    SELECT namespace, name FROM images
+    WHERE name <> '' AND namespace IS NOT NULL
+    GROUP BY namespace, name HAVING count(*) > 1
+), members AS (
+    SELECT i.id, i.namespace, i.name, i.last_seen_run
+    FROM dup CROSS JOIN images AS i ON i.namespace = dup.namespace AND i.name = dup.name
+    WHERE i.removed_at IS NULL
+    ORDER BY i.namespace, i.name, i.id
+), g AS (
+    SELECT namespace, name, group_concat(id, ', ') AS ids FROM members
     GROUP BY namespace, name
     HAVING count(*) > 1 AND max(last_seen_run = :run) = 1
-) AS g
-JOIN images AS i ON i.namespace = g.namespace AND i.name = g.name AND i.removed_at IS NULL
+)
+SELECT :run, m.id, 'namespace/name', m.namespace || '/' || m.name,
+       'namespace/name shared by ids ' || g.ids
+FROM g JOIN members AS m ON m.namespace = g.namespace AND m.name = g.name
 WHERE NOT EXISTS (SELECT 1 FROM quality_issues AS q
-                  WHERE q.run_id = :run AND q.image_id = i.id AND q.field = 'namespace/name'
+                  WHERE q.run_id = :run AND q.image_id = m.id AND q.field = 'namespace/name'
                     AND q.problem LIKE 'namespace/name shared by ids %')
-ORDER BY i.id
+ORDER BY m.id
 """
 
 _SQL_MARK_REMOVED = """
