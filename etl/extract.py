@@ -112,6 +112,10 @@ class _Fetched:
     fetched_at: str
 
 
+class _Stopped(Exception):
+    """The scan ended (finished, failed or abandoned): leftover workers stop at once."""
+
+
 class _Unauthorized(Exception):
     """A 401: not retried by the policy; the scan may refresh the auth once."""
 
@@ -145,6 +149,12 @@ class Scan:
         self._started = False
         self._page_budget = MAX_PAGES_WITHOUT_TOTAL
         self._pass_requests = 0
+        self._stop = threading.Event()
+        if sleep is time.sleep:
+            # Real waits end early when the scan is over, so no worker outlives it by a backoff.
+            def sleep(seconds: float) -> None:
+                if self._stop.wait(seconds):
+                    raise _Stopped("scan over")
         self.limiter = Limiter(settings.max_rps, sleep=sleep, clock=clock)
         self.policy: RetryPolicy = make_policy(settings, self.limiter, sleep, rng)
         self.url = settings.endpoint.rstrip("/") + REPOS_PATH
@@ -225,7 +235,10 @@ class Scan:
             for future in futures.values():
                 future.cancel()
             if executor is not None:
+                # Requests still running belong to dropped plans or an abandoned scan.
+                self._stop.set()
                 executor.shutdown(wait=True, cancel_futures=True)
+                self._stop.clear()
 
     def _page(self, ledger: PassLedger, f: _Fetched) -> Page:
         dup = ledger.record(f.rows, f.total)
@@ -323,7 +336,11 @@ class Scan:
     def _attempt(self, offset: int, limit: int, attempt: int) -> _Fetched:
         """Build, prepare (auth runs here) and send ONE request; classify the answer."""
         where = f"{REPOS_PATH}?offset={offset}&limit={limit}"
+        if self._stop.is_set():
+            raise _Stopped(where)
         self.limiter.acquire()
+        if self._stop.is_set():
+            raise _Stopped(where)
         generation = self._auth_generation
         request = requests.Request("GET", self.url, params=self._params(offset, limit),
                                    auth=self.auth)

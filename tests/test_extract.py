@@ -225,6 +225,50 @@ def test_streams_through_a_bounded_window(simulator: Make) -> None:
     session.close()
 
 
+class OffsetAdapter(requests.adapters.BaseAdapter):
+    """Pages 0 and 10 of a 1000-row listing answer; every later page says "come back in 60 s"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[int] = []
+
+    def send(self, request: requests.PreparedRequest, **kw: Any) -> requests.Response:
+        offset = int(dict(p.split("=") for p in (request.url or "").split("?")[1].split("&"))[
+            "offset"])
+        self.sent.append(offset)
+        resp = requests.Response()
+        resp.request = request
+        if offset < 20:
+            resp.status_code = 200
+            resp.headers["Content-Range"] = f"{offset}-10/1000"
+            resp._content = str([{"id": i} for i in range(offset, offset + 10)]).replace(
+                "'", '"').encode()
+        else:
+            resp.status_code = 503
+            resp.headers["Retry-After"] = "60"
+            resp._content = b"{}"
+        return resp
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(20)
+def test_abandoning_a_scan_does_not_wait_out_workers_backoff() -> None:
+    # The consumer stops after two pages while the other workers wait out a 60 s Retry-After:
+    # it must get control back at once (the pytest timeout fails the test otherwise).
+    settings = Settings(endpoint="https://swr.invalid", allow_anonymous=True, page_size=10,
+                        concurrency=4)
+    session = make_session(settings)
+    adapter = OffsetAdapter()
+    session.mount("https://", adapter)
+    it = iter(scan_official_images(session, settings))
+    assert [p.offset for p in (next(it), next(it))] == [0, 10]
+    it.close()  # type: ignore[attr-defined]
+    assert adapter.sent[0] == 0 and 10 in adapter.sent
+    assert set(adapter.sent) - {0, 10} <= set(range(20, 100, 10))  # the window, nothing more
+
+
 def test_a_scan_iterates_once(simulator: Make) -> None:
     sim = simulator(images=10)
     settings = settings_for(sim)
