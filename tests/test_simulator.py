@@ -678,7 +678,8 @@ def test_unreadable_scenario_file(tmp_path: Any) -> None:
 # ---------------------------------------------------------------------------------- the command
 
 
-def test_simulate_command_serves_until_interrupted(tmp_path: Any) -> None:
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_simulate_command_serves_until_interrupted(tmp_path: Any, signame: str) -> None:
     import signal
     import subprocess
     import sys
@@ -694,7 +695,7 @@ def test_simulate_command_serves_until_interrupted(tmp_path: Any) -> None:
         url = first.rsplit(" ", 1)[1].strip()
         r = requests.get(url + REPOS, params={"offset": 0, "limit": 5}, timeout=10)
         assert r.headers["Content-Range"] == "0-4/12"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, signame))
         _, err = proc.communicate(timeout=20)
     finally:
         proc.kill()

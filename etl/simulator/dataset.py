@@ -76,6 +76,7 @@ def _int_array(values: np.ndarray) -> array[int]:
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 _DESC_JSON = [_ENCODE(t) for t in catalogue.DESCRIPTIONS]
+_USER_JSON = {"library": '"swr_official"'}  # namespace -> JSON of the row's ``user``
 
 
 def _midnight(d: date) -> int:
@@ -234,24 +235,42 @@ class Dataset:
         with self._lock:
             return [self._ids[i] for i in self._order]
 
-    def _fragment(self, i: int, fmt: str) -> bytes:
+    def _render(self, rows: list[int], fmt: str) -> None:
+        """Render the JSON of every row in ``rows`` not rendered yet (counts and timestamps are
+        converted in bulk by numpy; only the string assembly is per row)."""
         if fmt != self._frag_fmt:
             self._frag = [None] * len(self._frag)
             self._frag_fmt = fmt
-        f = self._frag[i]
-        if f is None:
-            # Names are plain ASCII (catalogue or synthesised), so only text fields need escaping;
-            # description templates are JSON-escaped once at import and formatted per row.
-            name, ns = self._names[i], self._ns[i]
-            user = '"swr_official"' if ns == "library" else _ENCODE(ns)
-            desc = _DESC_JSON[self._desc_t[i]].format(n=name, N=name.capitalize())
-            f = self._frag[i] = (
-                f'{{"id":{self._ids[i]},"user":{user},"name":"{name}","namespace":"{ns}",'
-                f'"description":{desc},"star_count":{self._stars[i]},'
-                f'"pull_count":{self._pulls[i]},"collection_id":{self._coll[i]},'
-                f'"last_updated":"{self._timestamp(i, fmt)}","total_range":'
-            ).encode()
-        return f
+        frag = self._frag
+        todo = [i for i in rows if frag[i] is None]
+        if not todo:
+            return
+        at = np.asarray(todo, dtype=np.int64)
+        cols = []
+        for column in (self._ids, self._stars, self._pulls, self._coll, self._lu):
+            view = np.frombuffer(column, dtype=np.int64)
+            cols.append(view[at])  # a copy: the buffer export ends with ``view``
+            del view
+        ids, stars, pulls, coll, lu = cols
+        stamps = np.datetime_as_string((lu + self._shift).astype("datetime64[s]")).tolist()
+        if fmt == "swr":
+            stamps = [t.replace("T", " ") for t in stamps]
+        else:
+            digits = int(fmt[3:])
+            fracs = ((ids * 2_654_435_761) % 10**9).tolist()
+            stamps = [f"{t}.{x:09d}"[: 20 + digits] + "Z" if digits else t + "Z"
+                      for t, x in zip(stamps, fracs, strict=True)]
+        names, spaces, desc_t = self._names, self._ns, self._desc_t
+        users = _USER_JSON
+        for i, id_, st, pu, co, ts in zip(todo, ids.tolist(), stars.tolist(), pulls.tolist(),
+                                         coll.tolist(), stamps, strict=True):
+            # Names and namespaces are plain ASCII (catalogue or synthesised): no escaping.
+            name, ns = names[i], spaces[i]
+            user = users.get(ns) or users.setdefault(ns, _ENCODE(ns))
+            desc = _DESC_JSON[desc_t[i]].format(n=name, N=name.capitalize())
+            frag[i] = (f'{{"id":{id_},"user":{user},"name":"{name}","namespace":"{ns}",'
+                       f'"description":{desc},"star_count":{st},"pull_count":{pu},'
+                       f'"collection_id":{co},"last_updated":"{ts}","total_range":').encode()
 
     def _view(self, namespace: str | None, image_name: str | None) -> list[int]:
         if not namespace and not image_name:
@@ -278,8 +297,10 @@ class Dataset:
             view = self._view(namespace, image_name)
             total = len(view)
             tail = b"%d}" % total
-            frag = self._fragment
-            parts = [frag(i, timestamp_format) + tail for i in view[offset:offset + limit]]
+            rows = view[offset:offset + limit]
+            self._render(rows, timestamp_format)
+            frag = self._frag
+            parts = [frag[i] + tail for i in rows]  # type: ignore[operator]
             page = Page(b"[" + b",".join(parts) + b"]", len(parts), total)
             self._pages[key] = page
             self._page_bytes += len(page.body)
@@ -291,8 +312,8 @@ class Dataset:
     def prerender(self, timestamp_format: str = "swr") -> None:
         """Render every row's JSON now (benchmarks: keep the first scan off the render path)."""
         with self._lock:
-            for i in self._order:
-                self._fragment(i, timestamp_format)
+            for start in range(0, len(self._order), 10_000):
+                self._render(self._order[start:start + 10_000], timestamp_format)
 
     # ------------------------------------------------------------------------------ changing
 
