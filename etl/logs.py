@@ -178,6 +178,24 @@ class TextFormatter(logging.Formatter):
         return prefix + line
 
 
+class StderrHandler(logging.Handler):
+    """Writes each formatted record to whatever ``sys.stderr`` is at that moment.
+
+    Binding the stream at setup would keep writing into a stream that was since replaced (a
+    test's captured stderr, a closed pipe); looking it up per record always reaches the live one.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except RecursionError:  # pragma: no cover  (as logging.StreamHandler does)
+            raise
+        except Exception:
+            self.handleError(record)
+
+
 def _our_handlers(logger: logging.Logger) -> list[logging.Handler]:
     return [h for h in logger.handlers if getattr(h, _OUR_HANDLER, False)]
 
@@ -195,7 +213,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False, fmt: str = "text") -> N
     for logger in (root, etl):
         for h in _our_handlers(logger):
             logger.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     setattr(handler, _OUR_HANDLER, True)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(MaskSecrets())

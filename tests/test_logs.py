@@ -23,6 +23,9 @@ TOKEN = "MIIEtoken0123456789"
 def clean_logging() -> Iterator[None]:
     secrets = set(etl.logs._SECRETS)
     token = current_run_id.set(None)
+    for name in list(logging.root.manager.loggerDict):  # levels other tests may have left
+        if name.startswith(("etl.", "urllib3")):
+            logging.getLogger(name).setLevel(logging.NOTSET)
     yield
     current_run_id.reset(token)
     etl.logs._SECRETS.clear()
