@@ -1,12 +1,18 @@
-"""The pipeline: run_sync / replay_run end to end over a fake scan (the extractor has its own
-tests); the CLI paths and SIGKILL safety against the simulated endpoint in test_pipeline_e2e."""
+"""The pipeline: run_sync / replay_run over a fake scan (the extractor has its own tests), then
+end to end against the simulated endpoint: the CLI, partial scans, and SIGKILL at random points."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import random
+import signal
 import sqlite3
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -357,3 +363,124 @@ def test_replay_of_unknown_or_pruned_run_is_exit_2(scans: list[FakeScan], settin
         main(["replay", "9", "--db", str(settings.db)])
     assert exc.value.code == 2
     assert capsys.readouterr().err.strip() == f"swr-etl: error: no run 9 in {settings.db}"
+
+
+# ----------------------------------------------------------------- against the simulator
+
+
+def sync_cmd(url: str, db: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "etl", "sync", "--endpoint", url, "--db", str(db), "--no-auth",
+            *extra]
+
+
+def test_cli_sync_against_the_simulator(simulator: Callable[..., Any], tmp_path: Path) -> None:
+    sim = simulator(images=180, seed=7)
+    db = tmp_path / "swr.db"
+    first = subprocess.run(sync_cmd(sim.url, db), capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("run 1 success: 180 rows (180 new, 0 changed, 0 removed, "
+                                   "0 rejected) in 2 requests, 0 retries, ")
+    gone = sim.dataset.delete(2)
+    second = subprocess.run(sync_cmd(sim.url, db, "-q"), capture_output=True, text=True,
+                            timeout=120)
+    assert (second.returncode, second.stdout, second.stderr) == (0, "", "")
+    assert q(db, "SELECT run_id, status, exit_code, rows_loaded, rows_new, rows_removed "
+                 "FROM runs") == [(1, "success", 0, 180, 180, 0), (2, "success", 0, 178, 0, 2)]
+    assert q(db, "SELECT id FROM images WHERE removed_at IS NOT NULL ORDER BY id") == [
+        (i,) for i in sorted(gone)]
+    expected = sorted((r["id"], r["pull_count"]) for r in sim.listing())
+    assert q(db, "SELECT image_id, pull_count FROM image_snapshots WHERE run_id = 2 "
+                 "ORDER BY image_id") == expected
+
+
+def test_partial_scan_exit_6_loads_what_was_seen(simulator: Callable[..., Any],
+                                                 tmp_path: Path) -> None:
+    sim = simulator(images=300, seed=3)
+    db = tmp_path / "swr.db"
+    assert subprocess.run(sync_cmd(sim.url, db, "-q"), timeout=120).returncode == 0
+    sim.set_scenario({"drift": [{"at": 2, "kind": "insert_front", "count": 1}]})
+    out = subprocess.run(sync_cmd(sim.url, db, "--max-rescans", "0", "--concurrency", "1"),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 6, out.stderr
+    assert out.stdout.startswith("run 2 partial: 300 rows (0 new, ")
+    assert "; incomplete: " in out.stdout
+    assert q(db, "SELECT status, exit_code, complete, rows_removed FROM runs WHERE run_id = 2") \
+        == [("partial", 6, 0, 0)]
+    assert q(db, "SELECT count(*) FROM images WHERE removed_at IS NOT NULL") == [(0,)]
+
+
+def consistent(db: Path) -> list[tuple[Any, ...]]:
+    """Every committed run is whole: good runs have all their snapshots, others have none."""
+    assert q(db, "PRAGMA integrity_check") == [("ok",)]
+    runs = q(db, "SELECT run_id, status, rows_loaded FROM runs ORDER BY run_id")
+    for run_id, status, rows_loaded in runs:
+        snaps = q(db, f"SELECT count(*) FROM image_snapshots WHERE run_id = {run_id}")[0][0]
+        pages = q(db, f"SELECT count(*) FROM raw_pages WHERE run_id = {run_id}")[0][0]
+        if status in ("success", "partial"):
+            assert snaps == rows_loaded > 0, (run_id, status, snaps, rows_loaded)
+        else:
+            assert (snaps, pages) == (0, 0), (run_id, status, snaps, pages)
+    assert q(db, "SELECT count(*) FROM images WHERE last_seen_run NOT IN "
+                 "(SELECT run_id FROM runs WHERE status IN ('success', 'partial'))") == [(0,)]
+    return runs
+
+
+def poll(condition: Callable[[], bool], deadline_s: float = 60.0) -> bool:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def kill_when(args: list[str], ready: Callable[[], bool], extra_s: float) -> bool:
+    """Start ``args``; SIGKILL it ``extra_s`` after ``ready()``; False if it ended first."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        poll(lambda: ready() or proc.poll() is not None)
+        end = time.monotonic() + extra_s
+        poll(lambda: time.monotonic() >= end or proc.poll() is not None)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            return True
+        return False
+    finally:
+        proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_leaves_previous_state(simulator: Callable[..., Any],
+                                                        tmp_path: Path) -> None:
+    rows_n, page = 8_000, 400
+    pages = rows_n // page
+    sim = simulator(images=rows_n, seed=11)
+    db = tmp_path / "swr.db"
+    args = sync_cmd(sim.url, db, "-q", "--page-size", str(page), "--concurrency", "1")
+    assert subprocess.run(args, timeout=300).returncode == 0
+    baseline = q(db, "SELECT * FROM images ORDER BY id")
+    rng = random.Random(20261127)
+    killed = 0
+    for point in range(6):
+        sim.dataset.advance_day()  # something to change, so a half-load would show
+        served = len(sim.repos_requests())
+        # kill after a random number of pages served; the last points land after every page
+        # was fetched (transform, load, commit)
+        after = rng.randint(1, pages) if point < 4 else pages
+        extra = rng.uniform(0.0, 0.4) if point >= 4 else 0.0
+        target = served + after
+        killed += kill_when(args, lambda t=target: len(sim.repos_requests()) >= t, extra)
+        runs = consistent(db)
+        last_id, last_status, _ = runs[-1]
+        if last_status == "running":  # killed mid-run: the previous state is intact
+            assert q(db, "SELECT * FROM images ORDER BY id") == baseline
+        else:
+            baseline = q(db, "SELECT * FROM images ORDER BY id")
+    assert killed >= 4
+    # the next run completes and marks every killed run failed/interrupted
+    assert subprocess.run(args, timeout=300).returncode == 0
+    runs = consistent(db)
+    assert not [r for r in runs if r[1] == "running"]
+    interrupted = q(db, "SELECT count(*) FROM runs WHERE status = 'failed' "
+                        "AND error = 'interrupted'")[0][0]
+    assert interrupted == killed
