@@ -42,6 +42,7 @@ NEEDS: dict[str, tuple[str, str]] = {
     "report": ("etl.report", "write_report"),
     "runs": ("etl.ledger", "list_runs"),
     "status": ("etl.ledger", "freshness"),
+    "replay": ("etl.pipeline", "replay_run"),
 }
 MODES = ("token", "aksk", "password")
 FORMATS = ("text", "json")
@@ -189,7 +190,7 @@ def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Transcript]
             # (asserted in test_syncs_really_ran_at_debug_in_both_formats)
 
     if "sync" in t.skipped:  # the read-side commands need the database the syncs write
-        for command in ("export", "report", "runs", "status"):
+        for command in ("export", "report", "runs", "status", "replay"):
             t.skipped.setdefault(command, f"`swr-etl {command}` needs the database written by "
                                           f"the syncs, which were skipped: {t.skipped['sync']}")
     for fmt in FORMATS:
@@ -207,6 +208,8 @@ def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Transcript]
             run(t, f"runs-table-{fmt}", ["runs", *base], env, 0)
         if "status" not in t.skipped:
             run(t, f"status-{fmt}", ["status", *base], env, 0)
+        if "replay" not in t.skipped:
+            run(t, f"replay-{fmt}", ["replay", "1", *base], env, 0)
     print("\n" + "\n".join(f"{sec:6.2f} s  {label}" for label, sec in t.seconds.items()))
     yield t
 
