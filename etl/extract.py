@@ -9,7 +9,6 @@ every attempt prepares a new request so auth (token, signing) runs per attempt.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -25,18 +24,11 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from etl import __version__
-from etl.contentrange import ContentRange, parse_content_range
+from etl.contentrange import parse_content_range
 from etl.errors import AuthError, ConfigError, InternalError, UpstreamError
-from etl.paging import PagePlanner, PassLedger, usable_id
-from etl.retry import (
-    ApiErrorBody,
-    RetryPolicy,
-    Transient,
-    classify,
-    describe,
-    make_policy,
-    parse_error_body,
-)
+from etl.paging import PagePlanner, PassLedger
+from etl.response import decode_rows, page_total, signature
+from etl.retry import RetryPolicy, Transient, classify, make_policy, parse_error_body
 from etl.settings import Settings
 from etl.throttle import Clock, Limiter, Sleep
 
@@ -202,7 +194,7 @@ class Scan:
         self._pass_requests = 0
         self._page_budget = MAX_PAGES_WITHOUT_TOTAL
         can_rescan = ledger.pass_no < self.settings.max_rescans
-        first_ids: tuple[Any, ...] | None = None
+        first_sig: tuple[Any, ...] | None = None
         fetched = self._next_sequential(planner)
         if fetched is None:
             return
@@ -213,11 +205,11 @@ class Scan:
         futures: dict[int, Future[_Fetched]] = {}
         try:
             while fetched is not None:
-                ids = tuple(usable_id(r) for r in fetched.rows)
+                sig = signature(fetched.rows)
                 if fetched.offset == 0:
-                    first_ids = ids
-                elif fetched.rows and ids == first_ids:
-                    self._check_ignored_offset(fetched, ids)
+                    first_sig = sig
+                elif fetched.rows and sig == first_sig:
+                    self._check_ignored_offset(fetched, sig)
                 dropped = planner.accept(fetched.offset, len(fetched.rows), fetched.total)
                 for off, _ in dropped:
                     future = futures.pop(off, None)
@@ -248,6 +240,7 @@ class Scan:
             if f.total is not None:
                 self.stats.total_reported = f.total
             self.stats.retries = self.policy.retries
+            self.stats.retry_causes = dict(self.policy.causes)
         return Page(
             pass_no=ledger.pass_no,
             offset=f.offset,
@@ -282,14 +275,15 @@ class Scan:
         future = futures.pop(offset)
         return future.result()
 
-    def _check_ignored_offset(self, fetched: _Fetched, ids: tuple[Any, ...]) -> None:
-        """Page at offset > 0 == page at offset 0: ask offset 0 again to tell drift from a
-        server that ignores ``offset`` (which would otherwise loop or duplicate rows)."""
+    def _check_ignored_offset(self, fetched: _Fetched, sig: tuple[Any, ...]) -> None:
+        """Page at offset > 0 == page at offset 0: ask offset 0 again to tell drift (an insert
+        of exactly one page) from a server that ignores ``offset``, which would otherwise loop
+        or duplicate rows."""
         again = self._fetch(0, fetched.limit)
-        if tuple(usable_id(r) for r in again.rows) == ids:
+        if signature(again.rows) == sig:
             raise UpstreamError(
                 f"the API ignores the offset parameter: GET {REPOS_PATH} with offset="
-                f"{fetched.offset} returned the same {len(ids)} rows as offset=0; refusing to "
+                f"{fetched.offset} returned the same {len(sig)} rows as offset=0; refusing to "
                 "loop or duplicate rows"
             )
 
@@ -382,9 +376,9 @@ class Scan:
                                path=where, request_id=request_id,
                                retry_after=resp.headers.get("Retry-After"))
             raise outcome
-        rows = _decode_rows(body, where, resp.status_code, request_id)
+        rows = decode_rows(body, where, resp.status_code, request_id)
         raw_range = resp.headers.get("Content-Range")
-        total = self._page_total(parse_content_range(raw_range), rows, where)
+        total = page_total(parse_content_range(raw_range), rows, where)
         log.debug(
             "page offset=%d limit=%d rows=%d status=%d attempt=%d total=%s bytes=%d",
             offset, limit, len(rows), resp.status_code, attempt, total, len(body),
@@ -395,39 +389,10 @@ class Scan:
             body=body, content_range=raw_range, total=total, fetched_at=self._now(),
         )
 
-    def _page_total(self, cr: ContentRange | None, rows: list[Any], where: str) -> int | None:
-        """The page's total: the header's, cross-checked with the rows' ``total_range``."""
-        body_totals = {r.get("total_range") for r in rows if isinstance(r, dict)}
-        body_totals.discard(None)
-        body_total = next(iter(body_totals)) if len(body_totals) == 1 else None
-        if not isinstance(body_total, int) or isinstance(body_total, bool):
-            body_total = None
-        if cr is not None:
-            if body_totals and (body_total is None or body_total != cr.total):
-                log.warning("Content-Range total %d disagrees with total_range %s on %s; "
-                            "using the header", cr.total, sorted(map(str, body_totals)), where)
-            return cr.total
-        return body_total
-
     def _now(self) -> str:
         if self.settings.now_override:
             return self.settings.now_override
         return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _decode_rows(body: bytes, where: str, status: int, request_id: str | None) -> list[Any]:
-    """The JSON array of a 2xx body; anything else is a (transient) unusable answer."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        detail = describe("GET", where, status, ApiErrorBody("", "body is not valid JSON"),
-                          request_id)
-        raise Transient("unparseable", detail) from exc
-    if not isinstance(data, list):
-        detail = describe("GET", where, status, parse_error_body(body) if isinstance(data, dict)
-                          else ApiErrorBody(), request_id)
-        raise Transient("unparseable", f"{detail} (expected a JSON array)")
-    return data
 
 
 def scan_official_images(

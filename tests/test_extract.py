@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -210,6 +211,82 @@ def test_request_cap_follows_the_reported_total(simulator: Make,
     with pytest.raises(UpstreamError, match="^gave up: 10 page requests in one pass"):
         scan(sim, page_size=100)
     assert len(sim.repos_requests()) == 10
+
+
+class ScriptedAdapter(requests.adapters.BaseAdapter):
+    """Answers from ``script(n, offset, limit) -> (status, headers, body)``; n counts from 1."""
+
+    def __init__(self, script: Callable[[int, int, int], tuple[int, dict[str, str], bytes]]):
+        super().__init__()
+        self.script = script
+        self.sent: list[tuple[int, int]] = []
+
+    def send(self, request: requests.PreparedRequest, **kw: Any) -> requests.Response:
+        query = dict(p.split("=") for p in (request.url or "").split("?")[1].split("&"))
+        offset, limit = int(query["offset"]), int(query["limit"])
+        self.sent.append((offset, limit))
+        status, headers, body = self.script(len(self.sent), offset, limit)
+        resp = requests.Response()
+        resp.request, resp.status_code, resp._content = request, status, body
+        resp.headers.update(headers)
+        return resp
+
+    def close(self) -> None:
+        pass
+
+
+def scripted(script: Any, **kw: Any) -> tuple[list[Page], Scan, ScriptedAdapter]:
+    settings = Settings(endpoint="https://swr.invalid", allow_anonymous=True,
+                        **{"page_size": 10, "concurrency": 1, "backoff_base": 0.0, **kw})
+    session = make_session(settings)
+    adapter = ScriptedAdapter(script)
+    session.mount("https://", adapter)
+    result = scan_official_images(session, settings)
+    return list(result), result, adapter
+
+
+def rows_json(rows: list[dict[str, Any]]) -> bytes:
+    return json.dumps(rows).encode()
+
+
+def test_rows_without_ids_are_counted_not_mistaken_for_an_ignored_offset() -> None:
+    def script(n: int, offset: int, limit: int) -> tuple[int, dict[str, str], bytes]:
+        rows = [{"name": f"img-{i}"} for i in range(offset, min(offset + limit, 20))]
+        return 200, {"Content-Range": f"{offset}-{len(rows)}/20"}, rows_json(rows)
+
+    pages, result, adapter = scripted(script)
+    assert [len(p.rows) for p in pages] == [10, 10]
+    assert result.stats.complete and adapter.sent == [(0, 10), (10, 10)]
+
+
+def test_header_total_wins_over_a_disagreeing_total_range(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    def script(n: int, offset: int, limit: int) -> tuple[int, dict[str, str], bytes]:
+        rows = [{"id": i, "total_range": 99} for i in range(offset, min(offset + limit, 15))]
+        return 200, {"Content-Range": f"{offset}-{offset + len(rows) - 1}/15"}, rows_json(rows)
+
+    caplog.set_level(logging.WARNING, logger="etl.extract")
+    pages, result, _ = scripted(script)
+    assert result.stats.complete and result.stats.total_reported == 15
+    assert [p.total for p in pages] == [15, 15]
+    assert caplog.messages[0] == (
+        "Content-Range total 15 disagrees with total_range ['99'] on "
+        "/v2/manage/dockerhub/repos?offset=0&limit=10; using the header")
+
+
+@pytest.mark.parametrize("bad", [b"<html>oops</html>", b'{"errors": []}', b'[{"id": 1}, {"id"'])
+def test_unparseable_bodies_are_transient(bad: bytes) -> None:
+    def script(n: int, offset: int, limit: int) -> tuple[int, dict[str, str], bytes]:
+        if n == 2:
+            return 200, {}, bad
+        rows = [{"id": i} for i in range(offset, min(offset + limit, 15))]
+        return 200, {"Content-Range": f"{offset}-{len(rows)}/15"}, rows_json(rows)
+
+    pages, result, adapter = scripted(script)
+    assert [r["id"] for p in pages for r in p.rows] == list(range(15))
+    assert result.stats.retry_causes == {"unparseable": 1}
+    assert adapter.sent == [(0, 10), (10, 10), (10, 10)]
 
 
 def test_streams_through_a_bounded_window(simulator: Make) -> None:

@@ -1,0 +1,56 @@
+"""Reading one 2xx answer of the official image list (pure): rows, total, content signature.
+
+The body must be a JSON array; anything else is an unusable answer worth another attempt. The
+page's total comes from ``Content-Range`` and is cross-checked against the rows' ``total_range``
+(API-NOTES: disagreement is logged and the header wins; without the header, ``total_range``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from etl.contentrange import ContentRange
+from etl.paging import usable_id
+from etl.retry import ApiErrorBody, Transient, describe, parse_error_body
+
+log = logging.getLogger("etl.extract")
+
+
+def decode_rows(body: bytes, where: str, status: int, request_id: str | None) -> list[Any]:
+    """The JSON array of a 2xx body; anything else raises ``Transient("unparseable")``."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        detail = describe("GET", where, status, ApiErrorBody("", "body is not valid JSON"),
+                          request_id)
+        raise Transient("unparseable", detail) from exc
+    if not isinstance(data, list):
+        detail = describe("GET", where, status, parse_error_body(body) if isinstance(data, dict)
+                          else ApiErrorBody(), request_id)
+        raise Transient("unparseable", f"{detail} (expected a JSON array)")
+    return data
+
+
+def page_total(cr: ContentRange | None, rows: list[Any], where: str) -> int | None:
+    """The page's total: the header's, cross-checked with the rows' ``total_range``."""
+    body_totals = {r.get("total_range") for r in rows if isinstance(r, dict)}
+    body_totals.discard(None)
+    body_total = next(iter(body_totals)) if len(body_totals) == 1 else None
+    if not isinstance(body_total, int) or isinstance(body_total, bool) or body_total < 0:
+        body_total = None
+    if cr is not None:
+        if body_totals and (body_total is None or body_total != cr.total):
+            log.warning("Content-Range total %d disagrees with total_range %s on %s; "
+                        "using the header", cr.total, sorted(map(str, body_totals)), where)
+        return cr.total
+    return body_total
+
+
+def signature(rows: list[Any]) -> tuple[Any, ...]:
+    """What identifies a page's content: the ids, or the whole row where there is no id."""
+    return tuple(
+        rid if (rid := usable_id(r)) is not None else json.dumps(r, sort_keys=True, default=str)
+        for r in rows
+    )
