@@ -197,6 +197,26 @@ def test_missing_vendor_sdk_is_a_clear_config_error(monkeypatch: pytest.MonkeyPa
     ) == AKSK_INSTALL_HINT
 
 
+@pytest.mark.usefixtures("restore_logging")
+def test_missing_vendor_sdk_through_the_cli_exits_2(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    tmp_path: Any) -> None:
+    from etl.cli import main
+
+    for var in ("SWR_AUTH_TOKEN", "HUAWEICLOUD_USERNAME", "SWR_ETL_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", AK)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", SK)
+    for name in [m for m in sys.modules if m.startswith("huaweicloudsdkcore")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "huaweicloudsdkcore", None)
+    with pytest.raises(SystemExit) as exc:  # fails before any request: the endpoint is unused
+        main(["sync", "--db", str(tmp_path / "swr.db"), "--endpoint", "http://127.0.0.1:9"])
+    assert exc.value.code == 2
+    # (the pipeline records the failed run first and logs it at info; the last line is the error)
+    assert capsys.readouterr().err.splitlines()[-1] == f"swr-etl: error: {AKSK_INSTALL_HINT}"
+
+
 def test_reprs_never_show_secrets() -> None:
     creds = [Credentials(kind="token", token="SECRET-TOKEN-REPR"),
              Credentials(kind="aksk", ak=AK, sk=SK, project_id="p1"),
