@@ -31,6 +31,7 @@ def _store(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     # A value given explicitly (anywhere) beats a default given elsewhere.
     if source is not None and source.name != "DEFAULT":
         opts[param.name] = value
+        opts.setdefault("_explicit", set()).add(param.name)
     else:
         opts.setdefault(param.name, value)
     return value
@@ -64,19 +65,31 @@ def _setup(ctx: click.Context) -> dict[str, Any]:
     from etl.logs import setup_logging
 
     g = globals_of(ctx)
+    if g.get("config_path") is not None:
+        # -v/-q/--log-format may also come from the config file; flags still win.
+        from etl.config import load_config_file, logging_options
+
+        meta = ctx.find_root().meta.setdefault(_GLOBAL_KEY, {})
+        explicit = g.get("_explicit", set())
+        if explicit & {"verbose", "quiet"}:  # -v or -q on the command line settles verbosity
+            explicit = explicit | {"verbose", "quiet"}
+        for key, value in logging_options(load_config_file(g["config_path"])).items():
+            if key not in explicit:
+                meta[key] = value
+        g = globals_of(ctx)
     setup_logging(g.get("verbose") or 0, bool(g.get("quiet")), g.get("log_format") or "text")
     return g
 
 
 def settings_from(ctx: click.Context, flags: dict[str, Any], *, need_credentials: bool = False):
     """Build Settings from this command's flags, the environment and the config file."""
-    from etl.config import load_config_file
+    from etl.config import load_config_file, without_logging_options
     from etl.logs import register_secrets
     from etl.settings import build_settings
 
     g = globals_of(ctx)
     config_path = g.get("config_path")
-    config = load_config_file(config_path) if config_path is not None else {}
+    config = without_logging_options(load_config_file(config_path)) if config_path else {}
     given = {k: v for k, v in flags.items() if v is not None and v != ()}
     settings = build_settings(given, os.environ, config, need_credentials=need_credentials)
     register_secrets(settings.credentials.secrets())

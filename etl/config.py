@@ -86,3 +86,32 @@ def load_config_file(path: Path) -> dict[str, Any]:
             flat[key] = value
     check_private(path, secret_keys(flat))
     return flat
+
+
+# Global (logging) options a config file may also hold; cli applies them unless given as flags.
+_LOGGING_KEYS = ("verbose", "quiet", "log_format")
+
+
+def logging_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The validated ``verbose``/``quiet``/``log_format`` values of a config file, if any."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        norm = key.replace("-", "_")
+        if norm not in _LOGGING_KEYS:
+            continue
+        if norm == "log_format" and value not in ("text", "json"):
+            raise ConfigError(f"log-format must be text or json, got {value!r}")
+        if norm == "quiet" and not isinstance(value, bool):
+            raise ConfigError(f"quiet must be true or false, got {value!r}")
+        if norm == "verbose":
+            if isinstance(value, bool):
+                value = int(value)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"verbose must be true, false or a level >= 0, got {value!r}")
+        out[norm] = value
+    return out
+
+
+def without_logging_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The config minus the logging keys (what ``build_settings`` receives)."""
+    return {k: v for k, v in config.items() if k.replace("-", "_") not in _LOGGING_KEYS}

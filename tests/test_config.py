@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from etl.cli import main
-from etl.config import load_config_file
+from etl.config import load_config_file, logging_options, without_logging_options
 from etl.errors import ConfigError
 from etl.schema import MIGRATIONS
 from etl.settings import Settings, build_settings
@@ -184,3 +185,47 @@ def test_every_settings_field_can_come_from_the_file(tmp_path: Path) -> None:
         healthcheck_url="https://hc-ping.com/uuid", dry_run=True, max_rescans=1, max_rps=20.0,
         max_reject_ratio=0.1, keep_raw_runs=3, retry_budget=9, busy_timeout=4.0,
         ca_bundle=Path("/etc/ssl/ca.pem"), allow_anonymous=True)
+
+
+def our_handler() -> logging.Handler:
+    (handler,) = [h for h in logging.getLogger().handlers if getattr(h, "_swr_etl_handler", 0)]
+    return handler
+
+
+@pytest.mark.parametrize("flags,formatter,level", [
+    ([], "JsonFormatter", logging.ERROR),
+    (["--log-format", "text", "-v"], "TextFormatter", logging.DEBUG),
+])
+def test_logging_options_from_the_file_yield_to_flags(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], formatter: str,
+        level: int) -> None:
+    db = make_db(tmp_path / "x.db", 1)
+    cfg = write(tmp_path / "c.toml", f'log-format = "json"\nquiet = true\ndb = "{db}"\n')
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["runs", "--config", str(cfg), *flags])
+        assert exc.value.code == 0
+        handler = our_handler()
+        assert type(handler.formatter).__name__ == formatter
+        assert handler.level == level
+    finally:
+        logging.getLogger().removeHandler(our_handler())
+        logging.getLogger("etl").setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize("text,message", [
+    ('log-format = "xml"\n', "log-format must be text or json, got 'xml'"),
+    ("quiet = 1\n", "quiet must be true or false, got 1"),
+    ("verbose = -1\n", "verbose must be true, false or a level >= 0, got -1"),
+])
+def test_bad_logging_options(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        logging_options(load_config_file(write(tmp_path / "c.toml", text)))
+    assert str(exc.value) == message
+
+
+def test_logging_keys_do_not_reach_settings(tmp_path: Path) -> None:
+    cfg = load_config_file(write(tmp_path / "c.toml", 'verbose = 2\nlog_format = "json"\n'
+                                                      "page-size = 7\n"))
+    assert logging_options(cfg) == {"verbose": 2, "log_format": "json"}
+    assert build_settings({}, {}, without_logging_options(cfg)).page_size == 7
