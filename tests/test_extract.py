@@ -599,7 +599,8 @@ def test_retry_after_is_respected_in_real_time_by_all_workers(simulator: Make) -
     assert elapsed >= 1.0
     log = sim.repos_requests()
     throttled = next(r for r in log if r.status == 429)
-    later = [r for r in log if r.started > throttled.finished + 0.05]
+    # (0.2 s of slack for requests that had passed the limiter before the answer arrived)
+    later = [r for r in log if r.started > throttled.finished + 0.2]
     assert later, "the scan went on after the 429"
     # Every request sent after the answer arrived waited out the second, whichever worker sent it.
     assert all(r.started >= throttled.finished + 0.99 for r in later)
