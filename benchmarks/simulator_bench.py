@@ -61,9 +61,11 @@ def main() -> None:
     # simulator threads both count, other processes do not.
     with Simulator(dataset=ds) as sim:
         for label in ("scan 1", "scan 2"):
+            before = sim.cpu_seconds
             rows, secs, cpu = scan(sim.url, args.page_size)
+            server = sim.cpu_seconds - before
             print(f"{label}: {rows:,} rows in {secs:.2f} s wall ({rows / secs:,.0f} rows/s), "
-                  f"{cpu:.2f} s CPU")
+                  f"{cpu:.2f} s CPU, of which the simulator {server:.2f} s")
     secs, cpu = decode_only(ds, args.page_size)
     print(f"json decode only (no HTTP): {secs:.2f} s wall, {cpu:.2f} s CPU")
 

@@ -104,6 +104,7 @@ class Simulator:
         self._drift_hits: list[int] = [0] * len(self.scenario.drift)
         self._server: ThreadingHTTPServer | None = None
         self._connections: set[socket.socket] = set()
+        self.cpu_seconds = 0.0  # CPU time spent parsing, handling and answering (benchmarks)
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -250,6 +251,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # the request log replaces stderr access lines
+
+    def handle_one_request(self) -> None:
+        cpu0 = time.thread_time()
+        try:
+            super().handle_one_request()
+        finally:
+            spent = time.thread_time() - cpu0
+            with self.sim._lock:
+                self.sim.cpu_seconds += spent
 
     def setup(self) -> None:
         super().setup()
