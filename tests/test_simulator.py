@@ -702,3 +702,38 @@ def test_simulate_command_serves_until_interrupted(tmp_path: Any, signame: str) 
     assert proc.returncode == 0, err
     assert "swr-etl simulator: stopped" in err
     assert "Traceback" not in err
+
+
+def test_simulate_command_usage_errors_exit_2(tmp_path: Any, simulator: Make) -> None:
+    import subprocess
+    import sys
+
+    busy = simulator(images=1)
+    (tmp_path / "bad.json").write_text('{"auth": "kerberos"}')
+    for args, message in [
+        (["--port", str(busy.port)],
+         f"swr-etl: error: simulator cannot listen on 127.0.0.1:{busy.port}: "
+         "Address already in use"),
+        (["--scenario", str(tmp_path / "bad.json")],
+         "swr-etl: error: scenario auth must be one of open, token, iam, aksk, not 'kerberos'"),
+    ]:
+        out = subprocess.run([sys.executable, "-m", "etl", "simulate", *args],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2
+        assert out.stderr.strip() == message
+
+
+def test_concurrent_clients_get_consistent_pages_and_numbering(simulator: Make) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sim = simulator(images=500)
+    expected = sim.listing()
+
+    def fetch(offset: int) -> list[int]:
+        with requests.Session() as s:
+            return ids_of(get(sim, s, offset=offset, limit=50).json())
+
+    with ThreadPoolExecutor(8) as pool:
+        pages = list(pool.map(fetch, range(0, 500, 50)))
+    assert [i for page in pages for i in page] == ids_of(expected)
+    assert sorted(r.n for r in sim.requests) == list(range(1, 11))
