@@ -115,7 +115,7 @@ def _listing(items: list[dict[str, Any]], date_key: str, date_label: str, total:
         return '<p class="empty">None in this window.</p>'
     rows = "".join(
         f"<tr><td class=n>{i['id']}</td><td>{escape(_image(i))}</td>"
-        f"<td>{escape(i[date_key])}</td><td class=n>{human(i['pull_count'])}</td></tr>"
+        f"<td class=d>{escape(i[date_key])}</td><td class=n>{human(i['pull_count'])}</td></tr>"
         for i in items)
     more = (f'<p class="muted">… and {total - len(items):,} more (see the JSON report).</p>'
             if total > len(items) else "")
@@ -128,7 +128,7 @@ def _anomalies(r: dict[str, Any]) -> str:
     if not items:
         return '<p class="empty">No decreases, stuck counters or stale days.</p>'
     rows = "".join(
-        f"<tr><td>{escape(a['date'])}</td><td><span class=\"tag {escape(a['kind'])}\">"
+        f"<tr><td class=d>{escape(a['date'])}</td><td><span class=\"tag {escape(a['kind'])}\">"
         f"{escape(a['kind'].replace('_', ' '))}</span></td><td>{escape(_image(a))}</td>"
         f"<td>{escape(a['detail'])}</td></tr>" for a in items)
     return ("<table><thead><tr><th>Date</th><th>Kind</th><th>Image</th><th>Detail</th></tr>"
