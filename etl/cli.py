@@ -143,15 +143,17 @@ def main(argv: list[str] | None = None) -> None:
         code = rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        code = _fail("aborted", 130)
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
+        cause = exc.__cause__
+        code = _fail(str(cause) if hasattr(cause, "exit_code") else "aborted",
+                     getattr(cause, "exit_code", 130))
     except click.ClickException as exc:
         msg = exc.format_message().replace("\n", " ")
         code = _fail(msg, exc.exit_code if exc.exit_code != 1 else 2)
     except EtlError as exc:
         code = _fail(exc.message.replace("\n", " "), exc.exit_code)
-    except KeyboardInterrupt:
-        code = _fail("interrupted", 130)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a sync (etl.ops.Terminated)
+        code = _fail(str(exc) or "interrupted", getattr(exc, "exit_code", 130))
     except BrokenPipeError:
         code = 0
     except Exception as exc:  # a bug: one line for the user, the trace at debug

@@ -5,13 +5,17 @@
 unchanged). Metrics are written before the final ping, so when a monitor hears "done" the file is
 already there. Neither hook can change the run's outcome: a failing ping or metrics write is
 logged, never raised. A ``--dry-run`` writes nothing, so it neither pings nor writes metrics.
+During the run SIGTERM unwinds like Ctrl-C, so a stopped or timed-out job still reports.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar, cast
 
 from etl.errors import EtlError
@@ -44,13 +48,40 @@ class SyncOutcome(Protocol):
 R = TypeVar("R", bound=SyncOutcome)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a run (systemd stop or timeout, a Kubernetes deadline, ``kill``).
+
+    Unwinds like Ctrl-C (a ``BaseException``, so no retry loop swallows it): the pipeline records
+    the run as failed, and the hooks still write metrics and ping ``URL/143``.
+    """
+
+    exit_code = 143  # 128 + SIGTERM, the shell's convention
+
+
 def exit_code_of(exc: BaseException) -> int:
     """The exit code the CLI will report for ``exc`` (CONTRACT.md "Exit codes")."""
-    if isinstance(exc, EtlError):
+    if isinstance(exc, EtlError | Terminated):
         return int(exc.exit_code)
     if isinstance(exc, KeyboardInterrupt):
         return 130
     return 1
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While inside, SIGTERM raises ``Terminated`` (main thread only; restored afterwards)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _int(value: Any) -> int | None:
@@ -83,7 +114,8 @@ def run_observed(
     result: R | None = None
     error: BaseException | None = None
     try:
-        result = run()
+        with sigterm_unwinds():
+            result = run()
     except (Exception, KeyboardInterrupt) as exc:
         error = exc
     finished = clock()

@@ -440,3 +440,49 @@ def test_sync_command_wraps_the_pipeline(pings: Pings, tmp_path: Path,
     assert capsys.readouterr().out == "run 7: partial, 181 images\n"
     assert pings.paths() == ["/ping/abc-123/start", "/ping/abc-123/6"]
     assert families(metrics.read_text())["swr_etl_last_run_status"] == ("gauge", 6.0)
+
+
+def test_sigterm_during_a_run_is_reported(pings: Pings, tmp_path: Path) -> None:
+    """systemd/Kubernetes stop a job with SIGTERM: it still writes metrics and pings /143."""
+    import signal
+
+    from etl.ops import Terminated
+
+    settings = Settings(db=tmp_path / "swr.db", healthcheck_url=pings.url,
+                        metrics_file=tmp_path / "m.prom")
+    before = signal.getsignal(signal.SIGTERM)
+
+    def run() -> FakeResult:
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 10  # the handler runs at the next bytecode boundary
+        while time.monotonic() < deadline:
+            pass
+        raise AssertionError("SIGTERM did not interrupt the run")
+
+    with pytest.raises(Terminated, match="^terminated by signal SIGTERM$"):
+        run_observed(settings, run)
+    assert pings.paths() == ["/ping/abc-123/start", "/ping/abc-123/143"]
+    assert families((tmp_path / "m.prom").read_text())["swr_etl_last_run_status"] == (
+        "gauge", 143.0)
+    assert signal.getsignal(signal.SIGTERM) is before  # restored
+
+
+def test_sync_command_exits_143_when_terminated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import etl.commands
+    from etl.ops import Terminated
+
+    def fake_run_sync(settings: Settings, **kw: Any) -> FakeResult:
+        raise Terminated("terminated by signal SIGTERM")
+
+    real_lib = etl.commands._lib
+    monkeypatch.setattr(etl.commands, "_lib", lambda m, n: fake_run_sync
+                        if (m, n) == ("etl.pipeline", "run_sync") else real_lib(m, n))
+    with pytest.raises(SystemExit) as exc:
+        main(["sync", "--no-auth", "--db", str(tmp_path / "swr.db"), "--metrics-file",
+              str(tmp_path / "m.prom")])
+    assert exc.value.code == 143
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "swr-etl: error: terminated by signal SIGTERM")
+    assert families((tmp_path / "m.prom").read_text())["swr_etl_last_run_status"] == (
+        "gauge", 143.0)
