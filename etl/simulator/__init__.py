@@ -6,8 +6,10 @@ drift). ``serve`` runs one in the foreground for ``swr-etl simulate``.
 """
 
 from etl.simulator.dataset import Dataset, DayReport, Page
+from etl.simulator.foreground import serve
 from etl.simulator.scenario import Drift, Fault, Scenario
-from etl.simulator.server import RequestRecord, Simulator, serve
+from etl.simulator.server import Simulator
+from etl.simulator.wire import RequestRecord
 
 __all__ = ["Dataset", "DayReport", "Drift", "Fault", "Page", "RequestRecord", "Scenario",
            "Simulator", "serve"]

@@ -1,6 +1,6 @@
 """The names, namespaces and descriptions the simulated dataset draws from.
 
-Facts only (no logic): the real official images in rough popularity order, a few well-known
+Facts (plus one splice helper): the real official images in rough popularity order, a few well-known
 non-``library`` namespaces, and description templates that exercise what a loader must survive
 (non-ASCII text, emoji, quotes, commas, newlines).
 """
@@ -59,3 +59,16 @@ DESCRIPTIONS = [
     "{N}, {n}, and friends: tools, libraries, and runtimes (tab\there).",
     "Imagen oficial de {N}: rápida, pequeña y segura. ¿Preguntas? Ver la documentación.",
 ]
+
+
+def spliced() -> list[tuple[str, str]]:
+    """Official images with a namespaced one spliced in every 13 rows (small datasets get some)."""
+    out: list[tuple[str, str]] = []
+    extra = iter(NAMESPACED)
+    for k, name in enumerate(OFFICIAL):
+        out.append((name, "library"))
+        if k % 13 == 12:
+            ns_name = next(extra, None)
+            if ns_name:
+                out.append((ns_name[1], ns_name[0]))
+    return out

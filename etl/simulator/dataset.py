@@ -52,20 +52,7 @@ class DayReport:
     updated: int = 0
 
 
-def _splice_catalogue() -> list[tuple[str, str]]:
-    """Official images with a namespaced one spliced in every 13 rows (small datasets get some)."""
-    out: list[tuple[str, str]] = []
-    extra = iter(catalogue.NAMESPACED)
-    for k, name in enumerate(catalogue.OFFICIAL):
-        out.append((name, "library"))
-        if k % 13 == 12:
-            ns_name = next(extra, None)
-            if ns_name:
-                out.append((ns_name[1], ns_name[0]))
-    return out
-
-
-_CATALOGUE = _splice_catalogue()
+_CATALOGUE = catalogue.spliced()
 
 
 def _int_array(values: np.ndarray) -> array[int]:

@@ -1,19 +1,16 @@
 """The HTTP side of the simulator: a threading HTTP/1.1 server on loopback, its request log,
-fault and drift injection, and ``serve`` for ``swr-etl simulate``.
+and fault and drift injection.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import socket
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,53 +20,12 @@ from etl.errors import ConfigError
 from etl.simulator.auth import AuthState, Refusal, SimClock
 from etl.simulator.dataset import Dataset
 from etl.simulator.scenario import Drift, Fault, Scenario
+from etl.simulator.wire import RequestRecord, content_range, error_body, mask_headers, retry_after
 
 REPOS_PATH = "/v2/manage/dockerhub/repos"
 IAM_PATH = "/v3/auth/tokens"
 DEFAULT_LIMIT = 100  # API-NOTES: sibling APIs document limit default 100, maximum 1000
 MAX_LIMIT = 1000
-SECRET_HEADERS = {"x-auth-token", "authorization", "x-subject-token", "cookie",
-                  "proxy-authorization"}
-MASK = "***"
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One request as the simulator saw it. ``n`` counts repos requests only (0 otherwise)."""
-
-    seq: int
-    n: int
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    status: int | None  # None: connection dropped without a response
-    started: float
-    finished: float
-    request_id: str
-    faults: tuple[str, ...] = ()
-
-
-def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Header dict with every credential-bearing value replaced by ``***``."""
-    out = {}
-    for k, v in headers.items():
-        low = k.lower()
-        secret = low in SECRET_HEADERS or any(w in low for w in ("password", "secret", "token"))
-        out[k] = MASK if secret else v
-    return out
-
-
-def error_body(shape: str, code: str, message: str, request_id: str) -> Any:
-    """An error body in one of the documented shapes (API-NOTES, "Errors and throttling")."""
-    item = {"errorCode": code, "errorMessage": message}
-    if shape == "list":
-        return [item]
-    if shape == "errors":
-        return {"errors": [item]}
-    if shape == "apig":
-        return {"error_code": code, "error_msg": message, "request_id": request_id}
-    return item
 
 
 @dataclass
@@ -341,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
             if f.kind == "status":
                 extra: tuple[tuple[str, str], ...] = ()
                 if f.retry_after is not None:
-                    extra = (("Retry-After", _retry_after(f.retry_after)),)
+                    extra = (("Retry-After", retry_after(f.retry_after)),)
                 return self._error(f.shape or "list", f.status, f.code or "", f.message or "",
                                    rid, extra)
         raw_path = parts.path + ("?" + parts.query if parts.query else "")
@@ -369,7 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
                                 sc.render_format)
         headers: list[tuple[str, str]] = []
         if sc.content_range != "none" and not no_header:
-            headers.append(("Content-Range", _content_range(sc.content_range, offset, page.count,
+            headers.append(("Content-Range", content_range(sc.content_range, offset, page.count,
                                                             page.total)))
         return _Outcome(200, page.body, tuple(headers), truncate)
 
@@ -410,60 +366,3 @@ class _Caseless(dict[str, str]):
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
         return super().get(key.lower(), default)
-
-
-def _content_range(shape: str, offset: int, count: int, total: int) -> str:
-    # The middle number's meaning is disputed (API-NOTES): offset-count is what sibling APIs
-    # document; first-last is the HTTP reading (inclusive last index).
-    if shape == "first-last":
-        return f"{offset}-{offset + count - 1}/{total}" if count else f"*/{total}"
-    return f"{offset}-{count}/{total}"
-
-
-def _retry_after(value: str | int) -> str:
-    text = str(value)
-    if text.startswith("http-date:"):
-        return formatdate(time.time() + float(text[len("http-date:"):]), usegmt=True)
-    return text
-
-
-def serve(host: str = "127.0.0.1", port: int = 8080, images: int = 180, seed: int = 42,
-          scenario: Scenario | Mapping[str, Any] | str | Path | None = None) -> None:
-    """Run a simulator in the foreground until Ctrl-C; prints the URL and how to authenticate."""
-    sim = Simulator(images, seed, scenario, host=host, port=port, prerender=images > 200_000)
-    sim.start()
-    sc = sim.scenario
-    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-    say(f"swr-etl simulator: {len(sim.dataset)} images (seed {seed}) at {sim.url}")
-    say(f"  try: curl -si '{sim.url}{REPOS_PATH}?offset=0&limit=5'")
-    if sc.auth == "open":
-        say(f"  auth: open; sync with: swr-etl sync --endpoint {sim.url} --no-auth")
-    elif sc.auth == "token":
-        token = sc.tokens[0] if sc.tokens else sim.issue_token()
-        say(f"  auth: token; send X-Auth-Token, e.g. export SWR_AUTH_TOKEN={token}")
-    elif sc.auth == "iam":
-        users = ", ".join(f"{u['name']}@{u['domain']}" for u in sc.iam_users) or "(none)"
-        say(f"  auth: iam; POST {sim.url}{IAM_PATH} (HUAWEICLOUD_IAM_ENDPOINT={sim.url}); "
-            f"users: {users}; passwords as in the scenario file")
-    else:
-        aks = ", ".join(sc.aksk) or "(none)"
-        say(f"  auth: aksk (SDK-HMAC-SHA256); access keys: {aks}; secret keys as in the "
-            f"scenario file")
-    say("  Ctrl-C to stop")
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        # SIGTERM (e.g. from a process supervisor) stops as cleanly as Ctrl-C.
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        say("swr-etl simulator: stopped")
-    finally:
-        sim.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
