@@ -30,9 +30,15 @@ METHOD = [
 
 def _image(item: dict[str, Any]) -> str:
     ns, name = item.get("namespace"), item.get("name")
-    if name is None:
-        return "(all images)"
+    if name is None:  # a listing-wide anomaly, or an id missing from ``images``
+        return "(all images)" if item.get("id") is None else f"#{item['id']}"
     return f"{ns}/{name}" if ns else str(name)
+
+
+def _image_cell(item: dict[str, Any]) -> str:
+    if item.get("name") is None or not item.get("namespace"):
+        return f"<b>{escape(_image(item))}</b>"
+    return f"<span class=ns>{escape(item['namespace'])}/</span><b>{escape(item['name'])}</b>"
 
 
 def _rank_change(value: int | None, compared: bool = True) -> tuple[str, str]:
@@ -82,8 +88,7 @@ def _top_table(r: dict[str, Any]) -> str:
         color = charts.PALETTE[i % len(charts.PALETTE)]
         rows.append(
             f"<tr><td class=n>{m['rank']}</td><td class={css}>{escape(text)}</td>"
-            f"<td><span class=ns>{escape(str(m['namespace'] or ''))}/</span>"
-            f"<b>{escape(str(m['name']))}</b></td>"
+            f"<td>{_image_cell(m)}</td>"
             f"<td class=n title=\"{m['pull_count'] or 0:,}\">{human(m['pull_count'])}</td>"
             f"<td class=n title=\"{m['pull_delta']:,}\">{human(m['pull_delta'])}</td>"
             f"<td class=n>{_pct(m['pull_growth_pct'])}</td>"

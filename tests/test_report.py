@@ -215,3 +215,20 @@ def test_html_renders_in_headless_chromium(trend_db: Path, tmp_path: Path) -> No
     blue = sum(n for n, (r, g, b) in counts if b > 180 and r < 90 and g < 140)
     pink = sum(n for n, (r, g, b) in counts if r > 180 and g < 80 and b > 80)
     assert blue > 500 and pink > 200, (blue, pink)
+
+
+def test_a_single_run_reports_zero_movement(tmp_path: Path) -> None:
+    conn = new_db(tmp_path / "one.db")
+    add_run(conn, 1, "2026-11-08", counts={1: 10, 2: (None, None)})
+    r = build_report(conn, days=30, top=5, now=NOW)  # a connection works as well as a path
+    conn.close()
+    assert (r["as_of"], r["window_start"], r["previous_window_start"]) == (
+        "2026-11-08", "2026-11-08", None)
+    assert r["totals"] == {"images": 2, "pull_count": 10, "pull_delta": 0, "daily_avg_7d": None,
+                           "new_images": 0, "removed_images": 0, "anomalies": 0}
+    assert [(m["id"], m["pull_delta"], m["rank_change"], m["daily_avg_7d"])
+            for m in r["top_movers"]] == [(1, 0, None, None), (2, 0, None, None)]
+    text = write_report(tmp_path / "one.db", tmp_path / "one.html", now=NOW).read_text(
+        encoding="utf-8")
+    assert text.count("data:image/svg+xml;base64,") == 2  # no per-day chart from one date
+    assert "<td><b>#2</b></td>" in text  # an id without an images row is shown by id
