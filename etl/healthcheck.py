@@ -56,6 +56,7 @@ class Healthcheck:
     ) -> None:
         self.url = check_url(url)
         self.timeout = timeout
+        self._own_session = session is None
         self.session = session or requests.Session()
         self.run_key = run_key or str(uuid.uuid4())
         self.sent: list[str] = []  # suffixes pinged successfully, for the caller and tests
@@ -101,3 +102,8 @@ class Healthcheck:
 
     def failure(self, exit_code: int, body: str = "") -> bool:
         return self.ping(str(int(exit_code)) if exit_code else "fail", body)
+
+    def close(self) -> None:
+        """Release the connection pool (only a session this object created)."""
+        if self._own_session:
+            self.session.close()

@@ -104,8 +104,9 @@ def run_observed(
         return run()
     if settings.metrics_file is not None:
         check_writable(settings.metrics_file)
-    if healthcheck is None and settings.healthcheck_url:
-        healthcheck = Healthcheck(settings.healthcheck_url)
+    own_healthcheck = healthcheck is None and bool(settings.healthcheck_url)
+    if own_healthcheck:
+        healthcheck = Healthcheck(settings.healthcheck_url or "")
     before = read_ledger(settings.db).latest_run_id if settings.metrics_file else None
     if healthcheck is not None:
         healthcheck.start()
@@ -129,6 +130,8 @@ def run_observed(
         else:
             detail = result.summary_line() if result is not None else _describe(error)
             healthcheck.failure(code, detail)
+        if own_healthcheck:
+            healthcheck.close()
     if error is not None:
         raise error
     return cast(R, result)
