@@ -120,7 +120,7 @@ def run_observed(
     except (Exception, KeyboardInterrupt) as exc:
         error = exc
     finished = clock()
-    code = exit_code_of(error) if error is not None else int(result.exit_code)  # type: ignore[union-attr]
+    code = exit_code_of(error) if error is not None else int(cast(R, result).exit_code)
 
     if settings.metrics_file is not None:
         _write_metrics(settings, result, code, started, finished, before)
