@@ -94,7 +94,8 @@ def to_utc_text(values: Sequence[Any], source_timezone: str = "UTC"
         index = np.full(n, -1, dtype=np.int64)
         index[positions] = np.arange(len(positions))
         parsed = parsed.take(pa.array(index, mask=index < 0))
-    return pd.array(parsed, dtype="string"), problems
+    # pandas' "string" dtype is Arrow large_string underneath: wrap, don't copy.
+    return pd.arrays.ArrowStringArray(parsed.cast(pa.large_string())), problems
 
 
 def _arrow_strings(texts: list[str], positions: np.ndarray, problems: dict[int, str]

@@ -102,8 +102,21 @@ def empty_frame(dtypes: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame({name: _array([], dtype) for name, dtype in dtypes.items()})
 
 
+# Building an empty frame costs milliseconds (pandas dtype lookups); copying a template does not.
+# Most chunks have no rejects and no issues. Private, and only ever handed out as copies.
+_EMPTY = {tuple(dtypes.items()): empty_frame(dtypes) for dtypes in (REJECT_DTYPES, ISSUE_DTYPES)}
+
+
 def _frame(data: dict[str, list[Any]], dtypes: dict[str, str]) -> pd.DataFrame:
-    return pd.DataFrame({name: _array(data[name], dtype) for name, dtype in dtypes.items()})
+    template = _EMPTY.get(tuple(dtypes.items()))
+    if template is not None and not any(data.values()):
+        return template.copy()
+    return pd.DataFrame({
+        # Text columns straight to Arrow (values are UTF-8 safe: raw_json/raw_text see to it).
+        name: _strings(pa.array(data[name], type=pa.large_string())) if dtype == "string"
+        else _array(data[name], dtype)
+        for name, dtype in dtypes.items()
+    })
 
 
 def raw_json(value: Any) -> str:
@@ -212,20 +225,23 @@ def _int_column_slow(values: list[Any]) -> tuple[np.ndarray, np.ndarray, dict[in
 
 def _text_column(values: list[Any]) -> tuple[pd.api.extensions.ExtensionArray, dict[int, str]]:
     """Raw values -> (``string`` array, {position: problem}); text is kept exactly."""
-    problems: dict[int, str] = {}
-    if not set(map(type, values)) <= {str, _NONE}:
-        is_text = np.fromiter(map(isinstance, values, repeat((str, _NONE))), bool, len(values))
-        values = list(values)
-        for i in map(int, np.flatnonzero(~is_text)):
-            problems[i] = NOT_A_STRING
-            values[i] = None
     try:
-        # Straight to Arrow (pandas' "string" storage): twice as fast as pd.array(list).
-        return _array(pa.array(values, type=pa.large_string()), "string"), problems
+        # Straight to Arrow (pandas' "string" storage), twice as fast as pd.array(list); Arrow
+        # refuses non-strings and lone surrogates itself, which sends us the careful way below.
+        return _strings(pa.array(values, type=pa.large_string())), {}
+    except (UnicodeEncodeError, pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    problems: dict[int, str] = {}
+    is_text = np.fromiter(map(isinstance, values, repeat((str, _NONE))), bool, len(values))
+    values = list(values)
+    for i in map(int, np.flatnonzero(~is_text)):
+        problems[i] = NOT_A_STRING
+        values[i] = None
+    try:
+        return _strings(pa.array(values, type=pa.large_string())), problems
     except (UnicodeEncodeError, pa.ArrowInvalid):
         pass
     # A lone surrogate (JSON "\ud800") has no UTF-8 form: find it the slow way.
-    values = list(values)
     for i, value in enumerate(values):
         if isinstance(value, str):
             try:
@@ -233,7 +249,12 @@ def _text_column(values: list[Any]) -> tuple[pd.api.extensions.ExtensionArray, d
             except UnicodeEncodeError:
                 problems[i] = INVALID_UNICODE
                 values[i] = None
-    return _array(pa.array(values, type=pa.large_string()), "string"), problems
+    return _strings(pa.array(values, type=pa.large_string())), problems
+
+
+def _strings(arrow: pa.Array) -> pd.api.extensions.ExtensionArray:
+    """An Arrow large_string array as pandas' ``string`` dtype, without a copy."""
+    return pd.arrays.ArrowStringArray(arrow)
 
 
 def _column(rows: list[dict[str, Any]], field: str) -> list[Any]:
@@ -322,7 +343,8 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
     else:
         krows = list(map(drows.__getitem__, keep.tolist()))
     kept_ids = ids[keep]
-    columns: dict[str, Any] = {"id": pd.array(kept_ids, dtype="Int64")}
+    no_nulls = np.zeros(len(keep), dtype=bool)
+    columns: dict[str, Any] = {"id": pd.arrays.IntegerArray(kept_ids, no_nulls)}
     raw: dict[str, list[Any]] = {}
     for field in IMAGE_DTYPES:
         if field in ("id", "page_offset"):
@@ -339,7 +361,7 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
     if offsets is None:
         columns["page_offset"] = pd.array([None] * len(keep), dtype="Int64")
     else:
-        columns["page_offset"] = pd.array(offsets[dict_pos[keep]], dtype="Int64")
+        columns["page_offset"] = pd.arrays.IntegerArray(offsets[dict_pos[keep]], no_nulls)
     images = pd.DataFrame(columns)
     if not _all_distinct(raw["name"], columns["name"], columns["namespace"]):
         _shared_identities(images, issues)
