@@ -364,12 +364,15 @@ class Loader:
                   image_name: str | None = None, page_size: int | None = None,
                   replay_of: int | None = None) -> int:
         """Insert this run's ``running`` row and commit it; return the run id."""
-        cur = self.c.execute(
-            "INSERT INTO runs (started_at, status, endpoint, namespace, image_name, page_size,"
-            " tool_version, snapshot_date, replay_of, pid) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (started_at, "running", endpoint, namespace, image_name, page_size, __version__,
-             snapshot_date, replay_of, os.getpid()),
-        )
+        try:
+            cur = self.c.execute(
+                "INSERT INTO runs (started_at, status, endpoint, namespace, image_name, page_size,"
+                " tool_version, snapshot_date, replay_of, pid) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (started_at, "running", endpoint, namespace, image_name, page_size, __version__,
+                 snapshot_date, replay_of, os.getpid()),
+            )
+        except sqlite3.OperationalError as exc:
+            raise _busy(self.db, exc) from exc
         self.run_id = int(cur.lastrowid or 0)
         self.captured_at = captured_at or started_at
         self.snapshot_date = snapshot_date

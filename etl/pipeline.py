@@ -315,7 +315,7 @@ def run_sync(settings: Settings, *, interactive: bool = False,
         else:
             log.warning(result.summary_line())
         current_run_id.reset(token)
-    _export(settings)
+    _export(settings, result.status)
     return result
 
 
@@ -325,13 +325,16 @@ def _finished(at: datetime, t0: float) -> str:
                                             timezone.utc))
 
 
-def _export(settings: Settings) -> None:
+def _export(settings: Settings, status: str) -> None:
+    """``--export-dir``: export the run just loaded (a partial run's snapshot too: it is what
+    was seen, and exporting an older date instead would mislead)."""
     if settings.export_dir is None:
         return
     from etl.export import export_snapshots
 
+    extra = {"include_partial": True} if status == "partial" else {}
     export_snapshots(settings.db, settings.export_dir, fmt=settings.format, date=None,
-                     all_dates=False)
+                     all_dates=False, **extra)
 
 
 def _dry_run(settings: Settings, t0: float, on_progress: ProgressCallback | None) -> SyncResult:

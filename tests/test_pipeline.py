@@ -3,6 +3,7 @@ end to end against the simulated endpoint: the CLI, partial scans, and SIGKILL a
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -484,3 +485,39 @@ def test_sigkill_at_random_points_leaves_previous_state(simulator: Callable[...,
     interrupted = q(db, "SELECT count(*) FROM runs WHERE status = 'failed' "
                         "AND error = 'interrupted'")[0][0]
     assert interrupted == killed
+
+
+def test_another_writer_past_busy_timeout_is_exit_5(scans: list[FakeScan], settings: Settings,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    scans.append(FakeScan(rows(range(1, 3))))
+    run_sync(settings, now=T0)
+    other = sqlite3.connect(settings.db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # e.g. an analyst's write transaction left open
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["sync", "-q", "--db", str(settings.db), "--endpoint", "http://127.0.0.1:9",
+                  "--no-auth", "--busy-timeout", "0.1"])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert exc.value.code == 5
+    assert capsys.readouterr().err.strip() == (
+        f"swr-etl: error: another writer held database {settings.db} past the busy timeout; "
+        "nothing of this run was loaded")
+    assert q(settings.db, "SELECT run_id, status FROM runs") == [(1, "success")]
+
+
+def test_sync_exports_what_it_loaded(simulator: Callable[..., Any], tmp_path: Path) -> None:
+    sim = simulator(images=50, seed=5)
+    db, out = tmp_path / "swr.db", tmp_path / "exports"
+    done = subprocess.run(sync_cmd(sim.url, db, "-q", "--export-dir", str(out), "--format", "csv"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    date = q(db, "SELECT snapshot_date FROM runs")[0][0]
+    csv_file = out / f"snapshot_date={date}" / "images.csv"
+    with open(csv_file, newline="", encoding="utf-8") as f:
+        exported = list(csv.DictReader(f))
+    assert sorted((int(r["id"]), int(r["pull_count"])) for r in exported) == sorted(
+        (r["id"], r["pull_count"]) for r in sim.listing())
+    entry = json.loads((out / "manifest.json").read_text())["partitions"][date]
+    assert (entry["rows"], entry["run_id"]) == (50, 1)
