@@ -203,11 +203,11 @@ def test_no_input_loops_forever(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_request_cap_follows_the_reported_total(simulator: Make,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    sim = simulator(images=500, scenario={"max_page_size": 1})
-    pages, result = scan(sim, page_size=100)  # capped to 1 row per page: 500 requests, allowed
-    assert result.stats.complete and result.stats.requests == 500 == len(pages)
+    sim = simulator(images=200, scenario={"max_page_size": 1})
+    pages, result = scan(sim, page_size=100)  # capped to 1 row per page: 200 requests, allowed
+    assert result.stats.complete and result.stats.requests == 200 == len(pages)
     sim.clear_requests()
-    monkeypatch.setattr(extract, "EXTRA_PAGES_PER_PASS", -490)  # budget: 500 - 490 = 10
+    monkeypatch.setattr(extract, "EXTRA_PAGES_PER_PASS", -190)  # budget: 200 - 190 = 10
     with pytest.raises(UpstreamError, match="^gave up: 10 page requests in one pass"):
         scan(sim, page_size=100)
     assert len(sim.repos_requests()) == 10
