@@ -194,7 +194,7 @@ class Scan:
         self._pass_requests = 0
         self._page_budget = MAX_PAGES_WITHOUT_TOTAL
         can_rescan = ledger.pass_no < self.settings.max_rescans
-        first_sig: tuple[Any, ...] | None = None
+        seen: dict[int, int] = {}  # hash of a page's content -> the offset it came from
         fetched = self._next_sequential(planner)
         if fetched is None:
             return
@@ -206,10 +206,9 @@ class Scan:
         try:
             while fetched is not None:
                 sig = signature(fetched.rows)
-                if fetched.offset == 0:
-                    first_sig = sig
-                elif fetched.rows and sig == first_sig:
-                    self._check_ignored_offset(fetched, sig)
+                earlier = seen.setdefault(hash(sig), fetched.offset) if sig else fetched.offset
+                if earlier != fetched.offset:
+                    self._check_ignored_offset(fetched, earlier, sig)
                 dropped = planner.accept(fetched.offset, len(fetched.rows), fetched.total)
                 for off, _ in dropped:
                     future = futures.pop(off, None)
@@ -275,16 +274,17 @@ class Scan:
         future = futures.pop(offset)
         return future.result()
 
-    def _check_ignored_offset(self, fetched: _Fetched, sig: tuple[Any, ...]) -> None:
-        """Page at offset > 0 == page at offset 0: ask offset 0 again to tell drift (an insert
-        of exactly one page) from a server that ignores ``offset``, which would otherwise loop
-        or duplicate rows."""
-        again = self._fetch(0, fetched.limit)
+    def _check_ignored_offset(self, fetched: _Fetched, earlier: int,
+                              sig: tuple[Any, ...]) -> None:
+        """The same page came back for two offsets: ask the earlier offset again to tell drift
+        (rows inserted exactly one page's worth) from a server that ignores ``offset``, which
+        would otherwise loop or duplicate rows."""
+        again = self._fetch(earlier, fetched.limit)
         if signature(again.rows) == sig:
             raise UpstreamError(
                 f"the API ignores the offset parameter: GET {REPOS_PATH} with offset="
-                f"{fetched.offset} returned the same {len(sig)} rows as offset=0; refusing to "
-                "loop or duplicate rows"
+                f"{fetched.offset} returned the same {len(sig)} rows as offset={earlier}; "
+                "refusing to loop or duplicate rows"
             )
 
     # -- one request --------------------------------------------------------------------------

@@ -249,6 +249,36 @@ def rows_json(rows: list[dict[str, Any]]) -> bytes:
     return json.dumps(rows).encode()
 
 
+def test_server_repeating_its_last_page_forever_fails_clearly() -> None:
+    # No Content-Range, no total_range, and every offset past 20 serves rows 10..19 again.
+    def script(n: int, offset: int, limit: int) -> tuple[int, dict[str, str], bytes]:
+        start = min(offset, 10)
+        return 200, {}, rows_json([{"id": i} for i in range(start, start + 10)])
+
+    with pytest.raises(UpstreamError) as info:
+        scripted(script, max_rescans=0)
+    assert str(info.value) == (
+        "the API ignores the offset parameter: GET /v2/manage/dockerhub/repos with offset=20 "
+        "returned the same 10 rows as offset=10; refusing to loop or duplicate rows")
+
+
+def test_one_page_inserted_at_the_front_is_drift_not_an_ignored_offset() -> None:
+    # After the first page, 10 new rows appear at the front: offset 10 now serves what offset 0
+    # served. Asking offset 0 again shows the new rows, so this is drift: rescan, complete.
+    def script(n: int, offset: int, limit: int) -> tuple[int, dict[str, str], bytes]:
+        ids = list(range(100, 110)) + list(range(20)) if n > 1 else list(range(20))
+        rows = [{"id": i} for i in ids[offset:offset + limit]]
+        return 200, {"Content-Range": f"{offset}-{len(rows)}/{len(ids)}"}, rows_json(rows)
+
+    pages, result, adapter = scripted(script)
+    assert result.stats.complete and result.stats.rescans == 1
+    assert [r["id"] for p in pages if p.pass_no == 1 for r in p.rows] == (
+        list(range(100, 110)) + list(range(20)))
+    # page 0, page 10 (= old page 0), offset 0 again to check, then the rescan's three pages
+    assert adapter.sent == [(0, 10), (10, 10), (0, 10), (0, 10), (10, 10), (20, 10)]
+    assert pages[1].duplicate_ids == tuple(range(10))
+
+
 def test_rows_without_ids_are_counted_not_mistaken_for_an_ignored_offset() -> None:
     def script(n: int, offset: int, limit: int) -> tuple[int, dict[str, str], bytes]:
         rows = [{"name": f"img-{i}"} for i in range(offset, min(offset + limit, 20))]
