@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -150,6 +151,7 @@ class Scan:
         self.limiter = Limiter(settings.max_rps, sleep=sleep, clock=clock)
         self.policy: RetryPolicy = make_policy(settings, self.limiter, sleep, rng)
         self.url = settings.endpoint.rstrip("/") + REPOS_PATH
+        self._path = urlsplit(self.url).path  # shown in messages: any base path included
         # Proxies / CA bundle from the environment, resolved once (not per page: it walks
         # os.environ, which costs more than the request on a fast endpoint).
         self._send_env = session.merge_environment_settings(
@@ -282,7 +284,7 @@ class Scan:
         again = self._fetch(earlier, fetched.limit)
         if signature(again.rows) == sig:
             raise UpstreamError(
-                f"the API ignores the offset parameter: GET {REPOS_PATH} with offset="
+                f"the API ignores the offset parameter: GET {self._path} with offset="
                 f"{fetched.offset} returned the same {len(sig)} rows as offset={earlier}; "
                 "refusing to loop or duplicate rows"
             )
@@ -296,7 +298,7 @@ class Scan:
             if self._pass_requests > self._page_budget:
                 raise UpstreamError(
                     f"gave up: {self._page_budget} page requests in one pass did not cover the "
-                    f"listing of GET {REPOS_PATH} (the API keeps moving or never ends)"
+                    f"listing of GET {self._path} (the API keeps moving or never ends)"
                 )
         try:
             return self.policy.call(lambda attempt: self._attempt(offset, limit, attempt))
@@ -329,7 +331,7 @@ class Scan:
 
     def _attempt(self, offset: int, limit: int, attempt: int) -> _Fetched:
         """Build, prepare (auth runs here) and send ONE request; classify the answer."""
-        where = f"{REPOS_PATH}?offset={offset}&limit={limit}"
+        where = f"{self._path}?offset={offset}&limit={limit}"
         if self._stop.is_set():
             raise _Stopped(where)
         self.limiter.acquire()

@@ -279,6 +279,20 @@ def test_one_page_inserted_at_the_front_is_drift_not_an_ignored_offset() -> None
     assert pages[1].duplicate_ids == tuple(range(10))
 
 
+def test_messages_show_the_real_path_behind_a_base_path() -> None:
+    def script(n: int, offset: int, limit: int) -> tuple[int, dict[str, str], bytes]:
+        return 404, {"X-Request-Id": "r-9"}, b'{"error_code": "APIG.0101", "error_msg": "nope"}'
+
+    settings = Settings(endpoint="https://gw.invalid/swr", allow_anonymous=True, page_size=10)
+    session = make_session(settings)
+    session.mount("https://", ScriptedAdapter(script))
+    with pytest.raises(NotFoundError) as info:
+        list(scan_official_images(session, settings))
+    assert str(info.value) == (
+        "endpoint not found in this region: GET /swr/v2/manage/dockerhub/repos?offset=0&"
+        'limit=10: HTTP 404 APIG.0101 "nope" (X-Request-Id r-9)')
+
+
 def test_rows_without_ids_are_counted_not_mistaken_for_an_ignored_offset() -> None:
     def script(n: int, offset: int, limit: int) -> tuple[int, dict[str, str], bytes]:
         rows = [{"name": f"img-{i}"} for i in range(offset, min(offset + limit, 20))]
