@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from etl import __version__, extract
 from etl.errors import AuthError, BadRequestError, InternalError, NotFoundError, UpstreamError
@@ -277,6 +280,28 @@ def test_one_page_inserted_at_the_front_is_drift_not_an_ignored_offset() -> None
     # page 0, page 10 (= old page 0), offset 0 again to check, then the rescan's three pages
     assert adapter.sent == [(0, 10), (10, 10), (0, 10), (0, 10), (10, 10), (20, 10)]
     assert pages[1].duplicate_ids == tuple(range(10))
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(total=st.integers(0, 300), page_size=st.integers(1, 60),
+       caps=st.lists(st.integers(1, 60), min_size=1, max_size=6),
+       concurrency=st.integers(1, 4), shape=st.sampled_from(["offset-count", "first-last", ""]))
+def test_any_cap_sequence_and_concurrency_yields_the_exact_listing(
+    total: int, page_size: int, caps: list[int], concurrency: int, shape: str
+) -> None:
+    # The real scan loop (threads, window, re-plans) against a server whose cap changes from
+    # request to request: every row exactly once, in order.
+    def script(n: int, offset: int, limit: int) -> tuple[int, dict[str, str], bytes]:
+        count = max(0, min(limit, caps[n % len(caps)], total - offset))
+        rows = [{"id": i, "total_range": total} for i in range(offset, offset + count)]
+        header = {"offset-count": f"{offset}-{count}/{total}",
+                  "first-last": f"{offset}-{offset + count - 1}/{total}"}.get(shape)
+        return 200, ({"Content-Range": header} if header else {}), rows_json(rows)
+
+    pages, result, adapter = scripted(script, page_size=page_size, concurrency=concurrency)
+    assert [r["id"] for p in pages for r in p.rows] == list(range(total))
+    assert result.stats.complete and result.stats.rescans == 0
+    assert len(adapter.sent) <= total + 1 + 2 * concurrency * (total + 1)
 
 
 def test_messages_show_the_real_path_behind_a_base_path() -> None:
