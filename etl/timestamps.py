@@ -41,6 +41,8 @@ _TIMESTAMP_RE = (
 _FRACTION_RE = r"^\.[0-9]*"
 _MIN = np.datetime64("0001-01-01T00:00:00", "s")
 _MAX = np.datetime64("9999-12-31T23:59:59", "s")
+_FIRST_FULL_DAY = np.datetime64("0001-01-02T00:00:00", "s")
+_LAST_DAY = np.datetime64("9999-12-31T00:00:00", "s")
 
 
 def zone(name: str) -> zoneinfo.ZoneInfo:
@@ -205,8 +207,17 @@ def _to_utc(local: np.ndarray, suffixes: pa.Array, tz: zoneinfo.ZoneInfo
 
 def _localize(wall: np.ndarray, tz: zoneinfo.ZoneInfo) -> np.ndarray:
     """Wall-clock datetime64[s] in ``tz`` -> UTC datetime64[s] (DST rules: module docstring)."""
-    index = pd.DatetimeIndex(wall)
-    # ambiguous=True takes the pre-transition (first, earlier) reading of a repeated hour.
-    aware = index.tz_localize(tz, ambiguous=np.ones(len(index), dtype=bool),
-                              nonexistent="shift_forward")
-    return aware.tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[s]")
+    # pandas cannot localize within a day of year 1 or 9999 (its bounds leave Python's datetime
+    # range): those few go through zoneinfo one by one (no DST change happens on Jan 1/Dec 31).
+    edge = (wall < _FIRST_FULL_DAY) | (wall >= _LAST_DAY)
+    utc = np.empty_like(wall)
+    if (~edge).any():
+        index = pd.DatetimeIndex(wall[~edge])
+        # ambiguous=True takes the pre-transition (first, earlier) reading of a repeated hour.
+        aware = index.tz_localize(tz, ambiguous=np.ones(len(index), dtype=bool),
+                                  nonexistent="shift_forward")
+        utc[~edge] = aware.tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[s]")
+    for i in np.flatnonzero(edge):
+        offset = wall[i].astype(object).replace(tzinfo=tz).utcoffset()
+        utc[i] = wall[i] - np.timedelta64(int(offset.total_seconds()), "s")
+    return utc

@@ -130,6 +130,24 @@ def test_clean_timestamp_chunks(zone: str, values: list[str], expected: list[str
                        [], [])
 
 
+@pytest.mark.parametrize(("zone", "expected"), [
+    # Year 1 and 9999 wall times: local mean time offsets, results outside 0001-9999 rejected.
+    ("America/New_York", ["0001-01-01T04:56:02Z", None, "9999-12-31T06:00:00Z"]),
+    ("Asia/Shanghai", [None, "9999-12-31T15:59:59Z", "9999-12-30T17:00:00Z"]),
+])
+def test_timestamps_at_the_ends_of_the_calendar(zone: str, expected: list[str | None]) -> None:
+    values = ["0001-01-01 00:00:00", "9999-12-31 23:59:59", "9999-12-31 01:00:00"]
+    result = transform_rows([{"id": i + 1, "last_updated": v} for i, v in enumerate(values)],
+                            source_timezone=zone)
+    assert_transformed(
+        result,
+        [{"id": i + 1, "last_updated": v} for i, v in enumerate(expected)],
+        [],
+        [{"image_id": i + 1, "field": "last_updated", "raw_value": values[i],
+          "problem": "unparseable timestamp"} for i, v in enumerate(expected) if v is None],
+    )
+
+
 def test_without_page_offsets_later_means_later_position() -> None:
     result = transform_rows([{"id": 1, "name": "a"}, {"id": 2}, {"id": 1, "name": "b"}, "x"])
     assert_transformed(
@@ -213,7 +231,8 @@ ids = st.one_of(st.integers(-3, 40), st.integers(2**63 - 2, 2**63 + 1),
 timestamps = st.one_of(
     st.datetimes().map(lambda d: d.isoformat(sep=" ")),
     st.datetimes().map(lambda d: d.isoformat() + "Z"),
-    st.sampled_from(["2021-10-31 02:30:00", "2021-03-28T02:30:00.123+0100", "9999-12-31 23:59:59"]),
+    st.sampled_from(["2021-10-31 02:30:00", "2021-03-28T02:30:00.123+0100", "9999-12-31 23:59:59",
+                     "0001-01-01 00:00:00", "2021-11-07 01:30:00"]),
     json_values,
 )
 rows = st.one_of(
@@ -251,7 +270,8 @@ def utf8_ok(series: pd.Series) -> bool:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(rows, max_size=25), st.sampled_from(["UTC", "Asia/Shanghai", "Europe/Berlin"]))
+@given(st.lists(rows, max_size=25),
+       st.sampled_from(["UTC", "Asia/Shanghai", "Europe/Berlin", "America/New_York"]))
 def test_every_row_lands_in_images_or_rejects(raw_rows: list[Any], zone: str) -> None:
     offsets = [(i // 7) * 100 for i in range(len(raw_rows))]
     result = transform_rows(raw_rows, page_offsets=offsets, source_timezone=zone)
