@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 EXPORT_SCHEMA_VERSION = 1
 FORMATS = ("csv", "parquet")
 MANIFEST = "manifest.json"
-CHUNK_ROWS = 100_000
+CHUNK_ROWS = 50_000  # rows per read and per Parquet row group: bounds memory
 
 # column -> Arrow type (facts as data). Counts and ids are int64: SWR counts exceed 2**31.
 COLUMNS: dict[str, str] = {

@@ -167,7 +167,8 @@ def _compute(conn: sqlite3.Connection, run_list: list[Any], *, days: int, top: i
         (run_of[as_of],)).fetchone()
     (total_delta,) = conn.execute("SELECT COALESCE(SUM(delta), 0) FROM temp.cur").fetchone()
 
-    daily = _daily_totals(conn, window)
+    per_date = _per_date(conn)
+    daily = _daily_totals(per_date, window)
     total_rates: dict[str, float] = {}
     for row in daily[1:]:
         for k in range(row["days_elapsed"]):
@@ -181,7 +182,7 @@ def _compute(conn: sqlite3.Connection, run_list: list[Any], *, days: int, top: i
     removed = _listing(conn, "SELECT c.id, i.namespace, i.name, c.last_d, c.end_c "
                        "FROM temp.cur AS c LEFT JOIN images AS i ON i.id = c.id "
                        "WHERE c.last_d < ? ORDER BY c.last_d, c.id", (as_of,), "last_seen")
-    anomalies = _anomalies(conn, window, as_of)
+    anomalies = _anomalies(conn, per_date, window, as_of)
     return {
         "title": "SWR official images: pull-count trends",
         "generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -214,12 +215,26 @@ def _compute(conn: sqlite3.Connection, run_list: list[Any], *, days: int, top: i
     }
 
 
-def _daily_totals(conn: sqlite3.Connection, window: list[str]) -> list[dict[str, Any]]:
-    by_date = {d: (n, total, delta) for d, n, total, delta in conn.execute(
-        f"SELECT d, COUNT(*), COALESCE(SUM(c), 0), SUM({DELTA}) FROM temp.cur_steps GROUP BY d")}
+def _per_date(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """One scan for the totals and the stale check: per (date, image's previous date) group,
+    images, pulls, delta, images comparable with their previous count, and unchanged ones."""
+    return conn.execute(
+        f"SELECT d, pd, COUNT(*), COALESCE(SUM(c), 0), SUM({DELTA}), "
+        f"SUM(pc IS NOT NULL AND c IS NOT NULL AND c <> {INT32_MAX}), "
+        f"SUM(pc IS NOT NULL AND c <> {INT32_MAX} AND c = pc) "
+        "FROM temp.cur_steps GROUP BY d, pd ORDER BY d, pd").fetchall()
+
+
+def _daily_totals(per_date: list[tuple[Any, ...]], window: list[str]) -> list[dict[str, Any]]:
+    by_date: dict[str, list[int]] = {}
+    for d, _pd, n, total, delta, _cmp, _same in per_date:
+        acc = by_date.setdefault(d, [0, 0, 0])
+        acc[0] += n
+        acc[1] += total
+        acc[2] += delta
     out: list[dict[str, Any]] = []
     for i, d in enumerate(window):
-        n, total, delta = by_date.get(d, (0, 0, 0))
+        n, total, delta = by_date.get(d, [0, 0, 0])
         if i == 0:
             out.append({"date": d, "images": n, "pull_count": total, "pull_delta": None,
                         "days_elapsed": None, "daily_pulls": None})
@@ -274,7 +289,7 @@ def _listing(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...],
             for i, ns, n, d, c in rows], int(count)
 
 
-def _anomalies(conn: sqlite3.Connection, window: list[str],
+def _anomalies(conn: sqlite3.Connection, per_date: list[tuple[Any, ...]], window: list[str],
                as_of: str) -> tuple[list[dict[str, Any]], int]:
     found: list[dict[str, Any]] = []
     total = 0
@@ -298,9 +313,8 @@ def _anomalies(conn: sqlite3.Connection, window: list[str],
                       "date": since, "detail": f"pull_count stuck at {INT32_MAX:,} (the int32 "
                                                f"maximum) since {since}; growth unknown"})
     previous = dict(zip(window[1:], window, strict=False))
-    for d, pd, n, same in conn.execute(
-            "SELECT d, pd, COUNT(*), SUM(c = pc) FROM temp.cur_steps WHERE pc IS NOT NULL "
-            f"AND c IS NOT NULL AND c <> {INT32_MAX} GROUP BY d, pd ORDER BY d"):
+    for d, pd, _n, _total, _delta, n, same in per_date:
+        # Only images listed on both consecutive run dates are compared.
         if previous.get(d) == pd and n and same / n > STALE_SHARE:
             total += 1
             found.append({"id": None, "namespace": None, "name": None, "kind": "stale_source",
