@@ -76,14 +76,36 @@ def mask(text: str) -> str:
     return text
 
 
-def _mask_value(value: Any) -> Any:
-    """Mask strings inside a value (str, list, tuple, dict) without changing its shape."""
+_MAX_DEPTH = 16
+_MAX_TEXT = 10_000
+
+
+def _flat_text(value: Any) -> str:
+    """A bounded, masked one-string rendering of any value (deep or hostile ones included)."""
+    try:
+        text = repr(value)
+    except (RecursionError, Exception):  # noqa: B014  (a hostile __repr__ must not kill a log)
+        text = f"<unprintable {type(value).__name__}>"
+    return _clip(mask(text))
+
+
+def _clip(text: str) -> str:
+    """Bound a string's length (after masking, so no secret is cut into an unmasked prefix)."""
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + f"… ({len(text)} chars)"
+
+
+def _mask_value(value: Any, depth: int = 0) -> Any:
+    """Mask strings inside a value (str, list, tuple, dict), keeping its shape up to a depth;
+    anything nested deeper is rendered as one bounded string, so no value can make logging
+    recurse without end."""
     if isinstance(value, str):
         return mask(value)
+    if isinstance(value, dict | list | tuple | set) and depth >= _MAX_DEPTH:
+        return _flat_text(value)
     if isinstance(value, dict):
-        return {mask(str(k)): _mask_value(v) for k, v in value.items()}
+        return {mask(str(k)): _mask_value(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
-        return [_mask_value(v) for v in value]
+        return [_mask_value(v, depth + 1) for v in value]
     return value
 
 
@@ -99,16 +121,19 @@ class MaskSecrets(logging.Filter):
     """Mask secrets in the message, its arguments and every extra field; stamp the run id."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _SECRETS:
-            try:
-                message = record.getMessage()
-            except Exception:  # a malformed call must not lose the record or leak its args
-                message = f"{record.msg} (unformattable log arguments)"
-            record.msg = mask(message)
-            record.args = None
-            for key, value in list(vars(record).items()):
-                if key not in _RESERVED:
-                    setattr(record, key, _mask_value(value))
+        # Formatting happens here, once, so the formatters never meet the raw arguments:
+        # a malformed call or a hostile value degrades to a plain message instead of raising
+        # out of a log call (filters run outside logging's own error handling).
+        try:
+            message = record.getMessage()
+        except Exception:
+            msg = record.msg if isinstance(record.msg, str) else _flat_text(record.msg)
+            message = f"{msg} (unformattable log arguments)"
+        record.msg = _clip(mask(message) if _SECRETS else message)
+        record.args = None
+        for key, value in list(vars(record).items()):
+            if key not in _RESERVED:
+                setattr(record, key, _mask_value(value))
         if getattr(record, "run_id", None) is None:
             record.run_id = current_run_id.get()
         return True
@@ -148,13 +173,20 @@ class JsonFormatter(logging.Formatter):
             obj["exception"] = trace.splitlines()[-1]
             if _show_traces():
                 obj["traceback"] = trace
-        line = json.dumps(_mask_value(obj), default=str, ensure_ascii=False)
+        line = _json_text(_mask_value(obj))
         # json.dumps escapes C0 controls; escape DEL and C1 too so the line is inert on a tty.
         return _C1_IN_JSON.sub(lambda m: f"\\u{ord(m.group(0)):04x}", mask(line))
 
 
+def _json_text(value: object) -> str:
+    try:
+        return json.dumps(value, default=str, ensure_ascii=False)
+    except (RecursionError, ValueError, TypeError):
+        return json.dumps(_flat_text(value), ensure_ascii=False)
+
+
 def _text_value(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    text = value if isinstance(value, str) else _json_text(value)
     if text == "" or any(c in text for c in ' ="'):
         text = json.dumps(text, ensure_ascii=False)
     return text

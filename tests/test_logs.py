@@ -168,3 +168,45 @@ def test_tracebacks_only_with_verbose(verbose: int, capsys: pytest.CaptureFixtur
     else:
         assert out == [out[0]]
         assert out[0].endswith("ERROR   load failed (KeyError: 'missing')")
+
+
+HOSTILE = """
+import logging
+from etl.logs import register_secrets, setup_logging
+register_secrets([TOKEN])
+setup_logging(fmt=FMT)
+deep = []
+cur = deep
+for _ in range(5000):
+    nxt = []
+    cur.append(nxt)
+    cur = nxt
+log = logging.getLogger("etl.transform")
+log.warning("row %s", deep, extra={"raw": deep})          # deeper than the recursion limit
+log.warning("count %d", "not a number")                   # malformed call
+log.warning("body %s", "x" * 9995 + TOKEN + "y" * 50)     # clipped after masking
+print("survived")
+"""
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_hostile_values_never_break_a_log_call(fmt: str) -> None:
+    # In a subprocess: pytest's own log capture re-raises formatting errors by design.
+    code = f"TOKEN = {TOKEN!r}\nFMT = {fmt!r}\n" + HOSTILE
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "survived\n"
+    err = out.stderr.splitlines()
+    assert len(err) == 3, out.stderr[:2000]
+    assert TOKEN[:6] not in out.stderr
+    if fmt == "json":
+        first, second, third = (json.loads(x) for x in err)
+        assert first["message"] == "row %s (unformattable log arguments)"
+        raw = json.dumps(first["raw"])  # kept as lists to a bounded depth, then one string
+        assert raw.startswith("[" * 15) and "<unprintable list>" in raw and len(raw) < 100
+        assert second["message"] == "count %d (unformattable log arguments)"
+        assert third["message"] == "body " + "x" * 9995 + "… (10053 chars)"
+    else:
+        assert err[0].endswith("row %s (unformattable log arguments) "
+                               'raw="[[[[[[[[[[[[[[[[\\"<unprintable list>\\"]]]]]]]]]]]]]]]]"')
