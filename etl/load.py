@@ -298,6 +298,7 @@ class Loader:
     """
 
     def __init__(self, db: Path, *, busy_timeout: float = 30.0, keep_raw_runs: int = 30) -> None:
+        """``keep_raw_runs``: runs whose page bodies survive ``finish``; negative: prune none."""
         self.db = Path(db)
         self.busy_timeout = busy_timeout
         self.keep_raw_runs = keep_raw_runs

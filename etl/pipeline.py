@@ -407,8 +407,9 @@ def replay_run(settings: Settings, run_id: int, *,
     t0 = time.monotonic()
     if not Path(settings.db).is_file():
         raise ConfigError(f"no database at {settings.db}")
-    with Loader(settings.db, busy_timeout=settings.busy_timeout,
-                keep_raw_runs=settings.keep_raw_runs) as loader:
+    # A replay stores no pages, so it prunes none (replay has no --keep-raw-runs of its own:
+    # the default would undo a larger value the nightly sync uses).
+    with Loader(settings.db, busy_timeout=settings.busy_timeout, keep_raw_runs=-1) as loader:
         loader.open()
         orig = loader.get_run(run_id)
         if orig is None:

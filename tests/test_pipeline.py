@@ -326,6 +326,7 @@ def test_export_after_load(scans: list[FakeScan], settings: Settings, tmp_path: 
 def test_replay_reproduces_a_run(scans: list[FakeScan], settings: Settings) -> None:
     scans.append(FakeScan(rows(range(1, 151), when="2026-11-01 10:00:00")))
     run_sync(settings, now=T0)
+    settings = settings.replace(keep_raw_runs=0)  # a replay prunes nothing, whatever this says
     before = q(settings.db, "SELECT image_id, captured_at, snapshot_date, star_count, pull_count,"
                             " last_updated FROM image_snapshots WHERE run_id = 1 ORDER BY 1")
     again = replay_run(settings, 1)
@@ -344,6 +345,7 @@ def test_replay_reproduces_a_run(scans: list[FakeScan], settings: Settings) -> N
                           "FROM runs ORDER BY run_id") == [
         (1, None, "success", "2026-11-20", 150), (2, 1, "success", "2026-11-20", 150),
         (3, 1, "success", "2026-11-20", 150)]
+    assert q(settings.db, "SELECT DISTINCT run_id FROM raw_pages") == [(1,)]  # none pruned
     assert again.summary_line().startswith(
         "run 2 success: 150 rows (0 new, 0 changed, 0 removed, 0 rejected) replayed from run 1")
 
