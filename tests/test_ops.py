@@ -486,3 +486,16 @@ def test_sync_command_exits_143_when_terminated(tmp_path: Path, monkeypatch: pyt
         "swr-etl: error: terminated by signal SIGTERM")
     assert families((tmp_path / "m.prom").read_text())["swr_etl_last_run_status"] == (
         "gauge", 143.0)
+
+
+@pytest.mark.parametrize("url", ["hc-ping.com/abc", "ftp://hc-ping.com/abc", "https:///abc"])
+def test_bad_healthcheck_url_fails_before_running(tmp_path: Path, url: str) -> None:
+    from etl.errors import ConfigError
+
+    ran: list[int] = []
+    with pytest.raises(ConfigError) as exc:
+        run_observed(Settings(db=tmp_path / "swr.db", healthcheck_url=url),
+                     lambda: ran.append(1) or FakeResult())
+    assert str(exc.value) == (
+        "healthcheck-url must be an http(s) URL such as https://hc-ping.com/<uuid>")
+    assert exc.value.exit_code == 2 and ran == []
