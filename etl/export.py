@@ -53,10 +53,11 @@ COLUMNS: dict[str, str] = {
 # Counts and last_updated come from the run's snapshot; descriptive fields from ``images``
 # (snapshots do not keep them). ``:d`` is the partition date, so the column matches the path.
 PARTITION_SQL = """
-SELECT i.id, i.namespace, i.name, i.user, i.description, s.star_count, s.pull_count,
-       i.collection_id, s.last_updated, s.run_id, :d AS snapshot_date, s.captured_at
+SELECT s.image_id AS id, i.namespace, i.name, i.user, i.description, s.star_count,
+       s.pull_count, i.collection_id, s.last_updated, s.run_id, :d AS snapshot_date,
+       s.captured_at
 FROM image_snapshots AS s
-JOIN images AS i ON i.id = s.image_id
+LEFT JOIN images AS i ON i.id = s.image_id  -- never drop a snapshot row
 WHERE s.run_id = :run_id
 ORDER BY s.image_id
 """
@@ -305,15 +306,18 @@ def export_snapshots(db: Path, out: Path, *, fmt: str = "parquet", date: str | N
         partitions: dict[str, Any] = dict(manifest.get("partitions", {}))
         written: list[Path] = []
         for day in chosen:
-            entry = export_partition(conn, out, day, fmt, db_schema_version=db_version)
-            partitions[day.date] = entry
-            written.append(out / entry["path"])
-            # Record each partition as soon as it exists, so an interrupted backfill keeps
-            # an honest manifest of what was written.
-            _atomic_json(manifest_path, {
-                "schema_version": EXPORT_SCHEMA_VERSION,
-                "tool_version": __version__,
-                "partitioning": "hive: snapshot_date=YYYY-MM-DD",
-                "partitions": dict(sorted(partitions.items())),
-            })
+            try:
+                entry = export_partition(conn, out, day, fmt, db_schema_version=db_version)
+                partitions[day.date] = entry
+                written.append(out / entry["path"])
+                # Record each partition as soon as it exists, so an interrupted backfill keeps
+                # an honest manifest of what was written.
+                _atomic_json(manifest_path, {
+                    "schema_version": EXPORT_SCHEMA_VERSION,
+                    "tool_version": __version__,
+                    "partitioning": "hive: snapshot_date=YYYY-MM-DD",
+                    "partitions": dict(sorted(partitions.items())),
+                })
+            except OSError as exc:  # full disk, permissions: the user's to fix, not a bug
+                raise ConfigError(f"cannot write export to {out}: {exc}") from exc
     return written

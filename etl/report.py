@@ -130,12 +130,14 @@ def build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int = 30,
                             until=now.date().isoformat())
         if not run_list:
             raise ConfigError("no successful run to report on: run 'swr-etl sync' first")
+        in_transaction = conn.in_transaction
         try:
             return _compute(conn, run_list, days=days, top=top, now=now)
         finally:
-            conn.execute("DROP TABLE IF EXISTS temp.report_runs")
-            for name in ("cur_steps", "cur", "prev_steps", "prev", "prev_rank"):
+            for name in ("report_runs", "cur_steps", "cur", "prev_steps", "prev", "prev_rank"):
                 conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+            if not in_transaction and conn.in_transaction:
+                conn.commit()  # only temp tables were written: release the read snapshot
 
 
 def _compute(conn: sqlite3.Connection, run_list: list[Any], *, days: int, top: int,

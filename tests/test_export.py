@@ -15,6 +15,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+import etl.export
 from etl.cli import main
 from etl.errors import ConfigError
 from etl.export import COLUMNS, export_snapshots
@@ -259,3 +260,22 @@ def test_cli_prints_partitions_and_exits_2_on_error(db: Path, tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"swr-etl: error: database not found: {tmp_path / 'x.db'} "
                    "(run 'swr-etl sync' first)"]
+
+
+def test_unwritable_destination_is_a_config_error(db: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "out"
+    blocker.write_text("a file where the export folder should be")
+    with pytest.raises(ConfigError, match=r"^cannot create export folder .*out: "):
+        export_snapshots(db, blocker)
+
+    def disk_full(*_args: Any, **_kwargs: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    out = tmp_path / "full"
+    monkeypatch.setattr(etl.export, "_write_file", disk_full)
+    with pytest.raises(ConfigError) as exc:
+        export_snapshots(db, out)
+    assert str(exc.value) == f"cannot write export to {out}: [Errno 28] No space left on device"
+    # Nothing half-written is left where a reader would look.
+    assert [p.name for p in out.rglob("*")] == ["snapshot_date=2026-11-04"]

@@ -232,3 +232,11 @@ def test_a_single_run_reports_zero_movement(tmp_path: Path) -> None:
         encoding="utf-8")
     assert text.count("data:image/svg+xml;base64,") == 2  # no per-day chart from one date
     assert "<td><b>#2</b></td>" in text  # an id without an images row is shown by id
+
+
+def test_a_callers_connection_is_left_as_found(trend_db: Path) -> None:
+    conn = sqlite3.connect(trend_db)  # default (implicit-transaction) mode
+    assert build_report(conn, days=7, now=NOW)["totals"]["pull_delta"] == 8890
+    assert not conn.in_transaction  # no read snapshot held against the next sync
+    assert conn.execute("SELECT name FROM sqlite_temp_master").fetchall() == []
+    conn.close()
