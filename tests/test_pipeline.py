@@ -523,3 +523,34 @@ def test_sync_exports_what_it_loaded(simulator: Callable[..., Any], tmp_path: Pa
         (r["id"], r["pull_count"]) for r in sim.listing())
     entry = json.loads((out / "manifest.json").read_text())["partitions"][date]
     assert (entry["rows"], entry["run_id"]) == (50, 1)
+
+
+def test_replaying_a_replay_uses_the_original_pages(scans: list[FakeScan],
+                                                    settings: Settings) -> None:
+    scans.append(FakeScan(rows(range(1, 4))))
+    run_sync(settings, now=T0)
+    replay_run(settings, 1)
+    again = replay_run(settings, 2)
+    assert (again.run_id, again.replay_of, again.rows) == (3, 1, 3)
+    assert q(settings.db, "SELECT run_id, replay_of, snapshot_date FROM runs") == [
+        (1, None, "2026-11-20"), (2, 1, "2026-11-20"), (3, 1, "2026-11-20")]
+    assert q(settings.db, "SELECT DISTINCT captured_at FROM image_snapshots") == [(T0,)]
+
+
+class Interrupting(FakeScan):
+    def __iter__(self) -> Iterator[Page]:
+        for n, page in enumerate(super().__iter__()):
+            if n == 2:
+                raise KeyboardInterrupt
+            yield page
+
+
+def test_ctrl_c_rolls_back_and_records_interrupted(scans: list[FakeScan],
+                                                   settings: Settings) -> None:
+    scans.append(Interrupting(rows(range(1, 400))))
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(settings, now=T0)
+    assert q(settings.db, "SELECT run_id, status, error, exit_code FROM runs") == [
+        (1, "failed", "interrupted", 130)]
+    assert q(settings.db, "SELECT count(*) FROM images") == [(0,)]
+    assert current_run_id.get() is None
