@@ -123,6 +123,15 @@ def test_unknown_path_is_404_4040083(simulator: Make) -> None:
     assert r.headers["X-Request-Id"]
 
 
+def test_unsupported_method_is_json_with_a_request_id(simulator: Make) -> None:
+    sim = simulator(images=5)
+    r = requests.request("PATCH", sim.url + REPOS, timeout=10)
+    assert r.status_code == 501
+    assert r.json() == {"errorCode": "SVCSTG.SWR.5010000",
+                        "errorMessage": "Unsupported method ('PATCH')"}
+    assert len(r.headers["X-Request-Id"]) == 32
+
+
 def test_filters_namespace_exact_and_image_name_fuzzy(simulator: Make) -> None:
     sim = simulator(images=180)
     rows = scan(sim, 7, namespace="bitnami")

@@ -242,12 +242,34 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802
         self._handle("DELETE")
 
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """Protocol-level errors (bad request line, unsupported method) as JSON with a request id,
+        like every other response."""
+        rid = uuid.uuid4().hex
+        body = json.dumps(error_body("top", f"SVCSTG.SWR.{code}0000",
+                                     message or self.responses.get(code, ("error",))[0],
+                                     rid)).encode()
+        self.close_connection = True
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/json;charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Request-Id", rid)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+
     def _handle(self, method: str) -> None:
         sim = self.sim
         started = time.time()
         seq = sim._next_seq()
         rid = uuid.uuid4().hex
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.send_error(400, "Content-Length is not an integer")
+            return
         body = self.rfile.read(length) if length > 0 else b""
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
