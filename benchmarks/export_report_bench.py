@@ -1,0 +1,89 @@
+"""Export and report cost: wall time, CPU time and peak RSS of ``swr-etl export``/``report``.
+
+Builds a synthetic database of N images x R nightly runs (plain ``executemany``, no simulator),
+then runs each command as a child process (interpreter start included, like cron) and prints one
+line per command. Prints figures only; nothing is asserted.
+
+Usage: python -m benchmarks.export_report_bench [--images N] [--runs R] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from etl.schema import ensure_schema
+
+
+def build(path: Path, images: int, runs: int) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    ensure_schema(conn)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("BEGIN")
+    first = dt.date(2026, 1, 1)
+    days = [(first + dt.timedelta(days=k)).isoformat() for k in range(runs)]
+    conn.executemany(
+        "INSERT INTO runs (run_id, started_at, finished_at, status, snapshot_date) "
+        "VALUES (?, ?, ?, 'success', ?)",
+        [(k + 1, f"{d}T02:00:00Z", f"{d}T02:10:00Z", d) for k, d in enumerate(days)])
+    conn.executemany(
+        "INSERT INTO images (id, namespace, name, user, description, star_count, pull_count, "
+        "collection_id, last_updated, first_seen_at, last_seen_at, first_seen_run, "
+        "last_seen_run) VALUES (?, 'library', ?, 'swr', ?, 0, 0, NULL, "
+        "'2026-01-01T00:00:00Z', '2026-01-01T02:10:00Z', '2026-01-01T02:10:00Z', 1, ?)",
+        ((i, f"image-{i}", f'Image {i}, a "benchmark" image', runs) for i in range(1, images + 1)))
+    for k, d in enumerate(days):
+        conn.executemany(
+            "INSERT INTO image_snapshots VALUES (?, ?, ?, ?, ?, ?, '2026-01-01T00:00:00Z')",
+            ((k + 1, i, f"{d}T02:10:00Z", d, i % 50, i * 10 + k * (i % 97))
+             for i in range(1, images + 1)))
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def measure(label: str, args: list[str]) -> None:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "etl", "-q", *args], check=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # ru_maxrss of children is the largest child so far: run the biggest job last to read it.
+    print(f"{label:<22} wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
+          f"peak RSS (max so far) {after.ru_maxrss / 1024:6.0f} MiB", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--keep", type=Path, default=None, help="work here and keep the files")
+    ns = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        work = ns.keep or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        db = work / "bench.db"
+        db.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        build(db, ns.images, ns.runs)
+        print(f"built {ns.images:,} images x {ns.runs} runs in "
+              f"{time.perf_counter() - t0:.1f} s ({db.stat().st_size / 2**20:.0f} MiB)")
+        measure("report json", ["report", "--db", str(db), "--out", str(work / "r.json")])
+        measure("report html", ["report", "--db", str(db), "--out", str(work / "r.html")])
+        measure("export csv (latest)", ["export", "--db", str(db), "--out", str(work / "x"),
+                                        "--format", "csv"])
+        measure("export parquet (--all)" if ns.runs <= 31 else "export parquet",
+                ["export", "--db", str(db), "--out", str(work / "x"), "--format", "parquet",
+                 *(["--all"] if ns.runs <= 31 else [])])
+
+
+if __name__ == "__main__":
+    main()
