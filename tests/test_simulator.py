@@ -158,6 +158,9 @@ def test_request_log_masks_secrets(simulator: Make) -> None:
     assert log[0].headers["X-Auth-Token"] == "***"
     assert log[0].headers["Authorization"] == "***"
     assert "s3cr3t" not in repr(log)
+    get(sim, offset=0, limit=1, password="pw-123", access_token="tk-456")
+    assert sim.requests[-1].query == {"offset": "0", "limit": "1", "password": "***",
+                                      "access_token": "***"}
     assert log[0].started <= log[0].finished
 
 

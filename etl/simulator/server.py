@@ -291,7 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
                               f"The URL {parts.path} does not exist", rid)
         # Logged before the response goes out, so a client that has its answer sees the record.
         headers = {k: v for k, v in self.headers.items()}
-        sim._record(RequestRecord(seq, n, method, parts.path, query, mask_headers(headers),
+        sim._record(RequestRecord(seq, n, method, parts.path, mask_headers(query),
+                                  mask_headers(headers),
                                   out.status, started, time.time(), rid, fault_kinds))
         self._send(out, rid)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 SECRET_HEADERS = {"x-auth-token", "authorization", "x-subject-token", "cookie",
                   "proxy-authorization"}
+SECRET_WORDS = ("password", "secret", "token", "signature", "credential")
 MASK = "***"
 
 
@@ -33,11 +34,11 @@ class RequestRecord:
 
 
 def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Header dict with every credential-bearing value replaced by ``***``."""
+    """Header (or query) dict with every credential-bearing value replaced by ``***``."""
     out = {}
     for k, v in headers.items():
         low = k.lower()
-        secret = low in SECRET_HEADERS or any(w in low for w in ("password", "secret", "token"))
+        secret = low in SECRET_HEADERS or any(w in low for w in SECRET_WORDS)
         out[k] = MASK if secret else v
     return out
 
