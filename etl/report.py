@@ -253,13 +253,13 @@ def _top_movers(conn: sqlite3.Connection, as_of: str, top: int) -> list[dict[str
         "FROM temp.cur AS c LEFT JOIN images AS i ON i.id = c.id "
         "LEFT JOIN temp.prev_rank AS p ON p.id = c.id "
         "WHERE c.last_d = ? ORDER BY c.delta DESC, c.id LIMIT ?", (as_of, top)).fetchall()
-    ids = [r[0] for r in rows]
-    history: dict[int, list[tuple[str, int | None]]] = {i: [] for i in ids}
-    if ids:
-        marks = ",".join("?" * len(ids))
-        for image_id, d, c in conn.execute(
-                f"SELECT id, d, c FROM temp.cur_steps WHERE id IN ({marks}) ORDER BY id, d", ids):
-            history[image_id].append((d, c))
+    history: dict[int, list[tuple[str, int | None]]] = {r[0]: [] for r in rows}
+    # A join rather than IN (?, ...): --top has no ceiling, SQLite's variable count has.
+    for image_id, d, c in conn.execute(
+            "SELECT s.id, s.d, s.c FROM temp.cur_steps AS s JOIN (SELECT id FROM temp.cur "
+            "WHERE last_d = ? ORDER BY delta DESC, id LIMIT ?) AS t ON t.id = s.id "
+            "ORDER BY s.id, s.d", (as_of, top)):
+        history[image_id].append((d, c))
     movers = []
     for rank, (image_id, ns, name, count, delta, start_c, first_d, prev) in enumerate(rows, 1):
         points = history[image_id]
