@@ -11,6 +11,8 @@ from typing import Any
 from etl import charts
 from etl.charts import human
 
+BAR_LIMIT = 20
+
 METHOD = [
     "Each date counts once: its last successful run. Pull delta = the sum of an image's "
     "increases between consecutive run dates in the window.",
@@ -101,8 +103,9 @@ def _charts(r: dict[str, Any]) -> str:
     movers = r["top_movers"]
     images = []
     if movers:
+        bars = movers[:BAR_LIMIT]  # a readable chart; the table lists every top mover
         images.append(("Pulls gained by the top movers", charts.top_movers_bar(
-            [_image(m) for m in movers], [m["pull_delta"] for m in movers])))
+            [_image(m) for m in bars], [m["pull_delta"] for m in bars])))
         images.append(("Cumulative pulls gained by the top 5 images", charts.cumulative_lines(
             [(_image(m), [h["date"] for h in m["history"]],
               [h["cumulative_delta"] for h in m["history"]]) for m in movers[:5]])))
