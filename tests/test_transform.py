@@ -294,3 +294,32 @@ def test_every_row_lands_in_images_or_rejects(raw_rows: list[Any], zone: str) ->
         assert utf8_ok(series)
     for raw in result.rejects["raw"]:
         json.loads(raw)  # reject raw is JSON (ASCII escapes only when UTF-8 cannot hold it)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(rows, max_size=30), st.sampled_from(["UTC", "America/New_York"]))
+def test_a_chunk_equals_its_rows_one_by_one(raw_rows: list[Any], zone: str) -> None:
+    """The vectorised paths (whole chunk) agree with single-row transforms, value for value."""
+    ids_seen: set[int] = set()
+    unique = []
+    for row in raw_rows:
+        key = usable_id(row)
+        if key not in ids_seen:
+            unique.append(row)
+        if key is not None:
+            ids_seen.add(key)
+    whole = transform_rows(unique, source_timezone=zone)
+    # (the empty transform keeps concat happy when there are no rows at all)
+    parts = [transform_rows([row], source_timezone=zone) for row in unique] + [transform_rows([])]
+    images = pd.concat([p.images for p in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(whole.images, images.astype(IMAGE_DTYPES))
+    rejects = pd.concat([p.rejects for p in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(whole.rejects, rejects.astype(REJECT_DTYPES))
+
+    def by_image(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame[frame["field"] != "namespace/name"]
+        return frame.sort_values(["image_id", "field"], kind="stable").reset_index(drop=True)
+
+    issues = pd.concat([p.quality_issues for p in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(by_image(whole.quality_issues),
+                                  by_image(issues.astype(ISSUE_DTYPES)))
