@@ -12,6 +12,7 @@ import logging
 import math
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -179,9 +180,14 @@ def _consume(pages: Iterable[Any], sink: _Sink, *, source_timezone: str, store_r
                 tally = _Tally()
             current_pass = page.pass_no
         if page.duplicate_ids:
-            # Duplicates inside one chunk are reported by the transform; report the others.
+            # Duplicates inside one chunk (this page included) are reported by the transform;
+            # report only repeats of an id last seen in a chunk already written. The ledger
+            # lists one entry per repeated row: k entries for an id this page holds c times
+            # (and the chunk so far not at all) leave k - (c - 1) for us.
             in_chunk = {usable_id(r) for r in rows}
-            dups.extend(i for i in page.duplicate_ids if i not in in_chunk)
+            in_page = Counter(usable_id(r) for r in page.rows)
+            entries = Counter(i for i in page.duplicate_ids if i not in in_chunk)
+            dups.extend(i for i, k in entries.items() for _ in range(k - in_page[i] + 1))
         rows.extend(page.rows)
         offsets.extend([page.offset] * len(page.rows))
         if store_raw:

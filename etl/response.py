@@ -22,7 +22,7 @@ def decode_rows(body: bytes, where: str, status: int, request_id: str | None) ->
     """The JSON array of a 2xx body; anything else raises ``Transient("unparseable")``."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
         detail = describe("GET", where, status, ApiErrorBody("", "body is not valid JSON"),
                           request_id)
         raise Transient("unparseable", detail) from exc
@@ -35,8 +35,10 @@ def decode_rows(body: bytes, where: str, status: int, request_id: str | None) ->
 
 def page_total(cr: ContentRange | None, rows: list[Any], where: str) -> int | None:
     """The page's total: the header's, cross-checked with the rows' ``total_range``."""
-    body_totals = {r.get("total_range") for r in rows if isinstance(r, dict)}
-    body_totals.discard(None)
+    # A list or object where a number belongs is not hashable: stand in its type name.
+    body_totals = {t if isinstance(t, (int, float, str)) else f"<{type(t).__name__}>"
+                   for r in rows if isinstance(r, dict)
+                   if (t := r.get("total_range")) is not None}
     body_total = next(iter(body_totals)) if len(body_totals) == 1 else None
     if not isinstance(body_total, int) or isinstance(body_total, bool) or body_total < 0:
         body_total = None

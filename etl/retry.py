@@ -66,7 +66,7 @@ def parse_error_body(text: str | bytes | None) -> ApiErrorBody:
         return ApiErrorBody()
     try:
         data: Any = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         return ApiErrorBody()
     if isinstance(data, dict) and isinstance(data.get("errors"), list):
         data = data["errors"]

@@ -1,0 +1,327 @@
+"""Hostile input, generated with hypothesis: never a traceback, never a lost row.
+
+- arbitrary rows (wrong types, huge numbers, deep nesting, missing fields, enormous strings) fed
+  to ``transform_rows``: every row is loaded, rejected, or dropped as a duplicate with an issue;
+- arbitrary page bodies and ``Content-Range`` values served by a tiny stub server on 127.0.0.1
+  to a whole ``run_sync``: it ends in a documented outcome (exit 0/6, or an ``EtlError`` with
+  exit 4 or 7), and for a loaded run ``rows_seen = rows_loaded + rows_rejected + duplicates``;
+- arbitrary ``Content-Range`` values for the parser alone;
+- arbitrary config files through ``swr-etl sync --config``: documented exit codes only, one line.
+
+Example counts stay modest (the whole module runs in well under a minute); the figures are
+printed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from etl.cli import main
+from etl.contentrange import parse_content_range
+from etl.errors import EtlError
+from etl.pipeline import run_sync
+from etl.settings import Settings
+from etl.transform import DUPLICATE_ID, transform_rows
+
+FIGURES: Counter[str] = Counter()
+DOCUMENTED = {0, 2, 3, 4, 5, 6, 7}
+FIELDS = ("id", "user", "name", "namespace", "description", "star_count", "pull_count",
+          "collection_id", "last_updated", "total_range")
+HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+
+
+def HYPO(examples: int) -> Any:  # noqa: N802 (reads like the decorator it returns)
+    return settings(max_examples=examples, deadline=None, derandomize=True,
+                    suppress_health_check=HEALTH)
+
+# ------------------------------------------------------------------------------- strategies
+
+scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
+           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
+           | st.sampled_from(["", " ", "42", " 7 ", "1e3", "12.0", "-0", "0x1F", "NaN",
+                              "2017-10-16 21:33:44", "2017-09-11T03:00:02.542841141Z",
+                              "9999-12-31 23:59:59", "0000-00-00 00:00:00", "\x00", "\ud800",
+                              "x" * 100_000]))
+json_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=10)
+
+
+@st.composite
+def deep(draw: st.DrawFn) -> Any:
+    """A value nested a few hundred levels deep (lists or objects)."""
+    depth = draw(st.integers(1, 400))
+    value: Any = draw(scalars)
+    for _ in range(depth):
+        value = [value] if draw(st.booleans()) else {"k": value}
+    return value
+
+
+field_values = st.one_of(scalars, json_values, deep())
+plausible_ids = st.one_of(st.integers(1, 30), st.integers(-3, 2**64), st.just("17"),
+                          st.just(True), st.just(2.0), st.just(None), st.text(max_size=4))
+
+
+@st.composite
+def rows(draw: st.DrawFn) -> Any:
+    """A row: mostly an object with some of the documented fields, sometimes anything at all."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.one_of(json_values, deep()))
+    present = draw(st.lists(st.sampled_from(FIELDS), unique=True, max_size=len(FIELDS)))
+    row: dict[str, Any] = {}
+    for name in present:
+        row[name] = draw(plausible_ids if name == "id" else field_values)
+    if draw(st.booleans()):
+        row["id"] = draw(st.integers(1, 40))
+    return row
+
+
+row_lists = st.lists(rows(), max_size=25)
+
+# ----------------------------------------------------------------------------- the transform
+
+
+@HYPO(50)
+@given(row_lists)
+def test_transform_accounts_for_every_row(data: list[Any]) -> None:
+    t = transform_rows(data, page_offsets=[0] * len(data), source_timezone="UTC")
+    dups = int((t.quality_issues["problem"] == DUPLICATE_ID).sum())
+    assert len(t.images) + len(t.rejects) + dups == len(data)
+    assert t.images["id"].is_unique
+    assert (t.images["id"] > 0).all()
+    for col in ("star_count", "pull_count", "collection_id"):
+        values = t.images[col].dropna()
+        assert ((values >= 0) & (values <= 2**63 - 1)).all()
+    FIGURES["transform examples"] += 1
+    FIGURES["transform rows"] += len(data)
+    FIGURES["transform rows rejected"] += len(t.rejects)
+    FIGURES["transform quality issues"] += len(t.quality_issues)
+
+
+# ----------------------------------------------------------------------- the Content-Range parser
+
+header_values = st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda a, b, c, sep: f"{a}-{b}{sep}{c}", st.integers(-5, 10**20),
+              st.integers(-5, 10**20), st.integers(-5, 10**20), st.sampled_from(["/", " / "])),
+    st.builds(lambda unit, v: f"{unit} {v}", st.sampled_from(["items", "bytes", "x"]),
+              st.from_regex(r"\*/[0-9]{1,25}", fullmatch=True)),
+)
+
+
+@HYPO(150)
+@given(header_values)
+def test_content_range_parser_never_raises(value: str) -> None:
+    cr = parse_content_range(value)
+    if cr is not None:
+        assert cr.total >= 0 and (cr.offset is None or cr.offset >= 0)
+    FIGURES["Content-Range values parsed"] += 1
+
+
+# ------------------------------------------------------------------------ a whole run, via HTTP
+
+
+class _Stub(BaseHTTPRequestHandler):
+    """Serves ``pages[offset]`` (status, body, headers); any other offset: an empty array."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    pages: dict[int, tuple[int, bytes, dict[str, str]]] = {}
+    hits = 0
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        type(self).hits += 1
+        query = dict(parse_qsl(urlsplit(self.path).query))
+        try:
+            offset = int(query.get("offset", "0"))
+        except ValueError:
+            offset = -1
+        status, body, headers = self.pages.get(offset, (200, b"[]", {}))
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hangs up early is not news here
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[str]:
+    server = _Server(("127.0.0.1", 0), _Stub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def encode(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+# A body: an array of rows (most often), anything else, or not JSON at all.
+bodies = st.one_of(
+    row_lists.map(encode), row_lists.map(encode), row_lists.map(encode),
+    json_values.map(encode), deep().map(encode),
+    st.binary(max_size=40),
+    st.sampled_from([b"", b"[", b"null", b'{"errors": []}', b"[" * 5000 + b"]" * 5000,
+                     b"[" * 100_000, b'[{"id": 1e999}]', b'[{"id": NaN}]', b"\xff\xfe[]"]),
+)
+# Header values must be sendable (latin-1, no line breaks): the rest is the parser's business.
+sendable = st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=30)
+ranges = st.one_of(st.none(), sendable, header_values.filter(
+    lambda v: all(32 <= ord(c) <= 255 for c in v)))
+
+
+def run_stats(db: Path) -> tuple[str, int, int, int, int]:
+    conn = sqlite3.connect(db)
+    try:
+        status, seen, loaded, rejected, run_id = conn.execute(
+            "SELECT status, rows_seen, rows_loaded, rows_rejected, run_id FROM runs "
+            "ORDER BY run_id DESC LIMIT 1").fetchone()
+        dups = conn.execute("SELECT COUNT(*) FROM quality_issues WHERE run_id = ? AND "
+                            "problem = ?", (run_id, DUPLICATE_ID)).fetchone()[0]
+        snaps = conn.execute("SELECT COUNT(*) FROM image_snapshots WHERE run_id = ?",
+                             (run_id,)).fetchone()[0]
+        assert snaps == loaded
+        return status, seen, loaded, rejected, dups
+    finally:
+        conn.close()
+
+
+@HYPO(60)
+@given(first=bodies, rng=ranges, second=st.one_of(st.none(), bodies), status=st.sampled_from(
+    [200, 200, 200, 200, 204, 206, 299]))
+def test_whole_run_on_hostile_pages(stub: str, first: bytes, rng: str | None,
+                                    second: bytes | None, status: int) -> None:
+    headers = {} if rng is None else {"Content-Range": rng}
+    pages = {0: (status, first, headers)}
+    if second is not None:
+        pages[len(first) % 7 + 1] = (200, second, {})
+    _Stub.pages = pages
+    with tempfile.TemporaryDirectory() as d:
+        db = Path(d) / "swr.db"
+        s = Settings(endpoint=stub, db=db, allow_anonymous=True, page_size=7, concurrency=2,
+                     max_attempts=1, timeout=5, max_rescans=1, max_reject_ratio=0.8,
+                     backoff_base=0.0, backoff_cap=0.0)
+        try:
+            result = run_sync(s, now="2026-11-21T03:00:00Z")
+        except EtlError as exc:
+            assert exc.exit_code in (4, 7), exc
+            assert "\n" not in exc.message
+            FIGURES[f"runs ending in exit {exc.exit_code}"] += 1
+            conn = sqlite3.connect(db)
+            try:
+                assert conn.execute("SELECT COUNT(*) FROM image_snapshots").fetchone() == (0,)
+                assert conn.execute("SELECT status, error FROM runs").fetchall() == [
+                    ("failed", exc.message[:1000])]
+            finally:
+                conn.close()
+            return
+        assert result.exit_code in (0, 6)
+        status_, seen, loaded, rejected, dups = run_stats(db)
+        assert status_ == result.status
+        assert seen == loaded + rejected + dups, (seen, loaded, rejected, dups)
+        FIGURES[f"runs ending in exit {result.exit_code}"] += 1
+        FIGURES["rows seen by runs"] += seen
+        FIGURES["rows loaded"] += loaded
+        FIGURES["rows rejected"] += rejected
+        FIGURES["duplicate rows recorded as issues"] += dups
+
+
+# --------------------------------------------------------------------------- config files
+
+OPTION_KEYS = ["page-size", "page_size", "concurrency", "max-attempts", "timeout",
+               "source-timezone", "format", "dry-run", "max-rescans", "max-reject-ratio",
+               "keep-raw-runs", "retry-budget", "busy-timeout", "backoff_base", "backoff_cap",
+               "namespace", "image-name", "now_override", "allow_anonymous", "bogus-key",
+               "swr-etl", "sync", "other-table"]
+toml_scalars = st.one_of(
+    st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True), st.booleans(),
+    st.text(max_size=15), st.sampled_from(["1", "0", "UTC", "Mars/Olympus", "csv", "xml",
+                                           "2026-11-21T03:00:00Z", "yesterday"]))
+
+
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return {"nan": "nan", "inf": "inf", "-inf": "-inf"}.get(repr(v), repr(v))
+    if isinstance(v, int):
+        return str(v)
+    return json.dumps(v)  # a TOML basic string is a JSON string for these characters
+
+
+@st.composite
+def toml_documents(draw: st.DrawFn) -> str:
+    if draw(st.integers(0, 3)) == 0:  # anything at all
+        return draw(st.text(max_size=60))
+    lines = []
+    for key in draw(st.lists(st.sampled_from(OPTION_KEYS), unique=True, max_size=5)):
+        if key in ("swr-etl", "sync", "other-table"):
+            lines.append(f"[{key}]")
+            continue
+        value = draw(st.one_of(toml_scalars, st.lists(toml_scalars, max_size=2)))
+        rendered = ("[" + ", ".join(map(toml_value, value)) + "]" if isinstance(value, list)
+                    else toml_value(value))
+        lines.append(f"{key} = {rendered}")
+    return "\n".join(lines) + "\n"
+
+
+@HYPO(60)
+@given(doc=toml_documents())
+def test_arbitrary_config_files(stub: str, doc: str, capsys: pytest.CaptureFixture[str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    _Stub.pages = {0: (200, encode([{"id": 1, "name": "nginx", "namespace": "library",
+                                     "pull_count": 5, "last_updated": "2026-11-01 00:00:00"}]),
+                       {"Content-Range": "0-1/1"})}
+    for var in list(os.environ):
+        if var.startswith(("SWR_", "HUAWEICLOUD_")):
+            monkeypatch.delenv(var)
+    with tempfile.TemporaryDirectory() as d:
+        monkeypatch.chdir(d)
+        config = Path(d) / "swr-etl.toml"
+        config.write_text(doc, encoding="utf-8", errors="surrogatepass")
+        config.chmod(0o600)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            main(["sync", "-q", "--config", str(config), "--no-auth", "--endpoint", stub,
+                  "--db", str(Path(d) / "swr.db")])
+        code = int(exc.value.code or 0)
+        err = capsys.readouterr().err
+    assert code in DOCUMENTED, err
+    assert "Traceback" not in err
+    if code == 2:
+        assert err.count("\n") == 1 and err.startswith("swr-etl: error: "), err
+    FIGURES[f"config files exiting {code}"] += 1
+
+
+def test_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    """Print what the generators tried (runs last in this module)."""
+    with capsys.disabled():
+        print("\nhostile input: " + ", ".join(f"{k}: {v}" for k, v in sorted(FIGURES.items())))
