@@ -179,11 +179,10 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
     kept_ids = ids[keep]
     no_nulls = np.zeros(len(keep), dtype=bool)
     columns: dict[str, Any] = {"id": pd.arrays.IntegerArray(kept_ids, no_nulls)}
-    raw: dict[str, list[Any]] = {}
     for field in IMAGE_DTYPES:
         if field in ("id", "page_offset"):
             continue
-        values = raw[field] = column(krows, field)
+        values = column(krows, field)
         if field in INT_FIELDS:
             numbers, ok, problems = int_column(values)
             columns[field] = pd.arrays.IntegerArray(numbers, ~ok)
@@ -197,7 +196,7 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
     else:
         columns["page_offset"] = pd.arrays.IntegerArray(offsets[dict_pos[keep]], no_nulls)
     images = pd.DataFrame(columns)
-    if not _all_distinct(raw["name"], columns["name"], columns["namespace"]):
+    if not _all_distinct(columns["name"], columns["namespace"]):
         _shared_identities(images, issues)
 
     rejects: dict[str, list[Any]] = {"page_offset": [], "reason": [], "raw": []}
@@ -213,18 +212,15 @@ def _identity_text(namespace: Any, name: Any) -> str:
     return f"{'<null>' if namespace is pd.NA else namespace}/{'<null>' if name is pd.NA else name}"
 
 
-def _all_distinct(raw_names: list[Any], names: Any, namespaces: Any) -> bool:
+def _all_distinct(names: Any, namespaces: Any) -> bool:
     """Cheap check that no two rows share (namespace, name): the common case skips the rest.
 
-    Nulls and empty names count here too, so a False only means "look closer".
+    Nulls and empty names count here too, so a False only means "look closer". Arrow hashes
+    the contiguous column faster than a Python set of the row strings (measured, cold cache).
     """
-    try:
-        # Distinct raw names imply distinct usable names; a Python set beats Arrow hashing here.
-        if len(set(raw_names)) == len(raw_names):
-            return True
-    except TypeError:  # an unhashable raw value (list, object): decide on the clean columns
-        pass
     name_arr = pa.array(names)
+    if pc.count_distinct(name_arr, mode="all").as_py() == len(name_arr):
+        return True
     keys = pc.binary_join_element_wise(pa.array(namespaces), name_arr,
                                        pa.scalar("\x1f", name_arr.type))
     # Null parts make a null key: count them all as possible duplicates.
