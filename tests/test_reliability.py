@@ -324,3 +324,40 @@ def check_partial(db: Path, before: dict[str, list[tuple[Any, ...]]], result: Sy
     assert (status, rows_loaded, code, complete) == ("partial", len(seen), 6, 0)
     assert result.rows == len(seen)
 
+
+
+# ------------------------------------------------------------------------------- disk full
+
+
+def test_disk_full_rolls_back_and_keeps_the_previous_state(
+        baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLITE_FULL mid-load (a full disk, simulated with ``max_page_count``): nothing half."""
+    import etl.load
+
+    db = tmp_path / "swr.db"
+    shutil.copyfile(baseline, db)
+    before = state(db)
+    real_connect = etl.load.connect
+
+    def full_disk_connect(path: Path, **kw: Any) -> sqlite3.Connection:
+        conn = real_connect(path, **kw)
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages + 1}")
+        return conn
+
+    monkeypatch.setattr(etl.load, "connect", full_disk_connect)
+    with make_sim({}) as sim:
+        sim.dataset.advance_day()
+        for _ in range(3):  # enough new rows that the load cannot fit in one more page
+            sim.dataset.insert_front(40)
+        with pytest.raises(Exception) as exc_info:
+            run_sync(settings_for(sim, db, Case("disk-full", {}), {"page_size": 50}, 1),
+                     now=NOW)
+    assert "database or disk is full" in str(exc_info.value)
+    after = state(db)
+    for table in ("images", "snapshots", "rejects", "quality_issues"):
+        assert after[table] == before[table], table
+    assert after["runs"][:-1] == before["runs"]
+    (status, error), = dump(db, "SELECT status, error FROM runs ORDER BY run_id DESC LIMIT 1")
+    assert status == "failed" and "database or disk is full" in error
+    assert dump(db, "PRAGMA integrity_check") == [("ok",)]
