@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.columns import column, int_column, raw_json, raw_text, strings, text_column
+from etl.columns import column, columns, int_column, raw_json, raw_text, strings, text_column
 from etl.errors import InternalError
 from etl.timestamps import to_utc_text, zone
 
@@ -178,25 +178,23 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
         krows = list(map(drows.__getitem__, keep.tolist()))
     kept_ids = ids[keep]
     no_nulls = np.zeros(len(keep), dtype=bool)
-    columns: dict[str, Any] = {"id": pd.arrays.IntegerArray(kept_ids, no_nulls)}
-    for field in IMAGE_DTYPES:
-        if field in ("id", "page_offset"):
-            continue
-        values = column(krows, field)
+    typed: dict[str, Any] = {"id": pd.arrays.IntegerArray(kept_ids, no_nulls)}
+    fields = [field for field in IMAGE_DTYPES if field not in ("id", "page_offset")]
+    for field, values in columns(krows, fields).items():
         if field in INT_FIELDS:
             numbers, ok, problems = int_column(values)
-            columns[field] = pd.arrays.IntegerArray(numbers, ~ok)
+            typed[field] = pd.arrays.IntegerArray(numbers, ~ok)
         elif field == "last_updated":
-            columns[field], problems = to_utc_text(values, source_timezone)
+            typed[field], problems = to_utc_text(values, source_timezone)
         else:
-            columns[field], problems = text_column(values)
+            typed[field], problems = text_column(values)
         issues.add_problems(kept_ids, field, values, problems)
     if offsets is None:
-        columns["page_offset"] = pd.array([None] * len(keep), dtype="Int64")
+        typed["page_offset"] = pd.array([None] * len(keep), dtype="Int64")
     else:
-        columns["page_offset"] = pd.arrays.IntegerArray(offsets[dict_pos[keep]], no_nulls)
-    images = pd.DataFrame(columns)
-    if not _all_distinct(columns["name"], columns["namespace"]):
+        typed["page_offset"] = pd.arrays.IntegerArray(offsets[dict_pos[keep]], no_nulls)
+    images = pd.DataFrame(typed)
+    if not _all_distinct(typed["name"], typed["namespace"]):
         _shared_identities(images, issues)
 
     rejects: dict[str, list[Any]] = {"page_offset": [], "reason": [], "raw": []}

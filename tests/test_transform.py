@@ -148,6 +148,22 @@ def test_timestamps_at_the_ends_of_the_calendar(zone: str, expected: list[str | 
     )
 
 
+def test_fields_missing_from_some_rows_of_a_large_chunk() -> None:
+    """Columns are read in blocks of rows; a field first missing in a later block still works."""
+    rows = [{"id": i, "name": f"n{i}", "user": "u", "description": f"d{i}"}
+            for i in range(1, 4501)]
+    del rows[2300]["description"]  # second block
+    del rows[4400]["user"]  # third block
+    rows[4401]["user"] = None
+    result = transform_rows(rows)
+    expected = [{"id": i, "name": f"n{i}", "user": "u", "description": f"d{i}"}
+                for i in range(1, 4501)]
+    del expected[2300]["description"]
+    del expected[4400]["user"]
+    del expected[4401]["user"]
+    assert_transformed(result, expected, [], [])
+
+
 def test_without_page_offsets_later_means_later_position() -> None:
     result = transform_rows([{"id": 1, "name": "a"}, {"id": 2}, {"id": 1, "name": "b"}, "x"])
     assert_transformed(
