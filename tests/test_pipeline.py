@@ -223,6 +223,18 @@ def test_streams_in_chunks_with_cross_chunk_duplicates(scans: list[FakeScan], se
     assert q(settings.db, "SELECT pull_count FROM images WHERE id = 11") == [(999,)]
 
 
+def test_duplicate_inside_one_page_is_one_issue(scans: list[FakeScan],
+                                                settings: Settings) -> None:
+    data = rows(range(1, 41))
+    data[5] = {**data[3], "pull_count": 7}  # id 4 twice on page 0: the later row wins
+    scans.append(FakeScan(data))
+    result = run_sync(settings, now=T0)
+    assert (result.rows, result.quality_issues) == (39, 1)
+    assert q(settings.db, "SELECT image_id, field, problem FROM quality_issues") == [
+        (4, "id", "duplicate id in scan")]
+    assert q(settings.db, "SELECT pull_count FROM images WHERE id = 4") == [(7,)]
+
+
 def test_reject_ratio_exceeded_loads_nothing(scans: list[FakeScan], settings: Settings) -> None:
     scans.append(FakeScan(rows(range(1, 5))))
     run_sync(settings, now=T0)
