@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from etl.cli import main
+from etl.database import lock_path_for
 from etl.errors import ConfigError, LockedError
-from etl.load import INTERRUPTED, Loader, lock_path_for
+from etl.load import INTERRUPTED, Loader
 from etl.transform import transform_rows
 
 T0 = "2026-11-20T03:00:00Z"

@@ -1,0 +1,138 @@
+"""Opening the database safely: the run lock, the file check, and the connection settings.
+
+Order matters (CONTRACT.md "Database", ARCHITECTURE.md): the lock on ``<db>.lock`` is taken
+first (exclusive, non-blocking ``flock``; the kernel releases it if the process dies), then the
+file is checked to really be a SQLite database before SQLite may touch it, then the connection
+is opened in autocommit mode with WAL, ``synchronous=NORMAL`` and the busy timeout.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from pathlib import Path
+
+from etl.errors import ConfigError, DatabaseBusyError, LockedError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def lock_path_for(db: Path) -> Path:
+    return db.with_name(db.name + ".lock")
+
+
+def check_database_file(db: Path) -> None:
+    """Refuse, without modifying it, a path that is not (or cannot be) a writable SQLite file.
+
+    Raises:
+        ConfigError: a folder, a file whose header is not SQLite's, or a read-only file.
+    """
+    if db.is_dir():
+        raise ConfigError(f"database path {db} is a folder, not a SQLite file")
+    if not db.exists():
+        return
+    try:
+        with open(db, "rb") as f:
+            head = f.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise ConfigError(f"cannot read database {db}: {exc.strerror}") from exc
+    if head and head != SQLITE_MAGIC:
+        raise ConfigError(f"{db} is not a SQLite database (left untouched)")
+    if not os.access(db, os.W_OK):
+        raise ConfigError(f"database {db} is read-only")
+
+
+class RunLock:
+    """Exclusive, non-blocking ``flock`` on ``<db>.lock``; released by the kernel on death."""
+
+    def __init__(self, db: Path) -> None:
+        self.path = lock_path_for(db)
+        self.db = db
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create folder {folder}: {exc.strerror}") from exc
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write beside database {self.db} (read-only location?): {exc.strerror}"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f" (pid {holder})" if holder else ""
+            raise LockedError(f"another run holds the lock for {self.db}{who}") from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self.fd)
+                self.fd = None
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else None
+    except OSError:
+        return None
+
+
+def connect(db: Path, *, busy_timeout: float = 30.0) -> sqlite3.Connection:
+    """Open the database in autocommit mode (we issue BEGIN ourselves), WAL, synchronous=NORMAL.
+
+    Raises:
+        ConfigError: SQLite cannot open or write it (not a database, read-only location).
+    """
+    try:
+        conn = sqlite3.connect(str(db), isolation_level=None, timeout=busy_timeout,
+                               check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot open database {db}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise ConfigError(f"cannot switch database {db} to WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA cache_size = -16384")  # 16 MiB: 64 MiB cost 50 MiB RSS, no speed
+        conn.execute("PRAGMA temp_store = MEMORY")
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise DatabaseBusyError(f"database {db} is busy: {exc}") from exc
+        raise ConfigError(f"cannot use database {db}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise ConfigError(f"cannot use database {db}: {exc}") from exc
+    return conn
+
+
+def busy_error(db: Path, exc: sqlite3.OperationalError) -> Exception:
+    """The EtlError a SQLite "locked"/"read-only" error means for this run (else ``exc``)."""
+    msg = str(exc)
+    if "locked" in msg or "busy" in msg:
+        return DatabaseBusyError(
+            f"another writer held database {db} past the busy timeout; nothing of this run "
+            "was loaded"
+        )
+    if "readonly" in msg or "read-only" in msg:
+        return ConfigError(f"database {db} is read-only: {msg}")
+    return exc
+
+
+__all__ = ["RunLock", "busy_error", "check_database_file", "connect", "lock_path_for",
+           "SQLITE_MAGIC"]
