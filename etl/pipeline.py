@@ -21,7 +21,7 @@ from typing import Any
 
 from etl.errors import ConfigError, EtlError, QualityError
 from etl.load import Loader
-from etl.logs import current_run_id
+from etl.logs import current_run_id, mask
 from etl.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -236,13 +236,16 @@ def _scan_stats(scan: Any) -> dict[str, Any]:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The error as one line for the ledger, secrets masked (they never reach the database)."""
     if isinstance(exc, EtlError):
-        return exc.message.replace("\n", " ")
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    at = f" at {where[0].filename.rsplit('/', 1)[-1]}:{where[0].lineno}" if where else ""
-    return f"internal error: {type(exc).__name__}: {exc}{at}".replace("\n", " ")
+        text = exc.message
+    elif isinstance(exc, KeyboardInterrupt):
+        text = "interrupted"
+    else:
+        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        at = f" at {where[0].filename.rsplit('/', 1)[-1]}:{where[0].lineno}" if where else ""
+        text = f"internal error: {type(exc).__name__}: {exc}{at}"
+    return mask(text.replace("\r", " ").replace("\n", " "))
 
 
 def _exit_code(exc: BaseException) -> int:

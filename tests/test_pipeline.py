@@ -566,3 +566,19 @@ def test_ctrl_c_rolls_back_and_records_interrupted(scans: list[FakeScan],
         (1, "failed", "interrupted", 130)]
     assert q(settings.db, "SELECT count(*) FROM images") == [(0,)]
     assert current_run_id.get() is None
+
+
+class Leaky(FakeScan):
+    def __iter__(self) -> Iterator[Page]:
+        raise UpstreamError("GET https://x/?sig=Zz9-secret-value-Zz9 failed")
+        yield from ()
+
+
+def test_secrets_never_reach_the_ledger(scans: list[FakeScan], settings: Settings) -> None:
+    from etl.logs import register_secrets
+
+    register_secrets(["Zz9-secret-value-Zz9"])
+    scans.append(Leaky(rows(range(1, 3))))
+    with pytest.raises(UpstreamError):
+        run_sync(settings, now=T0)
+    assert q(settings.db, "SELECT error FROM runs") == [("GET https://x/?sig=*** failed",)]
