@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.columns import column, columns, int_column, raw_json, raw_text, strings, text_column
+from etl.columns import columns, int_column, raw_json, raw_text, strings, text_column
 from etl.errors import InternalError
 from etl.timestamps import to_utc_text, zone
 
@@ -155,7 +155,7 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
             rejected[int(pos)] = NOT_AN_OBJECT
         drows = list(map(rows.__getitem__, dict_pos.tolist()))
 
-    raw_ids = column(drows, "id")
+    raw_ids = columns(drows, ("id",))["id"]
     ids, valid, problems = int_column(raw_ids)
     for j in map(int, np.flatnonzero(~valid)):
         rejected[int(dict_pos[j])] = f"invalid id: {problems[j]}" if j in problems else MISSING_ID
@@ -174,13 +174,14 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
 
     if len(keep) == len(drows) and (keep == np.arange(len(drows))).all():
         krows = drows
-    else:
-        krows = list(map(drows.__getitem__, keep.tolist()))
+    else:  # one selection of rows is cheaper than selecting from every column (measured)
+        krows = [drows[i] for i in keep.tolist()]
+    fields = [field for field in IMAGE_DTYPES if field not in ("id", "page_offset")]
+    raw = columns(krows, fields)
     kept_ids = ids[keep]
     no_nulls = np.zeros(len(keep), dtype=bool)
     typed: dict[str, Any] = {"id": pd.arrays.IntegerArray(kept_ids, no_nulls)}
-    fields = [field for field in IMAGE_DTYPES if field not in ("id", "page_offset")]
-    for field, values in columns(krows, fields).items():
+    for field, values in raw.items():
         if field in INT_FIELDS:
             numbers, ok, problems = int_column(values)
             typed[field] = pd.arrays.IntegerArray(numbers, ~ok)
