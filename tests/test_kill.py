@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 IMAGES = 30_000
 KILLS = 20
 SEED = 1234
-MAX_KILL_DELAY = 6.0  # seconds after the run row appears; bounds the test on slow machines
+MAX_KILL_DELAY = 4.0  # seconds after the run row appears; bounds the test on slow machines
 COLS = ("id, namespace, name, user, description, star_count, pull_count, collection_id, "
         "last_updated")
 
@@ -94,8 +94,7 @@ def test_sigkill_at_random_moments(tmp_path: Path, capsys: pytest.CaptureFixture
         assert first.returncode == 0, first.stderr
         assert current(db) == listed(sim)
         duration = float(q(db, "SELECT duration_s FROM runs WHERE run_id = 1")[0][0])
-        window = min(duration * 1.05, MAX_KILL_DELAY)
-        wal = db.with_name(db.name + "-wal")
+        window = min(duration * 1.1, MAX_KILL_DELAY)
 
         for attempt in range(KILLS):
             sim.dataset.advance_day()
@@ -108,13 +107,12 @@ def test_sigkill_at_random_moments(tmp_path: Path, capsys: pytest.CaptureFixture
             while (proc.poll() is None and time.monotonic() < deadline
                    and not q(db, "SELECT 1 FROM runs WHERE run_id > ?", runs_before)):
                 time.sleep(0.02)
-            wal_at_start = wal.stat().st_size if wal.exists() else 0
+            delay = rng.uniform(0.0, window)
             try:
-                proc.wait(timeout=rng.uniform(0.0, window))
+                proc.wait(timeout=delay)
                 finished = True
             except subprocess.TimeoutExpired:
                 finished = False
-                wal_at_kill = wal.stat().st_size if wal.exists() else 0
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
             err = proc.stderr.read().decode() if proc.stderr else ""
@@ -129,11 +127,13 @@ def test_sigkill_at_random_moments(tmp_path: Path, capsys: pytest.CaptureFixture
             else:
                 assert proc.returncode == -signal.SIGKILL
                 if not new_runs:
-                    phases["killed before its run row"] += 1
-                elif wal_at_kill > wal_at_start:
-                    phases["killed mid-write (uncommitted WAL frames)"] += 1
+                    phases["before its run row"] += 1
+                elif delay < duration / 2:
+                    phases["first half of the run"] += 1
+                elif delay < duration:
+                    phases["second half (chunks written)"] += 1
                 else:
-                    phases["killed mid-scan"] += 1
+                    phases["past the calibrated run time (commit)"] += 1
             if new_runs and new_runs[-1][1] == "success":
                 assert current(db) == listed(sim), f"attempt {attempt}: not the new listing"
             else:

@@ -195,9 +195,6 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in two writes; with Nagle on, the client's delayed ACK adds ~40 ms
     # to every response.
     disable_nagle_algorithm = True
-    # Headers and body go out in two writes: with Nagle on, the body waits for the client's
-    # delayed ACK (~40 ms per request on Linux loopback).
-    disable_nagle_algorithm = True
     server_version = "swr-simulator"
     timeout = 60  # an idle keep-alive connection's thread ends after this
     sim: Simulator
