@@ -55,10 +55,30 @@ def _clear(directory: Path) -> None:
         shutil.rmtree(exports)
 
 
+_CHATTY = ("etl.pipeline", "etl.export", "etl.load", "etl.report")
+
+
 def run_demo(directory: Path, *, days: int = 30, images: int = 180, seed: int = 42,
              interactive: bool = True, now: datetime | None = None,
              echo: Callable[[str], None] | None = None) -> DemoResult:
     """Run ``days`` simulated nightly syncs into ``directory`` and build the outputs."""
+    # The demo prints its own line per night; per-run INFO lines would say it twice. -v (DEBUG)
+    # keeps everything. Levels are restored afterwards so a caller's logging is left as it was.
+    loggers = [logging.getLogger(name) for name in _CHATTY]
+    saved = [lg.level for lg in loggers]
+    if logging.getLogger("etl").getEffectiveLevel() == logging.INFO:
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+    try:
+        return _run_demo(directory, days=days, images=images, seed=seed,
+                         interactive=interactive, now=now, echo=echo)
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.setLevel(level)
+
+
+def _run_demo(directory: Path, *, days: int, images: int, seed: int, interactive: bool,
+              now: datetime | None, echo: Callable[[str], None] | None) -> DemoResult:
     from etl.export import export_snapshots
     from etl.pipeline import run_sync
     from etl.report import write_report
@@ -66,12 +86,6 @@ def run_demo(directory: Path, *, days: int = 30, images: int = 180, seed: int = 
 
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     progress = say if interactive else (lambda line: None)
-    # The demo prints its own one line per night; per-run INFO lines would say it twice.
-    # -v (DEBUG) keeps everything.
-    etl_logger = logging.getLogger("etl")
-    if etl_logger.getEffectiveLevel() == logging.INFO:
-        for name in ("etl.pipeline", "etl.export", "etl.load", "etl.report"):
-            logging.getLogger(name).setLevel(logging.WARNING)
     started = clock.perf_counter()
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"demo folder is a file: {directory}")

@@ -106,3 +106,13 @@ def test_demo_folder_that_is_a_file_is_a_usage_error(tmp_path: Path,
     assert exc.value.code == 2
     assert capsys.readouterr().err.strip() == (
         f"swr-etl: error: Invalid value for '--dir': Directory '{f}' is a file.")
+
+
+def test_demo_leaves_the_callers_log_levels_alone(tmp_path: Path) -> None:
+    import logging
+
+    names = ("etl.pipeline", "etl.export", "etl.load", "etl.report")
+    before = [logging.getLogger(n).level for n in names]
+    logging.getLogger("etl").setLevel(logging.INFO)
+    run_demo(tmp_path, days=1, images=5, interactive=False, now=NOW)
+    assert [logging.getLogger(n).level for n in names] == before
