@@ -79,18 +79,18 @@ def to_utc_text(values: Sequence[Any], source_timezone: str = "UTC"
     tz = zone(source_timezone)
     n = len(values)
     problems: dict[int, str] = {}
-    types = set(map(type, values))
-    if types <= {str}:
+    try:
+        # The common case, strings and nulls only: Arrow converts (and type-checks) in one go.
+        arr = pa.array(values, type=pa.string())
         positions = np.arange(n)
-    else:
+    except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
         is_str = np.fromiter(map(str.__instancecheck__, values), bool, n)
-        if not types <= {str, type(None)}:
-            is_none = np.fromiter(map(operator.is_, values, repeat(None)), bool, n)
-            for i in np.flatnonzero(~is_str & ~is_none):
-                problems[int(i)] = NOT_A_STRING
+        is_none = np.fromiter(map(operator.is_, values, repeat(None)), bool, n)
+        for i in np.flatnonzero(~is_str & ~is_none):
+            problems[int(i)] = NOT_A_STRING
         positions = np.flatnonzero(is_str)
-    texts: list[str] = list(values) if len(positions) == n else [values[int(i)] for i in positions]
-    parsed = _parse_strings(texts, tz, positions, problems)
+        arr = _arrow_strings([values[int(i)] for i in positions], positions, problems)
+    parsed = _parse_strings(arr, tz, positions, problems)
     if len(positions) < n:
         # Scatter the parsed strings back: a null index in take() yields a null value.
         index = np.full(n, -1, dtype=np.int64)
@@ -118,10 +118,13 @@ def _arrow_strings(texts: list[str], positions: np.ndarray, problems: dict[int, 
         return pa.array(cleaned, type=pa.string())
 
 
-def _parse_strings(texts: list[str], tz: zoneinfo.ZoneInfo, positions: np.ndarray,
+def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, positions: np.ndarray,
                    problems: dict[int, str]) -> pa.Array:
-    """Parse strings (vectorised, in Arrow); returns UTC text, null where absent or bad."""
-    arr = pc.utf8_trim_whitespace(_arrow_strings(texts, positions, problems))
+    """Parse strings (vectorised, in Arrow); returns UTC text, null where absent or bad.
+
+    ``positions[i]`` is where ``strings[i]`` sits in the caller's values (for ``problems``).
+    """
+    arr = pc.utf8_trim_whitespace(strings)
     valid = pc.fill_null(pc.match_substring_regex(arr, _TIMESTAMP_RE), False)
     if pc.all(valid).as_py() is False:
         valid_np = valid.to_numpy(zero_copy_only=False)
