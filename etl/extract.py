@@ -105,6 +105,13 @@ class _Fetched:
     fetched_at: str
 
 
+# A 401 mid-scan refreshes the credentials (API-NOTES: "On a 401, refresh once, then fail"). A
+# token that served requests and is then refused expired (or was revoked): refresh again. A token
+# refused before it served anything means the credentials are bad: fail. At most this many
+# refreshes in one scan, so nothing can storm the IAM endpoint.
+MAX_REFRESHES_PER_SCAN = 5
+
+
 class _Stopped(Exception):
     """The scan ended (finished, failed or abandoned): leftover workers stop at once."""
 
@@ -139,6 +146,8 @@ class Scan:
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._auth_generation = 0
+        self._refreshes = 0
+        self._served: set[int] = set()  # auth generations that got a 2xx answer
         self._started = False
         self._page_budget = MAX_PAGES_WITHOUT_TOTAL
         self._pass_requests = 0
@@ -292,7 +301,7 @@ class Scan:
     # -- one request --------------------------------------------------------------------------
 
     def _fetch(self, offset: int, limit: int) -> _Fetched:
-        """One page, under the retry policy; a 401 refreshes the auth once if it can."""
+        """One page, under the retry policy; a 401 refreshes the auth (bounded) if it can."""
         with self._lock:
             self._pass_requests += 1
             if self._pass_requests > self._page_budget:
@@ -300,23 +309,27 @@ class Scan:
                     f"gave up: {self._page_budget} page requests in one pass did not cover the "
                     f"listing of GET {self._path} (the API keeps moving or never ends)"
                 )
-        try:
-            return self.policy.call(lambda attempt: self._attempt(offset, limit, attempt))
-        except _Unauthorized as exc:
-            refresh = getattr(self.auth, "refresh", None)
-            if not callable(refresh):
-                raise exc.error from None
-            with self._refresh_lock:
-                # Another worker may already have refreshed since this request was sent.
-                if self._auth_generation == exc.generation:
-                    log.info("401 from the API: refreshing credentials once")
-                    if not refresh():
-                        raise exc.error from None
-                    self._auth_generation += 1
+        refresh = getattr(self.auth, "refresh", None)
+        while True:
             try:
                 return self.policy.call(lambda attempt: self._attempt(offset, limit, attempt))
-            except _Unauthorized as again:
-                raise again.error from None
+            except _Unauthorized as exc:
+                if not callable(refresh):
+                    raise exc.error from None
+                with self._refresh_lock:
+                    # Another worker may already have refreshed since this request was sent:
+                    # then just send it again with the newer credentials.
+                    if self._auth_generation == exc.generation:
+                        # Refused with the newest credentials: refresh if they are the first
+                        # ones or have served requests since they were issued.
+                        stale = exc.generation == 0 or exc.generation in self._served
+                        if not stale or self._refreshes >= MAX_REFRESHES_PER_SCAN:
+                            raise exc.error from None
+                        log.info("401 from the API: refreshing credentials")
+                        if not refresh():
+                            raise exc.error from None
+                        self._auth_generation += 1
+                        self._refreshes += 1
 
     def _params(self, offset: int, limit: int) -> dict[str, str | int]:
         params: dict[str, str | int] = {}
@@ -378,6 +391,7 @@ class Scan:
                                path=where, request_id=request_id,
                                retry_after=resp.headers.get("Retry-After"))
             raise outcome
+        self._served.add(generation)
         rows = decode_rows(body, where, resp.status_code, request_id)
         raw_range = resp.headers.get("Content-Range")
         total = page_total(parse_content_range(raw_range), rows, where)

@@ -553,6 +553,21 @@ def test_401_mid_scan_refreshes_once_and_retries_that_request(simulator: Make) -
     assert result.stats.retries == 0
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_token_that_served_then_expires_again_is_refreshed_again(simulator: Make,
+                                                                   concurrency: int) -> None:
+    sim = simulator(images=180, scenario={
+        "auth": "token", "tokens": ["old-token-1"],
+        "faults": [{"kind": "expire-token", "at": 3}, {"kind": "expire-token", "at": 12}]})
+    auth = TokenAuth("old-token-1", sim.issue_token)
+    pages, result = scan(sim, auth=auth, allow_anonymous=False, page_size=10,
+                         concurrency=concurrency)
+    assert last_pass_rows(pages) == sim.listing()
+    assert result.stats.complete
+    assert auth.refreshes == 2
+    assert [r.status for r in sim.repos_requests()].count(401) >= 2
+
+
 def test_401_after_refresh_is_auth_error_without_storm(simulator: Make) -> None:
     sim = simulator(images=180, scenario={"auth": "token", "tokens": ["good-token-1"]})
     auth = TokenAuth("bad-token-1")
