@@ -177,31 +177,23 @@ def strings(arrow: pa.Array) -> pd.api.extensions.ExtensionArray:
     return pd.arrays.ArrowStringArray(arrow)
 
 
-def column(rows: list[dict[str, Any]], field: str) -> list[Any]:
-    """One field of every row (None where absent)."""
-    return columns(rows, (field,))[field]
-
-
 def columns(rows: list[dict[str, Any]], fields: Sequence[str], *, block: int = 2000
             ) -> dict[str, list[Any]]:
     """Several fields of every row, as lists (None where absent).
 
     map(itemgetter) runs in C, about 30 % faster than a ``.get()`` comprehension; going through
     the rows a block at a time keeps each block's dicts in cache for all fields (~15 % more,
-    measured). A field missing from some row is redone with ``.get()``.
+    measured). Only a block where a field is missing from some row takes the ``.get()`` way.
     """
     out: dict[str, list[Any]] = {field: [] for field in fields}
-    getters = {field: operator.itemgetter(field) for field in fields}
-    missing: list[str] = []
+    getters = [(out[field], field, operator.itemgetter(field)) for field in fields]
     for start in range(0, len(rows), block):
         part = rows[start:start + block]
-        for field, getter in getters.items():
+        for values, field, getter in getters:
+            done = len(values)
             try:
-                out[field].extend(map(getter, part))
+                values.extend(map(getter, part))
             except KeyError:
-                missing.append(field)
-        for field in missing:
-            getters.pop(field, None)
-    for field in missing:
-        out[field] = [row.get(field) for row in rows]
+                del values[done:]
+                values.extend([row.get(field) for row in part])
     return out

@@ -39,6 +39,7 @@ _TIMESTAMP_RE = (
     r"[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?$"
 )
 _FRACTION_RE = r"^\.[0-9]*"
+_STAND_IN = "1970-01-01 00:00:00"
 _MIN = np.datetime64("0001-01-01T00:00:00", "s")
 _MAX = np.datetime64("9999-12-31T23:59:59", "s")
 _FIRST_FULL_DAY = np.datetime64("0001-01-02T00:00:00", "s")
@@ -126,20 +127,19 @@ def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, positions: np.ndarr
     """
     arr = pc.utf8_trim_whitespace(strings)
     valid = pc.fill_null(pc.match_substring_regex(arr, _TIMESTAMP_RE), False)
+    invalid_np = None
     if pc.all(valid).as_py() is False:
-        valid_np = valid.to_numpy(zero_copy_only=False)
+        invalid_np = ~valid.to_numpy(zero_copy_only=False)
         empty_np = pc.fill_null(pc.equal(arr, ""), False).to_numpy(zero_copy_only=False)
         present_np = arr.is_valid().to_numpy(zero_copy_only=False)
-        for i in np.flatnonzero(~valid_np & present_np):
+        for i in np.flatnonzero(invalid_np & present_np):
             problems[int(positions[i])] = EMPTY if empty_np[i] else UNPARSEABLE
-        good = np.flatnonzero(valid_np)
-        sub = arr.filter(valid)
-    else:
-        good = np.arange(len(arr))
-        sub = arr
+        # Keep every row in place (no filter, no scatter back): a harmless stand-in for the
+        # rejected values flows through and is masked out at the end.
+        arr = pc.if_else(valid, arr, pa.scalar(_STAND_IN, pa.string()))
     # The regex fixed every position: bytes 0-18 are the date and time (separator at 10),
     # the zone and any fraction follow. Work on bytes: Arrow's binary kernels are the fast ones.
-    raw = sub.cast(pa.binary())
+    raw = arr.cast(pa.binary())
     base_bytes = pc.binary_replace_slice(pc.binary_slice(raw, 0, 19), 10, 11, "T")
     base = base_bytes.cast(pa.string())
     try:
@@ -150,21 +150,20 @@ def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, positions: np.ndarr
                                format="%Y-%m-%dT%H:%M:%S", errors="coerce").to_numpy()
     local = local.astype("datetime64[s]")
     utc, bad, shifted = _to_utc(local, pc.binary_slice(raw, 19, 64), tz)
-    for i in np.flatnonzero(bad):
-        problems[int(positions[good[i]])] = UNPARSEABLE
-    if shifted or bad.any():
+    for i in np.flatnonzero(bad if invalid_np is None else bad & ~invalid_np):
+        problems[int(positions[i])] = UNPARSEABLE
+    if invalid_np is not None:
+        bad |= invalid_np
+    if shifted:
         text = pc.cast(pa.array(utc, type=pa.timestamp("s"), mask=bad), pa.string())
         # "YYYY-MM-DD HH:MM:SS" -> "YYYY-MM-DDTHH:MM:SS"
         text = pc.binary_replace_slice(text.cast(pa.binary()), 10, 11, "T")
     else:
         # Already UTC wall-clock text (the documented form, naive, in a UTC source): reuse it.
         text = base_bytes
-    text = pc.binary_replace_slice(text, 19, 19, "Z").cast(pa.string())
-    if len(good) == len(arr):
-        return text
-    index = np.full(len(arr), -1, dtype=np.int64)
-    index[good] = np.arange(len(good))
-    return text.take(pa.array(index, mask=index < 0))
+        if bad.any():
+            text = pc.if_else(pa.array(bad), pa.scalar(None, pa.binary()), text)
+    return pc.binary_replace_slice(text, 19, 19, "Z").cast(pa.string())
 
 
 def _to_utc(local: np.ndarray, suffixes: pa.Array, tz: zoneinfo.ZoneInfo
