@@ -14,13 +14,14 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from etl.errors import ConfigError, EtlError, QualityError
-from etl.load import Loader
+from etl.load import Loader, compress_body
 from etl.logs import current_run_id, mask
 from etl.settings import Settings
 
@@ -124,14 +125,28 @@ class _Sink:
 
     def __init__(self, loader: Loader | None) -> None:
         self.loader = loader
+        self._zlib: ThreadPoolExecutor | None = None
 
     def restart(self) -> None:
         if self.loader is not None:
             self.loader.restart_pass()
 
-    def raw(self, pages: list[tuple[int, str, str | None, bytes]]) -> None:
+    def compress(self, body: bytes) -> Future[bytes]:
+        """Compress a page body in a worker thread (zlib releases the GIL) while the main
+        thread transforms and writes: ~0.5 s of a 200k-row run off the critical path."""
+        if self._zlib is None:
+            self._zlib = ThreadPoolExecutor(1, thread_name_prefix="swr-etl-zlib")
+        return self._zlib.submit(compress_body, body)
+
+    def raw(self, pages: list[tuple[int, str, str | None, Future[bytes]]]) -> None:
         if self.loader is not None and pages:
-            self.loader.write_raw_pages(pages)
+            self.loader.write_raw_pages(
+                [(o, at, cr, body.result()) for o, at, cr, body in pages], compressed=True)
+
+    def close(self) -> None:
+        if self._zlib is not None:
+            self._zlib.shutdown(wait=True, cancel_futures=True)
+            self._zlib = None
 
     def chunk(self, transformed: Any, duplicate_ids: list[int]) -> tuple[int, int]:
         if self.loader is not None:
@@ -144,6 +159,16 @@ class _Sink:
 def _consume(pages: Iterable[Any], sink: _Sink, *, source_timezone: str, store_raw: bool,
              on_progress: ProgressCallback | None, total: Callable[[], int | None]) -> _Tally:
     """Transform and write pages in chunks; a new ``pass_no`` discards the earlier pass."""
+    try:
+        return _consume_pages(pages, sink, source_timezone=source_timezone, store_raw=store_raw,
+                              on_progress=on_progress, total=total)
+    finally:
+        sink.close()
+
+
+def _consume_pages(pages: Iterable[Any], sink: _Sink, *, source_timezone: str, store_raw: bool,
+                   on_progress: ProgressCallback | None,
+                   total: Callable[[], int | None]) -> _Tally:
     from etl.paging import usable_id
     from etl.transform import transform_rows
 
@@ -152,7 +177,7 @@ def _consume(pages: Iterable[Any], sink: _Sink, *, source_timezone: str, store_r
     rows: list[Any] = []
     offsets: list[int] = []
     dups: list[int] = []
-    raw: list[tuple[int, str, str | None, bytes]] = []
+    raw: list[tuple[int, str, str | None, Future[bytes]]] = []
 
     def flush() -> None:
         if raw:
@@ -191,7 +216,8 @@ def _consume(pages: Iterable[Any], sink: _Sink, *, source_timezone: str, store_r
         rows.extend(page.rows)
         offsets.extend([page.offset] * len(page.rows))
         if store_raw:
-            raw.append((page.offset, page.fetched_at, page.content_range, page.body))
+            raw.append((page.offset, page.fetched_at, page.content_range,
+                        sink.compress(page.body)))
         tally.pages += 1
         tally.rows_seen += len(page.rows)
         tally.max_page_rows = max(tally.max_page_rows, len(page.rows))
