@@ -195,5 +195,5 @@ def columns(rows: list[dict[str, Any]], fields: Sequence[str], *, block: int = 2
                 values.extend(map(getter, part))
             except KeyError:
                 del values[done:]
-                values.extend([row.get(field) for row in part])
+                values.extend(map(dict.get, part, repeat(field)))
     return out
