@@ -18,7 +18,8 @@ The rules (API-NOTES "Timestamps" and "Identity"):
 - Text fields are kept exactly as given (no trimming, no NUL stripping); a non-string value
   (number, list, object) or a string that is not valid Unicode -> NULL plus an issue "not a
   string" / "invalid Unicode". Text is never invented from other types.
-- ``last_updated``: see ``etl.timestamps``.
+- ``last_updated``: see ``etl.timestamps``. Per-value rules and their problem words live in
+  ``etl.columns``.
 - Absent is not a problem: a missing field, or JSON ``null``, is NULL with no issue.
 """
 
