@@ -122,8 +122,11 @@ def connect(db: Path, *, busy_timeout: float = 30.0) -> sqlite3.Connection:
 
 
 def busy_error(db: Path, exc: sqlite3.OperationalError) -> Exception:
-    """The EtlError a SQLite "locked"/"read-only" error means for this run (else ``exc``)."""
+    """The EtlError a SQLite "locked"/"read-only"/"full" error means for this run (else
+    ``exc``): the environment, not a bug, so not an internal error."""
     msg = str(exc)
+    if "disk is full" in msg or "disk I/O error" in msg:
+        return ConfigError(f"cannot write database {db}: {msg}; nothing of this run was loaded")
     if "locked" in msg or "busy" in msg:
         return DatabaseBusyError(
             f"another writer held database {db} past the busy timeout; nothing of this run "

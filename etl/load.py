@@ -13,15 +13,16 @@ Bulk writes use ``executemany`` into a temporary table and set-based ``INSERT ..
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sqlite3
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from etl import __version__
 from etl.database import RunLock, busy_error, check_database_file, connect
@@ -154,6 +155,25 @@ class RawPage:
     fetched_at: str
     content_range: str | None
     body: bytes
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _sqlite_errors(method: F) -> F:
+    """Turn SQLite's environmental errors (busy, read-only, disk full) into EtlError leaves."""
+
+    @functools.wraps(method)
+    def wrapper(self: Loader, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            err = busy_error(self.db, exc)
+            if err is exc:
+                raise
+            raise err from exc
+
+    return cast(F, wrapper)
 
 
 def compress_body(body: bytes | str) -> bytes:
@@ -312,6 +332,7 @@ class Loader:
         self.c.execute("ROLLBACK")
         self.begin_load()
 
+    @_sqlite_errors
     def write_raw_pages(self, pages: Iterable[tuple[int, str, str | None, bytes | str]], *,
                         compressed: bool = False) -> None:
         """Store page bodies, zlib-compressed here unless ``compressed`` (by ``compress_body``)."""
@@ -327,6 +348,7 @@ class Loader:
             " body = excluded.body", rows)
         self.counts.raw_pages += len(rows)
 
+    @_sqlite_errors
     def write_chunk(self, transformed: Any, *, duplicate_ids: Iterable[int] = ()) -> None:
         """Write one transformed chunk: images upsert, snapshots, rejects, quality issues."""
         c = self.c
@@ -362,6 +384,7 @@ class Loader:
         return int(self.c.execute(
             "SELECT COUNT(*) FROM image_snapshots WHERE run_id = ?", (self.run_id,)).fetchone()[0])
 
+    @_sqlite_errors
     def finish(self, *, status: str, mark_removed: bool, stats: dict[str, Any],
                exit_code: int = 0, finished_at: str) -> LoadCounts:
         """Mark removals (complete unfiltered scans only), prune raw pages, write the final

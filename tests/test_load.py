@@ -308,3 +308,22 @@ def test_reader_is_not_blocked_and_keeps_its_view(tmp_path: Path) -> None:
     reader.execute("COMMIT")
     assert reader.execute("SELECT count(*), max(last_seen_run) FROM images").fetchone() == (5, 2)
     reader.close()
+
+
+def test_disk_full_is_a_clear_error_and_loads_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    load(db, rows(range(1, 3)), T0)
+    with Loader(db) as loader:
+        loader.open()
+        loader.start_run(started_at=T1, snapshot_date=T1[:10])
+        pages = loader.c.execute("PRAGMA page_count").fetchone()[0]
+        loader.c.execute(f"PRAGMA max_page_count = {pages + 1}")  # a full disk, simulated
+        loader.begin_load()
+        with pytest.raises(ConfigError) as err:
+            loader.write_chunk(transform_rows(rows(range(1, 5001)), page_offsets=[0] * 5000))
+        loader.fail(str(err.value), exit_code=2, finished_at=T1)
+    assert str(err.value) == (f"cannot write database {db}: database or disk is full; nothing of "
+                              "this run was loaded")
+    assert table(db, "SELECT count(*) FROM images") == [(2,)]
+    assert table(db, "SELECT run_id, status, exit_code FROM runs") == [
+        (1, "success", 0), (2, "failed", 2)]
