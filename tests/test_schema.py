@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+import sqlite_utils
 
 from etl import schema
 from etl.errors import ConfigError
@@ -19,11 +20,18 @@ def fresh() -> sqlite3.Connection:
 def test_fresh_database_gets_every_table_and_view() -> None:
     conn = fresh()
     assert schema.current_version(conn) == schema.SCHEMA_VERSION == 2
-    names = {r[0]: r[1] for r in conn.execute("SELECT name, type FROM sqlite_master")}
-    for table in ("runs", "images", "image_snapshots", "rejects", "quality_issues", "raw_pages"):
-        assert names[table] == "table"
-    for view in ("latest_images", "daily_pulls", "top_movers_7d", "top_movers_30d"):
-        assert names[view] == "view"
+    db = sqlite_utils.Database(conn)  # introspection (the tool itself creates with plain SQL)
+    assert set(db.table_names()) == {"runs", "images", "image_snapshots", "rejects",
+                                     "quality_issues", "raw_pages"}
+    assert set(db.view_names()) == {"latest_images", "daily_pulls", "top_movers_7d",
+                                    "top_movers_30d"}
+    for table, pks in schema.PRIMARY_KEYS.items():
+        assert tuple(db.table(table).pks) == pks
+    assert db.table("images").columns_dict == {
+        "id": int, "namespace": str, "name": str, "user": str, "description": str,
+        "star_count": int, "pull_count": int, "collection_id": int, "last_updated": str,
+        "first_seen_at": str, "last_seen_at": str, "first_seen_run": int, "last_seen_run": int,
+        "removed_at": str}
     cols = [r[1] for r in conn.execute("PRAGMA table_info(daily_pulls)")]
     assert cols == ["image_id", "namespace", "name", "snapshot_date", "pull_count", "pull_delta",
                     "days_elapsed", "anomaly"]
