@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-import etl.pipeline as pipeline
+import etl.chunks as chunks
 from etl.cli import main
 from etl.errors import ConfigError, QualityError, UpstreamError
 from etl.logs import current_run_id
@@ -211,7 +211,7 @@ def test_rescan_discards_the_first_pass(scans: list[FakeScan], settings: Setting
 
 def test_streams_in_chunks_with_cross_chunk_duplicates(scans: list[FakeScan], settings: Settings,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "CHUNK_ROWS", 100)
+    monkeypatch.setattr(chunks, "CHUNK_ROWS", 100)
     data = rows(range(1, 301))
     data[250] = {**data[10], "pull_count": 999}  # id 11 again, two chunks later: later wins
     scans.append(FakeScan(data))
@@ -310,7 +310,7 @@ def test_dry_run_writes_nothing(scans: list[FakeScan], settings: Settings, tmp_p
 
 def test_progress_events(scans: list[FakeScan], settings: Settings,
                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "CHUNK_ROWS", 100)
+    monkeypatch.setattr(chunks, "CHUNK_ROWS", 100)
     scans.append(FakeScan(rows(range(1, 251))))
     events: list[dict[str, Any]] = []
     run_sync(settings, now=T0, on_progress=lambda e: events.append(dict(e)))
