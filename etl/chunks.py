@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from etl.errors import QualityError
@@ -36,7 +36,6 @@ class Tally:
     rejected: int = 0
     quality_issues: int = 0
     max_page_rows: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Sink:
