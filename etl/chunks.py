@@ -8,8 +8,10 @@ discards the earlier pass. ``Sink(None)`` transforms and counts without writing 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,6 +24,10 @@ from etl.load import Loader, compress_body
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 20_000
+# The first chunk is small and each next one doubles up to CHUNK_ROWS: while workers wait on a
+# slow network, the early chunks are transformed and written instead of all of it after the last
+# page; a large scan pays for only a few extra flushes.
+FIRST_CHUNK_ROWS = 2_000
 
 ProgressCallback = Callable[[Mapping[str, Any]], None]
 
@@ -84,13 +90,23 @@ def consume(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw
         sink.close()
 
 
+def _preload_transform() -> None:
+    """Import the transform (pandas and pyarrow: ~0.5 s) on a thread while the first pages are
+    fetched, instead of before them. Not a daemon: an early exit waits for the import to finish
+    rather than tearing an extension module down half-loaded."""
+    threading.Thread(target=importlib.import_module, args=("etl.transform",),
+                     name="swr-etl-preload").start()
+
+
 def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
                    on_progress: ProgressCallback | None,
                    total: Callable[[], int | None]) -> Tally:
     from etl.paging import usable_id
-    from etl.transform import transform_rows
+
+    _preload_transform()
 
     tally = Tally()
+    chunk_rows = min(FIRST_CHUNK_ROWS, CHUNK_ROWS)
     current_pass: int | None = None
     rows: list[Any] = []
     offsets: list[int] = []
@@ -98,10 +114,15 @@ def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, st
     raw: list[tuple[int, str, str | None, Future[bytes]]] = []
 
     def flush() -> None:
+        nonlocal chunk_rows
+        chunk_rows = min(chunk_rows * 2, CHUNK_ROWS)
         if raw:
             sink.raw(raw)
             raw.clear()
         if rows:
+            # Waits on the import lock if the preload has not finished yet.
+            from etl.transform import transform_rows
+
             t = transform_rows(rows, page_offsets=offsets, source_timezone=source_timezone)
             n, issues = sink.chunk(t, dups)
             tally.rows += n
@@ -121,6 +142,7 @@ def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, st
                 raw.clear()
                 sink.restart()
                 tally = Tally()
+                chunk_rows = min(FIRST_CHUNK_ROWS, CHUNK_ROWS)
             current_pass = page.pass_no
         if page.duplicate_ids:
             # Duplicates inside one chunk (this page included) are reported by the transform;
@@ -139,7 +161,7 @@ def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, st
         tally.pages += 1
         tally.rows_seen += len(page.rows)
         tally.max_page_rows = max(tally.max_page_rows, len(page.rows))
-        if len(rows) >= CHUNK_ROWS:
+        if len(rows) >= chunk_rows:
             flush()
         if on_progress is not None:
             on_progress(_progress(tally, total()))
