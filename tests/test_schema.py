@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 import sqlite_utils
@@ -172,3 +173,23 @@ def test_latest_images_by_hand(history: sqlite3.Connection) -> None:
         (3, "c", 40, 6, "2026-11-05"),
         (4, "d", 900, 6, "2026-11-05"),
     ]
+
+
+def test_an_up_to_date_database_does_not_import_sqlite_utils(tmp_path: Path) -> None:
+    """sqlite-utils builds and upgrades the schema; a nightly run with nothing to migrate must not
+    pay its import (~0.24 s of a ~1 s run)."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "swr.db"
+    code = (
+        "import sqlite3, sys\n"
+        "from etl.schema import ensure_schema\n"
+        f"conn = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+        "ensure_schema(conn)\n"
+        "print('sqlite_utils' in sys.modules)\n"
+    )
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (first.stdout.strip(), second.stdout.strip()) == ("True", "False"), (
+        first.stderr + second.stderr)
