@@ -15,13 +15,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from etl.chunks import ProgressCallback, Sink, check_rejects, consume
 from etl.errors import ConfigError, EtlError, QualityError
 from etl.load import Loader
 from etl.logs import current_run_id, mask
 from etl.settings import Settings
+
+if TYPE_CHECKING:
+    from etl.extract import Page
 
 log = logging.getLogger(__name__)
 
@@ -253,19 +256,9 @@ def _dry_run(settings: Settings, t0: float, on_progress: ProgressCallback | None
 # -------------------------------------------------------------------------------- replay_run
 
 
-@dataclass(frozen=True)
-class _StoredPage:
-    pass_no: int
-    offset: int
-    rows: list[Any]
-    body: bytes
-    content_range: str | None
-    fetched_at: str
-    duplicate_ids: tuple[int, ...]
-
-
-def _stored_pages(loader: Loader, run_id: int) -> Iterable[_StoredPage]:
+def _stored_pages(loader: Loader, run_id: int) -> Iterable[Page]:
     """Pages of a stored run, decoded, with cross-page duplicate ids recomputed."""
+    from etl.extract import Page
     from etl.paging import usable_id
 
     seen: set[int | None] = set()
@@ -276,7 +269,7 @@ def _stored_pages(loader: Loader, run_id: int) -> Iterable[_StoredPage]:
         ids = [usable_id(r) for r in rows]
         dups = tuple(i for i in ids if i is not None and i in seen)
         seen.update(ids)
-        yield _StoredPage(0, raw.offset, rows, raw.body, raw.content_range, raw.fetched_at,
+        yield Page(0, raw.offset, rows, raw.body, raw.content_range, raw.fetched_at,
                           tuple(i for i in dups if i is not None))
 
 
