@@ -272,8 +272,10 @@ class Scan:
         executor: ThreadPoolExecutor,
         futures: dict[int, Future[_Fetched]],
     ) -> _Fetched | None:
-        # A bounded window of planned pages keeps memory small whatever the listing size.
-        window = max(2, self.settings.concurrency * 2)
+        # A bounded window of planned pages keeps memory small whatever the listing size. Four
+        # pages per worker: at 2 the workers stalled while the consumer wrote a chunk (measured:
+        # concurrency 4 vs 1 at 50 ms latency went from 2.9x to 3.2x); ~12 MB at 1000-row pages.
+        window = max(2, self.settings.concurrency * 4)
         while len(planner.pending) < window:
             item = planner.plan()
             if item is None:
