@@ -22,7 +22,14 @@ from typing import Any
 
 import pytest
 
-from etl.errors import AuthError, BadRequestError, EtlError, NotFoundError, UpstreamError
+from etl.errors import (
+    AuthError,
+    BadRequestError,
+    ConfigError,
+    EtlError,
+    NotFoundError,
+    UpstreamError,
+)
 from etl.pipeline import SyncResult, run_sync
 from etl.retry import RetryBudgetExhausted
 from etl.settings import Credentials, Settings
@@ -350,10 +357,12 @@ def test_disk_full_rolls_back_and_keeps_the_previous_state(
         sim.dataset.advance_day()
         for _ in range(3):  # enough new rows that the load cannot fit in one more page
             sim.dataset.insert_front(40)
-        with pytest.raises(Exception) as exc_info:
+        with pytest.raises(ConfigError) as exc_info:
             run_sync(settings_for(sim, db, Case("disk-full", {}), {"page_size": 50}, 1),
                      now=NOW)
-    assert "database or disk is full" in str(exc_info.value)
+    assert exc_info.value.exit_code == 2
+    assert str(exc_info.value) == (
+        f"cannot write database {db}: database or disk is full; nothing of this run was loaded")
     after = state(db)
     for table in ("images", "snapshots", "rejects", "quality_issues"):
         assert after[table] == before[table], table
