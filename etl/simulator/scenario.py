@@ -51,6 +51,15 @@ def _match_fields(kind: str, at: int | None, every: int | None, times: float | N
     return times
 
 
+def _triggers(at: int | None, every: int | None, times: float | None, n: int, hits: int) -> bool:
+    """Faults and drift alike: from request ``at`` on, or every ``every``-th, ``times`` times."""
+    if hits >= (times or 0):
+        return False
+    if at is not None:
+        return n >= at
+    return every is not None and n % every == 0
+
+
 @dataclass
 class Fault:
     """A fault on repos requests number ``at``.. (``times`` of them) or every ``every``-th."""
@@ -95,11 +104,7 @@ class Fault:
 
     def matches(self, n: int, hits: int) -> bool:
         """Does repos request number ``n`` trigger this fault, given ``hits`` so far?"""
-        if hits >= (self.times or 0):
-            return False
-        if self.at is not None:
-            return n >= self.at
-        return self.every is not None and n % self.every == 0
+        return _triggers(self.at, self.every, self.times, n, hits)
 
 
 @dataclass
@@ -122,11 +127,8 @@ class Drift:
             raise ConfigError(f"drift where must be random, front or end, not {self.where!r}")
 
     def matches(self, n: int, hits: int) -> bool:
-        if hits >= (self.times or 0):
-            return False
-        if self.at is not None:
-            return n >= self.at
-        return self.every is not None and n % self.every == 0
+        """Does repos request number ``n`` trigger this drift, given ``hits`` so far?"""
+        return _triggers(self.at, self.every, self.times, n, hits)
 
 
 @dataclass
