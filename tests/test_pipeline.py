@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,38 +22,14 @@ import pytest
 import etl.chunks as chunks
 from etl.cli import main
 from etl.errors import ConfigError, QualityError, UpstreamError
+from etl.extract import Page
+from etl.extract import ScanStats as Stats
 from etl.logs import current_run_id
 from etl.pipeline import SyncResult, replay_run, run_sync
 from etl.settings import Settings
 
 T0 = "2026-11-20T03:00:00Z"
 T1 = "2026-11-21T03:00:00Z"
-
-
-@dataclass
-class Stats:
-    requests: int = 0
-    retries: int = 0
-    retry_causes: dict[str, int] = field(default_factory=dict)
-    pages: int = 0
-    rescans: int = 0
-    total_reported: int | None = None
-    rows_seen: int = 0
-    bytes: int = 0
-    duration_s: float = 0.0
-    complete: bool = True
-    incomplete_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Page:
-    pass_no: int
-    offset: int
-    rows: list[Any]
-    body: bytes
-    content_range: str | None
-    fetched_at: str
-    duplicate_ids: tuple[int, ...] = ()
 
 
 class FakeScan:
