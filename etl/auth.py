@@ -314,8 +314,6 @@ class AkSkAuth(AuthBase):
     sorted, ``%20``-encoded query), so the server's canonical request matches ours byte for byte.
     """
 
-    SIGNED = ("Host", "X-Sdk-Date", "X-Project-Id", "Content-Type")
-
     def __init__(self, ak: str, sk: str, *, project_id: str | None = None,
                  clock: Callable[[], datetime] | None = None) -> None:
         signer_cls, creds_cls, self._request_cls = _load_signer()

@@ -65,12 +65,6 @@ class LockedError(EtlError, BlockingIOError):
     exit_code = 5
 
 
-class IncompleteScanError(EtlError):
-    """The listing kept changing during the scan: what was seen was loaded, nothing removed."""
-
-    exit_code = 6
-
-
 class QualityError(EtlError):
     """Too many rejected rows: nothing of this run was loaded."""
 

@@ -138,7 +138,6 @@ WHERE removed_at IS NULL AND last_seen_run <> :run AND last_seen_at <= :at
 class LoadCounts:
     """What the load wrote so far in the current pass."""
 
-    loaded_ids: int = 0  # rows upserted, duplicates included (rows_loaded is counted in SQL)
     new: int = 0
     changed: int = 0
     removed: int = 0
@@ -374,7 +373,6 @@ class Loader:
         c.executemany(
             "INSERT INTO quality_issues (run_id, image_id, field, raw_value, problem)"
             " VALUES (?,?,?,?,?)", [(self.run_id, *q) for q in qi])
-        self.counts.loaded_ids += len(images)
         self.counts.new += int(new)
         self.counts.changed += int(changed)
         self.counts.rejected += len(rejects)

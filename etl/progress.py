@@ -72,7 +72,6 @@ class ProgressDisplay:
         self.clock = clock
         self._shown = 0  # width of the line currently on screen, 0 = nothing shown
         self._last_draw = float("-inf")
-        self._last_event: dict[str, Any] | None = None
         self._hook = _EraseBeforeLog(self)
         self._hooked: list[logging.Handler] = []
 
@@ -94,7 +93,6 @@ class ProgressDisplay:
     def __call__(self, event: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
-        self._last_event = dict(event)
         now = self.clock()
         final = bool(event.get("pages_total")) and event.get("pages_done") == event.get(
             "pages_total"

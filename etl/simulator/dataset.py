@@ -24,8 +24,6 @@ from etl.simulator import catalogue
 
 INT32_MAX = 2_147_483_647  # counters stuck here are a real-registry anomaly the demo shows
 DAY = 86_400
-FIELDS = ("id", "user", "name", "namespace", "description", "star_count", "pull_count",
-          "collection_id", "last_updated")
 TIMESTAMP_FORMATS = ("swr", "iso0", "iso3", "iso5", "iso6", "iso9")
 _PAGE_CACHE_BYTES = 64 * 1024 * 1024
 _STUCK_ROW = 24  # the row whose counter will stick at INT32_MAX a few simulated days in
