@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from etl.errors import ConfigError, DatabaseBusyError, LockedError
 
@@ -118,6 +120,38 @@ def connect(db: Path, *, busy_timeout: float = 30.0) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise ConfigError(f"cannot use database {db}: {exc}") from exc
+    return conn
+
+
+_NEEDS_WRITE_ACCESS = re.compile(r"readonly database|unable to open database file")
+
+
+def open_readonly(db: Path) -> sqlite3.Connection:
+    """Open an existing database read-only with a ``mode=ro`` URI (never creates it).
+
+    Used by every reader (export, report, runs, status, metrics), so none can create, migrate,
+    block or alter what a sync writes (TEMP tables, which the report builds, stay allowed).
+    Raises ``sqlite3.Error``; callers word their ConfigError.
+    """
+    base = "file:" + quote(str(Path(db).resolve())) + "?mode=ro"
+    try:
+        return _open_uri(base)
+    except sqlite3.OperationalError as exc:
+        if not _NEEDS_WRITE_ACCESS.search(str(exc)):
+            raise
+        # A WAL database whose -shm/-wal files are gone cannot be opened read-only by a user who
+        # may not write its folder (a monitoring user). No writer is running then (the last one
+        # removed those files), so the file alone is the whole state.
+        return _open_uri(base + "&immutable=1")
+
+
+def _open_uri(uri: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # fails on a non-database
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from etl import __version__
+from etl import __version__, database
 from etl.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,11 @@ def open_readonly(db: Path) -> Iterator[sqlite3.Connection]:
     if not db.is_file():
         raise ConfigError(f"database not found: {db} (run 'swr-etl sync' first)")
     try:
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
+        conn = database.open_readonly(db)
+    except sqlite3.OperationalError as exc:
         raise ConfigError(f"cannot open database {db}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"not a usable SQLite database: {db} ({exc})") from exc
     try:
         try:
             names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}

@@ -8,14 +8,13 @@ never block or alter a running sync.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
+from etl.database import open_readonly
 from etl.errors import ConfigError
 
 DEFAULT_MAX_AGE_HOURS = 26.0
@@ -50,40 +49,19 @@ def connect_readonly(db: Path | str) -> sqlite3.Connection:
     path = Path(db)
     if not path.is_file():
         raise ConfigError(f"database not found: {path} (run `swr-etl sync --db {path}` first)")
-    base = "file:" + quote(str(path.resolve())) + "?mode=ro"
     try:
-        try:
-            conn, has_runs = _open(base)
-        except sqlite3.OperationalError as exc:
-            if not _NEEDS_WRITE_ACCESS.search(str(exc)):
-                raise
-            # A WAL database whose -shm/-wal files are gone cannot be opened read-only by a
-            # user who may not write its folder (a monitoring user). No writer is running
-            # then (the last one removed those files), so the file alone is the whole state.
-            conn, has_runs = _open(base + "&immutable=1")
+        conn = open_readonly(path)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only = ON")
+        has_runs = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+        ).fetchone()
     except sqlite3.DatabaseError as exc:
         raise ConfigError(f"cannot read database {path}: {exc}") from exc
     if not has_runs:
         conn.close()
         raise ConfigError(f"not an swr-etl database (no runs table): {path}")
     return conn
-
-
-_NEEDS_WRITE_ACCESS = re.compile(r"readonly database|unable to open database file")
-
-
-def _open(uri: str) -> tuple[sqlite3.Connection, bool]:
-    conn = sqlite3.connect(uri, uri=True, timeout=5.0)
-    try:
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA query_only = ON")
-        has_runs = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
-        ).fetchone()
-    except BaseException:
-        conn.close()
-        raise
-    return conn, bool(has_runs)
 
 
 def _query(db: Path | str, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:

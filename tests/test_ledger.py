@@ -181,32 +181,32 @@ def test_runs_command_table_and_json(db: Path, capsys: pytest.CaptureFixture[str
 def test_probe_without_write_access_reads_the_file_alone(db: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A monitoring user cannot create the -shm file of a WAL database: fall back to immutable."""
-    import etl.ledger
+    import etl.database
 
-    real_open = etl.ledger._open
+    real_open = etl.database._open_uri
     uris: list[str] = []
 
-    def open_as_other_user(uri: str) -> tuple[sqlite3.Connection, bool]:
+    def open_as_other_user(uri: str) -> sqlite3.Connection:
         uris.append(uri)
         if "immutable=1" not in uri:
             raise sqlite3.OperationalError("attempt to write a readonly database")
         return real_open(uri)
 
-    monkeypatch.setattr(etl.ledger, "_open", open_as_other_user)
+    monkeypatch.setattr(etl.database, "_open_uri", open_as_other_user)
     assert [r["run_id"] for r in list_runs(db)] == [3, 2, 1]
     assert [u.rsplit("?", 1)[1] for u in uris] == ["mode=ro", "mode=ro&immutable=1"]
 
 
 def test_other_open_errors_are_not_retried(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import etl.ledger
+    import etl.database
 
     calls: list[str] = []
 
-    def broken(uri: str) -> tuple[sqlite3.Connection, bool]:
+    def broken(uri: str) -> sqlite3.Connection:
         calls.append(uri)
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(etl.ledger, "_open", broken)
+    monkeypatch.setattr(etl.database, "_open_uri", broken)
     with pytest.raises(ConfigError, match=r"^cannot read database .*: disk I/O error$"):
         freshness(db)
     assert len(calls) == 1
