@@ -3,7 +3,7 @@
 A page asks for a generated block with a marker on a line of its own::
 
     <!-- generated: commands -->      every command and option (mkdocs-click, from the click group)
-    <!-- generated: schema -->        tables, columns, keys, indexes and view SQL of a fresh database
+    <!-- generated: schema -->        tables, columns, keys, indexes, view SQL of a fresh database
     <!-- generated: exit-codes -->    the exit-code table the CLI itself uses
 
 ``CODE`` below is the only place that says where those things live in the package: if a module
