@@ -92,15 +92,16 @@ def _table(conn: sqlite3.Connection, name: str, create_sql: str) -> list[str]:
     lines = [f"### `{name}`", ""]
     if pk:
         lines += ["Primary key: " + ", ".join(f"`{c}`" for c in pk) + ".", ""]
-    lines += ["| column | type | not null | default | references | note |",
-              "|---|---|---|---|---|---|"]
+    lines += ["| column | type | constraints | note |", "|---|---|---|---|"]
     for _cid, col, ctype, notnull, default, in_pk in columns:
+        constraints = [
+            "primary key" if in_pk else "",
+            "not null" if notnull and not in_pk else "",
+            f"default `{_cell(default)}`" if default is not None else "",
+            f"references `{fks[col]}`" if col in fks else "",
+        ]
         lines.append("| " + " | ".join([
-            f"`{col}`" + (" (PK)" if in_pk else ""),
-            _cell(ctype),
-            "yes" if notnull or in_pk else "",
-            f"`{_cell(default)}`" if default is not None else "",
-            f"`{fks[col]}`" if col in fks else "",
+            f"`{col}`", _cell(ctype), ", ".join(c for c in constraints if c),
             _cell(notes.get(col, "")),
         ]) + " |")
     indexes = []
