@@ -60,8 +60,10 @@ class Simulator:
         self._fault_opened: list[float | None] = [None] * len(self.scenario.faults)
         self._drift_hits: list[int] = [0] * len(self.scenario.drift)
         self._t0: float | None = None  # simulator clock at the scenario's first repos request
-        # history: the ids each repos request was served from (tests of what a scan proves)
-        self._history: dict[int, tuple[int, ...]] | None = {} if history else None
+        # history: the listing each repos request was served from (tests of what a scan
+        # proves): request number -> (dataset version, rows)
+        self._history: dict[int, tuple[int, list[dict[str, object]]]] | None = (
+            {} if history else None)
         self._server: ThreadingHTTPServer | None = None
         self._connections: set[socket.socket] = set()
         self.cpu_seconds = 0.0  # CPU time spent parsing, handling and answering (benchmarks)
@@ -150,15 +152,15 @@ class Simulator:
                 self._history = {}
         self.auth.reset(new)
 
-    def listing_at(self, n: int) -> list[int]:
-        """The ids of the listing, in order, as repos request ``n`` (of the current scenario)
-        was served: after the drift due before it. Needs ``Simulator(history=True)``."""
+    def listing_at(self, n: int) -> list[dict[str, object]]:
+        """The listing (as ``listing()``) that repos request ``n`` of the current scenario was
+        served from: after the drift due before it. Needs ``Simulator(history=True)``."""
         with self._lock:
             if self._history is None:
                 raise ValueError("listing_at needs Simulator(history=True)")
             if n not in self._history:
                 raise ValueError(f"no repos request {n} was served yet")
-            return list(self._history[n])
+            return [dict(r) for r in self._history[n][1]]
 
     # ------------------------------------------------------------------------------ internals
 
@@ -177,8 +179,9 @@ class Simulator:
                     DRIFTS[d.kind](self.dataset, d)
             if self._history is not None:
                 last = self._history.get(n - 1)
-                ids = tuple(self.dataset.ids())
-                self._history[n] = last if last == ids else ids  # share unchanged listings
+                version = self.dataset.version
+                self._history[n] = (last if last is not None and last[0] == version
+                                    else (version, self.listing()))
             hit = []
             for k, f in enumerate(sc.faults):
                 if f.matches(n, self._fault_hits[k], elapsed, self._fault_opened[k]):
