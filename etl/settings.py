@@ -238,8 +238,9 @@ def build_settings(
     if values.get("format", "parquet") not in {"csv", "parquet"}:
         raise ConfigError(f"format must be csv or parquet, got {values['format']!r}")
     if values.get("verify", defaults.verify) not in VERIFY_MODES:
-        raise ConfigError(f"verify must be one of {', '.join(VERIFY_MODES)}, "
-                          f"got {values['verify']!r}")
+        # Said plainly: `verify = false` is what turns TLS verification off elsewhere.
+        raise ConfigError(f"verify must be one of {', '.join(VERIFY_MODES)} (the completeness "
+                          f"proof; TLS is always verified), got {values['verify']!r}")
     if values.get("source_timezone"):
         _check_timezone(values["source_timezone"])
     cred_env = {**{k.upper(): str(v) for k, v in config.items()
