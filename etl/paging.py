@@ -252,11 +252,18 @@ def head_reason(ledger: PassLedger, rows: list[Any], total: int | None) -> str |
 
 
 def row_digest(row: Any) -> int:
-    """A row's values as one number (``total_range`` left out: it is the total, checked apart)."""
-    if not isinstance(row, dict):
-        return hash(json.dumps(row, sort_keys=True, default=str))
-    values = {k: v for k, v in row.items() if k != "total_range"}
-    return hash(json.dumps(values, sort_keys=True, default=str))
+    """A row's values as one number (``total_range`` left out: it is the total, checked apart).
+
+    Types count (``1`` and ``true`` differ). Hashing the items is ~3x cheaper than JSON text,
+    which cost seconds per 200,000 rows; nested values (unhashable) fall back to JSON text.
+    """
+    if isinstance(row, dict):
+        try:
+            return hash(tuple(sorted((k, v.__class__, v) for k, v in row.items()
+                                     if k != "total_range")))
+        except TypeError:
+            row = {k: v for k, v in row.items() if k != "total_range"}
+    return hash(json.dumps(row, sort_keys=True, default=str))
 
 
 def usable_id(row: Any) -> int | None:

@@ -236,6 +236,10 @@ def test_row_digest() -> None:
     a = {"id": 1, "name": "n", "pull_count": 5, "total_range": 10}
     assert row_digest(a) == row_digest({"total_range": 11, "pull_count": 5, "name": "n", "id": 1})
     assert row_digest(a) != row_digest({**a, "pull_count": 6})
+    assert row_digest({**a, "pull_count": True}) != row_digest({**a, "pull_count": 1})
+    nested = {**a, "name": ["n", {"x": 1}]}  # unhashable values: compared as JSON text
+    assert row_digest(nested) == row_digest({**nested, "total_range": 1})
+    assert row_digest(nested) != row_digest({**nested, "name": ["n", {"x": 2}]})
     assert row_digest(["not", "a", "row"]) == row_digest(["not", "a", "row"])
 
 
