@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -470,6 +471,29 @@ def test_every_transient_fault_is_survived_with_the_full_listing(
             wanted - 1.01 <= s <= wanted for s in clock.sleeps)
     else:
         assert all(s <= 0.01 for s in clock.sleeps)
+
+
+def test_an_outage_in_seconds_is_driven_by_the_simulator_clock(simulator: Make) -> None:
+    # A 60 s outage without waiting 60 s: the scan's sleeps advance the simulator's clock.
+    sim = simulator(images=120, scenario={"faults": [
+        {"kind": "status", "status": 503, "at": 2, "for_s": 60}]})
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        sim.clock.advance(seconds)
+
+    settings = settings_for(sim, backoff_base=1.0, backoff_cap=10.0, max_attempts=100)
+    result = scan_official_images(make_session(settings), settings, sleep=sleep,
+                                  clock=sim.clock.now, rng=random.Random(7))
+    pages = list(result)
+    assert last_pass_rows(pages) == sim.listing() and result.stats.complete
+    statuses = [r.status for r in sim.repos_requests()]
+    assert statuses[0] == 200 and statuses[-3:] == [200, 200, 200]
+    assert set(statuses[1:-3]) == {503} and len(statuses) - 4 == result.stats.retries
+    # the last failure came within the 60 s, the first success after them (plus the few
+    # milliseconds of real time the requests took)
+    assert sum(slept[:-1]) < 60 <= sum(slept) + 1
 
 
 def test_timeouts_are_transient(simulator: Make) -> None:
