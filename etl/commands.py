@@ -72,6 +72,11 @@ def sync_options(f: Any) -> Any:
                      help="Fetch and transform, write nothing, print the summary."),
         click.option("--max-rescans", type=click.IntRange(0, 20), default=None,
                      help="Rescans when the listing moves during a scan.  [default: 2]"),
+        click.option("--verify", type=click.Choice(["auto", "ids", "full"]), default=None,
+                     help="Completeness proof: ids reads the listing a second time and compares "
+                          "ids; full compares every value too; auto does ids up to 2,000 rows "
+                          "and re-reads only the first 1,000 rows of a larger listing.  "
+                          "[default: auto]"),
         click.option("--max-rps", type=click.FloatRange(min=0.001), default=None,
                      help="Cap on requests per second across all workers."),
         click.option("--max-reject-ratio", type=click.FloatRange(0.0, 1.0), default=None,

@@ -29,6 +29,7 @@ _TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("run_id", ">"),
     ("started_at", "<"),
     ("status", "<"),
+    ("proof", "<"),  # how the scan was proven complete (etl.paging.PROOFS); - when it was not
     ("rows", ">"),
     ("new/changed/removed", ">"),
     ("rejected", ">"),

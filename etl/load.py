@@ -37,7 +37,7 @@ DUPLICATE_ID = "duplicate id in scan"  # the transform's wording for the same pr
 # runs columns the final update may set (facts as data; anything else is ignored).
 RUN_STAT_COLUMNS = (
     "requests", "retries", "pages", "total_reported", "rows_seen", "rescans", "bytes",
-    "duration_s", "retry_causes", "complete",
+    "duration_s", "retry_causes", "complete", "proof",
 )
 
 _CHUNK_COLS = ", ".join(f'"{c}"' for c in IMAGE_COLUMNS)
@@ -422,6 +422,7 @@ class Loader:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             values = {k: (stats or {})[k] for k in RUN_STAT_COLUMNS if k in (stats or {})}
+            values["proof"] = None  # nothing of a failed run stands, whatever its scan proved
             if isinstance(values.get("retry_causes"), dict):
                 values["retry_causes"] = json.dumps(values["retry_causes"], sort_keys=True)
             values.update(status="failed", error=error.replace("\n", " ")[:1000],

@@ -5,15 +5,32 @@ order and advances by the rows actually received, never by the page size asked f
 server caps the page size it adopts the observed size and re-plans whatever was planned with the
 old size, so there is never a gap or an overlap. ``PassLedger`` keeps the completeness proof of
 one pass: distinct ids (+ rows without a usable id) must equal the total, and the total must not
-move. Neither does I/O; ``etl.extract`` drives both.
+move. ``PassCheck`` compares a second read of the listing with a finished pass, id for id (and
+value for value with ``--verify full``): the count alone cannot see rows deleted and as many
+inserted while the scan ran. None of them does I/O; ``etl.extract`` drives them.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import json
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+# The proof's second read asks for the API's largest page (API-NOTES: limit max 1000), whatever
+# --page-size is: up to 1,000 rows come back in one response, a snapshot of one moment.
+CHECK_PAGE_SIZE = 1000
+
+# How a run's scan was proven complete (``runs.proof``). A run that is not complete has none.
+PROOFS: dict[str, str] = {
+    "one-page": "the whole listing came in one response, a snapshot by itself: nothing to re-read",
+    "double-read": "a second read of the whole listing, after the pass, listed exactly the ids "
+                   "the pass saw",
+    "full": "a second read listed exactly the rows the pass saw, value for value",
+    "head": "the first 1,000 rows read again hold the ids the pass saw there (listings too "
+            "large to read twice by default: a row replaced further down goes unseen)",
+}
 
 
 class PagePlanner:
@@ -105,6 +122,9 @@ class PassLedger:
     rows_seen: int = 0
     duplicates: int = 0
     first_total_change: tuple[int, int] | None = None
+    # --verify full: id -> digest of the row's values, for the second read to compare
+    digests: dict[int, int] | None = None
+    head: list[Any] = field(default_factory=list)  # ids of the first rows (None: no usable id)
 
     def record(self, rows: Iterable[Any], total: int | None) -> list[Any]:
         """Count one page's rows; return the ids already seen earlier in this pass."""
@@ -115,17 +135,26 @@ class PassLedger:
                 self.first_total_change = (self.totals[-1], total)
             self.totals.append(total)
         dup: list[Any] = []
+        digests = self.digests
         for row in rows:
             self.rows_seen += 1
             rid = usable_id(row)
+            if len(self.head) < CHECK_PAGE_SIZE:
+                self.head.append(rid)
             if rid is None:
                 self.rows_without_id += 1
             elif rid in self.ids:
                 dup.append(rid)
             else:
                 self.ids.add(rid)
+                if digests is not None:
+                    digests[rid] = row_digest(row)
         self.duplicates += len(dup)
         return dup
+
+    @property
+    def last_total(self) -> int | None:
+        return self.totals[-1] if self.totals else None
 
     @property
     def moved(self) -> bool:
@@ -145,6 +174,96 @@ class PassLedger:
             return (f"short count: {len(self.ids)} distinct ids + {self.rows_without_id} rows "
                     f"without id = {counted}, but the API reported {self.total}")
         return None
+
+
+@dataclass
+class PassCheck:
+    """A second read of the whole listing, compared with a pass its ledger proved complete.
+
+    What it proves: every id the pass saw was listed by the pass and again by the check, and no
+    other id was. An id that leaves the listing does not come back within a scan (a deleted image
+    is gone; a moved one never leaves), so each of them was listed all the time between the last
+    request of the pass and the first request of the check; both answered the same total, so at
+    that moment the listing was exactly the pass's ids. When the check is one response, that is
+    the listing as the scan ended. With ``values`` every row must also be equal value for value,
+    which holds for counts that only grow (pull and star counts).
+    """
+
+    ledger: PassLedger
+    values: bool = False
+    listed: set[Any] = field(default_factory=set)
+    rows_without_id: int = 0
+
+    def record(self, rows: Iterable[Any], total: int | None) -> str | None:
+        """Compare one page of the check; the reason the pass cannot stand, or None (so far)."""
+        expected = self.ledger.last_total
+        if total is not None and expected is not None and total != expected:
+            return f"the total changed during the scan ({expected} -> {total})"
+        seen, digests = self.ledger.ids, self.ledger.digests
+        unseen = twice = changed = 0
+        for row in rows:
+            rid = usable_id(row)
+            if rid is None:
+                self.rows_without_id += 1
+            elif rid not in seen:
+                unseen += 1
+            elif rid in self.listed:
+                twice += 1
+            else:
+                self.listed.add(rid)
+                if self.values and digests is not None and digests.get(rid) != row_digest(row):
+                    changed += 1
+        if unseen:
+            return (f"the listing changed during the scan: a second read listed {unseen} id(s) "
+                    f"the scan did not see")
+        if twice:
+            return (f"the listing shifted during the second read: {twice} id(s) came back on "
+                    f"two pages")
+        if changed:
+            return (f"values changed during the scan: {changed} row(s) differ on a second read "
+                    f"(--verify full)")
+        return None
+
+    def finish(self) -> str | None:
+        """After the check's last page: None when the listing equals what the pass saw."""
+        missing = len(self.ledger.ids) - len(self.listed)
+        if missing:
+            return (f"the listing changed during the scan: {missing} id(s) the scan saw are no "
+                    f"longer listed")
+        if self.rows_without_id != self.ledger.rows_without_id:
+            return (f"the listing changed during the scan: {self.ledger.rows_without_id} row(s) "
+                    f"without id in the scan, {self.rows_without_id} in a second read")
+        return None
+
+
+def head_reason(ledger: PassLedger, rows: list[Any], total: int | None) -> str | None:
+    """Compare the first rows of the listing, read again, with what the pass saw there: None
+    when they hold the same ids (in any order), else why not."""
+    expected = ledger.last_total
+    if total is not None and expected is not None and total != expected:
+        return f"the total changed during the scan ({expected} -> {total})"
+    now = Counter(usable_id(r) for r in rows)
+    before = Counter(ledger.head[:len(rows)])
+    if now != before:
+        new, gone = sum((now - before).values()), sum((before - now).values())
+        return (f"the listing changed during the scan: the first {len(rows)} rows read again "
+                f"hold {new} id(s) the scan did not see there and lack {gone} it saw")
+    return None
+
+
+def row_digest(row: Any) -> int:
+    """A row's values as one number (``total_range`` left out: it is the total, checked apart).
+
+    Types count (``1`` and ``true`` differ). Hashing the items is ~3x cheaper than JSON text,
+    which cost seconds per 200,000 rows; nested values (unhashable) fall back to JSON text.
+    """
+    if isinstance(row, dict):
+        try:
+            return hash(tuple(sorted((k, v.__class__, v) for k, v in row.items()
+                                     if k != "total_range")))
+        except TypeError:
+            row = {k: v for k, v in row.items() if k != "total_range"}
+    return hash(json.dumps(row, sort_keys=True, default=str))
 
 
 def usable_id(row: Any) -> int | None:

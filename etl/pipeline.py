@@ -109,7 +109,8 @@ def _scan_stats(scan: Any) -> dict[str, Any]:
         return {}
     out = {k: getattr(stats, k) for k in (
         "requests", "retries", "retry_causes", "pages", "rescans", "total_reported",
-        "rows_seen", "bytes", "duration_s", "complete", "incomplete_reason") if hasattr(stats, k)}
+        "rows_seen", "bytes", "duration_s", "complete", "incomplete_reason", "proof")
+        if hasattr(stats, k)}
     if "complete" in out:
         out["complete"] = int(bool(out["complete"]))
     return out
@@ -323,6 +324,7 @@ def replay_run(settings: Settings, run_id: int, *,
                 status=status, exit_code=code, mark_removed=complete and not filtered,
                 stats={"rows_seen": tally.rows_seen, "pages": tally.pages,
                        "total_reported": orig["total_reported"], "complete": int(complete),
+                       "proof": orig.get("proof") if complete else None,
                        "duration_s": round(time.monotonic() - t0, 3)},
                 finished_at=_utc_text(datetime.now(timezone.utc)))
             rows_loaded = loader.rows_loaded()

@@ -126,8 +126,14 @@ CREATE INDEX IF NOT EXISTS runs_snapshot_date ON runs(snapshot_date, status);
 DROP INDEX IF EXISTS images_last_seen_run;
 """
 
+# v3: how the run's scan was proven complete (etl.paging.PROOFS); NULL for runs that were not
+# complete (failed, partial) and for runs recorded before v3.
+V3 = """
+ALTER TABLE runs ADD COLUMN proof TEXT;
+"""
+
 # Version n's migration: an SQL script. Append, never edit a released one.
-MIGRATIONS: dict[int, str] = {1: V1, 2: V2}
+MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 # A pull counter stuck at the largest signed 32-bit value is an upstream overflow, not growth.

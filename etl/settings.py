@@ -120,6 +120,7 @@ class Settings:
     healthcheck_url: str | None = None
     dry_run: bool = False
     max_rescans: int = 2
+    verify: str = "auto"  # how a pass is proven complete: one of VERIFY_MODES
     max_rps: float | None = None
     max_reject_ratio: float = 0.05
     keep_raw_runs: int = 30
@@ -141,6 +142,10 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
+
+# --verify: how a pass is proven complete (README "Completeness and rescans"; the ledger's
+# runs.proof records which proof held, etl.paging.PROOFS).
+VERIFY_MODES = ("auto", "ids", "full")
 
 # option name -> (environment variable or None). Flags beat env, env beats the config file.
 ENV_VARS: dict[str, str] = {
@@ -232,6 +237,10 @@ def build_settings(
             raise ConfigError(f"endpoint must be an http(s) URL, got {values['endpoint']!r}")
     if values.get("format", "parquet") not in {"csv", "parquet"}:
         raise ConfigError(f"format must be csv or parquet, got {values['format']!r}")
+    if values.get("verify", defaults.verify) not in VERIFY_MODES:
+        # Said plainly: `verify = false` is what turns TLS verification off elsewhere.
+        raise ConfigError(f"verify must be one of {', '.join(VERIFY_MODES)} (the completeness "
+                          f"proof; TLS is always verified), got {values['verify']!r}")
     if values.get("source_timezone"):
         _check_timezone(values["source_timezone"])
     cred_env = {**{k.upper(): str(v) for k, v in config.items()

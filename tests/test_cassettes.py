@@ -55,7 +55,10 @@ def test_multi_page_scan_replays_the_recorded_shape() -> None:
     pages, result, cassette = replay("multi_page_scan")
     assert [(p.offset, len(p.rows), p.content_range) for p in pages] == [
         (0, 50, "0-50/120"), (50, 50, "50-50/120"), (100, 20, "100-20/120")]
-    assert cassette.play_count == 3 and cassette.all_played
+    # three pages, then the completeness proof's second read (the whole listing, limit=1000)
+    assert cassette.play_count == 4 and cassette.all_played
+    assert dict(cassette.requests[-1].query) == {"offset": "0", "limit": "1000"}
+    assert result.stats.proof == "double-read"
     assert result.stats.complete and result.stats.total_reported == 120
     ids = [r["id"] for p in pages for r in p.rows]
     assert len(set(ids)) == 120

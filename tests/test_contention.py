@@ -206,4 +206,5 @@ def test_another_run_holding_the_lock_is_exit_5_and_touches_nothing(
     assert exc_info.value.message == f"another run holds the lock for {db} (pid 4242)"
     assert state(db) == before
     assert sim.repos_requests() == [r for r in sim.repos_requests() if r.n]  # log readable
-    assert len(sim.repos_requests()) == 3  # only the first run's pages: no request was sent
+    # only the first run's three pages and its second read: no request was sent
+    assert len(sim.repos_requests()) == 3 + 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ from etl import __version__, extract
 from etl.errors import AuthError, BadRequestError, InternalError, NotFoundError, UpstreamError
 from etl.extract import REPOS_PATH, Page, Scan, make_session, scan_official_images
 from etl.settings import Settings
-from etl.simulator import Simulator
+from etl.simulator import Dataset, Simulator
 
 Make = Callable[..., Simulator]
 
@@ -76,10 +78,12 @@ def test_each_content_range_shape_gives_the_exact_listing(simulator: Make, shape
     assert last_pass_rows(pages) == sim.listing()
     assert [p.offset for p in pages] == [0, 50, 100, 150]
     assert [len(p.rows) for p in pages] == [50, 50, 50, 30]
-    assert offsets(sim) == [(0, 50), (50, 50), (100, 50), (150, 50)]
+    # the pass, then the completeness proof's second read: the whole listing in one request
+    assert offsets(sim) == [(0, 50), (50, 50), (100, 50), (150, 50), (0, 1000)]
     assert all(p.total == 180 for p in pages)
     assert result.stats.complete and result.stats.total_reported == 180
-    assert (result.stats.requests, result.stats.pages, result.stats.rescans) == (4, 4, 0)
+    assert result.stats.proof == "double-read"
+    assert (result.stats.requests, result.stats.pages, result.stats.rescans) == (5, 4, 0)
     assert result.stats.rows_seen == 180
     expected_header = {"offset-count": "0-50/180", "first-last": "0-49/180", "none": None}[shape]
     assert pages[0].content_range == expected_header
@@ -101,7 +105,7 @@ def test_missing_header_on_some_pages_falls_back_to_total_range(simulator: Make)
     pages, result = scan(sim)
     assert last_pass_rows(pages) == sim.listing()
     assert [p.content_range is None for p in pages] == [False, True, False]
-    assert result.stats.complete and result.stats.requests == 3
+    assert result.stats.complete and result.stats.requests == 3 + 1  # + the second read
 
 
 def test_filters_are_sent_and_the_filtered_total_is_proven(simulator: Make) -> None:
@@ -125,8 +129,10 @@ def test_capped_page_size_is_adopted_without_gaps_or_overlaps(
     assert last_pass_rows(pages) == sim.listing()
     assert [p.offset for p in pages] == list(range(0, 500, 30))
     assert offsets(sim)[0] == (0, 100)
-    assert sorted(offsets(sim)[1:]) == [(o, 30) for o in range(30, 500, 30)]
-    assert result.stats.complete and result.stats.requests == 17
+    assert sorted(offsets(sim)[1:17]) == [(o, 30) for o in range(30, 500, 30)]
+    # the second read keeps the cap the pass found: the whole listing again, 30 rows at a time
+    assert sorted(offsets(sim)[17:]) == [(o, 30) for o in range(0, 500, 30)]
+    assert result.stats.complete and result.stats.requests == 17 + 17
 
 
 def test_cap_appearing_mid_scan_replans_parallel_offsets(simulator: Make) -> None:
@@ -208,7 +214,8 @@ def test_request_cap_follows_the_reported_total(simulator: Make,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     sim = simulator(images=200, scenario={"max_page_size": 1})
     pages, result = scan(sim, page_size=100)  # capped to 1 row per page: 200 requests, allowed
-    assert result.stats.complete and result.stats.requests == 200 == len(pages)
+    assert len(pages) == 200 and result.stats.complete
+    assert result.stats.requests == 200 + 200  # the second read has its own allowance
     sim.clear_requests()
     monkeypatch.setattr(extract, "EXTRA_PAGES_PER_PASS", -190)  # budget: 200 - 190 = 10
     with pytest.raises(UpstreamError, match="^gave up: 10 page requests in one pass"):
@@ -278,7 +285,8 @@ def test_one_page_inserted_at_the_front_is_drift_not_an_ignored_offset() -> None
     assert [r["id"] for p in pages if p.pass_no == 1 for r in p.rows] == (
         list(range(100, 110)) + list(range(20)))
     # page 0, page 10 (= old page 0), offset 0 again to check, then the rescan's three pages
-    assert adapter.sent == [(0, 10), (10, 10), (0, 10), (0, 10), (10, 10), (20, 10)]
+    # and the completeness proof's second read of the whole listing
+    assert adapter.sent == [(0, 10), (10, 10), (0, 10), (0, 10), (10, 10), (20, 10), (0, 1000)]
     assert pages[1].duplicate_ids == tuple(range(10))
 
 
@@ -325,7 +333,7 @@ def test_rows_without_ids_are_counted_not_mistaken_for_an_ignored_offset() -> No
 
     pages, result, adapter = scripted(script)
     assert [len(p.rows) for p in pages] == [10, 10]
-    assert result.stats.complete and adapter.sent == [(0, 10), (10, 10)]
+    assert result.stats.complete and adapter.sent == [(0, 10), (10, 10), (0, 1000)]
 
 
 def test_header_total_wins_over_a_disagreeing_total_range(
@@ -355,7 +363,7 @@ def test_unparseable_bodies_are_transient(bad: bytes) -> None:
     pages, result, adapter = scripted(script)
     assert [r["id"] for p in pages for r in p.rows] == list(range(15))
     assert result.stats.retry_causes == {"unparseable": 1}
-    assert adapter.sent == [(0, 10), (10, 10), (10, 10)]
+    assert adapter.sent == [(0, 10), (10, 10), (10, 10), (0, 1000)]
 
 
 def test_streams_through_a_bounded_window(simulator: Make) -> None:
@@ -455,7 +463,7 @@ def test_every_transient_fault_is_survived_with_the_full_listing(
     assert last_pass_rows(pages) == sim.listing()
     assert result.stats.complete
     assert result.stats.retries == 2 and result.stats.retry_causes == {cause: 2}
-    assert result.stats.requests == 6 == len(sim.repos_requests())
+    assert result.stats.requests == 6 + 1 == len(sim.repos_requests())  # + the second read
     if "retry_after" in fault:
         wanted = 2.0 if fault["retry_after"] == "2" else 3.0
         # Honoured (HTTP dates have 1 s resolution), never replaced by the tiny backoff.
@@ -463,6 +471,29 @@ def test_every_transient_fault_is_survived_with_the_full_listing(
             wanted - 1.01 <= s <= wanted for s in clock.sleeps)
     else:
         assert all(s <= 0.01 for s in clock.sleeps)
+
+
+def test_an_outage_in_seconds_is_driven_by_the_simulator_clock(simulator: Make) -> None:
+    # A 60 s outage without waiting 60 s: the scan's sleeps advance the simulator's clock.
+    sim = simulator(images=120, scenario={"faults": [
+        {"kind": "status", "status": 503, "at": 2, "for_s": 60}]})
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        sim.clock.advance(seconds)
+
+    settings = settings_for(sim, backoff_base=1.0, backoff_cap=10.0, max_attempts=100)
+    result = scan_official_images(make_session(settings), settings, sleep=sleep,
+                                  clock=sim.clock.now, rng=random.Random(7))
+    pages = list(result)
+    assert last_pass_rows(pages) == sim.listing() and result.stats.complete
+    statuses = [r.status for r in sim.repos_requests()]
+    assert statuses[0] == 200 and statuses[-3:] == [200, 200, 200]
+    assert set(statuses[1:-3]) == {503} and len(statuses) - 4 == result.stats.retries
+    # the last failure came within the 60 s, the first success after them (plus the few
+    # milliseconds of real time the requests took)
+    assert sum(slept[:-1]) < 60 <= sum(slept) + 1
 
 
 def test_timeouts_are_transient(simulator: Make) -> None:
@@ -549,7 +580,8 @@ def test_401_mid_scan_refreshes_once_and_retries_that_request(simulator: Make) -
     pages, result = scan(sim, auth=auth, allow_anonymous=False)
     assert last_pass_rows(pages) == sim.listing()
     assert auth.refreshes == 1
-    assert [r.status for r in sim.repos_requests()] == [200, 200, 401, 200, 200]
+    # (the last one is the completeness proof's second read)
+    assert [r.status for r in sim.repos_requests()] == [200, 200, 401, 200, 200, 200]
     assert result.stats.retries == 0
 
 
@@ -647,6 +679,214 @@ def test_listing_that_never_settles_is_flagged_incomplete(simulator: Make) -> No
     assert last[0].offset == 0 and sum(len(p.rows) for p in last) >= 180
 
 
+# -- the completeness proof -----------------------------------------------------------------
+
+
+def ids_of(rows: list[dict[str, Any]]) -> list[int]:
+    return [r["id"] for r in rows]
+
+
+def test_rows_replaced_behind_the_scan_are_caught_by_the_second_read(simulator: Make) -> None:
+    # Issue 14: after two of four pages, 3 rows already read are deleted and 3 new ones are
+    # inserted at the front. The total never moves and the pass counts 180 distinct ids, yet
+    # it holds 3 deleted images and misses 3 new ones. The second read sees it: rescan.
+    sim = simulator(images=180, scenario={"drift": [
+        {"kind": "replace", "at": 3, "count": 3, "position": 10}]})
+    pages, result = scan(sim)
+    first_pass = [r["id"] for p in pages if p.pass_no == 0 for r in p.rows]
+    assert len(set(first_pass)) == len(first_pass) == 180  # the count alone was satisfied
+    assert set(first_pass) != set(ids_of(sim.listing()))
+    assert result.stats.complete and result.stats.proof == "double-read"
+    assert result.stats.rescans == 1
+    assert last_pass_rows(pages) == sim.listing()
+    one_pass = [(0, 50), (50, 50), (100, 50), (150, 50), (0, 1000)]
+    assert offsets(sim) == one_pass + one_pass
+
+
+def test_without_rescans_left_the_caught_drift_is_incomplete(simulator: Make) -> None:
+    sim = simulator(images=180, scenario={"drift": [
+        {"kind": "replace", "at": 3, "count": 3, "position": 10}]})
+    pages, result = scan(sim, max_rescans=0)
+    assert not result.stats.complete and result.stats.proof is None
+    assert result.stats.incomplete_reason == (
+        "the listing changed during the scan: a second read listed 3 id(s) the scan did not see")
+    assert len(sim.repos_requests()) == 5
+
+
+@pytest.mark.parametrize("drift,rescans", [
+    ({"kind": "replace", "count": 2, "position": 60, "to": 120}, 1),  # deleted + inserted inside
+    ({"kind": "delete", "count": 1, "where": "end"}, 1),              # the total moves
+    ({"kind": "move", "count": 1, "position": 170, "to": 5}, 0),      # the same ids: it stands
+])
+def test_drift_just_before_the_second_read_is_caught(simulator: Make, drift: dict[str, Any],
+                                                     rescans: int) -> None:
+    # The latest moment drift can strike: after the last page, before the second read.
+    sim = simulator(images=180, scenario={"drift": [{**drift, "at": 5}]})
+    pages, result = scan(sim, concurrency=2)
+    assert result.stats.complete and result.stats.rescans == rescans
+    assert sorted(ids_of(last_pass_rows(pages))) == sorted(ids_of(sim.listing()))
+    assert len(sim.repos_requests()) == 5 * (1 + rescans)
+
+
+def test_one_response_is_its_own_proof(simulator: Make) -> None:
+    sim = simulator(images=180)
+    pages, result = scan(sim, page_size=1000, verify="full")
+    assert result.stats.complete and result.stats.proof == "one-page"
+    assert offsets(sim) == [(0, 1000)]
+    sim.clear_requests()
+    pages, result = scan(sim, namespace="no-such-namespace")  # an empty listing: one answer
+    assert pages == [] and result.stats.proof == "one-page" and offsets(sim) == [(0, 50)]
+
+
+def test_auto_reads_only_the_head_of_a_large_listing_again(simulator: Make) -> None:
+    # 2,500 rows at page size 1000: above 2,000 rows auto re-reads the first 1,000 only.
+    sim = simulator(images=2500, scenario={"drift": [
+        {"kind": "replace", "at": 3, "count": 3, "position": 1500}]})  # new rows at the front
+    pages, result = scan(sim, page_size=1000)
+    assert result.stats.complete and result.stats.proof == "head"
+    assert result.stats.rescans == 1
+    assert last_pass_rows(pages) == sim.listing()
+    assert offsets(sim) == [(0, 1000), (1000, 1000), (2000, 1000), (0, 1000)] * 2
+
+
+def test_what_the_head_check_cannot_see_and_ids_can(simulator: Make) -> None:
+    # A row replaced inside a page already read, below the first 1,000 rows: the head check
+    # cannot see it (the README says so); --verify ids reads everything again and does.
+    drift = {"drift": [{"kind": "replace", "at": 3, "count": 3, "position": 1500, "to": 1400}]}
+    sim = simulator(images=2500, scenario=drift)
+    pages, result = scan(sim, page_size=1000)
+    assert result.stats.complete and result.stats.proof == "head"
+    assert set(ids_of(last_pass_rows(pages))) != set(ids_of(sim.listing()))
+    sim = simulator(images=2500, scenario=drift)
+    pages, result = scan(sim, page_size=1000, verify="ids")
+    assert result.stats.complete and result.stats.proof == "double-read"
+    assert result.stats.rescans == 1
+    assert last_pass_rows(pages) == sim.listing()
+    # the pass, the second read up to the page that differs, the rescan, its second read
+    assert len(sim.repos_requests()) == 3 + 2 + 3 + 3
+
+
+def test_full_compares_values_and_rescans_when_counts_moved(simulator: Make) -> None:
+    # Every count grows after two pages were read: auto proves the ids (the counts of the
+    # first two pages are older); full sees the values differ, rescans and loads them exact.
+    bump = {"drift": [{"kind": "bump", "at": 3, "count": 0}]}
+    sim = simulator(images=180, scenario=bump)
+    pages, result = scan(sim)
+    assert result.stats.complete and result.stats.rescans == 0
+    assert ids_of(last_pass_rows(pages)) == ids_of(sim.listing())
+    assert last_pass_rows(pages) != sim.listing()
+    sim = simulator(images=180, scenario=bump)
+    pages, result = scan(sim, verify="full")
+    assert result.stats.complete and result.stats.proof == "full"
+    assert result.stats.rescans == 1
+    assert last_pass_rows(pages) == sim.listing()
+
+
+def test_full_on_counts_that_never_settle_is_incomplete(simulator: Make) -> None:
+    # Every count grows before every second request: each pass's first page is stale by the
+    # time its second read (one request) comes.
+    sim = simulator(images=180, scenario={"drift": [{"kind": "bump", "every": 2, "count": 0}]})
+    pages, result = scan(sim, verify="full", page_size=100)
+    assert not result.stats.complete and result.stats.rescans == 2
+    assert result.stats.incomplete_reason == (
+        "values changed during the scan: 100 row(s) differ on a second read (--verify full)")
+    assert len(sim.repos_requests()) == 3 * 3
+
+
+def test_an_api_refusing_the_larger_page_is_read_again_at_the_pass_size(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    def script(n: int, offset: int, limit: int) -> tuple[int, dict[str, str], bytes]:
+        if limit > 10:
+            return 400, {}, json.dumps([{"errorCode": "SVCSTG.SWR.4000056",
+                                         "errorMessage": "Invalid page size"}]).encode()
+        rows = [{"id": i} for i in range(offset, min(offset + limit, 25))]
+        return 200, {"Content-Range": f"{offset}-{len(rows)}/25"}, rows_json(rows)
+
+    caplog.set_level(logging.WARNING, logger="etl.extract")
+    pages, result, adapter = scripted(script)
+    assert result.stats.complete and result.stats.proof == "double-read"
+    assert adapter.sent == [(0, 10), (10, 10), (20, 10), (0, 1000), (0, 10), (10, 10), (20, 10)]
+    assert caplog.messages == ["the API refused limit=1000 for the completeness check; reading "
+                               "again at limit=10"]
+
+
+# The property the proof stands on, over random drift schedules on the simulator: whenever a
+# scan says complete, what it yielded is exactly the listing at one moment, the one the last
+# request of its last pass and the first request of the second read were served from (or the
+# single response of a one-page pass); when the second read is one request, that is the
+# listing as the scan ended. Counted for the report printed after this module.
+PROPERTY: Counter[str] = Counter()
+POSITION = st.none() | st.integers(0, 320)
+DRIFT_EVENT = st.one_of(
+    st.fixed_dictionaries({"kind": st.just("replace"), "count": st.integers(1, 4),
+                           "where": st.sampled_from(["random", "front", "end"]),
+                           "position": POSITION, "to": st.just(0) | st.integers(0, 320)}),
+    st.fixed_dictionaries({"kind": st.just("move"), "count": st.integers(1, 4),
+                           "position": POSITION, "to": POSITION}),
+    st.fixed_dictionaries({"kind": st.just("reorder"), "count": st.integers(0, 5)}),
+    st.fixed_dictionaries({"kind": st.just("bump"), "count": st.integers(0, 5)}),
+    st.fixed_dictionaries({"kind": st.sampled_from(["insert_front", "delete"]),
+                           "count": st.integers(1, 3)}),
+).flatmap(lambda d: (st.integers(1, 8) | st.integers(1, 30)).map(lambda at: {**d, "at": at}))
+
+
+@pytest.fixture(scope="module")
+def drifting(pytestconfig: pytest.Config) -> Iterator[Simulator]:
+    with Simulator(images=0, history=True) as sim:
+        yield sim
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    if capture is not None and PROPERTY:
+        with capture.global_and_fixture_disabled():
+            print("\ncompleteness property: " + ", ".join(
+                f"{k}: {v}" for k, v in sorted(PROPERTY.items())))
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(images=st.integers(0, 300), seed=st.integers(0, 3), schedule=st.lists(DRIFT_EVENT,
+       max_size=6), page_size=st.sampled_from([25, 60, 100, 25, 60, 1000]),
+       cap=st.sampled_from([None, None, 40]), concurrency=st.sampled_from([1, 3]),
+       verify=st.sampled_from(["auto", "ids", "full"]), max_rescans=st.integers(0, 2))
+def test_a_complete_scan_is_the_listing_at_one_moment(
+    drifting: Simulator, images: int, seed: int, schedule: list[dict[str, Any]],
+    page_size: int, cap: int | None, concurrency: int, verify: str, max_rescans: int
+) -> None:
+    sim = drifting
+    sim.dataset = Dataset(images, seed)
+    sim.set_scenario({"drift": schedule, **({"max_page_size": cap} if cap else {})})
+    sim.clear_requests()
+    pages, result = scan(sim, page_size=page_size, concurrency=concurrency, verify=verify,
+                         max_rescans=max_rescans)
+    applied = sum(1 for d in schedule if d["at"] <= len(sim.repos_requests()))
+    PROPERTY["drift schedules"] += 1
+    PROPERTY["drift events applied"] += applied
+    stats = result.stats
+    if not stats.complete:
+        PROPERTY["incomplete (rescans used up)"] += 1
+        assert stats.incomplete_reason and stats.proof is None
+        assert stats.rescans == max_rescans
+        return
+    log = sim.repos_requests()
+    moment = max(r.n for r in log if r.query["offset"] == "0")
+    want = sorted(sim.listing_at(moment), key=lambda r: r["id"])
+    got = sorted(last_pass_rows(pages) if pages else [], key=lambda r: r["id"])
+    assert ids_of(got) == ids_of(want)  # the same images, each once
+    if verify == "full" or stats.proof == "one-page":
+        assert got == want  # value for value
+    if stats.proof == "one-page":  # the whole last pass was that one response
+        assert moment == log[-1].n
+    else:
+        assert stats.proof == {"full": "full"}.get(verify, "double-read")
+    PROPERTY[f"complete, proof {stats.proof}"] += 1
+    PROPERTY["complete although drift struck"] += applied > 0
+    if moment == log[-1].n:
+        assert ids_of(want) == sorted(ids_of(sim.listing()))
+        PROPERTY["complete and equal to the final listing"] += 1
+    if {r.n for r in log} - {r.n for r in log if r.n <= moment} and sim.listing_at(
+            log[-1].n) != sim.listing_at(moment):
+        PROPERTY["complete, the listing moved again during a multi-request second read"] += 1
+
+
 # -- parallel pages and timing --------------------------------------------------------------
 
 
@@ -731,7 +971,12 @@ def test_one_debug_line_per_page_and_no_credentials(
         + page_lines[0].rsplit("=", 1)[1],
         *page_lines[1:],
     ]
-    assert [m.split()[1] for m in page_lines] == ["offset=0", "offset=50", "offset=100"]
+    # the pass's three pages, then the completeness proof's second read in one request
+    assert [m.split()[1:3] for m in page_lines] == [
+        ["offset=0", "limit=50"], ["offset=50", "limit=50"], ["offset=100", "limit=50"],
+        ["offset=0", "limit=1000"]]
     assert all("status=200 attempt=1" in m for m in page_lines)
+    assert [m for m in lines if m.startswith("completeness check")] == [
+        "completeness check: 1 request(s) at limit=1000: the listing matches the pass"]
     assert not any(token in m for m in lines)
     assert REPOS_PATH == "/v2/manage/dockerhub/repos"

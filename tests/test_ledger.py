@@ -20,11 +20,11 @@ NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
 RUNS: list[dict[str, Any]] = [
     {"run_id": 1, "started_at": "2026-11-25T03:00:00Z", "finished_at": "2026-11-25T03:00:09Z",
      "status": "success", "requests": 2, "retries": 0, "rows_loaded": 180, "rows_new": 180,
-     "rows_rejected": 0, "duration_s": 9.25, "retry_causes": "{}"},
+     "rows_rejected": 0, "duration_s": 9.25, "retry_causes": "{}", "proof": "one-page"},
     {"run_id": 2, "started_at": "2026-11-26T03:00:00Z", "finished_at": "2026-11-26T03:00:12Z",
      "status": "success", "requests": 3, "retries": 1, "rows_loaded": 181, "rows_new": 1,
      "rows_changed": 40, "rows_removed": 0, "rows_rejected": 2, "duration_s": 12.0,
-     "retry_causes": '{"http_503": 1}'},
+     "retry_causes": '{"http_503": 1}', "proof": "double-read"},
     {"run_id": 3, "started_at": "2026-11-27T03:00:00Z", "finished_at": "2026-11-27T03:00:31Z",
      "status": "failed", "requests": 5, "retries": 4, "rows_loaded": 0, "rows_rejected": 0,
      "error": "SWR API unavailable after 5 attempts:\nHTTP 503 SVCSTG.SWR.5000001",
@@ -32,10 +32,11 @@ RUNS: list[dict[str, Any]] = [
 ]
 
 
-def make_db(path: Path, runs: list[dict[str, Any]]) -> Path:
+def make_db(path: Path, runs: list[dict[str, Any]], version: int = max(MIGRATIONS)) -> Path:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.executescript(MIGRATIONS[1])
+    for n in range(1, version + 1):
+        conn.executescript(MIGRATIONS[n])
     for run in runs:
         cols = ", ".join(run)
         conn.execute(f"INSERT INTO runs ({cols}) VALUES ({', '.join('?' * len(run))})",
@@ -65,15 +66,25 @@ def test_list_runs_newest_first_whole_rows(db: Path) -> None:
 def test_runs_table_is_aligned_and_single_line_per_run(db: Path) -> None:
     table = format_runs_table(list_runs(db, limit=10))
     assert table.splitlines() == [
-        "run_id  started_at            status   rows  new/changed/removed  rejected  requests"
-        "  retries  duration  error",
-        "     3  2026-11-27T03:00:00Z  failed      0                0/0/0         0         5"
-        "        4     31.0s  SWR API unavailable after 5 attempts: HTTP 503 SVCSTG.SWR.5…",
-        "     2  2026-11-26T03:00:00Z  success   181               1/40/0         2         3"
-        "        1     12.0s",
-        "     1  2026-11-25T03:00:00Z  success   180              180/0/0         0         2"
-        "        0      9.2s",
+        "run_id  started_at            status   proof        rows  new/changed/removed  rejected"
+        "  requests  retries  duration  error",
+        "     3  2026-11-27T03:00:00Z  failed   -               0                0/0/0         0"
+        "         5        4     31.0s  SWR API unavailable after 5 attempts: HTTP 503 "
+        "SVCSTG.SWR.5…",
+        "     2  2026-11-26T03:00:00Z  success  double-read   181               1/40/0         2"
+        "         3        1     12.0s",
+        "     1  2026-11-25T03:00:00Z  success  one-page      180              180/0/0         0"
+        "         2        0      9.2s",
     ]
+
+
+def test_runs_of_a_database_from_before_the_proof_column(tmp_path: Path) -> None:
+    old = [{k: v for k, v in run.items() if k != "proof"} for run in RUNS]
+    db = make_db(tmp_path / "v2.db", old, version=2)
+    rows = list_runs(db)
+    assert "proof" not in rows[0]
+    assert [line.split()[3] for line in format_runs_table(rows).splitlines()] == [
+        "proof", "-", "-", "-"]
 
 
 def test_runs_table_empty() -> None:
@@ -167,7 +178,7 @@ def test_status_command_exit_codes(db: Path, tmp_path: Path,
 def test_runs_command_table_and_json(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(["runs", "--db", str(db), "--limit", "2"], capsys)
     assert code == 0
-    assert out.splitlines()[0].split() == ["run_id", "started_at", "status", "rows",
+    assert out.splitlines()[0].split() == ["run_id", "started_at", "status", "proof", "rows",
                                            "new/changed/removed", "rejected", "requests",
                                            "retries", "duration", "error"]
     assert [line.split()[0] for line in out.splitlines()[1:]] == ["3", "2"]
@@ -176,6 +187,7 @@ def test_runs_command_table_and_json(db: Path, capsys: pytest.CaptureFixture[str
     data = json.loads(out)
     assert [r["run_id"] for r in data] == [3, 2, 1]
     assert data[1]["retry_causes"] == {"http_503": 1}
+    assert [r["proof"] for r in data] == [None, "double-read", "one-page"]
 
 
 def test_probe_without_write_access_reads_the_file_alone(db: Path,

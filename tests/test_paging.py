@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.paging import PagePlanner, PassLedger, usable_id
+from etl.paging import (
+    CHECK_PAGE_SIZE,
+    PagePlanner,
+    PassCheck,
+    PassLedger,
+    head_reason,
+    row_digest,
+    usable_id,
+)
 
 Serve = Callable[[int, int, int], int]  # (request number, offset, limit) -> rows returned
 
@@ -159,6 +167,96 @@ def test_ledger_reasons() -> None:
     assert not short.moved
     assert short.incomplete_reason() == (
         "short count: 1 distinct ids + 0 rows without id = 1, but the API reported 3")
+
+
+def rows(*ids: int | None, pulls: int = 1) -> list[dict[str, object]]:
+    return [{"id": i, "pull_count": pulls, "total_range": 99} if i is not None
+            else {"name": "no id", "total_range": 99} for i in ids]
+
+
+def finished_pass(*pages: list[dict[str, object]], total: int, values: bool = False
+                  ) -> PassLedger:
+    ledger = PassLedger(0, digests={} if values else None)
+    for page in pages:
+        ledger.record(page, total)
+    assert ledger.incomplete_reason() is None  # the count alone is satisfied
+    return ledger
+
+
+def test_check_passes_when_a_second_read_lists_the_same_ids_in_any_paging() -> None:
+    ledger = finished_pass(rows(1, 2, 3), rows(4, None), total=5)
+    check = PassCheck(ledger)
+    # read again with other page boundaries and another order: the same listing
+    assert check.record(rows(4, 1), 5) is None
+    assert check.record(rows(None, 3, 2), 5) is None
+    assert check.finish() is None
+
+
+def test_check_sees_what_the_count_cannot() -> None:
+    # The trap: ids 1-3 deleted after they were read, 7-9 inserted at the front before
+    # the last page: the pass counted 6 distinct ids of a total of 6 that never moved.
+    ledger = finished_pass(rows(1, 2, 3), rows(4, 5, 6), total=6)
+    check = PassCheck(ledger)
+    assert check.record(rows(7, 8, 9, 4, 5, 6), 6) == (
+        "the listing changed during the scan: a second read listed 3 id(s) the scan did not see")
+
+
+def test_check_reasons() -> None:
+    ledger = finished_pass(rows(1, 2), rows(3, 4), total=4)
+    assert PassCheck(ledger).record(rows(1, 2), 5) == "the total changed during the scan (4 -> 5)"
+    twice = PassCheck(ledger)
+    assert twice.record(rows(1, 2), 4) is None
+    assert twice.record(rows(2, 3), 4) == (
+        "the listing shifted during the second read: 1 id(s) came back on two pages")
+    short = PassCheck(ledger)
+    assert short.record(rows(1, 2, 3), 4) is None
+    assert short.finish() == (
+        "the listing changed during the scan: 1 id(s) the scan saw are no longer listed")
+    idless = finished_pass(rows(1, None), total=2)
+    other = PassCheck(idless)
+    assert other.record(rows(1, None, None), 2) is None
+    assert other.finish() == ("the listing changed during the scan: 1 row(s) without id in "
+                              "the scan, 2 in a second read")
+
+
+def test_full_check_compares_values_and_ignores_total_range() -> None:
+    ledger = finished_pass(rows(1, 2), rows(3), total=3, values=True)
+    assert ledger.digests is not None and sorted(ledger.digests) == [1, 2, 3]
+    same = PassCheck(ledger, values=True)
+    again = [{**r, "total_range": 3} for r in rows(3, 2, 1)]
+    assert same.record(again, 3) is None and same.finish() is None
+    bumped = PassCheck(ledger, values=True)
+    assert bumped.record(rows(1) + rows(2, 3, pulls=2), 3) == (
+        "values changed during the scan: 2 row(s) differ on a second read (--verify full)")
+    # without values, counts that moved are not a reason
+    assert PassCheck(ledger).record(rows(1) + rows(2, 3, pulls=2), 3) is None
+
+
+def test_row_digest() -> None:
+    a = {"id": 1, "name": "n", "pull_count": 5, "total_range": 10}
+    assert row_digest(a) == row_digest({"total_range": 11, "pull_count": 5, "name": "n", "id": 1})
+    assert row_digest(a) != row_digest({**a, "pull_count": 6})
+    assert row_digest({**a, "pull_count": True}) != row_digest({**a, "pull_count": 1})
+    nested = {**a, "name": ["n", {"x": 1}]}  # unhashable values: compared as JSON text
+    assert row_digest(nested) == row_digest({**nested, "total_range": 1})
+    assert row_digest(nested) != row_digest({**nested, "name": ["n", {"x": 2}]})
+    assert row_digest(["not", "a", "row"]) == row_digest(["not", "a", "row"])
+
+
+def test_head_check_compares_the_first_rows_in_any_order() -> None:
+    ledger = finished_pass(rows(*range(1, 4)), rows(*range(4, 7)), total=6)
+    assert ledger.head == [1, 2, 3, 4, 5, 6]
+    assert head_reason(ledger, rows(3, 1, 2, 4), 6) is None
+    assert head_reason(ledger, rows(9, 1, 2, 3), 6) == (
+        "the listing changed during the scan: the first 4 rows read again hold 1 id(s) the "
+        "scan did not see there and lack 1 it saw")
+    assert head_reason(ledger, rows(1, 2), 7) == "the total changed during the scan (6 -> 7)"
+
+
+def test_ledger_keeps_the_head_only() -> None:
+    ledger = PassLedger(0)
+    ledger.record(rows(*range(CHECK_PAGE_SIZE + 5)), CHECK_PAGE_SIZE + 5)
+    assert ledger.head == list(range(CHECK_PAGE_SIZE))
 
 
 @pytest.mark.parametrize("row,expected", [

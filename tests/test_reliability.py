@@ -9,18 +9,24 @@ holds a previous good run (taken the simulated day before), then checks the outc
   retry budget used up): the documented exception and exit code, the previous ``images`` and
   ``image_snapshots`` byte-for-byte as before, and a ``failed`` runs row with a one-line error;
 - a listing that never settles: exit 6 (``partial``), what was seen loaded, nothing marked removed.
+
+Every complete run records how its scan was proven (``runs.proof``); failed and partial ones
+record none. A hypothesis test at the end drives random drift schedules through whole runs.
 """
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etl.errors import (
     AuthError,
@@ -30,10 +36,10 @@ from etl.errors import (
     NotFoundError,
     UpstreamError,
 )
-from etl.pipeline import SyncResult, run_sync
+from etl.pipeline import SyncResult, replay_run, run_sync
 from etl.retry import RetryBudgetExhausted
 from etl.settings import Credentials, Settings
-from etl.simulator import Simulator
+from etl.simulator import Dataset, Simulator
 
 IMAGES = 90
 SEED = 7
@@ -100,12 +106,31 @@ CASES: list[Case] = [
     Case("latency", {"latency_ms": 5}),
     Case("delay-spike", fault("delay", delay_ms=150, times=2)),
     Case("delay-past-timeout", fault("delay", delay_ms=1200), settings={"timeout": 0.4}),
+    # an outage measured in seconds, not requests, ridden out by retrying
+    Case("outage-0.3s", {"faults": [{"kind": "status", "status": 503, "at": 2, "for_s": 0.3}]},
+         settings={"max_attempts": 200, "retry_budget": 2000}),
     # the listing moves during the scan: a rescan settles it
     Case("drift-insert-front", drift("insert_front", at=2)),
     Case("drift-delete", drift("delete", at=2)),
     Case("drift-delete-front", drift("delete", at=2, where="front")),
     Case("drift-reorder", drift("reorder", at=2, count=5)),
     Case("drift-bump", drift("bump", at=2, count=20), expect="bump"),
+    # the same total, the same number of distinct ids, other images: only the proof's second
+    # read sees these (issue 14): rows already read replaced by new ones at the front ...
+    Case("drift-replace-front", drift("replace", at=2, count=3, position=1)),
+    # ... or inside a page already read, or as late as the last page and the second read
+    Case("drift-replace-inside", drift("replace", at=2, count=2, position=3, to=5)),
+    Case("drift-replace-late", {"drift": [{"kind": "replace", "at": 3, "count": 2, "position": 0},
+                                          {"kind": "replace", "at": 4, "count": 2,
+                                           "where": "end", "to": 1}]}),
+    # a row moved from a page not read yet into one already read
+    Case("drift-move", drift("move", at=2, count=1, position=60, to=2)),
+    Case("drift-combined", {"drift": [
+        {"kind": "replace", "at": 2, "count": 2}, {"kind": "move", "at": 2, "count": 2},
+        {"kind": "reorder", "at": 2, "count": 3}, {"kind": "bump", "at": 3, "count": 10}]},
+        expect="bump"),
+    # --verify full: counts that moved mid-scan are read again, the load is exact
+    Case("drift-bump-verify-full", drift("bump", at=2, count=20), settings={"verify": "full"}),
     # IAM tokens that expire mid-scan: refreshed once, the request retried
     Case("iam-token-expires", {**fault("expire-token", at=2)}, iam=True),
     # Twice: under concurrency 4 a worker's post-refresh retry can meet the second expiry.
@@ -118,6 +143,10 @@ CASES: list[Case] = [
     Case("drop-forever", {"faults": [{"kind": "drop", "every": 1}]},
          expect="fail", error=UpstreamError, exit_code=4,
          message="connection failed", settings={"max_attempts": 3}),
+    Case("outage-longer-than-the-retries", {"faults": [
+        {"kind": "status", "status": 503, "from_s": 0, "for_s": 3600}]},
+         expect="fail", error=UpstreamError, exit_code=4,
+         message="the API stayed unavailable after 3 attempt(s)", settings={"max_attempts": 3}),
     Case("400-invalid-parameter", status(400, at=2, times=1, code="SVCSTG.SWR.4000014"),
          expect="fail", error=BadRequestError, exit_code=4,
          message="the API rejected the request"),
@@ -153,6 +182,8 @@ def test_matrix_size(capsys: pytest.CaptureFixture[str]) -> None:
     assert kinds == set(FAULT_KINDS) | set(DRIFT_KINDS)
     shapes = {f.get("shape") for c in CASES for f in c.scenario.get("faults", [])}
     assert set(ERROR_SHAPES) <= shapes
+    timed = [c.name for c in CASES for f in c.scenario.get("faults", []) if "for_s" in f]
+    assert timed == ["outage-0.3s", "outage-longer-than-the-retries"]
     with capsys.disabled():
         print(f"\nfault matrix: {len(MATRIX)} cases ({len(CASES)} faults x "
               f"{len(PAGE_CONFIGS)} page sizes x concurrency 1 and 4)")
@@ -252,11 +283,13 @@ def test_fault(case: Case, label: str, overrides: dict[str, Any], server: dict[s
     if case.expect == "partial":
         check_partial(db, before, result, listing)
     else:
-        check_loaded(db, before, result, listing, pre if case.expect == "bump" else None)
+        check_loaded(db, before, result, listing, pre if case.expect == "bump" else None,
+                     settings.verify)
 
 
 def check_loaded(db: Path, before: dict[str, list[tuple[Any, ...]]], result: SyncResult,
-                 listing: list[dict[str, Any]], pre: dict[int, tuple[Any, ...]] | None) -> None:
+                 listing: list[dict[str, Any]], pre: dict[int, tuple[Any, ...]] | None,
+                 verify: str = "auto") -> None:
     """The database equals the final listing (a bump mid-scan may leave the older value)."""
     assert (result.status, result.exit_code, result.complete) == ("success", 0, True)
     run = result.run_id
@@ -287,9 +320,12 @@ def check_loaded(db: Path, before: dict[str, list[tuple[Any, ...]]], result: Syn
     # the previous run's snapshots are untouched
     assert dump(db, "SELECT * FROM image_snapshots WHERE run_id <> ? ORDER BY run_id, image_id",
                 run) == before["snapshots"]
-    (status, rows_loaded, error, code), = dump(
-        db, "SELECT status, rows_loaded, error, exit_code FROM runs WHERE run_id = ?", run)
+    (status, rows_loaded, error, code, proof), = dump(
+        db, "SELECT status, rows_loaded, error, exit_code, proof FROM runs WHERE run_id = ?",
+        run)
+    # 90 images never come in one page here: the listing was read twice
     assert (status, rows_loaded, error, code) == ("success", len(want), None, 0)
+    assert proof == ("full" if verify == "full" else "double-read")
     assert result.rows == len(want)
 
 
@@ -302,9 +338,11 @@ def check_failed(db: Path, before: dict[str, list[tuple[Any, ...]]], exc: EtlErr
     assert exc.exit_code == case.exit_code
     assert case.message in exc.message
     assert "\n" not in exc.message
-    (status, error, code, rows_loaded), = dump(
-        db, "SELECT status, error, exit_code, rows_loaded FROM runs ORDER BY run_id DESC LIMIT 1")
-    assert (status, error, code, rows_loaded) == ("failed", exc.message, case.exit_code, 0)
+    (status, error, code, rows_loaded, proof), = dump(
+        db, "SELECT status, error, exit_code, rows_loaded, proof FROM runs "
+            "ORDER BY run_id DESC LIMIT 1")
+    assert (status, error, code, rows_loaded, proof) == (
+        "failed", exc.message, case.exit_code, 0, None)
 
 
 def check_partial(db: Path, before: dict[str, list[tuple[Any, ...]]], result: SyncResult,
@@ -326,9 +364,10 @@ def check_partial(db: Path, before: dict[str, list[tuple[Any, ...]]], result: Sy
     snaps = dump(db, "SELECT image_id, star_count, pull_count, last_updated FROM image_snapshots"
                      " WHERE run_id = ? ORDER BY image_id", run)
     assert snaps == [(r[0], r[5], r[6], r[8]) for r in seen]
-    (status, rows_loaded, code, complete), = dump(
-        db, "SELECT status, rows_loaded, exit_code, complete FROM runs WHERE run_id = ?", run)
-    assert (status, rows_loaded, code, complete) == ("partial", len(seen), 6, 0)
+    (status, rows_loaded, code, complete, proof), = dump(
+        db, "SELECT status, rows_loaded, exit_code, complete, proof FROM runs WHERE run_id = ?",
+        run)
+    assert (status, rows_loaded, code, complete, proof) == ("partial", len(seen), 6, 0, None)
     assert result.rows == len(seen)
 
 
@@ -370,3 +409,62 @@ def test_disk_full_rolls_back_and_keeps_the_previous_state(
     (status, error), = dump(db, "SELECT status, error FROM runs ORDER BY run_id DESC LIMIT 1")
     assert status == "failed" and "database or disk is full" in error
     assert dump(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+# ------------------------------------------------------------------ the proof, whole runs
+
+
+EQUAL_COUNT_DRIFT = st.fixed_dictionaries({
+    "kind": st.sampled_from(["replace", "move", "reorder"]),
+    "at": st.integers(1, 10), "count": st.integers(1, 3),
+    "position": st.none() | st.integers(0, IMAGES), "to": st.none() | st.integers(0, IMAGES)})
+
+
+@pytest.fixture(scope="module")
+def drifting() -> Iterator[Simulator]:
+    with Simulator(images=0, history=True) as sim:
+        yield sim
+
+
+@settings(max_examples=30, deadline=None)
+@given(schedule=st.lists(EQUAL_COUNT_DRIFT, max_size=4), page_size=st.sampled_from([20, 40]),
+       concurrency=st.sampled_from([1, 4]))
+def test_a_run_recorded_complete_holds_exactly_the_listing_at_one_moment(
+        drifting: Simulator, baseline: Path, tmp_path_factory: pytest.TempPathFactory,
+        schedule: list[dict[str, Any]], page_size: int, concurrency: int) -> None:
+    """Whatever the drift that keeps the total, a run recorded success and complete holds
+    exactly the listing its last pass and second read were served from; removals follow it."""
+    sim = drifting
+    sim.dataset = Dataset(IMAGES, SEED, today=TODAY)
+    sim.dataset.advance_day()
+    sim.set_scenario({"drift": schedule})
+    sim.clear_requests()
+    db = tmp_path_factory.mktemp("property") / "swr.db"
+    shutil.copyfile(baseline, db)
+    result = run_sync(settings_for(sim, db, Case("property", {}), {"page_size": page_size},
+                                   concurrency), now=NOW)
+    (status, complete, proof), = dump(db, "SELECT status, complete, proof FROM runs "
+                                          "WHERE run_id = ?", result.run_id)
+    if not result.complete:
+        assert (status, complete, proof) == ("partial", 0, None)
+        return
+    assert (status, complete, proof) == ("success", 1, "double-read")
+    log = sim.repos_requests()
+    moment = max(r.n for r in log if r.query["offset"] == "0")
+    listed = sorted(r["id"] for r in sim.listing_at(moment))
+    assert [i for i, in dump(db, "SELECT id FROM images WHERE removed_at IS NULL ORDER BY id")
+            ] == listed
+    assert [i for i, in dump(db, "SELECT image_id FROM image_snapshots WHERE run_id = ? "
+                                 "ORDER BY image_id", result.run_id)] == listed
+    if moment == log[-1].n:  # the second read was one request: the listing as the run ended
+        assert listed == sorted(r["id"] for r in sim.listing())
+
+
+def test_a_replay_keeps_the_proof_of_the_run_it_reloads(baseline: Path, tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    shutil.copyfile(baseline, db)
+    (run_id, proof), = dump(db, "SELECT run_id, proof FROM runs")
+    assert proof == "one-page"  # 90 images at page size 100
+    result = replay_run(Settings(db=db), run_id)
+    assert dump(db, "SELECT run_id, replay_of, status, proof FROM runs ORDER BY run_id") == [
+        (run_id, None, "success", "one-page"), (result.run_id, run_id, "success", "one-page")]

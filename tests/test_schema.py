@@ -20,7 +20,7 @@ def fresh() -> sqlite3.Connection:
 
 def test_fresh_database_gets_every_table_and_view() -> None:
     conn = fresh()
-    assert schema.current_version(conn) == schema.SCHEMA_VERSION == 2
+    assert schema.current_version(conn) == schema.SCHEMA_VERSION == 3
     db = sqlite_utils.Database(conn)  # introspection (the tool itself creates with plain SQL)
     assert set(db.table_names()) == {"runs", "images", "image_snapshots", "rejects",
                                      "quality_issues", "raw_pages"}
@@ -36,12 +36,13 @@ def test_fresh_database_gets_every_table_and_view() -> None:
     cols = [r[1] for r in conn.execute("PRAGMA table_info(daily_pulls)")]
     assert cols == ["image_id", "namespace", "name", "snapshot_date", "pull_count", "pull_delta",
                     "days_elapsed", "anomaly"]
+    assert db.table("runs").columns_dict["proof"] is str
 
 
 def test_ensure_schema_is_idempotent_and_cheap() -> None:
     conn = fresh()
     before = conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
-    assert schema.ensure_schema(conn) == 2
+    assert schema.ensure_schema(conn) == 3
     assert conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == before
     assert not conn.in_transaction
 
@@ -58,12 +59,30 @@ def test_v1_database_is_migrated_in_place_keeping_its_rows() -> None:
                  "'2026-11-01T03:00:00Z', 1, 1)")
     assert "latest_images" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
 
-    assert schema.ensure_schema(conn) == 2
-    assert schema.current_version(conn) == 2
+    assert schema.ensure_schema(conn) == 3
+    assert schema.current_version(conn) == 3
     latest = conn.execute("SELECT id, name, pull_count, snapshot_date FROM latest_images")
     assert latest.fetchall() == [(7, "nginx", 42, "2026-11-01")]
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "runs_snapshot_date" in indexes
+    # a run recorded before v3 has no record of how it was proven
+    assert conn.execute("SELECT run_id, status, proof FROM runs").fetchall() == [
+        (1, "success", None)]
+
+
+def test_v2_database_gains_the_proof_column() -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for n in (1, 2):
+        conn.executescript(schema.MIGRATIONS[n])
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO runs (run_id, started_at, status, complete) "
+                 "VALUES (1, '2026-11-01T03:00:00Z', 'success', 1)")
+    assert schema.ensure_schema(conn) == 3
+    conn.execute("UPDATE runs SET proof = 'double-read' WHERE run_id = 1")
+    conn.execute("INSERT INTO runs (run_id, started_at, status) "
+                 "VALUES (2, '2026-11-02T03:00:00Z', 'failed')")
+    assert conn.execute("SELECT run_id, complete, proof FROM runs").fetchall() == [
+        (1, 1, "double-read"), (2, None, None)]
 
 
 def test_stale_view_definition_is_replaced() -> None:
@@ -81,7 +100,7 @@ def test_newer_database_is_refused() -> None:
     with pytest.raises(ConfigError) as err:
         schema.ensure_schema(conn)
     assert str(err.value) == ("database schema version 99 is newer than this swr-etl "
-                              "understands (2); upgrade swr-etl")
+                              "understands (3); upgrade swr-etl")
 
 
 # ------------------------------------------------------------------------- views, by hand

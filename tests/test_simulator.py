@@ -392,6 +392,91 @@ def test_drift_bump(simulator: Make) -> None:
     assert all(g >= 0 for g in grew)
 
 
+def test_drift_replace_keeps_the_total_front_and_inside(simulator: Make) -> None:
+    # The trap: rows already read are deleted and as many new ones appear at the front.
+    sim = simulator(images=30, scenario={"drift": [
+        {"at": 2, "kind": "replace", "count": 3, "position": 4},
+        {"at": 3, "kind": "replace", "count": 2, "where": "end", "to": 12}]})
+    before = ids_of(sim.listing())
+    assert get(sim, limit=30).headers["Content-Range"] == "0-30/30"
+    second = get(sim, limit=30)
+    assert second.headers["Content-Range"] == "0-30/30"
+    after_first = ids_of(second.json())
+    assert after_first[3:] == before[:4] + before[7:]
+    assert not set(after_first[:3]) & set(before)
+    third = ids_of(get(sim, limit=30).json())
+    assert third[:12] + third[14:] == after_first[:28]
+    assert not set(third[12:14]) & set(after_first)
+    assert third == ids_of(sim.listing())
+
+
+def test_drift_move_between_pages(simulator: Make) -> None:
+    sim = simulator(images=30, scenario={"drift": [
+        {"at": 2, "kind": "move", "count": 2, "position": 25, "to": 3}]})
+    before = ids_of(sim.listing())
+    get(sim)
+    rows = ids_of(get(sim, limit=30).json())
+    assert rows == before[:3] + before[25:27] + before[3:25] + before[27:]
+    random_move = Dataset(30, seed=1)
+    start = random_move.ids()
+    moved = random_move.move(4)
+    assert sorted(random_move.ids()) == sorted(start) and len(moved) == 4
+    assert random_move.ids() != start
+
+
+def test_listing_history_records_what_each_request_was_served_from(simulator: Make) -> None:
+    sim = simulator(images=10, history=True, scenario={"drift": [
+        {"at": 2, "kind": "replace", "count": 1, "position": 9}]})
+    before = ids_of(sim.listing())
+    get(sim)
+    get(sim)
+    get(sim)
+    assert ids_of(sim.listing_at(1)) == before
+    assert sim.listing_at(2) == sim.listing_at(3) == sim.listing()
+    assert ids_of(sim.listing()) != before
+    with pytest.raises(ValueError, match="no repos request 4 was served yet"):
+        sim.listing_at(4)
+    sim.set_scenario({})
+    with pytest.raises(ValueError, match="no repos request 1"):
+        sim.listing_at(1)
+    plain = simulator(images=10)
+    with pytest.raises(ValueError, match="needs Simulator\\(history=True\\)"):
+        plain.listing_at(1)
+
+
+def test_outage_for_seconds_on_the_simulator_clock(simulator: Make) -> None:
+    # A 60 s outage from request 2 on, driven by advancing the simulator's clock: no sleeping.
+    sim = simulator(images=20, scenario={"faults": [
+        {"at": 2, "for_s": 60, "kind": "status", "status": 503}]})
+    codes = [get(sim).status_code]
+    for step in (0, 30, 29.5):
+        sim.clock.advance(step)
+        codes.append(get(sim).status_code)
+    sim.clock.advance(0.6)  # 60.1 s after the outage began
+    codes += [get(sim).status_code, get(sim).status_code]
+    assert codes == [200, 503, 503, 503, 200, 200]
+    assert [r.faults for r in sim.requests] == [(), ("status",), ("status",), ("status",),
+                                                (), ()]
+
+
+def test_outage_from_seconds_and_times(simulator: Make) -> None:
+    sim = simulator(images=20, scenario={"faults": [
+        {"from_s": 10, "for_s": 5, "kind": "drop"},
+        {"from_s": 100, "kind": "status", "status": 502},
+        {"from_s": 200, "for_s": 50, "times": 1, "kind": "status", "status": 500}]})
+    seen: list[int | None] = []
+    with requests.Session() as session:
+        for step in (0, 9.5, 0.6, 4.4, 0.6, 84.9, 0, 100, 0):
+            sim.clock.advance(step)
+            try:
+                seen.append(get(sim, session).status_code)
+            except requests.ConnectionError:
+                seen.append(None)
+    # (seconds, plus the little real time the requests take) 0, 9.5 ok; 10.1, 14.5 dropped;
+    # 15.1 ok; 100 and 100 -> 502 once; 200 and 200 -> 500 once
+    assert seen == [200, 200, None, None, 200, 502, 200, 500, 200]
+
+
 # --------------------------------------------------------------------------------------- auth
 
 
@@ -670,7 +755,20 @@ def test_scenario_files_json_and_toml_load_the_same(tmp_path: Any, simulator: Ma
     ({"auht": "open"}, "unknown key(s) auht"),
     ({"auth": "kerberos"}, "scenario auth must be one of open, token, iam, aksk"),
     ({"faults": [{"kind": "explode", "at": 1}]}, "fault kind must be one of"),
-    ({"faults": [{"kind": "drop"}]}, "give exactly one of 'at' or 'every'"),
+    ({"faults": [{"kind": "drop"}]}, "fault drop: give exactly one of 'at', 'every' or 'from_s'"),
+    ({"faults": [{"kind": "drop", "at": 1, "from_s": 2}]}, "give exactly one of 'at', 'every'"),
+    ({"faults": [{"kind": "drop", "every": 2, "for_s": 5}]},
+     "fault drop: 'for_s' goes with 'at' or 'from_s', not 'every'"),
+    ({"faults": [{"kind": "drop", "at": 1, "for_s": 0}]},
+     "fault drop: 'for_s' must be a number of seconds > 0, got 0"),
+    ({"faults": [{"kind": "drop", "from_s": -1}]},
+     "fault drop: 'from_s' must be a number of seconds >= 0, got -1"),
+    ({"faults": [{"kind": "drop", "from_s": "soon"}]}, "'from_s' must be a number of seconds"),
+    ({"drift": [{"kind": "bump"}]}, "drift bump: give exactly one of 'at' or 'every'"),
+    ({"drift": [{"kind": "move", "at": 1, "to": -3}]},
+     "drift move: 'to' must be an integer >= 0, got -3"),
+    ({"drift": [{"kind": "replace", "at": 1, "position": 1.5}]},
+     "drift replace: 'position' must be an integer >= 0, got 1.5"),
     ({"drift": [{"kind": "bump", "at": 0}]}, "'at' must be an integer >= 1"),
     ({"content_range": "bytes"}, "scenario content_range must be one of"),
 ])

@@ -193,7 +193,7 @@ def test_environment_tricks_do_not_disable_verification(
     assert images(db) == []
 
 
-@pytest.mark.parametrize("key", ["verify", "insecure", "ssl-verify", "no-verify", "tls-verify"])
+@pytest.mark.parametrize("key", ["insecure", "ssl-verify", "no-verify", "tls-verify"])
 def test_no_config_key_turns_verification_off(
         https_url: str, tmp_path: Path, clean_env: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], key: str) -> None:
@@ -205,13 +205,35 @@ def test_no_config_key_turns_verification_off(
     assert not (tmp_path / "swr.db").exists()
 
 
-@pytest.mark.parametrize("flag", ["--insecure", "--no-verify", "--verify"])
+@pytest.mark.parametrize("flag", ["--insecure", "--no-verify"])
 def test_no_flag_turns_verification_off(
         https_url: str, tmp_path: Path, clean_env: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], flag: str) -> None:
     code, err = sync(https_url, tmp_path / "swr.db", capsys, flag)
     assert code == 2, err
     assert f"No such option '{flag}'" in last_line(err)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--verify"], "Option '--verify' requires an argument."),
+    (["--verify", "false"], "Invalid value for '--verify': 'false' is not one of 'auto', 'ids', "
+                            "'full'."),
+    (["--verify", "0"], "Invalid value for '--verify': '0' is not one of 'auto', 'ids', 'full'."),
+    (["--config", "CONFIG"], "verify must be one of auto, ids, full (the completeness proof; "
+                             "TLS is always verified), got 'False'"),
+])
+def test_verify_is_the_completeness_proof_and_never_turns_tls_off(
+        https_url: str, tmp_path: Path, clean_env: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    # --verify / `verify =` choose how a scan is proven complete (auto, ids, full); nothing
+    # that reads like "verify off" is accepted.
+    config = tmp_path / "swr-etl.toml"
+    config.write_text("verify = false\n")
+    code, err = sync(https_url, tmp_path / "swr.db", capsys,
+                     *[str(config) if a == "CONFIG" else a for a in args])
+    assert code == 2, err
+    assert last_line(err) == f"swr-etl: error: {message}"
+    assert not (tmp_path / "swr.db").exists()
 
 
 @pytest.mark.parametrize("via", ["flag", "env"])

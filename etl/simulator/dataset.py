@@ -324,17 +324,26 @@ class Dataset:
 
     def insert_front(self, n: int = 1) -> list[int]:
         """Add ``n`` new images at the start of the listing; returns their ids."""
+        return self.insert_at(n, 0)
+
+    def insert_at(self, n: int = 1, position: int = 0) -> list[int]:
+        """Add ``n`` new images at index ``position`` (clipped to the end); returns their ids."""
         with self._lock:
             new = self._fresh_rows(self._drift_rng, n)
-            self._order[:0] = new
+            at = min(max(position, 0), len(self._order))
+            self._order[at:at] = new
             self._changed(new)
             return [self._ids[i] for i in new]
 
-    def delete(self, n: int = 1, where: str = "random") -> list[int]:
-        """Remove ``n`` images from the listing (``where``: random | front | end); their ids."""
+    def delete(self, n: int = 1, where: str = "random", position: int | None = None) -> list[int]:
+        """Remove ``n`` images from the listing (``where``: random | front | end, or the ``n``
+        from index ``position`` on); their ids."""
         with self._lock:
             n = min(n, len(self._order))
-            if where == "front":
+            if position is not None:
+                start = min(max(position, 0), len(self._order) - n)
+                gone = self._order[start:start + n]
+            elif where == "front":
                 gone = self._order[:n]
             elif where == "end":
                 gone = self._order[len(self._order) - n:]
@@ -346,6 +355,31 @@ class Dataset:
             self._order = [i for i in self._order if i not in drop]
             self._changed([])
             return [self._ids[i] for i in gone]
+
+    def replace(self, n: int = 1, where: str = "random", position: int | None = None,
+                to: int = 0) -> tuple[list[int], list[int]]:
+        """Delete ``n`` images (as ``delete``) and add as many new ones at index ``to``: the
+        total stays the same. Returns (deleted ids, new ids)."""
+        with self._lock:
+            gone = self.delete(n, where, position)
+            return gone, self.insert_at(len(gone), to)
+
+    def move(self, n: int = 1, position: int | None = None, to: int | None = None) -> list[int]:
+        """Move the ``n`` images from index ``position`` (random if None) to index ``to`` of the
+        listing without them (random if None), e.g. from one page to another; their ids."""
+        with self._lock:
+            rng = self._drift_rng
+            n = min(n, len(self._order))
+            if position is None:
+                position = rng.randrange(len(self._order) - n + 1)
+            start = min(max(position, 0), len(self._order) - n)
+            moved = self._order[start:start + n]
+            del self._order[start:start + n]
+            at = rng.randrange(len(self._order) + 1) if to is None else to
+            at = min(max(at, 0), len(self._order))
+            self._order[at:at] = moved
+            self._changed([])
+            return [self._ids[i] for i in moved]
 
     def reorder(self, n: int = 1) -> list[int]:
         """Move ``n`` random images to other random positions (n <= 0: shuffle all); their ids."""

@@ -26,7 +26,8 @@ AUTH_MODES = ("open", "token", "iam", "aksk")
 CONTENT_RANGE_SHAPES = ("offset-count", "first-last", "none")
 ERROR_SHAPES = ("list", "errors", "top", "apig")
 FAULT_KINDS = ("status", "drop", "truncate", "no-header", "delay", "expire-token")
-DRIFT_KINDS = ("insert_front", "delete", "reorder", "bump")
+DRIFT_KINDS = ("insert_front", "delete", "reorder", "bump", "replace", "move")
+DELETE_WHERE = ("random", "front", "end")
 TIMESTAMP_FORMATS = ("swr", "iso")
 
 # Default error code per status for `status` faults (API-NOTES, "Errors and throttling").
@@ -62,7 +63,8 @@ def _triggers(at: int | None, every: int | None, times: float | None, n: int, hi
 
 @dataclass
 class Fault:
-    """A fault on repos requests number ``at``.. (``times`` of them) or every ``every``-th."""
+    """A fault on repos requests number ``at``.. (``times`` of them) or every ``every``-th, or
+    on every repos request inside a time window (``at``/``from_s`` + ``for_s`` seconds)."""
 
     kind: str
     at: int | None = None
@@ -74,12 +76,18 @@ class Fault:
     message: str | None = None
     retry_after: str | int | None = None  # seconds, or "http-date:+N"
     delay_ms: int = 0
+    # Time-based faults (an outage of N seconds rather than N requests), on the simulator's
+    # clock (``Simulator.clock``: tests may ``advance`` it instead of sleeping). ``from_s``:
+    # seconds after the scenario's first repos request; ``for_s``: how long the fault lasts
+    # from ``at`` or ``from_s`` (every repos request inside the window is hit).
+    from_s: float | None = None
+    for_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ConfigError(f"fault kind must be one of {', '.join(FAULT_KINDS)}, "
                               f"not {self.kind!r}")
-        self.times = _match_fields(f"fault {self.kind}", self.at, self.every, self.times)
+        self._check_timing()
         if not 100 <= int(self.status) <= 599:
             raise ConfigError(f"fault status must be 100..599, got {self.status!r}")
         if self.code is None:
@@ -102,29 +110,83 @@ class Fault:
         if self.kind == "delay" and self.delay_ms <= 0:
             raise ConfigError("a delay fault needs delay_ms > 0")
 
-    def matches(self, n: int, hits: int) -> bool:
-        """Does repos request number ``n`` trigger this fault, given ``hits`` so far?"""
-        return _triggers(self.at, self.every, self.times, n, hits)
+    def _check_timing(self) -> None:
+        what = f"fault {self.kind}"
+        starts = [k for k in ("at", "every", "from_s") if getattr(self, k) is not None]
+        if len(starts) != 1:
+            raise ConfigError(f"{what}: give exactly one of 'at', 'every' or 'from_s'")
+        for key, least in (("from_s", ">= 0"), ("for_s", "> 0")):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < 0 or (key == "for_s"
+                                                                         and value == 0):
+                raise ConfigError(f"{what}: '{key}' must be a number of seconds {least}, "
+                                  f"got {value!r}")
+        if self.for_s is not None and self.every is not None:
+            raise ConfigError(f"{what}: 'for_s' goes with 'at' or 'from_s', not 'every'")
+        # A window hits every request inside it unless ``times`` says otherwise; without one,
+        # ``from_s`` hits ``times`` requests (default 1) from then on, as ``at`` does.
+        times = self.times
+        if times is None and self.for_s is not None:
+            times = math.inf
+        self.times = _match_fields(what, 1 if self.from_s is not None else self.at, self.every,
+                                   times)
+
+    def matches(self, n: int, hits: int, elapsed: float = 0.0,
+                opened: float | None = None) -> bool:
+        """Does repos request number ``n`` trigger this fault, given ``hits`` so far?
+
+        ``elapsed``: seconds on the simulator's clock since the scenario's first repos request;
+        ``opened``: ``elapsed`` when an ``at`` + ``for_s`` fault first hit (None before).
+        """
+        if self.from_s is None and self.for_s is None:
+            return _triggers(self.at, self.every, self.times, n, hits)
+        if hits >= (self.times or 0):
+            return False
+        if self.from_s is not None:
+            start = float(self.from_s)
+        elif self.at is not None and n >= self.at:
+            start = elapsed if opened is None else opened
+        else:
+            return False
+        end = start + self.for_s if self.for_s is not None else math.inf
+        return start <= elapsed < end
 
 
 @dataclass
 class Drift:
-    """A change to the dataset just before repos request ``at`` (or every ``every``-th)."""
+    """A change to the dataset just before repos request ``at`` (or every ``every``-th).
+
+    ``replace`` and ``move`` keep the total: ``replace`` deletes ``count`` images (``where``, or
+    from index ``position``) and inserts as many new ones at index ``to`` (default 0, the
+    front); ``move`` takes ``count`` images from index ``position`` (default random) to index
+    ``to`` (default random), e.g. from one page to another. Indexes past the end are clipped.
+    """
 
     kind: str
     at: int | None = None
     every: int | None = None
     times: float | None = None
     count: int = 1
-    where: str = "random"  # delete only: random | front | end
+    where: str = "random"  # delete and replace: random | front | end
+    position: int | None = None  # delete, replace, move: the first index affected
+    to: int | None = None  # replace, move: the index the images land at
 
     def __post_init__(self) -> None:
         if self.kind not in DRIFT_KINDS:
             raise ConfigError(f"drift kind must be one of {', '.join(DRIFT_KINDS)}, "
                               f"not {self.kind!r}")
         self.times = _match_fields(f"drift {self.kind}", self.at, self.every, self.times)
-        if self.where not in ("random", "front", "end"):
+        if self.where not in DELETE_WHERE:
             raise ConfigError(f"drift where must be random, front or end, not {self.where!r}")
+        for key in ("position", "to"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 0):
+                raise ConfigError(f"drift {self.kind}: '{key}' must be an integer >= 0, "
+                                  f"got {value!r}")
 
     def matches(self, n: int, hits: int) -> bool:
         """Does repos request number ``n`` trigger this drift, given ``hits`` so far?"""

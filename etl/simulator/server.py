@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,7 +44,7 @@ class Simulator:
     def __init__(self, images: int = 180, seed: int = 42,
                  scenario: Scenario | Mapping[str, Any] | str | Path | None = None, *,
                  host: str = "127.0.0.1", port: int = 0, dataset: Dataset | None = None,
-                 today: Any = None, prerender: bool = False) -> None:
+                 today: Any = None, prerender: bool = False, history: bool = False) -> None:
         self.dataset = dataset if dataset is not None else Dataset(images, seed, today=today)
         self.scenario = Scenario.coerce(scenario)
         if prerender:  # render every row's JSON now rather than during the first scan
@@ -57,7 +57,13 @@ class Simulator:
         self._seq = 0
         self._n = 0
         self._fault_hits: list[int] = [0] * len(self.scenario.faults)
+        self._fault_opened: list[float | None] = [None] * len(self.scenario.faults)
         self._drift_hits: list[int] = [0] * len(self.scenario.drift)
+        self._t0: float | None = None  # simulator clock at the scenario's first repos request
+        # history: the listing each repos request was served from (tests of what a scan
+        # proves): request number -> (dataset version, rows)
+        self._history: dict[int, tuple[int, list[dict[str, object]]]] | None = (
+            {} if history else None)
         self._server: ThreadingHTTPServer | None = None
         self._connections: set[socket.socket] = set()
         self.cpu_seconds = 0.0  # CPU time spent parsing, handling and answering (benchmarks)
@@ -132,14 +138,29 @@ class Simulator:
         return self.auth.issue(ttl)[0]
 
     def set_scenario(self, scenario: Scenario | Mapping[str, Any] | str | Path | None) -> None:
-        """Replace the scenario; request counters, fault and drift hits and AK locks reset."""
+        """Replace the scenario; request counters, fault and drift hits, time windows, the
+        listing history and AK locks reset."""
         new = Scenario.coerce(scenario)
         with self._lock:
             self.scenario = new
             self._n = 0
             self._fault_hits = [0] * len(new.faults)
+            self._fault_opened = [None] * len(new.faults)
             self._drift_hits = [0] * len(new.drift)
+            self._t0 = None
+            if self._history is not None:
+                self._history = {}
         self.auth.reset(new)
+
+    def listing_at(self, n: int) -> list[dict[str, object]]:
+        """The listing (as ``listing()``) that repos request ``n`` of the current scenario was
+        served from: after the drift due before it. Needs ``Simulator(history=True)``."""
+        with self._lock:
+            if self._history is None:
+                raise ValueError("listing_at needs Simulator(history=True)")
+            if n not in self._history:
+                raise ValueError(f"no repos request {n} was served yet")
+            return [dict(r) for r in self._history[n][1]]
 
     # ------------------------------------------------------------------------------ internals
 
@@ -148,14 +169,25 @@ class Simulator:
         with self._lock:
             self._n += 1
             n, sc = self._n, self.scenario
+            now = self.clock.now()
+            if self._t0 is None:
+                self._t0 = now
+            elapsed = now - self._t0
             for k, d in enumerate(sc.drift):
                 if d.matches(n, self._drift_hits[k]):
                     self._drift_hits[k] += 1
-                    _apply_drift(self.dataset, d)
+                    DRIFTS[d.kind](self.dataset, d)
+            if self._history is not None:
+                last = self._history.get(n - 1)
+                version = self.dataset.version
+                self._history[n] = (last if last is not None and last[0] == version
+                                    else (version, self.listing()))
             hit = []
             for k, f in enumerate(sc.faults):
-                if f.matches(n, self._fault_hits[k]):
+                if f.matches(n, self._fault_hits[k], elapsed, self._fault_opened[k]):
                     self._fault_hits[k] += 1
+                    if self._fault_opened[k] is None:
+                        self._fault_opened[k] = elapsed
                     hit.append(f)
             return n, hit, sc
 
@@ -169,15 +201,16 @@ class Simulator:
             return self._seq
 
 
-def _apply_drift(ds: Dataset, d: Drift) -> None:
-    if d.kind == "insert_front":
-        ds.insert_front(d.count)
-    elif d.kind == "delete":
-        ds.delete(d.count, where=d.where)
-    elif d.kind == "reorder":
-        ds.reorder(d.count)
-    else:
-        ds.bump(d.count)
+# drift kind -> how it changes the dataset
+DRIFTS: dict[str, Callable[[Dataset, Drift], object]] = {
+    "insert_front": lambda ds, d: ds.insert_front(d.count),
+    "delete": lambda ds, d: ds.delete(d.count, where=d.where, position=d.position),
+    "reorder": lambda ds, d: ds.reorder(d.count),
+    "bump": lambda ds, d: ds.bump(d.count),
+    "replace": lambda ds, d: ds.replace(d.count, where=d.where, position=d.position,
+                                        to=d.to or 0),
+    "move": lambda ds, d: ds.move(d.count, position=d.position, to=d.to),
+}
 
 
 def _int_param(query: dict[str, str], name: str, default: int) -> int | None:
