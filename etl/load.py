@@ -60,8 +60,8 @@ SELECT COALESCE(SUM(i.id IS NULL OR i.removed_at IS NOT NULL), 0),
 FROM temp.load_chunk AS c LEFT JOIN images AS i ON i.id = c.id
 """
 
-# An id whose (namespace, name) changed since an earlier run (API-NOTES "Identity"); wording as
-# etl.transform.identity_changes.
+# An id whose (namespace, name) changed since an earlier run: ids are the identity, names may
+# change. The only implementation of this check: it needs the stored state, so it is SQL here.
 _SQL_IDENTITY_CHANGED = """
 INSERT INTO quality_issues (run_id, image_id, field, raw_value, problem)
 SELECT :run, c.id, 'namespace/name',

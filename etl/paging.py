@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl import integers
+
 
 class PagePlanner:
     """Offsets to request, in order; accepts results in order and re-plans when they disagree.
@@ -148,14 +150,9 @@ class PassLedger:
 
 
 def usable_id(row: Any) -> int | None:
-    """The row's ``id`` if it is a usable integer, else None (counted separately)."""
-    if not isinstance(row, dict):
-        return None
-    rid = row.get("id")
-    if isinstance(rid, bool):
-        return None
-    if isinstance(rid, int):
-        return rid
-    if isinstance(rid, str) and rid.strip().lstrip("-").isdigit():
-        return int(rid.strip())
-    return None
+    """The row's id if it is usable, else None (counted separately as a row without id).
+
+    The rule is the transform's, ``etl.integers.coerce_id``: a row the transform would reject
+    for its id is a row without id here, and ``17``, ``17.0`` and ``"17"`` are the same id.
+    """
+    return integers.usable_id(row)

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from etl.chunks import ProgressCallback, Sink, check_rejects, consume
+from etl.chunks import ProgressCallback, Sink, check_rejects, consume, reject_problem
 from etl.errors import ConfigError, EtlError, QualityError
 from etl.load import Loader
 from etl.logs import current_run_id, mask
@@ -238,8 +238,7 @@ def _dry_run(settings: Settings, t0: float, on_progress: ProgressCallback | None
                      total=lambda: scan.stats.total_reported)
     stats = _scan_stats(scan)
     complete = bool(stats.get("complete", True))
-    ratio_ok = not (tally.rows_seen and
-                    tally.rejected / tally.rows_seen > settings.max_reject_ratio)
+    ratio_ok = reject_problem(tally, settings.max_reject_ratio) is None
     status = ("success" if complete else "partial") if ratio_ok else "failed"
     code = (0 if complete else 6) if ratio_ok else QualityError.exit_code
     result = SyncResult(

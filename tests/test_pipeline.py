@@ -236,6 +236,23 @@ def test_reject_ratio_exceeded_loads_nothing(scans: list[FakeScan], settings: Se
         (0, "missing id", '{"no": "id"}'), (0, "missing id", '{"no": "id"}')]
 
 
+@pytest.mark.parametrize("max_ratio,loads", [(0.19, False), (0.2, True), (0.21, True)])
+def test_dry_run_and_sync_share_the_reject_ratio_rule(scans: list[FakeScan], settings: Settings,
+                                                      max_ratio: float, loads: bool) -> None:
+    # 2 of 10 rows rejected, two of them for ids the transform and the extractor both refuse.
+    bad = rows(range(1, 11))
+    bad[0], bad[1] = {"id": 0}, {"id": "-5"}
+    scans.extend([FakeScan(bad), FakeScan(bad)])
+    dry = run_sync(settings.replace(dry_run=True, max_reject_ratio=max_ratio))
+    assert (dry.status, dry.exit_code, dry.rejected) == (
+        ("success", 0, 2) if loads else ("failed", 7, 2))
+    if loads:
+        assert run_sync(settings.replace(max_reject_ratio=max_ratio), now=T0).exit_code == 0
+    else:
+        with pytest.raises(QualityError):
+            run_sync(settings.replace(max_reject_ratio=max_ratio), now=T0)
+
+
 def test_upstream_error_mid_scan_rolls_back(scans: list[FakeScan], settings: Settings) -> None:
     scans.append(FakeScan(rows(range(1, 301)), fail_at_page=2))
     with pytest.raises(UpstreamError):
