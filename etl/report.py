@@ -41,7 +41,7 @@ STALE_SHARE = 0.8
 MAX_LISTED = 500  # new/removed/anomaly/unranked entries kept in the document (totals count all)
 MAX_DAYS = 36_500  # a century of nightly runs; beyond it date arithmetic overflows
 FORMATS = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
-TEMP_TABLES = ("report_runs", "cur_steps", "cur_movers", "prev_steps", "prev_rank")
+TEMP_TABLES = ("report_runs", "cur_steps", "cur_images", "prev_steps", "prev_rank", "top_ids")
 
 # The counted runs up to the report's date, and the window steps over them (etl.trends).
 _RUNS = [("counted", "SELECT snapshot_date, run_id FROM temp.report_runs")]
@@ -118,17 +118,17 @@ def _compute(conn: sqlite3.Connection, *, days: int, top: int,
     start = window[0]
     conn.execute("CREATE TEMP TABLE cur_steps AS " + trends.with_ctes(
         trends.steps_ctes(_RUNS, days), "SELECT * FROM steps"))
-    conn.execute("CREATE TEMP TABLE cur_movers AS " + trends.with_ctes(
-        trends.movers_ctes("temp.cur_steps"), trends.MOVERS_SELECT))
+    conn.execute("CREATE TEMP TABLE cur_images AS " + trends.per_image_sql("temp.cur_steps"))
     # The previous window ends where this one starts; it needs two run dates to rank anything.
     prev_window = [d for d in dates if _shift(start, -days) <= d <= start]
     prev_start = prev_window[0] if len(prev_window) > 1 else None
     if prev_start is not None:
         conn.execute("CREATE TEMP TABLE prev_steps AS " + trends.with_ctes(
             trends.steps_ctes(_PREV_RUNS, days), "SELECT * FROM steps"), {"prev_end": start})
-        conn.execute("CREATE TEMP TABLE prev_rank AS SELECT image_id, rank FROM (" +
-                     trends.with_ctes(trends.movers_ctes("temp.prev_steps"),
-                                      trends.MOVERS_SELECT) + ") WHERE rank IS NOT NULL")
+        conn.execute("CREATE TEMP TABLE prev_rank AS " + trends.with_ctes(
+            trends.movers_ctes("temp.prev_steps"),
+            f"SELECT m.image_id, ROW_NUMBER() OVER (ORDER BY {trends.RANK_ORDER}) AS rank "
+            "FROM movers AS m WHERE m.anomaly IS NULL"))
     else:
         conn.execute("CREATE TEMP TABLE prev_rank (image_id INTEGER, rank INTEGER)")
 
@@ -143,29 +143,25 @@ def _compute(conn: sqlite3.Connection, *, days: int, top: int,
     total_rates = daily_rates([(row["date"], window[i], row["pull_delta"])
                                for i, row in enumerate(daily[1:])])
     movers = _top_movers(conn, as_of, top) if trending else []
-    unranked = _listing(conn, "SELECT m.image_id, m.namespace, m.name, m.anomaly, "
-                        "(SELECT MIN(s.snapshot_date) FROM temp.cur_steps AS s "
-                        " WHERE s.image_id = m.image_id AND (s.anomaly = m.anomaly OR "
-                        " (m.anomaly = 'stuck_counter' AND s.pull_count = ?))), m.pull_count "
-                        "FROM temp.cur_movers AS m WHERE m.rank IS NULL "
-                        "ORDER BY m.pull_count DESC, m.image_id", (INT32_MAX,),
-                        ("kind", "date", "pull_count"))
-    new_images = _listing(conn, "SELECT m.image_id, i.namespace, i.name, m.first_d, m.end_c "
-                          "FROM (SELECT image_id, MIN(snapshot_date) AS first_d, "
-                          "      MAX(snapshot_date) AS last_d, "
-                          "      MAX(CASE WHEN next_date IS NULL THEN pull_count END) AS end_c "
-                          "      FROM temp.cur_steps GROUP BY image_id) AS m "
+    unranked = _listing(conn, _movers(
+        "SELECT m.image_id, i.namespace, i.name, m.anomaly, "
+        "(SELECT MIN(s.snapshot_date) FROM temp.cur_steps AS s WHERE s.image_id = m.image_id "
+        " AND (s.anomaly = m.anomaly OR (m.anomaly = 'stuck_counter' AND s.pull_count = ?))), "
+        "m.pull_count FROM movers AS m LEFT JOIN images AS i ON i.id = m.image_id "
+        f"WHERE m.anomaly IS NOT NULL ORDER BY {trends.UNRANKED_ORDER}"), (INT32_MAX,),
+        ("kind", "date", "pull_count"))
+    new_images = _listing(conn, "SELECT m.image_id, i.namespace, i.name, m.from_date, "
+                          "m.pull_count FROM temp.cur_images AS m "
                           "LEFT JOIN images AS i ON i.id = m.image_id "
-                          "WHERE m.first_d > ? AND m.last_d = ? ORDER BY m.first_d, m.image_id",
+                          "WHERE m.from_date > ? AND m.to_date = ? "
+                          "ORDER BY m.from_date, m.image_id",
                           (start, as_of), ("first_seen", "pull_count"))
-    removed = _listing(conn, "SELECT m.image_id, i.namespace, i.name, m.last_d, m.end_c "
-                       "FROM (SELECT image_id, MAX(snapshot_date) AS last_d, "
-                       "      MAX(CASE WHEN next_date IS NULL THEN pull_count END) AS end_c "
-                       "      FROM temp.cur_steps GROUP BY image_id) AS m "
-                       "LEFT JOIN images AS i ON i.id = m.image_id "
-                       "WHERE m.last_d < ? AND NOT EXISTS (SELECT 1 FROM image_snapshots AS s "
+    # Not observed on as_of may still be listed there, with an unusable (NULL) count.
+    removed = _listing(conn, "SELECT m.image_id, i.namespace, i.name, m.to_date, m.pull_count "
+                       "FROM temp.cur_images AS m LEFT JOIN images AS i ON i.id = m.image_id "
+                       "WHERE m.to_date < ? AND NOT EXISTS (SELECT 1 FROM image_snapshots AS s "
                        "  WHERE s.run_id = ? AND s.image_id = m.image_id) "
-                       "ORDER BY m.last_d, m.image_id", (as_of, run_of[as_of]),
+                       "ORDER BY m.to_date, m.image_id", (as_of, run_of[as_of]),
                        ("last_seen", "pull_count"))
     anomalies = _anomalies(conn, per_date, window)
     notice, due = (None, None) if trending else _single_date_notice(window, days, now)
@@ -252,22 +248,33 @@ def _daily_totals(per_date: list[tuple[Any, ...]], window: list[str]) -> list[di
     return out
 
 
+def _movers(select: str) -> str:
+    """``select`` over ``movers`` (alias ``m``): this window's movers, by etl.trends' rules."""
+    return trends.with_ctes(trends.movers_ctes("temp.cur_steps", "SELECT * FROM temp.cur_images"),
+                            select)
+
+
 def _top_movers(conn: sqlite3.Connection, as_of: str, top: int) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT m.image_id, m.namespace, m.name, m.pull_count, m.pull_delta, m.pull_growth_pct, "
-        "m.pull_count_from, m.from_date, m.per_day, m.days_elapsed, m.rank, p.rank "
-        "FROM temp.cur_movers AS m LEFT JOIN temp.prev_rank AS p ON p.image_id = m.image_id "
-        "WHERE m.rank <= ? ORDER BY m.rank", (top,)).fetchall()
+    # The first ``top`` in the view's rank order: rank = position (a bounded sort, where the
+    # view's ROW_NUMBER sorts every mover; a million images cost seconds).
+    rows = conn.execute(_movers(
+        f"SELECT m.image_id, i.namespace, i.name, m.pull_count, m.pull_delta, "
+        f"{trends.GROWTH_SQL}, m.pull_count_from, m.from_date, {trends.PER_DAY_SQL}, "
+        "m.days_elapsed, p.rank FROM movers AS m LEFT JOIN images AS i ON i.id = m.image_id "
+        "LEFT JOIN temp.prev_rank AS p ON p.image_id = m.image_id "
+        f"WHERE m.anomaly IS NULL ORDER BY {trends.RANK_ORDER} LIMIT ?"), (top,)).fetchall()
     history: dict[int, list[tuple[str, str | None, int, int | None]]] = {r[0]: [] for r in rows}
-    # A join rather than IN (?, ...): --top has no ceiling, SQLite's variable count has.
+    # One scan of the steps against the --top ids (no ceiling: SQLite's variable count has one).
+    conn.execute("CREATE TEMP TABLE top_ids (image_id INTEGER PRIMARY KEY)")
+    conn.executemany("INSERT INTO temp.top_ids VALUES (?)", [(i,) for i in history])
     for image_id, d, pd, c, gain in conn.execute(
             "SELECT s.image_id, s.snapshot_date, s.prev_date, s.pull_count, s.pull_delta "
-            "FROM temp.cur_steps AS s JOIN temp.cur_movers AS m ON m.image_id = s.image_id "
-            "WHERE m.rank <= ? ORDER BY s.image_id, s.snapshot_date", (top,)):
+            "FROM temp.cur_steps AS s JOIN temp.top_ids AS t ON t.image_id = s.image_id "
+            "ORDER BY s.image_id, s.snapshot_date"):
         history[image_id].append((d, pd, c, gain))
     movers = []
-    for (image_id, ns, name, count, delta, growth, start_c, first_d, per_day, elapsed, rank,
-         prev) in rows:
+    for rank, (image_id, ns, name, count, delta, growth, start_c, first_d, per_day, elapsed,
+               prev) in enumerate(rows, 1):
         steps = history[image_id]
         cumulative, acc = [], 0
         for d, _pd, c, gain in steps:

@@ -133,17 +133,24 @@ def daily_pulls_sql() -> str:
 FROM steps AS st LEFT JOIN images AS i ON i.id = st.image_id""")
 
 
-def movers_ctes(steps: str) -> Ctes:
-    """CTEs ending in ``movers``, from the window steps relation ``steps`` (``MOVERS_SELECT``)."""
+def per_image_sql(steps: str) -> str:
+    """Per image of the window steps relation ``steps``: first and last date and count, the
+    number of steps, and its anomaly (``stuck_counter`` before ``decrease``) if any."""
     kinds = " ".join(f"WHEN MAX(anomaly = '{k}') THEN '{k}'" for k in ANOMALIES)
-    return [
-        ("per_image", f"""SELECT image_id, MIN(snapshot_date) AS from_date,
+    return f"""SELECT image_id, MIN(snapshot_date) AS from_date,
        MAX(snapshot_date) AS to_date, MAX(as_of) AS as_of,
        MAX(CASE WHEN prev_date IS NULL THEN pull_count END) AS pull_count_from,
        MAX(CASE WHEN next_date IS NULL THEN pull_count END) AS pull_count,
        COUNT(prev_date) AS steps,
        CASE {kinds} END AS anomaly
-FROM {steps} GROUP BY image_id"""),
+FROM {steps} GROUP BY image_id"""
+
+
+def movers_ctes(steps: str, per_image: str | None = None) -> Ctes:
+    """CTEs ending in ``movers``, from the window steps relation ``steps`` (or its
+    ``per_image_sql`` already computed, as ``per_image``); see ``MOVERS_SELECT``."""
+    return [
+        ("per_image", per_image or per_image_sql(steps)),
         ("movers", """SELECT p.image_id, p.from_date, p.to_date, p.pull_count_from, p.pull_count,
        CASE WHEN p.anomaly IS NULL THEN p.pull_count - p.pull_count_from END AS pull_delta,
        CAST(julianday(p.to_date) - julianday(p.from_date) AS INTEGER) AS days_elapsed,
@@ -153,17 +160,24 @@ WHERE p.to_date = p.as_of AND (p.steps > 0 OR p.anomaly IS NOT NULL)"""),
     ]
 
 
-# Ranked movers first (rank 1..n), then the unranked ones, biggest images first.
+# A mover's derived figures and the two orders (alias ``m`` over ``movers``). Rank = position
+# among the movers without anomaly in RANK_ORDER: the view numbers them with ROW_NUMBER, the
+# report takes the first ``--top`` in that order (a bounded sort instead of ranking a million).
+PER_DAY_SQL = "ROUND(CAST(m.pull_delta AS REAL) / m.days_elapsed, 3)"
+GROWTH_SQL = f"ROUND(m.pull_delta * 100.0 / MAX(m.pull_count_from, {MIN_GROWTH_BASELINE}), 2)"
+RANK_ORDER = "m.pull_delta DESC, m.image_id"  # ties: the lower id first
+UNRANKED_ORDER = "m.pull_count DESC, m.image_id"  # the biggest images first
+
+# Ranked movers first (rank 1..n), then the unranked ones.
 MOVERS_SELECT = f"""SELECT m.image_id, i.namespace, i.name, m.from_date, m.to_date,
        m.pull_count_from, m.pull_count, m.pull_delta, m.days_elapsed,
-       ROUND(CAST(m.pull_delta AS REAL) / m.days_elapsed, 3) AS per_day,
-       ROUND(m.pull_delta * 100.0 / MAX(m.pull_count_from, {MIN_GROWTH_BASELINE}), 2)
-           AS pull_growth_pct,
+       {PER_DAY_SQL} AS per_day,
+       {GROWTH_SQL} AS pull_growth_pct,
        CASE WHEN m.anomaly IS NULL THEN ROW_NUMBER() OVER (
-           PARTITION BY m.anomaly IS NULL ORDER BY m.pull_delta DESC, m.image_id) END AS rank,
+           PARTITION BY m.anomaly IS NULL ORDER BY {RANK_ORDER}) END AS rank,
        m.anomaly
 FROM movers AS m LEFT JOIN images AS i ON i.id = m.image_id
-ORDER BY rank IS NULL, rank, m.pull_count DESC, m.image_id"""
+ORDER BY rank IS NULL, rank, {UNRANKED_ORDER}"""
 
 MOVER_COLUMNS = ("image_id", "namespace", "name", "from_date", "to_date", "pull_count_from",
                  "pull_count", "pull_delta", "days_elapsed", "per_day", "pull_growth_pct", "rank",
