@@ -91,8 +91,10 @@ def build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int = 30,
     Raises:
         ConfigError: bad ``days``/``top``, or no successful run to report on.
     """
-    if not 1 <= days <= MAX_DAYS or top < 1:
-        raise ConfigError(f"--days must be 1..{MAX_DAYS} and --top at least 1")
+    if not 1 <= days <= MAX_DAYS:
+        raise ConfigError(f"--days must be 1..{MAX_DAYS}, got {days}")
+    if top < 1:
+        raise ConfigError(f"--top must be at least 1, got {top}")
     now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
     with _connection(conn_or_db) as conn:
         in_transaction = conn.in_transaction

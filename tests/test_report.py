@@ -269,6 +269,20 @@ def test_a_gap_longer_than_the_window_is_one_run_date_too(trend_db: Path) -> Non
     assert r["next_run_due"] == "2026-11-07"
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--days", "1000000"], "--days must be 1..36500, got 1000000"),
+    (["--top", "0"], "Invalid value for '--top': 0 is not in the range x>=1."),
+])
+def test_out_of_range_days_and_top_are_exit_2(trend_db: Path, tmp_path: Path, args: list[str],
+                                              message: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["report", "--db", str(trend_db), "--out", str(tmp_path / "r.json"), *args])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_a_callers_connection_is_left_as_found(trend_db: Path) -> None:
     conn = sqlite3.connect(trend_db)  # default (implicit-transaction) mode
     assert build_report(conn, days=7, now=NOW)["totals"]["pull_delta"] == 8890
