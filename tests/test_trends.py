@@ -15,7 +15,13 @@ import pytest
 from etl import trends
 from etl.export import run_days
 from etl.report import build_report
-from tests.fixtures.report_db import GOLDEN_DATES, GOLDEN_RUNS, STUCK, build_golden_db
+from tests.fixtures.report_db import (
+    GOLDEN_DATES,
+    GOLDEN_IMAGES,
+    GOLDEN_RUNS,
+    STUCK,
+    build_golden_db,
+)
 
 METADATA = Path(__file__).resolve().parent.parent / "datasette" / "metadata.json"
 NOW = dt.datetime(2026, 3, 31, 12, 0, tzinfo=dt.timezone.utc)
@@ -97,52 +103,51 @@ def test_daily_pulls_golden(conn: sqlite3.Connection) -> None:
                                                              ("library", "nginx")]
 
 
-# (image_id, namespace, name, from_date, to_date, pull_count_from, pull_count, pull_delta,
-#  days_elapsed, per_day, pull_growth_pct, rank, anomaly), worked out by hand:
-#  growth = delta x 100 / max(from, 1000); per_day = delta / days.
-MOVERS_7D = [
-    # 03-23 is outside (as_of - 8): every baseline is 03-24, 7 days before as_of, included.
-    (1, "library", "nginx", "2026-03-24", "2026-03-31", 12_240_000_000, 12_310_000_000,
-     70_000_000, 7, 10_000_000.0, 0.57, 1, None),
-    (2, "library", "busybox", "2026-03-24", "2026-03-31", 3_024_000_000, 3_031_000_000,
-     7_000_000, 7, 1_000_000.0, 0.23, 2, None),
-    # olddip's decrease (03-23) is outside this window: ranked here
-    (5, "acme", "olddip", "2026-03-24", "2026-03-31", 2600, 3300, 700, 7, 100.0, 26.92, 3, None),
-    # a tie at 200: the lower id first
-    (6, "acme", "flat", "2026-03-24", "2026-03-31", 500, 700, 200, 7, 28.571, 20.0, 4, None),
-    (8, "bitnami", "nginx", "2026-03-24", "2026-03-31", 500, 700, 200, 7, 28.571, 20.0, 5, None),
-    # back on 03-30: its baseline is its first sighting in the window
-    (7, "acme", "comeback", "2026-03-30", "2026-03-31", 400, 450, 50, 1, 50.0, 5.0, 6, None),
-    (11, "acme", "nullcount", "2026-03-24", "2026-03-31", 140, 170, 30, 7, 4.286, 3.0, 7, None),
-    # unranked, biggest first: growth unknown
-    (3, "library", "stuck", "2026-03-24", "2026-03-31", STUCK, STUCK, None, 7, None, None, None,
-     "stuck_counter"),
-    (4, "library", "dips", "2026-03-24", "2026-03-31", 9000, 9800, None, 7, None, None, None,
-     "decrease"),
-]  # late (one observation) and gone (not listed on as_of) have no row
-
-MOVERS_30D = [
-    # 03-01 is as_of - 30: included; 02-28 is not.
-    (1, "library", "nginx", "2026-03-01", "2026-03-31", 12_010_000_000, 12_310_000_000,
-     300_000_000, 30, 10_000_000.0, 2.5, 1, None),
-    (2, "library", "busybox", "2026-03-01", "2026-03-31", 3_001_000_000, 3_031_000_000,
-     30_000_000, 30, 1_000_000.0, 1.0, 2, None),
-    (8, "bitnami", "nginx", "2026-03-01", "2026-03-31", 20, 700, 680, 30, 22.667, 68.0, 3, None),
-    (6, "acme", "flat", "2026-03-01", "2026-03-31", 200, 700, 500, 30, 16.667, 50.0, 4, None),
-    (7, "acme", "comeback", "2026-03-01", "2026-03-31", 60, 450, 390, 30, 13.0, 39.0, 5, None),
-    (11, "acme", "nullcount", "2026-03-01", "2026-03-31", 110, 170, 60, 30, 2.0, 6.0, 6, None),
-    (3, "library", "stuck", "2026-03-01", "2026-03-31", 2147483000, STUCK, None, 30, None, None,
-     None, "stuck_counter"),
-    (4, "library", "dips", "2026-03-01", "2026-03-31", 6000, 9800, None, 30, None, None, None,
-     "decrease"),
-    (5, "acme", "olddip", "2026-03-01", "2026-03-31", 2000, 3300, None, 30, None, None, None,
-     "decrease"),
-]
+# Worked out by hand, per image and window (7 days from 03-24, 30 days from 03-01, as_of 03-31):
+# (from_date = baseline, pull_count_from, pull_count, pull_delta, days_elapsed, per_day,
+#  pull_growth_pct, rank, anomaly); growth = delta x 100 / max(from, 1000), per_day = delta / days.
+MOVERS = {
+    # above 2^31: real counts, ranked first in both windows
+    1: {7: ("2026-03-24", 12_240_000_000, 12_310_000_000, 70_000_000, 7, 10_000_000.0, 0.57, 1,
+            None),
+        30: ("2026-03-01", 12_010_000_000, 12_310_000_000, 300_000_000, 30, 10_000_000.0, 2.5, 1,
+             None)},
+    2: {7: ("2026-03-24", 3_024_000_000, 3_031_000_000, 7_000_000, 7, 1_000_000.0, 0.23, 2,
+            None),
+        30: ("2026-03-01", 3_001_000_000, 3_031_000_000, 30_000_000, 30, 1_000_000.0, 1.0, 2,
+             None)},
+    # stuck and dips: growth unknown in both windows, unranked
+    3: {7: ("2026-03-24", STUCK, STUCK, None, 7, None, None, None, "stuck_counter"),
+        30: ("2026-03-01", 2147483000, STUCK, None, 30, None, None, None, "stuck_counter")},
+    4: {7: ("2026-03-24", 9000, 9800, None, 7, None, None, None, "decrease"),
+        30: ("2026-03-01", 6000, 9800, None, 30, None, None, None, "decrease")},
+    # olddip fell on 03-23: outside the 7-day window (ranked there), inside the 30-day one
+    5: {7: ("2026-03-24", 2600, 3300, 700, 7, 100.0, 26.92, 3, None),
+        30: ("2026-03-01", 2000, 3300, None, 30, None, None, None, "decrease")},
+    # flat and bitnami/nginx tie at 200 in 7 days: the lower id first
+    6: {7: ("2026-03-24", 500, 700, 200, 7, 28.571, 20.0, 4, None),
+        30: ("2026-03-01", 200, 700, 500, 30, 16.667, 50.0, 4, None)},
+    8: {7: ("2026-03-24", 500, 700, 200, 7, 28.571, 20.0, 5, None),
+        30: ("2026-03-01", 20, 700, 680, 30, 22.667, 68.0, 3, None)},
+    # comeback's 7-day baseline is its return on 03-30
+    7: {7: ("2026-03-30", 400, 450, 50, 1, 50.0, 5.0, 6, None),
+        30: ("2026-03-01", 60, 450, 390, 30, 13.0, 39.0, 5, None)},
+    11: {7: ("2026-03-24", 140, 170, 30, 7, 4.286, 3.0, 7, None),
+         30: ("2026-03-01", 110, 170, 60, 30, 2.0, 6.0, 6, None)},
+}  # late (one observation) and gone (not listed on as_of) have no row
+# Row order: ranked by rank, then the unranked, biggest pull_count first.
+ORDER = {7: [1, 2, 5, 6, 8, 7, 11, 3, 4], 30: [1, 2, 8, 6, 7, 11, 3, 4, 5]}
 
 
-def test_top_movers_golden(conn: sqlite3.Connection) -> None:
-    assert conn.execute("SELECT * FROM top_movers_7d").fetchall() == MOVERS_7D
-    assert conn.execute("SELECT * FROM top_movers_30d").fetchall() == MOVERS_30D
+@pytest.mark.parametrize("days", [7, 30])
+def test_top_movers_golden(conn: sqlite3.Connection, days: int) -> None:
+    names = {i: (ns, name) for i, (ns, name, _) in GOLDEN_IMAGES.items()}
+    expected = []
+    for image_id in ORDER[days]:
+        since, start, end, *rest = MOVERS[image_id][days]
+        expected.append((image_id, *names[image_id], since, "2026-03-31", start, end,
+                         *rest))
+    assert conn.execute(f"SELECT * FROM top_movers_{days}d").fetchall() == expected
 
 
 def test_latest_images_golden(conn: sqlite3.Connection) -> None:
