@@ -58,6 +58,11 @@ def _image_cell(item: dict[str, Any]) -> str:
             f"<b>{escape(_literal(item['name']))}</b>")
 
 
+def _unranked_shown(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The unranked images shown under the ranking: as many as it has rows, at least 10."""
+    return list(r["not_ranked"][:max(len(r["top_movers"]), 10)])
+
+
 def _mark(item: dict[str, Any]) -> str:
     """``stuck counter since 2026-11-02`` / ``decrease on 2026-11-03``."""
     tag, when = MARKS[item["kind"]]
@@ -119,7 +124,7 @@ def _top_table(r: dict[str, Any]) -> str:
             f"<td class=n>{_pct(m['pull_growth_pct'])}</td>"
             f"<td class=n>{human(m['daily_avg_7d'])}</td>"
             f"<td>{charts.sparkline(m['daily'], color=color)}</td></tr>")
-    shown = unranked[:max(len(movers), 10)]
+    shown = _unranked_shown(r)
     if shown:
         rows.append(f'<tr class=sub><th colspan=8>Not ranked: growth unknown in this window '
                     f'({r["totals"]["not_ranked"]:,})</th></tr>')
@@ -247,11 +252,11 @@ def markdown(r: dict[str, Any]) -> str:
               human(m["pull_count"]), human(m["pull_delta"]), _pct(m["pull_growth_pct"]),
               human(m["daily_avg_7d"])] for m in r["top_movers"]]
             + [["–", "not ranked", _image(u), human(u["pull_count"]), _mark(u), "–", "–"]
-               for u in r["not_ranked"][:max(len(r["top_movers"]), 10)]],
+               for u in _unranked_shown(r)],
             {0, 3, 4, 5, 6})
-        if t["not_ranked"] > max(len(r["top_movers"]), 10):
-            out.append(f"\n… and {t['not_ranked'] - max(len(r['top_movers']), 10):,} more not "
-                       "ranked (see Anomalies).")
+        if t["not_ranked"] > len(_unranked_shown(r)):
+            out.append(f"\n… and {t['not_ranked'] - len(_unranked_shown(r)):,} more not ranked "
+                       "(see Anomalies).")
     else:
         out.append("_No image observed on the as-of date has a step in the window._")
     out += ["", f"## Anomalies ({t['anomalies']})", ""]
