@@ -9,10 +9,11 @@ is embedded in the page (no files, no network).
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 PALETTE = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2", "#dc2626",
            "#65a30d", "#9333ea", "#ea580c"]
@@ -54,6 +55,29 @@ def sparkline(values: Sequence[float], *, width: int = 120, height: int = 28,
             f'fill="{color}"/></svg>')
 
 
+F = TypeVar("F", bound=Callable[..., str])
+
+
+def _literal_text(chart: F) -> F:
+    """Draw ``chart`` with math text off: labels are image names from the server, and
+    matplotlib would read ``$...$`` in one as TeX (``$\\alpha$`` drawn as a Greek letter, an
+    unknown command such as ``$\\foo$`` an exception). Names are shown as they are."""
+
+    @functools.wraps(chart)
+    def draw(*args: Any, **kwargs: Any) -> str:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return chart(*args, **kwargs)
+
+    return draw  # type: ignore[return-value]
+
+
+def _legend_label(label: str) -> str:
+    """A legend skips labels starting with ``_``; a zero-width space keeps such a name."""
+    return "\u200b" + label if label.startswith("_") else label
+
+
 def _human_axis() -> Any:
     from matplotlib.ticker import FuncFormatter
 
@@ -91,6 +115,7 @@ def _data_uri(fig: Any) -> str:
     return f"data:image/svg+xml;base64,{data}"
 
 
+@_literal_text
 def top_movers_bar(labels: Sequence[str], deltas: Sequence[int]) -> str:
     """Horizontal bars of pull deltas, biggest on top."""
     fig = _figure(7.5, 0.45 * max(len(labels), 3) + 0.8)
@@ -110,6 +135,7 @@ def top_movers_bar(labels: Sequence[str], deltas: Sequence[int]) -> str:
     return _data_uri(fig)
 
 
+@_literal_text
 def cumulative_lines(series: Sequence[tuple[str, Sequence[str], Sequence[int]]]) -> str:
     """One line per image: cumulative pulls gained since the window start, by run date."""
     import datetime as dt
@@ -121,7 +147,7 @@ def cumulative_lines(series: Sequence[tuple[str, Sequence[str], Sequence[int]]])
     for i, (label, dates, values) in enumerate(series):
         xs = [dt.date.fromisoformat(d) for d in dates]
         ax.plot(xs, values, marker="o", markersize=3, linewidth=1.8,
-                color=PALETTE[i % len(PALETTE)], label=label)
+                color=PALETTE[i % len(PALETTE)], label=_legend_label(label))
     _style(ax)
     locator = AutoDateLocator(minticks=3, maxticks=8)
     ax.xaxis.set_major_locator(locator)
@@ -132,6 +158,7 @@ def cumulative_lines(series: Sequence[tuple[str, Sequence[str], Sequence[int]]])
     return _data_uri(fig)
 
 
+@_literal_text
 def daily_bars(dates: Sequence[str], values: Sequence[float | None]) -> str:
     """Whole-listing pulls per day (gaps spread over their days) by run date."""
     import datetime as dt

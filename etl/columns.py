@@ -1,18 +1,16 @@
 """Raw values of one field -> typed column arrays, plus the problems found (pure).
 
-The per-value rules of ``etl.transform`` (see its docstring): integers as int64 with integral
-strings and floats accepted, text kept exactly, and the text of a bad value as it will be shown in
-``raw_value`` / ``raw``. The common case (every value already the right type) runs in numpy or
-Arrow; only values that are not go through Python one by one.
+The per-value rules of ``etl.transform`` (see its docstring): integers by ``etl.integers``
+(int64, integral strings and floats accepted), text kept exactly, and the text of a bad value as
+it will be shown in ``raw_value`` / ``raw``. The common case (every value already the right
+type) runs in numpy or Arrow; only values that are not go through Python one by one.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import operator
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -20,22 +18,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-INT64_MAX = 2**63 - 1
+# The integer rule and its problem words live in etl.integers (the extractor uses it too).
+from etl.integers import coerce_int
 
-# Problems (the words analysts will filter on).
-BOOLEAN = "boolean value"
-FRACTIONAL = "fractional value"
-NEGATIVE = "negative value"
-TOO_BIG = "beyond int64 range"
-NOT_NUMERIC = "non-numeric value"
-NOT_FINITE = "non-finite value"
 NOT_A_STRING = "not a string"
 INVALID_UNICODE = "invalid Unicode"
 
 # Encoders built once (json.dumps with options builds a new encoder on every call).
 _JSON_UTF8 = json.JSONEncoder(ensure_ascii=False, default=str)
 _JSON_ASCII = json.JSONEncoder(default=str)
-_INTEGRAL_TEXT = re.compile(r"\s*([+-]?[0-9]+)(?:\.([0-9]*))?\s*", re.ASCII)
 _NONE = type(None)
 
 
@@ -64,82 +55,41 @@ def raw_text(value: Any) -> str:
     return text
 
 
-def coerce_int(value: Any) -> tuple[int | None, str | None]:
-    """One raw value -> (int64 value or None, problem or None). None in -> (None, None)."""
-    if value is None:
-        return None, None
-    if isinstance(value, bool):
-        return None, BOOLEAN
-    if isinstance(value, int):
-        number = int(value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            return None, NOT_FINITE
-        if not value.is_integer():
-            return None, FRACTIONAL
-        number = int(value)
-    elif isinstance(value, str):
-        match = _INTEGRAL_TEXT.fullmatch(value)
-        if match is None:
-            return None, NOT_NUMERIC
-        if match.group(2) and match.group(2).strip("0"):
-            return None, FRACTIONAL
-        number = int(match.group(1))
-    else:
-        return None, NOT_NUMERIC
-    if number < 0:
-        return None, NEGATIVE
-    if number > INT64_MAX:
-        return None, TOO_BIG
-    return number, None
+IntRule = Callable[[Any], tuple[int | None, str | None]]
 
 
-def int_column(values: list[Any]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-    """Raw values -> (int64 array, valid mask, {position: problem}); vectorised when clean."""
+def int_column(values: list[Any], rule: IntRule = coerce_int, *, smallest: int = 0
+               ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """Raw values -> (int64 array, valid mask, {position: problem}) under ``rule``.
+
+    ``rule`` (``etl.integers.coerce_int`` or ``coerce_id``) judges every value, except that
+    plain ints from ``smallest`` to int64's maximum, which ``rule`` returns unchanged, are taken
+    as they are in numpy (the common case: no Python call per value).
+    """
     n = len(values)
     problems: dict[int, str] = {}
-    types = set(map(type, values))
     try:
-        if types <= {int}:
+        if set(map(type, values)) <= {int}:
             numbers = np.array(values, dtype=np.int64).reshape(n)
-            valid = np.ones(n, dtype=bool)
+            judge = np.flatnonzero(numbers < smallest)
         else:
             # Exact type check: bool is a subclass of int but never a number here.
             is_int = np.fromiter(map(operator.is_, map(type, values), repeat(int)), bool, n)
-            others = np.flatnonzero(~is_int)
-            plain = list(values)
-            for i in others:
-                plain[i] = 0
+            plain = [v if ok else 0 for v, ok in zip(values, is_int.tolist(), strict=True)]
             numbers = np.array(plain, dtype=np.int64).reshape(n)
-            valid = is_int.copy()
-            for i in others:
-                number, problem = coerce_int(values[i])
-                if problem is not None:
-                    problems[int(i)] = problem
-                elif number is not None:
-                    numbers[i] = number
-                    valid[i] = True
-    except OverflowError:
-        return _int_column_slow(values)
-    negative = valid & (numbers < 0)
-    if negative.any():
-        for i in np.flatnonzero(negative):
-            problems[int(i)] = NEGATIVE
-        valid &= ~negative
-    return numbers, valid, problems
-
-
-def _int_column_slow(values: list[Any]) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
-    numbers = np.zeros(len(values), dtype=np.int64)
-    valid = np.zeros(len(values), dtype=bool)
-    problems: dict[int, str] = {}
-    for i, value in enumerate(values):
-        number, problem = coerce_int(value)
-        if problem is not None:
-            problems[i] = problem
-        elif number is not None:
+            judge = np.flatnonzero(~is_int | (numbers < smallest))
+    except OverflowError:  # a plain int beyond int64: judge them all one by one
+        numbers = np.zeros(n, dtype=np.int64)
+        judge = np.arange(n)
+    valid = np.ones(n, dtype=bool)
+    for i in map(int, judge):
+        number, problem = rule(values[i])
+        if number is None:
+            valid[i] = False
+            if problem is not None:
+                problems[i] = problem
+        else:
             numbers[i] = number
-            valid[i] = True
     return numbers, valid, problems
 
 

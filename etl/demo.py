@@ -138,8 +138,11 @@ def describe(r: DemoResult) -> list[str]:
         f"  report:   {r.report}  (open it in a browser)",
         "",
         "Explore:",
-        f'  sqlite-utils query {r.db} "select name, pull_delta, per_day from top_movers_7d '
-        f'limit 10" --table',
+        # The report's top movers, from the view built on the same rules: the report covers the
+        # whole history (up to 30 nights), as does the 30-day view.
+        f'  sqlite-utils query {r.db} "select rank, namespace, name, pull_delta, per_day '
+        f'from top_movers_30d where rank <= 10 order by rank" --table'
+        + ("" if r.nights <= 31 else f"   # the last 30 days; the report covers {r.nights}"),
         f"  python -c \"import pandas as pd; df = pd.read_parquet('{r.exports}', "
         f"partitioning=None, ignore_prefixes=['manifest']); "
         f"print(df.groupby('snapshot_date').pull_count.sum())\"",

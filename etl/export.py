@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from etl import __version__, database
+from etl import __version__, database, trends
 from etl.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -61,14 +61,6 @@ LEFT JOIN images AS i ON i.id = s.image_id  -- never drop a snapshot row
 WHERE s.run_id = :run_id
 ORDER BY s.image_id
 """
-
-# A run's date: the loader's runs.snapshot_date, else its snapshots' date, else its start day.
-RUN_DATE_SQL = """
-COALESCE(r.snapshot_date,
-         (SELECT s.snapshot_date FROM image_snapshots AS s WHERE s.run_id = r.run_id LIMIT 1),
-         substr(COALESCE(r.finished_at, r.started_at), 1, 10))
-"""
-
 
 def temp_path(final: Path) -> Path:
     """A hidden, unique temp name beside ``final`` (same filesystem, so ``os.replace`` is atomic;
@@ -132,28 +124,18 @@ def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
              one_scope: bool = False, until: str | None = None) -> list[RunDay]:
     """The last good run of every snapshot date, oldest date first.
 
-    "Good" is ``success``; ``include_partial`` adds ``partial`` runs (an incomplete scan: what
-    was seen was loaded), which are left out by default because their image set is not the
-    whole listing. ``one_scope`` keeps unfiltered runs (no namespace/image-name filter) when
-    there are any, else the runs with the latest run's filter, so trends never compare a
-    filtered listing with a whole one. ``until`` (YYYY-MM-DD) ignores later dates.
+    The rule is ``etl.trends.counted_runs_sql`` (the one the views and the report use), with the
+    export's two knobs: "good" is ``success``; ``include_partial`` adds ``partial`` runs (an
+    incomplete scan: what was seen was loaded; ``sync --export-dir`` exports such a run), which
+    are left out by default because their image set is not the whole listing. ``one_scope``
+    keeps unfiltered runs (no namespace/image-name filter) when there are any, else the runs
+    with the latest run's filter, so trends never compare a filtered listing with a whole one.
+    ``until`` (YYYY-MM-DD) ignores later dates.
     """
-    statuses = ("success", "partial") if include_partial else ("success",)
-    marks = ",".join("?" * len(statuses))
-    rows = conn.execute(
-        f"SELECT run_id, {RUN_DATE_SQL} AS d, COALESCE(namespace, ''), COALESCE(image_name, '') "
-        f"FROM runs AS r WHERE status IN ({marks}) ORDER BY run_id",
-        statuses,
-    ).fetchall()
-    rows = [r for r in rows if r[1] is not None and (until is None or r[1] <= until)]
-    if one_scope and rows:
-        scope = ("", "") if any(r[2:] == ("", "") for r in rows) else max(
-            rows, key=lambda r: (r[1], r[0]))[2:]
-        rows = [r for r in rows if r[2:] == scope]
-    last: dict[str, int] = {}
-    for run_id, day, _ns, _name in rows:  # ordered by run_id: a later run of a date wins
-        last[day] = run_id
-    return [RunDay(d, last[d]) for d in sorted(last)]
+    statuses = ("success", "partial") if include_partial else trends.COUNTED_STATUSES
+    sql = trends.counted_runs_sql(statuses=statuses, one_scope=one_scope,
+                                  until=until is not None)
+    return [RunDay(d, int(r)) for d, r in conn.execute(sql, {"until": until})]
 
 
 def _check_date(value: str) -> str:

@@ -49,19 +49,25 @@ _UPDATE_SET = ", ".join(
 )
 _CHANGED = " OR ".join(f'i."{c}" IS NOT c."{c}"' for c in IMAGE_COLUMNS if c != "id")
 
+# Whether this run's row overwrites the stored one (alias ``i``): only if no later run saw the
+# image or marked it removed. A replay of an older run must not move current state backwards
+# (nor bring back an image a later run found gone). The upsert, the rename and the new/changed
+# counts all use this one predicate, so the counts say what the upsert really wrote.
+_APPLIES = "{i}.last_seen_at <= :at AND ({i}.removed_at IS NULL OR {i}.removed_at <= :at)"
+
 # CROSS JOIN below pins the chunk as the outer loop: the temp table has no statistics, and the
 # planner would otherwise scan all of images once per chunk.
 _SQL_NEW_CHANGED = f"""
-SELECT COALESCE(SUM(i.id IS NULL OR i.removed_at IS NOT NULL), 0),
+SELECT COALESCE(SUM(i.id IS NULL OR (i.removed_at IS NOT NULL AND {_APPLIES.format(i="i")})), 0),
        COALESCE(SUM(i.id IS NOT NULL AND i.removed_at IS NULL AND i.last_seen_run <> :run
-                    AND ({_CHANGED})), 0),
+                    AND {_APPLIES.format(i="i")} AND ({_CHANGED})), 0),
        COALESCE(SUM(i.id IS NOT NULL AND (i.namespace IS NOT c.namespace
                                            OR i.name IS NOT c.name)), 0)
 FROM temp.load_chunk AS c LEFT JOIN images AS i ON i.id = c.id
 """
 
-# An id whose (namespace, name) changed since an earlier run (API-NOTES "Identity"); wording as
-# etl.transform.identity_changes.
+# An id whose (namespace, name) changed since an earlier run: ids are the identity, names may
+# change. The only implementation of this check: it needs the stored state, so it is SQL here.
 _SQL_IDENTITY_CHANGED = """
 INSERT INTO quality_issues (run_id, image_id, field, raw_value, problem)
 SELECT :run, c.id, 'namespace/name',
@@ -72,13 +78,13 @@ FROM temp.load_chunk AS c CROSS JOIN images AS i ON i.id = c.id
 WHERE i.last_seen_run <> :run AND (i.namespace IS NOT c.namespace OR i.name IS NOT c.name)
 """
 
-_SQL_RENAME = """
+_SQL_RENAME = f"""
 UPDATE images
 SET namespace = (SELECT c.namespace FROM temp.load_chunk AS c WHERE c.id = images.id),
     name = (SELECT c.name FROM temp.load_chunk AS c WHERE c.id = images.id)
 WHERE id IN (SELECT c.id FROM temp.load_chunk AS c CROSS JOIN images AS i ON i.id = c.id
              WHERE (i.namespace IS NOT c.namespace OR i.name IS NOT c.name)
-               AND i.last_seen_at <= :at)
+               AND {_APPLIES.format(i="i")})
 """
 
 _SQL_UPSERT = f"""
@@ -88,7 +94,7 @@ SELECT {_CHUNK_COLS}, :at, :at, :run, :run, NULL FROM temp.load_chunk WHERE true
 ON CONFLICT (id) DO UPDATE SET {_UPDATE_SET},
     last_seen_at = excluded.last_seen_at, last_seen_run = excluded.last_seen_run,
     removed_at = NULL
-WHERE excluded.last_seen_at >= images.last_seen_at
+WHERE {_APPLIES.format(i="images")}
 """
 
 _SQL_SNAPSHOTS = """
@@ -296,6 +302,12 @@ class Loader:
         if row is None:
             return None
         return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def newer_runs(self, run_id: int, snapshot_date: str) -> list[tuple[int, str]]:
+        """(run_id, snapshot_date) of the loaded runs after ``run_id`` on or after its date."""
+        return [(int(r), str(d)) for r, d in self.c.execute(
+            "SELECT run_id, snapshot_date FROM runs WHERE run_id > ? AND snapshot_date >= ? "
+            "AND status IN ('success', 'partial') ORDER BY run_id", (run_id, snapshot_date))]
 
     def raw_page_offsets(self, run_id: int) -> list[int]:
         return [r[0] for r in self.c.execute(

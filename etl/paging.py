@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl import integers
+
 # The proof's second read asks for the API's largest page (API-NOTES: limit max 1000), whatever
 # --page-size is: up to 1,000 rows come back in one response, a snapshot of one moment.
 CHECK_PAGE_SIZE = 1000
@@ -267,14 +269,9 @@ def row_digest(row: Any) -> int:
 
 
 def usable_id(row: Any) -> int | None:
-    """The row's ``id`` if it is a usable integer, else None (counted separately)."""
-    if not isinstance(row, dict):
-        return None
-    rid = row.get("id")
-    if isinstance(rid, bool):
-        return None
-    if isinstance(rid, int):
-        return rid
-    if isinstance(rid, str) and rid.strip().lstrip("-").isdigit():
-        return int(rid.strip())
-    return None
+    """The row's id if it is usable, else None (counted separately as a row without id).
+
+    The rule is the transform's, ``etl.integers.coerce_id``: a row the transform would reject
+    for its id is a row without id here, and ``17``, ``17.0`` and ``"17"`` are the same id.
+    """
+    return integers.usable_id(row)

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from etl.chunks import ProgressCallback, Sink, check_rejects, consume
+from etl.chunks import ProgressCallback, Sink, check_rejects, consume, reject_problem
 from etl.errors import ConfigError, EtlError, QualityError
 from etl.load import Loader
 from etl.logs import current_run_id, mask
@@ -239,8 +239,7 @@ def _dry_run(settings: Settings, t0: float, on_progress: ProgressCallback | None
                      total=lambda: scan.stats.total_reported)
     stats = _scan_stats(scan)
     complete = bool(stats.get("complete", True))
-    ratio_ok = not (tally.rows_seen and
-                    tally.rejected / tally.rows_seen > settings.max_reject_ratio)
+    ratio_ok = reject_problem(tally, settings.max_reject_ratio) is None
     status = ("success" if complete else "partial") if ratio_ok else "failed"
     code = (0 if complete else 6) if ratio_ok else QualityError.exit_code
     result = SyncResult(
@@ -274,6 +273,14 @@ def _stored_pages(loader: Loader, run_id: int) -> Iterable[Page]:
                           tuple(i for i in dups if i is not None))
 
 
+def _run_list(run_ids: list[int], most: int = 5) -> str:
+    """``3, 4, 5`` or, for many, ``3, 4, 5, 6, … 40 (38 runs)``."""
+    if len(run_ids) <= most:
+        return ", ".join(map(str, run_ids))
+    head = ", ".join(map(str, run_ids[:most - 1]))
+    return f"{head}, … {run_ids[-1]} ({len(run_ids)} runs)"
+
+
 def replay_run(settings: Settings, run_id: int, *,
                on_progress: ProgressCallback | None = None) -> SyncResult:
     """Re-transform and reload a stored run from ``raw_pages`` without fetching.
@@ -304,9 +311,15 @@ def replay_run(settings: Settings, run_id: int, *,
         source_run = run_id
         started = _utc_text(datetime.now(timezone.utc))
         captured = str(orig["started_at"])
+        day = str(orig["snapshot_date"] or captured[:10])
+        newer = loader.newer_runs(run_id, day)
+        if newer:
+            log.warning("replaying run %s of %s, which newer runs follow (%s, up to %s): images "
+                        "they saw keep their newer values; only what %s shows can change",
+                        run_id, day, _run_list([r for r, _d in newer]), newer[-1][1], day)
         new_id = loader.start_run(
             started_at=started, captured_at=captured,
-            snapshot_date=str(orig["snapshot_date"] or captured[:10]),
+            snapshot_date=day,
             endpoint=orig["endpoint"], namespace=orig["namespace"],
             image_name=orig["image_name"], page_size=orig["page_size"], replay_of=source_run)
         token = current_run_id.set(new_id)

@@ -14,33 +14,59 @@ from etl.charts import human
 BAR_LIMIT = 20
 
 METHOD = [
-    "Each date counts once: its last successful run. Pull delta = the sum of an image's "
-    "increases between consecutive run dates in the window.",
-    "A decrease, or a step onto the stuck int32 value 2,147,483,647, contributes 0 and is "
-    "listed under Anomalies.",
-    "Growth % = pull delta / max(pulls at the image's first observation in the window, "
+    "Each date counts once: its last successful run (partial and failed runs never count; "
+    "filtered runs only when every run is filtered). The window holds the run dates from "
+    "as-of minus the window's days to as-of, both included.",
+    "Pulls gained by an image = its count on the as-of date minus its count at its first "
+    "observation in the window (a new image counts from its first sighting).",
+    "A decrease, or a counter at exactly 2,147,483,647 (stuck at the int32 maximum upstream; "
+    "larger counts are normal), makes an image's growth unknown: it is not ranked, is listed "
+    "under the ranking with its mark, and under Anomalies. Such steps add nothing to any total.",
+    "Growth % = pulls gained / max(pulls at the image's first observation in the window, "
     "1,000): tiny images cannot dominate.",
-    "Rank is by pull delta among images listed on the as-of date; rank change = rank in the "
-    "previous window of the same length minus this rank (▲ climbed, ▼ fell, new = not ranked "
-    "before).",
+    "Rank is by pulls gained (ties: lower id first) among images observed on the as-of date; "
+    "rank change = rank in the previous window of the same length minus this rank (▲ climbed, "
+    "▼ fell, new = not ranked before).",
     "Gaps between runs are not zero days: a gap's pulls are spread evenly over its days. The "
     "7-day average is the mean daily pulls over the covered days of the last 7.",
     "A stale day: more than 80 % of images kept the same pull count between two consecutive "
     "run dates.",
+    "The same rules define the database views daily_pulls, top_movers_7d and top_movers_30d.",
 ]
+
+# How an unranked image is marked on its row: kind -> (tag text, what the date means).
+MARKS = {"stuck_counter": ("stuck counter", "since"), "decrease": ("decrease", "on")}
+
+
+def _literal(text: Any) -> str:
+    """Server text made safe to show: control characters (CR, LF, ESC, C1, line separators)
+    as visible escapes, so a name can neither split a line nor drive a terminal."""
+    return "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in str(text))
 
 
 def _image(item: dict[str, Any]) -> str:
     ns, name = item.get("namespace"), item.get("name")
     if name is None:  # a listing-wide anomaly, or an id missing from ``images``
         return "(all images)" if item.get("id") is None else f"#{item['id']}"
-    return f"{ns}/{name}" if ns else str(name)
+    return _literal(f"{ns}/{name}" if ns else name)
 
 
 def _image_cell(item: dict[str, Any]) -> str:
     if item.get("name") is None or not item.get("namespace"):
         return f"<b>{escape(_image(item))}</b>"
-    return f"<span class=ns>{escape(item['namespace'])}/</span><b>{escape(item['name'])}</b>"
+    return (f"<span class=ns>{escape(_literal(item['namespace']))}/</span>"
+            f"<b>{escape(_literal(item['name']))}</b>")
+
+
+def _unranked_shown(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The unranked images shown under the ranking: as many as it has rows, at least 10."""
+    return list(r["not_ranked"][:max(len(r["top_movers"]), 10)])
+
+
+def _mark(item: dict[str, Any]) -> str:
+    """``stuck counter since 2026-11-02`` / ``decrease on 2026-11-03``."""
+    tag, when = MARKS[item["kind"]]
+    return f"{tag} {when} {item['date']}"
 
 
 def _rank_change(value: int | None, compared: bool = True) -> tuple[str, str]:
@@ -67,7 +93,7 @@ def _cards(r: dict[str, Any]) -> str:
         ("Images", human(t["images"]), f"{t['images']:,} listed"),
         ("Total pulls", human(t["pull_count"]), f"{t['pull_count']:,}"),
         (f"Pulls gained, {r['window_days']} d", human(t["pull_delta"]),
-         f"{t['pull_delta']:,}"),
+         "needs two run dates" if t["pull_delta"] is None else f"{t['pull_delta']:,}"),
         ("Pulls per day (7-day avg)", human(t["daily_avg_7d"]), "whole listing"),
         ("New / removed", f"{t['new_images']} / {t['removed_images']}", "images in window"),
         ("Anomalies", str(t["anomalies"]), "see below"),
@@ -78,9 +104,11 @@ def _cards(r: dict[str, Any]) -> str:
 
 
 def _top_table(r: dict[str, Any]) -> str:
-    movers = r["top_movers"]
-    if not movers:
-        return '<p class="empty">No image is listed on the as-of date.</p>'
+    movers, unranked = r["top_movers"], r["not_ranked"]
+    if r["notice"]:
+        return f'<p class="empty">{escape(r["notice"])}</p>'
+    if not movers and not unranked:
+        return '<p class="empty">No image observed on the as-of date has a step in the window.</p>'
     head = ("<thead><tr><th class=n>#</th><th>Change</th><th>Image</th><th class=n>Pulls</th>"
             "<th class=n>Gained</th><th class=n>Growth</th><th class=n>Per day (7 d)</th>"
             "<th>Daily pulls</th></tr></thead>")
@@ -96,6 +124,20 @@ def _top_table(r: dict[str, Any]) -> str:
             f"<td class=n>{_pct(m['pull_growth_pct'])}</td>"
             f"<td class=n>{human(m['daily_avg_7d'])}</td>"
             f"<td>{charts.sparkline(m['daily'], color=color)}</td></tr>")
+    shown = _unranked_shown(r)
+    if shown:
+        rows.append(f'<tr class=sub><th colspan=8>Not ranked: growth unknown in this window '
+                    f'({r["totals"]["not_ranked"]:,})</th></tr>')
+    for u in shown:
+        rows.append(
+            f"<tr class=unranked><td class=n>–</td><td class=muted>–</td>"
+            f"<td>{_image_cell(u)}</td>"
+            f"<td class=n title=\"{u['pull_count'] or 0:,}\">{human(u['pull_count'])}</td>"
+            f"<td colspan=4><span class=\"tag {escape(u['kind'])}\">{escape(_mark(u))}</span>"
+            f"</td></tr>")
+    if r["totals"]["not_ranked"] > len(shown):
+        rows.append(f"<tr class=unranked><td colspan=8 class=muted>… and "
+                    f"{r['totals']['not_ranked'] - len(shown):,} more (see Anomalies)</td></tr>")
     return f"<table>{head}<tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -167,8 +209,15 @@ def html(r: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------- Markdown
 
 
+# Characters that would turn a cell's text into markup on GitHub: cell separators, emphasis,
+# code, links, inline HTML and entities, strikethrough, math, and the escape itself. CommonMark
+# shows any ASCII punctuation after a backslash literally.
+_MD_SPECIAL = frozenset("\\|*_`[]<>&~$")
+
+
 def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """A table cell: one line, no markup, no HTML (``<script>`` shows as text)."""
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in _literal(value))
 
 
 def _md_table(head: list[str], rows: list[list[Any]], right: set[int]) -> list[str]:
@@ -182,25 +231,34 @@ def markdown(r: dict[str, Any]) -> str:
     """The report as GitHub-flavoured Markdown (tables, no charts)."""
     t = r["totals"]
     compared = r["previous_window_start"] is not None
+    gained = ("needs two run dates" if t["pull_delta"] is None
+              else f"**{human(t['pull_delta'])}** ({t['pull_delta']:,})")
     out = [f"# {r['title']}", "",
            f"As of **{r['as_of']}** (run {r['as_of_run_id']}), window {r['window_days']} days "
            f"from {r['window_start']} ({len(r['run_dates'])} run dates), generated "
            f"{r['generated_at']}.", "",
            f"- Images: **{t['images']:,}**",
            f"- Total pulls: **{human(t['pull_count'])}** ({t['pull_count']:,})",
-           f"- Pulls gained in the window: **{human(t['pull_delta'])}** ({t['pull_delta']:,})",
+           f"- Pulls gained in the window: {gained}",
            f"- Pulls per day, 7-day average: **{human(t['daily_avg_7d'])}**",
            f"- New / removed images: {t['new_images']} / {t['removed_images']}; "
            f"anomalies: {t['anomalies']}", "", "## Top movers", ""]
-    if r["top_movers"]:
+    if r["notice"]:
+        out.append(f"_{_cell(r['notice'])}_")
+    elif r["top_movers"] or r["not_ranked"]:
         out += _md_table(
             ["#", "Change", "Image", "Pulls", "Gained", "Growth", "Per day (7 d)"],
             [[m["rank"], _rank_change(m["rank_change"], compared)[0], _image(m),
               human(m["pull_count"]), human(m["pull_delta"]), _pct(m["pull_growth_pct"]),
-              human(m["daily_avg_7d"])]
-             for m in r["top_movers"]], {0, 3, 4, 5, 6})
+              human(m["daily_avg_7d"])] for m in r["top_movers"]]
+            + [["–", "not ranked", _image(u), human(u["pull_count"]), _mark(u), "–", "–"]
+               for u in _unranked_shown(r)],
+            {0, 3, 4, 5, 6})
+        if t["not_ranked"] > len(_unranked_shown(r)):
+            out.append(f"\n… and {t['not_ranked'] - len(_unranked_shown(r)):,} more not ranked "
+                       "(see Anomalies).")
     else:
-        out.append("_No image is listed on the as-of date._")
+        out.append("_No image observed on the as-of date has a step in the window._")
     out += ["", f"## Anomalies ({t['anomalies']})", ""]
     out += (_md_table(["Date", "Kind", "Image", "Detail"],
                       [[a["date"], a["kind"], _image(a), a["detail"]] for a in r["anomalies"]],

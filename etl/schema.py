@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from etl import trends
 from etl.errors import ConfigError
 
 # table -> primary key (facts as data: the loader and tests read this).
@@ -136,13 +137,9 @@ ALTER TABLE runs ADD COLUMN proof TEXT;
 MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
-# A pull counter stuck at the largest signed 32-bit value is an upstream overflow, not growth.
-INT32_MAX = 2147483647
-
-# Runs whose snapshots count for trends: a failed run never commits snapshots, but be explicit.
-_GOOD = "('success','partial')"
-
-# The views, in dependency order. Each is dropped and recreated whenever its SQL differs.
+# The views, in dependency order. Each is dropped and recreated whenever its SQL differs. The
+# analytic rules behind daily_pulls and top_movers_* are stated once, in etl.trends, which the
+# report runs too: a view and the report cannot disagree.
 VIEWS: dict[str, str] = {
     # Images still listed, with their latest counts and the date of the run that last saw them.
     "latest_images": """
@@ -152,74 +149,12 @@ SELECT i.id, i.namespace, i.name, i.user, i.description, i.star_count, i.pull_co
 FROM images AS i
 LEFT JOIN runs AS r ON r.run_id = i.last_seen_run
 WHERE i.removed_at IS NULL""",
-    # One row per image per snapshot date: the image's snapshot from the last good run of that
-    # date that saw it; pull_delta against the image's previous snapshot date. A decrease is an
-    # anomaly with a NULL delta (never negative growth); so is a counter stuck at INT32_MAX.
-    "daily_pulls": f"""
-WITH per_day AS (
-    SELECT s.image_id, s.snapshot_date, MAX(s.run_id) AS run_id
-    FROM image_snapshots AS s
-    JOIN runs AS r ON r.run_id = s.run_id AND r.status IN {_GOOD}
-    GROUP BY s.image_id, s.snapshot_date
-), points AS (
-    SELECT p.image_id, p.snapshot_date, s.pull_count,
-           LAG(s.pull_count) OVER w AS prev_pull,
-           LAG(p.snapshot_date) OVER w AS prev_date
-    FROM per_day AS p
-    JOIN image_snapshots AS s ON s.run_id = p.run_id AND s.image_id = p.image_id
-    WINDOW w AS (PARTITION BY p.image_id ORDER BY p.snapshot_date)
-)
-SELECT pt.image_id, i.namespace, i.name, pt.snapshot_date, pt.pull_count,
-       CASE WHEN pt.pull_count = {INT32_MAX} THEN NULL
-            WHEN pt.pull_count < pt.prev_pull THEN NULL
-            ELSE pt.pull_count - pt.prev_pull END AS pull_delta,
-       CAST(julianday(pt.snapshot_date) - julianday(pt.prev_date) AS INTEGER) AS days_elapsed,
-       CASE WHEN pt.pull_count = {INT32_MAX} THEN 'stuck_at_int32_max'
-            WHEN pt.pull_count < pt.prev_pull THEN 'decrease'
-            ELSE NULL END AS anomaly
-FROM points AS pt
-LEFT JOIN images AS i ON i.id = pt.image_id""",
+    # One row per observation (image x counted date), with its step from the previous one.
+    "daily_pulls": trends.daily_pulls_sql(),
+    # Every mover of the window, ranked; images with a stuck counter or a decrease unranked.
+    "top_movers_7d": trends.top_movers_sql(7),
+    "top_movers_30d": trends.top_movers_sql(30),
 }
-
-
-def _top_movers(days: int) -> str:
-    """Pulls gained in the last ``days`` days up to the latest snapshot date, ranked.
-
-    The baseline is the image's earliest snapshot date inside the window (on or after
-    latest - days), so a window never spans more than ``days`` days; per_day is the gain divided
-    by the days actually elapsed. Net decreases and counters stuck at INT32_MAX are excluded.
-    """
-    return f"""
-WITH latest AS (
-    SELECT MAX(snapshot_date) AS d FROM daily_pulls
-), win AS (
-    SELECT dp.image_id, dp.snapshot_date, dp.pull_count
-    FROM daily_pulls AS dp, latest
-    WHERE dp.snapshot_date >= date(latest.d, '-{days} days') AND dp.pull_count IS NOT NULL
-), ends AS (
-    SELECT image_id, MIN(snapshot_date) AS from_date, MAX(snapshot_date) AS to_date
-    FROM win GROUP BY image_id
-), moves AS (
-    SELECT e.image_id, e.from_date, e.to_date, a.pull_count AS pull_count_from,
-           b.pull_count AS pull_count, b.pull_count - a.pull_count AS pull_delta,
-           CAST(julianday(e.to_date) - julianday(e.from_date) AS INTEGER) AS days_elapsed
-    FROM ends AS e, latest
-    JOIN win AS a ON a.image_id = e.image_id AND a.snapshot_date = e.from_date
-    JOIN win AS b ON b.image_id = e.image_id AND b.snapshot_date = e.to_date
-    WHERE e.to_date = latest.d AND e.from_date < e.to_date
-)
-SELECT m.image_id, i.namespace, i.name, m.from_date, m.to_date, m.pull_count_from,
-       m.pull_count, m.pull_delta, m.days_elapsed,
-       ROUND(CAST(m.pull_delta AS REAL) / m.days_elapsed, 3) AS per_day,
-       ROW_NUMBER() OVER (ORDER BY m.pull_delta DESC, m.image_id) AS rank
-FROM moves AS m
-LEFT JOIN images AS i ON i.id = m.image_id
-WHERE m.pull_delta >= 0 AND m.pull_count < {INT32_MAX}
-ORDER BY rank"""
-
-
-VIEWS["top_movers_7d"] = _top_movers(7)
-VIEWS["top_movers_30d"] = _top_movers(30)
 
 
 def current_version(conn: sqlite3.Connection) -> int:

@@ -7,8 +7,10 @@ clock, no logging, no global state.
 
 The rules (API-NOTES "Timestamps" and "Identity"):
 
-- A row that is not a JSON object, or has no usable ``id`` (an integer, or an integral numeric
-  string, > 0 and within int64; booleans are not ids), is rejected with its raw JSON and a reason.
+- A row that is not a JSON object, or has no usable ``id`` (``etl.integers.coerce_id``: an
+  integer, integral float or integral numeric string, > 0 and within int64; booleans are not
+  ids; the extractor's completeness proof uses the same rule), is rejected with its raw JSON and
+  a reason.
 - The same id twice -> the later row (by page offset, then position) is kept; each dropped
   occurrence is a quality issue ``id`` / "duplicate id in scan". One ``(namespace, name)`` under
   several ids -> one ``namespace/name`` issue per id involved.
@@ -36,6 +38,7 @@ import pyarrow.compute as pc
 
 from etl.columns import columns, int_column, raw_json, raw_text, strings, text_column
 from etl.errors import InternalError
+from etl.integers import coerce_id
 from etl.timestamps import to_utc_text, zone
 
 IMAGE_DTYPES: dict[str, str] = {
@@ -61,7 +64,6 @@ INT_FIELDS = ("star_count", "pull_count", "collection_id")
 DUPLICATE_ID = "duplicate id in scan"
 NOT_AN_OBJECT = "not a JSON object"
 MISSING_ID = "missing id"
-ZERO_ID = "zero"
 IDENTITY_FIELD = "namespace/name"
 
 
@@ -157,13 +159,10 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
         drows = list(map(rows.__getitem__, dict_pos.tolist()))
 
     raw_ids = columns(drows, ("id",))["id"]
-    ids, valid, problems = int_column(raw_ids)
+    ids, valid, problems = int_column(raw_ids, coerce_id, smallest=1)
     for j in map(int, np.flatnonzero(~valid)):
         rejected[int(dict_pos[j])] = f"invalid id: {problems[j]}" if j in problems else MISSING_ID
-    zero = valid & (ids == 0)
-    for pos in dict_pos[zero]:
-        rejected[int(pos)] = f"invalid id: {ZERO_ID}"
-    good = np.flatnonzero(valid & ~zero)
+    good = np.flatnonzero(valid)
 
     issues = _Issues()
     # "Later" = higher page offset, then later position; lexsort is stable (last key primary).
@@ -241,47 +240,3 @@ def _shared_identities(images: pd.DataFrame, issues: _Issues) -> None:
         for image_id in group_ids:
             issues.add(image_id, IDENTITY_FIELD, _identity_text(namespace, name),
                        f"namespace/name shared by ids {text}")
-
-
-def identity_changes(images: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
-    """Issues for ids whose (namespace, name) differs from what the database held.
-
-    ``previous`` has columns ``id, namespace, name`` (any compatible dtypes). One issue per
-    changed id: field ``namespace/name``, raw_value the new ``namespace/name``, problem
-    ``identity changed, was <old namespace>/<old name>``. Ids absent from either side are ignored.
-    """
-    if images.empty or previous.empty:
-        return empty_frame(ISSUE_DTYPES)
-    old = pd.DataFrame({
-        "id": _array(previous["id"], "Int64"),
-        "old_namespace": _array(previous["namespace"], "string"),
-        "old_name": _array(previous["name"], "string"),
-    })
-    new = pd.DataFrame({
-        "id": _array(images["id"], "Int64"),
-        "namespace": _array(images["namespace"], "string"),
-        "name": _array(images["name"], "string"),
-    })
-    both = new.merge(old, on="id", how="inner", sort=False)
-    changed = ~(_same(both["namespace"], both["old_namespace"])
-                & _same(both["name"], both["old_name"]))
-    data: dict[str, list[Any]] = {name: [] for name in ISSUE_DTYPES}
-    for row in both[changed].itertuples(index=False):
-        data["image_id"].append(int(row.id))
-        data["field"].append(IDENTITY_FIELD)
-        data["raw_value"].append(_identity_text(row.namespace, row.name))
-        data["problem"].append(
-            f"identity changed, was {_identity_text(row.old_namespace, row.old_name)}")
-    return _frame(data, ISSUE_DTYPES)
-
-
-def _same(left: pd.Series, right: pd.Series) -> np.ndarray:
-    equal = (left == right).to_numpy(dtype=bool, na_value=False)
-    return equal | (left.isna().to_numpy() & right.isna().to_numpy())
-
-
-def reject_ratio(transformed: Transformed, rows_total: int) -> float:
-    """Share of rejected rows among ``rows_total`` rows seen (0.0 when nothing was seen)."""
-    if rows_total <= 0:
-        return 0.0
-    return len(transformed.rejects) / rows_total

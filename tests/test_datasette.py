@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.report_db import build_trend_db
+from tests.fixtures.report_db import STUCK, add_image, build_trend_db
 
 METADATA = Path(__file__).resolve().parent.parent / "datasette" / "metadata.json"
 
@@ -24,6 +24,11 @@ def conn(tmp_path: Path) -> sqlite3.Connection:
     db.execute("UPDATE images SET removed_at = '2026-11-06T02:05:00Z' WHERE id = 4")
     db.execute("UPDATE images SET first_seen_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') "
                "WHERE id = 5")
+    # A second image called nginx, in another namespace: filters by name must tell them apart.
+    add_image(db, 6, "nginx", namespace="bitnami")
+    for run_id, date, pulls in ((7, "2026-11-07", 700), (8, "2026-11-08", 750)):
+        db.execute("INSERT INTO image_snapshots (run_id, image_id, captured_at, snapshot_date, "
+                   "pull_count) VALUES (?, 6, ?, ?, ?)", (run_id, f"{date}T03:05:00Z", date, pulls))
     db.commit()
     return db
 
@@ -59,28 +64,64 @@ def run_query(conn: sqlite3.Connection, key: str, **params: str) -> list[tuple[A
 
 def test_every_canned_query_runs(conn: sqlite3.Connection) -> None:
     queries = metadata()["databases"]["swr"]["queries"]
-    assert set(queries) == {"top_movers_this_week", "image_history", "new_images_this_month",
-                            "removed_images", "failed_runs", "latest_runs"}
+    assert set(queries) == {"top_movers_this_week", "top_movers_this_month", "image_history",
+                            "new_images_this_month", "removed_images", "failed_runs",
+                            "latest_runs"}
     for key, query in queries.items():
         assert query["title"] and query["description"], key
-        params = {"name": "nginx"} if ":name" in query["sql"] else {}
+        params = {"name": "nginx", "namespace": ""} if ":name" in query["sql"] else {}
         conn.execute(query["sql"], params).fetchall()
 
 
+def test_every_query_that_names_images_shows_their_namespace() -> None:
+    meta = metadata()["databases"]["swr"]
+    for key, query in meta["queries"].items():
+        sql = query["sql"]
+        if "name" in sql.split("FROM")[0]:
+            assert "namespace" in sql.split("FROM")[0], key
+    for table in ("images", "latest_images", "daily_pulls", "top_movers_7d", "top_movers_30d"):
+        assert meta["tables"][table]["facets"] == ["namespace"], table
+
+
 def test_canned_query_answers(conn: sqlite3.Connection) -> None:
-    # Latest date 11-08; the week starts at 11-01. nginx 64100 - 60000 (net), alpine
-    # 5600 - 1700; "new" was not listed on 11-01 and "stuck" sits at 2147483647.
+    # The top_movers_7d view: latest date 11-08, window from 11-01. alpine +3900 and new +300
+    # ranked; bitnami/nginx has one date in the window (no step); nginx fell on 11-03 and stuck
+    # is stuck at 2147483647: unranked, listed after, never dropped.
+    unranked = [
+        (None, "library", "stuck", STUCK, None, None, None, "2026-11-01", "2026-11-08",
+         "stuck_counter", 3),
+        (None, "library", "nginx", 64100, None, None, None, "2026-11-01", "2026-11-08",
+         "decrease", 2)]
     assert run_query(conn, "top_movers_this_week") == [
-        (2, "library", "nginx", 64100, 4100, 6.83, "2026-11-01", "2026-11-08"),
-        (1, "library", "alpine", 5600, 3900, 229.41, "2026-11-01", "2026-11-08"),
-    ]
-    history = run_query(conn, "image_history", name="library/nginx")
-    # One row per successful run (11-06 has two), the partial and failed runs left out.
-    assert [(r[0], r[3], r[4]) for r in history] == [
-        ("2026-10-25", 50000, None), ("2026-11-01", 60000, 10000), ("2026-11-02", 61000, 1000),
-        ("2026-11-03", 60500, -500), ("2026-11-06", 62000, 1500), ("2026-11-06", 63500, 1500),
-        ("2026-11-07", 63500, 0), ("2026-11-08", 64100, 600), ]
-    assert run_query(conn, "image_history", name="nginx") == history
+        (1, "library", "alpine", 5600, 3900, 229.41, 557.143, "2026-11-01", "2026-11-08", None,
+         1),
+        (2, "acme", "new", 400, 300, 30.0, 150.0, "2026-11-06", "2026-11-08", None, 5),
+        (3, "bitnami", "nginx", 750, 50, 5.0, 50.0, "2026-11-07", "2026-11-08", None, 6),
+    ] + unranked
+    month = run_query(conn, "top_movers_this_month")
+    assert month[0] == (1, "library", "alpine", 5600, 4600, 460.0, 328.571, "2026-10-25",
+                        "2026-11-08", None, 1)
+    assert [r[:3] + r[9:] for r in month[1:]] == [
+        (2, "acme", "new", None, 5), (3, "bitnami", "nginx", None, 6),
+        (None, "library", "stuck", "stuck_counter", 3),
+        (None, "library", "nginx", "decrease", 2)]
+
+    history = run_query(conn, "image_history", name="nginx", namespace="library")
+    # One row per counted date (11-06 through its later run), the partial and failed runs left
+    # out; the decrease has no delta and says so.
+    assert [r[:7] for r in history] == [
+        ("library", "nginx", "2026-10-25", 50000, None, None, None),
+        ("library", "nginx", "2026-11-01", 60000, 10000, 7, None),
+        ("library", "nginx", "2026-11-02", 61000, 1000, 1, None),
+        ("library", "nginx", "2026-11-03", 60500, None, 1, "decrease"),
+        ("library", "nginx", "2026-11-06", 63500, 3000, 3, None),
+        ("library", "nginx", "2026-11-07", 63500, 0, 1, None),
+        ("library", "nginx", "2026-11-08", 64100, 600, 1, None)]
+    assert [r[-2] for r in history] == [1, 2, 3, 4, 6, 7, 8]  # run ids
+    assert run_query(conn, "image_history", name="library/nginx", namespace="") == history
+    both = run_query(conn, "image_history", name="nginx", namespace="")
+    assert [(r[0], r[2]) for r in both] == [("bitnami", "2026-11-07"), ("bitnami", "2026-11-08")
+                                            ] + [("library", r[2]) for r in history]
     assert [r[:3] for r in run_query(conn, "new_images_this_month")] == [(5, "acme", "new")]
     assert [r[:3] + r[5:6] for r in run_query(conn, "removed_images")] == [
         (4, "acme", "old", "2026-11-06T02:05:00Z")]

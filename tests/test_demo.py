@@ -74,6 +74,20 @@ def test_report_numbers_match_the_database(demo) -> None:
     assert top["pull_delta"] <= end - start or start is None
 
 
+def test_the_explore_suggestion_agrees_with_the_report(demo) -> None:
+    from etl.demo import describe
+    from etl.report import build_report
+
+    line = next(x for x in describe(demo) if "sqlite-utils query" in x)
+    sql = line.split('"')[1]
+    assert "namespace" in sql  # one name can exist in several namespaces
+    rows = sqlite3.connect(demo.db).execute(sql).fetchall()
+    report = build_report(demo.db, days=demo.nights, top=10, now=NOW)  # what the demo wrote
+    assert rows == [(m["rank"], m["namespace"], m["name"], m["pull_delta"], m["per_day"])
+                    for m in report["top_movers"]]
+    assert len(rows) == 10
+
+
 def test_rerun_replaces_the_demo_instead_of_stacking_it(tmp_path: Path) -> None:
     run_demo(tmp_path, days=2, images=10, interactive=False, now=NOW)
     (tmp_path / "mine.txt").write_text("keep me")

@@ -255,8 +255,9 @@ def test_head_check_compares_the_first_rows_in_any_order() -> None:
 
 def test_ledger_keeps_the_head_only() -> None:
     ledger = PassLedger(0)
-    ledger.record(rows(*range(CHECK_PAGE_SIZE + 5)), CHECK_PAGE_SIZE + 5)
-    assert ledger.head == list(range(CHECK_PAGE_SIZE))
+    # ids from 1: id 0 is no id (the transform rejects it)
+    ledger.record(rows(*range(1, CHECK_PAGE_SIZE + 6)), CHECK_PAGE_SIZE + 5)
+    assert ledger.head == list(range(1, CHECK_PAGE_SIZE + 1))
 
 
 @pytest.mark.parametrize("row,expected", [

@@ -236,6 +236,23 @@ def test_reject_ratio_exceeded_loads_nothing(scans: list[FakeScan], settings: Se
         (0, "missing id", '{"no": "id"}'), (0, "missing id", '{"no": "id"}')]
 
 
+@pytest.mark.parametrize("max_ratio,loads", [(0.19, False), (0.2, True), (0.21, True)])
+def test_dry_run_and_sync_share_the_reject_ratio_rule(scans: list[FakeScan], settings: Settings,
+                                                      max_ratio: float, loads: bool) -> None:
+    # 2 of 10 rows rejected, two of them for ids the transform and the extractor both refuse.
+    bad = rows(range(1, 11))
+    bad[0], bad[1] = {"id": 0}, {"id": "-5"}
+    scans.extend([FakeScan(bad), FakeScan(bad)])
+    dry = run_sync(settings.replace(dry_run=True, max_reject_ratio=max_ratio))
+    assert (dry.status, dry.exit_code, dry.rejected) == (
+        ("success", 0, 2) if loads else ("failed", 7, 2))
+    if loads:
+        assert run_sync(settings.replace(max_reject_ratio=max_ratio), now=T0).exit_code == 0
+    else:
+        with pytest.raises(QualityError):
+            run_sync(settings.replace(max_reject_ratio=max_ratio), now=T0)
+
+
 def test_upstream_error_mid_scan_rolls_back(scans: list[FakeScan], settings: Settings) -> None:
     scans.append(FakeScan(rows(range(1, 301)), fail_at_page=2))
     with pytest.raises(UpstreamError):
@@ -336,6 +353,35 @@ def test_replay_reproduces_a_run(scans: list[FakeScan], settings: Settings) -> N
     assert q(settings.db, "SELECT DISTINCT run_id FROM raw_pages") == [(1,)]  # none pruned
     assert again.summary_line().startswith(
         "run 2 success: 150 rows (0 new, 0 changed, 0 removed, 0 rejected) replayed from run 1")
+
+
+def test_replay_of_an_older_run_counts_only_what_changed_and_warns(
+        scans: list[FakeScan], settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    scans.append(FakeScan(rows(range(1, 6), pulls=100)))
+    run_sync(settings, now=T0)  # run 1, 2026-11-20: images 1..5
+    scans.append(FakeScan(rows(range(1, 5), pulls=200)))
+    run_sync(settings, now=T1)  # run 2, 2026-11-21: counts moved, image 5 gone
+    state = "SELECT id, pull_count, last_seen_run, removed_at FROM images ORDER BY id"
+    before = q(settings.db, state)
+    assert before[-1] == (5, 105, 1, T1)
+    with caplog.at_level(logging.WARNING, logger="etl.pipeline"):
+        old = replay_run(settings, 1)
+    # Every image of run 1 differs from what images holds, but a later run saw (or removed) each
+    # one: nothing in images changed, so nothing is counted as new or changed.
+    assert (old.run_id, old.new, old.changed, old.removed, old.rows) == (3, 0, 0, 0, 5)
+    assert q(settings.db, state) == before
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "replaying run 1 of 2026-11-20, which newer runs follow (2, up to 2026-11-21): images "
+        "they saw keep their newer values; only what 2026-11-20 shows can change"]
+    caplog.clear()
+    # The latest run replayed under another zone: every image's last_updated really changes.
+    with caplog.at_level(logging.WARNING, logger="etl.pipeline"):
+        latest = replay_run(settings.replace(source_timezone="Asia/Shanghai"), 2)
+    assert (latest.new, latest.changed) == (0, 4)
+    assert [r for r in caplog.records if r.levelno == logging.WARNING] == []
+    assert q(settings.db, "SELECT DISTINCT last_updated, last_seen_run FROM images "
+                          "WHERE id < 5") == [("2026-11-01T02:00:00Z", 4)]
 
 
 def test_replay_of_unknown_or_pruned_run_is_exit_2(scans: list[FakeScan], settings: Settings,

@@ -28,49 +28,55 @@ def trend_db(tmp_path: Path) -> Path:
 
 def test_numbers_match_hand_computation(trend_db: Path) -> None:
     r = build_report(trend_db, days=7, top=10, now=NOW)
-    # as_of 11-08; 11-08 minus 7 days = 11-01, a run date, so the window starts there;
-    # the previous window is 10-25..11-01.
+    # as_of 11-08; the window holds the run dates from 11-08 minus 7 days = 11-01 (included);
+    # the previous window ends where this one starts: 10-25..11-01.
     assert (r["as_of"], r["window_days"], r["window_start"], r["previous_window_start"]) == (
         "2026-11-08", 7, "2026-11-01", "2026-10-25")
+    assert (r["notice"], r["next_run_due"]) == (None, None)
     assert r["as_of_run_id"] == 8  # 10-25 is run 1, ..., 11-06 runs 5 and 6, 11-08 run 8
     assert r["run_dates"] == ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-06",
                               "2026-11-07", "2026-11-08"]
     # images at 11-08: alpine, nginx, stuck, new; 5600 + 64100 + 2147483647 + 400.
-    # Deltas in the window (increases only; a step onto STUCK and a decrease count 0):
-    #   alpine 1000 + 500 + 1800 + 0 + 600 = 3900   nginx 1000 + 0 + 3000 + 0 + 600 = 4600
-    #   stuck 0 (2147483000 -> STUCK is a step onto the stuck value)   old 50 + 40 = 90
+    # Known steps in the window (a decrease and a step touching STUCK are unknown, add nothing):
+    #   alpine 1000 + 500 + 1800 + 0 + 600 = 3900   nginx 1000 + ? + 3000 + 0 + 600 = 4600
+    #   stuck ? (2147483000 -> STUCK) and STUCK -> STUCK   old 50 + 40 = 90
     #   new (from its first sighting) 0 + 300 = 300                     total 8890
     assert r["totals"] == {"images": 4, "pull_count": 2147553747, "pull_delta": 8890,
                            # window daily rates 11-02..11-08: 2050, 540, 1600 x3, 0, 1500
                            "daily_avg_7d": 1270.0,
-                           "new_images": 1, "removed_images": 1, "anomalies": 3}
-    # Previous window ranks (10-25 -> 11-01): nginx 10000, stuck 3000, alpine 700, old 100.
-    # Growth: nginx 4600/60000, alpine 3900/1700, new 300/max(100, 1000), stuck 0.
+                           "new_images": 1, "removed_images": 1, "anomalies": 3,
+                           "not_ranked": 2}
+    # Ranked: images listed on 11-08 with no decrease or stuck step in the window. nginx fell on
+    # 11-03 and stuck is stuck: both unranked, marked. Previous window (10-25 -> 11-01) ranks:
+    # nginx 10000, stuck 3000, alpine 700, old 100 -> alpine climbed from 3 to 1.
+    # Growth: alpine 3900/1700, new 300/max(100, 1000). per_day: gain / days since baseline.
     # 7-day averages over 11-02..11-08, gap days at delta/3:
-    #   nginx (1000 + 0 + 1000*3 + 0 + 600)/7, alpine (1000 + 500 + 600*3 + 0 + 600)/7,
-    #   new only has 11-07 and 11-08 covered: (0 + 300)/2.
+    #   alpine (1000 + 500 + 600*3 + 0 + 600)/7; new only has 11-07 and 11-08 covered: 300/2.
     got = [{k: m[k] for k in ("rank", "rank_change", "id", "namespace", "name", "pull_count",
                               "pull_delta", "pull_growth_pct", "start_pull_count", "since",
-                              "daily_avg_7d")} for m in r["top_movers"]]
+                              "days_elapsed", "per_day", "daily_avg_7d")}
+           for m in r["top_movers"]]
     assert got == [
-        {"rank": 1, "rank_change": 0, "id": 2, "namespace": "library", "name": "nginx",
-         "pull_count": 64100, "pull_delta": 4600, "pull_growth_pct": 7.67,
-         "start_pull_count": 60000, "since": "2026-11-01", "daily_avg_7d": 657.14},
-        {"rank": 2, "rank_change": 1, "id": 1, "namespace": "library", "name": "alpine",
+        {"rank": 1, "rank_change": 2, "id": 1, "namespace": "library", "name": "alpine",
          "pull_count": 5600, "pull_delta": 3900, "pull_growth_pct": 229.41,
-         "start_pull_count": 1700, "since": "2026-11-01", "daily_avg_7d": 557.14},
-        {"rank": 3, "rank_change": None, "id": 5, "namespace": "acme", "name": "new",
+         "start_pull_count": 1700, "since": "2026-11-01", "days_elapsed": 7, "per_day": 557.143,
+         "daily_avg_7d": 557.14},
+        {"rank": 2, "rank_change": None, "id": 5, "namespace": "acme", "name": "new",
          "pull_count": 400, "pull_delta": 300, "pull_growth_pct": 30.0,
-         "start_pull_count": 100, "since": "2026-11-06", "daily_avg_7d": 150.0},
-        {"rank": 4, "rank_change": -2, "id": 3, "namespace": "library", "name": "stuck",
-         "pull_count": STUCK, "pull_delta": 0, "pull_growth_pct": 0.0,
-         "start_pull_count": 2147483000, "since": "2026-11-01", "daily_avg_7d": 0.0},
+         "start_pull_count": 100, "since": "2026-11-06", "days_elapsed": 2, "per_day": 150.0,
+         "daily_avg_7d": 150.0},
     ]
-    # nginx's calendar-day rates 11-02..11-08 (the sparkline) and its cumulative delta.
-    assert r["top_movers"][0]["daily"] == [1000.0, 0.0, 1000.0, 1000.0, 1000.0, 0.0, 600.0]
+    assert r["not_ranked"] == [  # biggest first
+        {"id": 3, "namespace": "library", "name": "stuck", "kind": "stuck_counter",
+         "date": "2026-11-02", "pull_count": STUCK},
+        {"id": 2, "namespace": "library", "name": "nginx", "kind": "decrease",
+         "date": "2026-11-03", "pull_count": 64100},
+    ]
+    # alpine's calendar-day rates 11-02..11-08 (the sparkline) and its cumulative gain.
+    assert r["top_movers"][0]["daily"] == [1000.0, 500.0, 600.0, 600.0, 600.0, 0.0, 600.0]
     assert [(h["date"], h["cumulative_delta"]) for h in r["top_movers"][0]["history"]] == [
-        ("2026-11-01", 0), ("2026-11-02", 1000), ("2026-11-03", 1000), ("2026-11-06", 4000),
-        ("2026-11-07", 4000), ("2026-11-08", 4600)]
+        ("2026-11-01", 0), ("2026-11-02", 1000), ("2026-11-03", 1500), ("2026-11-06", 3300),
+        ("2026-11-07", 3300), ("2026-11-08", 3900)]
     assert r["new_images"] == [{"id": 5, "namespace": "acme", "name": "new",
                                 "first_seen": "2026-11-06", "pull_count": 400}]
     assert r["removed_images"] == [{"id": 4, "namespace": "acme", "name": "old",
@@ -79,11 +85,11 @@ def test_numbers_match_hand_computation(trend_db: Path) -> None:
         {"id": 3, "namespace": "library", "name": "stuck", "kind": "stuck_counter",
          "date": "2026-11-02",
          "detail": "pull_count stuck at 2,147,483,647 (the int32 maximum) since 2026-11-02; "
-                   "growth unknown"},
+                   "growth unknown, not ranked"},
         {"id": 2, "namespace": "library", "name": "nginx", "kind": "decrease",
          "date": "2026-11-03",
          "detail": "pull_count fell from 61,000 to 60,500 between 2026-11-02 and 2026-11-03; "
-                   "the interval counts as 0"},
+                   "growth unknown, not ranked"},
         # 11-07 vs 11-06: alpine, nginx, new unchanged (stuck left out) = 3 of 3 > 80 %.
         # No other day qualifies (11-03: all three moved; nginx's drop is a move).
         {"id": None, "namespace": None, "name": None, "kind": "stale_source",
@@ -102,13 +108,13 @@ def test_numbers_match_hand_computation(trend_db: Path) -> None:
 def test_window_longer_than_history_has_no_rank_change(trend_db: Path) -> None:
     r = build_report(trend_db, days=30, top=2, now=NOW)
     assert (r["window_start"], r["previous_window_start"]) == ("2026-10-25", None)
-    # Whole history 10-25..11-08: nginx 10000 + 1000 + 0 + 3000 + 0 + 600 = 14600;
-    # alpine 700 + 3900 = 4600; stuck 3000 + 0; old 100 + 90; new 300 -> 22690.
+    # Whole history 10-25..11-08, known steps: nginx 10000 + 1000 + 3000 + 0 + 600 = 14600;
+    # alpine 700 + 3900 = 4600; stuck 3000 (below the stuck value); old 100 + 90; new 300.
     assert r["totals"]["pull_delta"] == 22690
     assert [(m["name"], m["pull_delta"], m["rank"], m["rank_change"])
-            for m in r["top_movers"]] == [("nginx", 14600, 1, None), ("alpine", 4600, 2, None)]
-    # nginx grew 14600 on a 50000 start: 29.2 %.
-    assert r["top_movers"][0]["pull_growth_pct"] == 29.2
+            for m in r["top_movers"]] == [("alpine", 4600, 1, None), ("new", 300, 2, None)]
+    # alpine grew 4600 on a 1000 start: 460 %.
+    assert r["top_movers"][0]["pull_growth_pct"] == 460.0
 
 
 def test_filtered_runs_do_not_mix_with_whole_listings(trend_db: Path) -> None:
@@ -131,20 +137,25 @@ def test_json_markdown_html_and_format_choice(trend_db: Path, tmp_path: Path) ->
     lines = md.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "# SWR official images: pull-count trends"
     assert "- Pulls gained in the window: **8.9 k** (8,890)" in lines
-    assert "| 1 | = | library/nginx | 64.1 k | 4.6 k | 7.7 % | 657.1 |" in lines
-    assert "| 2 | ▲ 1 | library/alpine | 5.6 k | 3.9 k | 229.4 % | 557.1 |" in lines
-    assert "| 3 | new | acme/new | 400 | 300 | 30.0 % | 150 |" in lines
+    assert "| 1 | ▲ 2 | library/alpine | 5.6 k | 3.9 k | 229.4 % | 557.1 |" in lines
+    assert "| 2 | new | acme/new | 400 | 300 | 30.0 % | 150 |" in lines
+    # the unranked are marked on their rows, right under the ranking
+    assert ("| – | not ranked | library/stuck | 2.1 B | stuck counter since 2026-11-02 | – | – |"
+            in lines)
+    assert "| – | not ranked | library/nginx | 64.1 k | decrease on 2026-11-03 | – | – |" in lines
     assert "| 5 | acme/new | 2026-11-06 | 400 |" in lines
     assert "| 4 | acme/old | 2026-11-03 | 990 |" in lines
 
     page = write_report(trend_db, tmp_path / "trend.HTML", days=7, top=3, now=NOW)
     text = page.read_text(encoding="utf-8")
     assert text.count('src="data:image/svg+xml;base64,') == 3
-    assert text.count('<svg class="spark"') == 3
+    assert text.count('<svg class="spark"') == 2  # one per ranked mover
     for needle in ("http://", "https://", "<script", "<link", "@import", "url("):
         assert needle not in text.replace("http://www.w3.org", ""), needle
     assert "pull_count fell from 61,000 to 60,500 between 2026-11-02 and 2026-11-03" in text
     assert ">64.1 k<" in text and "229.4 %" in text
+    assert '<span class="tag stuck_counter">stuck counter since 2026-11-02</span>' in text
+    assert '<span class="tag decrease">decrease on 2026-11-03</span>' in text
 
 
 @pytest.mark.parametrize("name,fmt,message", [
@@ -217,21 +228,59 @@ def test_html_renders_in_headless_chromium(trend_db: Path, tmp_path: Path) -> No
     assert blue > 500 and pink > 200, (blue, pink)
 
 
-def test_a_single_run_reports_zero_movement(tmp_path: Path) -> None:
+def test_a_single_run_date_says_trends_need_two(tmp_path: Path) -> None:
     conn = new_db(tmp_path / "one.db")
     add_run(conn, 1, "2026-11-08", counts={1: 10, 2: (None, None)})
     r = build_report(conn, days=30, top=5, now=NOW)  # a connection works as well as a path
     conn.close()
     assert (r["as_of"], r["window_start"], r["previous_window_start"]) == (
         "2026-11-08", "2026-11-08", None)
-    assert r["totals"] == {"images": 2, "pull_count": 10, "pull_delta": 0, "daily_avg_7d": None,
-                           "new_images": 0, "removed_images": 0, "anomalies": 0}
-    assert [(m["id"], m["pull_delta"], m["rank_change"], m["daily_avg_7d"])
-            for m in r["top_movers"]] == [(1, 0, None, None), (2, 0, None, None)]
+    # No growth is known from one date: null, not 0, and no one ranked.
+    assert r["totals"] == {"images": 2, "pull_count": 10, "pull_delta": None,
+                           "daily_avg_7d": None, "new_images": 0, "removed_images": 0,
+                           "anomalies": 0, "not_ranked": 0}
+    assert r["top_movers"] == []
+    assert (r["notice"], r["next_run_due"]) == (
+        "Trends need at least two run dates; the last 30 days have one (2026-11-08), so no "
+        "growth is shown. The next nightly sync is due on 2026-11-09.", "2026-11-09")
     text = write_report(tmp_path / "one.db", tmp_path / "one.html", now=NOW).read_text(
         encoding="utf-8")
-    assert text.count("data:image/svg+xml;base64,") == 2  # no per-day chart from one date
-    assert "<td><b>#2</b></td>" in text  # an id without an images row is shown by id
+    assert "data:image/svg+xml;base64," not in text  # no chart from one date
+    assert "Trends need at least two run dates" in text and "due on 2026-11-09" in text
+    assert "needs two run dates" in text  # the "pulls gained" card
+    md = write_report(tmp_path / "one.db", tmp_path / "one.md", now=NOW).read_text(
+        encoding="utf-8")
+    assert "- Pulls gained in the window: needs two run dates" in md.splitlines()
+    # Days later, still one date: the next run is overdue, and the report says so.
+    late = build_report(tmp_path / "one.db", now=NOW + dt.timedelta(days=4))
+    assert late["notice"] == (
+        "Trends need at least two run dates; the last 30 days have one (2026-11-08), so no "
+        "growth is shown. The next nightly sync was due on 2026-11-09 and has not succeeded "
+        "since: check the schedule and 'swr-etl status'.")
+
+
+def test_a_gap_longer_than_the_window_is_one_run_date_too(trend_db: Path) -> None:
+    # --days 1 from 11-08: 11-07 is in (the first day is included), so trends exist ...
+    assert build_report(trend_db, days=1, now=NOW)["run_dates"] == ["2026-11-07", "2026-11-08"]
+    # ... but as of 11-06 with --days 2 the window 11-04..11-06 holds only 11-06.
+    r = build_report(trend_db, days=2, now=dt.datetime(2026, 11, 6, 12, tzinfo=dt.timezone.utc))
+    assert (r["run_dates"], r["totals"]["pull_delta"], r["top_movers"]) == (
+        ["2026-11-06"], None, [])
+    assert r["next_run_due"] == "2026-11-07"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--days", "1000000"], "--days must be 1..36500, got 1000000"),
+    (["--top", "0"], "Invalid value for '--top': 0 is not in the range x>=1."),
+])
+def test_out_of_range_days_and_top_are_exit_2(trend_db: Path, tmp_path: Path, args: list[str],
+                                              message: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["report", "--db", str(trend_db), "--out", str(tmp_path / "r.json"), *args])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_a_callers_connection_is_left_as_found(trend_db: Path) -> None:
@@ -240,3 +289,51 @@ def test_a_callers_connection_is_left_as_found(trend_db: Path) -> None:
     assert not conn.in_transaction  # no read snapshot held against the next sync
     assert conn.execute("SELECT name FROM sqlite_temp_master").fetchall() == []
     conn.close()
+
+
+HOSTILE = {  # id -> (namespace, name): names a server may send, each to render as written
+    1: ("library", "$\\foo$"),          # matplotlib would fail on this TeX command (exit 1)
+    2: ("library", "$\\alpha$"),        # ... and draw this one as a Greek letter
+    3: ("acme", "<script>alert(1)</script>"),
+    4: ("acme", "a\rb|c\nd"),           # a CR or LF would split a Markdown table row
+    5: ("_under", "*bold* [x](y) &lt;"),  # Markdown emphasis, a link, an entity
+}
+
+
+def test_names_render_literally_in_html_markdown_and_charts(tmp_path: Path) -> None:
+    import base64
+    import re
+
+    conn = new_db(tmp_path / "h.db")
+    for image_id, (ns, name) in HOSTILE.items():
+        conn.execute("INSERT INTO images (id, namespace, name, first_seen_at, last_seen_at, "
+                     "first_seen_run, last_seen_run) VALUES (?, ?, ?, '', '', 1, 2)",
+                     (image_id, ns, name))
+    add_run(conn, 1, "2026-11-07", counts={i: 100 * i for i in [*HOSTILE, 9]})
+    add_run(conn, 2, "2026-11-08", counts={i: 100 * i + 10 * i for i in [*HOSTILE, 9]})
+    conn.close()
+    page = write_report(tmp_path / "h.db", tmp_path / "h.html", days=7, top=10, now=NOW)
+    html = page.read_text(encoding="utf-8")
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>$\\foo$</b>" in html and "<b>$\\alpha$</b>" in html
+    assert "<b>a\\rb|c\\nd</b>" in html  # control characters shown, never obeyed
+    assert "<td><b>#9</b></td>" in html  # an id without an images row is shown by id
+    svgs = [base64.b64decode(uri).decode("utf-8")
+            for uri in re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', html)]
+    bars = svgs[0]  # the bar chart labels every mover
+    assert "$\\foo$" in bars and "$\\alpha$" in bars and "α" not in bars
+    assert "&lt;script&gt;" in bars
+    assert any("_under/" in svg for svg in svgs[1:])  # a legend keeps a name starting with _
+
+    md = write_report(tmp_path / "h.db", tmp_path / "h.md", days=7, top=10, now=NOW)
+    text = md.read_text(encoding="utf-8")
+    assert re.search(r"(?<!\\)<", text) is None and "\r" not in text  # every < escaped
+    lines = text.splitlines()
+    table = lines[lines.index("## Top movers") + 2:lines.index("## Anomalies (0)") - 1]
+    assert len(table) == 2 + 6  # header, separator, the six ranked images: no row split
+    assert [row.count(" | ") for row in table[2:]] == [6] * 6  # and no cell split
+    assert "| acme/\\<script\\>alert(1)\\</script\\> |" in text
+    assert "| acme/a\\\\rb\\|c\\\\nd |" in text
+    assert "| library/\\$\\\\foo\\$ |" in text and "| library/\\$\\\\alpha\\$ |" in text
+    assert "| \\_under/\\*bold\\* \\[x\\](y) \\&lt; |" in text

@@ -35,7 +35,7 @@ def test_fresh_database_gets_every_table_and_view() -> None:
         "removed_at": str}
     cols = [r[1] for r in conn.execute("PRAGMA table_info(daily_pulls)")]
     assert cols == ["image_id", "namespace", "name", "snapshot_date", "pull_count", "pull_delta",
-                    "days_elapsed", "anomaly"]
+                    "days_elapsed", "anomaly", "run_id"]
     assert db.table("runs").columns_dict["proof"] is str
 
 
@@ -111,12 +111,13 @@ RUNS = [  # run_id, date, status
     (3, "2026-11-02", "success"),
     (4, "2026-11-02", "success"),   # later run of the same date wins
     (5, "2026-11-03", "failed"),    # ignored even if it had snapshots
-    (6, "2026-11-05", "partial"),   # partial runs count
+    (6, "2026-11-05", "success"),
+    (7, "2026-11-06", "partial"),   # partial runs never count
 ]
 IMAGES = [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "gone")]
 SNAPSHOTS = {  # image_id -> {run_id: pull_count}
-    1: {1: 50, 2: 100, 3: 150, 4: 160, 5: 9999, 6: 200},
-    2: {2: 500, 4: 400, 6: 2147483647},
+    1: {1: 50, 2: 100, 3: 150, 4: 160, 5: 9999, 6: 200, 7: 99999},
+    2: {2: 500, 4: 400, 6: 2147483647, 7: 1},
     3: {3: 10, 6: 40},
     4: {2: 1000, 6: 900},
     5: {1: 7, 2: 8},
@@ -150,45 +151,54 @@ def history() -> sqlite3.Connection:
 def test_daily_pulls_by_hand(history: sqlite3.Connection) -> None:
     rows = history.execute("SELECT * FROM daily_pulls ORDER BY image_id, snapshot_date").fetchall()
     assert rows == [
-        (1, "library", "a", "2026-10-20", 50, None, None, None),
-        (1, "library", "a", "2026-11-01", 100, 50, 12, None),
-        (1, "library", "a", "2026-11-02", 160, 60, 1, None),       # run 4, not run 3
-        (1, "library", "a", "2026-11-05", 200, 40, 3, None),       # failed run 5 skipped
-        (2, "library", "b", "2026-11-01", 500, None, None, None),
-        (2, "library", "b", "2026-11-02", 400, None, 1, "decrease"),
-        (2, "library", "b", "2026-11-05", 2147483647, None, 3, "stuck_at_int32_max"),
-        (3, "library", "c", "2026-11-02", 10, None, None, None),
-        (3, "library", "c", "2026-11-05", 40, 30, 3, None),
-        (4, "library", "d", "2026-11-01", 1000, None, None, None),
-        (4, "library", "d", "2026-11-05", 900, None, 4, "decrease"),
-        (5, "library", "gone", "2026-10-20", 7, None, None, None),
-        (5, "library", "gone", "2026-11-01", 8, 1, 12, None),
-    ]
+        (1, "library", "a", "2026-10-20", 50, None, None, None, 1),
+        (1, "library", "a", "2026-11-01", 100, 50, 12, None, 2),
+        (1, "library", "a", "2026-11-02", 160, 60, 1, None, 4),    # run 4, not run 3
+        (1, "library", "a", "2026-11-05", 200, 40, 3, None, 6),    # failed run 5 skipped
+        (2, "library", "b", "2026-11-01", 500, None, None, None, 2),
+        (2, "library", "b", "2026-11-02", 400, None, 1, "decrease", 4),
+        (2, "library", "b", "2026-11-05", 2147483647, None, 3, "stuck_counter", 6),
+        # c is only in run 3: the date 2026-11-02 counts through run 4, which did not list it
+        (3, "library", "c", "2026-11-05", 40, None, None, None, 6),
+        (4, "library", "d", "2026-11-01", 1000, None, None, None, 2),
+        (4, "library", "d", "2026-11-05", 900, None, 4, "decrease", 6),
+        (5, "library", "gone", "2026-10-20", 7, None, None, None, 1),
+        (5, "library", "gone", "2026-11-01", 8, 1, 12, None, 2),
+    ]  # the partial run 7 (2026-11-06) is nowhere
 
 
 def test_top_movers_by_hand(history: sqlite3.Connection) -> None:
-    # Latest date 2026-11-05. 7 days: from 2026-10-29. b is stuck, d decreased, gone is absent.
-    assert history.execute("SELECT * FROM top_movers_7d").fetchall() == [
-        (1, "library", "a", "2026-11-01", "2026-11-05", 100, 200, 100, 4, 25.0, 1),
-        (3, "library", "c", "2026-11-02", "2026-11-05", 10, 40, 30, 3, 10.0, 2),
+    # Latest counted date 2026-11-05 (the partial run of 11-06 never counts). 7 days: from
+    # 2026-10-29. b went down then stuck, d went down: listed unranked, never dropped. c has one
+    # observation (no step), gone is not listed on 11-05.
+    flagged = [
+        (2, "library", "b", "2026-11-01", "2026-11-05", 500, 2147483647, None, 4, None, None,
+         None, "stuck_counter"),
+        (4, "library", "d", "2026-11-01", "2026-11-05", 1000, 900, None, 4, None, None, None,
+         "decrease"),
     ]
+    assert history.execute("SELECT * FROM top_movers_7d").fetchall() == [
+        # gain 100 over 4 days; growth on the 1000-pull minimum baseline
+        (1, "library", "a", "2026-11-01", "2026-11-05", 100, 200, 100, 4, 25.0, 10.0, 1, None),
+    ] + flagged
     # 30 days: from 2026-10-06, so a's baseline is 2026-10-20 (50 pulls, 16 days).
     assert history.execute("SELECT * FROM top_movers_30d").fetchall() == [
-        (1, "library", "a", "2026-10-20", "2026-11-05", 50, 200, 150, 16, 9.375, 1),
-        (3, "library", "c", "2026-11-02", "2026-11-05", 10, 40, 30, 3, 10.0, 2),
-    ]
+        (1, "library", "a", "2026-10-20", "2026-11-05", 50, 200, 150, 16, 9.375, 15.0, 1, None),
+    ] + flagged
     cols = [r[1] for r in history.execute("PRAGMA table_info(top_movers_7d)")]
     assert cols == ["image_id", "namespace", "name", "from_date", "to_date", "pull_count_from",
-                    "pull_count", "pull_delta", "days_elapsed", "per_day", "rank"]
+                    "pull_count", "pull_delta", "days_elapsed", "per_day", "pull_growth_pct",
+                    "rank", "anomaly"]
 
 
 def test_latest_images_by_hand(history: sqlite3.Connection) -> None:
+    # Current state: the partial run's values are what was last seen (it loads what it saw).
     rows = history.execute(
         "SELECT id, name, pull_count, last_seen_run, snapshot_date FROM latest_images ORDER BY id"
     ).fetchall()
     assert rows == [
-        (1, "a", 200, 6, "2026-11-05"),
-        (2, "b", 2147483647, 6, "2026-11-05"),
+        (1, "a", 99999, 7, "2026-11-06"),
+        (2, "b", 1, 7, "2026-11-06"),
         (3, "c", 40, 6, "2026-11-05"),
         (4, "d", 900, 6, "2026-11-05"),
     ]

@@ -19,8 +19,6 @@ from etl.transform import (
     ISSUE_DTYPES,
     REJECT_DTYPES,
     Transformed,
-    identity_changes,
-    reject_ratio,
     transform_rows,
 )
 
@@ -195,39 +193,40 @@ def test_page_offsets_length_mismatch_is_internal_error() -> None:
     assert str(caught.value) == "page_offsets has 1 entries for 2 rows"
 
 
-def test_reject_ratio() -> None:
-    result = transform_rows([{"id": 1}, {"id": 2}, {}, {"id": 3}])
-    assert reject_ratio(result, 4) == 0.25
-    assert reject_ratio(result, 0) == 0.0
-    assert reject_ratio(transform_rows([]), 0) == 0.0
+# One id rule: what the transform loads as an id is exactly what the extractor's completeness
+# proof and duplicate detection count as one (etl.integers.coerce_id, used by both).
+ID_CASES = [  # raw id, the id it is, or the reject reason
+    (17, 17, None), (17.0, 17, None), ("+17", 17, None), (" 17 ", 17, None), ("17.0", 17, None),
+    ("17", 17, None), (2**63 - 1, 2**63 - 1, None),
+    (0, None, "invalid id: zero"), ("0", None, "invalid id: zero"), (0.0, None, "invalid id: zero"),
+    (-5, None, "invalid id: negative value"), ("-5", None, "invalid id: negative value"),
+    (True, None, "invalid id: boolean value"), (2**63, None, "invalid id: beyond int64 range"),
+    (17.5, None, "invalid id: fractional value"), ("17.5", None, "invalid id: fractional value"),
+    ("x", None, "invalid id: non-numeric value"), ([17], None, "invalid id: non-numeric value"),
+    (float("inf"), None, "invalid id: non-finite value"), (None, None, "missing id"),
+]
 
 
-def test_identity_changes_against_previous_state() -> None:
-    images = transform_rows([
-        {"id": 1, "namespace": "library", "name": "nginx"},
-        {"id": 2, "namespace": "library", "name": "redis-renamed"},
-        {"id": 3, "namespace": "bitnami", "name": "mysql"},
-        {"id": 4, "namespace": "library", "name": "new"},
-        {"id": 5, "namespace": None, "name": "x"},
-    ]).images
-    # As the loader would read it back from SQLite: plain object/int64 columns.
-    previous = pd.DataFrame({
-        "id": [1, 2, 3, 5, 9],
-        "namespace": ["library", "library", None, None, "gone"],
-        "name": ["nginx", "redis", "mysql", "x", "gone"],
-    })
-    pd.testing.assert_frame_equal(identity_changes(images, previous), frame([
-        {"image_id": 2, "field": "namespace/name", "raw_value": "library/redis-renamed",
-         "problem": "identity changed, was library/redis"},
-        {"image_id": 3, "field": "namespace/name", "raw_value": "bitnami/mysql",
-         "problem": "identity changed, was <null>/mysql"},
-    ], ISSUE_DTYPES))
+@pytest.mark.parametrize("raw,expected,reason", ID_CASES)
+def test_one_id_rule_for_transform_and_extractor(raw: Any, expected: int | None,
+                                                 reason: str | None) -> None:
+    from etl.paging import PassLedger
+    from etl.paging import usable_id as paging_id
 
-
-def test_identity_changes_with_nothing_previous() -> None:
-    images = transform_rows([{"id": 1, "namespace": "a", "name": "b"}]).images
-    empty = pd.DataFrame({"id": [], "namespace": [], "name": []})
-    pd.testing.assert_frame_equal(identity_changes(images, empty), frame([], ISSUE_DTYPES))
+    row = {"id": raw, "name": "x"}
+    alone = transform_rows([row])
+    # In a chunk of plain ints (the vectorised path) the verdict must not change.
+    mixed = transform_rows([{"id": 1}, row, {"id": 2}])
+    for result, others in ((alone, []), (mixed, [1, 2])):
+        assert sorted(result.images["id"].tolist()) == sorted(
+            others + ([expected] if expected is not None else []))
+        assert result.rejects["reason"].tolist() == ([] if reason is None else [reason])
+    assert paging_id(row) == expected
+    ledger = PassLedger(0)
+    ledger.record([row, {"id": 17}], 2)
+    # Two spellings of one id are a repeat; an unusable id is a row without id.
+    assert (ledger.duplicates, ledger.rows_without_id) == (
+        (1, 0) if expected == 17 else (0, 1) if expected is None else (0, 0))
 
 
 # --- properties -----------------------------------------------------------------------------

@@ -1,0 +1,84 @@
+"""The one rule for integers from the API: counts and image ids (pure, no heavy imports).
+
+Every stage that has to decide whether a raw JSON value is a usable integer asks here: the
+transform (``etl.columns``/``etl.transform``: what is loaded, what is rejected and why), and the
+extractor (``etl.paging.usable_id``: which rows count as ids in the completeness proof, which
+ids repeat across pages). One answer for ``17.0``, ``"+17"``, ``0``, ``-5``, ``True``,
+``" 17 "``, ``"17.0"`` and 2**63, wherever it is asked.
+
+Only the standard library is imported: the extractor runs this before pandas has loaded.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+INT64_MAX = 2**63 - 1
+
+# Problems (the words analysts filter on in quality_issues and rejects).
+BOOLEAN = "boolean value"
+FRACTIONAL = "fractional value"
+NEGATIVE = "negative value"
+TOO_BIG = "beyond int64 range"
+NOT_NUMERIC = "non-numeric value"
+NOT_FINITE = "non-finite value"
+ZERO = "zero"
+
+_INTEGRAL_TEXT = re.compile(r"\s*([+-]?[0-9]+)(?:\.([0-9]*))?\s*", re.ASCII)
+
+
+def coerce_int(value: Any) -> tuple[int | None, str | None]:
+    """One raw value -> (int64 value >= 0 or None, problem or None). None in -> (None, None).
+
+    Integral floats and integral text (``17.0``, ``"+17"``, ``" 17 "``, ``"17.0"``) are the
+    integer they spell; booleans, fractions, negatives, non-finite floats, other text and
+    anything beyond int64 are problems.
+    """
+    if type(value) is int:  # the common case first; bool never matches ``is int``
+        number = value
+    elif value is None:
+        return None, None
+    elif isinstance(value, bool):
+        return None, BOOLEAN
+    elif isinstance(value, int):
+        number = int(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return None, NOT_FINITE
+        if not value.is_integer():
+            return None, FRACTIONAL
+        number = int(value)
+    elif isinstance(value, str):
+        match = _INTEGRAL_TEXT.fullmatch(value)
+        if match is None:
+            return None, NOT_NUMERIC
+        if match.group(2) and match.group(2).strip("0"):
+            return None, FRACTIONAL
+        number = int(match.group(1))
+    else:
+        return None, NOT_NUMERIC
+    if number < 0:
+        return None, NEGATIVE
+    if number > INT64_MAX:
+        return None, TOO_BIG
+    return number, None
+
+
+def coerce_id(value: Any) -> tuple[int | None, str | None]:
+    """A raw ``id`` -> (id or None, problem or None): the integer rule, and zero is no id.
+
+    (None, None) means the id is absent (JSON ``null`` or a missing key).
+    """
+    number, problem = coerce_int(value)
+    if number == 0:
+        return None, ZERO
+    return number, problem
+
+
+def usable_id(row: Any) -> int | None:
+    """The row's id under ``coerce_id``, or None (not an object, absent, or unusable)."""
+    if not isinstance(row, dict):
+        return None
+    return coerce_id(row.get("id"))[0]

@@ -1,0 +1,212 @@
+"""The analytic rules (etl.trends): every view against values worked out by hand on the golden
+history, window boundaries pinned, and one answer to "who moved most" from the view, the
+Datasette canned query and the report alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etl import trends
+from etl.export import run_days
+from etl.report import build_report
+from tests.fixtures.report_db import (
+    GOLDEN_DATES,
+    GOLDEN_IMAGES,
+    GOLDEN_RUNS,
+    STUCK,
+    build_golden_db,
+)
+
+METADATA = Path(__file__).resolve().parent.parent / "datasette" / "metadata.json"
+NOW = dt.datetime(2026, 3, 31, 12, 0, tzinfo=dt.timezone.utc)
+TWO_31 = 2**31
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_golden_db(tmp_path_factory.mktemp("golden") / "swr.db")
+
+
+@pytest.fixture()
+def conn(golden: Path) -> Any:
+    db = sqlite3.connect(f"file:{golden}?mode=ro", uri=True)
+    yield db
+    db.close()
+
+
+def test_counted_runs_are_the_last_successful_unfiltered_run_of_each_date(
+        conn: sqlite3.Connection) -> None:
+    # Not the partial run 6 (03-25), the failed run 9 or the filtered run 10 (03-27), nor
+    # run 7, which run 8 replaces on 03-26.
+    assert conn.execute(trends.counted_runs_sql()).fetchall() == list(
+        zip(GOLDEN_DATES, GOLDEN_RUNS, strict=True))
+    # The export's knobs on the same rule: partial runs in, any filter in.
+    assert [(d.date, d.run_id) for d in run_days(conn, include_partial=True)][4:7] == [
+        ("2026-03-24", 5), ("2026-03-25", 6), ("2026-03-26", 8)]
+    assert [(d.date, d.run_id) for d in run_days(conn)][6] == ("2026-03-27", 10)
+    assert [d.date for d in run_days(conn, one_scope=True, until="2026-03-24")] == (
+        GOLDEN_DATES[:5])
+
+
+def _history(conn: sqlite3.Connection, image_id: int) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT snapshot_date, pull_count, pull_delta, days_elapsed, anomaly, run_id "
+        "FROM daily_pulls WHERE image_id = ? ORDER BY snapshot_date", (image_id,)).fetchall()
+
+
+def test_daily_pulls_golden(conn: sqlite3.Connection) -> None:
+    # Days between counted dates: 1, 9, 13, 1, 2, 4, 1.
+    assert _history(conn, 3) == [  # stuck: every step touching 2147483647 is unknown
+        ("2026-02-28", 2147480000, None, None, None, 1),
+        ("2026-03-01", 2147483000, 3000, 1, None, 2),
+        ("2026-03-10", STUCK, None, 9, "stuck_counter", 3),
+        ("2026-03-23", STUCK, None, 13, "stuck_counter", 4),
+        ("2026-03-24", STUCK, None, 1, "stuck_counter", 5),
+        ("2026-03-26", STUCK, None, 2, "stuck_counter", 8),
+        ("2026-03-30", STUCK, None, 4, "stuck_counter", 11),
+        ("2026-03-31", STUCK, None, 1, "stuck_counter", 12),
+    ]
+    assert _history(conn, 4) == [  # dips: a decrease has no delta, never a negative one
+        ("2026-02-28", 5000, None, None, None, 1), ("2026-03-01", 6000, 1000, 1, None, 2),
+        ("2026-03-10", 7000, 1000, 9, None, 3), ("2026-03-23", 8000, 1000, 13, None, 4),
+        ("2026-03-24", 9000, 1000, 1, None, 5), ("2026-03-26", 10000, 1000, 2, None, 8),
+        ("2026-03-30", 9500, None, 4, "decrease", 11), ("2026-03-31", 9800, 300, 1, None, 12),
+    ]
+    assert _history(conn, 6) == [  # flat: equal consecutive counts are a known 0
+        ("2026-02-28", 100, None, None, None, 1), ("2026-03-01", 200, 100, 1, None, 2),
+        ("2026-03-10", 300, 100, 9, None, 3), ("2026-03-23", 400, 100, 13, None, 4),
+        ("2026-03-24", 500, 100, 1, None, 5), ("2026-03-26", 600, 100, 2, None, 8),
+        ("2026-03-30", 700, 100, 4, None, 11), ("2026-03-31", 700, 0, 1, None, 12),
+    ]
+    assert _history(conn, 7) == [  # comeback: the absence is one 20-day step
+        ("2026-02-28", 50, None, None, None, 1), ("2026-03-01", 60, 10, 1, None, 2),
+        ("2026-03-10", 70, 10, 9, None, 3), ("2026-03-30", 400, 330, 20, None, 11),
+        ("2026-03-31", 450, 50, 1, None, 12),
+    ]
+    assert _history(conn, 11)[-2:] == [  # nullcount: the NULL of 03-30 is no observation
+        ("2026-03-26", 150, 10, 2, None, 8), ("2026-03-31", 170, 20, 5, None, 12)]
+    assert _history(conn, 1)[-2:] == [  # 12 billion pulls are real counts, not anomalies
+        ("2026-03-30", 12_300_000_000, 40_000_000, 4, None, 11),
+        ("2026-03-31", 12_310_000_000, 10_000_000, 1, None, 12)]
+    assert _history(conn, 9) == [("2026-03-31", 5, None, None, None, 12)]
+    # 8 dates x 7 images + comeback 5 + late 1 + gone 6 + nullcount 7, namespaces from images
+    assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id) FROM daily_pulls").fetchone() == (
+        75, 8)
+    assert conn.execute("SELECT DISTINCT namespace, name FROM daily_pulls WHERE name = 'nginx' "
+                        "ORDER BY namespace").fetchall() == [("bitnami", "nginx"),
+                                                             ("library", "nginx")]
+
+
+# Worked out by hand, per image and window (7 days from 03-24, 30 days from 03-01, as_of 03-31):
+# (from_date = baseline, pull_count_from, pull_count, pull_delta, days_elapsed, per_day,
+#  pull_growth_pct, rank, anomaly); growth = delta x 100 / max(from, 1000), per_day = delta / days.
+MOVERS = {
+    # above 2^31: real counts, ranked first in both windows
+    1: {7: ("2026-03-24", 12_240_000_000, 12_310_000_000, 70_000_000, 7, 10_000_000.0, 0.57, 1,
+            None),
+        30: ("2026-03-01", 12_010_000_000, 12_310_000_000, 300_000_000, 30, 10_000_000.0, 2.5, 1,
+             None)},
+    2: {7: ("2026-03-24", 3_024_000_000, 3_031_000_000, 7_000_000, 7, 1_000_000.0, 0.23, 2,
+            None),
+        30: ("2026-03-01", 3_001_000_000, 3_031_000_000, 30_000_000, 30, 1_000_000.0, 1.0, 2,
+             None)},
+    # stuck and dips: growth unknown in both windows, unranked
+    3: {7: ("2026-03-24", STUCK, STUCK, None, 7, None, None, None, "stuck_counter"),
+        30: ("2026-03-01", 2147483000, STUCK, None, 30, None, None, None, "stuck_counter")},
+    4: {7: ("2026-03-24", 9000, 9800, None, 7, None, None, None, "decrease"),
+        30: ("2026-03-01", 6000, 9800, None, 30, None, None, None, "decrease")},
+    # olddip fell on 03-23: outside the 7-day window (ranked there), inside the 30-day one
+    5: {7: ("2026-03-24", 2600, 3300, 700, 7, 100.0, 26.92, 3, None),
+        30: ("2026-03-01", 2000, 3300, None, 30, None, None, None, "decrease")},
+    # flat and bitnami/nginx tie at 200 in 7 days: the lower id first
+    6: {7: ("2026-03-24", 500, 700, 200, 7, 28.571, 20.0, 4, None),
+        30: ("2026-03-01", 200, 700, 500, 30, 16.667, 50.0, 4, None)},
+    8: {7: ("2026-03-24", 500, 700, 200, 7, 28.571, 20.0, 5, None),
+        30: ("2026-03-01", 20, 700, 680, 30, 22.667, 68.0, 3, None)},
+    # comeback's 7-day baseline is its return on 03-30
+    7: {7: ("2026-03-30", 400, 450, 50, 1, 50.0, 5.0, 6, None),
+        30: ("2026-03-01", 60, 450, 390, 30, 13.0, 39.0, 5, None)},
+    11: {7: ("2026-03-24", 140, 170, 30, 7, 4.286, 3.0, 7, None),
+         30: ("2026-03-01", 110, 170, 60, 30, 2.0, 6.0, 6, None)},
+}  # late (one observation) and gone (not listed on as_of) have no row
+# Row order: ranked by rank, then the unranked, biggest pull_count first.
+ORDER = {7: [1, 2, 5, 6, 8, 7, 11, 3, 4], 30: [1, 2, 8, 6, 7, 11, 3, 4, 5]}
+
+
+@pytest.mark.parametrize("days", [7, 30])
+def test_top_movers_golden(conn: sqlite3.Connection, days: int) -> None:
+    names = {i: (ns, name) for i, (ns, name, _) in GOLDEN_IMAGES.items()}
+    expected = []
+    for image_id in ORDER[days]:
+        since, start, end, *rest = MOVERS[image_id][days]
+        expected.append((image_id, *names[image_id], since, "2026-03-31", start, end,
+                         *rest))
+    assert conn.execute(f"SELECT * FROM top_movers_{days}d").fetchall() == expected
+
+
+def test_latest_images_golden(conn: sqlite3.Connection) -> None:
+    # Current state from images (gone is removed); the date of the run that last saw each.
+    assert conn.execute("SELECT id, namespace, name, snapshot_date FROM latest_images "
+                        "ORDER BY id").fetchall() == [
+        (i, ns, name, "2026-02-28") for i, ns, name in [
+            (1, "library", "nginx"), (2, "library", "busybox"), (3, "library", "stuck"),
+            (4, "library", "dips"), (5, "acme", "olddip"), (6, "acme", "flat"),
+            (7, "acme", "comeback"), (8, "bitnami", "nginx"), (9, "acme", "late"),
+            (11, "acme", "nullcount")]]
+
+
+def test_a_window_never_reaches_back_past_its_first_day(golden: Path, tmp_path: Path) -> None:
+    # Without the 03-24 run, the 7-day window holds 03-26..03-31: the baseline moves forward to
+    # 03-26 rather than back to 03-23 (8 days).
+    db = tmp_path / "swr.db"
+    db.write_bytes(golden.read_bytes())
+    with sqlite3.connect(db) as edit:
+        edit.execute("DELETE FROM image_snapshots WHERE run_id = 5")
+        edit.execute("DELETE FROM runs WHERE run_id = 5")
+    check = sqlite3.connect(db)
+    assert check.execute("SELECT image_id, from_date, pull_count_from, pull_delta, days_elapsed "
+                         "FROM top_movers_7d WHERE rank <= 2").fetchall() == [
+        (1, "2026-03-26", 12_260_000_000, 50_000_000, 5),
+        (2, "2026-03-26", 3_026_000_000, 5_000_000, 5)]
+    check.close()
+
+
+def _canned(conn: sqlite3.Connection, key: str) -> list[dict[str, Any]]:
+    sql = json.loads(METADATA.read_text(encoding="utf-8"))["databases"]["swr"]["queries"][key]
+    cur = conn.execute(sql["sql"])
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+@pytest.mark.parametrize("days,query", [(7, "top_movers_this_week"),
+                                        (30, "top_movers_this_month")])
+def test_view_canned_query_and_report_agree(conn: sqlite3.Connection, golden: Path, days: int,
+                                            query: str) -> None:
+    fields = ("id", "namespace", "name", "pull_count", "pull_delta", "pull_growth_pct", "rank")
+    cur = conn.execute(f"SELECT * FROM top_movers_{days}d")
+    cols = [d[0] for d in cur.description]
+    view = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+    from_view = [(v["image_id"], v["namespace"], v["name"], v["pull_count"], v["pull_delta"],
+                  v["pull_growth_pct"], v["rank"]) for v in view if v["rank"] is not None]
+    canned = _canned(conn, query)
+    from_canned = [(c["id"], c["namespace"], c["name"], c["pull_count"], c["pulls_gained"],
+                    c["growth_pct"], c["rank"]) for c in canned if c["rank"] is not None]
+    report = build_report(golden, days=days, top=50, now=NOW)
+    from_report = [tuple(m[k] for k in fields) for m in report["top_movers"]]
+    assert from_view == from_canned == from_report
+    assert [r[0] for r in from_report][:2] == [1, 2]  # 12 B and 3 B pulls, ranked first
+    assert all(r[3] > TWO_31 for r in from_report[:2])
+    # the unranked ones agree too, with the same reason
+    assert ([(v["image_id"], v["anomaly"]) for v in view if v["rank"] is None]
+            == [(c["id"], c["anomaly"]) for c in canned if c["rank"] is None]
+            == [(u["id"], u["kind"]) for u in report["not_ranked"]])
+    assert report["window_start"] == ("2026-03-24" if days == 7 else "2026-03-01")
+    # the report's top 3 are the view's first three rows
+    assert [m["id"] for m in build_report(golden, days=days, top=3, now=NOW)["top_movers"]] == [
+        v["image_id"] for v in view[:3]]
