@@ -412,7 +412,8 @@ def test_iam_connection_refused_is_upstream_error() -> None:
     with pytest.raises(UpstreamError) as exc:
         requests.Request("GET", "http://127.0.0.1:1/x", auth=auth).prepare()
     assert str(exc.value) == (
-        f"IAM login at http://127.0.0.1:{port}/v3/auth/tokens failed: ConnectionError "
+        f"IAM login at http://127.0.0.1:{port}/v3/auth/tokens failed: cannot connect to "
+        f"127.0.0.1:{port}: Connection refused "
         "(credentials from HUAWEICLOUD_USERNAME/HUAWEICLOUD_PASSWORD/HUAWEICLOUD_DOMAIN_NAME)"
     )
 
