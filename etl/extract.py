@@ -40,6 +40,7 @@ from etl.transport import (
     HttpFailure,
     Limits,
     NoTimeLeft,
+    TimedOut,
     TlsRefused,
     TlsSetup,
     TooLarge,
@@ -432,7 +433,10 @@ class Scan:
     def _failed(self, exc: HttpFailure, where: str) -> Transient | EtlError:
         """What a failed exchange means for the SWR call: retry it, or which error ends it."""
         if exc.transient:
-            return Transient(exc.cause, f"GET {where}: {exc.reason}", brief=exc.reason)
+            reason = exc.reason
+            if isinstance(exc, TimedOut):  # the option to look at, when the API is only slow
+                reason = f"no complete answer within --timeout {self.settings.timeout:g} s"
+            return Transient(exc.cause, f"GET {where}: {reason}", brief=reason)
         if isinstance(exc, NoTimeLeft) and self.deadline is not None:
             return self.deadline.exceeded(f"during GET {where} ({exc.reason})")
         words = _FINAL_WORDS.get(type(exc), "GET {where}: {reason}").format(

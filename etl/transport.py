@@ -300,7 +300,7 @@ def _one(session: requests.Session, prepared: requests.PreparedRequest, env: dic
             if cut_by_deadline:
                 raise NoTimeLeft(f"no complete answer before the run deadline ({budget:.1f} s "
                                  "were left)")
-            raise TimedOut(f"no complete answer within --timeout {budget:g} s")
+            raise TimedOut(f"no complete answer within {budget:g} s")
     if call.error is not None:
         raise _failure(call.error, str(prepared.url), budget)
     assert call.answer is not None  # set whenever error is not
@@ -431,7 +431,7 @@ def _failure(exc: BaseException, url: str, budget: float) -> BaseException:
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return Unreachable(f"cannot connect to {where}: timed out after {budget:g} s")
     if isinstance(exc, requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError):
-        return TimedOut(f"{where} sent nothing for {budget:g} s (--timeout)")
+        return TimedOut(f"{where} sent nothing for {budget:g} s")
     if isinstance(exc, requests.exceptions.ChunkedEncodingError
                   | requests.exceptions.ContentDecodingError | urllib3.exceptions.DecodeError):
         return Truncated(f"truncated or undecodable response body from {where}")
