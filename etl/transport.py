@@ -63,39 +63,33 @@ class HttpFailure(Exception):
     transient: ClassVar[bool] = False
     cause: ClassVar[str] = "http"
 
+    def __init_subclass__(cls, *, transient: bool = False, cause: str = "http") -> None:
+        super().__init_subclass__()
+        cls.transient, cls.cause = transient, cause
+
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
 
-class Unreachable(HttpFailure):
+# Transient: another attempt may do better (the retry policy decides how long to keep trying).
+class Unreachable(HttpFailure, transient=True, cause="connection"):
     """No connection: DNS failure, refused, connect timeout, unreachable network or proxy."""
 
-    transient = True
-    cause = "connection"
 
-
-class Dropped(HttpFailure):
+class Dropped(HttpFailure, transient=True, cause="connection"):
     """The connection was lost before a complete answer arrived."""
 
-    transient = True
-    cause = "connection"
 
-
-class Truncated(HttpFailure):
+class Truncated(HttpFailure, transient=True, cause="truncated"):
     """The body ended early or could not be decoded (bad gzip)."""
 
-    transient = True
-    cause = "truncated"
 
-
-class TimedOut(HttpFailure):
+class TimedOut(HttpFailure, transient=True, cause="timeout"):
     """The exchange did not complete within its own wall-clock budget (``--timeout``)."""
 
-    transient = True
-    cause = "timeout"
 
-
+# Final: the same request would fail the same way.
 class NotTls(HttpFailure):
     """An ``https://`` URL answered in something other than TLS (usually plain HTTP)."""
 

@@ -34,7 +34,10 @@ from etl.healthcheck import Healthcheck
 from etl.ops import run_observed
 from etl.pipeline import run_sync
 from etl.settings import Settings
-from tests.test_tls import cert  # noqa: F401  (the self-signed certificate fixture)
+from tests.test_tls import (
+    ROWS,
+    cert,  # noqa: F401  (the self-signed certificate fixture)
+)
 
 TOKEN = "TOKEN-HOSTILE-0123456789"
 AK, SK = "AKHOSTILE0000001", "SKHOSTILE0000001secret"
@@ -42,14 +45,6 @@ PASSWORD = "PW-HOSTILE-0123456789"
 ISSUED = "ISSUED-IAM-TOKEN-0123456789"  # what the IAM stub hands out
 SECRETS = (TOKEN, AK, SK, PASSWORD, ISSUED)
 REPOS = "/v2/manage/dockerhub/repos"
-ROWS = [
-    {"id": 11, "user": "swr_official", "name": "nginx", "namespace": "library",
-     "description": "web server", "star_count": 5, "pull_count": 1000, "collection_id": 0,
-     "last_updated": "2026-11-01 10:00:00", "total_range": 2},
-    {"id": 12, "user": "swr_official", "name": "redis", "namespace": "library",
-     "description": "cache", "star_count": 3, "pull_count": 900, "collection_id": 0,
-     "last_updated": "2026-11-02 11:30:00", "total_range": 2},
-]
 ENV_VARS = ("SWR_AUTH_TOKEN", "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK",
             "HUAWEICLOUD_SDK_PROJECT_ID", "HUAWEICLOUD_USERNAME", "HUAWEICLOUD_PASSWORD",
             "HUAWEICLOUD_DOMAIN_NAME", "HUAWEICLOUD_IAM_ENDPOINT", "SWR_ENDPOINT", "SWR_REGION",
@@ -286,27 +281,45 @@ def last_run(db: Path) -> tuple[str, str | None, Any]:
                             "ORDER BY run_id DESC LIMIT 1").fetchone()
 
 
+@dataclass
+class Harness:
+    """One case: stub servers, a database holding a previous good run, the environment, the CLI."""
+
+    stub: Callable[..., Stub]
+    env: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str]
+    tmp_path: Path
+    db: Path
+    before: dict[str, Any]
+
+    def sync(self, endpoint: str, *args: str, quiet: bool = True) -> tuple[int, str]:
+        return sync(self.capsys, endpoint, self.db, *args, quiet=quiet)
+
+    def credentials(self, kind: str, iam: Stub | None = None) -> None:
+        for name, value in CREDENTIALS[kind].items():
+            self.env.setenv(name, value)
+        if iam is not None:
+            self.env.setenv("HUAWEICLOUD_IAM_ENDPOINT", iam.url)
+
+    def refused(self, code: int, err: str, want_code: int, message: str) -> None:
+        """Exit code and the one line as given; nothing loaded; the run recorded failed."""
+        assert code == want_code, err
+        assert last_line(err) == f"swr-etl: error: {message}"
+        assert state(self.db) == self.before
+        status, error, _ = last_run(self.db)
+        assert (status, error) == ("failed", message)
+
+
 @pytest.fixture
-def baseline(stubs: Callable[..., Stub], tmp_path: Path, env: pytest.MonkeyPatch,
-             capsys: pytest.CaptureFixture[str]) -> tuple[Path, dict[str, Any]]:
-    """A database holding one good run (and its state, to compare with after a failed run)."""
+def hx(stubs: Callable[..., Stub], tmp_path: Path, env: pytest.MonkeyPatch,
+       capsys: pytest.CaptureFixture[str]) -> Harness:
     db = tmp_path / "swr.db"
     good = stubs(listing())
     code, err = sync(capsys, good.url, db, "--no-auth")
     assert (code, err) == (0, "")
     before = state(db)
     assert [row[0] for row in before["images"]] == [11, 12]
-    return db, before
-
-
-def assert_refused(db: Path, before: dict[str, Any], code: int, err: str, want_code: int,
-                   message: str) -> None:
-    """Exit code and the one line as given; nothing loaded; the run recorded failed with it."""
-    assert code == want_code, err
-    assert last_line(err) == f"swr-etl: error: {message}"
-    assert state(db) == before
-    status, error, _ = last_run(db)
-    assert (status, error) == ("failed", message)
+    return Harness(stubs, env, capsys, tmp_path, db, before)
 
 
 def assert_no_secret(*servers: Stub) -> None:
@@ -326,21 +339,17 @@ LOCATION_QUERY = "stolen=LOCATION-QUERY-MARK"
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 @pytest.mark.parametrize("creds", ["token", "aksk", "iam"])
-def test_swr_redirect_to_another_server_is_not_followed(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], creds: str, status: int) -> None:
-    db, before = baseline
-    other = stubs(listing([{**ROWS[0], "id": 666, "name": "evil"}]))
-    swr = stubs(redirect(status, f"{other.url}{REPOS}?{LOCATION_QUERY}"))
-    iam = stubs(iam_ok)
-    for name, value in CREDENTIALS[creds].items():
-        env.setenv(name, value)
-    env.setenv("HUAWEICLOUD_IAM_ENDPOINT", iam.url)
-    code, err = sync(capsys, swr.url, db)
-    assert_refused(db, before, code, err, 4,
-                   f"GET {REPOS}?offset=0&limit=100: HTTP {status} redirect to another server "
-                   f"(127.0.0.1:{other.port}) not followed: credentials are sent only to the "
-                   "configured endpoint")
+def test_swr_redirect_to_another_server_is_not_followed(hx: Harness, creds: str,
+                                                         status: int) -> None:
+    other = hx.stub(listing([{**ROWS[0], "id": 666, "name": "evil"}]))
+    swr = hx.stub(redirect(status, f"{other.url}{REPOS}?{LOCATION_QUERY}"))
+    iam = hx.stub(iam_ok)
+    hx.credentials(creds, iam)
+    code, err = hx.sync(swr.url)
+    hx.refused(code, err, 4,
+               f"GET {REPOS}?offset=0&limit=100: HTTP {status} redirect to another server "
+               f"(127.0.0.1:{other.port}) not followed: credentials are sent only to the "
+               "configured endpoint")
     assert "LOCATION-QUERY-MARK" not in err
     assert other.seen == []  # nothing at all went there
     assert len(swr.seen) == 1  # final: not retried
@@ -350,27 +359,22 @@ def test_swr_redirect_to_another_server_is_not_followed(
 
 
 def test_https_to_http_redirect_is_never_followed(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], cert: tuple[Path, Path]) -> None:  # noqa: F811
-    db, before = baseline
+        hx: Harness, cert: tuple[Path, Path]) -> None:  # noqa: F811
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert[0]), str(cert[1]))
-    plain = stubs(listing())
-    secure = stubs(redirect(302, f"{plain.url}{REPOS}?{LOCATION_QUERY}"), context=ctx)
-    env.setenv("SWR_AUTH_TOKEN", TOKEN)
-    code, err = sync(capsys, secure.url, db, "--ca-bundle", str(cert[0]))
-    assert_refused(db, before, code, err, 4,
-                   f"GET {REPOS}?offset=0&limit=100: HTTP 302 redirect from https to http:// "
-                   f"(127.0.0.1:{plain.port}) not followed: credentials are never sent "
-                   "unencrypted")
+    plain = hx.stub(listing())
+    secure = hx.stub(redirect(302, f"{plain.url}{REPOS}?{LOCATION_QUERY}"), context=ctx)
+    hx.env.setenv("SWR_AUTH_TOKEN", TOKEN)
+    code, err = hx.sync(secure.url, "--ca-bundle", str(cert[0]))
+    hx.refused(code, err, 4,
+               f"GET {REPOS}?offset=0&limit=100: HTTP 302 redirect from https to http:// "
+               f"(127.0.0.1:{plain.port}) not followed: credentials are never sent "
+               "unencrypted")
     assert plain.seen == []
     assert secure.seen[0].headers["X-Auth-Token"] == TOKEN
 
 
-def test_same_origin_redirect_is_followed_and_signed_again(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    db, _ = baseline
+def test_same_origin_redirect_is_followed_and_signed_again(hx: Harness) -> None:
     serve = listing()
 
     def moved(h: _Handler, seen: Seen) -> None:
@@ -379,54 +383,43 @@ def test_same_origin_redirect_is_followed_and_signed_again(
         else:
             answer(h, 307, b"", (("Location", "/moved" + seen.target),))
 
-    swr = stubs(moved)
-    env.setenv("HUAWEICLOUD_SDK_AK", AK)
-    env.setenv("HUAWEICLOUD_SDK_SK", SK)
-    code, err = sync(capsys, swr.url, db)
+    swr = hx.stub(moved)
+    hx.env.setenv("HUAWEICLOUD_SDK_AK", AK)
+    hx.env.setenv("HUAWEICLOUD_SDK_SK", SK)
+    code, err = hx.sync(swr.url)
     assert (code, err) == (0, "")
     assert [s.target.split("?")[0] for s in swr.seen] == [REPOS, "/moved" + REPOS]
     # the hop carries its own signature (the signed path changed), not a copy of the first one
     first, second = (s.headers["Authorization"] for s in swr.seen)
     assert first != second and second.startswith(f"SDK-HMAC-SHA256 Access={AK}")
-    assert last_run(db)[:2] == ("success", None)
+    assert last_run(hx.db)[:2] == ("success", None)
 
 
-def test_a_same_origin_redirect_loop_ends(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    db, before = baseline
-    swr = stubs(lambda h, seen: answer(h, 302, b"", (("Location", seen.target),)))
-    code, err = sync(capsys, swr.url, db, "--no-auth")
-    assert_refused(db, before, code, err, 4,
-                   f"GET {REPOS}?offset=0&limit=100: more than 5 redirects")
+def test_a_same_origin_redirect_loop_ends(hx: Harness) -> None:
+    swr = hx.stub(lambda h, seen: answer(h, 302, b"", (("Location", seen.target),)))
+    code, err = hx.sync(swr.url, "--no-auth")
+    hx.refused(code, err, 4,
+               f"GET {REPOS}?offset=0&limit=100: more than 5 redirects")
     assert len(swr.seen) == 6
 
 
 @pytest.mark.parametrize("status", [307, 308])
-def test_iam_login_is_not_reposted_to_another_server(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], status: int) -> None:
-    db, before = baseline
-    other = stubs(iam_ok)
-    iam = stubs(redirect(status, f"{other.url}/v3/auth/tokens?{LOCATION_QUERY}"))
-    swr = stubs(listing())
-    for name, value in CREDENTIALS["iam"].items():
-        env.setenv(name, value)
-    env.setenv("HUAWEICLOUD_IAM_ENDPOINT", iam.url)
-    code, err = sync(capsys, swr.url, db)
-    assert_refused(db, before, code, err, 3,
-                   f"IAM login at {iam.url}/v3/auth/tokens: HTTP {status} redirect to another "
-                   f"server (127.0.0.1:{other.port}) not followed: credentials are sent only to "
-                   "the configured endpoint (credentials from HUAWEICLOUD_USERNAME/"
-                   "HUAWEICLOUD_PASSWORD/HUAWEICLOUD_DOMAIN_NAME)")
+def test_iam_login_is_not_reposted_to_another_server(hx: Harness, status: int) -> None:
+    other = hx.stub(iam_ok)
+    iam = hx.stub(redirect(status, f"{other.url}/v3/auth/tokens?{LOCATION_QUERY}"))
+    swr = hx.stub(listing())
+    hx.credentials("iam", iam)
+    code, err = hx.sync(swr.url)
+    hx.refused(code, err, 3,
+               f"IAM login at {iam.url}/v3/auth/tokens: HTTP {status} redirect to another "
+               f"server (127.0.0.1:{other.port}) not followed: credentials are sent only to "
+               "the configured endpoint (credentials from HUAWEICLOUD_USERNAME/"
+               "HUAWEICLOUD_PASSWORD/HUAWEICLOUD_DOMAIN_NAME)")
     assert other.seen == [] and swr.seen == []
     assert PASSWORD.encode() in iam.seen[0].body  # it went where it was configured to go
 
 
-def test_iam_same_origin_307_reposts_the_login(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    db, _ = baseline
+def test_iam_same_origin_307_reposts_the_login(hx: Harness) -> None:
 
     def iam_moved(h: _Handler, seen: Seen) -> None:
         if seen.target.startswith("/new"):
@@ -434,12 +427,10 @@ def test_iam_same_origin_307_reposts_the_login(
         else:
             answer(h, 307, b"", (("Location", "/new" + seen.target),))
 
-    iam = stubs(iam_moved)
-    swr = stubs(listing())
-    for name, value in CREDENTIALS["iam"].items():
-        env.setenv(name, value)
-    env.setenv("HUAWEICLOUD_IAM_ENDPOINT", iam.url)
-    code, err = sync(capsys, swr.url, db)
+    iam = hx.stub(iam_moved)
+    swr = hx.stub(listing())
+    hx.credentials("iam", iam)
+    code, err = hx.sync(swr.url)
     assert (code, err) == (0, "")
     assert [(s.method, s.target) for s in iam.seen] == [
         ("POST", "/v3/auth/tokens?nocatalog=true"), ("POST", "/new/v3/auth/tokens?nocatalog=true")]
@@ -518,16 +509,13 @@ def bomb(h: _Handler, seen: Seen) -> None:
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("behaviour", [endless, huge, bomb], ids=["endless", "huge", "bomb"])
-def test_oversized_bodies_are_refused_without_reading_on(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], behaviour: Behaviour) -> None:
-    db, before = baseline
-    swr = stubs(behaviour)
-    env.setenv("SWR_AUTH_TOKEN", TOKEN)
-    code, err = sync(capsys, swr.url, db, "--max-body-mb", "1")
-    assert_refused(db, before, code, err, 4,
-                   f"GET {REPOS}?offset=0&limit=100: response body larger than --max-body-mb 1 "
-                   "(MiB, after decompression); read no further, not retried")
+def test_oversized_bodies_are_refused_without_reading_on(hx: Harness, behaviour: Behaviour) -> None:
+    swr = hx.stub(behaviour)
+    hx.env.setenv("SWR_AUTH_TOKEN", TOKEN)
+    code, err = hx.sync(swr.url, "--max-body-mb", "1")
+    hx.refused(code, err, 4,
+               f"GET {REPOS}?offset=0&limit=100: response body larger than --max-body-mb 1 "
+               "(MiB, after decompression); read no further, not retried")
     assert len(swr.seen) == 1
 
 
@@ -549,33 +537,26 @@ def test_the_byte_cap_applies_after_decompression() -> None:
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("headers_first", [True, False], ids=["body-drip", "header-drip"])
-def test_a_dripping_swr_server_does_not_outlive_the_timeout(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], headers_first: bool) -> None:
-    db, before = baseline
-    swr = stubs(drip(headers_first))
-    code, err = sync(capsys, swr.url, db, "--no-auth", "--timeout", "1", "--retry-window", "0")
-    assert_refused(db, before, code, err, 4,
-                   "the API stayed unavailable after 1 attempt(s) over 1 s (--retry-window 0 s): "
-                   f"GET {REPOS}?offset=0&limit=100: no complete answer within --timeout 1 s")
+def test_a_dripping_swr_server_does_not_outlive_the_timeout(hx: Harness,
+                                                            headers_first: bool) -> None:
+    swr = hx.stub(drip(headers_first))
+    code, err = hx.sync(swr.url, "--no-auth", "--timeout", "1", "--retry-window", "0")
+    hx.refused(code, err, 4,
+               "the API stayed unavailable after 1 attempt(s) over 1 s (--retry-window 0 s): "
+               f"GET {REPOS}?offset=0&limit=100: no complete answer within --timeout 1 s")
     assert len(swr.seen) == 1
 
 
 @pytest.mark.timeout(30)
-def test_a_dripping_iam_login_is_bounded(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    db, before = baseline
-    iam = stubs(drip(True))
-    swr = stubs(listing())
-    for name, value in CREDENTIALS["iam"].items():
-        env.setenv(name, value)
-    env.setenv("HUAWEICLOUD_IAM_ENDPOINT", iam.url)
-    code, err = sync(capsys, swr.url, db, "--timeout", "1")
-    assert_refused(db, before, code, err, 4,
-                   f"IAM login at {iam.url}/v3/auth/tokens failed: no complete answer within 1 s "
-                   "(credentials from HUAWEICLOUD_USERNAME/HUAWEICLOUD_PASSWORD/"
-                   "HUAWEICLOUD_DOMAIN_NAME)")
+def test_a_dripping_iam_login_is_bounded(hx: Harness) -> None:
+    iam = hx.stub(drip(True))
+    swr = hx.stub(listing())
+    hx.credentials("iam", iam)
+    code, err = hx.sync(swr.url, "--timeout", "1")
+    hx.refused(code, err, 4,
+               f"IAM login at {iam.url}/v3/auth/tokens failed: no complete answer within 1 s "
+               "(credentials from HUAWEICLOUD_USERNAME/HUAWEICLOUD_PASSWORD/"
+               "HUAWEICLOUD_DOMAIN_NAME)")
     assert swr.seen == []
 
 
@@ -624,10 +605,7 @@ def config(tmp_path: Path, **values: float) -> str:
 
 
 @pytest.mark.timeout(30)
-def test_retry_after_storm_over_many_pages_ends_at_the_deadline(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    db, before = baseline
+def test_retry_after_storm_over_many_pages_ends_at_the_deadline(hx: Harness) -> None:
     rows = [{**ROWS[0], "id": i, "name": f"img{i}", "total_range": 60} for i in range(1, 61)]
     serve, told = listing(rows), set()
 
@@ -640,72 +618,60 @@ def test_retry_after_storm_over_many_pages_ends_at_the_deadline(
             answer(h, 429, b'{"error_code": "APIG.0308", "error_msg": "throttled"}',
                    (("Retry-After", "1"),))
 
-    swr = stubs(storm)
-    code, err = sync(capsys, swr.url, db, "--no-auth", "--page-size", "1", "--concurrency", "4",
+    swr = hx.stub(storm)
+    code, err = hx.sync(swr.url, "--no-auth", "--page-size", "1", "--concurrency", "4",
                      "--deadline", "3")
     assert code == 4, err
     line = last_line(err)
     assert line.startswith("swr-etl: error: gave up: the run deadline (--deadline 3 s) ran out ")
-    assert state(db) == before
-    assert last_run(db)[:2] == ("failed", line.removeprefix("swr-etl: error: "))
+    assert state(hx.db) == hx.before
+    assert last_run(hx.db)[:2] == ("failed", line.removeprefix("swr-etl: error: "))
     assert len(told) < 60  # it stopped asking: the sum of the waits is bounded
 
 
-def test_a_retry_after_beyond_the_window_ends_the_request_at_once(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    db, before = baseline
-    swr = stubs(lambda h, seen: answer(
+def test_a_retry_after_beyond_the_window_ends_the_request_at_once(hx: Harness) -> None:
+    swr = hx.stub(lambda h, seen: answer(
         h, 429, b'{"error_code": "APIG.0308", "error_msg": "throttled"}',
         (("Retry-After", "3600"), ("X-Request-Id", "r-1"))))
-    code, err = sync(capsys, swr.url, db, "--no-auth")
-    assert_refused(db, before, code, err, 4,
-                   "the API stayed unavailable after 1 attempt(s) (it asked to retry after 600 s, "
-                   f"beyond --retry-window 120 s): GET {REPOS}?offset=0&limit=100: HTTP 429 "
-                   'APIG.0308 "throttled" (X-Request-Id r-1)')
+    code, err = hx.sync(swr.url, "--no-auth")
+    hx.refused(code, err, 4,
+               "the API stayed unavailable after 1 attempt(s) (it asked to retry after 600 s, "
+               f"beyond --retry-window 120 s): GET {REPOS}?offset=0&limit=100: HTTP 429 "
+               'APIG.0308 "throttled" (X-Request-Id r-1)')
     assert len(swr.seen) == 1
 
 
 @pytest.mark.timeout(30)
-def test_the_run_deadline_ends_retrying(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    db, before = baseline
-    swr = stubs(lambda h, seen: answer(h, 503, b'{"error_code": "APIG.0201", "error_msg": "x"}'))
-    env.setenv("SWR_ETL_DEADLINE", "1.5")  # the environment variable, to test it too
-    code, err = sync(capsys, swr.url, db, "--no-auth", "--config", config(tmp_path))
+def test_the_run_deadline_ends_retrying(hx: Harness) -> None:
+    swr = hx.stub(lambda h, seen: answer(h, 503, b'{"error_code": "APIG.0201", "error_msg": "x"}'))
+    hx.env.setenv("SWR_ETL_DEADLINE", "1.5")  # the environment variable, to test it too
+    code, err = hx.sync(swr.url, "--no-auth", "--config", config(hx.tmp_path))
     assert code == 4, err
     line = last_line(err)
     assert line.startswith("swr-etl: error: gave up: the run deadline (--deadline 1.5 s) ran out "
                            "while the API was failing (attempt ")
     assert line.endswith(f'GET {REPOS}?offset=0&limit=100: HTTP 503 APIG.0201 "x")')
-    assert state(db) == before and last_run(db)[0] == "failed"
+    assert state(hx.db) == hx.before and last_run(hx.db)[0] == "failed"
     assert len(swr.seen) >= 2  # it did retry, within the deadline
 
 
-def test_max_attempts_1_means_exactly_one_attempt(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    db, before = baseline
-    swr = stubs(lambda h, seen: answer(h, 503, b""))
-    code, err = sync(capsys, swr.url, db, "--no-auth", "--max-attempts", "1")
-    assert_refused(db, before, code, err, 4,
-                   f"the API stayed unavailable after 1 attempt(s): GET {REPOS}?offset=0&limit=100:"
-                   " HTTP 503")
+def test_max_attempts_1_means_exactly_one_attempt(hx: Harness) -> None:
+    swr = hx.stub(lambda h, seen: answer(h, 503, b""))
+    code, err = hx.sync(swr.url, "--no-auth", "--max-attempts", "1")
+    hx.refused(code, err, 4,
+               f"the API stayed unavailable after 1 attempt(s): GET {REPOS}?offset=0&limit=100:"
+               " HTTP 503")
     assert len(swr.seen) == 1
 
 
 @pytest.mark.timeout(60)
-def test_an_api_down_for_a_few_seconds_is_ridden_out(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    db, _ = baseline
-    swr = stubs(listing(), listen=False)  # bound, not listening: connections are refused
+def test_an_api_down_for_a_few_seconds_is_ridden_out(hx: Harness) -> None:
+    swr = hx.stub(listing(), listen=False)  # bound, not listening: connections are refused
     timer = threading.Timer(2.0, swr.go_live)
     timer.start()
     try:
-        code, err = sync(capsys, swr.url, db, "--no-auth", "-v", "--retry-window", "30",
-                         "--config", config(tmp_path, backoff_cap=1.0), quiet=False)
+        code, err = hx.sync(swr.url, "--no-auth", "-v", "--retry-window", "30",
+                         "--config", config(hx.tmp_path, backoff_cap=1.0), quiet=False)
     finally:
         timer.cancel()
     assert code == 0, err
@@ -717,7 +683,7 @@ def test_an_api_down_for_a_few_seconds_is_ridden_out(
     waits = [ln for ln in err.splitlines() if "retrying in" in ln]
     assert waits and all("(connection): GET " in ln for ln in waits)
     assert "attempt 1 failed (connection)" in waits[0]
-    assert last_run(db)[:2] == ("success", None)
+    assert last_run(hx.db)[:2] == ("success", None)
 
 
 # ---------------------------------------------------------------------------------- totals
@@ -726,74 +692,59 @@ def test_an_api_down_for_a_few_seconds_is_ridden_out(
 @pytest.mark.parametrize("where,total", [
     ("header", 10**12), ("header", 2**63), ("body", 10**12), ("body", 2**63 + 5),
 ])
-def test_absurd_totals_are_refused_before_paging_on(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], where: str, total: int) -> None:
-    db, before = baseline
+def test_absurd_totals_are_refused_before_paging_on(hx: Harness, where: str, total: int) -> None:
     rows = [{**r, "total_range": total if where == "body" else 2} for r in ROWS]
     headers = (("Content-Range", f"0-2/{total}"),) if where == "header" else ()
-    swr = stubs(lambda h, seen: answer(h, 200, json.dumps(rows).encode(), headers))
-    code, err = sync(capsys, swr.url, db, "--no-auth")
+    swr = hx.stub(lambda h, seen: answer(h, 200, json.dumps(rows).encode(), headers))
+    code, err = hx.sync(swr.url, "--no-auth")
     shown = str(total) if total < 2**63 else "beyond 64-bit integers (19 digits)"
-    assert_refused(db, before, code, err, 4,
-                   f"GET {REPOS}?offset=0&limit=100: the API reported a total of {shown} rows, "
-                   "above --max-rows 5000000; refusing to page on")
+    hx.refused(code, err, 4,
+               f"GET {REPOS}?offset=0&limit=100: the API reported a total of {shown} rows, "
+               "above --max-rows 5000000; refusing to page on")
     assert len(swr.seen) == 1
-    assert last_run(db)[2] is None  # the absurd number never reached the ledger
+    assert last_run(hx.db)[2] is None  # the absurd number never reached the ledger
 
 
-def test_max_rows_is_a_setting(stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]],
-                               env: pytest.MonkeyPatch,
-                               capsys: pytest.CaptureFixture[str]) -> None:
-    db, before = baseline
-    swr = stubs(listing())
-    code, err = sync(capsys, swr.url, db, "--no-auth", "--max-rows", "1")
-    assert_refused(db, before, code, err, 4,
-                   f"GET {REPOS}?offset=0&limit=100: the API reported a total of 2 rows, above "
-                   "--max-rows 1; refusing to page on")
+def test_max_rows_is_a_setting(hx: Harness) -> None:
+    swr = hx.stub(listing())
+    code, err = hx.sync(swr.url, "--no-auth", "--max-rows", "1")
+    hx.refused(code, err, 4,
+               f"GET {REPOS}?offset=0&limit=100: the API reported a total of 2 rows, above "
+               "--max-rows 1; refusing to page on")
 
 
-def test_more_rows_than_the_limit_is_unusable(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    db, before = baseline
+def test_more_rows_than_the_limit_is_unusable(hx: Harness) -> None:
     rows = [{**ROWS[0], "id": i, "total_range": 5} for i in range(1, 6)]
-    swr = stubs(lambda h, seen: answer(h, 200, json.dumps(rows).encode(),
+    swr = hx.stub(lambda h, seen: answer(h, 200, json.dumps(rows).encode(),
                                        (("Content-Range", "0-5/5"),)))
-    code, err = sync(capsys, swr.url, db, "--no-auth", "--page-size", "2", "--max-attempts", "2")
-    assert_refused(db, before, code, err, 4,
-                   f"the API stayed unavailable after 2 attempt(s): GET {REPOS}?offset=0&limit=2: "
-                   "HTTP 200 with 5 rows, more than the limit of 2 asked for (unusable answer)")
+    code, err = hx.sync(swr.url, "--no-auth", "--page-size", "2", "--max-attempts", "2")
+    hx.refused(code, err, 4,
+               f"the API stayed unavailable after 2 attempt(s): GET {REPOS}?offset=0&limit=2: "
+               "HTTP 200 with 5 rows, more than the limit of 2 asked for (unusable answer)")
     assert [s.query()["limit"] for s in swr.seen] == ["2", "2"]
 
 
 # ------------------------------------------------------------------------ connection errors
 
 
-def test_plain_http_on_an_https_url_is_named_as_such(
-        stubs: Callable[..., Stub], baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    db, before = baseline
-    plain = stubs(listing())
-    env.setenv("SWR_AUTH_TOKEN", TOKEN)
-    code, err = sync(capsys, f"https://127.0.0.1:{plain.port}", db)
-    assert_refused(db, before, code, err, 4,
-                   f"GET {REPOS}?offset=0&limit=100: cannot connect to 127.0.0.1:{plain.port}: "
-                   "the server did not speak TLS (is the URL meant to be http://?)")
+def test_plain_http_on_an_https_url_is_named_as_such(hx: Harness) -> None:
+    plain = hx.stub(listing())
+    hx.env.setenv("SWR_AUTH_TOKEN", TOKEN)
+    code, err = hx.sync(f"https://127.0.0.1:{plain.port}")
+    hx.refused(code, err, 4,
+               f"GET {REPOS}?offset=0&limit=100: cannot connect to 127.0.0.1:{plain.port}: "
+               "the server did not speak TLS (is the URL meant to be http://?)")
     assert_no_secret(plain)  # the token never left in clear text
 
 
-def test_connection_refused_names_host_port_and_reason(
-        baseline: tuple[Path, dict[str, Any]], env: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    db, before = baseline
+def test_connection_refused_names_host_port_and_reason(hx: Harness) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code, err = sync(capsys, f"http://127.0.0.1:{port}", db, "--no-auth", "--max-attempts", "1")
-    assert_refused(db, before, code, err, 4,
-                   f"the API stayed unavailable after 1 attempt(s): GET {REPOS}?offset=0&limit=100:"
-                   f" cannot connect to 127.0.0.1:{port}: Connection refused")
+    code, err = hx.sync(f"http://127.0.0.1:{port}", "--no-auth", "--max-attempts", "1")
+    hx.refused(code, err, 4,
+               f"the API stayed unavailable after 1 attempt(s): GET {REPOS}?offset=0&limit=100:"
+               f" cannot connect to 127.0.0.1:{port}: Connection refused")
 
 
 def test_dns_failure_and_connect_timeout_are_worded_by_their_cause() -> None:
