@@ -154,6 +154,13 @@ class BoundedSession(requests.Session):
         self.trust_env = False
         self.limits = limits or Limits()
 
+    def resolve_redirects(self, resp: requests.Response, req: requests.PreparedRequest,
+                          *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Never: ``exchange`` decides about redirects. (Even with ``allow_redirects=False``
+        requests walks this to precompute ``Response.next``, reading the 3xx body whole --
+        unbounded -- so it must not run at all.)"""
+        return iter(())
+
     def send_env(self, url: str) -> dict[str, Any]:
         """``proxies`` and ``verify`` for ``url`` from the environment, as requests would take
         them: ``HTTP(S)_PROXY``/``ALL_PROXY`` unless ``NO_PROXY`` matches; the CA bundle of
@@ -268,8 +275,12 @@ def exchange(
         if not location:
             return answer
         current = str(prepared.url)
-        target = urljoin(current, location.strip())
-        refusal = redirect_refusal(answer.status, current, target)
+        try:
+            target = urljoin(current, location.strip())
+            refusal = redirect_refusal(answer.status, current, target)
+        except ValueError:  # e.g. "http://[::1": not a URL anyone can follow
+            raise RedirectRefused(f"HTTP {answer.status} redirect to an unreadable Location; "
+                                  "not followed", answer.status) from None
         if refusal is not None:
             raise RedirectRefused(refusal, answer.status)
         if hop == MAX_REDIRECTS:

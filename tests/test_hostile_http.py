@@ -395,6 +395,24 @@ def test_same_origin_redirect_is_followed_and_signed_again(hx: Harness) -> None:
     assert last_run(hx.db)[:2] == ("success", None)
 
 
+def test_a_redirect_with_an_endless_body_is_refused_without_reading_it(hx: Harness) -> None:
+    other = hx.stub(listing())
+
+    def flood(h: _Handler, seen: Seen) -> None:
+        answer(h, 302, b"", (("Location", f"{other.url}{REPOS}"),
+                             ("Transfer-Encoding", "chunked")))
+        while not h.server.closing.is_set():
+            h.wfile.write(b"10000\r\n" + b"x" * 65536 + b"\r\n")
+
+    swr = hx.stub(flood)
+    code, err = hx.sync(swr.url, "--no-auth", "--timeout", "5")
+    hx.refused(code, err, 4,
+               f"GET {REPOS}?offset=0&limit=100: HTTP 302 redirect to another server "
+               f"(127.0.0.1:{other.port}) not followed: credentials are sent only to the "
+               "configured endpoint")
+    assert other.seen == []
+
+
 def test_a_same_origin_redirect_loop_ends(hx: Harness) -> None:
     swr = hx.stub(lambda h, seen: answer(h, 302, b"", (("Location", seen.target),)))
     code, err = hx.sync(swr.url, "--no-auth")
@@ -791,3 +809,23 @@ def test_a_whole_exchange_has_one_clock_even_across_redirect_hops(
         transport.exchange(session, lambda u: session.prepare_request(requests.Request("GET", u)),
                            swr.url + "/x", limits=session.limits)
     assert len(swr.seen) in (3, 4)  # not six hops of 0.3 s each
+
+
+@pytest.mark.parametrize("location,why", [
+    ("http://[::1", "HTTP 302 redirect to an unreadable Location; not followed"),
+    ("https://127.0.0.1:notaport/x", "HTTP 302 redirect to another server (127.0.0.1) not "
+                                     "followed: credentials are sent only to the configured "
+                                     "endpoint"),
+    ("http://user:pw@127.0.0.1:{port}/x", "HTTP 302 redirect to another server (127.0.0.1:{port}) "
+                                          "not followed: credentials are sent only to the "
+                                          "configured endpoint"),
+])
+def test_odd_locations_are_refused_in_one_line(stubs: Callable[..., Stub], location: str,
+                                               why: str) -> None:
+    swr = stubs(lambda h, seen: answer(h, 302, b"", (("Location", location.format(
+        port=h.server.port)),)))
+    session = transport.BoundedSession()
+    with pytest.raises(transport.RedirectRefused) as info:
+        transport.exchange(session, lambda u: session.prepare_request(requests.Request("GET", u)),
+                           swr.url + "/x", limits=session.limits)
+    assert info.value.reason == why.format(port=swr.port)
