@@ -264,7 +264,7 @@ def exchange(
     budget = limits.budget()
     cut_by_deadline = budget < limits.timeout
     if budget <= 0:
-        raise NoTimeLeft("no time left before the run deadline")
+        raise NoTimeLeft("no time left to send it")
     ends = time.monotonic() + budget
     send_env = env if env is not None else send_env_of(session, url)
     for hop in range(MAX_REDIRECTS + 1):
@@ -337,8 +337,8 @@ def _one(session: requests.Session, prepared: requests.PreparedRequest, env: dic
          cancel: threading.Event | None) -> Answer:
     call = _Call(session, prepared, env, ends=ends, max_bytes=max_bytes, read_body=read_body)
     _HELPERS.submit(call.run)
-    out_of_time = (NoTimeLeft(f"no complete answer before the run deadline ({budget:.1f} s were "
-                              "left)") if cut_by_deadline
+    out_of_time = (NoTimeLeft(f"no complete answer in the {budget:.1f} s that were left")
+                   if cut_by_deadline
                    else TimedOut(f"no complete answer within {budget:g} s"))
     while True:
         left = ends - time.monotonic()
