@@ -19,6 +19,7 @@ a redirect that would take the password to another origin is refused (exit 3).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -273,10 +274,8 @@ class IamPasswordAuth(AuthBase):
         body there): the password never goes to another origin.
         """
         session = self._session
-        fallback = Limits(timeout=self._timeout)
-        limits = limits_of(session, fallback)
-        limits = Limits(timeout=self._timeout, max_bytes=limits.max_bytes,
-                        deadline=limits.deadline)
+        # The run's size cap and deadline (a BoundedSession's), with the login's own timeout.
+        limits = dataclasses.replace(limits_of(session, Limits()), timeout=self._timeout)
 
         def build(url: str) -> requests.PreparedRequest:
             return session.prepare_request(requests.Request(
