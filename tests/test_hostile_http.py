@@ -358,20 +358,23 @@ def test_swr_redirect_to_another_server_is_not_followed(hx: Harness, creds: str,
     assert len(iam.seen) == (1 if creds == "iam" else 0)
 
 
+@pytest.mark.parametrize("creds", ["token", "aksk", "iam"])
 def test_https_to_http_redirect_is_never_followed(
-        hx: Harness, cert: tuple[Path, Path]) -> None:  # noqa: F811
+        hx: Harness, cert: tuple[Path, Path], creds: str) -> None:  # noqa: F811
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert[0]), str(cert[1]))
     plain = hx.stub(listing())
     secure = hx.stub(redirect(302, f"{plain.url}{REPOS}?{LOCATION_QUERY}"), context=ctx)
-    hx.env.setenv("SWR_AUTH_TOKEN", TOKEN)
+    hx.credentials(creds, hx.stub(iam_ok))
     code, err = hx.sync(secure.url, "--ca-bundle", str(cert[0]))
     hx.refused(code, err, 4,
                f"GET {REPOS}?offset=0&limit=100: HTTP 302 redirect from https to http:// "
                f"(127.0.0.1:{plain.port}) not followed: credentials are never sent "
                "unencrypted")
     assert plain.seen == []
-    assert secure.seen[0].headers["X-Auth-Token"] == TOKEN
+    sent = secure.seen[0].headers  # the credentials went to the configured endpoint only
+    assert {"token": sent.get("X-Auth-Token") == TOKEN, "iam": sent.get("X-Auth-Token") == ISSUED,
+            "aksk": sent.get("Authorization", "").startswith("SDK-HMAC-SHA256")}[creds]
 
 
 def test_same_origin_redirect_is_followed_and_signed_again(hx: Harness) -> None:
