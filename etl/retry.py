@@ -62,8 +62,8 @@ class ApiErrorBody:
     message: str = ""
 
 
-# Where an error body keeps its code and message, first match wins (API-NOTES shapes; IAM uses
-# keystone's ``{"error": {...}}``). A key that is present but empty does not hide the next one.
+# Where an error body keeps its code and message, first match wins (the SWR and API-gateway
+# shapes; IAM uses keystone's ``{"error": {...}}``). A key present but empty does not hide the next.
 ERROR_CODE_KEYS = ("errorCode", "error_code", "code")
 ERROR_MESSAGE_KEYS = ("errorMessage", "error_msg", "message")
 
