@@ -12,11 +12,15 @@ Three credential kinds (``etl.settings.Credentials.kind``), chosen by ``build_au
 Auth objects run on every attempt (the extractor prepares a new request per attempt), so a retried
 request gets a fresh signature or a fresh token. Auth failures are never retried here: more than
 five failed AK/SK authentications in a row lock the key for 5 minutes (API-NOTES). No secret
-value ever reaches a log line, an error message or a ``repr``.
+value ever reaches a log line, an error message or a ``repr``. The IAM login is a bounded
+exchange (``etl.transport``): its wall clock, its body size and the run's deadline are capped, and
+a redirect that would take the password to another origin is refused (exit 3).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import threading
 import time
@@ -30,7 +34,19 @@ from requests.auth import AuthBase
 
 from etl.errors import AuthError, ConfigError, UpstreamError
 from etl.logs import register_secrets
+from etl.retry import parse_error_body
 from etl.settings import MISSING_CREDENTIALS, Credentials, Settings, iam_endpoint_for_region
+from etl.transport import (
+    Answer,
+    HttpFailure,
+    Limits,
+    NoTimeLeft,
+    RedirectRefused,
+    TlsSetup,
+    TooLarge,
+    exchange,
+    limits_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,33 +141,19 @@ def _parse_time(value: Any) -> float | None:
     return parsed.timestamp()
 
 
-def api_error_text(response: requests.Response) -> str:
-    """``code: message`` from any error body shape IAM or the gateway uses (API-NOTES)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    code: Any = None
-    message: Any = None
-    if isinstance(body, list) and body and isinstance(body[0], dict):
-        body = body[0]
-    if isinstance(body, dict):
-        inner = body.get("error")
-        if isinstance(inner, dict):  # IAM/keystone: {"error": {"code": 401, "message": ...}}
-            code, message = inner.get("code"), inner.get("message")
-        elif isinstance(body.get("errors"), list) and body["errors"]:
-            first = body["errors"][0]
-            if isinstance(first, dict):
-                code = first.get("errorCode") or first.get("error_code")
-                message = first.get("errorMessage") or first.get("error_msg")
-        else:
-            code = body.get("error_code") or body.get("errorCode")
-            message = body.get("error_msg") or body.get("errorMessage")
-    if message is None:
-        message = (response.text or "").strip()[:200] or response.reason or "no message"
-    text = f"{code}: {message}" if code else str(message)
-    request_id = response.headers.get("X-Request-Id")
+def api_error_text(answer: Answer) -> str:
+    """``code: message (request id …)`` of an IAM or gateway error answer (``parse_error_body``);
+    without a recognisable message, the start of the body or the HTTP reason."""
+    err = parse_error_body(answer.body)
+    message = err.message or _snippet(answer.body) or answer.reason or "no message"
+    text = f"{err.code}: {message}" if err.code else message
+    request_id = answer.headers.get("X-Request-Id")
     return f"{text} (request id {request_id})" if request_id else text
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:800].decode("utf-8", "replace").strip()
+    return "".join(ch if ch.isprintable() else " " for ch in text)[:200]
 
 
 class IamPasswordAuth(AuthBase):
@@ -238,47 +240,72 @@ class IamPasswordAuth(AuthBase):
             }
         }
         started = self._clock()
-        try:
-            # nocatalog: IAM leaves the (large) service catalog out of the body (IAM API docs).
-            resp = self._session.post(self.url, params={"nocatalog": "true"}, json=body,
-                                      timeout=self._timeout, auth=_no_auth,
-                                      headers={"Accept": "application/json"})
-        except requests.RequestException as exc:
-            raise UpstreamError(
-                f"IAM login at {self.url} failed: {type(exc).__name__} "
-                f"(credentials from {creds.source})"
-            ) from None
-        if resp.status_code in (401, 403):
+        answer = self._post(body)
+        if answer.status in (401, 403):
             raise AuthError(
-                f"IAM refused the login (HTTP {resp.status_code}) for credentials from "
-                f"{creds.source}: {api_error_text(resp)}"
+                f"IAM refused the login (HTTP {answer.status}) for credentials from "
+                f"{creds.source}: {api_error_text(answer)}"
             )
-        if resp.status_code in (400, 404):
+        if answer.status in (400, 404):
             raise ConfigError(
-                f"IAM login at {self.url} failed (HTTP {resp.status_code}): {api_error_text(resp)}"
-                " — check HUAWEICLOUD_IAM_ENDPOINT, HUAWEICLOUD_DOMAIN_NAME and the region"
+                f"IAM login at {self.url} failed (HTTP {answer.status}): "
+                f"{api_error_text(answer)} — check HUAWEICLOUD_IAM_ENDPOINT, "
+                "HUAWEICLOUD_DOMAIN_NAME and the region"
             )
-        if not 200 <= resp.status_code < 300:
+        if not 200 <= answer.status < 300:
             raise UpstreamError(
-                f"IAM login at {self.url} failed (HTTP {resp.status_code}): {api_error_text(resp)}"
+                f"IAM login at {self.url} failed (HTTP {answer.status}): {api_error_text(answer)}"
             )
-        token = resp.headers.get("X-Subject-Token")
+        token = answer.headers.get("X-Subject-Token")
         if not token:
             raise UpstreamError(f"IAM login at {self.url} returned no X-Subject-Token header")
         register_secrets([token])
-        lifetime = self._lifetime(resp)
+        lifetime = self._lifetime(answer.body)
         self._token = token
         self._refresh_at = started + lifetime - min(self._margin, lifetime / 10)
         self.generation += 1
         log.info("IAM token obtained", extra={"event": "auth_login",
                                               "token_lifetime_s": round(lifetime)})
 
+    def _post(self, body: dict[str, Any]) -> Answer:
+        """The one login request, bounded like every other call (wall clock, size, deadline).
+
+        Only a redirect to the same scheme, host and port is followed (307/308 re-post the
+        body there): the password never goes to another origin.
+        """
+        session = self._session
+        # The run's size cap and deadline (a BoundedSession's), with the login's own timeout.
+        limits = dataclasses.replace(limits_of(session, Limits()), timeout=self._timeout)
+
+        def build(url: str) -> requests.PreparedRequest:
+            return session.prepare_request(requests.Request(
+                "POST", url, json=body, auth=_no_auth, headers={"Accept": "application/json"}))
+
+        where = f"IAM login at {self.url}"
+        source = f"(credentials from {self._creds.source})"
+        try:
+            # nocatalog: IAM leaves the (large) service catalog out of the body (IAM API docs).
+            return exchange(session, build, f"{self.url}?nocatalog=true", limits=limits)
+        except RedirectRefused as exc:
+            raise AuthError(f"{where}: {exc.reason} {source}") from None
+        except NoTimeLeft as exc:
+            if limits.deadline is not None:
+                raise limits.deadline.exceeded(f"during the {where}") from None
+            raise UpstreamError(f"{where} failed: {exc.reason} {source}") from None
+        except TooLarge:
+            raise UpstreamError(f"{where} failed: answer larger than --max-body-mb {source}") \
+                from None
+        except TlsSetup as exc:
+            raise ConfigError(f"cannot set up TLS for {where}: {exc.reason}") from None
+        except HttpFailure as exc:
+            raise UpstreamError(f"{where} failed: {exc.reason} {source}") from None
+
     @staticmethod
-    def _lifetime(resp: requests.Response) -> float:
+    def _lifetime(body: bytes) -> float:
         """Seconds the token lives: ``expires_at - issued_at`` (immune to clock skew), else 24 h."""
         try:
-            tok = resp.json().get("token") or {}
-        except (ValueError, AttributeError):
+            tok = json.loads(body).get("token") or {}
+        except (ValueError, AttributeError, RecursionError):
             tok = {}
         expires = _parse_time(tok.get("expires_at")) if isinstance(tok, dict) else None
         if expires is None:

@@ -169,12 +169,16 @@ def console_main() -> None:
 
     Interpreter teardown of those modules costs ~0.2 s of a nightly run that takes ~1 s. By the
     time ``main`` exits every database connection is closed and every file is renamed into
-    place; so when no other thread is alive, flush the streams and end the process at once.
+    place; so when no other non-daemon thread is alive, flush the streams and end the process
+    at once.
     """
     try:
         main()
     except SystemExit as exc:
-        if not isinstance(exc.code, int) or threading.active_count() != 1:
+        # Daemon threads (idle HTTP helpers, an abandoned dripping request) never hold an exit.
+        others = [t for t in threading.enumerate()
+                  if t is not threading.current_thread() and not t.daemon]
+        if not isinstance(exc.code, int) or others:
             raise
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):

@@ -55,9 +55,11 @@ def sync_options(f: Any) -> Any:
         click.option("--concurrency", type=click.IntRange(1, 16), default=None,
                      help="Page fetches in flight once the total is known, 1..16.  [default: 4]"),
         click.option("--max-attempts", type=click.IntRange(min=1), default=None,
-                     help="Attempts per request.  [default: 5]"),
+                     help="Cap on attempts per request (1: never retry).  [default: none, "
+                          "retries are bounded by --retry-window]"),
         click.option("--timeout", type=click.FloatRange(min=0.001), default=None,
-                     help="Seconds per request.  [default: 30]"),
+                     help="Seconds for one whole request: connect, headers and body.  "
+                          "[default: 30]"),
         click.option("--source-timezone", metavar="TZ", default=None,
                      help="Zone assumed for last_updated values without one.  [default: UTC]"),
         click.option("--export-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -91,6 +93,18 @@ def sync_options(f: Any) -> Any:
                      help="Seconds to wait for another writer of the database.  [default: 30]"),
         click.option("--ca-bundle", type=click.Path(dir_okay=False, path_type=Path),
                      default=None, help="CA bundle for a private CA (verification stays on)."),
+        click.option("--deadline", type=click.FloatRange(min=0.001, max=7 * 86400),
+                     default=None, help="Seconds the whole run may take; past it, exit 4 and "
+                     "nothing is loaded.  [env: SWR_ETL_DEADLINE; default: 3600]"),
+        click.option("--retry-window", type=click.FloatRange(min=0.0, max=7 * 86400),
+                     default=None, help="Seconds one request keeps being retried while the API "
+                     "is unavailable.  [default: 120]"),
+        click.option("--max-body-mb", type=click.FloatRange(min=0.001, max=4096), default=None,
+                     help="Largest response body read, in MiB after decompression; a larger "
+                          "page is unusable (exit 4).  [default: 64]"),
+        click.option("--max-rows", type=click.IntRange(1, 2**63 - 1), default=None,
+                     help="A reported total above this is refused (exit 4).  "
+                          "[default: 5000000]"),
         click.option("--no-auth", "allow_anonymous", is_flag=True, default=None,
                      help="Send no credentials (the built-in simulator in open mode)."),
     ]

@@ -12,10 +12,13 @@ import re
 from dataclasses import dataclass
 
 # Optional unit ("items 0-99/180", as some gateways write it), then "a-b/total" or "*/total".
+# Numbers of any plausible length are read, so an absurd total (10^30, beyond int64) is seen and
+# refused by the extractor (--max-rows) rather than silently ignored; beyond 64 digits the value
+# is garbage.
 _PATTERN = re.compile(
     r"""^\s*(?:[A-Za-z][A-Za-z0-9_-]*\s+)?       # optional range unit
-        (?:(?P<first>\d{1,18})\s*-\s*(?P<middle>\d{1,18})|\*)
-        \s*/\s*(?P<total>\d{1,18})\s*$""",
+        (?:(?P<first>\d{1,64})\s*-\s*(?P<middle>\d{1,64})|\*)
+        \s*/\s*(?P<total>\d{1,64})\s*$""",
     re.VERBOSE | re.ASCII,
 )
 

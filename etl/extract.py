@@ -5,7 +5,9 @@ limit always sent, advance by rows received, stop on the reported total), fetche
 parallel once the total is known, proves each pass complete (distinct ids == total, total
 unchanged, then a second read compared id for id: ``etl.paging.PassCheck``) and rescans when the
 listing moves. Retries follow the one policy in ``etl.retry``; every attempt prepares a new
-request so auth (token, signing) runs per attempt.
+request so auth (token, signing) runs per attempt. Every request goes through
+``etl.transport.exchange``: no cross-origin redirects, a byte cap, a wall clock per request and
+the run's deadline.
 """
 
 from __future__ import annotations
@@ -28,12 +30,33 @@ from requests.auth import AuthBase
 
 from etl import __version__
 from etl.contentrange import parse_content_range
-from etl.errors import AuthError, BadRequestError, ConfigError, InternalError, UpstreamError
+from etl.errors import (
+    AuthError,
+    BadRequestError,
+    ConfigError,
+    EtlError,
+    InternalError,
+    UpstreamError,
+)
 from etl.paging import CHECK_PAGE_SIZE, PagePlanner, PassCheck, PassLedger, head_reason
 from etl.response import decode_rows, page_total, signature
 from etl.retry import RetryPolicy, Transient, classify, make_policy, parse_error_body
 from etl.settings import Settings
-from etl.throttle import Clock, Limiter, Sleep
+from etl.throttle import Clock, Deadline, Limiter, Sleep
+from etl.transport import (
+    BoundedSession,
+    Cancelled,
+    HttpFailure,
+    Limits,
+    NoTimeLeft,
+    TimedOut,
+    TlsRefused,
+    TlsSetup,
+    TooLarge,
+    exchange,
+    limits_of,
+    send_env_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +72,15 @@ EXTRA_PAGES_PER_PASS = 64
 AUTO_DOUBLE_READ_ROWS = 2000
 
 
-def make_session(settings: Settings) -> requests.Session:
-    """A ``requests.Session`` for the SWR API: User-Agent, TLS verification, pool size.
+def make_session(settings: Settings, *, deadline: Deadline | None = None) -> BoundedSession:
+    """A session for the SWR API: User-Agent, TLS verification, pool size, the run's bounds.
 
     TLS verification is always on; ``settings.ca_bundle`` replaces the default CA store.
-    Retries are ours (``etl.retry``), so the adapter itself never retries.
+    Retries are ours (``etl.retry``), so the adapter itself never retries. The session carries
+    ``Limits``: ``--timeout`` per request, ``--max-body-mb`` per body and the run's ``Deadline``
+    (``--deadline``, counted from now unless one is passed in), shared by the IAM login.
     """
-    session = requests.Session()
+    session = BoundedSession(limits_for(settings, deadline or Deadline(settings.deadline)))
     session.headers["User-Agent"] = f"swr-etl/{__version__}"
     session.headers["Accept"] = "application/json"
     session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
@@ -64,6 +89,12 @@ def make_session(settings: Settings) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def limits_for(settings: Settings, deadline: Deadline | None) -> Limits:
+    """The ``Limits`` of ``settings`` (``max_body_mb`` is in MiB)."""
+    return Limits(timeout=settings.timeout, max_bytes=int(settings.max_body_mb * 2**20),
+                  deadline=deadline)
 
 
 @dataclass(frozen=True)
@@ -164,14 +195,17 @@ class Scan:
             def sleep(seconds: float) -> None:
                 if self._stop.wait(seconds):
                     raise _Stopped("scan over")
-        self.limiter = Limiter(settings.max_rps, sleep=sleep, clock=clock)
-        self.policy: RetryPolicy = make_policy(settings, self.limiter, sleep, rng)
+        self.limits = limits_of(session, limits_for(settings, Deadline(settings.deadline,
+                                                                        clock=clock)))
+        self.deadline = self.limits.deadline
+        self.limiter = Limiter(settings.max_rps, sleep=sleep, clock=clock, deadline=self.deadline)
+        self.policy: RetryPolicy = make_policy(settings, self.limiter, sleep, rng, clock=clock,
+                                               deadline=self.deadline)
         self.url = settings.endpoint.rstrip("/") + REPOS_PATH
         self._path = urlsplit(self.url).path  # shown in messages: any base path included
         # Proxies / CA bundle from the environment, resolved once (not per page: it walks
         # os.environ, which costs more than the request on a fast endpoint).
-        self._send_env = session.merge_environment_settings(
-            self.url, {}, None, session.verify, None)
+        self._send_env = send_env_of(session, self.url)
 
     def __iter__(self) -> Iterator[Page]:
         if self._started:
@@ -436,64 +470,88 @@ class Scan:
         if self._stop.is_set():
             raise _Stopped(where)
         generation = self._auth_generation
-        request = requests.Request("GET", self.url, params=self._params(offset, limit),
-                                   auth=self.auth)
-        prepared = self.session.prepare_request(request)
+        url = requests.Request("GET", self.url, params=self._params(offset, limit)).prepare().url
         with self._lock:
             self.stats.requests += 1
         try:
-            resp = self.session.send(prepared, timeout=self.settings.timeout, **self._send_env)
-        except requests.exceptions.SSLError as exc:
-            raise UpstreamError(f"TLS verification failed for {self.settings.endpoint}: "
-                                f"{type(exc).__name__} (check --ca-bundle)") from exc
-        except requests.Timeout as exc:
-            raise Transient("timeout", f"GET {where}: timed out after "
-                                       f"{self.settings.timeout:g}s") from exc
-        except (requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as exc:
-            raise Transient("truncated", f"GET {where}: truncated response body") from exc
-        except requests.ConnectionError as exc:
-            raise Transient("connection", f"GET {where}: connection failed "
-                                          f"({type(exc).__name__})") from exc
-        except requests.RequestException as exc:
-            raise UpstreamError(f"GET {where}: request failed ({type(exc).__name__})") from exc
-        except OSError as exc:  # requests: --ca-bundle / REQUESTS_CA_BUNDLE names no file
-            raise ConfigError(f"cannot set up TLS for {self.settings.endpoint}: {exc}") from exc
-        body = resp.content
+            answer = exchange(self.session, self._prepare, str(url), limits=self.limits,
+                              env=self._send_env, cancel=self._stop)
+        except Cancelled:
+            raise _Stopped(where) from None
+        except HttpFailure as exc:
+            raise self._failed(exc, where) from exc
+        body, status, headers = answer.body, answer.status, answer.headers
         with self._lock:
             self.stats.bytes += len(body)
-        request_id = resp.headers.get("X-Request-Id")
-        if not 200 <= resp.status_code < 300:
+        request_id = headers.get("X-Request-Id")
+        if not 200 <= status < 300:
             log.debug("page offset=%d limit=%d status=%d attempt=%d failed", offset, limit,
-                      resp.status_code, attempt)
-        if resp.status_code == 401:
+                      status, attempt)
+        if status == 401:
             err = classify(401, parse_error_body(body), method="GET", path=where,
                            request_id=request_id)
             raise _Unauthorized(err if isinstance(err, AuthError) else AuthError(str(err)),
                                 generation)
-        if not 200 <= resp.status_code < 300:
-            outcome = classify(resp.status_code, parse_error_body(body), method="GET",
-                               path=where, request_id=request_id,
-                               retry_after=resp.headers.get("Retry-After"))
-            raise outcome
+        if not 200 <= status < 300:
+            raise classify(status, parse_error_body(body), method="GET", path=where,
+                           request_id=request_id, retry_after=headers.get("Retry-After"))
         self._served.add(generation)
-        rows = decode_rows(body, where, resp.status_code, request_id)
-        raw_range = resp.headers.get("Content-Range")
+        rows = decode_rows(body, where, status, request_id)
+        if len(rows) > limit:
+            raise Transient("too_many_rows", f"GET {where}: HTTP {status} with {len(rows)} rows, "
+                            f"more than the limit of {limit} asked for (unusable answer)")
+        raw_range = headers.get("Content-Range")
         total = page_total(parse_content_range(raw_range), rows, where)
+        if total is not None and total > self.settings.max_rows:
+            raise UpstreamError(
+                f"GET {where}: the API reported a total of {_count(total)} rows, above "
+                f"--max-rows {self.settings.max_rows}; refusing to page on")
         log.debug(
             "page offset=%d limit=%d rows=%d status=%d attempt=%d total=%s bytes=%d",
-            offset, limit, len(rows), resp.status_code, attempt, total, len(body),
+            offset, limit, len(rows), status, attempt, total, len(body),
             extra={"event": "page"},
         )
         return _Fetched(
-            offset=offset, limit=limit, status=resp.status_code, attempt=attempt, rows=rows,
+            offset=offset, limit=limit, status=status, attempt=attempt, rows=rows,
             body=body, content_range=raw_range, total=total, fetched_at=self._now(),
         )
+
+    def _prepare(self, url: str) -> requests.PreparedRequest:
+        """A fresh request for ``url`` (a page, or a same-origin redirect of it); auth runs here."""
+        return self.session.prepare_request(requests.Request("GET", url, auth=self.auth))
+
+    def _failed(self, exc: HttpFailure, where: str) -> Transient | EtlError:
+        """What a failed exchange means for the SWR call: retry it, or which error ends it."""
+        if exc.transient:
+            reason = exc.reason
+            if isinstance(exc, TimedOut):  # the option to look at, when the API is only slow
+                reason = f"no complete answer within --timeout {self.settings.timeout:g} s"
+            return Transient(exc.cause, f"GET {where}: {reason}", brief=reason)
+        if isinstance(exc, NoTimeLeft) and self.deadline is not None:
+            return self.deadline.exceeded(f"during GET {where} ({exc.reason})")
+        words = _FINAL_WORDS.get(type(exc), "GET {where}: {reason}").format(
+            where=where, reason=exc.reason, endpoint=self.settings.endpoint,
+            mb=self.settings.max_body_mb)
+        return ConfigError(words) if isinstance(exc, TlsSetup) else UpstreamError(words)
 
     def _now(self) -> str:
         if self.settings.now_override:
             return self.settings.now_override
         return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# How a final (not retried) transport failure of the SWR call reads; others: "GET …: <reason>".
+_FINAL_WORDS: dict[type[HttpFailure], str] = {
+    TlsRefused: "TLS verification failed for {endpoint}: SSLError (check --ca-bundle)",
+    TlsSetup: "cannot set up TLS for {endpoint}: {reason}",
+    TooLarge: ("GET {where}: response body larger than --max-body-mb {mb:g} (MiB, after "
+               "decompression); read no further, not retried"),
+}
+
+
+def _count(n: int) -> str:
+    """A reported count for a message: absurd ones are not printed digit by digit."""
+    return str(n) if n < 2**63 else f"beyond 64-bit integers ({len(str(n))} digits)"
 
 
 def scan_official_images(

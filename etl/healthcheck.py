@@ -5,7 +5,9 @@
 carries the same ``rid`` query parameter so the server can pair start and end. A ping that fails is
 logged as a warning and otherwise ignored: monitoring must never fail the job it watches, nor
 change its exit code. The ping URL is a capability (anyone holding it can ping), so logs name only
-its scheme and host.
+its scheme and host, and a redirect to another origin is not followed. Each ping is one bounded
+exchange (``etl.transport``): ``timeout`` seconds of wall clock in all, however slowly the server
+answers, and its body is never read.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import requests
 from etl import __version__
 from etl.errors import ConfigError
 from etl.logs import mask
+from etl.transport import BoundedSession, HttpFailure, Limits, exchange
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ class Healthcheck:
         self.url = check_url(url)
         self.timeout = timeout
         self._own_session = session is None
-        self.session = session or requests.Session()
+        self.session = session or BoundedSession()
         self.run_key = run_key or str(uuid.uuid4())
         self.sent: list[str] = []  # suffixes pinged successfully, for the caller and tests
 
@@ -70,24 +73,25 @@ class Healthcheck:
     def ping(self, suffix: str = "", body: str = "") -> bool:
         """POST one ping; True if the server answered 2xx. Never raises."""
         what = suffix or "success"
+        data = mask(body)[:_MAX_BODY].encode("utf-8")
+        headers = {"User-Agent": f"swr-etl/{__version__}",
+                   "Content-Type": "text/plain; charset=utf-8"}
+
+        def build(url: str) -> requests.PreparedRequest:
+            return self.session.prepare_request(
+                requests.Request("POST", url, data=data, headers=headers))
+
         try:
-            resp = self.session.post(
-                self._url(suffix),
-                data=mask(body)[:_MAX_BODY].encode("utf-8"),
-                timeout=self.timeout,
-                headers={"User-Agent": f"swr-etl/{__version__}",
-                         "Content-Type": "text/plain; charset=utf-8"},
-                allow_redirects=True,
-            )
-            resp.close()
-        except requests.RequestException as exc:
+            resp = exchange(self.session, build, self._url(suffix),
+                            limits=Limits(timeout=self.timeout), read_body=False)
+        except HttpFailure as exc:
             log.warning("healthcheck ping %s to %s failed: %s (the run is not affected)",
-                        what, safe_target(self.url), type(exc).__name__,
+                        what, safe_target(self.url), exc.reason,
                         extra={"event": "healthcheck_failed"})
             return False
-        if not 200 <= resp.status_code < 300:
+        if not 200 <= resp.status < 300:
             log.warning("healthcheck ping %s to %s answered HTTP %s (the run is not affected)",
-                        what, safe_target(self.url), resp.status_code,
+                        what, safe_target(self.url), resp.status,
                         extra={"event": "healthcheck_failed"})
             return False
         log.debug("healthcheck ping %s sent", what, extra={"event": "healthcheck"})

@@ -7,6 +7,7 @@ Secrets live in ``Credentials``, whose ``repr`` never shows them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -111,8 +112,8 @@ class Settings:
     image_name: str | None = None
     page_size: int = 100
     concurrency: int = 4
-    max_attempts: int = 5
-    timeout: float = 30.0
+    max_attempts: int | None = None  # an extra cap; retrying is bounded by retry_window
+    timeout: float = 30.0  # one whole request, wall clock
     source_timezone: str = "UTC"
     export_dir: Path | None = None
     format: str = "parquet"
@@ -129,6 +130,10 @@ class Settings:
     backoff_cap: float = 30.0
     busy_timeout: float = 30.0
     ca_bundle: Path | None = None
+    deadline: float = 3600.0  # the whole run, wall clock
+    retry_window: float = 120.0  # per request: how long to keep retrying
+    max_body_mb: float = 64.0  # one response body, after decompression
+    max_rows: int = 5_000_000  # a larger reported total is refused
     credentials: Credentials = field(default_factory=Credentials)
     # Tests, the demo and the simulator may allow open (unauthenticated) access explicitly.
     allow_anonymous: bool = False
@@ -152,6 +157,7 @@ ENV_VARS: dict[str, str] = {
     "endpoint": "SWR_ENDPOINT",
     "region": "SWR_REGION",
     "db": "SWR_ETL_DB",
+    "deadline": "SWR_ETL_DEADLINE",
 }
 
 _RANGES: dict[str, tuple[float, float | None]] = {
@@ -165,7 +171,13 @@ _RANGES: dict[str, tuple[float, float | None]] = {
     "keep_raw_runs": (0, None),
     "retry_budget": (0, None),
     "busy_timeout": (0.0, None),
+    "deadline": (0.001, 7 * 86400),
+    "retry_window": (0.0, 7 * 86400),
+    "max_body_mb": (0.001, 4096),
+    "max_rows": (1, 2**63 - 1),
 }
+# Bounds of time and size that must be real numbers (NaN slips through every comparison).
+_FINITE = ("deadline", "retry_window", "max_body_mb")
 
 
 def _coerce(name: str, value: Any, target: Any) -> Any:
@@ -179,7 +191,7 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
             if isinstance(value, bool):
                 return value
             return str(value).strip().lower() in {"1", "true", "yes", "on"}
-        if isinstance(target, int) and not isinstance(target, bool):
+        if name == "max_attempts" or (isinstance(target, int) and not isinstance(target, bool)):
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value)
@@ -222,6 +234,10 @@ def build_settings(
         if value is None:
             continue
         values[name] = _coerce(name, value, default)
+    for name in _FINITE:
+        if name in values and not math.isfinite(values[name]):
+            raise ConfigError(f"{name.replace('_', '-')} must be a finite number, got "
+                              f"{values[name]}")
     for name, (lo, hi) in _RANGES.items():
         v = values.get(name)
         if v is None:

@@ -1,9 +1,11 @@
-"""One request limiter shared by every page worker of a scan.
+"""One request limiter shared by every page worker of a scan, and the run's deadline.
 
 Two things hold requests back: a *pause* (a throttling answer or a ``Retry-After`` stops ALL
 workers until the time passes, not just the one that was told), and an optional token bucket
-(``settings.max_rps``; the API gateway's default quota is 200 requests per second per API,
-API-NOTES). Sleep and clock are injected so tests can run on a fake clock.
+(``settings.max_rps``; the API gateway's default quota is 200 requests per second per API).
+Neither may hold a run past its ``Deadline`` (``--deadline``): a pause that would end after it
+fails the run at once instead of sleeping into a certain failure. Sleep and clock are injected so
+tests can run on a fake clock.
 """
 
 from __future__ import annotations
@@ -12,8 +14,32 @@ import threading
 import time
 from collections.abc import Callable
 
+from etl.errors import UpstreamError
+
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
+
+
+class DeadlineExceeded(UpstreamError):
+    """The run's deadline (``--deadline``) ran out: exit 4, nothing of the run is loaded."""
+
+
+class Deadline:
+    """The wall-clock budget of one run: every request's timeout and every wait is cut to it."""
+
+    def __init__(self, seconds: float, *, clock: Clock = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._ends = clock() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left (0 once it has passed)."""
+        return max(0.0, self._ends - self._clock())
+
+    def exceeded(self, doing: str) -> DeadlineExceeded:
+        """The error to raise when ``doing`` (e.g. ``"GET /path"``) cannot fit in what is left."""
+        return DeadlineExceeded(
+            f"gave up: the run deadline (--deadline {self.seconds:g} s) ran out {doing}")
 
 
 class Limiter:
@@ -25,8 +51,10 @@ class Limiter:
         *,
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
+        deadline: Deadline | None = None,
     ) -> None:
         self._sleep = sleep
+        self._deadline = deadline
         self._clock = clock
         self._lock = threading.Lock()
         self._paused_until = 0.0
@@ -54,11 +82,18 @@ class Limiter:
             return max(0.0, self._paused_until - self._clock())
 
     def acquire(self) -> None:
-        """Block until a request may be sent."""
+        """Block until a request may be sent.
+
+        Raises:
+            DeadlineExceeded: the shared pause ends after the run's deadline.
+        """
         while True:
             wait = self.paused_for()
             if wait <= 0:
                 break
+            if self._deadline is not None and wait >= self._deadline.remaining():
+                raise self._deadline.exceeded(
+                    f"while every request waited out a {wait:.0f} s pause the API asked for")
             self.paused_s += wait
             self._sleep(wait)
         if self._rate is None:

@@ -400,6 +400,18 @@ def test_iam_unavailable_is_upstream_error_not_retried(capture: CaptureServer) -
     assert len(capture.requests) == 1
 
 
+def test_iam_error_without_a_known_shape_shows_the_start_of_the_body(
+        capture: CaptureServer) -> None:
+    # The one error-body parser (etl.retry.parse_error_body) finds no code or message here.
+    capture.answers = [(502, {"X-Request-Id": "gw-7"}, "<html>Bad Gateway</html>")]
+    auth = IamPasswordAuth(requests.Session(), iam_base=capture.url,
+                           credentials=password_creds(None), project_name="cn-north-4")
+    with pytest.raises(UpstreamError) as exc:
+        requests.Request("GET", capture.url + "/x", auth=auth).prepare()
+    assert str(exc.value) == (f'IAM login at {capture.url}/v3/auth/tokens failed (HTTP 502): '
+                              '"<html>Bad Gateway</html>" (request id gw-7)')
+
+
 def test_iam_connection_refused_is_upstream_error() -> None:
     import socket
 
@@ -412,7 +424,8 @@ def test_iam_connection_refused_is_upstream_error() -> None:
     with pytest.raises(UpstreamError) as exc:
         requests.Request("GET", "http://127.0.0.1:1/x", auth=auth).prepare()
     assert str(exc.value) == (
-        f"IAM login at http://127.0.0.1:{port}/v3/auth/tokens failed: ConnectionError "
+        f"IAM login at http://127.0.0.1:{port}/v3/auth/tokens failed: cannot connect to "
+        f"127.0.0.1:{port}: Connection refused "
         "(credentials from HUAWEICLOUD_USERNAME/HUAWEICLOUD_PASSWORD/HUAWEICLOUD_DOMAIN_NAME)"
     )
 

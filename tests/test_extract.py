@@ -981,3 +981,52 @@ def test_one_debug_line_per_page_and_no_credentials(
         "completeness check: 1 request(s) at limit=1000: the listing matches the pass"]
     assert not any(token in m for m in lines)
     assert REPOS_PATH == "/v2/manage/dockerhub/repos"
+
+
+# -- bounded by time --------------------------------------------------------------------------
+
+
+def test_a_default_scan_rides_out_a_60_s_outage_on_a_fake_clock() -> None:
+    # Default settings (no --max-attempts, --retry-window 120): the API answers 503 for the
+    # first 60 s of (fake) time, then the listing.
+    clock = FakeClock()
+    refused: list[float] = []
+
+    def script(n: int, offset: int, limit: int) -> tuple[int, dict[str, str], bytes]:
+        if clock.now < 60.0:
+            refused.append(clock.now)
+            return 503, {}, b'{"error_code": "APIG.0201", "error_msg": "down"}'
+        rows = [{"id": i} for i in range(offset, min(offset + limit, 15))]
+        return 200, {"Content-Range": f"{offset}-{len(rows)}/15"}, rows_json(rows)
+
+    settings = Settings(endpoint="https://swr.invalid", allow_anonymous=True, page_size=10)
+    assert (settings.max_attempts, settings.retry_window) == (None, 120.0)
+    session = make_session(settings)
+    adapter = ScriptedAdapter(script)
+    session.mount("https://", adapter)
+    result = scan_official_images(session, settings, sleep=clock.sleep, clock=clock,
+                                  rng=random.Random(1))
+    pages = list(result)
+    assert [r["id"] for p in pages for r in p.rows] == list(range(15))
+    assert result.stats.complete and 60.0 <= clock.now <= 120.0
+    assert len(refused) > 3 and refused[-1] < 60.0  # down the whole minute, then ridden out
+    assert result.stats.retry_causes == {"http_503": len(refused)}
+
+
+def test_the_run_deadline_ends_a_scan_on_a_fake_clock() -> None:
+    from etl.throttle import Deadline, DeadlineExceeded
+
+    clock = FakeClock()
+    settings = Settings(endpoint="https://swr.invalid", allow_anonymous=True, page_size=10,
+                        deadline=20.0)
+    session = make_session(settings, deadline=Deadline(settings.deadline, clock=clock))
+    adapter = ScriptedAdapter(lambda n, o, limit: (503, {}, b""))
+    session.mount("https://", adapter)
+    with pytest.raises(DeadlineExceeded) as info:
+        list(scan_official_images(session, settings, sleep=clock.sleep, clock=clock,
+                                  rng=random.Random(1)))
+    assert clock.now < 20.0 and len(adapter.sent) > 1
+    assert str(info.value).startswith(
+        "gave up: the run deadline (--deadline 20 s) ran out while the API was failing "
+        f"(attempt {len(adapter.sent)}: GET /v2/manage/dockerhub/repos?offset=0&limit=10: "
+        "HTTP 503")

@@ -272,10 +272,10 @@ def test_dead_healthcheck_server_changes_nothing(dead_url: str, tmp_path: Path,
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     port = urlsplit(dead_url).port
     assert warnings == [
-        f"healthcheck ping start to http://127.0.0.1:{port}/… failed: ConnectionError "
-        "(the run is not affected)",
-        f"healthcheck ping 6 to http://127.0.0.1:{port}/… failed: ConnectionError "
-        "(the run is not affected)",
+        f"healthcheck ping start to http://127.0.0.1:{port}/… failed: cannot connect to "
+        f"127.0.0.1:{port}: Connection refused (the run is not affected)",
+        f"healthcheck ping 6 to http://127.0.0.1:{port}/… failed: cannot connect to "
+        f"127.0.0.1:{port}: Connection refused (the run is not affected)",
     ]
     assert all("abc-123" not in m for m in warnings)  # the ping URL is a capability
     assert families((tmp_path / "m.prom").read_text())["swr_etl_last_run_status"] == ("gauge", 6)

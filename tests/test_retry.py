@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -206,3 +207,160 @@ def test_limiter_token_bucket_spaces_requests() -> None:
         limiter.acquire()
     # a burst of 2 (one second's worth), then one every 0.5 s
     assert clock.now - 1000.0 == pytest.approx(2.0)
+
+
+# -- retrying by time (--retry-window, --deadline) ------------------------------------------
+
+
+@pytest.mark.parametrize("body,expected", [
+    # one parser for SWR and IAM: the nested IAM object first, then the errors list, then the
+    # top level; a present-but-empty key does not hide the next one
+    ('{"error": {"code": 401, "message": "wrong password"}, "errors": [{"errorCode": "X"}]}',
+     ApiErrorBody("401", "wrong password")),
+    ('{"errorCode": "", "error_code": "APIG.0201", "error_msg": "Backend unavailable"}',
+     ApiErrorBody("APIG.0201", "Backend unavailable")),
+    ('{"errorCode": "SVCSTG.SWR.5000001", "error_code": "APIG.0201", "errorMessage": "m"}',
+     ApiErrorBody("SVCSTG.SWR.5000001", "m")),
+    ('{"errorCode": ["not", "a", "code"], "errorMessage": {"nested": 1}}', ApiErrorBody()),
+])
+def test_parse_error_body_precedence(body: str, expected: ApiErrorBody) -> None:
+    assert parse_error_body(body) == expected
+
+
+def default_policy(clock: FakeClock, seed: int = 7, **kw: object) -> RetryPolicy:
+    """The policy exactly as a default run builds it (Settings() defaults), on a fake clock."""
+    from etl.retry import make_policy
+    from etl.settings import Settings
+
+    settings = Settings(**kw)  # type: ignore[arg-type]
+    limiter = Limiter(sleep=clock.sleep, clock=clock)
+    return make_policy(settings, limiter, clock.sleep, random.Random(seed), clock=clock)
+
+
+def outage(clock: FakeClock, seconds: float) -> tuple[list[float], object]:
+    """A request that fails (HTTP 503) until ``seconds`` of fake time have passed."""
+    start = clock.now
+    calls: list[float] = []
+
+    def fn(attempt: int) -> str:
+        calls.append(clock.now - start)
+        if clock.now - start < seconds:
+            raise Transient("http_503", "GET /p: HTTP 503", brief="HTTP 503")
+        return "ok"
+    return calls, fn
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_60_s_outage_is_ridden_out_with_the_defaults(seed: int) -> None:
+    clock = FakeClock()
+    policy = default_policy(clock, seed)
+    calls, fn = outage(clock, 60.0)
+    assert policy.call(fn) == "ok"  # type: ignore[arg-type]
+    assert calls[-1] >= 60.0 and calls[-2] < 60.0
+    assert all(w <= 30.0 for w in clock.sleeps)  # backoff_cap
+    assert calls[-1] <= 120.0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_permanent_outage_gives_up_within_the_window(seed: int) -> None:
+    clock = FakeClock()
+    policy = default_policy(clock, seed)
+    calls, fn = outage(clock, float("inf"))
+    with pytest.raises(UpstreamError) as info:
+        policy.call(fn)  # type: ignore[arg-type]
+    spent = clock.now - 1000.0
+    # It stops only when the next wait (at most backoff_cap 30 s) would end past 120 s.
+    assert 90.0 < spent <= 120.0
+    assert str(info.value) == (f"the API stayed unavailable after {len(calls)} attempt(s) over "
+                               f"{spent:.0f} s (--retry-window 120 s): GET /p: HTTP 503")
+
+
+def test_max_attempts_is_an_extra_cap_and_1_means_one_attempt() -> None:
+    clock = FakeClock()
+    calls, fn = outage(clock, float("inf"))
+    with pytest.raises(UpstreamError, match=r"^the API stayed unavailable after 1 attempt\(s\): "):
+        default_policy(clock, max_attempts=1).call(fn)  # type: ignore[arg-type]
+    assert len(calls) == 1 and clock.sleeps == []
+
+
+def test_retry_after_beyond_the_window_gives_up_at_once() -> None:
+    clock = FakeClock()
+    policy = default_policy(clock)
+    calls, fn = failing(99, Transient("http_429", "GET /p: HTTP 429", retry_after=600.0,
+                                      throttling=True))
+    with pytest.raises(UpstreamError) as info:
+        policy.call(fn)  # type: ignore[arg-type]
+    assert calls == [1] and clock.sleeps == [] and policy.limiter.pauses == 0
+    assert str(info.value) == ("the API stayed unavailable after 1 attempt(s) (it asked to retry "
+                               "after 600 s, beyond --retry-window 120 s): GET /p: HTTP 429")
+
+
+def test_retry_after_waits_add_up_to_no_more_than_the_window() -> None:
+    clock = FakeClock()
+    policy = default_policy(clock)
+    calls, fn = failing(99, Transient("http_429", "GET /p: HTTP 429", retry_after=50.0,
+                                      throttling=True))
+    with pytest.raises(UpstreamError):
+        policy.call(fn)  # type: ignore[arg-type]
+    assert clock.sleeps == [50.0, 50.0] and len(calls) == 3  # a third wait would end at 150 s
+
+
+def test_the_deadline_caps_every_wait() -> None:
+    from etl.throttle import Deadline, DeadlineExceeded
+
+    clock = FakeClock()
+    deadline = Deadline(10.0, clock=clock)
+    policy = RetryPolicy(max_attempts=None, window=120.0, backoff_base=4.0, backoff_cap=4.0,
+                         budget=100, limiter=Limiter(sleep=clock.sleep, clock=clock),
+                         sleep=clock.sleep, clock=clock, deadline=deadline,
+                         rng=random.Random(3))
+    calls, fn = outage(clock, float("inf"))
+    with pytest.raises(DeadlineExceeded) as info:
+        policy.call(fn)  # type: ignore[arg-type]
+    assert info.value.exit_code == 4
+    assert clock.now - 1000.0 < 10.0  # it never slept into the deadline
+    assert str(info.value) == (
+        f"gave up: the run deadline (--deadline 10 s) ran out while the API was failing "
+        f"(attempt {len(calls)}: GET /p: HTTP 503)")
+
+
+def test_a_pause_longer_than_the_deadline_fails_at_once() -> None:
+    from etl.throttle import Deadline, DeadlineExceeded
+
+    clock = FakeClock()
+    limiter = Limiter(sleep=clock.sleep, clock=clock, deadline=Deadline(5.0, clock=clock))
+    limiter.pause_for(30.0)
+    with pytest.raises(DeadlineExceeded, match=r"^gave up: the run deadline \(--deadline 5 s\) "
+                                               r"ran out while every request waited out a 30 s"):
+        limiter.acquire()
+    assert clock.sleeps == []
+
+
+def test_one_warning_per_outage_and_one_debug_line_per_wait(
+        caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    policy = default_policy(clock)
+    caplog.set_level(logging.DEBUG, logger="etl.extract")
+    down = Transient("http_503", "GET /p: HTTP 503", brief="HTTP 503 X.1")
+
+    def other_worker(attempt: int) -> str:
+        if attempt == 1:  # meets the outage another worker already reported
+            raise down
+        return "b"
+
+    def first_worker(attempt: int) -> str:
+        if attempt == 1:
+            raise down
+        return policy.call(other_worker)
+
+    assert policy.call(first_worker) == "b"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["API unavailable (HTTP 503 X.1), retrying for up to 120 s"]
+    waits = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert waits == [f"attempt 1 failed (http_503): GET /p: HTTP 503; retrying in {s:.1f} s"
+                     for s in clock.sleeps]
+    assert len(waits) == 2
+    # Once it answered, the next failure is a new outage: one more line.
+    policy.call(failing(1, down)[1])  # type: ignore[arg-type]
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+    assert policy.outages == 2
