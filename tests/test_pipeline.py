@@ -254,7 +254,11 @@ def test_cli_reject_ratio_exit_7(scans: list[FakeScan], settings: Settings,
         main(["sync", "-q", "--db", str(settings.db), "--endpoint", "http://127.0.0.1:9",
               "--no-auth", "--max-reject-ratio", "0.2"])
     assert exc.value.code == 7
-    assert capsys.readouterr().err.strip() == (
+    # -q shows errors only: the failed run's log line (level ERROR), then the final error.
+    log_line, final = capsys.readouterr().err.strip().splitlines()
+    assert log_line.endswith(" ERROR   [run 1] run 1 failed: 1 of 4 rows rejected (25.0%), "
+                             "above --max-reject-ratio 20.0%; nothing of this run was loaded")
+    assert final == (
         "swr-etl: error: 1 of 4 rows rejected (25.0%), above --max-reject-ratio 20.0%; "
         "nothing of this run was loaded")
 
