@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,25 @@ def _lib(module: str, name: str) -> Any:
         if isinstance(exc, ModuleNotFoundError) and exc.name and not exc.name.startswith("etl"):
             raise
         raise NotImplementedYet(f"{module}.{name} is not implemented yet") from exc
+
+
+class FiniteRange(click.FloatRange):
+    """A ``FloatRange`` that also refuses ``nan`` and ``inf`` (a NaN passes every comparison,
+    so a plain range lets it through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+# Bounds of the reading commands' numbers: generous, but inside what SQLite and dates can hold.
+_MAX_DAYS = 36_500  # a century of history
+_MAX_ROWS_SHOWN = 1_000_000
+_MAX_AGE_HOURS = 876_000.0  # a century
+_MAX_RUN_ID = 2**63 - 1  # SQLite INTEGER
 
 
 def _quiet(ctx: click.Context) -> bool:
@@ -117,7 +137,7 @@ def sync_cmd(ctx: click.Context, **flags: Any) -> int:
 
 
 @command("replay")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=click.IntRange(1, _MAX_RUN_ID))
 @DB_OPTION
 @click.option("--source-timezone", metavar="TZ", default=None,
               help="Zone assumed for last_updated values without one.  [default: UTC]")
@@ -162,8 +182,8 @@ def export_cmd(ctx: click.Context, db: Path | None, out: Path, fmt: str, date: s
 @DB_OPTION
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output file; the format follows the extension unless --format is given.")
-@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--days", type=click.IntRange(1, _MAX_DAYS), default=30, show_default=True)
+@click.option("--top", type=click.IntRange(1, 10_000), default=10, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default=None)
 def report_cmd(ctx: click.Context, db: Path | None, out: Path, days: int, top: int,
                fmt: str | None) -> int:
@@ -180,7 +200,7 @@ def report_cmd(ctx: click.Context, db: Path | None, out: Path, days: int, top: i
 
 @command("runs")
 @DB_OPTION
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, _MAX_ROWS_SHOWN), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON array instead of a table.")
 def runs_cmd(ctx: click.Context, db: Path | None, limit: int, as_json: bool) -> int:
     """List recent runs from the ledger."""
@@ -195,7 +215,7 @@ def runs_cmd(ctx: click.Context, db: Path | None, limit: int, as_json: bool) -> 
 
 @command("status")
 @DB_OPTION
-@click.option("--max-age", "max_age", type=click.FloatRange(min=0), default=26.0,
+@click.option("--max-age", "max_age", type=FiniteRange(0, _MAX_AGE_HOURS), default=26.0,
               show_default=True, help="Hours; older than this is stale.")
 def status_cmd(ctx: click.Context, db: Path | None, max_age: float) -> int:
     """Freshness probe: exit 0 only if the latest successful run is younger than --max-age."""
