@@ -16,6 +16,7 @@ import click
 
 from etl.cli import command, globals_of, settings_from
 from etl.errors import NotImplementedYet
+from etl.logs import printable
 
 
 def _lib(module: str, name: str) -> Any:
@@ -132,7 +133,7 @@ def sync_cmd(ctx: click.Context, **flags: Any) -> int:
         result = run_observed(settings, lambda: run_sync(
             settings, interactive=interactive, on_progress=progress.callback))
     if not _quiet(ctx):
-        click.echo(result.summary_line())
+        click.echo(printable(result.summary_line()))
     return int(result.exit_code)
 
 
@@ -146,7 +147,7 @@ def replay_cmd(ctx: click.Context, run_id: int, **flags: Any) -> int:
     settings = settings_from(ctx, flags)
     result = _lib("etl.pipeline", "replay_run")(settings, run_id)
     if not _quiet(ctx):
-        click.echo(result.summary_line())
+        click.echo(printable(result.summary_line()))
     return int(result.exit_code)
 
 

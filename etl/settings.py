@@ -196,7 +196,8 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
                 return value
             return str(value).strip().lower() in {"1", "true", "yes", "on"}
         if isinstance(target, int) and not isinstance(target, bool):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            if isinstance(value, bool) or (isinstance(value, float) and not (
+                    value.is_integer() and abs(value) <= _INT64_MAX)):
                 raise ValueError(value)
             return int(value)
         if isinstance(target, float) or name in {"max_rps"}:
