@@ -102,14 +102,23 @@ def settings_from(ctx: click.Context, flags: dict[str, Any], *, need_credentials
     return settings
 
 
+class _Stopped(Exception):  # noqa: N818  (a carrier, not an error of its own)
+    """Carries a ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM as ``Terminated``) past click, whose
+    own handling of it writes a blank line to stderr: not a JSON object in json mode."""
+
+
 def command(name: str, **kw: Any) -> Callable[[Callable[..., Any]], click.Command]:
     """Register a sub-command with the global options and logging set up before its body."""
 
     def deco(f: Callable[..., Any]) -> click.Command:
         @functools.wraps(f)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            _setup(click.get_current_context())
-            return f(*args, **kwargs)
+            try:
+                _setup(click.get_current_context())
+                return f(*args, **kwargs)
+            except KeyboardInterrupt as exc:
+                raise _Stopped() from exc
+
 
         return cli.command(name, **kw)(global_options(click.pass_context(wrapper)))
 
@@ -142,6 +151,12 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _stop_message(exc: BaseException | None) -> str:
+    if isinstance(exc, Terminated):
+        return str(exc) or "terminated"
+    return "interrupted"
+
+
 def _format_asked(args: list[str]) -> str:
     """``--log-format`` as given on the command line (the last one wins), read before click
     parses, so even a usage error is reported in the format asked for."""
@@ -164,12 +179,12 @@ def main(argv: list[str] | None = None) -> None:
         code = rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except _Stopped as exc:
+        code = _fail(_stop_message(exc.__cause__), exit_code_of(exc.__cause__ or exc))
     except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
         cause = exc.__cause__
-        if isinstance(cause, Terminated):
-            code = _fail(str(cause) or "terminated", exit_code_of(cause))
-        else:
-            code = _fail("interrupted" if cause is not None else "aborted", 130)
+        code = _fail(_stop_message(cause) if cause is not None else "aborted",
+                     exit_code_of(cause) if cause is not None else 130)
     except click.ClickException as exc:
         msg = exc.format_message().replace("\n", " ")
         code = _fail(msg, exc.exit_code if exc.exit_code != 1 else 2)

@@ -746,3 +746,18 @@ def test_a_success_in_the_future_is_not_fresh(tmp_path: Path, ahead: timedelta, 
     assert lines[-1] == ("status:       fresh (max age 26 h)" if fresh else
                          "status:       STALE: last success is stamped in the future; check "
                          "the clocks of this host and of the host running sync")
+
+
+@pytest.mark.parametrize("stop,code,message", [
+    (Terminated("terminated by signal SIGTERM"), 143, "terminated by signal SIGTERM"),
+    (KeyboardInterrupt(), 130, "interrupted"),
+])
+def test_json_mode_stopped_run_every_line_is_json(
+        tmp_path: Path, scans: list[Scan], capsys: pytest.CaptureFixture[str],
+        stop: BaseException, code: int, message: str) -> None:
+    scans.append(Scan(rows(range(1, 4)), fail=stop))
+    got, _, err = cli(["sync", "--no-auth", "--endpoint", "http://127.0.0.1:9", "--db",
+                       str(tmp_path / "swr.db"), "--log-format", "json"], capsys)
+    assert got == code
+    last = json_lines(err)[-1]  # no blank line either
+    assert (last["message"], last["exit_code"], last["level"]) == (message, code, "error")
