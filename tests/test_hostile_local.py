@@ -412,7 +412,9 @@ def test_every_key_a_config_file_accepts_is_a_sync_option() -> None:
     options = {p.name for p in group.commands["sync"].params if isinstance(p, click.Option)}
     fields = set(Settings.__dataclass_fields__) - {"credentials"}
     accepted = fields - INTERNAL_SETTINGS
-    assert accepted <= options
+    assert accepted <= options, (
+        f"Settings fields {sorted(accepted - options)} are accepted from config files but are "
+        "no sync option: add the option, or list the field in etl.settings.INTERNAL_SETTINGS")
     assert {"allow_anonymous"} <= options  # as --no-auth / no-auth, its one spelling
 
 
