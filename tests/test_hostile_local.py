@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -78,11 +79,8 @@ def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def q(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
-    try:
+    with closing(sqlite3.connect(db)) as conn:
         return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def rows(ids: range) -> list[dict[str, Any]]:
@@ -109,17 +107,9 @@ class Scan:
 
 
 @pytest.fixture()
-def scans(monkeypatch: pytest.MonkeyPatch) -> list[Scan]:
-    """Queue of scans the next runs get instead of HTTP."""
-    import etl.auth
-    import etl.extract
-
-    queue: list[Scan] = []
-    monkeypatch.setattr(etl.extract, "make_session", lambda settings: object())
-    monkeypatch.setattr(etl.auth, "build_auth", lambda settings, session: None)
-    monkeypatch.setattr(etl.extract, "scan_official_images",
-                        lambda session, settings, auth=None: queue.pop(0))
-    return queue
+def scans(scan_queue: list[Scan]) -> list[Scan]:
+    """Queue of scans the next runs get instead of HTTP (tests/conftest.py)."""
+    return scan_queue
 
 
 def report_db(path: Path) -> Path:

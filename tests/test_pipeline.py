@@ -69,17 +69,9 @@ def rows(ids: range, pulls: int = 100, when: str = "2026-11-01 10:00:00") -> lis
 
 
 @pytest.fixture()
-def scans(monkeypatch: pytest.MonkeyPatch) -> list[FakeScan]:
-    """Queue of scans the next run_sync calls will get instead of HTTP."""
-    import etl.auth
-    import etl.extract
-
-    queue: list[FakeScan] = []
-    monkeypatch.setattr(etl.extract, "make_session", lambda settings: object())
-    monkeypatch.setattr(etl.auth, "build_auth", lambda settings, session: None)
-    monkeypatch.setattr(etl.extract, "scan_official_images",
-                        lambda session, settings, auth=None: queue.pop(0))
-    return queue
+def scans(scan_queue: list[FakeScan]) -> list[FakeScan]:
+    """Queue of scans the next run_sync calls will get instead of HTTP (tests/conftest.py)."""
+    return scan_queue
 
 
 @pytest.fixture(autouse=True)
