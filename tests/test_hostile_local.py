@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -607,6 +608,12 @@ def test_sigterm_is_143_in_the_ledger_the_metrics_and_the_process(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        # The request in flight at the kill ends in a BrokenPipe the server prints to stderr:
+        # let that happen now, not inside a later test's captured stderr.
+        sim.close()
+        for thread in threading.enumerate():
+            if "process_request_thread" in thread.name:
+                thread.join(timeout=30)
     assert proc.returncode == 143, err
     # (membership: an extractor worker still winding down may log after the final line)
     assert "swr-etl: error: terminated by signal SIGTERM" in err.splitlines()
@@ -665,7 +672,14 @@ def test_failure_figures_that_fit_are_kept(tmp_path: Path, scans: list[Scan]) ->
 
 
 def json_lines(err: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in err.splitlines()]  # each line one object, or it fails
+    """Each stderr line as one JSON object (a line that is none fails the test, shown)."""
+    records = []
+    for line in err.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON object: {line!r} in {err!r}") from None
+    return records
 
 
 def test_json_mode_failed_run_every_line_is_json(tmp_path: Path, scans: list[Scan],
