@@ -615,8 +615,7 @@ def test_sigterm_is_143_in_the_ledger_the_metrics_and_the_process(
             if "process_request_thread" in thread.name:
                 thread.join(timeout=30)
     assert proc.returncode == 143, err
-    # (membership: an extractor worker still winding down may log after the final line)
-    assert "swr-etl: error: terminated by signal SIGTERM" in err.splitlines()
+    assert err.splitlines()[-1] == "swr-etl: error: terminated by signal SIGTERM"
     assert q(db, "SELECT status, exit_code, error FROM runs") == [
         ("failed", 143, "terminated by signal SIGTERM")]
     status = {s.name: s.value for f in text_string_to_metric_families(metrics.read_text())
