@@ -146,7 +146,9 @@ def _storable(stats: dict[str, Any] | None) -> dict[str, Any]:
     value of an odd type is left out, so writing the failure itself cannot fail on it."""
     out: dict[str, Any] = {}
     for key, value in (stats or {}).items():
-        if isinstance(value, bool) or value is None or isinstance(value, float | str | dict):
+        if isinstance(value, dict):  # retry causes: stored as JSON text
+            out[key] = json.dumps(value, sort_keys=True, default=str)
+        elif isinstance(value, bool) or value is None or isinstance(value, float | str):
             out[key] = value
         elif isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
             out[key] = value
