@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from etl import __version__
-from etl.errors import EXIT_CODES, ConfigError, EtlError
+from etl.errors import EXIT_CODES, ConfigError, EtlError, Terminated, exit_code_of
 
 log = logging.getLogger("etl.cli")
 
@@ -94,7 +94,17 @@ def settings_from(ctx: click.Context, flags: dict[str, Any], *, need_credentials
     given = {k: v for k, v in flags.items() if v is not None and v != ()}
     settings = build_settings(given, os.environ, config, need_credentials=need_credentials)
     register_secrets(settings.credentials.secrets())
+    if need_credentials:  # only a command that will send them
+        from etl.settings import plaintext_warnings
+
+        for warning in plaintext_warnings(settings):
+            log.warning(warning)
     return settings
+
+
+class _Stopped(Exception):  # noqa: N818  (a carrier, not an error of its own)
+    """Carries a ``KeyboardInterrupt`` (Ctrl-C, or SIGTERM as ``Terminated``) past click, whose
+    own handling of it writes a blank line to stderr: not a JSON object in json mode."""
 
 
 def command(name: str, **kw: Any) -> Callable[[Callable[..., Any]], click.Command]:
@@ -103,8 +113,12 @@ def command(name: str, **kw: Any) -> Callable[[Callable[..., Any]], click.Comman
     def deco(f: Callable[..., Any]) -> click.Command:
         @functools.wraps(f)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            _setup(click.get_current_context())
-            return f(*args, **kwargs)
+            try:
+                _setup(click.get_current_context())
+                return f(*args, **kwargs)
+            except KeyboardInterrupt as exc:
+                raise _Stopped() from exc
+
 
         return cli.command(name, **kw)(global_options(click.pass_context(wrapper)))
 
@@ -131,35 +145,59 @@ from etl import commands  # noqa: E402,F401  (registers the sub-commands on ``cl
 
 
 def _fail(message: str, code: int) -> int:
-    from etl.logs import mask
+    from etl.logs import error_line
 
-    click.echo(f"swr-etl: error: {mask(message)}", err=True)
+    click.echo(error_line(message.replace("\r", " ").replace("\n", " "), code), err=True)
     return code
+
+
+def _stop_message(exc: BaseException | None) -> str:
+    if isinstance(exc, Terminated):
+        return str(exc) or "terminated"
+    return "interrupted"
+
+
+def _format_asked(args: list[str]) -> str:
+    """``--log-format`` as given on the command line (the last one wins), read before click
+    parses, so even a usage error is reported in the format asked for."""
+    fmt = "text"
+    for i, arg in enumerate(args):
+        if arg == "--log-format" and i + 1 < len(args):
+            fmt = args[i + 1]
+        elif arg.startswith("--log-format="):
+            fmt = arg.split("=", 1)[1]
+    return fmt
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI and exit with the documented code."""
+    from etl.logs import remember_format
+
+    remember_format(_format_asked(sys.argv[1:] if argv is None else list(argv)))
     try:
         rv = cli.main(args=argv, prog_name="swr-etl", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except _Stopped as exc:
+        code = _fail(_stop_message(exc.__cause__), exit_code_of(exc.__cause__ or exc))
     except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
         cause = exc.__cause__
-        code = _fail(str(cause) if hasattr(cause, "exit_code") else "aborted",
-                     getattr(cause, "exit_code", 130))
+        code = _fail(_stop_message(cause) if cause is not None else "aborted",
+                     exit_code_of(cause) if cause is not None else 130)
     except click.ClickException as exc:
         msg = exc.format_message().replace("\n", " ")
         code = _fail(msg, exc.exit_code if exc.exit_code != 1 else 2)
     except EtlError as exc:
-        code = _fail(exc.message.replace("\n", " "), exc.exit_code)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a sync (etl.ops.Terminated)
-        code = _fail(str(exc) or "interrupted", getattr(exc, "exit_code", 130))
+        code = _fail(exc.message, exit_code_of(exc))
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a sync (etl.errors.Terminated)
+        code = _fail(str(exc) or "interrupted", exit_code_of(exc))
     except BrokenPipeError:
         code = 0
     except Exception as exc:  # a bug: one line for the user, the trace at debug
         log.debug("internal error", exc_info=True)
-        code = _fail(f"internal error: {type(exc).__name__}: {exc} (run with -v for details)", 1)
+        code = _fail(f"internal error: {type(exc).__name__}: {exc} (run with -v for details)",
+                     exit_code_of(exc))
     sys.stdout.flush()
     sys.exit(code)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import click
 
 from etl.cli import command, globals_of, settings_from
 from etl.errors import NotImplementedYet
+from etl.logs import printable
 
 
 def _lib(module: str, name: str) -> Any:
@@ -25,6 +27,25 @@ def _lib(module: str, name: str) -> Any:
         if isinstance(exc, ModuleNotFoundError) and exc.name and not exc.name.startswith("etl"):
             raise
         raise NotImplementedYet(f"{module}.{name} is not implemented yet") from exc
+
+
+class FiniteRange(click.FloatRange):
+    """A ``FloatRange`` that also refuses ``nan`` and ``inf`` (a NaN passes every comparison,
+    so a plain range lets it through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+# Bounds of the reading commands' numbers: generous, but inside what SQLite and dates can hold.
+_MAX_DAYS = 36_500  # a century of history
+_MAX_ROWS_SHOWN = 1_000_000
+_MAX_AGE_HOURS = 876_000.0  # a century
+_MAX_RUN_ID = 2**63 - 1  # SQLite INTEGER
 
 
 def _quiet(ctx: click.Context) -> bool:
@@ -131,12 +152,12 @@ def sync_cmd(ctx: click.Context, **flags: Any) -> int:
         result = run_observed(settings, lambda: run_sync(
             settings, interactive=interactive, on_progress=progress.callback))
     if not _quiet(ctx):
-        click.echo(result.summary_line())
+        click.echo(printable(result.summary_line()))
     return int(result.exit_code)
 
 
 @command("replay")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=click.IntRange(1, _MAX_RUN_ID))
 @DB_OPTION
 @click.option("--source-timezone", metavar="TZ", default=None,
               help="Zone assumed for last_updated values without one.  [default: UTC]")
@@ -145,7 +166,7 @@ def replay_cmd(ctx: click.Context, run_id: int, **flags: Any) -> int:
     settings = settings_from(ctx, flags)
     result = _lib("etl.pipeline", "replay_run")(settings, run_id)
     if not _quiet(ctx):
-        click.echo(result.summary_line())
+        click.echo(printable(result.summary_line()))
     return int(result.exit_code)
 
 
@@ -181,8 +202,8 @@ def export_cmd(ctx: click.Context, db: Path | None, out: Path, fmt: str, date: s
 @DB_OPTION
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output file; the format follows the extension unless --format is given.")
-@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True)
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--days", type=click.IntRange(1, _MAX_DAYS), default=30, show_default=True)
+@click.option("--top", type=click.IntRange(1, 10_000), default=10, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default=None)
 def report_cmd(ctx: click.Context, db: Path | None, out: Path, days: int, top: int,
                fmt: str | None) -> int:
@@ -199,7 +220,7 @@ def report_cmd(ctx: click.Context, db: Path | None, out: Path, days: int, top: i
 
 @command("runs")
 @DB_OPTION
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, _MAX_ROWS_SHOWN), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON array instead of a table.")
 def runs_cmd(ctx: click.Context, db: Path | None, limit: int, as_json: bool) -> int:
     """List recent runs from the ledger."""
@@ -214,7 +235,7 @@ def runs_cmd(ctx: click.Context, db: Path | None, limit: int, as_json: bool) -> 
 
 @command("status")
 @DB_OPTION
-@click.option("--max-age", "max_age", type=click.FloatRange(min=0), default=26.0,
+@click.option("--max-age", "max_age", type=FiniteRange(0, _MAX_AGE_HOURS), default=26.0,
               show_default=True, help="Hours; older than this is stale.")
 def status_cmd(ctx: click.Context, db: Path | None, max_age: float) -> int:
     """Freshness probe: exit 0 only if the latest successful run is younger than --max-age."""

@@ -8,10 +8,12 @@ is opened in autocommit mode with WAL, ``synchronous=NORMAL`` and the busy timeo
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
 import sqlite3
+import stat
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,7 +23,15 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def lock_path_for(db: Path) -> Path:
-    return db.with_name(db.name + ".lock")
+    """``<db>.lock`` beside the *real* database file: two paths or symlinks naming one database
+    share one lock."""
+    real = Path(os.path.realpath(db))
+    return real.with_name(real.name + ".lock")
+
+
+# The lock file is opened, never followed: a symlink planted at ``<db>.lock`` (pointing at a file
+# the user can write) would otherwise be truncated and overwritten with our pid.
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 def check_database_file(db: Path) -> None:
@@ -34,6 +44,8 @@ def check_database_file(db: Path) -> None:
         raise ConfigError(f"database path {db} is a folder, not a SQLite file")
     if not db.exists():
         return
+    if not db.is_file():  # a FIFO would block the read below; a device is no database
+        raise ConfigError(f"database path {db} is not a regular file")
     try:
         with open(db, "rb") as f:
             head = f.read(len(SQLITE_MAGIC))
@@ -60,11 +72,19 @@ class RunLock:
         except OSError as exc:
             raise ConfigError(f"cannot create folder {folder}: {exc.strerror}") from exc
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, _LOCK_FLAGS, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ConfigError(
+                    f"lock file {self.path} is a symbolic link; refusing to follow it "
+                    "(remove it and run again)") from exc
             raise ConfigError(
                 f"cannot write beside database {self.db} (read-only location?): {exc.strerror}"
             ) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device planted in its place
+            os.close(fd)
+            raise ConfigError(f"lock file {self.path} is not a regular file; remove it and "
+                              "run again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:

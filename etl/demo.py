@@ -48,11 +48,17 @@ def _night_instant(day: date, today: date, now: datetime) -> datetime:
 
 
 def _clear(directory: Path) -> None:
-    for name in _OWNED:
-        (directory / name).unlink(missing_ok=True)
-    exports = directory / EXPORT_DIR
-    if exports.is_dir():
-        shutil.rmtree(exports)
+    # unlink() removes a symlink planted at one of these names, never what it points to.
+    try:
+        for name in _OWNED:
+            (directory / name).unlink(missing_ok=True)
+        exports = directory / EXPORT_DIR
+        if exports.is_symlink():
+            exports.unlink()
+        elif exports.is_dir():
+            shutil.rmtree(exports)
+    except OSError as exc:
+        raise ConfigError(f"cannot clear the previous demo in {directory}: {exc}") from exc
 
 
 _CHATTY = ("etl.pipeline", "etl.export", "etl.load", "etl.report")

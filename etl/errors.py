@@ -77,6 +77,30 @@ class DatabaseBusyError(EtlError, TimeoutError):
     exit_code = 5
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a run (systemd stop or timeout, a Kubernetes deadline, ``kill``).
+
+    Unwinds like Ctrl-C (a ``BaseException``, so no retry loop swallows it); ``etl.ops`` installs
+    the handler that raises it.
+    """
+
+    exit_code = 143  # 128 + SIGTERM, the shell's convention
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The one rule for the exit code an exception ends a run with.
+
+    The ledger (``runs.exit_code``), the metrics file, the healthcheck ping and the process all
+    use it, so they can never disagree: an ``EtlError`` carries its own code, SIGTERM is 143,
+    Ctrl-C (SIGINT) 130, anything else is a bug (1).
+    """
+    if isinstance(exc, EtlError | Terminated):
+        return int(exc.exit_code)
+    if isinstance(exc, KeyboardInterrupt):
+        return 130  # 128 + SIGINT
+    return 1
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success: a complete, consistent scan was loaded",
     1: "internal error (a bug)",

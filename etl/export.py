@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from etl import __version__, database, trends
 from etl.errors import ConfigError
@@ -66,6 +66,16 @@ def temp_path(final: Path) -> Path:
     """A hidden, unique temp name beside ``final`` (same filesystem, so ``os.replace`` is atomic;
     pyarrow.dataset skips dot-files). Created with the process umask, like the final file."""
     return final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.tmp"
+
+
+# A temp file is created, never opened: O_EXCL fails on anything already there (a symlink
+# planted at the name included) and O_NOFOLLOW says so explicitly.
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def create_new(path: Path) -> BinaryIO:
+    """Open a new file at ``path`` for writing (binary); fails if anything exists there."""
+    return os.fdopen(os.open(path, _CREATE_FLAGS, 0o666), "wb")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -163,9 +173,9 @@ def _batches(conn: sqlite3.Connection, day: RunDay, schema: Any) -> Iterator[Any
         yield pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
-def _write_file(conn: sqlite3.Connection, day: RunDay, fmt: str, tmp: Path,
+def _write_file(conn: sqlite3.Connection, day: RunDay, fmt: str, tmp: BinaryIO,
                 meta: dict[str, str]) -> int:
-    """Stream one partition into ``tmp``; return its row count."""
+    """Stream one partition into the new file ``tmp``; return its row count."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -218,10 +228,24 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return data
 
 
+def partition_folder(out: Path, day: RunDay) -> Path:
+    """``out/snapshot_date=<date>``, refused when something planted a symlink there: writing
+    through it, and dropping the partition's stale files, would touch the link's target.
+
+    Raises:
+        ConfigError: the folder is a symbolic link (nothing is written or deleted).
+    """
+    folder = Path(out) / f"snapshot_date={day.date}"
+    if folder.is_symlink():
+        raise ConfigError(f"export folder {folder} is a symbolic link; refusing to write "
+                          "through it (nothing was written or deleted; remove the link)")
+    return folder
+
+
 def export_partition(conn: sqlite3.Connection, out: Path, day: RunDay, fmt: str,
                      *, db_schema_version: int) -> dict[str, Any]:
     """Write (or atomically replace) one partition; return its manifest entry."""
-    folder = out / f"snapshot_date={day.date}"
+    folder = partition_folder(out, day)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"images.{fmt}"
     meta = {"schema_version": str(EXPORT_SCHEMA_VERSION), "run_id": str(day.run_id),
@@ -230,7 +254,8 @@ def export_partition(conn: sqlite3.Connection, out: Path, day: RunDay, fmt: str,
     # ignores dot-files, so a crash never leaves a file a reader would pick up.
     tmp = temp_path(final)
     try:
-        rows = _write_file(conn, day, fmt, tmp, meta)
+        with create_new(tmp) as sink:
+            rows = _write_file(conn, day, fmt, sink, meta)
         digest, size = _sha256(tmp), tmp.stat().st_size
         os.replace(tmp, final)
     except BaseException:
@@ -281,6 +306,8 @@ def export_snapshots(db: Path, out: Path, *, fmt: str = "parquet", date: str | N
             chosen = days if all_dates else [days[-1]]
         db_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         out = Path(out)
+        for day in chosen:  # all refused before any is written
+            partition_folder(out, day)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

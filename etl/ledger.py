@@ -16,6 +16,7 @@ from typing import Any
 
 from etl.database import open_readonly
 from etl.errors import ConfigError
+from etl.logs import printable
 
 DEFAULT_MAX_AGE_HOURS = 26.0
 # `status` exit codes (0 = fresh; 2 = missing/unusable database, raised as ConfigError).
@@ -39,6 +40,10 @@ _TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("error", "<"),
 )
 _ERROR_WIDTH = 60
+# A success stamped up to this far ahead of our clock counts as "just now" (the probe and the
+# sync may run on hosts whose clocks differ a little). Further ahead the stamp says nothing
+# about age, so it is never taken as fresh.
+CLOCK_SKEW_TOLERANCE_HOURS = 5 / 60
 
 
 def connect_readonly(db: Path | str) -> sqlite3.Connection:
@@ -116,6 +121,11 @@ def _duration(row: dict[str, Any]) -> str:
 
 
 def _cell(row: dict[str, Any], column: str) -> str:
+    """One table cell, printable: the error column holds what a server said."""
+    return printable(_raw_cell(row, column))
+
+
+def _raw_cell(row: dict[str, Any], column: str) -> str:
     if column == "rows":
         return str(row.get("rows_loaded", 0) or 0)
     if column == "new/changed/removed":
@@ -178,13 +188,17 @@ def freshness(
     last = _query(db, "SELECT * FROM runs ORDER BY run_id DESC LIMIT 1")
     lines: list[str] = []
     ok = False
+    future = False
     if success:
         row = success[0]
         when = row["finished_at"] or row["started_at"]
         finished = parse_ts(when)
         age_h = (now - finished).total_seconds() / 3600 if finished else float("inf")
-        ok = age_h < max_age_hours
-        lines.append(f"last success: {when} (run {row['run_id']}), age {_age_text(age_h)}")
+        future = age_h < -CLOCK_SKEW_TOLERANCE_HOURS
+        ok = not future and age_h < max_age_hours
+        age = (f"{_age_text(-age_h)} in the future (clock skew?)" if future
+               else f"age {_age_text(max(age_h, 0.0))}")
+        lines.append(f"last success: {printable(str(when))} (run {row['run_id']}), {age}")
     else:
         lines.append("last success: never")
     if last:
@@ -193,12 +207,15 @@ def freshness(
         text = f"last run:     {r['run_id']} {r['status']} at {when}"
         if r.get("error"):
             text += f": {' '.join(str(r['error']).split())}"
-        lines.append(text)
+        lines.append(printable(text))
     else:
         lines.append("last run:     none")
     limit = f"{max_age_hours:g} h"
     if ok:
         lines.append(f"status:       fresh (max age {limit})")
+    elif future:
+        lines.append("status:       STALE: last success is stamped in the future; check the "
+                     "clocks of this host and of the host running sync")
     elif success:
         lines.append(f"status:       STALE: last success older than {limit}")
     else:

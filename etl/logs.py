@@ -117,6 +117,12 @@ def _escape_control(text: str) -> str:
     return _CONTROL.sub(repl, text)
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: C0 and C1 controls and DEL written as ``\\x1b``-style
+    escapes (a server's error message or image name can carry OSC titles, hyperlinks, BEL)."""
+    return _escape_control(text)
+
+
 class MaskSecrets(logging.Filter):
     """Mask secrets in the message, its arguments and every extra field; stamp the run id."""
 
@@ -232,6 +238,31 @@ def _our_handlers(logger: logging.Logger) -> list[logging.Handler]:
     return [h for h in logger.handlers if getattr(h, _OUR_HANDLER, False)]
 
 
+_STATE = {"format": "text"}
+
+
+def remember_format(fmt: str) -> None:
+    """Note the log format asked for before logging is set up (for ``error_line``)."""
+    _STATE["format"] = "json" if fmt == "json" else "text"
+
+
+def error_line(message: str, exit_code: int) -> str:
+    """The last line a failed command writes on stderr, in the current log format.
+
+    Text: ``swr-etl: error: <message>``; json: one object like every other log line, with level
+    ``error``, event ``error`` and the ``exit_code``. Secrets are masked and control characters
+    escaped either way, so neither a credential nor a server's escape sequence reaches the
+    terminal.
+    """
+    if _STATE["format"] != "json":
+        return "swr-etl: error: " + printable(mask(message))
+    record = logging.makeLogRecord({
+        "name": "etl.cli", "levelno": logging.ERROR, "levelname": "ERROR", "msg": message,
+        "event": "error", "exit_code": exit_code})
+    MaskSecrets().filter(record)
+    return JsonFormatter().format(record)
+
+
 def setup_logging(verbose: int = 0, quiet: bool = False, fmt: str = "text") -> None:
     """Configure logging once: level from -v/-q, one stderr handler, format text or json.
 
@@ -239,6 +270,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False, fmt: str = "text") -> N
     masked like ours; ``-v`` shows the tool's debug lines (one per page), ``-vv`` libraries' too.
     ``-q`` shows errors only. Handlers installed by others (pytest's capture) are left alone.
     """
+    remember_format(fmt)
     level = logging.ERROR if quiet else (logging.DEBUG if verbose >= 1 else logging.INFO)
     root = logging.getLogger()
     etl = logging.getLogger("etl")

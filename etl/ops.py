@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar, cast
 
-from etl.errors import EtlError
+from etl.errors import EtlError, Terminated, exit_code_of
 from etl.healthcheck import Healthcheck
 from etl.metrics import RunFigures, check_writable, read_ledger, run_row, write_metrics
 from etl.settings import Settings
@@ -47,24 +47,8 @@ class SyncOutcome(Protocol):
 
 R = TypeVar("R", bound=SyncOutcome)
 
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM during a run (systemd stop or timeout, a Kubernetes deadline, ``kill``).
-
-    Unwinds like Ctrl-C (a ``BaseException``, so no retry loop swallows it): the pipeline records
-    the run as failed, and the hooks still write metrics and ping ``URL/143``.
-    """
-
-    exit_code = 143  # 128 + SIGTERM, the shell's convention
-
-
-def exit_code_of(exc: BaseException) -> int:
-    """The exit code the CLI will report for ``exc`` (CONTRACT.md "Exit codes")."""
-    if isinstance(exc, EtlError | Terminated):
-        return int(exc.exit_code)
-    if isinstance(exc, KeyboardInterrupt):
-        return 130
-    return 1
+# Re-exported: the one exit-code rule and the SIGTERM exception live in etl.errors.
+__all__ = ["Terminated", "exit_code_of", "run_observed", "sigterm_unwinds"]
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from etl.chunks import ProgressCallback, Sink, check_rejects, consume, reject_problem
-from etl.errors import ConfigError, EtlError, QualityError
+from etl.errors import ConfigError, EtlError, QualityError, Terminated, exit_code_of
 from etl.load import Loader
 from etl.logs import current_run_id, mask
 from etl.settings import Settings
@@ -120,19 +120,58 @@ def _one_line(exc: BaseException) -> str:
     """The error as one line for the ledger, secrets masked (they never reach the database)."""
     if isinstance(exc, EtlError):
         text = exc.message
+    elif isinstance(exc, Terminated):
+        text = _text_of(exc) or "terminated"
     elif isinstance(exc, KeyboardInterrupt):
         text = "interrupted"
     else:
         where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         at = f" at {where[0].filename.rsplit('/', 1)[-1]}:{where[0].lineno}" if where else ""
-        text = f"internal error: {type(exc).__name__}: {exc}{at}"
+        text = f"internal error: {type(exc).__name__}: {_text_of(exc)}{at}"
     return mask(text.replace("\r", " ").replace("\n", " "))
 
 
-def _exit_code(exc: BaseException) -> int:
-    if isinstance(exc, EtlError):
-        return int(exc.exit_code)
-    return 130 if isinstance(exc, KeyboardInterrupt) else 1
+def _text_of(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when even that fails (a hostile value inside the error)."""
+    try:
+        return str(exc)
+    except Exception:  # the failure must still be recorded
+        return f"<unprintable {type(exc).__name__}>"
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _storable(stats: dict[str, Any] | None) -> dict[str, Any]:
+    """The figures SQLite can store as they are: a count beyond INTEGER (hostile totals) or a
+    value of an odd type is left out, so writing the failure itself cannot fail on it."""
+    out: dict[str, Any] = {}
+    for key, value in (stats or {}).items():
+        if isinstance(value, dict):  # retry causes: stored as JSON text
+            out[key] = json.dumps(value, sort_keys=True, default=str)
+        elif isinstance(value, bool) or value is None or isinstance(value, float | str):
+            out[key] = value
+        elif isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
+            out[key] = value
+    return out
+
+
+def _record_failure(loader: Loader, exc: BaseException, *, finished_at: str,
+                    stats: dict[str, Any] | None = None) -> None:
+    """Record the run ``failed`` with its exit code and error, whatever went wrong: should even
+    that raise (a figure the ledger cannot hold), record it again without the figures."""
+    error, code = _one_line(exc), exit_code_of(exc)
+    for figures in (_storable(stats), None):
+        try:
+            loader.fail(error, exit_code=code, finished_at=finished_at, stats=figures)
+            return
+        except Exception:
+            log.warning("could not record run %s as failed%s", loader.run_id,
+                        " with its figures" if figures else "", exc_info=True)
+
+
+# A finished run's summary is logged at the level of its outcome (alerting keys on the level).
+_LEVELS = {"success": logging.INFO, "partial": logging.WARNING, "failed": logging.ERROR}
 
 
 # ---------------------------------------------------------------------------------- run_sync
@@ -188,9 +227,8 @@ def run_sync(settings: Settings, *, interactive: bool = False,
                 stats=stats, finished_at=_finished(at, t0))
             rows_loaded = loader.rows_loaded()
         except BaseException as exc:
-            loader.fail(_one_line(exc), exit_code=_exit_code(exc),
-                        finished_at=_finished(at, t0), stats=_scan_stats(scan))
-            log.info("run %s failed: %s", run_id, _one_line(exc))
+            _record_failure(loader, exc, finished_at=_finished(at, t0), stats=_scan_stats(scan))
+            log.error("run %s failed: %s", run_id, _one_line(exc))
             current_run_id.reset(token)
             raise
         result = SyncResult(
@@ -200,10 +238,7 @@ def run_sync(settings: Settings, *, interactive: bool = False,
             retries=int(stats.get("retries", 0)), rescans=int(stats.get("rescans", 0)),
             seconds=round(time.monotonic() - t0, 3), complete=complete, db=settings.db,
             incomplete_reason=stats.get("incomplete_reason"))
-        if complete:
-            log.info(result.summary_line())
-        else:
-            log.warning(result.summary_line())
+        log.log(_LEVELS[status], result.summary_line())
         current_run_id.reset(token)
     _export(settings, result.status)
     return result
@@ -249,7 +284,7 @@ def _dry_run(settings: Settings, t0: float, on_progress: ProgressCallback | None
         rescans=int(stats.get("rescans", 0)), seconds=round(time.monotonic() - t0, 3),
         complete=complete, db=None, dry_run=True,
         incomplete_reason=stats.get("incomplete_reason"))
-    log.info(result.summary_line())
+    log.log(_LEVELS[status], result.summary_line())
     return result
 
 
@@ -342,8 +377,9 @@ def replay_run(settings: Settings, run_id: int, *,
                 finished_at=_utc_text(datetime.now(timezone.utc)))
             rows_loaded = loader.rows_loaded()
         except BaseException as exc:
-            loader.fail(_one_line(exc), exit_code=_exit_code(exc),
-                        finished_at=_utc_text(datetime.now(timezone.utc)))
+            _record_failure(loader, exc, finished_at=_utc_text(datetime.now(timezone.utc)))
+            log.error("run %s (replay of run %s) failed: %s", new_id, source_run,
+                      _one_line(exc))
             current_run_id.reset(token)
             raise
         result = SyncResult(
@@ -352,6 +388,6 @@ def replay_run(settings: Settings, run_id: int, *,
             quality_issues=counts.quality_issues, requests=0, retries=0, rescans=0,
             seconds=round(time.monotonic() - t0, 3), complete=complete, db=settings.db,
             replay_of=source_run)
-        log.info(result.summary_line())
+        log.log(_LEVELS[status], result.summary_line())
         current_run_id.reset(token)
     return result

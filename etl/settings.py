@@ -7,12 +7,15 @@ Secrets live in ``Credentials``, whose ``repr`` never shows them.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from etl.errors import ConfigError
 
@@ -160,24 +163,39 @@ ENV_VARS: dict[str, str] = {
     "deadline": "SWR_ETL_DEADLINE",
 }
 
+# Every number is finite and within its range (a NaN passes every comparison, so it would switch
+# a check off silently; 1e20 seconds overflows the clock). An open upper bound still means "fits
+# in a SQLite INTEGER".
 _RANGES: dict[str, tuple[float, float | None]] = {
     "page_size": (1, 1000),
     "concurrency": (1, 16),
-    "max_attempts": (1, None),
-    "timeout": (0.001, None),
+    "max_attempts": (1, 1000),
+    "timeout": (0.001, 86400),
     "max_rescans": (0, 20),
-    "max_rps": (0.001, None),
+    "max_rps": (0.001, 1_000_000),
     "max_reject_ratio": (0.0, 1.0),
-    "keep_raw_runs": (0, None),
-    "retry_budget": (0, None),
-    "busy_timeout": (0.0, None),
+    "keep_raw_runs": (0, 1_000_000),
+    "retry_budget": (0, 1_000_000),
+    "busy_timeout": (0.0, 86400),
     "deadline": (0.001, 7 * 86400),
     "retry_window": (0.0, 7 * 86400),
     "max_body_mb": (0.001, 4096),
     "max_rows": (1, 2**63 - 1),
 }
-# Bounds of time and size that must be real numbers (NaN slips through every comparison).
-_FINITE = ("deadline", "retry_window", "max_body_mb")
+_INT64_MAX = 2**63 - 1
+
+
+def _check_number(name: str, v: Any) -> None:
+    """Refuse a non-finite or out-of-range number (exit 2), naming the option and its range."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return
+    option = name.replace("_", "-")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"{option} must be a finite number, got {v}")
+    lo, hi = _RANGES.get(name, (-_INT64_MAX, None))
+    hi = _INT64_MAX if hi is None else hi
+    if v < lo or v > hi:
+        raise ConfigError(f"{option} must be {lo}..{hi}, got {v}")
 
 
 def _coerce(name: str, value: Any, target: Any) -> Any:
@@ -192,7 +210,8 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
                 return value
             return str(value).strip().lower() in {"1", "true", "yes", "on"}
         if name == "max_attempts" or (isinstance(target, int) and not isinstance(target, bool)):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            if isinstance(value, bool) or (isinstance(value, float) and not (
+                    value.is_integer() and abs(value) <= _INT64_MAX)):
                 raise ValueError(value)
             return int(value)
         if isinstance(target, float) or name in {"max_rps"}:
@@ -200,7 +219,7 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
                 raise ValueError(value)
             return float(value)
         return str(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"invalid value for {name.replace('_', '-')}: {value!r}") from exc
 
 
@@ -219,38 +238,26 @@ def build_settings(
     config = dict(config or {})
     values: dict[str, Any] = {}
     known = {f.name for f in dataclasses.fields(Settings)} - {"credentials"}
-    for key in config:
-        norm = key.replace("-", "_")
-        if norm not in known and norm not in _CONFIG_SECRET_KEYS:
-            raise ConfigError(f"unknown setting in config file: {key}")
+    from_file = _config_settings(config, known)
     for name in known:
         default = getattr(defaults, name)
         value: Any = None
         for source in (flags.get(name), env.get(ENV_VARS.get(name, "")) or None,
-                       config.get(name, config.get(name.replace("_", "-")))):
+                       from_file.get(name)):
             if source is not None:
                 value = source
                 break
         if value is None:
             continue
         values[name] = _coerce(name, value, default)
-    for name in _FINITE:
-        if name in values and not math.isfinite(values[name]):
-            raise ConfigError(f"{name.replace('_', '-')} must be a finite number, got "
-                              f"{values[name]}")
-    for name, (lo, hi) in _RANGES.items():
-        v = values.get(name)
-        if v is None:
-            continue
-        if v < lo or (hi is not None and v > hi):
-            bound = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            raise ConfigError(f"{name.replace('_', '-')} must be {bound}, got {v}")
+    for name, v in values.items():
+        _check_number(name, v)
     if "endpoint" not in values and "region" in values:
         values["endpoint"] = endpoint_for_region(values["region"])
     if "endpoint" in values:
-        values["endpoint"] = str(values["endpoint"]).rstrip("/")
-        if not values["endpoint"].startswith(("http://", "https://")):
-            raise ConfigError(f"endpoint must be an http(s) URL, got {values['endpoint']!r}")
+        values["endpoint"] = check_url("endpoint", str(values["endpoint"])).rstrip("/")
+    if values.get("healthcheck_url"):
+        _refuse_userinfo("healthcheck-url", str(values["healthcheck_url"]))
     if values.get("format", "parquet") not in {"csv", "parquet"}:
         raise ConfigError(f"format must be csv or parquet, got {values['format']!r}")
     if values.get("verify", defaults.verify) not in VERIFY_MODES:
@@ -262,9 +269,106 @@ def build_settings(
     cred_env = {**{k.upper(): str(v) for k, v in config.items()
                    if k.upper() in _CONFIG_SECRET_KEYS_UPPER}, **env}
     creds = credentials_from_env(cred_env)
+    if creds.iam_endpoint:
+        _refuse_userinfo("HUAWEICLOUD_IAM_ENDPOINT", creds.iam_endpoint)
     if need_credentials and creds.kind == "none" and not values.get("allow_anonymous"):
         raise ConfigError(MISSING_CREDENTIALS)
     return Settings(**values, credentials=creds)
+
+
+# Settings fields that are not user options: a config file may not set them (tests, the demo's
+# time travel and the simulator set them in code). A file spells anonymous access as the
+# command line does: ``no-auth = true``.
+INTERNAL_SETTINGS = frozenset({"allow_anonymous", "now_override", "backoff_base", "backoff_cap"})
+_CONFIG_ALIASES = {"no_auth": "allow_anonymous"}
+_CONFIG_HINTS = {"allow_anonymous": " (write no-auth = true)"}
+
+
+def _config_settings(config: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
+    """The config file's settings by field name; credential keys are read separately.
+
+    Raises:
+        ConfigError: a key that is no user option (unknown or internal), or one given twice.
+    """
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        norm = key.replace("-", "_")
+        if norm in _CONFIG_SECRET_KEYS:
+            continue
+        name = _CONFIG_ALIASES.get(norm, norm)
+        if name not in known or (name in INTERNAL_SETTINGS and norm not in _CONFIG_ALIASES):
+            raise ConfigError(f"unknown setting in config file: {key}{_CONFIG_HINTS.get(norm, '')}")
+        if name in out:
+            raise ConfigError(f"setting given twice in config file: {key}")
+        out[name] = value
+    return out
+
+
+def _redacted(url: str) -> str:
+    """``url`` with anything before an ``@`` in its authority replaced by ``***``."""
+    return re.sub(r"(//)[^/?#]*@", r"\1***@", url)
+
+
+def _refuse_userinfo(option: str, url: str) -> None:
+    """Credentials never ride in a URL: it is logged, stored (``runs.endpoint``) and shown."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port that is no number)
+    except ValueError as exc:
+        raise ConfigError(f"{option} is not a valid URL: {_redacted(url)!r}") from exc
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"{option} must not contain a user name or password ({_redacted(url)}): give "
+            "credentials in the environment (SWR_AUTH_TOKEN, HUAWEICLOUD_SDK_AK/SK, ...)")
+
+
+def check_url(option: str, url: str) -> str:
+    """An http(s) URL with a host and no credentials in it; returns ``url``.
+
+    Raises:
+        ConfigError: naming ``option``; a password in the URL is never repeated.
+    """
+    _refuse_userinfo(option, url)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{option} must be an http(s) URL, got {_redacted(url)!r}")
+    return url
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_warnings(settings: Settings) -> list[str]:
+    """What secret would cross the network unencrypted with these settings (loopback exempt).
+
+    One line per exposure, for the CLI to log as a warning before the run; the run goes on (a
+    private http gateway may be deliberate).
+    """
+    creds = settings.credentials
+    exposed: list[tuple[str, str]] = []  # (url, what travels)
+    if creds.kind == "token":
+        exposed.append((settings.endpoint, "the token (SWR_AUTH_TOKEN)"))
+    elif creds.kind == "aksk":
+        exposed.append((settings.endpoint, "AK/SK-signed requests (replayable, the AK visible)"))
+    elif creds.kind == "password":
+        exposed.append((settings.endpoint, "the IAM token"))
+        if creds.iam_endpoint:
+            exposed.append((creds.iam_endpoint, "the IAM password (HUAWEICLOUD_PASSWORD)"))
+    out = []
+    for url, what in exposed:
+        parts = urlsplit(url)
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            out.append(f"{what} would go over plain http to {parts.hostname}: anyone on the "
+                       "network path can read it; use https")
+    return out
 
 
 # Credential keys a (private) config file may hold, by their environment names.

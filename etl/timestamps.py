@@ -17,6 +17,7 @@ from __future__ import annotations
 import operator
 import zoneinfo
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from itertools import repeat
 from typing import Any
 
@@ -214,12 +215,43 @@ def _localize(wall: np.ndarray, tz: zoneinfo.ZoneInfo) -> np.ndarray:
     edge = (wall < _FIRST_FULL_DAY) | (wall >= _LAST_DAY)
     utc = np.empty_like(wall)
     if (~edge).any():
-        index = pd.DatetimeIndex(wall[~edge])
+        inner_wall = wall[~edge]
+        index = pd.DatetimeIndex(inner_wall)
         # ambiguous=True takes the pre-transition (first, earlier) reading of a repeated hour.
+        # Times in a gap come back NaT and are moved below: pandas' "shift_forward" lands a
+        # whole hour on, 30 min too far where the gap is 30 min (Australia/Lord_Howe).
         aware = index.tz_localize(tz, ambiguous=np.ones(len(index), dtype=bool),
-                                  nonexistent="shift_forward")
-        utc[~edge] = aware.tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[s]")
+                                  nonexistent="NaT")
+        inner = aware.tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[s]")
+        for i in np.flatnonzero(np.isnat(inner) & ~np.isnat(inner_wall)):
+            inner[i] = _gap_end(inner_wall[i], tz)
+        utc[~edge] = inner
     for i in np.flatnonzero(edge):
         offset = wall[i].astype(object).replace(tzinfo=tz).utcoffset()
         utc[i] = wall[i] - np.timedelta64(int(offset.total_seconds()), "s")
     return utc
+
+
+def _gap_end(wall: np.datetime64, tz: zoneinfo.ZoneInfo) -> np.datetime64:
+    """The first instant after the DST gap that swallowed wall-clock time ``wall`` (UTC).
+
+    Read with the offset before the change the time is at or after the change, read with the
+    offset after it, before; the change lies between, found by bisection over whole seconds
+    (gaps are minutes to a day, so ~17 steps for a handful of values).
+    """
+    local = wall.astype(object)
+    after = int(local.replace(tzinfo=tz, fold=0).timestamp())  # pre-change offset: past it
+    before = int(local.replace(tzinfo=tz, fold=1).timestamp())  # post-change offset: before it
+    lo, hi = min(before, after), max(before, after)
+    first = _offset_at(hi, tz)
+    while hi - lo > 1:  # invariant: lo has the old offset, hi the new one
+        mid = (lo + hi) // 2
+        if _offset_at(mid, tz) == first:
+            hi = mid
+        else:
+            lo = mid
+    return np.datetime64(hi, "s")
+
+
+def _offset_at(epoch: int, tz: zoneinfo.ZoneInfo) -> timedelta | None:
+    return datetime.fromtimestamp(epoch, tz).utcoffset()

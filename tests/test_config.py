@@ -177,7 +177,7 @@ def test_every_settings_field_can_come_from_the_file(tmp_path: Path) -> None:
         "concurrency = 2", 'export-dir = "/tmp/out"', 'format = "csv"',
         'healthcheck-url = "https://hc-ping.com/uuid"', "dry-run = true", "max-rescans = 1",
         "max-rps = 20", "max-reject-ratio = 0.1", "keep-raw-runs = 3", "retry-budget = 9",
-        "busy-timeout = 4", 'ca-bundle = "/etc/ssl/ca.pem"', "allow-anonymous = true"])
+        "busy-timeout = 4", 'ca-bundle = "/etc/ssl/ca.pem"', "no-auth = true"])
     s = build_settings({}, {}, load_config_file(write(tmp_path / "c.toml", text)))
     assert s == Settings(
         endpoint="http://127.0.0.1:8080", namespace="library", image_name="nginx",

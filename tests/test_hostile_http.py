@@ -617,12 +617,20 @@ def test_a_healthcheck_redirect_to_another_server_is_not_followed(
 # ------------------------------------------------------------------- retries, storms, deadline
 
 
-def config(tmp_path: Path, **values: float) -> str:
-    """A config file with fast backoff (these tests bound time, not the default curve)."""
-    path = tmp_path / "swr-etl.toml"
-    path.write_text("".join(f"{k} = {v}\n" for k, v in
-                            {"backoff_base": 0.05, "backoff_cap": 0.2, **values}.items()))
-    return str(path)
+def fast_backoff(env: pytest.MonkeyPatch, base: float = 0.05, cap: float = 0.2) -> None:
+    """Fast backoff for the sync under test (these tests bound time, not the default curve).
+
+    The backoff curve is internal (no option, no config key), so it is set where the CLI builds
+    its settings.
+    """
+    import etl.settings
+
+    build = etl.settings.build_settings
+
+    def fast(*args: Any, **kwargs: Any) -> Any:
+        return build(*args, **kwargs).replace(backoff_base=base, backoff_cap=cap)
+
+    env.setattr(etl.settings, "build_settings", fast)
 
 
 @pytest.mark.timeout(30)
@@ -666,7 +674,8 @@ def test_a_retry_after_beyond_the_window_ends_the_request_at_once(hx: Harness) -
 def test_the_run_deadline_ends_retrying(hx: Harness) -> None:
     swr = hx.stub(lambda h, seen: answer(h, 503, b'{"error_code": "APIG.0201", "error_msg": "x"}'))
     hx.env.setenv("SWR_ETL_DEADLINE", "1.5")  # the environment variable, to test it too
-    code, err = hx.sync(swr.url, "--no-auth", "--config", config(hx.tmp_path))
+    fast_backoff(hx.env)
+    code, err = hx.sync(swr.url, "--no-auth")
     assert code == 4, err
     line = last_line(err)
     assert line.startswith("swr-etl: error: gave up: the run deadline (--deadline 1.5 s) ran out "
@@ -690,9 +699,9 @@ def test_an_api_down_for_a_few_seconds_is_ridden_out(hx: Harness) -> None:
     swr = hx.stub(listing(), listen=False)  # bound, not listening: connections are refused
     timer = threading.Timer(2.0, swr.go_live)
     timer.start()
+    fast_backoff(hx.env, cap=1.0)
     try:
-        code, err = hx.sync(swr.url, "--no-auth", "-v", "--retry-window", "30",
-                         "--config", config(hx.tmp_path, backoff_cap=1.0), quiet=False)
+        code, err = hx.sync(swr.url, "--no-auth", "-v", "--retry-window", "30", quiet=False)
     finally:
         timer.cancel()
     assert code == 0, err

@@ -149,8 +149,14 @@ def test_cli_error_traceback_stays_out_of_json_lines() -> None:
         [sys.executable, "-m", "etl", "status", "--db", "/nonexistent/swr.db", "--log-format",
          "json", "-v"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
-    assert out.stderr == ("swr-etl: error: database not found: /nonexistent/swr.db "
-                          "(run `swr-etl sync --db /nonexistent/swr.db` first)\n")
+    # The final error is itself one JSON object (the contract's json mode), with no trace.
+    (line,) = out.stderr.splitlines()
+    record = json.loads(line)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", record.pop("timestamp"))
+    assert record == {
+        "level": "error", "run_id": None, "event": "error", "logger": "etl.cli", "exit_code": 2,
+        "message": "database not found: /nonexistent/swr.db "
+                   "(run `swr-etl sync --db /nonexistent/swr.db` first)"}
 
 
 @pytest.mark.parametrize("verbose", [0, 1])

@@ -69,17 +69,9 @@ def rows(ids: range, pulls: int = 100, when: str = "2026-11-01 10:00:00") -> lis
 
 
 @pytest.fixture()
-def scans(monkeypatch: pytest.MonkeyPatch) -> list[FakeScan]:
-    """Queue of scans the next run_sync calls will get instead of HTTP."""
-    import etl.auth
-    import etl.extract
-
-    queue: list[FakeScan] = []
-    monkeypatch.setattr(etl.extract, "make_session", lambda settings: object())
-    monkeypatch.setattr(etl.auth, "build_auth", lambda settings, session: None)
-    monkeypatch.setattr(etl.extract, "scan_official_images",
-                        lambda session, settings, auth=None: queue.pop(0))
-    return queue
+def scans(scan_queue: list[FakeScan]) -> list[FakeScan]:
+    """Queue of scans the next run_sync calls will get instead of HTTP (tests/conftest.py)."""
+    return scan_queue
 
 
 @pytest.fixture(autouse=True)
@@ -271,7 +263,11 @@ def test_cli_reject_ratio_exit_7(scans: list[FakeScan], settings: Settings,
         main(["sync", "-q", "--db", str(settings.db), "--endpoint", "http://127.0.0.1:9",
               "--no-auth", "--max-reject-ratio", "0.2"])
     assert exc.value.code == 7
-    assert capsys.readouterr().err.strip() == (
+    # -q shows errors only: the failed run's log line (level ERROR), then the final error.
+    log_line, final = capsys.readouterr().err.strip().splitlines()
+    assert log_line.endswith(" ERROR   [run 1] run 1 failed: 1 of 4 rows rejected (25.0%), "
+                             "above --max-reject-ratio 20.0%; nothing of this run was loaded")
+    assert final == (
         "swr-etl: error: 1 of 4 rows rejected (25.0%), above --max-reject-ratio 20.0%; "
         "nothing of this run was loaded")
 

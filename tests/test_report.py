@@ -270,8 +270,8 @@ def test_a_gap_longer_than_the_window_is_one_run_date_too(trend_db: Path) -> Non
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--days", "1000000"], "--days must be 1..36500, got 1000000"),
-    (["--top", "0"], "Invalid value for '--top': 0 is not in the range x>=1."),
+    (["--days", "1000000"], "Invalid value for '--days': 1000000 is not in the range 1<=x<=36500."),
+    (["--top", "0"], "Invalid value for '--top': 0 is not in the range 1<=x<=10000."),
 ])
 def test_out_of_range_days_and_top_are_exit_2(trend_db: Path, tmp_path: Path, args: list[str],
                                               message: str,

@@ -128,6 +128,32 @@ def test_clean_timestamp_chunks(zone: str, values: list[str], expected: list[str
                        [], [])
 
 
+@pytest.mark.parametrize(("zone", "values", "expected"), [
+    # A 30-minute DST gap (02:00 -> 02:30, +10:30 -> +11:00): every time inside it moves to
+    # 02:30 local, the first instant after the gap, never to 03:00.
+    ("Australia/Lord_Howe",
+     ["2026-10-04 01:59:59", "2026-10-04 02:00:00", "2026-10-04 02:10:00",
+      "2026-10-04 02:29:59", "2026-10-04 02:30:00"],
+     ["2026-10-03T15:29:59Z", "2026-10-03T15:30:00Z", "2026-10-03T15:30:00Z",
+      "2026-10-03T15:30:00Z", "2026-10-03T15:30:00Z"]),
+    # A 1-hour gap (02:00 -> 03:00, -05:00 -> -04:00): 02:10 moves to 03:00 local.
+    ("America/New_York",
+     ["2026-03-08 01:59:59", "2026-03-08 02:10:00", "2026-03-08 02:59:59",
+      "2026-03-08 03:00:00"],
+     ["2026-03-08T06:59:59Z", "2026-03-08T07:00:00Z", "2026-03-08T07:00:00Z",
+      "2026-03-08T07:00:00Z"]),
+    # A whole skipped day (Samoa crossed the date line): 2011-12-30 never happened in Apia.
+    ("Pacific/Apia", ["2011-12-29 23:59:59", "2011-12-30 12:00:00", "2011-12-31 00:00:00"],
+     ["2011-12-30T09:59:59Z", "2011-12-30T10:00:00Z", "2011-12-30T10:00:00Z"]),
+])
+def test_times_in_a_dst_gap_move_to_the_first_instant_after_it(
+        zone: str, values: list[str], expected: list[str]) -> None:
+    result = transform_rows([{"id": i + 1, "last_updated": v} for i, v in enumerate(values)],
+                            source_timezone=zone)
+    assert_transformed(result, [{"id": i + 1, "last_updated": v} for i, v in enumerate(expected)],
+                       [], [])
+
+
 @pytest.mark.parametrize(("zone", "expected"), [
     # Year 1 and 9999 wall times: local mean time offsets, results outside 0001-9999 rejected.
     ("America/New_York", ["0001-01-01T04:56:02Z", None, "9999-12-31T06:00:00Z"]),
