@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from etl.schema import ensure_schema
+from etl.store.schema import ensure_schema
 
 
 def build(path: Path, images: int, runs: int) -> None:

@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from etl.retry import Transient, make_policy
-from etl.settings import Settings
-from etl.throttle import Limiter
+from etl.config.settings import Settings
+from etl.extract.retry import Transient, make_policy
+from etl.extract.throttle import Limiter
 from tests.test_hostile_http import (
     ISSUED,
     Behaviour,

@@ -13,8 +13,8 @@ import argparse
 import statistics
 import time
 
-from etl.extract import make_session, scan_official_images
-from etl.settings import Settings
+from etl.config.settings import Settings
+from etl.extract.scan import make_session, scan_official_images
 from etl.simulator import Simulator
 
 

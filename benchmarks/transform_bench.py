@@ -1,4 +1,4 @@
-"""Micro-benchmark of etl.transform.transform_rows: rows/s over 20,000-row chunks.
+"""Micro-benchmark of etl.transform.frames.transform_rows: rows/s over 20,000-row chunks.
 
     .venv/bin/python benchmarks/transform_bench.py [--rows 1000000] [--chunk 20000]
         [--repeat 3] [--compare]
@@ -24,8 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from etl.columns import columns
-from etl.transform import IMAGE_DTYPES, transform_rows
+from etl.transform.columns import columns
+from etl.transform.frames import IMAGE_DTYPES, transform_rows
 
 FIELDS = [f for f in IMAGE_DTYPES if f != "page_offset"]
 
@@ -117,7 +117,7 @@ def compare(rows: list[dict[str, Any]], repeat_: int) -> None:
             f: list(map(dict.get, rows, repeat(f))) for f in FIELDS},
         "map(itemgetter) per key": lambda: {
             f: list(map(itemgetter(f), rows)) for f in FIELDS},
-        "etl.columns.columns (blocks)": lambda: columns(rows, FIELDS),
+        "etl.transform.columns.columns (blocks)": lambda: columns(rows, FIELDS),
     }
     print(f"building columns from {len(rows):,} dicts (best of {repeat_}):")
     for label, build in options.items():

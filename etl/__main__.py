@@ -1,6 +1,6 @@
 """Allow ``python -m etl``."""
 
-from etl.cli import console_main
+from etl.cli.app import console_main
 
 if __name__ == "__main__":
     console_main()

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
+from etl.config.settings import Settings
 from etl.errors import ConfigError
-from etl.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,9 @@ def run_demo(directory: Path, *, days: int = 30, images: int = 180, seed: int = 
 
 def _run_demo(directory: Path, *, days: int, images: int, seed: int, interactive: bool,
               now: datetime | None, echo: Callable[[str], None] | None) -> DemoResult:
-    from etl.export import export_snapshots
-    from etl.pipeline import run_sync
-    from etl.report import write_report
+    from etl.publish.export import export_snapshots
+    from etl.publish.report import write_report
+    from etl.run.pipeline import run_sync
     from etl.simulator import Dataset, Simulator
 
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))

@@ -80,7 +80,8 @@ class DatabaseBusyError(EtlError, TimeoutError):
 class Terminated(KeyboardInterrupt):
     """SIGTERM during a run (systemd stop or timeout, a Kubernetes deadline, ``kill``).
 
-    Unwinds like Ctrl-C (a ``BaseException``, so no retry loop swallows it); ``etl.ops`` installs
+    Unwinds like Ctrl-C (a ``BaseException``, so no retry loop swallows it); ``etl.run.hooks``
+    installs
     the handler that raises it.
     """
 

@@ -1,8 +1,10 @@
 """The one rule for integers from the API: counts and image ids (pure, no heavy imports).
 
 Every stage that has to decide whether a raw JSON value is a usable integer asks here: the
-transform (``etl.columns``/``etl.transform``: what is loaded, what is rejected and why), and the
-extractor (``etl.paging.usable_id``: which rows count as ids in the completeness proof, which
+transform (``etl.transform.columns``/``etl.transform.frames``: what is loaded, what is rejected and
+why), and the
+extractor (``etl.extract.paging.usable_id``: which rows count as ids in the completeness proof,
+which
 ids repeat across pages). One answer for ``17.0``, ``"+17"``, ``0``, ``-5``, ``True``,
 ``" 17 "``, ``"17.0"`` and 2**63, wherever it is asked.
 

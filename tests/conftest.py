@@ -28,13 +28,14 @@ def simulator() -> Iterator[Callable[..., Simulator]]:
 @pytest.fixture
 def scan_queue(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Queue of scans the next ``run_sync`` calls get instead of HTTP: each call pops the next
-    object (anything iterable into ``Page``s with a ``stats`` attribute, like etl.extract's)."""
-    import etl.auth
-    import etl.extract
+    object (anything iterable into ``Page``s with a ``stats`` attribute, like
+    etl.extract.scan's)."""
+    import etl.extract.auth
+    import etl.extract.scan
 
     queue: list[Any] = []
-    monkeypatch.setattr(etl.extract, "make_session", lambda settings: object())
-    monkeypatch.setattr(etl.auth, "build_auth", lambda settings, session: None)
-    monkeypatch.setattr(etl.extract, "scan_official_images",
+    monkeypatch.setattr(etl.extract.scan, "make_session", lambda settings: object())
+    monkeypatch.setattr(etl.extract.auth, "build_auth", lambda settings, session: None)
+    monkeypatch.setattr(etl.extract.scan, "scan_official_images",
                         lambda session, settings, auth=None: queue.pop(0))
     return queue

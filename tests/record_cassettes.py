@@ -16,9 +16,9 @@ from typing import Any
 import requests
 import vcr
 
+from etl.config.settings import Settings
 from etl.errors import EtlError
-from etl.extract import make_session, scan_official_images
-from etl.settings import Settings
+from etl.extract.scan import make_session, scan_official_images
 from etl.simulator import Simulator
 
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"

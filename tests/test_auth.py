@@ -1,4 +1,4 @@
-"""etl.auth: token, IAM password login, AK/SK signing.
+"""etl.extract.auth: token, IAM password login, AK/SK signing.
 
 Two layers: a tiny capture server on 127.0.0.1 (to see exactly what goes on the wire and to script
 IAM answers), and the built-in simulator, which verifies each auth mode for real.
@@ -21,7 +21,9 @@ from urllib.parse import unquote
 import pytest
 import requests
 
-from etl.auth import (
+from etl.config.settings import MISSING_CREDENTIALS, Credentials, Settings
+from etl.errors import AuthError, ConfigError, UpstreamError
+from etl.extract.auth import (
     AKSK_INSTALL_HINT,
     AkSkAuth,
     IamPasswordAuth,
@@ -29,8 +31,6 @@ from etl.auth import (
     build_auth,
     iam_tokens_url,
 )
-from etl.errors import AuthError, ConfigError, UpstreamError
-from etl.settings import MISSING_CREDENTIALS, Credentials, Settings
 
 AK, SK = "AKTESTMARKER0001", "SKTESTMARKER0001secret"
 PASSWORD = "PW-TEST-MARKER-1"
@@ -157,7 +157,7 @@ def restore_logging() -> Iterator[None]:
 def test_missing_credentials_through_the_cli_exits_2(monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str],
                                                      tmp_path: Any) -> None:
-    from etl.cli import main
+    from etl.cli.app import main
 
     for var in ("SWR_AUTH_TOKEN", "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK",
                 "HUAWEICLOUD_USERNAME", "HUAWEICLOUD_PASSWORD", "HUAWEICLOUD_DOMAIN_NAME",
@@ -201,7 +201,7 @@ def test_missing_vendor_sdk_is_a_clear_config_error(monkeypatch: pytest.MonkeyPa
 def test_missing_vendor_sdk_through_the_cli_exits_2(monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str],
                                                     tmp_path: Any) -> None:
-    from etl.cli import main
+    from etl.cli.app import main
 
     for var in ("SWR_AUTH_TOKEN", "HUAWEICLOUD_USERNAME", "SWR_ETL_CONFIG"):
         monkeypatch.delenv(var, raising=False)
@@ -402,7 +402,7 @@ def test_iam_unavailable_is_upstream_error_not_retried(capture: CaptureServer) -
 
 def test_iam_error_without_a_known_shape_shows_the_start_of_the_body(
         capture: CaptureServer) -> None:
-    # The one error-body parser (etl.retry.parse_error_body) finds no code or message here.
+    # The one error-body parser (etl.extract.retry.parse_error_body) finds no code or message here.
     capture.answers = [(502, {"X-Request-Id": "gw-7"}, "<html>Bad Gateway</html>")]
     auth = IamPasswordAuth(requests.Session(), iam_base=capture.url,
                            credentials=password_creds(None), project_name="cn-north-4")
@@ -474,7 +474,7 @@ class ScanResult:
 
 def _scan_all(settings: Settings, result: ScanResult, auth: Any = "build") -> ScanResult:
     """Run a whole scan like the pipeline does, filling ``result`` (also when it raises)."""
-    from etl.extract import make_session, scan_official_images
+    from etl.extract.scan import make_session, scan_official_images
 
     session = make_session(settings)
 

@@ -14,9 +14,9 @@ import pytest
 import vcr
 import yaml
 
+from etl.config.settings import Settings
 from etl.errors import AuthError, BadRequestError, EtlError, NotFoundError
-from etl.extract import Page, Scan, make_session, scan_official_images
-from etl.settings import Settings
+from etl.extract.scan import Page, Scan, make_session, scan_official_images
 from tests.record_cassettes import CASES, FILTERED_HEADERS, NAMESPACE, RECORDING_TOKEN
 
 CASSETTES = Path(__file__).resolve().parent.parent / "cassettes"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from etl import chunks
-from etl.chunks import Sink, consume
+from etl.run import stream as chunks
+from etl.run.stream import Sink, consume
 
 
 @dataclass

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from etl import __version__
-from etl.cli import main
+from etl.cli.app import main
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -63,7 +63,7 @@ def test_global_options_before_or_after_the_command(before: bool) -> None:
 
 
 def test_every_command_has_help() -> None:
-    from etl.cli import cli
+    from etl.cli.app import cli
 
     for name in cli.commands:
         out = run([name, "--help"])

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from etl.cli import main
-from etl.config import load_config_file, logging_options, without_logging_options
+from etl.cli.app import main
+from etl.config.file import load_config_file, logging_options, without_logging_options
+from etl.config.settings import Settings, build_settings
 from etl.errors import ConfigError
-from etl.schema import MIGRATIONS
-from etl.settings import Settings, build_settings
+from etl.store.schema import MIGRATIONS
 
 CONFIG = """
 # swr-etl settings

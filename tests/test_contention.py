@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from etl.cli import main
+from etl.cli.app import main
+from etl.config.settings import Settings
 from etl.errors import DatabaseBusyError, LockedError
-from etl.pipeline import run_sync
-from etl.settings import Settings
+from etl.run.pipeline import run_sync
 from etl.simulator import Simulator
 
 T0 = "2026-11-20T03:00:00Z"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from etl.contentrange import ContentRange, parse_content_range
+from etl.extract.contentrange import ContentRange, parse_content_range
 
 
 @pytest.mark.parametrize("value,expected", [

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from etl.cli import main
+from etl.cli.app import main
 from etl.demo import run_demo
 
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=timezone.utc)
@@ -52,7 +52,7 @@ def test_parquet_history_matches_the_database(demo) -> None:
 
 
 def test_report_numbers_match_the_database(demo) -> None:
-    from etl.report import build_report
+    from etl.publish.report import build_report
 
     html = demo.report.read_text(encoding="utf-8")
     assert "<svg" in html or "data:image/png;base64," in html  # charts are embedded
@@ -76,7 +76,7 @@ def test_report_numbers_match_the_database(demo) -> None:
 
 def test_the_explore_suggestion_agrees_with_the_report(demo) -> None:
     from etl.demo import describe
-    from etl.report import build_report
+    from etl.publish.report import build_report
 
     line = next(x for x in describe(demo) if "sqlite-utils query" in x)
     sql = line.split('"')[1]

@@ -15,10 +15,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-import etl.export
-from etl.cli import main
+import etl.publish.export
+from etl.cli.app import main
 from etl.errors import ConfigError
-from etl.export import COLUMNS, export_snapshots
+from etl.publish.export import COLUMNS, export_snapshots
 from tests.fixtures.report_db import add_image, add_run, new_db
 
 BIG = 2**31 + 5  # beyond int32: must survive as int64
@@ -48,7 +48,7 @@ def db(tmp_path: Path) -> Path:
 
 
 def db_rows(path: Path, run_id: int, date: str) -> list[tuple[Any, ...]]:
-    """The partition as the database has it, by a query independent of etl.export."""
+    """The partition as the database has it, by a query independent of etl.publish.export."""
     conn = sqlite3.connect(path)
     rows = conn.execute(
         "SELECT i.id, i.namespace, i.name, i.user, i.description, s.star_count, s.pull_count, "
@@ -273,7 +273,7 @@ def test_unwritable_destination_is_a_config_error(db: Path, tmp_path: Path,
         raise OSError(28, "No space left on device")
 
     out = tmp_path / "full"
-    monkeypatch.setattr(etl.export, "_write_file", disk_full)
+    monkeypatch.setattr(etl.publish.export, "_write_file", disk_full)
     with pytest.raises(ConfigError) as exc:
         export_snapshots(db, out)
     assert str(exc.value) == f"cannot write export to {out}: [Errno 28] No space left on device"

@@ -16,10 +16,11 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from etl import __version__, extract
+from etl import __version__
+from etl.config.settings import Settings
 from etl.errors import AuthError, BadRequestError, InternalError, NotFoundError, UpstreamError
-from etl.extract import REPOS_PATH, Page, Scan, make_session, scan_official_images
-from etl.settings import Settings
+from etl.extract import scan as extract
+from etl.extract.scan import REPOS_PATH, Page, Scan, make_session, scan_official_images
 from etl.simulator import Dataset, Simulator
 
 Make = Callable[..., Simulator]
@@ -1014,7 +1015,7 @@ def test_a_default_scan_rides_out_a_60_s_outage_on_a_fake_clock() -> None:
 
 
 def test_the_run_deadline_ends_a_scan_on_a_fake_clock() -> None:
-    from etl.throttle import Deadline, DeadlineExceeded
+    from etl.extract.throttle import Deadline, DeadlineExceeded
 
     clock = FakeClock()
     settings = Settings(endpoint="https://swr.invalid", allow_anonymous=True, page_size=10,

@@ -30,12 +30,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from etl.cli import main
-from etl.contentrange import parse_content_range
+from etl.cli.app import main
+from etl.config.settings import Settings
 from etl.errors import EtlError
-from etl.pipeline import run_sync
-from etl.settings import Settings
-from etl.transform import DUPLICATE_ID, transform_rows
+from etl.extract.contentrange import parse_content_range
+from etl.run.pipeline import run_sync
+from etl.transform.frames import DUPLICATE_ID, transform_rows
 
 FIGURES: Counter[str] = Counter()
 DOCUMENTED = {0, 2, 3, 4, 5, 6, 7}

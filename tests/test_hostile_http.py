@@ -1,6 +1,7 @@
 """Hostile servers, one loopback stub per case: redirects, floods, drips, storms, absurd totals.
 
-Every case runs a whole ``swr-etl sync`` (in-process, ``etl.cli.main``) into a database that holds
+Every case runs a whole ``swr-etl sync`` (in-process, ``etl.cli.app.main``) into a database that
+holds
 a previous good run, with small bounds so it ends in seconds, and checks: the exit code, the one
 line on stderr, that no credential reached any other host, and that ``images`` and
 ``image_snapshots`` are exactly as before while the run is recorded ``failed`` with that line.
@@ -28,12 +29,12 @@ import pytest
 import requests
 import urllib3
 
-from etl import transport
-from etl.cli import main
-from etl.healthcheck import Healthcheck
-from etl.ops import run_observed
-from etl.pipeline import run_sync
-from etl.settings import Settings
+from etl.cli.app import main
+from etl.config.settings import Settings
+from etl.extract import transport
+from etl.run.healthcheck import Healthcheck
+from etl.run.hooks import run_observed
+from etl.run.pipeline import run_sync
 from tests.test_tls import (
     ROWS,
     cert,  # noqa: F401  (the self-signed certificate fixture)
@@ -623,14 +624,14 @@ def fast_backoff(env: pytest.MonkeyPatch, base: float = 0.05, cap: float = 0.2) 
     The backoff curve is internal (no option, no config key), so it is set where the CLI builds
     its settings.
     """
-    import etl.settings
+    import etl.config.settings
 
-    build = etl.settings.build_settings
+    build = etl.config.settings.build_settings
 
     def fast(*args: Any, **kwargs: Any) -> Any:
         return build(*args, **kwargs).replace(backoff_base=base, backoff_cap=cap)
 
-    env.setattr(etl.settings, "build_settings", fast)
+    env.setattr(etl.config.settings, "build_settings", fast)
 
 
 @pytest.mark.timeout(30)

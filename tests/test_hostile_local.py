@@ -28,9 +28,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import etl.logs
-from etl.cli import main
-from etl.config import MAX_CONFIG_BYTES, load_config_file
-from etl.database import RunLock, lock_path_for
+from etl.cli.app import main
+from etl.config.file import MAX_CONFIG_BYTES, load_config_file
+from etl.config.settings import INTERNAL_SETTINGS, Credentials, Settings, build_settings
+from etl.config.settings import plaintext_warnings as warnings_for
 from etl.errors import (
     ConfigError,
     EtlError,
@@ -40,14 +41,13 @@ from etl.errors import (
     UpstreamError,
     exit_code_of,
 )
-from etl.export import create_new, write_text_atomic
-from etl.extract import Page
-from etl.extract import ScanStats as Stats
-from etl.ledger import format_runs_table, freshness, list_runs
-from etl.metrics import RunFigures, write_metrics
-from etl.pipeline import run_sync
-from etl.settings import INTERNAL_SETTINGS, Credentials, Settings, build_settings
-from etl.settings import plaintext_warnings as warnings_for
+from etl.extract.scan import Page
+from etl.extract.scan import ScanStats as Stats
+from etl.publish.export import create_new, write_text_atomic
+from etl.run.metrics import RunFigures, write_metrics
+from etl.run.pipeline import run_sync
+from etl.store.database import RunLock, lock_path_for
+from etl.store.ledger import format_runs_table, freshness, list_runs
 from tests.fixtures.report_db import add_image, add_run, new_db
 
 T0 = "2026-11-20T03:00:00Z"
@@ -398,14 +398,15 @@ def test_no_auth_is_spelled_as_on_the_command_line(tmp_path: Path, key: str) -> 
 def test_every_key_a_config_file_accepts_is_a_sync_option() -> None:
     """The file takes what the command line takes, nothing internal: a Settings field added
     without an option (or marked internal) fails here instead of leaking into config files."""
-    from etl.cli import cli as group
+    from etl.cli.app import cli as group
 
     options = {p.name for p in group.commands["sync"].params if isinstance(p, click.Option)}
     fields = set(Settings.__dataclass_fields__) - {"credentials"}
     accepted = fields - INTERNAL_SETTINGS
     assert accepted <= options, (
         f"Settings fields {sorted(accepted - options)} are accepted from config files but are "
-        "no sync option: add the option, or list the field in etl.settings.INTERNAL_SETTINGS")
+        "no sync option: add the option, or list the field in "
+        "etl.config.settings.INTERNAL_SETTINGS")
     assert {"allow_anonymous"} <= options  # as --no-auth / no-auth, its one spelling
 
 
@@ -577,9 +578,9 @@ def test_exit_code_of(exc: BaseException, code: int) -> None:
 
 
 def test_ops_uses_the_same_rule() -> None:
-    import etl.ops
+    import etl.run.hooks
 
-    assert etl.ops.exit_code_of is exit_code_of and etl.ops.Terminated is Terminated
+    assert etl.run.hooks.exit_code_of is exit_code_of and etl.run.hooks.Terminated is Terminated
 
 
 def test_sigterm_is_143_in_the_ledger_the_metrics_and_the_process(

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from etl.cli import main
-from etl.database import lock_path_for
+from etl.cli.app import main
 from etl.errors import ConfigError, LockedError
-from etl.load import INTERRUPTED, Loader
-from etl.transform import transform_rows
+from etl.store.database import lock_path_for
+from etl.store.load import INTERRUPTED, Loader
+from etl.transform.frames import transform_rows
 
 T0 = "2026-11-20T03:00:00Z"
 T1 = "2026-11-21T03:00:00Z"

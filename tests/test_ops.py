@@ -20,14 +20,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from etl.cli import main
+from etl.cli.app import main
+from etl.cli.progress import ProgressDisplay, format_progress
+from etl.config.settings import Settings
 from etl.errors import LockedError, UpstreamError
-from etl.healthcheck import Healthcheck
-from etl.metrics import METRICS, RunFigures, read_ledger, render, write_metrics
-from etl.ops import run_observed
-from etl.progress import ProgressDisplay, format_progress
-from etl.schema import MIGRATIONS
-from etl.settings import Settings
+from etl.run.healthcheck import Healthcheck
+from etl.run.hooks import run_observed
+from etl.run.metrics import METRICS, RunFigures, read_ledger, render, write_metrics
+from etl.store.schema import MIGRATIONS
 
 # ------------------------------------------------------------------------------------ helpers
 
@@ -420,7 +420,7 @@ def test_log_lines_erase_the_progress_line() -> None:
 def test_sync_command_wraps_the_pipeline(pings: Pings, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    import etl.commands
+    import etl.cli.commands
 
     calls: list[dict[str, Any]] = []
 
@@ -428,9 +428,9 @@ def test_sync_command_wraps_the_pipeline(pings: Pings, tmp_path: Path,
         calls.append({"db": settings.db, **kw})
         return FakeResult(exit_code=6, status="partial")
 
-    real_lib = etl.commands._lib
-    monkeypatch.setattr(etl.commands, "_lib", lambda m, n: fake_run_sync
-                        if (m, n) == ("etl.pipeline", "run_sync") else real_lib(m, n))
+    real_lib = etl.cli.commands._lib
+    monkeypatch.setattr(etl.cli.commands, "_lib", lambda m, n: fake_run_sync
+                        if (m, n) == ("etl.run.pipeline", "run_sync") else real_lib(m, n))
     metrics = tmp_path / "swr_etl.prom"
     with pytest.raises(SystemExit) as exc:
         main(["sync", "--no-auth", "--db", str(tmp_path / "swr.db"), "--metrics-file",
@@ -446,7 +446,7 @@ def test_sigterm_during_a_run_is_reported(pings: Pings, tmp_path: Path) -> None:
     """systemd/Kubernetes stop a job with SIGTERM: it still writes metrics and pings /143."""
     import signal
 
-    from etl.ops import Terminated
+    from etl.run.hooks import Terminated
 
     settings = Settings(db=tmp_path / "swr.db", healthcheck_url=pings.url,
                         metrics_file=tmp_path / "m.prom")
@@ -469,15 +469,15 @@ def test_sigterm_during_a_run_is_reported(pings: Pings, tmp_path: Path) -> None:
 
 def test_sync_command_exits_143_when_terminated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    import etl.commands
-    from etl.ops import Terminated
+    import etl.cli.commands
+    from etl.run.hooks import Terminated
 
     def fake_run_sync(settings: Settings, **kw: Any) -> FakeResult:
         raise Terminated("terminated by signal SIGTERM")
 
-    real_lib = etl.commands._lib
-    monkeypatch.setattr(etl.commands, "_lib", lambda m, n: fake_run_sync
-                        if (m, n) == ("etl.pipeline", "run_sync") else real_lib(m, n))
+    real_lib = etl.cli.commands._lib
+    monkeypatch.setattr(etl.cli.commands, "_lib", lambda m, n: fake_run_sync
+                        if (m, n) == ("etl.run.pipeline", "run_sync") else real_lib(m, n))
     with pytest.raises(SystemExit) as exc:
         main(["sync", "--no-auth", "--db", str(tmp_path / "swr.db"), "--metrics-file",
               str(tmp_path / "m.prom")])

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.paging import (
+from etl.extract.paging import (
     CHECK_PAGE_SIZE,
     PagePlanner,
     PassCheck,

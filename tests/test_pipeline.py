@@ -19,21 +19,21 @@ from typing import Any
 
 import pytest
 
-import etl.chunks as chunks
-from etl.cli import main
+import etl.run.stream as chunks
+from etl.cli.app import main
+from etl.config.settings import Settings
 from etl.errors import ConfigError, QualityError, UpstreamError
-from etl.extract import Page
-from etl.extract import ScanStats as Stats
+from etl.extract.scan import Page
+from etl.extract.scan import ScanStats as Stats
 from etl.logs import current_run_id
-from etl.pipeline import SyncResult, replay_run, run_sync
-from etl.settings import Settings
+from etl.run.pipeline import SyncResult, replay_run, run_sync
 
 T0 = "2026-11-20T03:00:00Z"
 T1 = "2026-11-21T03:00:00Z"
 
 
 class FakeScan:
-    """Pages of each pass in turn (a later pass is a rescan), like etl.extract.Scan."""
+    """Pages of each pass in turn (a later pass is a rescan), like etl.extract.scan.Scan."""
 
     def __init__(self, *passes: list[Any], page_size: int = 100, complete: bool = True,
                  fail_at_page: int | None = None, retries: int = 0) -> None:
@@ -313,10 +313,10 @@ def test_progress_events(scans: list[FakeScan], settings: Settings,
 
 def test_export_after_load(scans: list[FakeScan], settings: Settings, tmp_path: Path,
                            monkeypatch: pytest.MonkeyPatch) -> None:
-    import etl.export
+    import etl.publish.export
 
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(etl.export, "export_snapshots",
+    monkeypatch.setattr(etl.publish.export, "export_snapshots",
                         lambda db, out, **kw: calls.append((db, out, kw)) or [])
     scans.append(FakeScan(rows(range(1, 3))))
     run_sync(settings.replace(export_dir=tmp_path / "out", format="csv"), now=T0)

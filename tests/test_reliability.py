@@ -28,6 +28,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from etl.config.settings import Credentials, Settings
 from etl.errors import (
     AuthError,
     BadRequestError,
@@ -36,9 +37,8 @@ from etl.errors import (
     NotFoundError,
     UpstreamError,
 )
-from etl.pipeline import SyncResult, replay_run, run_sync
-from etl.retry import RetryBudgetExhausted
-from etl.settings import Credentials, Settings
+from etl.extract.retry import RetryBudgetExhausted
+from etl.run.pipeline import SyncResult, replay_run, run_sync
 from etl.simulator import Dataset, Simulator
 
 IMAGES = 90
@@ -378,12 +378,12 @@ def check_partial(db: Path, before: dict[str, list[tuple[Any, ...]]], result: Sy
 def test_disk_full_rolls_back_and_keeps_the_previous_state(
         baseline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLITE_FULL mid-load (a full disk, simulated with ``max_page_count``): nothing half."""
-    import etl.load
+    import etl.store.load
 
     db = tmp_path / "swr.db"
     shutil.copyfile(baseline, db)
     before = state(db)
-    real_connect = etl.load.connect
+    real_connect = etl.store.load.connect
 
     def full_disk_connect(path: Path, **kw: Any) -> sqlite3.Connection:
         conn = real_connect(path, **kw)
@@ -391,7 +391,7 @@ def test_disk_full_rolls_back_and_keeps_the_previous_state(
         conn.execute(f"PRAGMA max_page_count = {pages + 1}")
         return conn
 
-    monkeypatch.setattr(etl.load, "connect", full_disk_connect)
+    monkeypatch.setattr(etl.store.load, "connect", full_disk_connect)
     with make_sim({}) as sim:
         sim.dataset.advance_day()
         for _ in range(3):  # enough new rows that the load cannot fit in one more page

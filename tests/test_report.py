@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from etl.cli import main
+from etl.cli.app import main
 from etl.errors import ConfigError
-from etl.report import build_report, write_report
+from etl.publish.report import build_report, write_report
 from tests.fixtures.report_db import STUCK, add_run, build_trend_db, new_db
 
 # The hand-worked history (a table of pull counts per date) is in tests/fixtures/report_db.py.

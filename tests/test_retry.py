@@ -10,7 +10,7 @@ from email.utils import format_datetime
 import pytest
 
 from etl.errors import AuthError, BadRequestError, NotFoundError, UpstreamError
-from etl.retry import (
+from etl.extract.retry import (
     ApiErrorBody,
     RetryPolicy,
     Transient,
@@ -18,7 +18,7 @@ from etl.retry import (
     parse_error_body,
     parse_retry_after,
 )
-from etl.throttle import Limiter
+from etl.extract.throttle import Limiter
 
 PATH = "/v2/manage/dockerhub/repos?offset=0&limit=100"
 
@@ -229,8 +229,8 @@ def test_parse_error_body_precedence(body: str, expected: ApiErrorBody) -> None:
 
 def default_policy(clock: FakeClock, seed: int = 7, **kw: object) -> RetryPolicy:
     """The policy exactly as a default run builds it (Settings() defaults), on a fake clock."""
-    from etl.retry import make_policy
-    from etl.settings import Settings
+    from etl.config.settings import Settings
+    from etl.extract.retry import make_policy
 
     settings = Settings(**kw)  # type: ignore[arg-type]
     limiter = Limiter(sleep=clock.sleep, clock=clock)
@@ -306,7 +306,7 @@ def test_retry_after_waits_add_up_to_no_more_than_the_window() -> None:
 
 
 def test_the_deadline_caps_every_wait() -> None:
-    from etl.throttle import Deadline, DeadlineExceeded
+    from etl.extract.throttle import Deadline, DeadlineExceeded
 
     clock = FakeClock()
     deadline = Deadline(10.0, clock=clock)
@@ -325,7 +325,7 @@ def test_the_deadline_caps_every_wait() -> None:
 
 
 def test_a_pause_longer_than_the_deadline_fails_at_once() -> None:
-    from etl.throttle import Deadline, DeadlineExceeded
+    from etl.extract.throttle import Deadline, DeadlineExceeded
 
     clock = FakeClock()
     limiter = Limiter(sleep=clock.sleep, clock=clock, deadline=Deadline(5.0, clock=clock))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from etl import schema
 from etl.errors import ConfigError
+from etl.store import schema
 
 
 def fresh() -> sqlite3.Connection:
@@ -213,7 +213,7 @@ def test_an_up_to_date_database_does_not_import_sqlite_utils(tmp_path: Path) -> 
     db = tmp_path / "swr.db"
     code = (
         "import sqlite3, sys\n"
-        "from etl.schema import ensure_schema\n"
+        "from etl.store.schema import ensure_schema\n"
         f"conn = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
         "ensure_schema(conn)\n"
         "print('sqlite_utils' in sys.modules)\n"

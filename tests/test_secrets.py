@@ -2,7 +2,7 @@
 exports, reports, the metrics file, nor the recorded cassettes.
 
 Every secret is a marker containing ``MARKER-<random>``. The commands run through the CLI
-(``etl.cli.main``; a few as real ``python -m etl`` subprocesses) at ``-v`` in both log formats,
+(``etl.cli.app.main``; a few as real ``python -m etl`` subprocesses) at ``-v`` in both log formats,
 the syncs against the built-in simulator in the matching auth mode (and once more with wrong
 credentials); then every byte they produced is searched for the markers and for the IAM tokens
 the simulator issued.
@@ -37,12 +37,12 @@ USER, DOMAIN = "etl-reader", "acme-account"
 
 # command -> the library function it needs (not landed yet => that part is skipped, by name)
 NEEDS: dict[str, tuple[str, str]] = {
-    "sync": ("etl.pipeline", "run_sync"),
-    "export": ("etl.export", "export_snapshots"),
-    "report": ("etl.report", "write_report"),
-    "runs": ("etl.ledger", "list_runs"),
-    "status": ("etl.ledger", "freshness"),
-    "replay": ("etl.pipeline", "replay_run"),
+    "sync": ("etl.run.pipeline", "run_sync"),
+    "export": ("etl.publish.export", "export_snapshots"),
+    "report": ("etl.publish.report", "write_report"),
+    "runs": ("etl.store.ledger", "list_runs"),
+    "status": ("etl.store.ledger", "freshness"),
+    "replay": ("etl.run.pipeline", "replay_run"),
 }
 MODES = ("token", "aksk", "password")
 FORMATS = ("text", "json")
@@ -106,7 +106,7 @@ class Transcript:
 
 
 # Runs that also go through a real interpreter (``python -m etl``): the rest run in-process
-# through ``etl.cli.main`` (same code path, minus ~1-5 s of imports per run on a loaded CI box).
+# through ``etl.cli.app.main`` (same code path, minus ~1-5 s of imports per run on a loaded CI box).
 SUBPROCESS = {"sync-password-json", "sync-token-text-wrong"}
 
 
@@ -122,13 +122,13 @@ def run(t: Transcript, label: str, args: list[str], env: dict[str, str], expect:
 
 
 def run_in_process(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``etl.cli.main(args)`` with exactly ``env``, its stdout/stderr captured."""
+    """``etl.cli.app.main(args)`` with exactly ``env``, its stdout/stderr captured."""
     import contextlib
     import io
     import logging
 
     from etl import logs
-    from etl.cli import main
+    from etl.cli.app import main
 
     saved_env = dict(os.environ)
     logger = logging.getLogger("etl")
@@ -319,7 +319,7 @@ def test_cassettes_hold_no_credentials() -> None:
 
 
 def test_settings_reprs_mask_every_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    from etl.settings import build_settings, credentials_from_env
+    from etl.config.settings import build_settings, credentials_from_env
 
     for mode in MODES:
         env = {**creds_env(mode), "HUAWEICLOUD_SDK_PROJECT_ID": "proj-1"}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from etl.cli import main
+from etl.cli.app import main
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 

@@ -1,4 +1,4 @@
-"""Tests for etl.transform: JSON fixtures in, whole frames compared."""
+"""Tests for etl.transform.frames: JSON fixtures in, whole frames compared."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from etl.errors import ConfigError, InternalError
-from etl.transform import (
+from etl.transform.frames import (
     IMAGE_DTYPES,
     ISSUE_DTYPES,
     REJECT_DTYPES,
@@ -236,8 +236,8 @@ ID_CASES = [  # raw id, the id it is, or the reject reason
 @pytest.mark.parametrize("raw,expected,reason", ID_CASES)
 def test_one_id_rule_for_transform_and_extractor(raw: Any, expected: int | None,
                                                  reason: str | None) -> None:
-    from etl.paging import PassLedger
-    from etl.paging import usable_id as paging_id
+    from etl.extract.paging import PassLedger
+    from etl.extract.paging import usable_id as paging_id
 
     row = {"id": raw, "name": "x"}
     alone = transform_rows([row])

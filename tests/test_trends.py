@@ -1,4 +1,4 @@
-"""The analytic rules (etl.trends): every view against values worked out by hand on the golden
+"""The analytic rules (etl.store.trends): every view against values worked out by hand on the golden
 history, window boundaries pinned, and one answer to "who moved most" from the view, the
 Datasette canned query and the report alike."""
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from etl import trends
-from etl.export import run_days
-from etl.report import build_report
+from etl.publish.export import run_days
+from etl.publish.report import build_report
+from etl.store import trends
 from tests.fixtures.report_db import (
     GOLDEN_DATES,
     GOLDEN_IMAGES,

@@ -23,12 +23,12 @@ from mkdocs.exceptions import PluginError
 
 # Public names the generated pages are built from ("module:attribute").
 CODE: dict[str, str] = {
-    "cli": "etl.cli:cli",
-    "ensure_schema": "etl.schema:ensure_schema",
+    "cli": "etl.cli.app:cli",
+    "ensure_schema": "etl.store.schema:ensure_schema",
     "exit_codes": "etl.errors:EXIT_CODES",
-    "exit_stale": "etl.ledger:EXIT_STALE",
-    "exit_code_of": "etl.ops:exit_code_of",
-    "terminated": "etl.ops:Terminated",
+    "exit_stale": "etl.store.ledger:EXIT_STALE",
+    "exit_code_of": "etl.run.hooks:exit_code_of",
+    "terminated": "etl.run.hooks:Terminated",
 }
 
 MARKER = re.compile(r"^<!-- generated: (?P<name>[a-z-]+) -->[ \t]*$", re.MULTILINE)

@@ -36,7 +36,7 @@ import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 
-from etl.throttle import Deadline
+from etl.extract.throttle import Deadline
 
 MAX_REDIRECTS = 5
 READ_CHUNK = 64 * 1024

@@ -3,10 +3,12 @@
 ``scan_official_images`` pages through ``GET /v2/manage/dockerhub/repos`` by contract (offset and
 limit always sent, advance by rows received, stop on the reported total), fetches pages in
 parallel once the total is known, proves each pass complete (distinct ids == total, total
-unchanged, then a second read compared id for id: ``etl.paging.PassCheck``) and rescans when the
-listing moves. Retries follow the one policy in ``etl.retry``; every attempt prepares a new
+unchanged, then a second read compared id for id: ``etl.extract.paging.PassCheck``) and rescans
+when the
+listing moves. Retries follow the one policy in ``etl.extract.retry``; every attempt prepares a new
 request so auth (token, signing) runs per attempt. Every request goes through
-``etl.transport.exchange``: no cross-origin redirects, a byte cap, a wall clock per request and
+``etl.extract.transport.exchange``: no cross-origin redirects, a byte cap, a wall clock per request
+and
 the run's deadline.
 """
 
@@ -29,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from etl import __version__
-from etl.contentrange import parse_content_range
+from etl.config.settings import Settings
 from etl.errors import (
     AuthError,
     BadRequestError,
@@ -38,12 +40,12 @@ from etl.errors import (
     InternalError,
     UpstreamError,
 )
-from etl.paging import CHECK_PAGE_SIZE, PagePlanner, PassCheck, PassLedger, head_reason
-from etl.response import decode_rows, page_total, signature
-from etl.retry import RetryPolicy, Transient, classify, make_policy, parse_error_body
-from etl.settings import Settings
-from etl.throttle import Clock, Deadline, Limiter, Sleep
-from etl.transport import (
+from etl.extract.contentrange import parse_content_range
+from etl.extract.paging import CHECK_PAGE_SIZE, PagePlanner, PassCheck, PassLedger, head_reason
+from etl.extract.response import decode_rows, page_total, signature
+from etl.extract.retry import RetryPolicy, Transient, classify, make_policy, parse_error_body
+from etl.extract.throttle import Clock, Deadline, Limiter, Sleep
+from etl.extract.transport import (
     BoundedSession,
     Cancelled,
     HttpFailure,
@@ -58,7 +60,7 @@ from etl.transport import (
     send_env_of,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("etl.extract")
 
 REPOS_PATH = "/v2/manage/dockerhub/repos"
 # Without any total (no header, no total_range) stop at the first empty page, but never send
@@ -76,7 +78,8 @@ def make_session(settings: Settings, *, deadline: Deadline | None = None) -> Bou
     """A session for the SWR API: User-Agent, TLS verification, pool size, the run's bounds.
 
     TLS verification is always on; ``settings.ca_bundle`` replaces the default CA store.
-    Retries are ours (``etl.retry``), so the adapter itself never retries. The session carries
+    Retries are ours (``etl.extract.retry``), so the adapter itself never retries. The session
+    carries
     ``Limits``: ``--timeout`` per request, ``--max-body-mb`` per body and the run's ``Deadline``
     (``--deadline``, counted from now unless one is passed in), shared by the IAM login.
     """
@@ -127,7 +130,7 @@ class ScanStats:
     duration_s: float = 0.0
     complete: bool = False
     incomplete_reason: str | None = None
-    proof: str | None = None  # how the last pass was proven complete (etl.paging.PROOFS)
+    proof: str | None = None  # how the last pass was proven complete (etl.extract.paging.PROOFS)
 
 
 @dataclass(frozen=True)
@@ -307,7 +310,7 @@ class Scan:
 
     def _prove(self, ledger: PassLedger, responses: int,
                page_size: int) -> tuple[str, str | None]:
-        """How a pass whose count held is proven (``etl.paging.PROOFS``), and why it cannot
+        """How a pass whose count held is proven (``etl.extract.paging.PROOFS``), and why it cannot
         stand after all (None: it stands).
 
         Distinct ids equal to an unchanged total do not prove a pass: rows deleted behind the

@@ -1,6 +1,6 @@
 """Wiring for ``swr-etl sync`` and ``swr-etl replay``: extract -> transform -> load, streamed.
 
-Pages stream through ``etl.chunks`` (transform and write in chunks inside the run's one write
+Pages stream through ``etl.run.stream`` (transform and write in chunks inside the run's one write
 transaction, so memory stays flat however long the listing is). The lock is taken before
 anything else; errors roll the load back, record the run as ``failed`` and re-raise.
 """
@@ -17,16 +17,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from etl.chunks import ProgressCallback, Sink, check_rejects, consume, reject_problem
+from etl.config.settings import Settings
 from etl.errors import ConfigError, EtlError, QualityError, Terminated, exit_code_of
-from etl.load import Loader
 from etl.logs import current_run_id, mask
-from etl.settings import Settings
+from etl.run.stream import ProgressCallback, Sink, check_rejects, consume, reject_problem
+from etl.store.load import Loader
 
 if TYPE_CHECKING:
-    from etl.extract import Page
+    from etl.extract.scan import Page
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("etl.pipeline")
 
 @dataclass(frozen=True)
 class SyncResult:
@@ -190,8 +190,8 @@ def run_sync(settings: Settings, *, interactive: bool = False,
         EtlError leaves: LockedError (5), ConfigError (2), AuthError (3), UpstreamError (4),
         QualityError (7), DatabaseBusyError (5); the run is recorded ``failed`` first.
     """
-    from etl.auth import build_auth
-    from etl.extract import make_session, scan_official_images
+    from etl.extract.auth import build_auth
+    from etl.extract.scan import make_session, scan_official_images
 
     t0 = time.monotonic()
     at = resolve_now(now, settings.now_override)
@@ -255,7 +255,7 @@ def _export(settings: Settings, status: str) -> None:
     was seen, and exporting an older date instead would mislead)."""
     if settings.export_dir is None:
         return
-    from etl.export import export_snapshots
+    from etl.publish.export import export_snapshots
 
     extra = {"include_partial": True} if status == "partial" else {}
     export_snapshots(settings.db, settings.export_dir, fmt=settings.format, date=None,
@@ -264,8 +264,8 @@ def _export(settings: Settings, status: str) -> None:
 
 def _dry_run(settings: Settings, t0: float, on_progress: ProgressCallback | None) -> SyncResult:
     """Fetch and transform, count, write nothing (no lock, no database file)."""
-    from etl.auth import build_auth
-    from etl.extract import make_session, scan_official_images
+    from etl.extract.auth import build_auth
+    from etl.extract.scan import make_session, scan_official_images
 
     session = make_session(settings)
     scan = scan_official_images(session, settings, auth=build_auth(settings, session))
@@ -293,8 +293,8 @@ def _dry_run(settings: Settings, t0: float, on_progress: ProgressCallback | None
 
 def _stored_pages(loader: Loader, run_id: int) -> Iterable[Page]:
     """Pages of a stored run, decoded, with cross-page duplicate ids recomputed."""
-    from etl.extract import Page
-    from etl.paging import usable_id
+    from etl.extract.paging import usable_id
+    from etl.extract.scan import Page
 
     seen: set[int | None] = set()
     for raw in loader.raw_pages(run_id):

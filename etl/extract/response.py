@@ -11,9 +11,9 @@ import json
 import logging
 from typing import Any
 
-from etl.contentrange import ContentRange
-from etl.paging import usable_id
-from etl.retry import ApiErrorBody, Transient, describe, parse_error_body
+from etl.extract.contentrange import ContentRange
+from etl.extract.paging import usable_id
+from etl.extract.retry import ApiErrorBody, Transient, describe, parse_error_body
 
 log = logging.getLogger("etl.extract")
 

@@ -1,6 +1,6 @@
 """Authentication for SWR calls, as ``requests.auth.AuthBase`` objects the extractor plugs in.
 
-Three credential kinds (``etl.settings.Credentials.kind``), chosen by ``build_auth``:
+Three credential kinds (``etl.config.settings.Credentials.kind``), chosen by ``build_auth``:
 
 - ``token``: a ready IAM token sent as ``X-Auth-Token`` (``TokenAuth``).
 - ``password``: an IAM password login, ``POST <iam>/v3/auth/tokens``; the token is cached,
@@ -13,7 +13,8 @@ Auth objects run on every attempt (the extractor prepares a new request per atte
 request gets a fresh signature or a fresh token. Auth failures are never retried here: more than
 five failed AK/SK authentications in a row lock the key for 5 minutes (API-NOTES). No secret
 value ever reaches a log line, an error message or a ``repr``. The IAM login is a bounded
-exchange (``etl.transport``): its wall clock, its body size and the run's deadline are capped, and
+exchange (``etl.extract.transport``): its wall clock, its body size and the run's deadline are
+capped, and
 a redirect that would take the password to another origin is refused (exit 3).
 """
 
@@ -32,11 +33,10 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import requests
 from requests.auth import AuthBase
 
+from etl.config.settings import MISSING_CREDENTIALS, Credentials, Settings, iam_endpoint_for_region
 from etl.errors import AuthError, ConfigError, UpstreamError
-from etl.logs import register_secrets
-from etl.retry import parse_error_body
-from etl.settings import MISSING_CREDENTIALS, Credentials, Settings, iam_endpoint_for_region
-from etl.transport import (
+from etl.extract.retry import parse_error_body
+from etl.extract.transport import (
     Answer,
     HttpFailure,
     Limits,
@@ -47,8 +47,9 @@ from etl.transport import (
     exchange,
     limits_of,
 )
+from etl.logs import register_secrets
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("etl.auth")
 
 # IAM tokens live 24 h (API-NOTES); assume that when the response does not say.
 DEFAULT_TOKEN_LIFETIME = 24 * 3600.0

@@ -5,7 +5,7 @@ every image seen by the last successful run of that date with its counts from th
 partition is streamed from SQLite in chunks (``pandas.read_sql`` with Arrow dtypes) into a
 pyarrow writer on a hidden temp file, then renamed over the old file, so a reader sees the old
 partition or the new one, never half. Also home of the read-only database access shared with
-``etl.report`` (the last stage: it reads SQLite only).
+``etl.publish.report`` (the last stage: it reads SQLite only).
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from etl import __version__, database, trends
+from etl import __version__
 from etl.errors import ConfigError
+from etl.store import database, trends
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("etl.export")
 
 # Version of the exported file layout (columns and types below). Bump when they change.
 EXPORT_SCHEMA_VERSION = 1
@@ -134,7 +135,8 @@ def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
              one_scope: bool = False, until: str | None = None) -> list[RunDay]:
     """The last good run of every snapshot date, oldest date first.
 
-    The rule is ``etl.trends.counted_runs_sql`` (the one the views and the report use), with the
+    The rule is ``etl.store.trends.counted_runs_sql`` (the one the views and the report use), with
+    the
     export's two knobs: "good" is ``success``; ``include_partial`` adds ``partial`` runs (an
     incomplete scan: what was seen was loaded; ``sync --export-dir`` exports such a run), which
     are left out by default because their image set is not the whole listing. ``one_scope``

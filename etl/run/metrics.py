@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from etl.errors import ConfigError
-from etl.ledger import connect_readonly, parse_ts
+from etl.store.ledger import connect_readonly, parse_ts
 
 # name -> (type, help). Facts as data: the renderer and the README follow this table.
 METRICS: dict[str, tuple[str, str]] = {

@@ -1,6 +1,6 @@
 """Raw values of one field -> typed column arrays, plus the problems found (pure).
 
-The per-value rules of ``etl.transform`` (see its docstring): integers by ``etl.integers``
+The per-value rules of ``etl.transform.frames`` (see its docstring): integers by ``etl.integers``
 (int64, integral strings and floats accepted), text kept exactly, and the text of a bad value as
 it will be shown in ``raw_value`` / ``raw``. The common case (every value already the right
 type) runs in numpy or Arrow; only values that are not go through Python one by one.

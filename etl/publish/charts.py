@@ -1,6 +1,6 @@
 """Charts for the HTML report: matplotlib figures as SVG data URIs, and hand-drawn sparklines.
 
-Only ``etl.report_render`` imports this module, and matplotlib is imported inside the functions,
+Only ``etl.publish.render`` imports this module, and matplotlib is imported inside the functions,
 so no other command pays for it. The object API (``matplotlib.figure.Figure``) is used instead
 of pyplot: no GUI backend, no global figure state, nothing left open between calls. Every chart
 is embedded in the page (no files, no network).

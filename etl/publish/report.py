@@ -1,7 +1,7 @@
 """Pull-count trend reports (CONTRACT.md ``report``): JSON, Markdown, or one self-contained HTML.
 
 ``build_report`` is the computation (a plain dict, the JSON document); ``write_report`` renders it.
-Which runs count, what a step, a window and a top mover are: ``etl.trends``, the same SQL the
+Which runs count, what a step, a window and a top mover are: ``etl.store.trends``, the same SQL the
 analysts' views are made of, run here on the same tables (so ``report --days 7`` and the
 ``top_movers_7d`` view rank the same images the same way). On top of those rules the report adds:
 
@@ -32,10 +32,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from etl import __version__, trends
+from etl import __version__
 from etl.errors import ConfigError
-from etl.export import open_readonly, write_text_atomic
-from etl.trends import INT32_MAX, MIN_GROWTH_BASELINE
+from etl.publish.export import open_readonly, write_text_atomic
+from etl.store import trends
+from etl.store.trends import INT32_MAX, MIN_GROWTH_BASELINE
 
 STALE_SHARE = 0.8
 MAX_LISTED = 500  # new/removed/anomaly/unranked entries kept in the document (totals count all)
@@ -43,7 +44,7 @@ MAX_DAYS = 36_500  # a century of nightly runs; beyond it date arithmetic overfl
 FORMATS = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
 TEMP_TABLES = ("report_runs", "cur_steps", "cur_images", "prev_steps", "prev_rank", "top_ids")
 
-# The counted runs up to the report's date, and the window steps over them (etl.trends).
+# The counted runs up to the report's date, and the window steps over them (etl.store.trends).
 _RUNS = [("counted", "SELECT snapshot_date, run_id FROM temp.report_runs")]
 _PREV_RUNS = [("counted", "SELECT snapshot_date, run_id FROM temp.report_runs "
                           "WHERE snapshot_date <= :prev_end")]
@@ -251,7 +252,8 @@ def _daily_totals(per_date: list[tuple[Any, ...]], window: list[str]) -> list[di
 
 
 def _movers(select: str) -> str:
-    """``select`` over ``movers`` (alias ``m``): this window's movers, by etl.trends' rules."""
+    """``select`` over ``movers`` (alias ``m``): this window's movers, by etl.store.trends'
+    rules."""
     return trends.with_ctes(trends.movers_ctes("temp.cur_steps", "SELECT * FROM temp.cur_images"),
                             select)
 
@@ -369,7 +371,7 @@ def write_report(db: Path, out: Path, *, days: int = 30, top: int = 10, fmt: str
     if kind == "json":
         text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     else:
-        from etl.report_render import html, markdown  # matplotlib only when rendering
+        from etl.publish.render import html, markdown  # matplotlib only when rendering
 
         text = html(report) if kind == "html" else markdown(report)
     out = Path(out)

@@ -68,7 +68,7 @@ def _setup(ctx: click.Context) -> dict[str, Any]:
     g = globals_of(ctx)
     if g.get("config_path") is not None:
         # -v/-q/--log-format may also come from the config file; flags still win.
-        from etl.config import load_config_file, logging_options
+        from etl.config.file import load_config_file, logging_options
 
         meta = ctx.find_root().meta.setdefault(_GLOBAL_KEY, {})
         explicit = g.get("_explicit", set())
@@ -84,9 +84,9 @@ def _setup(ctx: click.Context) -> dict[str, Any]:
 
 def settings_from(ctx: click.Context, flags: dict[str, Any], *, need_credentials: bool = False):
     """Build Settings from this command's flags, the environment and the config file."""
-    from etl.config import load_config_file, without_logging_options
+    from etl.config.file import load_config_file, without_logging_options
+    from etl.config.settings import build_settings
     from etl.logs import register_secrets
-    from etl.settings import build_settings
 
     g = globals_of(ctx)
     config_path = g.get("config_path")
@@ -95,7 +95,7 @@ def settings_from(ctx: click.Context, flags: dict[str, Any], *, need_credentials
     settings = build_settings(given, os.environ, config, need_credentials=need_credentials)
     register_secrets(settings.credentials.secrets())
     if need_credentials:  # only a command that will send them
-        from etl.settings import plaintext_warnings
+        from etl.config.settings import plaintext_warnings
 
         for warning in plaintext_warnings(settings):
             log.warning(warning)
@@ -119,7 +119,6 @@ def command(name: str, **kw: Any) -> Callable[[Callable[..., Any]], click.Comman
             except KeyboardInterrupt as exc:
                 raise _Stopped() from exc
 
-
         return cli.command(name, **kw)(global_options(click.pass_context(wrapper)))
 
     return deco
@@ -141,7 +140,7 @@ def cli() -> None:
     """
 
 
-from etl import commands  # noqa: E402,F401  (registers the sub-commands on ``cli``)
+from etl.cli import commands  # noqa: E402,F401  (registers the sub-commands on ``cli``)
 
 
 def _fail(message: str, code: int) -> int:

@@ -7,7 +7,7 @@ old size, so there is never a gap or an overlap. ``PassLedger`` keeps the comple
 one pass: distinct ids (+ rows without a usable id) must equal the total, and the total must not
 move. ``PassCheck`` compares a second read of the listing with a finished pass, id for id (and
 value for value with ``--verify full``): the count alone cannot see rows deleted and as many
-inserted while the scan ran. None of them does I/O; ``etl.extract`` drives them.
+inserted while the scan ran. None of them does I/O; ``etl.extract.scan`` drives them.
 """
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ The rules (API-NOTES "Timestamps" and "Identity"):
 - Text fields are kept exactly as given (no trimming, no NUL stripping); a non-string value
   (number, list, object) or a string that is not valid Unicode -> NULL plus an issue "not a
   string" / "invalid Unicode". Text is never invented from other types.
-- ``last_updated``: see ``etl.timestamps``. Per-value rules and their problem words live in
-  ``etl.columns``.
+- ``last_updated``: see ``etl.transform.timestamps``. Per-value rules and their problem words live
+in
+  ``etl.transform.columns``.
 - Absent is not a problem: a missing field, or JSON ``null``, is NULL with no issue.
 """
 
@@ -36,10 +37,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.columns import columns, int_column, raw_json, raw_text, strings, text_column
 from etl.errors import InternalError
 from etl.integers import coerce_id
-from etl.timestamps import to_utc_text, zone
+from etl.transform.columns import columns, int_column, raw_json, raw_text, strings, text_column
+from etl.transform.timestamps import to_utc_text, zone
 
 IMAGE_DTYPES: dict[str, str] = {
     "id": "Int64",
@@ -60,7 +61,7 @@ ISSUE_DTYPES: dict[str, str] = {
 TEXT_FIELDS = ("namespace", "name", "user", "description")
 INT_FIELDS = ("star_count", "pull_count", "collection_id")
 
-# Reasons and problems of whole rows (value problems: etl.columns).
+# Reasons and problems of whole rows (value problems: etl.transform.columns).
 DUPLICATE_ID = "duplicate id in scan"
 NOT_AN_OBJECT = "not a JSON object"
 MISSING_ID = "missing id"

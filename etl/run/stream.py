@@ -1,7 +1,8 @@
 """Streaming pages through the transform into the loader, in chunks of about ``CHUNK_ROWS``.
 
 The one paging loop of a run (``sync`` and ``replay`` alike): rows are buffered until a chunk is
-full, transformed (pure, ``etl.transform``) and written (``etl.load``) inside the run's one
+full, transformed (pure, ``etl.transform.frames``) and written (``etl.store.load``) inside the
+run's one
 transaction, so memory stays flat however long the listing is; a new ``pass_no`` (a rescan)
 discards the earlier pass. ``Sink(None)`` transforms and counts without writing (``--dry-run``).
 """
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from etl.errors import QualityError
-from etl.load import Loader, compress_body
+from etl.store.load import Loader, compress_body
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("etl.chunks")
 
 CHUNK_ROWS = 20_000
 # The first chunk is small and each next one doubles up to CHUNK_ROWS: while workers wait on a
@@ -101,7 +102,7 @@ def _preload_transform() -> None:
 def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
                    on_progress: ProgressCallback | None,
                    total: Callable[[], int | None]) -> Tally:
-    from etl.paging import usable_id
+    from etl.extract.paging import usable_id
 
     _preload_transform()
 
@@ -121,7 +122,7 @@ def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, st
             raw.clear()
         if rows:
             # Waits on the import lock if the preload has not finished yet.
-            from etl.transform import transform_rows
+            from etl.transform.frames import transform_rows
 
             t = transform_rows(rows, page_offsets=offsets, source_timezone=source_timezone)
             n, issues = sink.chunk(t, dups)

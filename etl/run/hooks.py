@@ -18,16 +18,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar, cast
 
+from etl.config.settings import Settings
 from etl.errors import EtlError, Terminated, exit_code_of
-from etl.healthcheck import Healthcheck
-from etl.metrics import RunFigures, check_writable, read_ledger, run_row, write_metrics
-from etl.settings import Settings
+from etl.run.healthcheck import Healthcheck
+from etl.run.metrics import RunFigures, check_writable, read_ledger, run_row, write_metrics
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("etl.ops")
 
 
 class SyncOutcome(Protocol):
-    """The parts of ``etl.pipeline.SyncResult`` the hooks read."""
+    """The parts of ``etl.run.pipeline.SyncResult`` the hooks read."""
 
     @property
     def run_id(self) -> int | None: ...

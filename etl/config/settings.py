@@ -152,7 +152,7 @@ class Settings:
 
 
 # --verify: how a pass is proven complete (README "Completeness and rescans"; the ledger's
-# runs.proof records which proof held, etl.paging.PROOFS).
+# runs.proof records which proof held, etl.extract.paging.PROOFS).
 VERIFY_MODES = ("auto", "ids", "full")
 
 # option name -> (environment variable or None). Flags beat env, env beats the config file.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from etl import trends
 from etl.errors import ConfigError
+from etl.store import trends
 
 # table -> primary key (facts as data: the loader and tests read this).
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
@@ -127,7 +127,8 @@ CREATE INDEX IF NOT EXISTS runs_snapshot_date ON runs(snapshot_date, status);
 DROP INDEX IF EXISTS images_last_seen_run;
 """
 
-# v3: how the run's scan was proven complete (etl.paging.PROOFS); NULL for runs that were not
+# v3: how the run's scan was proven complete (etl.extract.paging.PROOFS); NULL for runs that were
+# not
 # complete (failed, partial) and for runs recorded before v3.
 V3 = """
 ALTER TABLE runs ADD COLUMN proof TEXT;
@@ -138,7 +139,7 @@ MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 # The views, in dependency order. Each is dropped and recreated whenever its SQL differs. The
-# analytic rules behind daily_pulls and top_movers_* are stated once, in etl.trends, which the
+# analytic rules behind daily_pulls and top_movers_* are stated once, in etl.store.trends, which the
 # report runs too: a view and the report cannot disagree.
 VIEWS: dict[str, str] = {
     # Images still listed, with their latest counts and the date of the run that last saw them.

@@ -14,9 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from etl.database import open_readonly
 from etl.errors import ConfigError
 from etl.logs import printable
+from etl.store.database import open_readonly
 
 DEFAULT_MAX_AGE_HOURS = 26.0
 # `status` exit codes (0 = fresh; 2 = missing/unusable database, raised as ConfigError).
@@ -30,7 +30,8 @@ _TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("run_id", ">"),
     ("started_at", "<"),
     ("status", "<"),
-    ("proof", "<"),  # how the scan was proven complete (etl.paging.PROOFS); - when it was not
+    # how the scan was proven complete (etl.extract.paging.PROOFS); - when it was not
+    ("proof", "<"),
     ("rows", ">"),
     ("new/changed/removed", ">"),
     ("rejected", ">"),

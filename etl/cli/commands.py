@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from etl.cli import command, globals_of, settings_from
+from etl.cli.app import command, globals_of, settings_from
 from etl.errors import NotImplementedYet
 from etl.logs import printable
 
@@ -141,11 +141,11 @@ def sync_cmd(ctx: click.Context, **flags: Any) -> int:
 
     Exit 0 on a complete load, 6 when the listing kept moving (loaded, nothing marked removed).
     """
-    from etl.ops import run_observed
-    from etl.progress import ProgressDisplay
+    from etl.cli.progress import ProgressDisplay
+    from etl.run.hooks import run_observed
 
     settings = settings_from(ctx, flags, need_credentials=True)
-    run_sync = _lib("etl.pipeline", "run_sync")
+    run_sync = _lib("etl.run.pipeline", "run_sync")
     interactive = not _quiet(ctx)
     # Pings and metrics wrap the run; the progress line shows only on a terminal.
     with ProgressDisplay(active=interactive) as progress:
@@ -164,7 +164,7 @@ def sync_cmd(ctx: click.Context, **flags: Any) -> int:
 def replay_cmd(ctx: click.Context, run_id: int, **flags: Any) -> int:
     """Re-transform and reload a stored run from raw_pages without fetching."""
     settings = settings_from(ctx, flags)
-    result = _lib("etl.pipeline", "replay_run")(settings, run_id)
+    result = _lib("etl.run.pipeline", "replay_run")(settings, run_id)
     if not _quiet(ctx):
         click.echo(printable(result.summary_line()))
     return int(result.exit_code)
@@ -186,7 +186,7 @@ def export_cmd(ctx: click.Context, db: Path | None, out: Path, fmt: str, date: s
                all_dates: bool) -> int:
     """Write snapshot partitions (CSV or Parquet) plus manifest.json."""
     settings = settings_from(ctx, {"db": db})
-    parts = _lib("etl.export", "export_snapshots")(
+    parts = _lib("etl.publish.export", "export_snapshots")(
         settings.db, out, fmt=fmt, date=date, all_dates=all_dates
     )
     if not _quiet(ctx):
@@ -209,7 +209,7 @@ def report_cmd(ctx: click.Context, db: Path | None, out: Path, days: int, top: i
                fmt: str | None) -> int:
     """Trend report on pull counts (HTML with charts, Markdown or JSON)."""
     settings = settings_from(ctx, {"db": db})
-    path = _lib("etl.report", "write_report")(settings.db, out, days=days, top=top, fmt=fmt)
+    path = _lib("etl.publish.report", "write_report")(settings.db, out, days=days, top=top, fmt=fmt)
     if not _quiet(ctx):
         click.echo(str(path))
     return 0
@@ -225,11 +225,11 @@ def report_cmd(ctx: click.Context, db: Path | None, out: Path, days: int, top: i
 def runs_cmd(ctx: click.Context, db: Path | None, limit: int, as_json: bool) -> int:
     """List recent runs from the ledger."""
     settings = settings_from(ctx, {"db": db})
-    rows = _lib("etl.ledger", "list_runs")(settings.db, limit=limit)
+    rows = _lib("etl.store.ledger", "list_runs")(settings.db, limit=limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
     else:
-        click.echo(_lib("etl.ledger", "format_runs_table")(rows))
+        click.echo(_lib("etl.store.ledger", "format_runs_table")(rows))
     return 0
 
 
@@ -240,7 +240,7 @@ def runs_cmd(ctx: click.Context, db: Path | None, limit: int, as_json: bool) -> 
 def status_cmd(ctx: click.Context, db: Path | None, max_age: float) -> int:
     """Freshness probe: exit 0 only if the latest successful run is younger than --max-age."""
     settings = settings_from(ctx, {"db": db})
-    ok, message, code = _lib("etl.ledger", "freshness")(settings.db, max_age_hours=max_age)
+    ok, message, code = _lib("etl.store.ledger", "freshness")(settings.db, max_age_hours=max_age)
     click.echo(message)
     return 0 if ok else int(code)
 

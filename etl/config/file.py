@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from etl.config.settings import _CONFIG_SECRET_KEYS_UPPER
 from etl.errors import ConfigError
-from etl.settings import _CONFIG_SECRET_KEYS_UPPER
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -1,7 +1,7 @@
 """Loading into SQLite: the one-transaction load and the run ledger writes.
 
 Order of a run (ARCHITECTURE.md, CONTRACT.md "Database"): take the lock and check the file
-(``etl.database``) -> ensure the schema -> mark stale ``running`` rows ``failed``
+(``etl.store.database``) -> ensure the schema -> mark stale ``running`` rows ``failed``
 (``interrupted``) -> insert this run's ``running`` row and commit -> one ``BEGIN IMMEDIATE``
 transaction for the whole load (a rescan rolls it back and begins again, so nothing of the
 earlier pass survives) -> final ``runs`` row -> ``COMMIT``. Any error rolls the load back and
@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from etl import __version__
-from etl.database import RunLock, busy_error, check_database_file, connect
 from etl.errors import ConfigError
-from etl.schema import IMAGE_COLUMNS, ensure_schema
+from etl.store.database import RunLock, busy_error, check_database_file, connect
+from etl.store.schema import IMAGE_COLUMNS, ensure_schema
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("etl.load")
 
 INTERRUPTED = "interrupted"
 DUPLICATE_ID = "duplicate id in scan"  # the transform's wording for the same problem
@@ -203,7 +203,7 @@ def _rows(frame: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
 class Loader:
     """One run's writes to one database. Use as a context manager; ``open()`` first.
 
-    Typical use (``etl.pipeline`` does this)::
+    Typical use (``etl.run.pipeline`` does this)::
 
         with Loader(path) as loader:
             loader.open()

@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from etl.errors import AuthError, BadRequestError, EtlError, NotFoundError, UpstreamError
+from etl.extract.throttle import Clock, Deadline, Limiter, Sleep
 from etl.logs import mask
-from etl.throttle import Clock, Deadline, Limiter, Sleep
 
 T = TypeVar("T")
 log = logging.getLogger("etl.extract")

@@ -1,4 +1,4 @@
-"""Render a report document (``etl.report.build_report``) as one self-contained HTML page or
+"""Render a report document (``etl.publish.report.build_report``) as one self-contained HTML page or
 as Markdown. Pure presentation: no database access; numbers are shown human-friendly (1.2 M)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from importlib import resources
 from string import Template
 from typing import Any
 
-from etl import charts
-from etl.charts import human
+from etl.publish import charts
+from etl.publish.charts import human
 
 BAR_LIMIT = 20
 
@@ -187,7 +187,7 @@ def _anomalies(r: dict[str, Any]) -> str:
 
 def html(r: dict[str, Any]) -> str:
     """The report as one HTML page: inline CSS, charts as data URIs, no external requests."""
-    page = Template(resources.files("etl").joinpath("templates/report.html")
+    page = Template(resources.files("etl.publish").joinpath("templates/report.html")
                     .read_text(encoding="utf-8"))
     t = r["totals"]
     return page.substitute(

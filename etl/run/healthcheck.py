@@ -6,7 +6,8 @@ carries the same ``rid`` query parameter so the server can pair start and end. A
 logged as a warning and otherwise ignored: monitoring must never fail the job it watches, nor
 change its exit code. The ping URL is a capability (anyone holding it can ping), so logs name only
 its scheme and host, and a redirect to another origin is not followed. Each ping is one bounded
-exchange (``etl.transport``): ``timeout`` seconds of wall clock in all, however slowly the server
+exchange (``etl.extract.transport``): ``timeout`` seconds of wall clock in all, however slowly the
+server
 answers, and its body is never read.
 """
 
@@ -20,10 +21,10 @@ import requests
 
 from etl import __version__
 from etl.errors import ConfigError
+from etl.extract.transport import BoundedSession, HttpFailure, Limits, exchange
 from etl.logs import mask
-from etl.transport import BoundedSession, HttpFailure, Limits, exchange
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("etl.healthcheck")
 
 DEFAULT_TIMEOUT = 5.0
 # healthchecks.io accepts up to 100 kB of request body and shows it beside the ping.
