@@ -1,4 +1,4 @@
-"""Pull-count trend reports (CONTRACT.md ``report``): JSON, Markdown, or one self-contained HTML.
+"""Pull-count trend reports (README "swr-etl report"): JSON, Markdown, or one self-contained HTML.
 
 ``build_report`` is the computation (a plain dict, the JSON document); ``write_report`` renders it.
 Which runs count, what a step, a window and a top mover are: ``etl.store.trends``, the same SQL the
@@ -27,21 +27,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from etl import __version__
+from etl.atomic import write_text_atomic
 from etl.errors import ConfigError
-from etl.publish.export import open_readonly, write_text_atomic
 from etl.store import trends
+from etl.store.read import SNAPSHOT_READER, open_readonly
 from etl.store.trends import INT32_MAX, MIN_GROWTH_BASELINE
 
 STALE_SHARE = 0.8
 MAX_LISTED = 500  # new/removed/anomaly/unranked entries kept in the document (totals count all)
 MAX_DAYS = 36_500  # a century of nightly runs; beyond it date arithmetic overflows
-FORMATS = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
+REPORT_FORMATS = ("html", "md", "json")
+FORMAT_OF_SUFFIX = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md",
+                    ".json": "json"}
 TEMP_TABLES = ("report_runs", "cur_steps", "cur_images", "prev_steps", "prev_rank", "top_ids")
 
 # The counted runs up to the report's date, and the window steps over them (etl.store.trends).
@@ -76,13 +78,12 @@ def avg_last_7(rates: dict[str, float], as_of: str) -> float | None:
     return round(sum(covered) / len(covered), 2) if covered else None
 
 
-@contextmanager
-def _connection(conn_or_db: sqlite3.Connection | Path | str) -> Iterator[sqlite3.Connection]:
+def _connection(
+        conn_or_db: sqlite3.Connection | Path | str) -> AbstractContextManager[sqlite3.Connection]:
+    """A caller's connection, left open; or the database, opened read-only for the report."""
     if isinstance(conn_or_db, sqlite3.Connection):
-        yield conn_or_db
-    else:
-        with open_readonly(Path(conn_or_db)) as conn:
-            yield conn
+        return nullcontext(conn_or_db)
+    return open_readonly(conn_or_db, SNAPSHOT_READER)
 
 
 def build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int = 30, top: int = 10,
@@ -145,7 +146,7 @@ def _compute(conn: sqlite3.Connection, *, days: int, top: int,
     daily = _daily_totals(per_date, window)
     total_rates = daily_rates([(row["date"], window[i], row["pull_delta"])
                                for i, row in enumerate(daily[1:])])
-    movers = _top_movers(conn, as_of, top) if trending else []
+    movers = _ranked_movers(conn, as_of, top) if trending else []
     unranked = _listing(conn, _movers(
         "SELECT m.image_id, i.namespace, i.name, m.anomaly, "
         "(SELECT MIN(s.snapshot_date) FROM temp.cur_steps AS s WHERE s.image_id = m.image_id "
@@ -233,7 +234,7 @@ def _per_date(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
 
 def _daily_totals(per_date: list[tuple[Any, ...]], window: list[str]) -> list[dict[str, Any]]:
     by_date: dict[str, list[int]] = {}
-    for d, _pd, n, total, delta, _cmp, _same in per_date:
+    for d, _prev_date, n, total, delta, _comparable, _same in per_date:
         acc = by_date.setdefault(d, [0, 0, 0])
         acc[0] += n
         acc[1] += total
@@ -258,7 +259,8 @@ def _movers(select: str) -> str:
                             select)
 
 
-def _top_movers(conn: sqlite3.Connection, as_of: str, top: int) -> list[dict[str, Any]]:
+def _ranked_movers(conn: sqlite3.Connection, as_of: str, top: int) -> list[dict[str, Any]]:
+    """The first ``top`` movers, each with its history and daily rates (the JSON ``top_movers``)."""
     # The first ``top`` in the view's rank order: rank = position (a bounded sort, where the
     # view's ROW_NUMBER sorts every mover; a million images cost seconds).
     rows = conn.execute(_movers(
@@ -271,20 +273,20 @@ def _top_movers(conn: sqlite3.Connection, as_of: str, top: int) -> list[dict[str
     # One scan of the steps against the --top ids (no ceiling: SQLite's variable count has one).
     conn.execute("CREATE TEMP TABLE top_ids (image_id INTEGER PRIMARY KEY)")
     conn.executemany("INSERT INTO temp.top_ids VALUES (?)", [(i,) for i in history])
-    for image_id, d, pd, c, gain in conn.execute(
+    for image_id, d, prev_date, c, gain in conn.execute(
             "SELECT s.image_id, s.snapshot_date, s.prev_date, s.pull_count, s.pull_delta "
             "FROM temp.cur_steps AS s JOIN temp.top_ids AS t ON t.image_id = s.image_id "
             "ORDER BY s.image_id, s.snapshot_date"):
-        history[image_id].append((d, pd, c, gain))
+        history[image_id].append((d, prev_date, c, gain))
     movers = []
     for rank, (image_id, ns, name, count, delta, growth, start_c, first_d, per_day, elapsed,
                prev) in enumerate(rows, 1):
         steps = history[image_id]
         cumulative, acc = [], 0
-        for d, _pd, c, gain in steps:
+        for d, _prev_date, c, gain in steps:
             acc += gain or 0  # a ranked image has no unknown step
             cumulative.append({"date": d, "pull_count": c, "cumulative_delta": acc})
-        rates = daily_rates([(d, pd, gain) for d, pd, _c, gain in steps])
+        rates = daily_rates([(d, prev_date, gain) for d, prev_date, _c, gain in steps])
         movers.append({
             "rank": rank, "rank_change": None if prev is None else prev - rank,
             "id": image_id, "namespace": ns, "name": name, "pull_count": count,
@@ -313,14 +315,15 @@ def _anomalies(conn: sqlite3.Connection, per_date: list[tuple[Any, ...]],
     (n_dec,) = conn.execute(
         "SELECT COUNT(*) FROM temp.cur_steps WHERE anomaly = 'decrease'").fetchone()
     total += n_dec
-    for image_id, ns, name, pd, d, pc, c in conn.execute(
+    for image_id, ns, name, prev_date, d, prev_count, c in conn.execute(
             "SELECT s.image_id, i.namespace, i.name, s.prev_date, s.snapshot_date, "
             "s.prev_count, s.pull_count FROM temp.cur_steps AS s "
             "LEFT JOIN images AS i ON i.id = s.image_id WHERE s.anomaly = 'decrease' "
             f"ORDER BY s.snapshot_date, s.image_id LIMIT {MAX_LISTED}"):
         found.append({"id": image_id, "namespace": ns, "name": name, "kind": "decrease",
-                      "date": d, "detail": f"pull_count fell from {pc:,} to {c:,} between "
-                                          f"{pd} and {d}; growth unknown, not ranked"})
+                      "date": d, "detail": f"pull_count fell from {prev_count:,} to {c:,} "
+                                          f"between {prev_date} and {d}; growth unknown, not "
+                                          "ranked"})
     stuck = conn.execute(
         "SELECT s.image_id, i.namespace, i.name, MIN(s.snapshot_date), MAX(s.snapshot_date), "
         "MAX(s.snapshot_date) = MAX(s.as_of) FROM temp.cur_steps AS s "
@@ -333,14 +336,14 @@ def _anomalies(conn: sqlite3.Connection, per_date: list[tuple[Any, ...]],
                       "date": since, "detail": f"pull_count stuck at {INT32_MAX:,} (the int32 "
                                                f"maximum) {span}; growth unknown, not ranked"})
     previous = dict(zip(window[1:], window, strict=False))
-    for d, pd, _n, _total, _delta, n, same in per_date:
+    for d, prev_date, _n, _total, _delta, n, same in per_date:
         # Only images observed on both consecutive run dates are compared.
-        if previous.get(d) == pd and n and same / n > STALE_SHARE:
+        if previous.get(d) == prev_date and n and same / n > STALE_SHARE:
             total += 1
             found.append({"id": None, "namespace": None, "name": None, "kind": "stale_source",
                           "date": d, "detail": f"{same} of {n} images ({same / n:.0%}) kept the "
-                                               f"same pull_count as on {pd}: the source may "
-                                               "not have refreshed"})
+                                               f"same pull_count as on {prev_date}: the "
+                                               "source may not have refreshed"})
     order = {"stuck_counter": 0, "decrease": 1, "stale_source": 2}
     found.sort(key=lambda a: (a["date"], order[a["kind"]], a["id"] or 0))
     return found, total
@@ -351,11 +354,11 @@ def _anomalies(conn: sqlite3.Connection, per_date: list[tuple[Any, ...]],
 
 def format_of(out: Path, fmt: str | None) -> str:
     if fmt is not None:
-        if fmt not in set(FORMATS.values()):
+        if fmt not in REPORT_FORMATS:
             raise ConfigError(f"unknown report format {fmt!r}: use html, md or json")
         return fmt
     try:
-        return FORMATS[Path(out).suffix.lower()]
+        return FORMAT_OF_SUFFIX[Path(out).suffix.lower()]
     except KeyError:
         raise ConfigError(
             f"cannot tell the report format from {Path(out).name!r}: name it .html, .md or "

@@ -26,7 +26,7 @@ from typing import Any, TypeVar, cast
 
 from etl import __version__
 from etl.errors import ConfigError
-from etl.store.database import RunLock, busy_error, check_database_file, connect
+from etl.store.database import RunLock, check_database_file, connect, write_error
 from etl.store.schema import IMAGE_COLUMNS, ensure_schema
 
 log = logging.getLogger("etl.load")
@@ -173,7 +173,7 @@ def _sqlite_errors(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.OperationalError as exc:
-            err = busy_error(self.db, exc)
+            err = write_error(self.db, exc)
             if err is exc:
                 raise
             raise err from exc
@@ -254,7 +254,7 @@ class Loader:
                 + ", ".join(f'"{c}"' for c in IMAGE_COLUMNS if c != "id") + ")"
             )
         except sqlite3.OperationalError as exc:
-            raise busy_error(self.db, exc) from exc
+            raise write_error(self.db, exc) from exc
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"cannot use database {self.db}: {exc}") from exc
         return conn
@@ -290,7 +290,7 @@ class Loader:
                  snapshot_date, replay_of, os.getpid()),
             )
         except sqlite3.OperationalError as exc:
-            raise busy_error(self.db, exc) from exc
+            raise write_error(self.db, exc) from exc
         self.run_id = int(cur.lastrowid or 0)
         self.captured_at = captured_at or started_at
         self.snapshot_date = snapshot_date
@@ -329,7 +329,7 @@ class Loader:
         try:
             self.c.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise busy_error(self.db, exc) from exc
+            raise write_error(self.db, exc) from exc
         self.counts = LoadCounts()
 
     def restart_pass(self) -> None:
