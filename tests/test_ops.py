@@ -436,7 +436,7 @@ def test_sync_command_wraps_the_pipeline(pings: Pings, tmp_path: Path,
         main(["sync", "--no-auth", "--db", str(tmp_path / "swr.db"), "--metrics-file",
               str(metrics), "--healthcheck-url", pings.url])
     assert exc.value.code == 6
-    assert calls == [{"db": tmp_path / "swr.db", "interactive": True, "on_progress": None}]
+    assert calls == [{"db": tmp_path / "swr.db", "on_progress": None}]
     assert capsys.readouterr().out == "run 7: partial, 181 images\n"
     assert pings.paths() == ["/ping/abc-123/start", "/ping/abc-123/6"]
     assert families(metrics.read_text())["swr_etl_last_run_status"] == ("gauge", 6.0)
