@@ -16,7 +16,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from etl.errors import QualityError
@@ -46,6 +46,7 @@ class ChunkSizes:
 DEFAULT_CHUNK_SIZES = ChunkSizes()
 
 ProgressCallback = Callable[[Mapping[str, Any]], None]
+RawBody = tuple[int, str, str | None, Future[bytes]]  # offset, fetched_at, range, body
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Sink:
             self._zlib = ThreadPoolExecutor(1, thread_name_prefix="swr-etl-zlib")
         return self._zlib.submit(compress_body, body)
 
-    def raw(self, pages: list[tuple[int, str, str | None, Future[bytes]]]) -> None:
+    def raw(self, pages: list[RawBody]) -> None:
         if self.run is not None and pages:
             self.run.write_raw_pages(
                 [(o, at, cr, body.result()) for o, at, cr, body in pages], compressed=True)
@@ -115,72 +116,79 @@ def _preload_transform() -> None:
                      name="swr-etl-preload").start()
 
 
-def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
-                   on_progress: ProgressCallback | None, total: Callable[[], int | None],
-                   chunk_sizes: ChunkSizes) -> Tally:
-    _preload_transform()
+@dataclass
+class _Chunk:
+    """The chunk being gathered: its rows with their page offsets, the ids it repeats from a
+    chunk already written, and the page bodies (being compressed) to store with it."""
 
-    tally = Tally()
-    chunk_rows = chunk_sizes.start()
-    current_pass: int | None = None
-    rows: list[Any] = []
-    offsets: list[int] = []
-    dups: list[int] = []
-    raw: list[tuple[int, str, str | None, Future[bytes]]] = []
+    rows: list[Any] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    dups: list[int] = field(default_factory=list)
+    raw: list[RawBody] = field(default_factory=list)
 
-    def flush() -> None:
-        nonlocal chunk_rows
-        chunk_rows = chunk_sizes.after(chunk_rows)
-        if raw:
-            sink.raw(raw)
-            raw.clear()
-        if rows:
-            # Waits on the import lock if the preload has not finished yet.
-            from etl.transform.frames import transform_rows
+    def clear(self) -> None:
+        self.rows.clear()
+        self.offsets.clear()
+        self.dups.clear()
+        self.raw.clear()
 
-            t = transform_rows(rows, page_offsets=offsets, source_timezone=source_timezone)
-            n, issues = sink.chunk(t, dups)
-            tally.rows += n
-            tally.rejected += len(t.rejects)
-            tally.quality_issues += issues
-            rows.clear()
-            offsets.clear()
-            dups.clear()
-
-    for page in pages:
-        if page.pass_no != current_pass:
-            if current_pass is not None:
-                log.info("listing moved: rescan %d discards the earlier pass", page.pass_no)
-                rows.clear()
-                offsets.clear()
-                dups.clear()
-                raw.clear()
-                sink.restart()
-                tally = Tally()
-                chunk_rows = chunk_sizes.start()
-            current_pass = page.pass_no
+    def add(self, page: Any, body: Future[bytes] | None) -> None:
         if page.duplicate_ids:
             # Duplicates inside one chunk (this page included) are reported by the transform;
             # report only repeats of an id last seen in a chunk already written. quality_issues
             # lists one entry per repeated row: k entries for an id this page holds c times (and
             # the chunk so far not at all) leave k - (c - 1) for us.
-            in_chunk = {usable_id(r) for r in rows}
+            in_chunk = {usable_id(r) for r in self.rows}
             in_page = Counter(usable_id(r) for r in page.rows)
             entries = Counter(i for i in page.duplicate_ids if i not in in_chunk)
-            dups.extend(i for i, k in entries.items() for _ in range(k - in_page[i] + 1))
-        rows.extend(page.rows)
-        offsets.extend([page.offset] * len(page.rows))
-        if store_raw:
-            raw.append((page.offset, page.fetched_at, page.content_range,
-                        sink.compress(page.body)))
+            self.dups.extend(i for i, k in entries.items() for _ in range(k - in_page[i] + 1))
+        self.rows.extend(page.rows)
+        self.offsets.extend([page.offset] * len(page.rows))
+        if body is not None:
+            self.raw.append((page.offset, page.fetched_at, page.content_range, body))
+
+    def flush(self, sink: Sink, tally: Tally, source_timezone: str) -> None:
+        """Store the page bodies, transform the rows and write them; empty the chunk."""
+        if self.raw:
+            sink.raw(self.raw)
+        if self.rows:
+            # Waits on the import lock if the preload has not finished yet.
+            from etl.transform.frames import transform_rows
+
+            t = transform_rows(self.rows, page_offsets=self.offsets,
+                               source_timezone=source_timezone)
+            n, issues = sink.chunk(t, self.dups)
+            tally.rows += n
+            tally.rejected += len(t.rejects)
+            tally.quality_issues += issues
+        self.clear()
+
+
+def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
+                   on_progress: ProgressCallback | None, total: Callable[[], int | None],
+                   chunk_sizes: ChunkSizes) -> Tally:
+    _preload_transform()
+    tally = Tally()
+    chunk, chunk_rows = _Chunk(), chunk_sizes.start()
+    current_pass: int | None = None
+    for page in pages:
+        if page.pass_no != current_pass:
+            if current_pass is not None:
+                log.info("listing moved: rescan %d discards the earlier pass", page.pass_no)
+                chunk.clear()
+                sink.restart()
+                tally, chunk_rows = Tally(), chunk_sizes.start()
+            current_pass = page.pass_no
+        chunk.add(page, sink.compress(page.body) if store_raw else None)
         tally.pages += 1
         tally.rows_seen += len(page.rows)
         tally.max_page_rows = max(tally.max_page_rows, len(page.rows))
-        if len(rows) >= chunk_rows:
-            flush()
+        if len(chunk.rows) >= chunk_rows:
+            chunk.flush(sink, tally, source_timezone)
+            chunk_rows = chunk_sizes.after(chunk_rows)
         if on_progress is not None:
             on_progress(_progress(tally, total()))
-    flush()
+    chunk.flush(sink, tally, source_timezone)
     if on_progress is not None and tally.pages:
         on_progress(_progress(tally, total()))
     return tally
