@@ -315,3 +315,24 @@ def test_disk_full_is_a_clear_error_and_loads_nothing(tmp_path: Path) -> None:
     assert table(db, "SELECT count(*) FROM images") == [(2,)]
     assert table(db, "SELECT run_id, status, exit_code FROM runs") == [
         (1, "success", 0), (2, "failed", 2)]
+
+
+def test_a_run_left_without_finish_is_recorded_failed(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    with Loader(db) as loader, loader.run(start(T0), finished_at=lambda: T1) as run:
+        run.write_chunk(transform_rows(rows(range(1, 3)), page_offsets=[0, 0]))
+    assert table(db, "SELECT status, exit_code, finished_at, error FROM runs") == [
+        ("failed", 1, T1, "internal error: RuntimeError: the run's block ended without "
+                          "finish()")]
+    assert table(db, "SELECT count(*) FROM images") == [(0,)]
+
+
+def test_failure_figures_sqlite_cannot_hold_are_left_out(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    figures = {"requests": 3, "total_reported": 2**70, "retry_causes": {"http_503": 2},
+               "proof": "double-read"}
+    with pytest.raises(UpstreamError), Loader(db) as loader, loader.run(
+            start(T0), figures=lambda: figures):
+        raise UpstreamError("gone")
+    assert table(db, "SELECT status, exit_code, requests, total_reported, retry_causes, proof "
+                     "FROM runs") == [("failed", 4, 3, None, '{"http_503": 2}', None)]

@@ -583,3 +583,37 @@ def test_secrets_never_reach_the_ledger(settings: Settings) -> None:
     with pytest.raises(UpstreamError):
         run_sync(settings, now=T0, pages=Leaky(rows(range(1, 3))))
     assert q(settings.db, "SELECT error FROM runs") == [("GET https://x/?sig=*** failed",)]
+
+
+def test_pages_from_a_factory_are_asked_for_once_the_run_row_exists(settings: Settings) -> None:
+    asked: list[tuple[Any, ...]] = []
+
+    def factory(given: Settings) -> FakeScan:
+        asked.append((given, q(settings.db, "SELECT run_id, status FROM runs")))
+        return FakeScan(rows(range(1, 4)), retries=2)
+
+    result = run_sync(settings, now=T0, pages=factory)
+    assert asked == [(settings, [(1, "running")])]
+    assert (result.status, result.rows, result.retries) == ("success", 3, 2)
+    assert current_run_id.get() is None
+
+
+def test_pages_without_stats_load_as_a_complete_scan(settings: Settings) -> None:
+    pages = [Page(0, 0, rows(range(1, 3)), b"[]", None, T0)]
+    result = run_sync(settings, now=T0, pages=pages)
+    assert (result.status, result.exit_code, result.rows, result.requests) == (
+        "success", 0, 2, 0)
+    assert q(settings.db, "SELECT status, requests, rows_loaded, complete FROM runs") == [
+        ("success", 0, 2, None)]
+
+
+def test_a_failing_factory_is_a_failed_run_and_the_log_context_is_reset(
+        settings: Settings) -> None:
+    def factory(given: Settings) -> FakeScan:
+        raise ConfigError("--ca-bundle /nope: no such file")
+
+    with pytest.raises(ConfigError):
+        run_sync(settings, now=T0, pages=factory)
+    assert q(settings.db, "SELECT status, error, exit_code FROM runs") == [
+        ("failed", "--ca-bundle /nope: no such file", 2)]
+    assert current_run_id.get() is None

@@ -16,11 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from etl.config.settings import Settings
 from etl.errors import EtlError, Terminated, exit_code_of
-from etl.run.healthcheck import Healthcheck
 from etl.run.metrics import (
     RunFigures,
     check_writable,
@@ -28,6 +27,9 @@ from etl.run.metrics import (
     run_row,
     write_metrics,
 )
+
+if TYPE_CHECKING:
+    from etl.run.healthcheck import Healthcheck
 
 log = logging.getLogger("etl.ops")
 
@@ -96,6 +98,8 @@ def run_observed(
         check_writable(settings.metrics_file)
     own_healthcheck = healthcheck is None and bool(settings.healthcheck_url)
     if own_healthcheck:
+        from etl.run.healthcheck import Healthcheck  # requests: only when a URL is given
+
         healthcheck = Healthcheck(settings.healthcheck_url or "")
     before = read_database_figures(settings.db).latest_run_id if settings.metrics_file else None
     if healthcheck is not None:

@@ -116,8 +116,8 @@ class _RunLog:
     def __enter__(self) -> _RunLog:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, _type: type[BaseException] | None, exc: BaseException | None,
+                 _tb: TracebackType | None) -> None:
         try:
             if exc is not None and self.run_id is not None:
                 log.error("%s failed: %s", self.job.name(self.run_id), error_line(exc))

@@ -19,7 +19,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from etl.errors import QualityError
 from etl.integers import usable_id
 from etl.store.load import LoadRun, compress_body
 
@@ -211,10 +210,3 @@ def reject_problem(tally: Tally, max_ratio: float) -> str | None:
                 f"({tally.rejected / tally.rows_seen:.1%}), above --max-reject-ratio "
                 f"{max_ratio:.1%}; nothing of this run was loaded")
     return None
-
-
-def check_rejects(tally: Tally, max_ratio: float) -> None:
-    """Raise ``QualityError`` (exit 7) when ``reject_problem`` finds one."""
-    problem = reject_problem(tally, max_ratio)
-    if problem is not None:
-        raise QualityError(problem)

@@ -243,8 +243,8 @@ class LoadRun:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, _type: type[BaseException] | None, exc: BaseException | None,
+                 _tb: TracebackType | None) -> None:
         if self.finished:
             return
         self._record_failure(exc or RuntimeError("the run's block ended without finish()"))

@@ -180,11 +180,6 @@ MOVERS_SELECT = f"""SELECT m.image_id, i.namespace, i.name, m.from_date, m.to_da
 FROM movers AS m LEFT JOIN images AS i ON i.id = m.image_id
 ORDER BY rank IS NULL, rank, {UNRANKED_ORDER}"""
 
-MOVER_COLUMNS = ("image_id", "namespace", "name", "from_date", "to_date", "pull_count_from",
-                 "pull_count", "pull_delta", "days_elapsed", "per_day", "pull_growth_pct", "rank",
-                 "anomaly")
-
-
 def top_movers_sql(days: int) -> str:
     """The ``top_movers_<days>d`` view: every mover of the last ``days`` days, ranked."""
     return with_ctes(steps_ctes(counted_runs_ctes(), days) + movers_ctes("steps"),
