@@ -127,7 +127,7 @@ class _RunLog:
 
 
 def execute(job: Job, settings: Settings, loader: Loader | None, *, t0: float,
-             on_progress: ProgressCallback | None, chunk_sizes: ChunkSizes) -> SyncResult:
+            on_progress: ProgressCallback | None, chunk_sizes: ChunkSizes) -> SyncResult:
     """The one run skeleton. ``loader`` None: a dry run (no run row, nothing written).
 
     Raises:

@@ -3,9 +3,9 @@ observations is, the trend window, and what a top mover is.
 
 The analysts' views (``etl.store.schema.VIEWS``) are built from these statements; the report
 (``etl.publish.report``) runs the same statements on the same tables (so it also works on a
-database whose
-stored views are older); ``etl.publish.export.run_days`` picks its runs with ``counted_runs_sql``;
-Datasette's canned queries read the views. One question, one answer, wherever it is asked.
+database whose stored views are older); the export picks its runs with ``counted_runs_sql``
+(``etl.store.read.run_days``); Datasette's canned queries read the views. One question, one
+answer, wherever it is asked.
 
 The rules (the README's "Views for analysts" says the same to users):
 
