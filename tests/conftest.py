@@ -27,15 +27,11 @@ def simulator() -> Iterator[Callable[..., Simulator]]:
 
 @pytest.fixture
 def scan_queue(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Queue of scans the next ``run_sync`` calls get instead of HTTP: each call pops the next
-    object (anything iterable into ``Page``s with a ``stats`` attribute, like
-    etl.extract.scan's)."""
-    import etl.extract.auth
-    import etl.extract.scan
+    """Queue of page sources for runs that cannot be handed ``pages=`` (through the CLI): each
+    ``run_sync`` without ``pages`` takes the next one instead of scanning the API (anything
+    iterable into ``Page``s, with a ``stats`` attribute like etl.extract.scan's)."""
+    import etl.run.pipeline
 
     queue: list[Any] = []
-    monkeypatch.setattr(etl.extract.scan, "make_session", lambda settings: object())
-    monkeypatch.setattr(etl.extract.auth, "build_auth", lambda settings, session: None)
-    monkeypatch.setattr(etl.extract.scan, "scan_official_images",
-                        lambda session, settings, auth=None: queue.pop(0))
+    monkeypatch.setattr(etl.run.pipeline, "scan_api", lambda settings: queue.pop(0))
     return queue

@@ -5,10 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
-from etl.run import stream as chunks
-from etl.run.stream import Sink, consume
+from etl.run.stream import ChunkSizes, Sink, consume
 
 
 @dataclass
@@ -47,29 +44,25 @@ def pages(n_rows: int, page_size: int, pass_no: int = 0, start_id: int = 1) -> l
     return out
 
 
-def run(p: list[FakePage]) -> RecordingSink:
+def run(p: list[FakePage], sizes: ChunkSizes) -> RecordingSink:
     sink = RecordingSink()
     tally = consume(p, sink, source_timezone="UTC", store_raw=False, on_progress=None,
-                    total=lambda: None)
+                    total=lambda: None, chunk_sizes=sizes)
     assert tally.rows == sum(len(x.rows) for x in p if x.pass_no == p[-1].pass_no)
     return sink
 
 
-def test_chunks_double_from_the_first_size_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(chunks, "FIRST_CHUNK_ROWS", 200)
-    monkeypatch.setattr(chunks, "CHUNK_ROWS", 1000)
-    sink = run(pages(3000, 100))
+def test_chunks_double_from_the_first_size_up_to_the_cap() -> None:
+    sink = run(pages(3000, 100), ChunkSizes(first=200, largest=1000))
     assert sink.sizes == [200, 400, 800, 1000, 600]
 
 
-def test_a_rescan_starts_again_from_the_small_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(chunks, "FIRST_CHUNK_ROWS", 200)
-    monkeypatch.setattr(chunks, "CHUNK_ROWS", 1000)
-    sink = run(pages(700, 100, pass_no=0) + pages(700, 100, pass_no=1))
+def test_a_rescan_starts_again_from_the_small_chunk() -> None:
+    sink = run(pages(700, 100, pass_no=0) + pages(700, 100, pass_no=1),
+               ChunkSizes(first=200, largest=1000))
     assert sink.restarts == 1
     assert sink.sizes == [200, 400, 200, 400, 100]
 
 
-def test_the_cap_also_bounds_the_first_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(chunks, "CHUNK_ROWS", 100)
-    assert run(pages(350, 50)).sizes == [100, 100, 100, 50]
+def test_the_cap_also_bounds_the_first_chunk() -> None:
+    assert run(pages(350, 50), ChunkSizes(largest=100)).sizes == [100, 100, 100, 50]

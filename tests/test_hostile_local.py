@@ -28,6 +28,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import etl.logs
+from etl.atomic import create_new, write_text_atomic
 from etl.cli.app import main
 from etl.config.file import MAX_CONFIG_BYTES, load_config_file
 from etl.config.settings import INTERNAL_SETTINGS, Credentials, Settings, build_settings
@@ -43,7 +44,6 @@ from etl.errors import (
 )
 from etl.extract.scan import Page
 from etl.extract.scan import ScanStats as Stats
-from etl.publish.export import create_new, write_text_atomic
 from etl.run.metrics import RunFigures, write_metrics
 from etl.run.pipeline import run_sync
 from etl.store.database import RunLock, lock_path_for

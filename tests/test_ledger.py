@@ -193,9 +193,9 @@ def test_runs_command_table_and_json(db: Path, capsys: pytest.CaptureFixture[str
 def test_probe_without_write_access_reads_the_file_alone(db: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A monitoring user cannot create the -shm file of a WAL database: fall back to immutable."""
-    import etl.store.database
+    import etl.store.read
 
-    real_open = etl.store.database._open_uri
+    real_open = etl.store.read._open_uri
     uris: list[str] = []
 
     def open_as_other_user(uri: str) -> sqlite3.Connection:
@@ -204,13 +204,13 @@ def test_probe_without_write_access_reads_the_file_alone(db: Path,
             raise sqlite3.OperationalError("attempt to write a readonly database")
         return real_open(uri)
 
-    monkeypatch.setattr(etl.store.database, "_open_uri", open_as_other_user)
+    monkeypatch.setattr(etl.store.read, "_open_uri", open_as_other_user)
     assert [r["run_id"] for r in list_runs(db)] == [3, 2, 1]
     assert [u.rsplit("?", 1)[1] for u in uris] == ["mode=ro", "mode=ro&immutable=1"]
 
 
 def test_other_open_errors_are_not_retried(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import etl.store.database
+    import etl.store.read
 
     calls: list[str] = []
 
@@ -218,7 +218,7 @@ def test_other_open_errors_are_not_retried(db: Path, monkeypatch: pytest.MonkeyP
         calls.append(uri)
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(etl.store.database, "_open_uri", broken)
+    monkeypatch.setattr(etl.store.read, "_open_uri", broken)
     with pytest.raises(ConfigError, match=r"^cannot read database .*: disk I/O error$"):
         freshness(db)
     assert len(calls) == 1

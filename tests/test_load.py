@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from etl.cli.app import main
-from etl.errors import ConfigError, LockedError
+from etl.errors import ConfigError, LockedError, UpstreamError
+from etl.store import run_record
 from etl.store.database import lock_path_for
 from etl.store.load import INTERRUPTED, Loader
+from etl.store.run_record import RunStart
 from etl.transform.frames import transform_rows
 
 T0 = "2026-11-20T03:00:00Z"
@@ -29,15 +31,17 @@ def rows(ids: range, pulls: int = 100, ns: str = "library") -> list[dict[str, An
 def load(db: Path, data: list[dict[str, Any]], at: str, *, mark_removed: bool = True,
          dup_ids: tuple[int, ...] = ()) -> tuple[int, Any]:
     """One whole run through the loader API, as the pipeline drives it."""
-    with Loader(db) as loader:
-        loader.open()
-        run_id = loader.start_run(started_at=at, snapshot_date=at[:10], endpoint="http://x")
-        loader.begin_load()
-        loader.write_chunk(transform_rows(data, page_offsets=[0] * len(data)),
-                           duplicate_ids=dup_ids)
-        counts = loader.finish(status="success", mark_removed=mark_removed,
-                               stats={"requests": 1}, finished_at=at)
-    return run_id, counts
+    with Loader(db) as loader, loader.run(start(at, endpoint="http://x")) as run:
+        run.write_chunk(transform_rows(data, page_offsets=[0] * len(data)),
+                        duplicate_ids=dup_ids)
+        counts = run.finish(status="success", mark_removed=mark_removed,
+                            stats={"requests": 1}, finished_at=at)
+    assert run.run_id is not None
+    return run.run_id, counts
+
+
+def start(at: str, **kw: Any) -> RunStart:
+    return RunStart(started_at=at, snapshot_date=at[:10], **kw)
 
 
 def table(db: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -89,14 +93,11 @@ def test_second_identical_run_changes_nothing_but_last_seen(tmp_path: Path) -> N
 def test_same_chunk_twice_in_one_run_is_idempotent(tmp_path: Path) -> None:
     db = tmp_path / "swr.db"
     data = rows(range(1, 4))
-    with Loader(db) as loader:
-        loader.open()
-        loader.start_run(started_at=T0, snapshot_date=T0[:10])
-        loader.begin_load()
-        loader.write_chunk(transform_rows(data, page_offsets=[0] * 3))
+    with Loader(db) as loader, loader.run(start(T0)) as run:
+        run.write_chunk(transform_rows(data, page_offsets=[0] * 3))
         first = table(db, "SELECT count(*) FROM images")  # uncommitted: invisible to readers
-        loader.write_chunk(transform_rows(data, page_offsets=[0] * 3))
-        loader.finish(status="success", mark_removed=True, stats={}, finished_at=T0)
+        run.write_chunk(transform_rows(data, page_offsets=[0] * 3))
+        run.finish(status="success", mark_removed=True, stats={}, finished_at=T0)
     assert first == [(0,)]
     assert table(db, "SELECT count(*), sum(pull_count) FROM image_snapshots") == [(3, 306)]
     assert table(db, "SELECT rows_loaded, rows_new FROM runs") == [(3, 3)]
@@ -153,36 +154,31 @@ def test_identity_issues_and_cross_chunk_duplicates(tmp_path: Path) -> None:
 
 def test_restart_pass_discards_the_earlier_pass(tmp_path: Path) -> None:
     db = tmp_path / "swr.db"
-    with Loader(db) as loader:
-        loader.open()
-        loader.start_run(started_at=T0, snapshot_date=T0[:10])
-        loader.begin_load()
-        loader.write_raw_pages([(0, T0, "0-2/2", b"[1]")])
-        loader.write_chunk(transform_rows(rows(range(1, 6)), page_offsets=[0] * 5))
-        loader.restart_pass()
-        loader.write_raw_pages([(0, T0, "0-1/1", b"[2]")])
-        loader.write_chunk(transform_rows(rows(range(7, 8)), page_offsets=[0]))
-        counts = loader.finish(status="success", mark_removed=True, stats={}, finished_at=T0)
+    with Loader(db) as loader, loader.run(start(T0)) as run:
+        run.write_raw_pages([(0, T0, "0-2/2", b"[1]")])
+        run.write_chunk(transform_rows(rows(range(1, 6)), page_offsets=[0] * 5))
+        run.restart_pass()
+        run.write_raw_pages([(0, T0, "0-1/1", b"[2]")])
+        run.write_chunk(transform_rows(rows(range(7, 8)), page_offsets=[0]))
+        counts = run.finish(status="success", mark_removed=True, stats={}, finished_at=T0)
     assert counts.new == 1
     assert table(db, "SELECT id FROM images") == [(7,)]
     assert table(db, "SELECT image_id FROM image_snapshots") == [(7,)]
     assert table(db, "SELECT page_offset, content_range FROM raw_pages") == [(0, "0-1/1")]
     with Loader(db) as loader:
-        loader.open()
         assert [(p.offset, p.body) for p in loader.raw_pages(1)] == [(0, b"[2]")]
 
 
 def test_failure_rolls_back_and_records_the_run(tmp_path: Path) -> None:
     db = tmp_path / "swr.db"
     load(db, rows(range(1, 3)), T0)
-    with Loader(db) as loader:
-        loader.open()
-        loader.start_run(started_at=T1, snapshot_date=T1[:10])
-        loader.begin_load()
-        loader.write_chunk(transform_rows(rows(range(1, 9), pulls=5), page_offsets=[0] * 8))
-        loader.fail("boom: the API went away", exit_code=4, finished_at=T1)
-    assert table(db, "SELECT run_id, status, error, exit_code, rows_loaded FROM runs") == [
-        (1, "success", None, 0, 2), (2, "failed", "boom: the API went away", 4, 0)]
+    with pytest.raises(UpstreamError), Loader(db) as loader, loader.run(
+            start(T1), finished_at=lambda: T1, figures=lambda: {"requests": 7}) as run:
+        run.write_chunk(transform_rows(rows(range(1, 9), pulls=5), page_offsets=[0] * 8))
+        raise UpstreamError("boom: the API went away")
+    assert table(db, "SELECT run_id, status, error, exit_code, rows_loaded, requests, "
+                     "finished_at FROM runs") == [
+        (1, "success", None, 0, 2, 1, T0), (2, "failed", "boom: the API went away", 4, 0, 7, T1)]
     assert table(db, "SELECT count(*), sum(pull_count) FROM images") == [(2, 203)]
     assert table(db, "SELECT count(*) FROM image_snapshots WHERE run_id = 2") == [(0,)]
 
@@ -190,11 +186,11 @@ def test_failure_rolls_back_and_records_the_run(tmp_path: Path) -> None:
 def test_stale_running_row_is_marked_interrupted(tmp_path: Path) -> None:
     db = tmp_path / "swr.db"
     with Loader(db) as loader:
-        loader.open()
-        loader.start_run(started_at=T0, snapshot_date=T0[:10])
-        # the process "dies" here: the running row stays, the lock goes with the process
-    with Loader(db) as loader:
-        loader.open()
+        # the process "dies" right after the running row: it stays, the lock goes with the
+        # process (a run's block that ends without finish() is recorded failed instead)
+        run_record.insert_running(loader.conn, start(T0))
+    with Loader(db):
+        pass
     assert table(db, "SELECT run_id, status, error FROM runs") == [(1, "failed", INTERRUPTED)]
 
 
@@ -202,19 +198,15 @@ def test_raw_pages_are_compressed_and_pruned(tmp_path: Path) -> None:
     db = tmp_path / "swr.db"
     body = b'[{"id": 1, "name": "' + b"x" * 5000 + b'"}]'
     for _ in range(4):
-        with Loader(db, keep_raw_runs=2) as loader:
-            loader.open()
-            loader.start_run(started_at=T0, snapshot_date=T0[:10])
-            loader.begin_load()
-            loader.write_raw_pages([(0, T0, None, body), (100, T0, None, body)])
-            loader.finish(status="success", mark_removed=False, stats={}, finished_at=T0)
+        with Loader(db, keep_raw_runs=2) as loader, loader.run(start(T0)) as run:
+            run.write_raw_pages([(0, T0, None, body), (100, T0, None, body)])
+            run.finish(status="success", mark_removed=False, stats={}, finished_at=T0)
     stored = table(db, "SELECT run_id, page_offset, encoding, length(body) FROM raw_pages "
                        "ORDER BY run_id, page_offset")
     assert [(r[0], r[1], r[2]) for r in stored] == [
         (3, 0, "zlib"), (3, 100, "zlib"), (4, 0, "zlib"), (4, 100, "zlib")]
     assert all(r[3] < 200 for r in stored)
     with Loader(db) as loader:
-        loader.open()
         assert [(p.offset, p.body) for p in loader.raw_pages(4)] == [(0, body), (100, body)]
 
 
@@ -233,14 +225,14 @@ def test_lock_held_is_locked_error(tmp_path: Path) -> None:
     db = tmp_path / "swr.db"
     fd = hold_lock(db)
     try:
-        with pytest.raises(LockedError) as err, Loader(db) as loader:
-            loader.open()
+        with pytest.raises(LockedError) as err, Loader(db):
+            pass
         assert str(err.value) == f"another run holds the lock for {db} (pid 4242)"
         assert not db.exists()  # the lock comes first: the database was not even created
     finally:
         os.close(fd)
-    with Loader(db) as loader:  # released: the next run gets it
-        loader.open()
+    with Loader(db):  # released: the next run gets it
+        pass
 
 
 def test_second_concurrent_sync_exits_5(tmp_path: Path,
@@ -285,13 +277,13 @@ def test_read_only_file_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "swr.db"
     load(db, rows(range(1, 2)), T0)
     db.chmod(0o444)
-    with pytest.raises(ConfigError, match="is read-only"), Loader(db) as loader:
-        loader.open()
+    with pytest.raises(ConfigError, match="is read-only"), Loader(db):
+        pass
 
 
 def test_directory_as_database_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError) as err, Loader(tmp_path) as loader:
-        loader.open()
+    with pytest.raises(ConfigError) as err, Loader(tmp_path):
+        pass
     assert str(err.value) == f"database path {tmp_path} is a folder, not a SQLite file"
 
 
@@ -313,17 +305,34 @@ def test_reader_is_not_blocked_and_keeps_its_view(tmp_path: Path) -> None:
 def test_disk_full_is_a_clear_error_and_loads_nothing(tmp_path: Path) -> None:
     db = tmp_path / "swr.db"
     load(db, rows(range(1, 3)), T0)
-    with Loader(db) as loader:
-        loader.open()
-        loader.start_run(started_at=T1, snapshot_date=T1[:10])
-        pages = loader.c.execute("PRAGMA page_count").fetchone()[0]
-        loader.c.execute(f"PRAGMA max_page_count = {pages + 1}")  # a full disk, simulated
-        loader.begin_load()
-        with pytest.raises(ConfigError) as err:
-            loader.write_chunk(transform_rows(rows(range(1, 5001)), page_offsets=[0] * 5000))
-        loader.fail(str(err.value), exit_code=2, finished_at=T1)
+    with pytest.raises(ConfigError) as err, Loader(db) as loader:
+        pages = loader.conn.execute("PRAGMA page_count").fetchone()[0]
+        loader.conn.execute(f"PRAGMA max_page_count = {pages + 1}")  # a full disk, simulated
+        with loader.run(start(T1)) as run:
+            run.write_chunk(transform_rows(rows(range(1, 5001)), page_offsets=[0] * 5000))
     assert str(err.value) == (f"cannot write database {db}: database or disk is full; nothing of "
                               "this run was loaded")
     assert table(db, "SELECT count(*) FROM images") == [(2,)]
     assert table(db, "SELECT run_id, status, exit_code FROM runs") == [
         (1, "success", 0), (2, "failed", 2)]
+
+
+def test_a_run_left_without_finish_is_recorded_failed(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    with Loader(db) as loader, loader.run(start(T0), finished_at=lambda: T1) as run:
+        run.write_chunk(transform_rows(rows(range(1, 3)), page_offsets=[0, 0]))
+    assert table(db, "SELECT status, exit_code, finished_at, error FROM runs") == [
+        ("failed", 1, T1, "internal error: RuntimeError: the run's block ended without "
+                          "finish()")]
+    assert table(db, "SELECT count(*) FROM images") == [(0,)]
+
+
+def test_failure_figures_sqlite_cannot_hold_are_left_out(tmp_path: Path) -> None:
+    db = tmp_path / "swr.db"
+    figures = {"requests": 3, "total_reported": 2**70, "retry_causes": {"http_503": 2},
+               "proof": "double-read"}
+    with pytest.raises(UpstreamError), Loader(db) as loader, loader.run(
+            start(T0), figures=lambda: figures):
+        raise UpstreamError("gone")
+    assert table(db, "SELECT status, exit_code, requests, total_reported, retry_causes, proof "
+                     "FROM runs") == [("failed", 4, 3, None, '{"http_503": 2}', None)]

@@ -26,7 +26,7 @@ from etl.config.settings import Settings
 from etl.errors import LockedError, UpstreamError
 from etl.run.healthcheck import Healthcheck
 from etl.run.hooks import run_observed
-from etl.run.metrics import METRICS, RunFigures, read_ledger, render, write_metrics
+from etl.run.metrics import METRICS, RunFigures, read_database_figures, render, write_metrics
 from etl.store.schema import MIGRATIONS
 
 # ------------------------------------------------------------------------------------ helpers
@@ -149,7 +149,7 @@ def test_metrics_text_parses_with_help_and_type(tmp_path: Path) -> None:
                                                      "finished_at": "2026-11-27T03:00:10Z"}],
                  images=5)
     text = render(RunFigures(finished=1795748410.25, duration=9.5, exit_code=0, rejected=2,
-                             requests=4, retries=0, images=180), read_ledger(db))
+                             requests=4, retries=0, images=180), read_database_figures(db))
     for name, (kind, _) in METRICS.items():
         sample = name + "_total" if kind == "counter" else name
         assert f"# HELP {sample} " in text and f"# TYPE {sample} {kind}\n" in text
@@ -170,7 +170,7 @@ def test_metrics_text_parses_with_help_and_type(tmp_path: Path) -> None:
 
 def test_metrics_without_a_database_leave_unknowns_out(tmp_path: Path) -> None:
     figures = RunFigures(finished=100.0, duration=1.0, exit_code=3)
-    text = render(figures, read_ledger(tmp_path / "x"))
+    text = render(figures, read_database_figures(tmp_path / "x"))
     assert families(text) == {
         "swr_etl_last_run_timestamp_seconds": ("gauge", 100.0),
         "swr_etl_last_run_duration_seconds": ("gauge", 1.0),
@@ -436,7 +436,7 @@ def test_sync_command_wraps_the_pipeline(pings: Pings, tmp_path: Path,
         main(["sync", "--no-auth", "--db", str(tmp_path / "swr.db"), "--metrics-file",
               str(metrics), "--healthcheck-url", pings.url])
     assert exc.value.code == 6
-    assert calls == [{"db": tmp_path / "swr.db", "interactive": True, "on_progress": None}]
+    assert calls == [{"db": tmp_path / "swr.db", "on_progress": None}]
     assert capsys.readouterr().out == "run 7: partial, 181 images\n"
     assert pings.paths() == ["/ping/abc-123/start", "/ping/abc-123/6"]
     assert families(metrics.read_text())["swr_etl_last_run_status"] == ("gauge", 6.0)

@@ -1,5 +1,6 @@
-"""The pipeline: run_sync / replay_run over a fake scan (the extractor has its own tests), then
-end to end against the simulated endpoint: the CLI, partial scans, and SIGKILL at random points."""
+"""The pipeline: run_sync / replay_run over fake pages handed in with ``pages=`` (the extractor has
+its own tests), then end to end against the simulated endpoint: the CLI, partial scans, and
+SIGKILL at random points."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from typing import Any
 
 import pytest
 
-import etl.run.stream as chunks
 from etl.cli.app import main
 from etl.config.settings import Settings
 from etl.errors import ConfigError, QualityError, UpstreamError
@@ -27,6 +27,7 @@ from etl.extract.scan import Page
 from etl.extract.scan import ScanStats as Stats
 from etl.logs import current_run_id
 from etl.run.pipeline import SyncResult, replay_run, run_sync
+from etl.run.stream import ChunkSizes
 
 T0 = "2026-11-20T03:00:00Z"
 T1 = "2026-11-21T03:00:00Z"
@@ -70,7 +71,8 @@ def rows(ids: range, pulls: int = 100, when: str = "2026-11-01 10:00:00") -> lis
 
 @pytest.fixture()
 def scans(scan_queue: list[FakeScan]) -> list[FakeScan]:
-    """Queue of scans the next run_sync calls will get instead of HTTP (tests/conftest.py)."""
+    """Queue of scans the next CLI syncs get instead of the API (tests/conftest.py); direct
+    calls hand theirs in with ``pages=``."""
     return scan_queue
 
 
@@ -98,9 +100,8 @@ def q(db: Path, sql: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def test_sync_result_and_ledger(scans: list[FakeScan], settings: Settings) -> None:
-    scans.append(FakeScan(rows(range(1, 251)), retries=1))
-    result = run_sync(settings, now=T0)
+def test_sync_result_and_ledger(settings: Settings) -> None:
+    result = run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 251)), retries=1))
     assert result == SyncResult(
         run_id=1, status="success", exit_code=0, rows=250, new=250, changed=0, removed=0,
         rejected=0, quality_issues=0, requests=3, retries=1, rescans=0,
@@ -119,12 +120,11 @@ def test_sync_result_and_ledger(scans: list[FakeScan], settings: Settings) -> No
     assert current_run_id.get() is None
 
 
-def test_sync_twice_is_idempotent(scans: list[FakeScan], settings: Settings) -> None:
-    scans += [FakeScan(rows(range(1, 30))), FakeScan(rows(range(1, 30)))]
-    run_sync(settings, now=T0)
+def test_sync_twice_is_idempotent(settings: Settings) -> None:
+    run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 30))))
     images = q(settings.db, "SELECT * FROM images ORDER BY id")
     snaps = q(settings.db, "SELECT * FROM image_snapshots ORDER BY image_id")
-    second = run_sync(settings, now=T0)
+    second = run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 30))))
     assert (second.new, second.changed, second.removed, second.rows) == (0, 0, 0, 29)
     assert q(settings.db, "SELECT * FROM images ORDER BY id") == [
         (*r[:12], 2, None) for r in images]
@@ -132,34 +132,33 @@ def test_sync_twice_is_idempotent(scans: list[FakeScan], settings: Settings) -> 
         (2, *r[1:]) for r in snaps]
 
 
-def test_now_override_and_time_travel(scans: list[FakeScan], settings: Settings) -> None:
-    scans += [FakeScan(rows(range(1, 3))), FakeScan(rows(range(1, 3)))]
-    run_sync(settings.replace(now_override="2026-01-02T23:59:59Z"))
+def test_now_override_and_time_travel(settings: Settings) -> None:
+    run_sync(settings.replace(now_override="2026-01-02T23:59:59Z"),
+             pages=FakeScan(rows(range(1, 3))))
     from datetime import datetime, timezone
-    run_sync(settings, now=datetime(2026, 1, 3, 1, 2, 3, tzinfo=timezone.utc))
+    run_sync(settings, now=datetime(2026, 1, 3, 1, 2, 3, tzinfo=timezone.utc),
+             pages=FakeScan(rows(range(1, 3))))
     assert q(settings.db, "SELECT run_id, started_at, snapshot_date FROM runs") == [
         (1, "2026-01-02T23:59:59Z", "2026-01-02"), (2, "2026-01-03T01:02:03Z", "2026-01-03")]
     assert q(settings.db, "SELECT DISTINCT run_id, captured_at FROM image_snapshots") == [
         (1, "2026-01-02T23:59:59Z"), (2, "2026-01-03T01:02:03Z")]
     with pytest.raises(ConfigError, match="invalid time 'yesterday'"):
-        run_sync(settings, now="yesterday")
+        run_sync(settings, now="yesterday", pages=FakeScan(rows(range(1, 3))))
 
 
-def test_removed_only_after_complete_unfiltered_scan(scans: list[FakeScan],
-                                                     settings: Settings) -> None:
-    scans += [FakeScan(rows(range(1, 6))),
-              FakeScan(rows(range(1, 3))),                   # filtered: removes nothing
-              FakeScan(rows(range(1, 3)), complete=False),   # incomplete: removes nothing
-              FakeScan(rows(range(1, 4)))]                   # complete: 4 and 5 removed
-    run_sync(settings, now=T0)
-    filtered = run_sync(settings.replace(namespace="library"), now=T1)
+def test_removed_only_after_complete_unfiltered_scan(settings: Settings) -> None:
+    run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 6))))
+    filtered = run_sync(settings.replace(namespace="library"), now=T1,  # removes nothing
+                        pages=FakeScan(rows(range(1, 3))))
     assert (filtered.status, filtered.removed) == ("success", 0)
-    partial = run_sync(settings, now=T1)
+    partial = run_sync(settings, now=T1,  # incomplete: removes nothing
+                       pages=FakeScan(rows(range(1, 3)), complete=False))
     assert (partial.status, partial.exit_code, partial.removed, partial.rows) == (
         "partial", 6, 0, 2)
     assert partial.summary_line().endswith("; incomplete: the total changed (5 -> 6)")
     assert q(settings.db, "SELECT count(*) FROM images WHERE removed_at IS NOT NULL") == [(0,)]
-    full = run_sync(settings, now="2026-11-22T03:00:00Z")
+    full = run_sync(settings, now="2026-11-22T03:00:00Z",  # complete: 4 and 5 removed
+                    pages=FakeScan(rows(range(1, 4))))
     assert full.removed == 2
     assert q(settings.db, "SELECT id, removed_at FROM images WHERE removed_at IS NOT NULL") == [
         (4, "2026-11-22T03:00:00Z"), (5, "2026-11-22T03:00:00Z")]
@@ -167,22 +166,20 @@ def test_removed_only_after_complete_unfiltered_scan(scans: list[FakeScan],
         (1, "success", 0, 0), (2, "success", 0, 0), (3, "partial", 6, 0), (4, "success", 0, 2)]
 
 
-def test_rescan_discards_the_first_pass(scans: list[FakeScan], settings: Settings) -> None:
-    scans.append(FakeScan(rows(range(1, 151)), rows(range(101, 201), pulls=7)))
-    result = run_sync(settings, now=T0)
+def test_rescan_discards_the_first_pass(settings: Settings) -> None:
+    result = run_sync(settings, now=T0,
+                      pages=FakeScan(rows(range(1, 151)), rows(range(101, 201), pulls=7)))
     assert (result.rows, result.new, result.rescans) == (100, 100, 1)
     assert q(settings.db, "SELECT min(image_id), max(image_id), sum(pull_count) "
                           "FROM image_snapshots") == [(101, 200, sum(range(108, 208)))]
     assert q(settings.db, "SELECT page_offset FROM raw_pages") == [(0,)]
 
 
-def test_streams_in_chunks_with_cross_chunk_duplicates(scans: list[FakeScan], settings: Settings,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(chunks, "CHUNK_ROWS", 100)
+def test_streams_in_chunks_with_cross_chunk_duplicates(settings: Settings) -> None:
     data = rows(range(1, 301))
     data[250] = {**data[10], "pull_count": 999}  # id 11 again, two chunks later: later wins
-    scans.append(FakeScan(data))
-    result = run_sync(settings, now=T0)
+    result = run_sync(settings, now=T0, pages=FakeScan(data),
+                      chunk_sizes=ChunkSizes(largest=100))
     assert (result.rows, result.new, result.quality_issues) == (299, 299, 1)
     assert q(settings.db, "SELECT image_id, field, raw_value, problem FROM quality_issues") == [
         (11, "id", "11", "duplicate id in scan")]
@@ -190,27 +187,23 @@ def test_streams_in_chunks_with_cross_chunk_duplicates(scans: list[FakeScan], se
     assert q(settings.db, "SELECT pull_count FROM images WHERE id = 11") == [(999,)]
 
 
-def test_duplicate_inside_one_page_is_one_issue(scans: list[FakeScan],
-                                                settings: Settings) -> None:
+def test_duplicate_inside_one_page_is_one_issue(settings: Settings) -> None:
     data = rows(range(1, 41))
     data[5] = {**data[3], "pull_count": 7}  # id 4 twice on page 0: the later row wins
-    scans.append(FakeScan(data))
-    result = run_sync(settings, now=T0)
+    result = run_sync(settings, now=T0, pages=FakeScan(data))
     assert (result.rows, result.quality_issues) == (39, 1)
     assert q(settings.db, "SELECT image_id, field, problem FROM quality_issues") == [
         (4, "id", "duplicate id in scan")]
     assert q(settings.db, "SELECT pull_count FROM images WHERE id = 4") == [(7,)]
 
 
-def test_reject_ratio_exceeded_loads_nothing(scans: list[FakeScan], settings: Settings) -> None:
-    scans.append(FakeScan(rows(range(1, 5))))
-    run_sync(settings, now=T0)
+def test_reject_ratio_exceeded_loads_nothing(settings: Settings) -> None:
+    run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 5))))
     bad = rows(range(1, 11), pulls=500)
     for i in range(2):
         bad[i] = {"no": "id"}
-    scans.append(FakeScan(bad))
     with pytest.raises(QualityError) as err:
-        run_sync(settings.replace(max_reject_ratio=0.1), now=T1)
+        run_sync(settings.replace(max_reject_ratio=0.1), now=T1, pages=FakeScan(bad))
     message = ("2 of 10 rows rejected (20.0%), above --max-reject-ratio 10.0%; nothing of this "
                "run was loaded")
     assert str(err.value) == message
@@ -221,34 +214,33 @@ def test_reject_ratio_exceeded_loads_nothing(scans: list[FakeScan], settings: Se
     for t in ("image_snapshots", "rejects", "quality_issues", "raw_pages"):
         assert q(settings.db, f"SELECT count(*) FROM {t} WHERE run_id = 2") == [(0,)]
     # at the ratio itself the run loads, rejects recorded
-    scans.append(FakeScan(bad))
-    result = run_sync(settings.replace(max_reject_ratio=0.2), now=T1)
+    result = run_sync(settings.replace(max_reject_ratio=0.2), now=T1, pages=FakeScan(bad))
     assert (result.status, result.rows, result.rejected) == ("success", 8, 2)
     assert q(settings.db, "SELECT page_offset, reason, raw FROM rejects") == [
         (0, "missing id", '{"no": "id"}'), (0, "missing id", '{"no": "id"}')]
 
 
 @pytest.mark.parametrize("max_ratio,loads", [(0.19, False), (0.2, True), (0.21, True)])
-def test_dry_run_and_sync_share_the_reject_ratio_rule(scans: list[FakeScan], settings: Settings,
-                                                      max_ratio: float, loads: bool) -> None:
+def test_dry_run_and_sync_share_the_reject_ratio_rule(settings: Settings, max_ratio: float,
+                                                      loads: bool) -> None:
     # 2 of 10 rows rejected, two of them for ids the transform and the extractor both refuse.
     bad = rows(range(1, 11))
     bad[0], bad[1] = {"id": 0}, {"id": "-5"}
-    scans.extend([FakeScan(bad), FakeScan(bad)])
-    dry = run_sync(settings.replace(dry_run=True, max_reject_ratio=max_ratio))
+    dry = run_sync(settings.replace(dry_run=True, max_reject_ratio=max_ratio),
+                   pages=FakeScan(bad))
     assert (dry.status, dry.exit_code, dry.rejected) == (
         ("success", 0, 2) if loads else ("failed", 7, 2))
     if loads:
-        assert run_sync(settings.replace(max_reject_ratio=max_ratio), now=T0).exit_code == 0
+        assert run_sync(settings.replace(max_reject_ratio=max_ratio), now=T0,
+                        pages=FakeScan(bad)).exit_code == 0
     else:
         with pytest.raises(QualityError):
-            run_sync(settings.replace(max_reject_ratio=max_ratio), now=T0)
+            run_sync(settings.replace(max_reject_ratio=max_ratio), now=T0, pages=FakeScan(bad))
 
 
-def test_upstream_error_mid_scan_rolls_back(scans: list[FakeScan], settings: Settings) -> None:
-    scans.append(FakeScan(rows(range(1, 301)), fail_at_page=2))
+def test_upstream_error_mid_scan_rolls_back(settings: Settings) -> None:
     with pytest.raises(UpstreamError):
-        run_sync(settings, now=T0)
+        run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 301)), fail_at_page=2))
     assert q(settings.db, "SELECT run_id, status, error, exit_code, requests FROM runs") == [
         (1, "failed", "GET /v2/manage/dockerhub/repos: HTTP 503 after 5 attempts", 4, 2)]
     assert q(settings.db, "SELECT (SELECT count(*) FROM images) + "
@@ -283,11 +275,10 @@ def test_cli_sync_prints_the_summary(scans: list[FakeScan], settings: Settings,
                           "in 1 requests, 0 retries, ")
 
 
-def test_dry_run_writes_nothing(scans: list[FakeScan], settings: Settings, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dry_run_writes_nothing(settings: Settings, tmp_path: Path) -> None:
     data = rows(range(1, 41)) + [{"id": None}]
-    scans.append(FakeScan(data))
-    result = run_sync(settings.replace(dry_run=True, db=tmp_path / "new" / "swr.db"))
+    result = run_sync(settings.replace(dry_run=True, db=tmp_path / "new" / "swr.db"),
+                      pages=FakeScan(data))
     assert (result.run_id, result.status, result.exit_code, result.rows, result.rejected) == (
         None, "success", 0, 40, 1)
     assert result.summary_line() == (
@@ -296,12 +287,10 @@ def test_dry_run_writes_nothing(scans: list[FakeScan], settings: Settings, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-def test_progress_events(scans: list[FakeScan], settings: Settings,
-                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(chunks, "CHUNK_ROWS", 100)
-    scans.append(FakeScan(rows(range(1, 251))))
+def test_progress_events(settings: Settings) -> None:
     events: list[dict[str, Any]] = []
-    run_sync(settings, now=T0, on_progress=lambda e: events.append(dict(e)))
+    run_sync(settings, now=T0, on_progress=lambda e: events.append(dict(e)),
+             pages=FakeScan(rows(range(1, 251))), chunk_sizes=ChunkSizes(largest=100))
     # chunks are written by a worker thread, so rows_loaded lags the pages by up to a chunk
     assert [(e["pages_done"], e["pages_total"]) for e in events] == [(1, 3), (2, 3), (3, 3),
                                                                      (3, 3)]
@@ -311,22 +300,21 @@ def test_progress_events(scans: list[FakeScan], settings: Settings,
     assert loaded[-1] == 250  # the last event comes after the last chunk is written
 
 
-def test_export_after_load(scans: list[FakeScan], settings: Settings, tmp_path: Path,
+def test_export_after_load(settings: Settings, tmp_path: Path,
                            monkeypatch: pytest.MonkeyPatch) -> None:
     import etl.publish.export
 
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(etl.publish.export, "export_snapshots",
                         lambda db, out, **kw: calls.append((db, out, kw)) or [])
-    scans.append(FakeScan(rows(range(1, 3))))
-    run_sync(settings.replace(export_dir=tmp_path / "out", format="csv"), now=T0)
+    run_sync(settings.replace(export_dir=tmp_path / "out", format="csv"), now=T0,
+             pages=FakeScan(rows(range(1, 3))))
     assert calls == [(settings.db, tmp_path / "out",
                       {"fmt": "csv", "date": None, "all_dates": False})]
 
 
-def test_replay_reproduces_a_run(scans: list[FakeScan], settings: Settings) -> None:
-    scans.append(FakeScan(rows(range(1, 151), when="2026-11-01 10:00:00")))
-    run_sync(settings, now=T0)
+def test_replay_reproduces_a_run(settings: Settings) -> None:
+    run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 151), when="2026-11-01 10:00:00")))
     settings = settings.replace(keep_raw_runs=0)  # a replay prunes nothing, whatever this says
     before = q(settings.db, "SELECT image_id, captured_at, snapshot_date, star_count, pull_count,"
                             " last_updated FROM image_snapshots WHERE run_id = 1 ORDER BY 1")
@@ -352,11 +340,10 @@ def test_replay_reproduces_a_run(scans: list[FakeScan], settings: Settings) -> N
 
 
 def test_replay_of_an_older_run_counts_only_what_changed_and_warns(
-        scans: list[FakeScan], settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
-    scans.append(FakeScan(rows(range(1, 6), pulls=100)))
-    run_sync(settings, now=T0)  # run 1, 2026-11-20: images 1..5
-    scans.append(FakeScan(rows(range(1, 5), pulls=200)))
-    run_sync(settings, now=T1)  # run 2, 2026-11-21: counts moved, image 5 gone
+        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    # run 1, 2026-11-20: images 1..5; run 2, 2026-11-21: counts moved, image 5 gone
+    run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 6), pulls=100)))
+    run_sync(settings, now=T1, pages=FakeScan(rows(range(1, 5), pulls=200)))
     state = "SELECT id, pull_count, last_seen_run, removed_at FROM images ORDER BY id"
     before = q(settings.db, state)
     assert before[-1] == (5, 105, 1, T1)
@@ -380,12 +367,11 @@ def test_replay_of_an_older_run_counts_only_what_changed_and_warns(
                           "WHERE id < 5") == [("2026-11-01T02:00:00Z", 4)]
 
 
-def test_replay_of_unknown_or_pruned_run_is_exit_2(scans: list[FakeScan], settings: Settings,
+def test_replay_of_unknown_or_pruned_run_is_exit_2(settings: Settings,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ConfigError, match="^no database at "):
         replay_run(settings, 1)
-    scans.append(FakeScan(rows(range(1, 3))))
-    run_sync(settings.replace(keep_raw_runs=0), now=T0)
+    run_sync(settings.replace(keep_raw_runs=0), now=T0, pages=FakeScan(rows(range(1, 3))))
     with pytest.raises(SystemExit) as exc:
         main(["replay", "1", "--db", str(settings.db)])
     assert exc.value.code == 2
@@ -523,8 +509,8 @@ def test_sigkill_at_random_points_leaves_previous_state(simulator: Callable[...,
 
 def test_another_writer_past_busy_timeout_is_exit_5(scans: list[FakeScan], settings: Settings,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    scans.append(FakeScan(rows(range(1, 3))))
-    run_sync(settings, now=T0)
+    run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 3))))
+    scans.append(FakeScan(rows(range(1, 3))))  # for the CLI run: never reached
     other = sqlite3.connect(settings.db, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # e.g. an analyst's write transaction left open
     try:
@@ -557,10 +543,8 @@ def test_sync_exports_what_it_loaded(simulator: Callable[..., Any], tmp_path: Pa
     assert (entry["rows"], entry["run_id"]) == (50, 1)
 
 
-def test_replaying_a_replay_uses_the_original_pages(scans: list[FakeScan],
-                                                    settings: Settings) -> None:
-    scans.append(FakeScan(rows(range(1, 4))))
-    run_sync(settings, now=T0)
+def test_replaying_a_replay_uses_the_original_pages(settings: Settings) -> None:
+    run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 4))))
     replay_run(settings, 1)
     again = replay_run(settings, 2)
     assert (again.run_id, again.replay_of, again.rows) == (3, 1, 3)
@@ -577,11 +561,9 @@ class Interrupting(FakeScan):
             yield page
 
 
-def test_ctrl_c_rolls_back_and_records_interrupted(scans: list[FakeScan],
-                                                   settings: Settings) -> None:
-    scans.append(Interrupting(rows(range(1, 400))))
+def test_ctrl_c_rolls_back_and_records_interrupted(settings: Settings) -> None:
     with pytest.raises(KeyboardInterrupt):
-        run_sync(settings, now=T0)
+        run_sync(settings, now=T0, pages=Interrupting(rows(range(1, 400))))
     assert q(settings.db, "SELECT run_id, status, error, exit_code FROM runs") == [
         (1, "failed", "interrupted", 130)]
     assert q(settings.db, "SELECT count(*) FROM images") == [(0,)]
@@ -594,11 +576,44 @@ class Leaky(FakeScan):
         yield from ()
 
 
-def test_secrets_never_reach_the_ledger(scans: list[FakeScan], settings: Settings) -> None:
+def test_secrets_never_reach_the_ledger(settings: Settings) -> None:
     from etl.logs import register_secrets
 
     register_secrets(["Zz9-secret-value-Zz9"])
-    scans.append(Leaky(rows(range(1, 3))))
     with pytest.raises(UpstreamError):
-        run_sync(settings, now=T0)
+        run_sync(settings, now=T0, pages=Leaky(rows(range(1, 3))))
     assert q(settings.db, "SELECT error FROM runs") == [("GET https://x/?sig=*** failed",)]
+
+
+def test_pages_from_a_factory_are_asked_for_once_the_run_row_exists(settings: Settings) -> None:
+    asked: list[tuple[Any, ...]] = []
+
+    def factory(given: Settings) -> FakeScan:
+        asked.append((given, q(settings.db, "SELECT run_id, status FROM runs")))
+        return FakeScan(rows(range(1, 4)), retries=2)
+
+    result = run_sync(settings, now=T0, pages=factory)
+    assert asked == [(settings, [(1, "running")])]
+    assert (result.status, result.rows, result.retries) == ("success", 3, 2)
+    assert current_run_id.get() is None
+
+
+def test_pages_without_stats_load_as_a_complete_scan(settings: Settings) -> None:
+    pages = [Page(0, 0, rows(range(1, 3)), b"[]", None, T0)]
+    result = run_sync(settings, now=T0, pages=pages)
+    assert (result.status, result.exit_code, result.rows, result.requests) == (
+        "success", 0, 2, 0)
+    assert q(settings.db, "SELECT status, requests, rows_loaded, complete FROM runs") == [
+        ("success", 0, 2, None)]
+
+
+def test_a_failing_factory_is_a_failed_run_and_the_log_context_is_reset(
+        settings: Settings) -> None:
+    def factory(given: Settings) -> FakeScan:
+        raise ConfigError("--ca-bundle /nope: no such file")
+
+    with pytest.raises(ConfigError):
+        run_sync(settings, now=T0, pages=factory)
+    assert q(settings.db, "SELECT status, error, exit_code FROM runs") == [
+        ("failed", "--ca-bundle /nope: no such file", 2)]
+    assert current_run_id.get() is None

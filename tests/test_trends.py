@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from etl.publish.export import run_days
 from etl.publish.report import build_report
 from etl.store import trends
+from etl.store.read import run_days
 from tests.fixtures.report_db import (
     GOLDEN_DATES,
     GOLDEN_IMAGES,

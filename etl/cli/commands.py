@@ -150,7 +150,7 @@ def sync_cmd(ctx: click.Context, **flags: Any) -> int:
     # Pings and metrics wrap the run; the progress line shows only on a terminal.
     with ProgressDisplay(active=interactive) as progress:
         result = run_observed(settings, lambda: run_sync(
-            settings, interactive=interactive, on_progress=progress.callback))
+            settings, on_progress=progress.callback))
     if not _quiet(ctx):
         click.echo(printable(result.summary_line()))
     return int(result.exit_code)

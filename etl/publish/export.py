@@ -1,11 +1,10 @@
-"""Snapshot exports: Hive-partitioned CSV/Parquet files plus a manifest (CONTRACT.md ``export``).
+"""Snapshot exports: Hive-partitioned CSV/Parquet files plus a manifest (README "swr-etl export").
 
 One partition per snapshot date, ``DIR/snapshot_date=YYYY-MM-DD/images.<csv|parquet>``, holding
 every image seen by the last successful run of that date with its counts from that run. Each
-partition is streamed from SQLite in chunks (``pandas.read_sql`` with Arrow dtypes) into a
-pyarrow writer on a hidden temp file, then renamed over the old file, so a reader sees the old
-partition or the new one, never half. Also home of the read-only database access shared with
-``etl.publish.report`` (the last stage: it reads SQLite only).
+partition is streamed from SQLite in batches (``pandas.read_sql`` with Arrow dtypes) into a
+pyarrow writer on a hidden temp file, then renamed over the old file (``etl.atomic``), so a
+reader sees the old partition or the new one, never half.
 """
 
 from __future__ import annotations
@@ -14,26 +13,23 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import sqlite3
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from etl import __version__
+from etl.atomic import atomic_file, write_text_atomic
 from etl.errors import ConfigError
-from etl.store import database, trends
+from etl.store.read import SNAPSHOT_READER, RunDay, open_readonly, run_days
 
 log = logging.getLogger("etl.export")
 
 # Version of the exported file layout (columns and types below). Bump when they change.
 EXPORT_SCHEMA_VERSION = 1
-FORMATS = ("csv", "parquet")
+EXPORT_FORMATS = ("csv", "parquet")
 MANIFEST = "manifest.json"
-CHUNK_ROWS = 50_000  # rows per read and per Parquet row group: bounds memory
+BATCH_ROWS = 50_000  # rows per read from SQLite and per Parquet row group: bounds memory
 
 # column -> Arrow type (facts as data). Counts and ids are int64: SWR counts exceed 2**31.
 COLUMNS: dict[str, str] = {
@@ -63,93 +59,6 @@ WHERE s.run_id = :run_id
 ORDER BY s.image_id
 """
 
-def temp_path(final: Path) -> Path:
-    """A hidden, unique temp name beside ``final`` (same filesystem, so ``os.replace`` is atomic;
-    pyarrow.dataset skips dot-files). Created with the process umask, like the final file."""
-    return final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.tmp"
-
-
-# A temp file is created, never opened: O_EXCL fails on anything already there (a symlink
-# planted at the name included) and O_NOFOLLOW says so explicitly.
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def create_new(path: Path) -> BinaryIO:
-    """Open a new file at ``path`` for writing (binary); fails if anything exists there."""
-    return os.fdopen(os.open(path, _CREATE_FLAGS, 0o666), "wb")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to a temp file beside ``path`` and rename it over ``path``."""
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-@dataclass(frozen=True)
-class RunDay:
-    """The run that stands for one snapshot date: the last good run of that date."""
-
-    date: str
-    run_id: int
-
-
-@contextmanager
-def open_readonly(db: Path) -> Iterator[sqlite3.Connection]:
-    """Open an existing swr-etl database read-only (never creates or migrates it).
-
-    Raises:
-        ConfigError: the file is missing, is not SQLite, or has no swr-etl tables.
-    """
-    db = Path(db)
-    if not db.is_file():
-        raise ConfigError(f"database not found: {db} (run 'swr-etl sync' first)")
-    try:
-        conn = database.open_readonly(db)
-    except sqlite3.OperationalError as exc:
-        raise ConfigError(f"cannot open database {db}: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"not a usable SQLite database: {db} ({exc})") from exc
-    try:
-        try:
-            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"not a usable SQLite database: {db} ({exc})") from exc
-        missing = {"runs", "images", "image_snapshots"} - names
-        if missing:
-            raise ConfigError(
-                f"{db} is not an swr-etl database (no {', '.join(sorted(missing))} table); "
-                "run 'swr-etl sync' first"
-            )
-        yield conn
-    finally:
-        conn.close()
-
-
-def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
-             one_scope: bool = False, until: str | None = None) -> list[RunDay]:
-    """The last good run of every snapshot date, oldest date first.
-
-    The rule is ``etl.store.trends.counted_runs_sql`` (the one the views and the report use), with
-    the
-    export's two knobs: "good" is ``success``; ``include_partial`` adds ``partial`` runs (an
-    incomplete scan: what was seen was loaded; ``sync --export-dir`` exports such a run), which
-    are left out by default because their image set is not the whole listing. ``one_scope``
-    keeps unfiltered runs (no namespace/image-name filter) when there are any, else the runs
-    with the latest run's filter, so trends never compare a filtered listing with a whole one.
-    ``until`` (YYYY-MM-DD) ignores later dates.
-    """
-    statuses = ("success", "partial") if include_partial else trends.COUNTED_STATUSES
-    sql = trends.counted_runs_sql(statuses=statuses, one_scope=one_scope,
-                                  until=until is not None)
-    return [RunDay(d, int(r)) for d, r in conn.execute(sql, {"until": until})]
-
-
 def _check_date(value: str) -> str:
     try:
         return dt.date.fromisoformat(value).isoformat()
@@ -166,12 +75,12 @@ def _arrow_schema(meta: dict[str, str]) -> Any:
 
 
 def _batches(conn: sqlite3.Connection, day: RunDay, schema: Any) -> Iterator[Any]:
-    """The partition's rows as Arrow tables of at most CHUNK_ROWS rows (typed, no per-row code)."""
+    """The partition's rows as Arrow tables of at most BATCH_ROWS rows (typed, no per-row code)."""
     import pandas as pd
     import pyarrow as pa
 
     for frame in pd.read_sql(PARTITION_SQL, conn, params={"d": day.date, "run_id": day.run_id},
-                             chunksize=CHUNK_ROWS, dtype_backend="pyarrow"):
+                             chunksize=BATCH_ROWS, dtype_backend="pyarrow"):
         yield pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
@@ -252,20 +161,13 @@ def export_partition(conn: sqlite3.Connection, out: Path, day: RunDay, fmt: str,
     final = folder / f"images.{fmt}"
     meta = {"schema_version": str(EXPORT_SCHEMA_VERSION), "run_id": str(day.run_id),
             "snapshot_date": day.date, "tool_version": __version__}
-    # Hidden temp name in the same folder: same filesystem for os.replace, and pyarrow.dataset
-    # ignores dot-files, so a crash never leaves a file a reader would pick up.
-    tmp = temp_path(final)
-    try:
-        with create_new(tmp) as sink:
-            rows = _write_file(conn, day, fmt, sink, meta)
-        digest, size = _sha256(tmp), tmp.stat().st_size
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # A crash leaves at most a hidden temp file, which pyarrow.dataset and DuckDB ignore.
+    with atomic_file(final) as sink:
+        rows = _write_file(conn, day, fmt, sink, meta)
+    digest, size = _sha256(final), final.stat().st_size
     # The partition is replaced whole: drop the other format's file and stale temp files.
     for stale in folder.iterdir():
-        if stale != final and (stale.name in {f"images.{f}" for f in FORMATS}
+        if stale != final and (stale.name in {f"images.{f}" for f in EXPORT_FORMATS}
                                or stale.name.startswith(".images.")):
             stale.unlink(missing_ok=True)
     log.info("exported %s rows of run %s to %s", rows, day.run_id, final)
@@ -288,12 +190,12 @@ def export_snapshots(db: Path, out: Path, *, fmt: str = "parquet", date: str | N
     Raises:
         ConfigError: bad arguments, missing/unusable database, or no successful run to export.
     """
-    if fmt not in FORMATS:
+    if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}: use csv or parquet")
     if date is not None and all_dates:
         raise ConfigError("--date and --all cannot be used together")
     wanted = _check_date(date) if date is not None else None
-    with open_readonly(db) as conn:
+    with open_readonly(db, SNAPSHOT_READER) as conn:
         days = run_days(conn, include_partial=include_partial)
         if not days:
             raise ConfigError(f"no successful run in {db}: nothing to export")

@@ -16,12 +16,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from etl.config.settings import Settings
 from etl.errors import EtlError, Terminated, exit_code_of
-from etl.run.healthcheck import Healthcheck
-from etl.run.metrics import RunFigures, check_writable, read_ledger, run_row, write_metrics
+from etl.run.metrics import (
+    RunFigures,
+    check_writable,
+    read_database_figures,
+    run_row,
+    write_metrics,
+)
+
+if TYPE_CHECKING:
+    from etl.run.healthcheck import Healthcheck
 
 log = logging.getLogger("etl.ops")
 
@@ -90,8 +98,10 @@ def run_observed(
         check_writable(settings.metrics_file)
     own_healthcheck = healthcheck is None and bool(settings.healthcheck_url)
     if own_healthcheck:
+        from etl.run.healthcheck import Healthcheck  # requests: only when a URL is given
+
         healthcheck = Healthcheck(settings.healthcheck_url or "")
-    before = read_ledger(settings.db).latest_run_id if settings.metrics_file else None
+    before = read_database_figures(settings.db).latest_run_id if settings.metrics_file else None
     if healthcheck is not None:
         healthcheck.start()
 
@@ -137,7 +147,7 @@ def _write_metrics(
                    "retries": result.retries, "images": result.rows}
     else:
         # A failed run raised; its ledger row (if it got that far) still has its figures.
-        latest = read_ledger(settings.db).latest_run_id
+        latest = read_database_figures(settings.db).latest_run_id
         if latest is not None and latest != before:
             row = run_row(settings.db, latest) or {}
             figures = {"rejected": _int(row.get("rows_rejected")),

@@ -10,12 +10,19 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from etl.atomic import write_text_atomic
 from etl.errors import ConfigError
-from etl.store.ledger import connect_readonly, parse_ts
+from etl.store.read import (
+    LEDGER_READER,
+    ledger_totals,
+    listed_images,
+    open_readonly,
+    parse_ts,
+)
+from etl.store.read import run_row as read_run_row
 
 # name -> (type, help). Facts as data: the renderer and the README follow this table.
 METRICS: dict[str, tuple[str, str]] = {
@@ -50,8 +57,8 @@ class RunFigures:
 
 
 @dataclass(frozen=True)
-class LedgerFigures:
-    """What the database knows beyond one run."""
+class DatabaseFigures:
+    """What the database knows beyond one run (its ledger and its current images)."""
 
     last_success: float | None = None
     images: int | None = None
@@ -65,46 +72,32 @@ def _epoch(value: str | None) -> float | None:
     return ts.timestamp() if ts else None
 
 
-def read_ledger(db: Path | str) -> LedgerFigures:
+def read_database_figures(db: Path | str) -> DatabaseFigures:
     """Read last-success time, current image count and totals; empty figures if unreadable."""
     try:
-        conn = connect_readonly(db)
+        with open_readonly(db, LEDGER_READER) as conn:
+            try:
+                totals = ledger_totals(conn)
+            except sqlite3.DatabaseError:
+                return DatabaseFigures()
+            images: int | None
+            try:
+                images = listed_images(conn)
+            except sqlite3.DatabaseError:
+                images = None
     except ConfigError:
-        return LedgerFigures()
-    try:
-        last = conn.execute(
-            "SELECT MAX(COALESCE(finished_at, started_at)) FROM runs WHERE status = 'success'"
-        ).fetchone()[0]
-        req, ret, latest = conn.execute(
-            "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(retries), 0), MAX(run_id) FROM runs"
-        ).fetchone()
-        images: int | None
-        try:
-            images = conn.execute(
-                "SELECT COUNT(*) FROM images WHERE removed_at IS NULL"
-            ).fetchone()[0]
-        except sqlite3.DatabaseError:
-            images = None
-        return LedgerFigures(_epoch(last), images, int(req), int(ret), latest)
-    except sqlite3.DatabaseError:
-        return LedgerFigures()
-    finally:
-        conn.close()
+        return DatabaseFigures()
+    return DatabaseFigures(_epoch(totals.last_success_at), images, totals.requests,
+                           totals.retries, totals.latest_run_id)
 
 
 def run_row(db: Path | str, run_id: int) -> dict[str, object] | None:
     """The ledger row of one run, or None when it is not there (or the db is unreadable)."""
     try:
-        conn = connect_readonly(db)
-    except ConfigError:
+        with open_readonly(db, LEDGER_READER) as conn:
+            return read_run_row(conn, run_id)
+    except (ConfigError, sqlite3.DatabaseError):
         return None
-    try:
-        row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return dict(row) if row else None
-    except sqlite3.DatabaseError:
-        return None
-    finally:
-        conn.close()
 
 
 def _number(value: float | int) -> str:
@@ -117,20 +110,20 @@ def _number(value: float | int) -> str:
     return str(value)
 
 
-def render(run: RunFigures, ledger: LedgerFigures) -> str:
+def render(run: RunFigures, database: DatabaseFigures) -> str:
     """The metrics file's text: HELP and TYPE for each family, unknown values left out."""
     values: dict[str, float | int | None] = {
         "swr_etl_last_run_timestamp_seconds": round(run.finished, 3),
-        "swr_etl_last_success_timestamp_seconds": ledger.last_success,
+        "swr_etl_last_success_timestamp_seconds": database.last_success,
         "swr_etl_last_run_duration_seconds": round(run.duration, 3),
         "swr_etl_last_run_status": run.exit_code,
         "swr_etl_last_run_success": 1 if run.exit_code == 0 else 0,
-        "swr_etl_images": ledger.images if ledger.images is not None else run.images,
+        "swr_etl_images": database.images if database.images is not None else run.images,
         "swr_etl_rows_rejected": run.rejected,
         "swr_etl_last_run_requests": run.requests,
         "swr_etl_last_run_retries": run.retries,
-        "swr_etl_requests": ledger.requests_total,
-        "swr_etl_retries": ledger.retries_total,
+        "swr_etl_requests": database.requests_total,
+        "swr_etl_retries": database.retries_total,
     }
     lines: list[str] = []
     for name, (kind, help_text) in METRICS.items():
@@ -143,26 +136,6 @@ def render(run: RunFigures, ledger: LedgerFigures) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path`` and rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # Readable by the collector (node_exporter usually runs as another user).
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def check_writable(path: Path) -> None:
     """Fail fast (exit 2) when the metrics file's folder does not exist or is not writable."""
     folder = Path(path).parent
@@ -173,13 +146,14 @@ def check_writable(path: Path) -> None:
 
 
 def write_metrics(path: Path, db: Path | str, run: RunFigures) -> str:
-    """Render this run's figures plus the ledger's and write them atomically; return the text."""
-    text = render(run, read_ledger(db))
-    write_atomic(path, text)
+    """Render this run's figures plus the database's and write them atomically (readable by
+    the collector, which usually runs as another user); return the text."""
+    text = render(run, read_database_figures(db))
+    write_text_atomic(path, text, mode=0o644)
     return text
 
 
 __all__ = [
-    "METRICS", "RunFigures", "LedgerFigures", "read_ledger", "run_row", "render",
-    "write_atomic", "write_metrics", "check_writable",
+    "METRICS", "RunFigures", "DatabaseFigures", "read_database_figures", "run_row", "render",
+    "write_metrics", "check_writable",
 ]

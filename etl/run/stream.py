@@ -1,10 +1,10 @@
-"""Streaming pages through the transform into the loader, in chunks of about ``CHUNK_ROWS``.
+"""Streaming pages through the transform into the load, in chunks (``ChunkSizes``).
 
-The one paging loop of a run (``sync`` and ``replay`` alike): rows are buffered until a chunk is
-full, transformed (pure, ``etl.transform.frames``) and written (``etl.store.load``) inside the
-run's one
-transaction, so memory stays flat however long the listing is; a new ``pass_no`` (a rescan)
-discards the earlier pass. ``Sink(None)`` transforms and counts without writing (``--dry-run``).
+The one page loop of a run (``sync``, ``replay`` and ``--dry-run`` alike): rows are buffered until
+a chunk is full, transformed (pure, ``etl.transform.frames``) and written (``etl.store.load``)
+inside the run's one transaction, so memory stays flat however long the listing is; a new
+``pass_no`` (a rescan) discards the earlier pass. ``Sink(None)`` transforms and counts without
+writing (``--dry-run``).
 """
 
 from __future__ import annotations
@@ -16,21 +16,36 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from etl.errors import QualityError
-from etl.store.load import Loader, compress_body
+from etl.integers import usable_id
+from etl.store.load import LoadRun, compress_body
 
 log = logging.getLogger("etl.chunks")
 
-CHUNK_ROWS = 20_000
-# The first chunk is small and each next one doubles up to CHUNK_ROWS: while workers wait on a
-# slow network, the early chunks are transformed and written instead of all of it after the last
-# page; a large scan pays for only a few extra flushes.
-FIRST_CHUNK_ROWS = 2_000
+
+@dataclass(frozen=True)
+class ChunkSizes:
+    """Rows per transform-and-write chunk: the first chunk is small and each next one doubles
+    up to ``largest``. While workers wait on a slow network, the early chunks are transformed
+    and written instead of all of it after the last page; a large scan pays for only a few
+    extra flushes, and ``largest`` bounds memory."""
+
+    first: int = 2_000
+    largest: int = 20_000
+
+    def start(self) -> int:
+        return min(self.first, self.largest)
+
+    def after(self, rows: int) -> int:
+        return min(rows * 2, self.largest)
+
+
+DEFAULT_CHUNK_SIZES = ChunkSizes()
 
 ProgressCallback = Callable[[Mapping[str, Any]], None]
+RawBody = tuple[int, str, str | None, Future[bytes]]  # offset, fetched_at, range, body
 
 
 @dataclass
@@ -46,15 +61,15 @@ class Tally:
 
 
 class Sink:
-    """Where transformed chunks go: the loader, or nothing at all (``--dry-run``)."""
+    """Where transformed chunks go: the run's load, or nothing at all (``--dry-run``)."""
 
-    def __init__(self, loader: Loader | None) -> None:
-        self.loader = loader
+    def __init__(self, run: LoadRun | None) -> None:
+        self.run = run
         self._zlib: ThreadPoolExecutor | None = None
 
     def restart(self) -> None:
-        if self.loader is not None:
-            self.loader.restart_pass()
+        if self.run is not None:
+            self.run.restart_pass()
 
     def compress(self, body: bytes) -> Future[bytes]:
         """Compress a page body in a worker thread (zlib releases the GIL) while the main
@@ -63,9 +78,9 @@ class Sink:
             self._zlib = ThreadPoolExecutor(1, thread_name_prefix="swr-etl-zlib")
         return self._zlib.submit(compress_body, body)
 
-    def raw(self, pages: list[tuple[int, str, str | None, Future[bytes]]]) -> None:
-        if self.loader is not None and pages:
-            self.loader.write_raw_pages(
+    def raw(self, pages: list[RawBody]) -> None:
+        if self.run is not None and pages:
+            self.run.write_raw_pages(
                 [(o, at, cr, body.result()) for o, at, cr, body in pages], compressed=True)
 
     def close(self) -> None:
@@ -74,19 +89,20 @@ class Sink:
             self._zlib = None
 
     def chunk(self, transformed: Any, duplicate_ids: list[int]) -> tuple[int, int]:
-        if self.loader is not None:
-            before = self.loader.counts.quality_issues
-            self.loader.write_chunk(transformed, duplicate_ids=duplicate_ids)
-            return len(transformed.images), self.loader.counts.quality_issues - before
+        if self.run is not None:
+            before = self.run.counts.quality_issues
+            self.run.write_chunk(transformed, duplicate_ids=duplicate_ids)
+            return len(transformed.images), self.run.counts.quality_issues - before
         return len(transformed.images), len(transformed.quality_issues) + len(duplicate_ids)
 
 
 def consume(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
-             on_progress: ProgressCallback | None, total: Callable[[], int | None]) -> Tally:
+            on_progress: ProgressCallback | None, total: Callable[[], int | None],
+            chunk_sizes: ChunkSizes = DEFAULT_CHUNK_SIZES) -> Tally:
     """Transform and write pages in chunks; a new ``pass_no`` discards the earlier pass."""
     try:
         return _consume_pages(pages, sink, source_timezone=source_timezone, store_raw=store_raw,
-                              on_progress=on_progress, total=total)
+                              on_progress=on_progress, total=total, chunk_sizes=chunk_sizes)
     finally:
         sink.close()
 
@@ -99,74 +115,79 @@ def _preload_transform() -> None:
                      name="swr-etl-preload").start()
 
 
-def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
-                   on_progress: ProgressCallback | None,
-                   total: Callable[[], int | None]) -> Tally:
-    from etl.extract.paging import usable_id
+@dataclass
+class _Chunk:
+    """The chunk being gathered: its rows with their page offsets, the ids it repeats from a
+    chunk already written, and the page bodies (being compressed) to store with it."""
 
-    _preload_transform()
+    rows: list[Any] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    dups: list[int] = field(default_factory=list)
+    raw: list[RawBody] = field(default_factory=list)
 
-    tally = Tally()
-    chunk_rows = min(FIRST_CHUNK_ROWS, CHUNK_ROWS)
-    current_pass: int | None = None
-    rows: list[Any] = []
-    offsets: list[int] = []
-    dups: list[int] = []
-    raw: list[tuple[int, str, str | None, Future[bytes]]] = []
+    def clear(self) -> None:
+        self.rows.clear()
+        self.offsets.clear()
+        self.dups.clear()
+        self.raw.clear()
 
-    def flush() -> None:
-        nonlocal chunk_rows
-        chunk_rows = min(chunk_rows * 2, CHUNK_ROWS)
-        if raw:
-            sink.raw(raw)
-            raw.clear()
-        if rows:
+    def add(self, page: Any, body: Future[bytes] | None) -> None:
+        if page.duplicate_ids:
+            # Duplicates inside one chunk (this page included) are reported by the transform;
+            # report only repeats of an id last seen in a chunk already written. quality_issues
+            # lists one entry per repeated row: k entries for an id this page holds c times (and
+            # the chunk so far not at all) leave k - (c - 1) for us.
+            in_chunk = {usable_id(r) for r in self.rows}
+            in_page = Counter(usable_id(r) for r in page.rows)
+            entries = Counter(i for i in page.duplicate_ids if i not in in_chunk)
+            self.dups.extend(i for i, k in entries.items() for _ in range(k - in_page[i] + 1))
+        self.rows.extend(page.rows)
+        self.offsets.extend([page.offset] * len(page.rows))
+        if body is not None:
+            self.raw.append((page.offset, page.fetched_at, page.content_range, body))
+
+    def flush(self, sink: Sink, tally: Tally, source_timezone: str) -> None:
+        """Store the page bodies, transform the rows and write them; empty the chunk."""
+        if self.raw:
+            sink.raw(self.raw)
+        if self.rows:
             # Waits on the import lock if the preload has not finished yet.
             from etl.transform.frames import transform_rows
 
-            t = transform_rows(rows, page_offsets=offsets, source_timezone=source_timezone)
-            n, issues = sink.chunk(t, dups)
+            t = transform_rows(self.rows, page_offsets=self.offsets,
+                               source_timezone=source_timezone)
+            n, issues = sink.chunk(t, self.dups)
             tally.rows += n
             tally.rejected += len(t.rejects)
             tally.quality_issues += issues
-            rows.clear()
-            offsets.clear()
-            dups.clear()
+        self.clear()
 
+
+def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
+                   on_progress: ProgressCallback | None, total: Callable[[], int | None],
+                   chunk_sizes: ChunkSizes) -> Tally:
+    _preload_transform()
+    tally = Tally()
+    chunk, chunk_rows = _Chunk(), chunk_sizes.start()
+    current_pass: int | None = None
     for page in pages:
         if page.pass_no != current_pass:
             if current_pass is not None:
                 log.info("listing moved: rescan %d discards the earlier pass", page.pass_no)
-                rows.clear()
-                offsets.clear()
-                dups.clear()
-                raw.clear()
+                chunk.clear()
                 sink.restart()
-                tally = Tally()
-                chunk_rows = min(FIRST_CHUNK_ROWS, CHUNK_ROWS)
+                tally, chunk_rows = Tally(), chunk_sizes.start()
             current_pass = page.pass_no
-        if page.duplicate_ids:
-            # Duplicates inside one chunk (this page included) are reported by the transform;
-            # report only repeats of an id last seen in a chunk already written. The ledger
-            # lists one entry per repeated row: k entries for an id this page holds c times
-            # (and the chunk so far not at all) leave k - (c - 1) for us.
-            in_chunk = {usable_id(r) for r in rows}
-            in_page = Counter(usable_id(r) for r in page.rows)
-            entries = Counter(i for i in page.duplicate_ids if i not in in_chunk)
-            dups.extend(i for i, k in entries.items() for _ in range(k - in_page[i] + 1))
-        rows.extend(page.rows)
-        offsets.extend([page.offset] * len(page.rows))
-        if store_raw:
-            raw.append((page.offset, page.fetched_at, page.content_range,
-                        sink.compress(page.body)))
+        chunk.add(page, sink.compress(page.body) if store_raw else None)
         tally.pages += 1
         tally.rows_seen += len(page.rows)
         tally.max_page_rows = max(tally.max_page_rows, len(page.rows))
-        if len(rows) >= chunk_rows:
-            flush()
+        if len(chunk.rows) >= chunk_rows:
+            chunk.flush(sink, tally, source_timezone)
+            chunk_rows = chunk_sizes.after(chunk_rows)
         if on_progress is not None:
             on_progress(_progress(tally, total()))
-    flush()
+    chunk.flush(sink, tally, source_timezone)
     if on_progress is not None and tally.pages:
         on_progress(_progress(tally, total()))
     return tally
@@ -189,10 +210,3 @@ def reject_problem(tally: Tally, max_ratio: float) -> str | None:
                 f"({tally.rejected / tally.rows_seen:.1%}), above --max-reject-ratio "
                 f"{max_ratio:.1%}; nothing of this run was loaded")
     return None
-
-
-def check_rejects(tally: Tally, max_ratio: float) -> None:
-    """Raise ``QualityError`` (exit 7) when ``reject_problem`` finds one."""
-    problem = reject_problem(tally, max_ratio)
-    if problem is not None:
-        raise QualityError(problem)

@@ -1,9 +1,9 @@
 """Opening the database safely: the run lock, the file check, and the connection settings.
 
-Order matters (CONTRACT.md "Database", ARCHITECTURE.md): the lock on ``<db>.lock`` is taken
-first (exclusive, non-blocking ``flock``; the kernel releases it if the process dies), then the
-file is checked to really be a SQLite database before SQLite may touch it, then the connection
-is opened in autocommit mode with WAL, ``synchronous=NORMAL`` and the busy timeout.
+Order matters: the lock on ``<db>.lock`` is taken first (exclusive, non-blocking ``flock``; the
+kernel releases it if the process dies), then the file is checked to really be a SQLite database
+before SQLite may touch it, then the connection is opened in autocommit mode with WAL,
+``synchronous=NORMAL`` and the busy timeout.
 """
 
 from __future__ import annotations
@@ -11,11 +11,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import sqlite3
 import stat
 from pathlib import Path
-from urllib.parse import quote
 
 from etl.errors import ConfigError, DatabaseBusyError, LockedError
 
@@ -143,41 +141,10 @@ def connect(db: Path, *, busy_timeout: float = 30.0) -> sqlite3.Connection:
     return conn
 
 
-_NEEDS_WRITE_ACCESS = re.compile(r"readonly database|unable to open database file")
-
-
-def open_readonly(db: Path) -> sqlite3.Connection:
-    """Open an existing database read-only with a ``mode=ro`` URI (never creates it).
-
-    Used by every reader (export, report, runs, status, metrics), so none can create, migrate,
-    block or alter what a sync writes (TEMP tables, which the report builds, stay allowed).
-    Raises ``sqlite3.Error``; callers word their ConfigError.
-    """
-    base = "file:" + quote(str(Path(db).resolve())) + "?mode=ro"
-    try:
-        return _open_uri(base)
-    except sqlite3.OperationalError as exc:
-        if not _NEEDS_WRITE_ACCESS.search(str(exc)):
-            raise
-        # A WAL database whose -shm/-wal files are gone cannot be opened read-only by a user who
-        # may not write its folder (a monitoring user). No writer is running then (the last one
-        # removed those files), so the file alone is the whole state.
-        return _open_uri(base + "&immutable=1")
-
-
-def _open_uri(uri: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(uri, uri=True, timeout=5.0)
-    try:
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # fails on a non-database
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def busy_error(db: Path, exc: sqlite3.OperationalError) -> Exception:
-    """The EtlError a SQLite "locked"/"read-only"/"full" error means for this run (else
-    ``exc``): the environment, not a bug, so not an internal error."""
+def write_error(db: Path, exc: sqlite3.OperationalError) -> Exception:
+    """The EtlError a SQLite error while writing means for this run: another writer past the
+    busy timeout, a full disk or an I/O error, a read-only file (else ``exc`` itself). The
+    environment, not a bug, so not an internal error."""
     msg = str(exc)
     if "disk is full" in msg or "disk I/O error" in msg:
         return ConfigError(f"cannot write database {db}: {msg}; nothing of this run was loaded")
@@ -191,5 +158,5 @@ def busy_error(db: Path, exc: sqlite3.OperationalError) -> Exception:
     return exc
 
 
-__all__ = ["RunLock", "busy_error", "check_database_file", "connect", "lock_path_for",
+__all__ = ["RunLock", "check_database_file", "connect", "lock_path_for", "write_error",
            "SQLITE_MAGIC"]

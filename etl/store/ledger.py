@@ -1,36 +1,40 @@
-"""Reading the run ledger (the ``runs`` table) for ``swr-etl runs`` and ``swr-etl status``.
+"""The ``runs`` and ``status`` commands: the run ledger (the ``runs`` table) as a table, and the
+freshness verdict.
 
-Both commands are read-only probes: the database is opened with a ``mode=ro`` URI, so a typo in
-``--db`` is reported (exit 2) instead of silently creating an empty database, and a probe can
-never block or alter a running sync.
+Both are read-only probes (``etl.store.read``): a typo in ``--db`` is reported (exit 2) instead of
+silently creating an empty database, and a probe can never block or alter a running sync.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from etl.errors import ConfigError
 from etl.logs import printable
-from etl.store.database import open_readonly
+from etl.store.read import (
+    LEDGER_READER,
+    latest_run,
+    latest_success,
+    open_readonly,
+    parse_ts,
+    recent_runs,
+)
 
 DEFAULT_MAX_AGE_HOURS = 26.0
 # `status` exit codes (0 = fresh; 2 = missing/unusable database, raised as ConfigError).
 EXIT_STALE = 8
 """Exit code of ``status`` when the last success is older than --max-age or there is none."""
 
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
 # Columns of `swr-etl runs` (header -> how to render it from a runs row).
 _TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("run_id", ">"),
     ("started_at", "<"),
     ("status", "<"),
-    # how the scan was proven complete (etl.extract.paging.PROOFS); - when it was not
+    # how the scan was proven complete (the extractor's proof names); - when it was not
     ("proof", "<"),
     ("rows", ">"),
     ("new/changed/removed", ">"),
@@ -46,39 +50,16 @@ _ERROR_WIDTH = 60
 # about age, so it is never taken as fresh.
 CLOCK_SKEW_TOLERANCE_HOURS = 5 / 60
 
-
-def connect_readonly(db: Path | str) -> sqlite3.Connection:
-    """Open an existing swr-etl database read-only; never create it.
-
-    Raises:
-        ConfigError: the file is missing, not a SQLite database, or has no ``runs`` table.
-    """
-    path = Path(db)
-    if not path.is_file():
-        raise ConfigError(f"database not found: {path} (run `swr-etl sync --db {path}` first)")
-    try:
-        conn = open_readonly(path)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA query_only = ON")
-        has_runs = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
-        ).fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"cannot read database {path}: {exc}") from exc
-    if not has_runs:
-        conn.close()
-        raise ConfigError(f"not an swr-etl database (no runs table): {path}")
-    return conn
+T = TypeVar("T")
 
 
-def _query(db: Path | str, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-    conn = connect_readonly(db)
-    try:
-        return conn.execute(sql, params).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise ConfigError(f"cannot read database {db}: {exc}") from exc
-    finally:
-        conn.close()
+def _read(db: Path | str, query: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``query`` on the ledger read-only; a failing query is a one-line error too."""
+    with open_readonly(db, LEDGER_READER) as conn:
+        try:
+            return query(conn)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"cannot read database {db}: {exc}") from exc
 
 
 def list_runs(db: Path | str, limit: int = 20) -> list[dict[str, Any]]:
@@ -86,29 +67,7 @@ def list_runs(db: Path | str, limit: int = 20) -> list[dict[str, Any]]:
 
     ``retry_causes`` (stored as JSON text) is decoded into a dict.
     """
-    rows = _query(db, "SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (int(limit),))
-    out = []
-    for row in rows:
-        item = dict(row)
-        causes = item.get("retry_causes")
-        if isinstance(causes, str):
-            try:
-                item["retry_causes"] = json.loads(causes)
-            except ValueError:
-                pass
-        out.append(item)
-    return out
-
-
-def parse_ts(value: str | None) -> datetime | None:
-    """Parse a stored UTC timestamp (``YYYY-MM-DDTHH:MM:SSZ``, fractions tolerated)."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return _read(db, lambda conn: recent_runs(conn, limit))
 
 
 def _duration(row: dict[str, Any]) -> str:
@@ -181,17 +140,12 @@ def freshness(
         ConfigError: (exit 2) the database is missing or unusable.
     """
     now = now or datetime.now(timezone.utc)
-    success = _query(
-        db,
-        "SELECT run_id, started_at, finished_at FROM runs WHERE status = 'success' "
-        "ORDER BY COALESCE(finished_at, started_at) DESC, run_id DESC LIMIT 1",
-    )
-    last = _query(db, "SELECT * FROM runs ORDER BY run_id DESC LIMIT 1")
+    success, last = _read(db, lambda conn: (latest_success(conn), latest_run(conn)))
     lines: list[str] = []
     ok = False
     future = False
     if success:
-        row = success[0]
+        row = success
         when = row["finished_at"] or row["started_at"]
         finished = parse_ts(when)
         age_h = (now - finished).total_seconds() / 3600 if finished else float("inf")
@@ -203,7 +157,7 @@ def freshness(
     else:
         lines.append("last success: never")
     if last:
-        r = dict(last[0])
+        r = last
         when = r.get("finished_at") or r.get("started_at")
         text = f"last run:     {r['run_id']} {r['status']} at {when}"
         if r.get("error"):

@@ -1,4 +1,4 @@
-"""The database schema (CONTRACT.md "Database"), versioned and migrated in place.
+"""The database schema (docs/reference/database.md shows it), versioned and migrated in place.
 
 ``SCHEMA_VERSION`` is stored in ``PRAGMA user_version``. ``MIGRATIONS[n]`` upgrades a database at
 version ``n - 1`` to version ``n``; a fresh database runs them all. Views are dropped and recreated
@@ -12,7 +12,7 @@ import sqlite3
 from etl.errors import ConfigError
 from etl.store import trends
 
-# table -> primary key (facts as data: the loader and tests read this).
+# table -> primary key (facts as data: the tests check the DDL against it).
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "images": ("id",),
     "image_snapshots": ("run_id", "image_id"),

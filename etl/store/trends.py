@@ -3,9 +3,9 @@ observations is, the trend window, and what a top mover is.
 
 The analysts' views (``etl.store.schema.VIEWS``) are built from these statements; the report
 (``etl.publish.report``) runs the same statements on the same tables (so it also works on a
-database whose
-stored views are older); ``etl.publish.export.run_days`` picks its runs with ``counted_runs_sql``;
-Datasette's canned queries read the views. One question, one answer, wherever it is asked.
+database whose stored views are older); the export picks its runs with ``counted_runs_sql``
+(``etl.store.read.run_days``); Datasette's canned queries read the views. One question, one
+answer, wherever it is asked.
 
 The rules (the README's "Views for analysts" says the same to users):
 
@@ -179,11 +179,6 @@ MOVERS_SELECT = f"""SELECT m.image_id, i.namespace, i.name, m.from_date, m.to_da
        m.anomaly
 FROM movers AS m LEFT JOIN images AS i ON i.id = m.image_id
 ORDER BY rank IS NULL, rank, {UNRANKED_ORDER}"""
-
-MOVER_COLUMNS = ("image_id", "namespace", "name", "from_date", "to_date", "pull_count_from",
-                 "pull_count", "pull_delta", "days_elapsed", "per_day", "pull_growth_pct", "rank",
-                 "anomaly")
-
 
 def top_movers_sql(days: int) -> str:
     """The ``top_movers_<days>d`` view: every mover of the last ``days`` days, ranked."""

@@ -1,0 +1,201 @@
+"""The trend report's sections, each computed from the window's TEMP tables that
+``etl.publish.report`` builds (``cur_steps``, ``cur_images``, ``prev_rank``): daily totals, the
+ranked top movers with their histories, the listings of unranked, new and removed images, and the
+anomalies. Gains between runs are spread over the calendar days they span (``daily_rates``): a
+gap between runs is never a run of zero days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from typing import Any
+
+from etl.store import trends
+from etl.store.trends import INT32_MAX
+
+STALE_SHARE = 0.8
+MAX_LISTED = 500  # new/removed/anomaly/unranked entries kept in the document (totals count all)
+
+Listing = tuple[list[dict[str, Any]], int]
+"""Rows of one listing (at most MAX_LISTED) and how many there are."""
+
+
+def day(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
+
+
+def shift(text: str, days: int) -> str:
+    return (day(text) + dt.timedelta(days=days)).isoformat()
+
+
+def daily_rates(steps: list[tuple[str, str | None, int | None]]) -> dict[str, float]:
+    """Per calendar day, the daily pull rate: each known step ``(date, previous date, gain)``
+    spread evenly over the days it spans (a gap is not a run of zero days)."""
+    rates: dict[str, float] = {}
+    for date, prev, gain in steps:
+        if prev is None or gain is None:
+            continue
+        days = (day(date) - day(prev)).days
+        for k in range(days):
+            rates[shift(date, -k)] = gain / days
+    return rates
+
+
+def avg_last_7(rates: dict[str, float], as_of: str) -> float | None:
+    covered = [rates[day] for k in range(7) if (day := shift(as_of, -k)) in rates]
+    return round(sum(covered) / len(covered), 2) if covered else None
+
+
+def per_date(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """One scan for the totals and the stale check: per (date, image's previous date) group,
+    images, pulls, known gain, images comparable with their previous count, and unchanged ones."""
+    return conn.execute(
+        "SELECT snapshot_date, prev_date, COUNT(*), COALESCE(SUM(pull_count), 0), "
+        "COALESCE(SUM(pull_delta), 0), "
+        "SUM(prev_date IS NOT NULL AND anomaly IS NOT 'stuck_counter'), SUM(pull_delta = 0) "
+        "FROM temp.cur_steps GROUP BY snapshot_date, prev_date "
+        "ORDER BY snapshot_date, prev_date").fetchall()
+
+
+def daily_totals(per_date: list[tuple[Any, ...]], window: list[str]) -> list[dict[str, Any]]:
+    by_date: dict[str, list[int]] = {}
+    for d, _prev_date, n, total, delta, _comparable, _same in per_date:
+        acc = by_date.setdefault(d, [0, 0, 0])
+        acc[0] += n
+        acc[1] += total
+        acc[2] += delta
+    out: list[dict[str, Any]] = []
+    for i, d in enumerate(window):
+        n, total, delta = by_date.get(d, [0, 0, 0])
+        if i == 0:
+            out.append({"date": d, "images": n, "pull_count": total, "pull_delta": None,
+                        "days_elapsed": None, "daily_pulls": None})
+            continue
+        elapsed = (day(d) - day(window[i - 1])).days
+        out.append({"date": d, "images": n, "pull_count": total, "pull_delta": delta,
+                    "days_elapsed": elapsed, "daily_pulls": round(delta / elapsed, 2)})
+    return out
+
+
+def _movers(select: str) -> str:
+    """``select`` over ``movers`` (alias ``m``): this window's movers, by etl.store.trends'
+    rules."""
+    return trends.with_ctes(trends.movers_ctes("temp.cur_steps", "SELECT * FROM temp.cur_images"),
+                            select)
+
+
+def ranked_movers(conn: sqlite3.Connection, as_of: str, top: int) -> list[dict[str, Any]]:
+    """The first ``top`` movers, each with its history and daily rates (the JSON ``top_movers``)."""
+    # The first ``top`` in the view's rank order: rank = position (a bounded sort, where the
+    # view's ROW_NUMBER sorts every mover; a million images cost seconds).
+    rows = conn.execute(_movers(
+        f"SELECT m.image_id, i.namespace, i.name, m.pull_count, m.pull_delta, "
+        f"{trends.GROWTH_SQL}, m.pull_count_from, m.from_date, {trends.PER_DAY_SQL}, "
+        "m.days_elapsed, p.rank FROM movers AS m LEFT JOIN images AS i ON i.id = m.image_id "
+        "LEFT JOIN temp.prev_rank AS p ON p.image_id = m.image_id "
+        f"WHERE m.anomaly IS NULL ORDER BY {trends.RANK_ORDER} LIMIT ?"), (top,)).fetchall()
+    history: dict[int, list[tuple[str, str | None, int, int | None]]] = {r[0]: [] for r in rows}
+    # One scan of the steps against the --top ids (no ceiling: SQLite's variable count has one).
+    conn.execute("CREATE TEMP TABLE top_ids (image_id INTEGER PRIMARY KEY)")
+    conn.executemany("INSERT INTO temp.top_ids VALUES (?)", [(i,) for i in history])
+    for image_id, d, prev_date, c, gain in conn.execute(
+            "SELECT s.image_id, s.snapshot_date, s.prev_date, s.pull_count, s.pull_delta "
+            "FROM temp.cur_steps AS s JOIN temp.top_ids AS t ON t.image_id = s.image_id "
+            "ORDER BY s.image_id, s.snapshot_date"):
+        history[image_id].append((d, prev_date, c, gain))
+    movers = []
+    for rank, (image_id, ns, name, count, delta, growth, start_c, first_d, per_day, elapsed,
+               prev) in enumerate(rows, 1):
+        steps = history[image_id]
+        cumulative, acc = [], 0
+        for d, _prev_date, c, gain in steps:
+            acc += gain or 0  # a ranked image has no unknown step
+            cumulative.append({"date": d, "pull_count": c, "cumulative_delta": acc})
+        rates = daily_rates([(d, prev_date, gain) for d, prev_date, _c, gain in steps])
+        movers.append({
+            "rank": rank, "rank_change": None if prev is None else prev - rank,
+            "id": image_id, "namespace": ns, "name": name, "pull_count": count,
+            "pull_delta": delta, "pull_growth_pct": growth,
+            "start_pull_count": start_c, "since": first_d, "days_elapsed": elapsed,
+            "per_day": per_day, "daily_avg_7d": avg_last_7(rates, as_of),
+            "daily": [rates[k] for k in sorted(rates)],
+            "history": cumulative,
+        })
+    return movers
+
+
+def _listing(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...],
+             keys: tuple[str, ...]) -> Listing:
+    """Rows ``id, namespace, name, *keys`` of ``sql`` (at most MAX_LISTED), and how many."""
+    (count,) = conn.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()
+    rows = conn.execute(f"{sql} LIMIT {MAX_LISTED}", params).fetchall()
+    return [dict(zip(("id", "namespace", "name", *keys), row, strict=True))
+            for row in rows], int(count)
+
+
+def anomalies(conn: sqlite3.Connection, per_date: list[tuple[Any, ...]],
+               window: list[str]) -> Listing:
+    found: list[dict[str, Any]] = []
+    total = 0
+    (n_dec,) = conn.execute(
+        "SELECT COUNT(*) FROM temp.cur_steps WHERE anomaly = 'decrease'").fetchone()
+    total += n_dec
+    for image_id, ns, name, prev_date, d, prev_count, c in conn.execute(
+            "SELECT s.image_id, i.namespace, i.name, s.prev_date, s.snapshot_date, "
+            "s.prev_count, s.pull_count FROM temp.cur_steps AS s "
+            "LEFT JOIN images AS i ON i.id = s.image_id WHERE s.anomaly = 'decrease' "
+            f"ORDER BY s.snapshot_date, s.image_id LIMIT {MAX_LISTED}"):
+        found.append({"id": image_id, "namespace": ns, "name": name, "kind": "decrease",
+                      "date": d, "detail": f"pull_count fell from {prev_count:,} to {c:,} "
+                                          f"between {prev_date} and {d}; growth unknown, not "
+                                          "ranked"})
+    stuck = conn.execute(
+        "SELECT s.image_id, i.namespace, i.name, MIN(s.snapshot_date), MAX(s.snapshot_date), "
+        "MAX(s.snapshot_date) = MAX(s.as_of) FROM temp.cur_steps AS s "
+        "LEFT JOIN images AS i ON i.id = s.image_id WHERE s.pull_count = ? "
+        "GROUP BY s.image_id ORDER BY s.image_id", (INT32_MAX,)).fetchall()
+    total += len(stuck)
+    for image_id, ns, name, since, until, still in stuck[:MAX_LISTED]:
+        span = f"since {since}" if still else f"from {since} to {until}"
+        found.append({"id": image_id, "namespace": ns, "name": name, "kind": "stuck_counter",
+                      "date": since, "detail": f"pull_count stuck at {INT32_MAX:,} (the int32 "
+                                               f"maximum) {span}; growth unknown, not ranked"})
+    previous = dict(zip(window[1:], window, strict=False))
+    for d, prev_date, _n, _total, _delta, n, same in per_date:
+        # Only images observed on both consecutive run dates are compared.
+        if previous.get(d) == prev_date and n and same / n > STALE_SHARE:
+            total += 1
+            found.append({"id": None, "namespace": None, "name": None, "kind": "stale_source",
+                          "date": d, "detail": f"{same} of {n} images ({same / n:.0%}) kept the "
+                                               f"same pull_count as on {prev_date}: the "
+                                               "source may not have refreshed"})
+    order = {"stuck_counter": 0, "decrease": 1, "stale_source": 2}
+    found.sort(key=lambda a: (a["date"], order[a["kind"]], a["id"] or 0))
+    return found, total
+
+
+def image_listings(conn: sqlite3.Connection, *, start: str, as_of: str,
+                   as_of_run_id: int) -> tuple[Listing, Listing, Listing]:
+    """The unranked movers, the new images and the removed images of the window."""
+    unranked = _listing(conn, _movers(
+        "SELECT m.image_id, i.namespace, i.name, m.anomaly, "
+        "(SELECT MIN(s.snapshot_date) FROM temp.cur_steps AS s WHERE s.image_id = m.image_id "
+        " AND (s.anomaly = m.anomaly OR (m.anomaly = 'stuck_counter' AND s.pull_count = ?))), "
+        "m.pull_count FROM movers AS m LEFT JOIN images AS i ON i.id = m.image_id "
+        f"WHERE m.anomaly IS NOT NULL ORDER BY {trends.UNRANKED_ORDER}"), (INT32_MAX,),
+        ("kind", "date", "pull_count"))
+    new_images = _listing(conn, "SELECT m.image_id, i.namespace, i.name, m.from_date, "
+                          "m.pull_count FROM temp.cur_images AS m "
+                          "LEFT JOIN images AS i ON i.id = m.image_id "
+                          "WHERE m.from_date > ? AND m.to_date = ? "
+                          "ORDER BY m.from_date, m.image_id",
+                          (start, as_of), ("first_seen", "pull_count"))
+    # Not observed on as_of may still be listed there, with an unusable (NULL) count.
+    removed = _listing(conn, "SELECT m.image_id, i.namespace, i.name, m.to_date, m.pull_count "
+                       "FROM temp.cur_images AS m LEFT JOIN images AS i ON i.id = m.image_id "
+                       "WHERE m.to_date < ? AND NOT EXISTS (SELECT 1 FROM image_snapshots AS s "
+                       "  WHERE s.run_id = ? AND s.image_id = m.image_id) "
+                       "ORDER BY m.to_date, m.image_id", (as_of, as_of_run_id),
+                       ("last_seen", "pull_count"))
+    return unranked, new_images, removed

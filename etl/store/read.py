@@ -1,0 +1,225 @@
+"""The read side of the database: opening it read-only, and the queries its readers share.
+
+Every reader (``export``, ``report``, ``runs``, ``status``, the metrics file) opens the database
+here, with a ``mode=ro`` URI: none can create it (a typo in ``--db`` is an error, exit 2, not a new
+empty database), migrate it, block a sync or alter what a sync writes (the report's TEMP tables
+stay allowed). Which runs count for a date is ``etl.store.trends``' rule; the run-ledger queries
+(the ``runs`` table) behind ``runs``, ``status`` and the metrics file are below.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from etl.errors import ConfigError
+from etl.store import trends
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What one family of reading commands needs of the database, and how it words a database
+    it cannot use (each sentence is what users' scripts and the README quote; formatted with
+    ``db``, ``error`` and ``tables``)."""
+
+    tables: tuple[str, ...]
+    missing: str
+    unopenable: str  # SQLite could not open the file (I/O, permissions)
+    not_sqlite: str  # the file is no SQLite database
+    not_ours: str  # a SQLite database without swr-etl's tables
+    query_only: bool  # refuse every write, TEMP tables included
+
+
+# ``runs``, ``status`` and the metrics file: probes that only read the ledger.
+LEDGER_READER = Reader(
+    tables=("runs",),
+    missing="database not found: {db} (run `swr-etl sync --db {db}` first)",
+    unopenable="cannot read database {db}: {error}",
+    not_sqlite="cannot read database {db}: {error}",
+    not_ours="not an swr-etl database (no {tables} table): {db}",
+    query_only=True,
+)
+# ``export`` and ``report``: they read the snapshots (the report builds TEMP tables).
+SNAPSHOT_READER = Reader(
+    tables=("image_snapshots", "images", "runs"),
+    missing="database not found: {db} (run 'swr-etl sync' first)",
+    unopenable="cannot open database {db}: {error}",
+    not_sqlite="not a usable SQLite database: {db} ({error})",
+    not_ours="{db} is not an swr-etl database (no {tables} table); run 'swr-etl sync' first",
+    query_only=False,
+)
+
+
+@contextmanager
+def open_readonly(db: Path | str, reader: Reader) -> Iterator[sqlite3.Connection]:
+    """An existing swr-etl database, read-only, closed when the block ends.
+
+    Raises:
+        ConfigError: (exit 2) the file is missing, is not SQLite, or lacks ``reader.tables``;
+            worded as ``reader`` says.
+    """
+    path = Path(db)
+    if not path.is_file():
+        raise ConfigError(reader.missing.format(db=path))
+    try:
+        conn = _connect_readonly(path)
+    except sqlite3.OperationalError as exc:
+        raise ConfigError(reader.unopenable.format(db=path, error=exc)) from exc
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(reader.not_sqlite.format(db=path, error=exc)) from exc
+    try:
+        try:
+            if reader.query_only:
+                conn.execute("PRAGMA query_only = ON")
+            names = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(reader.not_sqlite.format(db=path, error=exc)) from exc
+        missing = sorted(set(reader.tables) - names)
+        if missing:
+            raise ConfigError(reader.not_ours.format(db=path, tables=", ".join(missing)))
+        yield conn
+    finally:
+        conn.close()
+
+
+_NEEDS_WRITE_ACCESS = re.compile(r"readonly database|unable to open database file")
+
+
+def _connect_readonly(db: Path) -> sqlite3.Connection:
+    """Open ``db`` with a ``mode=ro`` URI (never creates it). Raises ``sqlite3.Error``."""
+    base = "file:" + quote(str(Path(db).resolve())) + "?mode=ro"
+    try:
+        return _open_uri(base)
+    except sqlite3.OperationalError as exc:
+        if not _NEEDS_WRITE_ACCESS.search(str(exc)):
+            raise
+        # A WAL database whose -shm/-wal files are gone cannot be opened read-only by a user who
+        # may not write its folder (a monitoring user). No writer is running then (the last one
+        # removed those files), so the file alone is the whole state.
+        return _open_uri(base + "&immutable=1")
+
+
+def _open_uri(uri: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # fails on a non-database
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+# ------------------------------------------------------------------------- which runs count
+
+
+@dataclass(frozen=True)
+class RunDay:
+    """The run that stands for one snapshot date: the last good run of that date."""
+
+    date: str
+    run_id: int
+
+
+def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
+             one_scope: bool = False, until: str | None = None) -> list[RunDay]:
+    """The last good run of every snapshot date, oldest date first.
+
+    The rule is ``etl.store.trends.counted_runs_sql`` (the one the views and the report use),
+    with the export's two knobs: "good" is ``success``; ``include_partial`` adds ``partial`` runs
+    (an incomplete scan: what was seen was loaded; ``sync --export-dir`` exports such a run),
+    which are left out by default because their image set is not the whole listing.
+    ``one_scope`` keeps unfiltered runs (no namespace/image-name filter) when there are any,
+    else the runs with the latest run's filter, so trends never compare a filtered listing with
+    a whole one. ``until`` (YYYY-MM-DD) ignores later dates.
+    """
+    statuses = ("success", "partial") if include_partial else trends.COUNTED_STATUSES
+    sql = trends.counted_runs_sql(statuses=statuses, one_scope=one_scope,
+                                  until=until is not None)
+    return [RunDay(d, int(r)) for d, r in conn.execute(sql, {"until": until})]
+
+
+# ------------------------------------------------------------------------ the run ledger
+
+
+def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def recent_runs(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` most recent runs, newest first, every ``runs`` column; ``retry_causes``
+    (stored as JSON text) decoded into a dict."""
+    rows = _dicts(conn.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (int(limit),)))
+    for row in rows:
+        causes = row.get("retry_causes")
+        if isinstance(causes, str):
+            try:
+                row["retry_causes"] = json.loads(causes)
+            except ValueError:
+                pass
+    return rows
+
+
+def run_row(conn: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
+    """The ``runs`` row of one run, or None."""
+    rows = _dicts(conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)))
+    return rows[0] if rows else None
+
+
+def latest_run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """The ``runs`` row of the latest run (whatever its status), or None."""
+    rows = _dicts(conn.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT 1"))
+    return rows[0] if rows else None
+
+
+def latest_success(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """``run_id, started_at, finished_at`` of the successful run that finished last, or None."""
+    rows = _dicts(conn.execute(
+        "SELECT run_id, started_at, finished_at FROM runs WHERE status = 'success' "
+        "ORDER BY COALESCE(finished_at, started_at) DESC, run_id DESC LIMIT 1"))
+    return rows[0] if rows else None
+
+
+@dataclass(frozen=True)
+class LedgerTotals:
+    """What the ledger says about every run: the last success, work totals, the latest run."""
+
+    last_success_at: str | None
+    requests: int
+    retries: int
+    latest_run_id: int | None
+
+
+def ledger_totals(conn: sqlite3.Connection) -> LedgerTotals:
+    (last,) = conn.execute(
+        "SELECT MAX(COALESCE(finished_at, started_at)) FROM runs WHERE status = 'success'"
+    ).fetchone()
+    requests, retries, latest = conn.execute(
+        "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(retries), 0), MAX(run_id) FROM runs"
+    ).fetchone()
+    return LedgerTotals(last, int(requests), int(retries), latest)
+
+
+def listed_images(conn: sqlite3.Connection) -> int:
+    """Images currently listed (not marked removed)."""
+    return int(conn.execute("SELECT COUNT(*) FROM images WHERE removed_at IS NULL").fetchone()[0])
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    """Parse a stored UTC timestamp (``YYYY-MM-DDTHH:MM:SSZ``, fractions tolerated)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -1,0 +1,123 @@
+"""A run's row in the run ledger (the ``runs`` table): started, finished, or failed.
+
+The ``running`` row is committed on its own before the load begins, so a run that dies still
+leaves a trace (the next run marks it ``failed``/``interrupted``). The final row is written in the
+load's transaction, so it commits with the data. A failure is recorded in its own small
+transaction after the load was rolled back, with the error as one masked line (secrets never
+reach the database) and the exit code of ``etl.errors.exit_code_of``; figures SQLite cannot hold
+(a hostile total beyond INTEGER) are left out rather than let them stop the record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from etl import __version__
+from etl.errors import EtlError, Terminated
+from etl.logs import mask
+
+INTERRUPTED = "interrupted"
+
+# runs columns the final update may set from a run's figures (facts as data; others ignored).
+RUN_STAT_COLUMNS = (
+    "requests", "retries", "pages", "total_reported", "rows_seen", "rescans", "bytes",
+    "duration_s", "retry_causes", "complete", "proof",
+)
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What the ``running`` row of a new run says."""
+
+    started_at: str
+    snapshot_date: str
+    endpoint: str | None = None
+    namespace: str | None = None
+    image_name: str | None = None
+    page_size: int | None = None
+    replay_of: int | None = None
+    captured_at: str | None = None  # images' capture time; default: started_at (replay: the
+    #                                 original run's, so its snapshots keep their time)
+
+
+_START_COLUMNS = tuple(f.name for f in fields(RunStart) if f.name != "captured_at")
+
+
+def mark_interrupted(conn: sqlite3.Connection) -> int:
+    """Mark ``running`` rows (runs that died; the lock says none is alive) ``failed``."""
+    return conn.execute(
+        "UPDATE runs SET status = 'failed', error = ?, exit_code = COALESCE(exit_code, 1),"
+        " finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE status = 'running'",
+        (INTERRUPTED,),
+    ).rowcount
+
+
+def insert_running(conn: sqlite3.Connection, start: RunStart) -> int:
+    """Insert the ``running`` row (autocommit: committed at once); return the run id."""
+    values = tuple(getattr(start, c) for c in _START_COLUMNS)
+    cur = conn.execute(
+        f"INSERT INTO runs ({', '.join(_START_COLUMNS)}, status, tool_version, pid) "
+        f"VALUES ({', '.join('?' * (len(_START_COLUMNS) + 3))})",
+        (*values, "running", __version__, os.getpid()),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def update_run(conn: sqlite3.Connection, run_id: int, values: Mapping[str, Any]) -> None:
+    """Set ``values`` (column -> value) on the run's row."""
+    sets = ", ".join(f"{k} = :{k}" for k in values)
+    conn.execute(f"UPDATE runs SET {sets} WHERE run_id = :run_id", {**values, "run_id": run_id})
+
+
+def stat_values(stats: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run figures among ``stats`` that the ``runs`` row holds (retry causes as JSON)."""
+    stats = stats or {}
+    values = {k: stats[k] for k in RUN_STAT_COLUMNS if k in stats}
+    if isinstance(values.get("retry_causes"), dict):
+        values["retry_causes"] = json.dumps(values["retry_causes"], sort_keys=True)
+    return values
+
+
+def storable(stats: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The figures SQLite can store as they are: a count beyond INTEGER (hostile totals) or a
+    value of an odd type is left out, so writing the failure itself cannot fail on it."""
+    out: dict[str, Any] = {}
+    for key, value in (stats or {}).items():
+        if isinstance(value, dict):  # retry causes: stored as JSON text
+            out[key] = json.dumps(value, sort_keys=True, default=str)
+        elif isinstance(value, bool) or value is None or isinstance(value, float | str):
+            out[key] = value
+        elif isinstance(value, int) and _INT64[0] <= value <= _INT64[1]:
+            out[key] = value
+    return out
+
+
+def error_line(exc: BaseException) -> str:
+    """The error as one line for the ledger and the log, secrets masked."""
+    if isinstance(exc, EtlError):
+        text = exc.message
+    elif isinstance(exc, Terminated):
+        text = _text_of(exc) or "terminated"
+    elif isinstance(exc, KeyboardInterrupt):
+        text = INTERRUPTED
+    else:
+        where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        at = f" at {where[0].filename.rsplit('/', 1)[-1]}:{where[0].lineno}" if where else ""
+        text = f"internal error: {type(exc).__name__}: {_text_of(exc)}{at}"
+    return mask(text.replace("\r", " ").replace("\n", " "))
+
+
+def _text_of(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when even that fails (a hostile value inside the error)."""
+    try:
+        return str(exc)
+    except Exception:  # the failure must still be recorded
+        return f"<unprintable {type(exc).__name__}>"
