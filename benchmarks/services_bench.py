@@ -65,7 +65,7 @@ def bench_s3(repeat: int) -> None:
         for n in range(10):
             make.append(timed(server.create_bucket, f"bench-{n}"))
             remove.append(timed(server.delete_bucket, f"bench-{n}"))
-        stop.append(timed(server.stop))
+        stop.append(timed(server.close))
     show("moto S3 server start (first: imports)", start[:1])
     if len(start) > 1:
         show("moto S3 server start (again)", start[1:])

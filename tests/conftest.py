@@ -49,14 +49,10 @@ def scan_queue(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[Any]:
     """The session's PostgreSQL cluster (tests.services.postgres.PostgresCluster)."""
-    from tests.services import started
+    from tests.services import running
     from tests.services.postgres import start_cluster
 
-    cluster = started(start_cluster)
-    try:
-        yield cluster
-    finally:
-        cluster.close()
+    yield from running(start_cluster)
 
 
 @pytest.fixture
@@ -71,27 +67,19 @@ def pg_url(pg_cluster: Any) -> Iterator[str]:
 def pg_private_cluster() -> Iterator[Any]:
     """A cluster of the test's own (PostgresCluster), for tests that kill or restart the server
     or hold locks: nothing they do can disturb other tests. Costs an initdb (~1-2 s)."""
-    from tests.services import started
+    from tests.services import running
     from tests.services.postgres import start_cluster
 
-    cluster = started(start_cluster)
-    try:
-        yield cluster
-    finally:
-        cluster.close()
+    yield from running(start_cluster)
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[Any]:
     """The session's S3-compatible server (tests.services.s3.S3Server; ``.endpoint_url``)."""
-    from tests.services import started
+    from tests.services import running
     from tests.services.s3 import start_server
 
-    server = started(start_server)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(start_server)
 
 
 @pytest.fixture

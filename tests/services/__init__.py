@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
-from typing import NoReturn, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -21,6 +21,13 @@ REQUIRE_ENV = "SWR_ETL_REQUIRE_SERVICES"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 T = TypeVar("T")
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=Closable)
 
 
 class ServiceUnavailable(RuntimeError):
@@ -70,3 +77,12 @@ def started(start: Callable[[], T]) -> T:
         unavailable(str(exc))
     except ServiceFailed as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+def running(start: Callable[[], S]) -> Iterator[S]:
+    """A fixture's body: the started server, closed afterwards even when the tests failed."""
+    service = started(start)
+    try:
+        yield service
+    finally:
+        service.close()

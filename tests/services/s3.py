@@ -8,7 +8,7 @@ thread of the test process and keeps its objects in memory.
     server.create_bucket("test-1")
     ...                                 # S3FileSystem(endpoint_override=server.endpoint_url)
     server.delete_bucket("test-1")
-    server.stop()
+    server.close()
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class S3Server:
         self.endpoint_url = f"http://{host}:{port}"
         return self
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Shut the server down (idempotent)."""
         server, self._server = self._server, None
         if server is not None:
