@@ -35,3 +35,54 @@ def scan_queue(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     queue: list[Any] = []
     monkeypatch.setattr(etl.run.pipeline, "scan_api", lambda settings: queue.pop(0))
     return queue
+
+
+# --- Real servers: a throwaway PostgreSQL cluster and moto's S3 API (see tests/services) -------
+# Each skips where its server cannot be started here, saying how to install it; with
+# SWR_ETL_REQUIRE_SERVICES=1 (CI) that is an error instead.
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """The session's PostgreSQL cluster (tests.services.postgres.PostgresCluster)."""
+    from tests.services import running
+    from tests.services.postgres import start_cluster
+
+    yield from running(start_cluster)
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> Iterator[str]:
+    """``postgresql://postgres@127.0.0.1:PORT/test_<n>``: a fresh empty database, dropped after
+    the test (connections left open are ended)."""
+    with pg_cluster.database() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_private_cluster() -> Iterator[Any]:
+    """A cluster of the test's own (PostgresCluster), for tests that kill or restart the server
+    or hold locks: nothing they do can disturb other tests. Costs an initdb (~1-2 s)."""
+    from tests.services import running
+    from tests.services.postgres import start_cluster
+
+    yield from running(start_cluster)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """The session's S3-compatible server (tests.services.s3.S3Server; ``.endpoint_url``)."""
+    from tests.services import running
+    from tests.services.s3 import start_server
+
+    yield from running(start_server)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[Any]:
+    """A fresh bucket (tests.services.s3.S3Bucket: ``.endpoint_url``, ``.name``, ``.uri(key)``,
+    ``.filesystem()``), emptied and deleted after the test; fake AWS credentials and region in
+    the environment for the test's duration, the developer's own AWS settings hidden."""
+    from tests.services.s3 import bucket_for_test
+
+    yield from bucket_for_test(s3_server, monkeypatch, tmp_path)
