@@ -29,9 +29,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import etl.logs
 from etl.cli.app import main
-from etl.config.file import MAX_CONFIG_BYTES, load_config_file
 from etl.config import SYNC_OPTIONS, Credentials, Settings, build_settings
 from etl.config import plaintext_warnings as warnings_for
+from etl.config.file import MAX_CONFIG_BYTES, load_config_file
 from etl.errors import (
     ConfigError,
     EtlError,

@@ -1,10 +1,10 @@
-"""Settings of a run, their one table of options, credentials and the TOML config file.
+"""Settings of a run, their one table of options, and credentials.
 
-A foundation: standard library only, importable by every layer.
+A foundation: standard library only, importable by every layer. The TOML config file
+(etl.config.file) is read by the command line only, so it is not imported here.
 """
 
 from etl.config.credentials import MISSING_CREDENTIALS, Credentials, credentials_from_env
-from etl.config.file import load_config_file, logging_options, without_logging_options
 from etl.config.options import Option
 from etl.config.settings import (
     DEFAULT_REGION,
@@ -29,8 +29,5 @@ __all__ = [
     "credentials_from_env",
     "endpoint_for_region",
     "iam_endpoint_for_region",
-    "load_config_file",
-    "logging_options",
     "plaintext_warnings",
-    "without_logging_options",
 ]

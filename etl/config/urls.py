@@ -5,7 +5,6 @@ Credentials never ride in a URL: the endpoint is logged, stored (``runs.endpoint
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -59,6 +58,8 @@ def base_url(param: str, url: str) -> str:
 
 
 def _is_loopback(host: str | None) -> bool:
+    import ipaddress  # here: --help and the reading commands never need it
+
     if not host:
         return False
     if host == "localhost" or host.endswith(".localhost"):
