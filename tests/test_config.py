@@ -362,3 +362,15 @@ def test_the_config_file_is_read_once_per_command(
     finally:
         logging.getLogger().removeHandler(our_handler())
         logging.getLogger("etl").setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize("given", ["flag", "env"])
+def test_a_folder_for_the_database_is_refused_from_flag_or_env(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        given: str) -> None:
+    monkeypatch.setenv("SWR_ETL_DB", str(tmp_path))
+    args = ["runs", "--db", str(tmp_path)] if given == "flag" else ["runs"]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert (exc.value.code, capsys.readouterr().err) == (
+        2, f"swr-etl: error: Invalid value for '--db': File '{tmp_path}' is a directory.\n")

@@ -71,7 +71,8 @@ def replay_cmd(ctx: click.Context, run_id: int, **flags: Any) -> int:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder (Hive partitions snapshot_date=YYYY-MM-DD/).")
 @click.option("--format", "fmt", type=click.Choice(list(OPTIONS["format"].choices)),
-              default=OPTIONS["format"].default, show_default=True)
+              default=OPTIONS["format"].default, show_default=True,
+              help="File format of the partitions.")
 @click.option("--date", "date", metavar="YYYY-MM-DD", default=None,
               help="Export the last successful run of this date (default: the latest).")
 @click.option("--all", "all_dates", is_flag=True, help="Backfill every date with a run.")
@@ -95,9 +96,12 @@ def export_cmd(ctx: click.Context, db: Path | None, out: Path, fmt: str, date: s
 @DB_OPTION
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output file; the format follows the extension unless --format is given.")
-@click.option("--days", type=click.IntRange(1, MAX_DAYS), default=30, show_default=True)
-@click.option("--top", type=click.IntRange(1, 10_000), default=10, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default=None)
+@click.option("--days", type=click.IntRange(1, MAX_DAYS), default=30, show_default=True,
+              help="Days of history the trends cover, ending at the latest run.")
+@click.option("--top", type=click.IntRange(1, 10_000), default=10, show_default=True,
+              help="Top movers listed.")
+@click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default=None,
+              help="Report format.  [default: from the extension of --out]")
 def report_cmd(ctx: click.Context, db: Path | None, out: Path, days: int, top: int,
                fmt: str | None) -> int:
     """Trend report on pull counts (HTML with charts, Markdown or JSON)."""
@@ -115,7 +119,8 @@ def report_cmd(ctx: click.Context, db: Path | None, out: Path, days: int, top: i
 
 @command("runs")
 @DB_OPTION
-@click.option("--limit", type=click.IntRange(1, _MAX_ROWS_SHOWN), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, _MAX_ROWS_SHOWN), default=20, show_default=True,
+              help="Most recent runs shown.")
 @click.option("--json", "as_json", is_flag=True, help="JSON array instead of a table.")
 def runs_cmd(ctx: click.Context, db: Path | None, limit: int, as_json: bool) -> int:
     """List recent runs from the ledger."""
@@ -149,9 +154,12 @@ def status_cmd(ctx: click.Context, db: Path | None, max_age: float) -> int:
 
 @command("demo")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("swr-demo"), show_default=True)
-@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True)
-@click.option("--images", type=click.IntRange(1, 2_000_000), default=180, show_default=True)
+              default=Path("swr-demo"), show_default=True,
+              help="Folder for the database, the exports and the report.")
+@click.option("--days", type=click.IntRange(1, 3650), default=30, show_default=True,
+              help="Nightly syncs simulated, one per day, the last one today.")
+@click.option("--images", type=click.IntRange(1, 2_000_000), default=180, show_default=True,
+              help="Images in the simulated listing.")
 def demo_cmd(ctx: click.Context, directory: Path, days: int, images: int) -> int:
     """No network, no credentials: simulate N nightly syncs, export Parquet, write the report."""
     from etl.demo import run_demo
@@ -163,9 +171,12 @@ def demo_cmd(ctx: click.Context, directory: Path, days: int, images: int) -> int
 @command("simulate")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Loopback only unless you mean it.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-@click.option("--images", type=click.IntRange(0, 5_000_000), default=180, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to listen on (0: any free one; the URL printed says which).")
+@click.option("--images", type=click.IntRange(0, 5_000_000), default=180, show_default=True,
+              help="Dataset size; beyond the ~180 real official names, names are made up.")
+@click.option("--seed", type=int, default=42, show_default=True,
+              help="The same seed gives the same dataset, byte for byte.")
 @click.option("--scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="JSON or TOML scenario: auth mode, faults, drift.")
 def simulate_cmd(ctx: click.Context, **kw: Any) -> int:

@@ -77,8 +77,11 @@ def setting_option(spec: Option) -> Callable[[F], F]:
     decls = [f"--{spec.key}", spec.name]
     if spec.kind is bool:
         return click.option(*decls, is_flag=True, default=None, help=help_text(spec))
+    # A path's environment variable goes through click's Path type like the flag (a folder given
+    # for a file is refused there); other values are read by build_settings, in its own words.
+    envvar = spec.env if spec.kind is Path else None
     return click.option(*decls, type=_type(spec), default=None, metavar=spec.metavar,
-                        multiple=spec.multiple, help=help_text(spec))
+                        multiple=spec.multiple, envvar=envvar, help=help_text(spec))
 
 
 def sync_options(f: F) -> F:
