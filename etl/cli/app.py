@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
         cause = exc.__cause__
         code = _fail(_stop_message(cause) if cause is not None else "aborted",
-                     exit_code_of(cause) if cause is not None else 130)
+                     exit_code_of(cause if cause is not None else KeyboardInterrupt()))
     except click.ClickException as exc:
         msg = exc.format_message().replace("\n", " ")
         code = _fail(msg, exc.exit_code if exc.exit_code != 1 else 2)
