@@ -75,8 +75,8 @@ class Settings:
 
     endpoint: str = option(None, "SWR API base URL.", env="SWR_ENDPOINT", metavar="URL",
                            shown_default="from --region", rule=base_url)
-    region: str = option(DEFAULT_REGION, "Region; sets https://swr-api.NAME.myhuaweicloud.com.",
-                         env="SWR_REGION", metavar="NAME")
+    region: str = option(DEFAULT_REGION, "Region; sets https://swr-api.NAME.myhuaweicloud.com "
+                         "(.myhuaweicloud.eu for eu-west-101).", env="SWR_REGION", metavar="NAME")
     db: Path = option(Path("swr.db"), "SQLite database.", env="SWR_ETL_DB")
     namespace: str | None = option(None, "Filter passed to the API.", metavar="NS")
     image_name: str | None = option(None, "Filter passed to the API.", metavar="NAME")
