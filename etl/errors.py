@@ -1,8 +1,9 @@
 """The one exception tree of swr-etl.
 
 The library raises these and never prints or exits; the CLI turns an ``EtlError`` into a single
-line on stderr and the documented exit code (CONTRACT.md, "Exit codes"). Each leaf knows its code
-and also inherits a built-in where one fits, so callers can catch ``ValueError`` etc.
+line on stderr and the documented exit code (``EXIT_CODES`` below; docs/operators/exit-codes.md
+says what to do about each). Each leaf knows its code and also inherits a built-in where one fits,
+so callers can catch ``ValueError`` etc.
 """
 
 from __future__ import annotations
@@ -30,13 +31,26 @@ class InternalError(EtlError, RuntimeError):
 
 
 class ConfigError(EtlError, ValueError):
-    """Usage or configuration error: bad option, missing credentials, unusable database file."""
+    """Usage or configuration error: bad option, missing credentials, unusable database file.
+
+    ``param`` is the library parameter the error is about (``page_size``), if any. The message
+    names it that way, before any value it quotes, so a front end can name it as its users
+    write it instead (``renamed``): the command line and the config file say ``page-size``.
+    """
 
     exit_code = 2
 
+    def __init__(self, message: str, *, param: str | None = None,
+                 exit_code: int | None = None) -> None:
+        super().__init__(message, exit_code=exit_code)
+        self.param = param
 
-class NotImplementedYet(ConfigError):
-    """A command whose implementation has not landed yet (exits 2 with a clear message)."""
+    def renamed(self, name: str) -> ConfigError:
+        """This error naming its parameter ``name`` (the first mention is the parameter)."""
+        if not self.param or self.param == name or self.param not in self.message:
+            return self
+        return ConfigError(self.message.replace(self.param, name, 1), param=name,
+                           exit_code=self.exit_code)
 
 
 class AuthError(EtlError, PermissionError):
@@ -81,8 +95,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM during a run (systemd stop or timeout, a Kubernetes deadline, ``kill``).
 
     Unwinds like Ctrl-C (a ``BaseException``, so no retry loop swallows it); ``etl.run.hooks``
-    installs
-    the handler that raises it.
+    installs the handler that raises it.
     """
 
     exit_code = 143  # 128 + SIGTERM, the shell's convention

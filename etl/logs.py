@@ -84,7 +84,7 @@ def _flat_text(value: Any) -> str:
     """A bounded, masked one-string rendering of any value (deep or hostile ones included)."""
     try:
         text = repr(value)
-    except (RecursionError, Exception):  # noqa: B014  (a hostile __repr__ must not kill a log)
+    except Exception:  # a hostile __repr__ (or one recursing without end) must not kill a log
         text = f"<unprintable {type(value).__name__}>"
     return _clip(mask(text))
 
@@ -109,18 +109,18 @@ def _mask_value(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _escape_control(text: str) -> str:
-    def repl(m: re.Match[str]) -> str:
-        ch = m.group(0)
-        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(ch, f"\\x{ord(ch):02x}")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
-    return _CONTROL.sub(repl, text)
+
+def _escape(m: re.Match[str]) -> str:
+    ch = m.group(0)
+    return _NAMED_ESCAPES.get(ch, f"\\x{ord(ch):02x}")
 
 
 def printable(text: str) -> str:
     """``text`` safe for a terminal: C0 and C1 controls and DEL written as ``\\x1b``-style
     escapes (a server's error message or image name can carry OSC titles, hyperlinks, BEL)."""
-    return _escape_control(text)
+    return _CONTROL.sub(_escape, text)
 
 
 class MaskSecrets(logging.Filter):
@@ -206,13 +206,13 @@ class TextFormatter(logging.Formatter):
         run = getattr(record, "run_id", None)
         prefix = f"{ts} {record.levelname:<7} " + (f"[run {run}] " if run is not None else "")
         extra = " ".join(f"{k}={_text_value(v)}" for k, v in _fields(record).items())
-        line = _escape_control(mask(record.getMessage() + (f" {extra}" if extra else "")))
+        line = printable(mask(record.getMessage() + (f" {extra}" if extra else "")))
         if record.exc_info:
             trace = mask(self.formatException(record.exc_info)).splitlines()
             if _show_traces():  # -v: the trace continues on indented lines, free of controls
-                line += "".join("\n    " + _escape_control(t) for t in trace)
+                line += "".join("\n    " + printable(t) for t in trace)
             elif trace:  # otherwise only its last line: no traceback reaches a user
-                line += " (" + _escape_control(trace[-1]) + ")"
+                line += " (" + printable(trace[-1]) + ")"
         return prefix + line
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from etl.cli.app import main
+from etl.config import Credentials, Settings, build_settings
 from etl.config.file import load_config_file, logging_options, without_logging_options
-from etl.config.settings import Settings, build_settings
 from etl.errors import ConfigError
 from etl.store.schema import MIGRATIONS
 
@@ -229,3 +229,148 @@ def test_logging_keys_do_not_reach_settings(tmp_path: Path) -> None:
                                                       "page-size = 7\n"))
     assert logging_options(cfg) == {"verbose": 2, "log_format": "json"}
     assert build_settings({}, {}, without_logging_options(cfg)).page_size == 7
+
+
+# ------------------------------------------------------------ Settings checks and derives itself
+
+
+@pytest.mark.parametrize("region,endpoint", [
+    ("cn-north-4", "https://swr-api.cn-north-4.myhuaweicloud.com"),
+    ("ap-southeast-1", "https://swr-api.ap-southeast-1.myhuaweicloud.com"),
+    ("eu-west-101", "https://swr-api.eu-west-101.myhuaweicloud.eu"),
+])
+def test_settings_derive_the_endpoint_from_the_region(region: str, endpoint: str) -> None:
+    assert Settings(region=region).endpoint == endpoint
+    # A derived endpoint follows a new region; an explicit one stays as given.
+    assert Settings().replace(region=region).endpoint == endpoint
+    explicit = Settings(endpoint="http://127.0.0.1:8080/", region="cn-north-4")
+    assert explicit.endpoint == "http://127.0.0.1:8080"
+    assert explicit.replace(region=region).endpoint == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize("values,param,message", [
+    ({"page_size": 0}, "page_size", "page_size must be 1..1000, got 0"),
+    ({"page_size": 1001}, "page_size", "page_size must be 1..1000, got 1001"),
+    ({"page_size": "100"}, "page_size", "page_size must be an integer, got '100'"),
+    ({"page_size": True}, "page_size", "page_size must be an integer, got True"),
+    ({"concurrency": 17}, "concurrency", "concurrency must be 1..16, got 17"),
+    ({"max_attempts": 1001}, "max_attempts", "max_attempts must be 1..1000, got 1001"),
+    ({"timeout": float("nan")}, "timeout", "timeout must be a finite number, got nan"),
+    ({"timeout": 1e20}, "timeout", "timeout must be 0.001..86400, got 1e+20"),
+    ({"max_rps": float("inf")}, "max_rps", "max_rps must be a finite number, got inf"),
+    ({"max_reject_ratio": 1.5}, "max_reject_ratio", "max_reject_ratio must be 0.0..1.0, got 1.5"),
+    ({"backoff_cap": -1.0}, "backoff_cap", "backoff_cap must be 0.0..9223372036854775807, "
+                                           "got -1.0"),
+    ({"format": "xlsx"}, "format", "format must be csv or parquet, got 'xlsx'"),
+    ({"verify": "off"}, "verify", "verify must be one of auto, ids, full (the completeness "
+                                  "proof; TLS is always verified), got 'off'"),
+    ({"source_timezone": "Mars/Olympus"}, "source_timezone", "unknown time zone: 'Mars/Olympus'"),
+    ({"endpoint": "ftp://swr.example.com"}, "endpoint",
+     "endpoint must be an http(s) URL, got 'ftp://swr.example.com'"),
+    ({"endpoint": ""}, "endpoint", "endpoint must be an http(s) URL, got ''"),
+    ({"endpoint": "https://user:s3cr3t@swr.example.com"}, "endpoint",
+     "endpoint must not contain a user name or password (https://***@swr.example.com): give "
+     "credentials in the environment (SWR_AUTH_TOKEN, HUAWEICLOUD_SDK_AK/SK, ...)"),
+    ({"healthcheck_url": "https://user:s3cr3t@hc.example/ping"}, "healthcheck_url",
+     "healthcheck_url must not contain a user name or password (https://***@hc.example/ping): "
+     "give credentials in the environment (SWR_AUTH_TOKEN, HUAWEICLOUD_SDK_AK/SK, ...)"),
+    ({"db": 5}, "db", "db must be a path, got 5"),
+    ({"dry_run": "yes"}, "dry_run", "dry_run must be true or false, got 'yes'"),
+    ({"credentials": "token"}, "credentials", "credentials must be Credentials, got 'token'"),
+])
+def test_settings_refuse_bad_values_naming_the_parameter(values: dict[str, object], param: str,
+                                                         message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Settings(**values)  # type: ignore[arg-type]
+    assert (str(exc.value), exc.value.param, exc.value.exit_code) == (message, param, 2)
+    assert "s3cr3t" not in str(exc.value)
+
+
+def test_settings_keep_values_in_their_types() -> None:
+    s = Settings(timeout=10, db="x.db", max_rps=5)  # type: ignore[arg-type]
+    assert (s.timeout, type(s.timeout), s.db, s.max_rps, type(s.max_rps)) == (
+        10.0, float, Path("x.db"), 5.0, float)
+    with pytest.raises(ConfigError, match="^page_size must be 1..1000, got 0$"):
+        Settings().replace(page_size=0)
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"kind": "magic"}, "kind must be one of none, token, aksk, password, got 'magic'"),
+    ({"kind": "password", "iam_endpoint": "https://u:p4ss@iam.example"},
+     "iam_endpoint must not contain a user name or password (https://***@iam.example): give "
+     "credentials in the environment (SWR_AUTH_TOKEN, HUAWEICLOUD_SDK_AK/SK, ...)"),
+])
+def test_credentials_check_themselves(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        Credentials(**values)
+    assert str(exc.value) == message
+
+
+@pytest.mark.parametrize("flags,env,message", [
+    ({"page_size": 0}, {}, "page-size must be 1..1000, got 0"),
+    ({"max_reject_ratio": 2.0}, {}, "max-reject-ratio must be 0.0..1.0, got 2.0"),
+    ({"healthcheck_url": "https://u:pw@hc.example"}, {},
+     "healthcheck-url must not contain a user name or password (https://***@hc.example): give "
+     "credentials in the environment (SWR_AUTH_TOKEN, HUAWEICLOUD_SDK_AK/SK, ...)"),
+    ({}, {"SWR_ENDPOINT": "gopher://swr.example"},
+     "endpoint must be an http(s) URL, got 'gopher://swr.example'"),
+    ({}, {"SWR_ETL_DEADLINE": "soon"}, "invalid value for deadline: 'soon'"),
+])
+def test_build_settings_names_options_as_users_write_them(
+        flags: dict[str, object], env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build_settings(flags, env, {})
+    assert str(exc.value) == message
+
+
+def test_renaming_touches_only_the_parameter() -> None:
+    error = ConfigError("timeout must be 0.001..86400, got 1e+20 (timeout)", param="timeout")
+    assert str(error.renamed("--timeout")) == (
+        "--timeout must be 0.001..86400, got 1e+20 (timeout)")
+    assert error.renamed("--timeout").param == "--timeout"
+    plain = ConfigError("no credentials")
+    assert plain.renamed("anything") is plain
+
+
+@pytest.mark.parametrize("command,shown", [
+    (["runs", "--json"], '"run_id": 4,'),
+    (["status"], "last run:     4 running at 2026-11-27T03:00:00Z"),
+])
+def test_the_config_file_is_read_once_per_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        command: list[str], shown: str) -> None:
+    import etl.config.file
+
+    db = make_db(tmp_path / "x.db", 4)
+    cfg = write(tmp_path / "c.toml", f'quiet = true\ndb = "{db}"\n')
+    reads: list[Path] = []
+    real = etl.config.file.load_config_file
+
+    def counted(path: Path) -> dict[str, object]:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(etl.config.file, "load_config_file", counted)
+    monkeypatch.delenv("SWR_ETL_DB", raising=False)
+    try:
+        with pytest.raises(SystemExit):
+            main([*command, "--config", str(cfg)])
+        assert reads == [cfg]
+        # Both halves of the file were used: the database from it, and quiet logging.
+        assert shown in capsys.readouterr().out
+        assert our_handler().level == logging.ERROR
+    finally:
+        logging.getLogger().removeHandler(our_handler())
+        logging.getLogger("etl").setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize("given", ["flag", "env"])
+def test_a_folder_for_the_database_is_refused_from_flag_or_env(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        given: str) -> None:
+    monkeypatch.setenv("SWR_ETL_DB", str(tmp_path))
+    args = ["runs", "--db", str(tmp_path)] if given == "flag" else ["runs"]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert (exc.value.code, capsys.readouterr().err) == (
+        2, f"swr-etl: error: Invalid value for '--db': File '{tmp_path}' is a directory.\n")

@@ -420,7 +420,7 @@ def test_log_lines_erase_the_progress_line() -> None:
 def test_sync_command_wraps_the_pipeline(pings: Pings, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    import etl.cli.commands
+    import etl.run.pipeline
 
     calls: list[dict[str, Any]] = []
 
@@ -428,9 +428,7 @@ def test_sync_command_wraps_the_pipeline(pings: Pings, tmp_path: Path,
         calls.append({"db": settings.db, **kw})
         return FakeResult(exit_code=6, status="partial")
 
-    real_lib = etl.cli.commands._lib
-    monkeypatch.setattr(etl.cli.commands, "_lib", lambda m, n: fake_run_sync
-                        if (m, n) == ("etl.run.pipeline", "run_sync") else real_lib(m, n))
+    monkeypatch.setattr(etl.run.pipeline, "run_sync", fake_run_sync)
     metrics = tmp_path / "swr_etl.prom"
     with pytest.raises(SystemExit) as exc:
         main(["sync", "--no-auth", "--db", str(tmp_path / "swr.db"), "--metrics-file",
@@ -469,15 +467,13 @@ def test_sigterm_during_a_run_is_reported(pings: Pings, tmp_path: Path) -> None:
 
 def test_sync_command_exits_143_when_terminated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    import etl.cli.commands
+    import etl.run.pipeline
     from etl.run.hooks import Terminated
 
     def fake_run_sync(settings: Settings, **kw: Any) -> FakeResult:
         raise Terminated("terminated by signal SIGTERM")
 
-    real_lib = etl.cli.commands._lib
-    monkeypatch.setattr(etl.cli.commands, "_lib", lambda m, n: fake_run_sync
-                        if (m, n) == ("etl.run.pipeline", "run_sync") else real_lib(m, n))
+    monkeypatch.setattr(etl.run.pipeline, "run_sync", fake_run_sync)
     with pytest.raises(SystemExit) as exc:
         main(["sync", "--no-auth", "--db", str(tmp_path / "swr.db"), "--metrics-file",
               str(tmp_path / "m.prom")])

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from etl.config.settings import _CONFIG_SECRET_KEYS_UPPER
+from etl.config.credentials import CREDENTIAL_VARS
 from etl.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -29,7 +29,7 @@ _TABLES = {"swr-etl", "swr_etl", "sync"}
 
 def secret_keys(config: dict[str, Any]) -> list[str]:
     """Credential keys present in a flattened config (sorted, as written in the file)."""
-    return sorted(k for k in config if k.upper() in _CONFIG_SECRET_KEYS_UPPER)
+    return sorted(k for k in config if k.upper() in CREDENTIAL_VARS)
 
 
 def check_private(path: Path, keys: list[str], mode: int | None = None) -> None:
