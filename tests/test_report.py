@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -337,3 +338,82 @@ def test_names_render_literally_in_html_markdown_and_charts(tmp_path: Path) -> N
     assert "| acme/a\\\\rb\\|c\\\\nd |" in text
     assert "| library/\\$\\\\foo\\$ |" in text and "| library/\\$\\\\alpha\\$ |" in text
     assert "| \\_under/\\*bold\\* \\[x\\](y) \\&lt; |" in text
+
+
+def _tick_labels(uri: str) -> dict[str, list[str]]:
+    """The tick labels of a chart (an SVG data URI with text kept as text), per axis, and every
+    other text drawn on it under "other" (title, offset text, bar values)."""
+    import base64
+    import xml.etree.ElementTree as ET
+
+    svg = ET.fromstring(base64.b64decode(uri.split(",", 1)[1]))
+    ns = "{http://www.w3.org/2000/svg}"
+    labels: dict[str, list[str]] = {"x": [], "y": [], "other": []}
+    ticks = set()
+    for group in svg.iter(f"{ns}g"):
+        axis = group.get("id", "").split("tick_")[0]
+        if axis in ("x", "y") and group.get("id", "").startswith(f"{axis}tick_"):
+            # a label of two lines is two text elements
+            labels[axis].append("\n".join("".join(t.itertext())
+                                          for t in group.iter(f"{ns}text")))
+            ticks.update(id(t) for t in group.iter(f"{ns}text"))
+    labels["other"] = ["".join(t.itertext()) for t in svg.iter(f"{ns}text")
+                       if id(t) not in ticks]
+    return labels
+
+
+def _days(first: str, n: int) -> list[str]:
+    start = dt.date.fromisoformat(first)
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range(n)]
+
+
+@pytest.mark.parametrize("first,n,months,years", [
+    ("2026-11-01", 30, {"Nov"}, ["2026"]),           # a November: no "Dec" anywhere
+    ("2026-11-02", 30, {"Nov", "Dec"}, ["2026"]),    # ends on 1 Dec, which is labelled so
+    ("2026-11-29", 2, {"Nov"}, ["2026"]),            # two days: day ticks, never hours
+    ("2026-12-20", 20, {"Dec", "Jan"}, ["2026", "2027"]),  # the year where it changes
+])
+def test_date_axes_name_only_the_days_they_show(first: str, n: int, months: set[str],
+                                                years: list[str]) -> None:
+    from etl.publish import charts
+
+    dates = _days(first, n)
+    for uri in (charts.daily_bars(dates, [40e6 + 2e6 * i for i in range(n)]),
+                charts.cumulative_lines([("library/a", dates, list(range(n)))])):
+        labels = _tick_labels(uri)
+        # "8 Nov", or "1 Nov\n2026" under the first tick and where the year changes
+        parsed = [re.fullmatch(r"(\d{1,2}) ([A-Z][a-z]{2})(?:\n(\d{4}))?", t) for t in labels["x"]]
+        assert all(parsed), labels["x"]
+        shown = [dt.datetime.strptime(f"{m[1]} {m[2]} {first[:4]}", "%d %b %Y").date()
+                 for m in parsed if m]
+        assert {m[2] for m in parsed if m} == months
+        assert [m[3] for m in parsed if m and m[3]] == years
+        # every tick is a day of the data (years aside: checked above)
+        assert {d.strftime("%m-%d") for d in shown} <= {d[5:] for d in dates}
+        assert len(shown) >= min(n, 3)
+        # no offset text such as "2026-Dec" left over
+        assert not [t for t in labels["other"] if re.search(r"\d{4}-[A-Z][a-z]{2}", t)]
+
+
+def test_count_axes_use_one_number_format() -> None:
+    from etl.publish import charts
+
+    # The chart the issue showed: daily pulls from 40 M to 98 M (an axis up to 100 M) had
+    # "80.0 M" under "100 M".
+    n = 30
+    uri = charts.daily_bars(_days("2026-11-01", n), [40e6 + 2e6 * i for i in range(n)])
+    labels = [t for t in _tick_labels(uri)["y"] if t != "0"]
+    assert labels and all(re.fullmatch(r"\d+ M", t) for t in labels), labels
+    bars = _tick_labels(charts.top_movers_bar(["a", "b"], [711_000_000, 84_700_000]))["x"]
+    assert [t for t in bars if t != "0"] and all(
+        re.fullmatch(r"\d+ M", t) for t in bars if t != "0"), bars
+
+    from etl.publish.axes import AxisNumbers
+
+    fmt = AxisNumbers()
+    assert fmt.format_ticks([0, 20e6, 40e6, 60e6, 80e6, 100e6]) == [
+        "0", "20 M", "40 M", "60 M", "80 M", "100 M"]
+    assert fmt.format_ticks([0, 0.5e6, 1e6, 1.5e6]) == ["0", "0.5 M", "1.0 M", "1.5 M"]
+    assert fmt.format_ticks([0, 2e5, 4e5, 1.2e6]) == ["0", "0.2 M", "0.4 M", "1.2 M"]
+    assert fmt.format_ticks([0, 250, 500, 1000]) == ["0", "250", "500", "1,000"]
+    assert fmt.format_ticks([0, 0.25, 0.5]) == ["0", "0.25", "0.50"]
