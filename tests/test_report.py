@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -417,3 +418,46 @@ def test_count_axes_use_one_number_format() -> None:
     assert fmt.format_ticks([0, 2e5, 4e5, 1.2e6]) == ["0", "0.2 M", "0.4 M", "1.2 M"]
     assert fmt.format_ticks([0, 250, 500, 1000]) == ["0", "250", "500", "1,000"]
     assert fmt.format_ticks([0, 0.25, 0.5]) == ["0", "0.25", "0.50"]
+
+
+def test_html_autoescape_covers_every_field(trend_db: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every text of the document, and the numbers shown as they are (ids, ranks, the run id),
+    carries a tag of its own: the page must show each as text, whichever cell it lands in."""
+    from markupsafe import escape
+
+    from etl.publish import charts
+    from etl.publish.render import html
+
+    # The charts would parse the tagged dates; they draw names as text anyway (tested above).
+    for name in ("top_movers_bar", "cumulative_lines", "daily_bars"):
+        monkeypatch.setattr(charts, name, lambda *_a, **_k: "data:image/svg+xml;base64,AAAA")
+    shown_as_is = {"id", "rank", "as_of_run_id"}
+    probes: dict[str, str] = {}
+
+    def tag(value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            # kind is a closed vocabulary the renderer looks up, not text from anyone
+            return {k: v if k == "kind" else tag(v, f"{path}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [tag(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)
+                                      and path.rsplit(".", 1)[-1] in shown_as_is):
+            probes[path] = f'<i title="{len(probes)}" onclick=\'x()\'>&amp;'
+            return f"{probes[path]}{value}"
+        return value
+
+    report = tag(build_report(trend_db, days=7, top=10, now=NOW), "r")
+    page = html(report)
+    assert "<i " not in page  # no tag made it through as markup
+    found = {path for path, probe in probes.items() if str(escape(probe)) in page}
+    for path in ("r.title", "r.as_of", "r.as_of_run_id", "r.tool_version", "r.generated_at",
+                 "r.window_start", "r.top_movers[0].name", "r.top_movers[0].namespace",
+                 "r.top_movers[0].rank", "r.not_ranked[0].name", "r.not_ranked[1].namespace",
+                 "r.not_ranked[0].date", "r.anomalies[0].detail", "r.anomalies[2].date",
+                 "r.new_images[0].name", "r.new_images[0].id", "r.new_images[0].first_seen",
+                 "r.removed_images[0].namespace", "r.removed_images[0].last_seen"):
+        assert path in found, path
+    report["notice"] = probes["r.notice"] = "<i title='notice'>"
+    page = html(report)
+    assert "<i " not in page and str(escape(probes["r.notice"])) in page
