@@ -203,7 +203,8 @@ def _browser() -> str | None:
 @pytest.mark.browser
 @pytest.mark.skipif(_browser() is None, reason="no chromium binary on PATH (apt-get install "
                                                 "chromium); cannot render the HTML report")
-def test_html_renders_in_headless_chromium(trend_db: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("width", [1280, 420])  # a desktop, a phone
+def test_html_renders_in_headless_chromium(trend_db: Path, tmp_path: Path, width: int) -> None:
     from PIL import Image
 
     page = write_report(trend_db, tmp_path / "report.html", days=7, top=5, now=NOW)
@@ -211,14 +212,14 @@ def test_html_renders_in_headless_chromium(trend_db: Path, tmp_path: Path) -> No
     cmd = [str(_browser()), "--headless", "--no-sandbox", "--disable-gpu",
            "--disable-background-networking", "--disable-component-update", "--no-first-run",
            "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-           f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()]
+           f"--screenshot={shot}", f"--window-size={width},2000", page.as_uri()]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert shot.exists(), done.stderr[-2000:]
     image = Image.open(shot).convert("RGB")
-    assert image.size == (1280, 2000)
-    counts = image.getcolors(maxcolors=1280 * 2000)  # [(pixels, (r, g, b)), ...]
+    assert image.size == (width, 2000)
+    counts = image.getcolors(maxcolors=width * 2000)  # [(pixels, (r, g, b)), ...]
     assert counts is not None
-    total = 1280 * 2000
+    total = width * 2000
     colours = {(r // 16, g // 16, b // 16) for _n, (r, g, b) in counts}
     inked = sum(n for n, (r, g, b) in counts if min(r, g, b) < 200) / total
     # A blank page is one or two colours; text, tables, cards and charts add many.
@@ -228,6 +229,98 @@ def test_html_renders_in_headless_chromium(trend_db: Path, tmp_path: Path) -> No
     blue = sum(n for n, (r, g, b) in counts if b > 180 and r < 90 and g < 140)
     pink = sum(n for n, (r, g, b) in counts if r > 180 and g < 80 and b > 80)
     assert blue > 500 and pink > 200, (blue, pink)
+
+
+# Measures the laid-out report from inside it, and writes what it finds into the page around it,
+# which --dump-dom prints. The report sits in an iframe of the width under test: Chromium's own
+# window is at least 500 px wide in --dump-dom mode. (The report itself has no script.)
+MEASURE = """<script>
+const box = e => ({scroll: e.scrollWidth, client: e.clientWidth,
+                   right: Math.ceil(e.getBoundingClientRect().right),
+                   overflow: getComputedStyle(e).overflowX});
+const title = e => e.closest('section') ? e.closest('section').querySelector('h2').textContent
+                                        : e.tagName + ' ' + e.className;
+const found = {
+  viewport: window.innerWidth, page: document.documentElement.scrollWidth,
+  boxes: [...document.querySelectorAll('header, .card, section')].map(
+    e => ({title: title(e), ...box(e)})),
+  scrollers: [...document.querySelectorAll('.scroll')].map(e => ({title: title(e), ...box(e)})),
+  heads: [...document.querySelectorAll('section')].map(
+    e => [title(e), [...e.querySelectorAll('thead th')].map(th => th.textContent)]),
+};
+const out = parent.document.createElement('pre');
+out.id = 'measured';
+out.textContent = JSON.stringify(found);
+parent.document.body.appendChild(out);
+</script>"""
+
+
+def _measure(page: Path, width: int, tmp_path: Path) -> dict[str, Any]:
+    """Lay ``page`` out in headless Chromium ``width`` px wide; return what MEASURE found."""
+    import html as html_lib
+
+    report = page.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>")
+    probe = tmp_path / f"measure-{width}.html"
+    probe.write_text(
+        '<!DOCTYPE html><html><body style="margin:0"><iframe style="border:0; '
+        f'width:{width}px; height:8000px" srcdoc="{html_lib.escape(report)}"></iframe>'
+        "</body></html>", encoding="utf-8")
+    cmd = [str(_browser()), "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-background-networking", "--disable-component-update", "--no-first-run",
+           "--disable-sync", f"--user-data-dir={tmp_path / f'profile-{width}'}",
+           "--hide-scrollbars", "--window-size=1400,2000", "--dump-dom", probe.as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="measured">(.*?)</pre>', done.stdout, re.DOTALL)
+    assert found, done.stderr[-2000:]
+    measured: dict[str, Any] = json.loads(html_lib.unescape(found[1]))
+    assert measured["viewport"] == width, measured  # laid out at the width under test
+    return measured
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_browser() is None, reason="no chromium binary on PATH (apt-get install "
+                                                "chromium); cannot lay out the HTML report")
+@pytest.mark.parametrize("width", [420, 1280])
+def test_html_fits_a_phone_and_a_desktop(trend_db: Path, tmp_path: Path, width: int) -> None:
+    page = write_report(trend_db, tmp_path / "report.html", days=7, top=5, now=NOW)
+    found = _measure(page, width, tmp_path)
+    # Nothing widens the page: no sideways scrolling of the whole report, and no card or
+    # section has anything sticking out of it.
+    assert found["page"] <= width, found
+    for b in found["boxes"]:
+        assert b["scroll"] <= b["client"] and b["right"] <= width, b
+    movers = next(s for s in found["scrollers"] if s["title"] == "Top movers")
+    assert movers["overflow"] == "auto"
+    if width < 500:  # the movers table is wider than a phone: it scrolls inside its card
+        assert movers["scroll"] > movers["client"], movers
+    else:  # a desktop shows it whole
+        assert movers["scroll"] == movers["client"], movers
+    heads = dict(found["heads"])
+    assert heads["Top movers"] == ["#", "Change", "Image", "Pulls", "Gained", "Growth",
+                                   "Per day (7 d)", "Daily pulls"]
+    # Without a previous window (the 30 days cover the whole history) there is no Change.
+    page = write_report(trend_db, tmp_path / "report.html", days=30, top=5, now=NOW)
+    heads = dict(_measure(page, width, tmp_path)["heads"])
+    assert heads["Top movers"] == ["#", "Image", "Pulls", "Gained", "Growth", "Per day (7 d)",
+                                   "Daily pulls"]
+
+
+def test_the_change_column_shows_only_with_a_previous_window(trend_db: Path,
+                                                             tmp_path: Path) -> None:
+    def top_table(days: int) -> tuple[list[str], list[int]]:
+        text = write_report(trend_db, tmp_path / f"r{days}.html", days=days, top=5,
+                            now=NOW).read_text(encoding="utf-8")
+        section = text.split("<h2>Top movers</h2>", 1)[1].split("</section>", 1)[0]
+        head = re.findall(r"<th[^>]*>([^<]*)</th>", section.split("</thead>")[0])
+        rows = re.findall(r"<tr>(.*?)</tr>", section.split("<tbody>")[1], re.DOTALL)
+        return head, [row.count("<td") for row in rows]
+
+    head, cells = top_table(7)  # previous window 10-25..11-01: rank changes known
+    assert head[:3] == ["#", "Change", "Image"] and cells == [8, 8]
+    head, cells = top_table(30)  # the whole history: no previous window, no column
+    assert head[:2] == ["#", "Image"] and "Change" not in head and cells == [7, 7]
+    text = (tmp_path / "r30.html").read_text(encoding="utf-8")
+    assert "<th colspan=7>Not ranked: growth unknown in this window (2)</th>" in text
 
 
 def test_a_single_run_date_says_trends_need_two(tmp_path: Path) -> None:
