@@ -200,6 +200,15 @@ def _browser() -> str | None:
     return None
 
 
+def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium with a throwaway profile and nothing reaching out to the network."""
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    cmd = [str(_browser()), "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-background-networking", "--disable-component-update", "--no-first-run",
+           "--disable-sync", f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(_browser() is None, reason="no chromium binary on PATH (apt-get install "
                                                 "chromium); cannot render the HTML report")
@@ -209,11 +218,8 @@ def test_html_renders_in_headless_chromium(trend_db: Path, tmp_path: Path, width
 
     page = write_report(trend_db, tmp_path / "report.html", days=7, top=5, now=NOW)
     shot = tmp_path / "shot.png"
-    cmd = [str(_browser()), "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-background-networking", "--disable-component-update", "--no-first-run",
-           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-           f"--screenshot={shot}", f"--window-size={width},2000", page.as_uri()]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    done = _chromium(tmp_path, f"--screenshot={shot}", f"--window-size={width},2000",
+                     page.as_uri())
     assert shot.exists(), done.stderr[-2000:]
     image = Image.open(shot).convert("RGB")
     assert image.size == (width, 2000)
@@ -265,11 +271,8 @@ def _measure(page: Path, width: int, tmp_path: Path) -> dict[str, Any]:
         '<!DOCTYPE html><html><body style="margin:0"><iframe style="border:0; '
         f'width:{width}px; height:8000px" srcdoc="{html_lib.escape(report)}"></iframe>'
         "</body></html>", encoding="utf-8")
-    cmd = [str(_browser()), "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-background-networking", "--disable-component-update", "--no-first-run",
-           "--disable-sync", f"--user-data-dir={tmp_path / f'profile-{width}'}",
-           "--hide-scrollbars", "--window-size=1400,2000", "--dump-dom", probe.as_uri()]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    done = _chromium(tmp_path, "--hide-scrollbars", "--window-size=1400,2000", "--dump-dom",
+                     probe.as_uri())
     found = re.search(r'<pre id="measured">(.*?)</pre>', done.stdout, re.DOTALL)
     assert found, done.stderr[-2000:]
     measured: dict[str, Any] = json.loads(html_lib.unescape(found[1]))
