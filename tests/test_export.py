@@ -367,6 +367,8 @@ def test_the_old_manifest_json_is_merged_into_the_new_name_then_removed(
     old = {"schema_version": 1, "partitions": {
         d: {**new["partitions"][d], "schema_version": 1} for d in new["partitions"]}}
     old["partitions"]["2026-11-02"]["exported_at"] = "2000-01-01T00:00:00Z"  # older than new
+    # CSV is the same text in both versions: no reason to re-export it
+    old["partitions"]["2026-10-30"] = {**old["partitions"]["2026-11-01"], "format": "csv"}
     (out / "manifest.json").write_text(json.dumps(old))
     (out / "_manifest.json").unlink()
     (out / "_manifest.json").write_text(json.dumps(
@@ -376,7 +378,7 @@ def test_the_old_manifest_json_is_merged_into_the_new_name_then_removed(
         export_snapshots(db, out, fmt="parquet", date="2026-11-04")
     assert not (out / "manifest.json").exists()
     merged = json.loads((out / "_manifest.json").read_text())["partitions"]
-    assert list(merged) == ["2026-11-01", "2026-11-02", "2026-11-04"]
+    assert list(merged) == ["2026-10-30", "2026-11-01", "2026-11-02", "2026-11-04"]
     assert merged["2026-11-01"] == old["partitions"]["2026-11-01"]  # only the old name knew it
     assert merged["2026-11-02"] == new["partitions"]["2026-11-02"]  # the later export wins
     assert merged["2026-11-04"]["schema_version"] == 2

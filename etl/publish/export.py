@@ -181,10 +181,12 @@ def _partitions_so_far(out: Path) -> tuple[dict[str, Any], Path | None]:
 
 
 def _warn_about_older_partitions(out: Path, partitions: dict[str, Any]) -> None:
-    """Name the partitions an older swr-etl wrote: their ``snapshot_date`` has another type, so
-    readers of the whole folder fail until they are exported again."""
-    older = sorted(d for d, e in partitions.items()
-                   if not isinstance(e, dict) or e.get("schema_version") != EXPORT_SCHEMA_VERSION)
+    """Name the Parquet partitions an older swr-etl wrote: their ``snapshot_date`` has another
+    type, so readers of the whole folder fail until they are exported again. (CSV text is the
+    same in every version.)"""
+    older = sorted(d for d, e in partitions.items() if isinstance(e, dict)
+                   and e.get("format") == "parquet"
+                   and e.get("schema_version") != EXPORT_SCHEMA_VERSION)
     if older:
         span = older[0] if len(older) == 1 else f"{older[0]} to {older[-1]}"
         log.warning("%s partition%s of this export %s written by an older swr-etl (%s); readers "
