@@ -149,8 +149,8 @@ def describe(r: DemoResult) -> list[str]:
         f'  sqlite-utils query {r.db} "select rank, namespace, name, pull_delta, per_day '
         f'from top_movers_30d where rank <= 10 order by rank" --table'
         + ("" if r.nights <= 31 else f"   # the last 30 days; the report covers {r.nights}"),
-        f"  python -c \"import pandas as pd; df = pd.read_parquet('{r.exports}', "
-        f"partitioning=None, ignore_prefixes=['manifest']); "
+        # The plain call: the export folder is a dataset pandas opens with no arguments.
+        f"  python -c \"import pandas as pd; df = pd.read_parquet('{r.exports}'); "
         f"print(df.groupby('snapshot_date').pull_count.sum())\"",
         f"  swr-etl runs --db {r.db}",
     ]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import subprocess
+import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -36,8 +39,7 @@ def test_history_spans_the_nights_ending_today(demo) -> None:
 
 
 def test_parquet_history_matches_the_database(demo) -> None:
-    # exactly what the demo tells the user to type
-    df = pd.read_parquet(demo.exports, partitioning=None, ignore_prefixes=["manifest"])
+    df = pd.read_parquet(demo.exports)  # the folder, no arguments
     assert sorted(df["snapshot_date"].astype(str).unique()) == [
         (date(2026, 3, 10) - timedelta(days=5 - i)).isoformat() for i in range(6)]
     conn = sqlite3.connect(demo.db)
@@ -88,6 +90,23 @@ def test_the_explore_suggestion_agrees_with_the_report(demo) -> None:
     assert len(rows) == 10
 
 
+def test_the_explore_pandas_line_runs_as_printed(demo) -> None:
+    from etl.demo import describe
+
+    line = next(x for x in describe(demo) if "python -c" in x)
+    code = line.split('python -c "', 1)[1].rsplit('"', 1)[0]
+    assert f"pd.read_parquet('{demo.exports}');" in code  # the plain call, no arguments
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    printed = [tuple(m.groups()) for m in
+               re.finditer(r"^(\d{4}-\d\d-\d\d)\s+(\d+)$", done.stdout, re.MULTILINE)]
+    totals = sqlite3.connect(demo.db).execute(
+        "SELECT snapshot_date, SUM(pull_count) FROM image_snapshots GROUP BY 1 ORDER BY 1")
+    assert printed == [(d, str(total)) for d, total in totals]
+    assert len(printed) == 6
+
+
 def test_rerun_replaces_the_demo_instead_of_stacking_it(tmp_path: Path) -> None:
     run_demo(tmp_path, days=2, images=10, interactive=False, now=NOW)
     (tmp_path / "mine.txt").write_text("keep me")
@@ -106,8 +125,8 @@ def test_cli_demo_prints_where_everything_is(tmp_path: Path,
     out = capsys.readouterr().out
     assert f"database: {tmp_path / 'd' / 'swr.db'}" in out
     assert "report:" in out and "sqlite-utils query" in out and "swr-etl runs --db" in out
-    manifest = json.loads((tmp_path / "d" / "exports" / "manifest.json").read_text())
-    assert manifest  # one entry per exported partition
+    manifest = json.loads((tmp_path / "d" / "exports" / "_manifest.json").read_text())
+    assert len(manifest["partitions"]) == 2  # one entry per exported partition
     assert len(list((tmp_path / "d" / "exports").glob("snapshot_date=*/images.parquet"))) == 2
 
 

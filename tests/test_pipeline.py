@@ -539,7 +539,7 @@ def test_sync_exports_what_it_loaded(simulator: Callable[..., Any], tmp_path: Pa
         exported = list(csv.DictReader(f))
     assert sorted((int(r["id"]), int(r["pull_count"])) for r in exported) == sorted(
         (r["id"], r["pull_count"]) for r in sim.listing())
-    entry = json.loads((out / "manifest.json").read_text())["partitions"][date]
+    entry = json.loads((out / "_manifest.json").read_text())["partitions"][date]
     assert (entry["rows"], entry["run_id"]) == (50, 1)
 
 

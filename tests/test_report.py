@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -198,25 +200,32 @@ def _browser() -> str | None:
     return None
 
 
+def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium with a throwaway profile and nothing reaching out to the network."""
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    cmd = [str(_browser()), "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-background-networking", "--disable-component-update", "--no-first-run",
+           "--disable-sync", f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(_browser() is None, reason="no chromium binary on PATH (apt-get install "
                                                 "chromium); cannot render the HTML report")
-def test_html_renders_in_headless_chromium(trend_db: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("width", [1280, 420])  # a desktop, a phone
+def test_html_renders_in_headless_chromium(trend_db: Path, tmp_path: Path, width: int) -> None:
     from PIL import Image
 
     page = write_report(trend_db, tmp_path / "report.html", days=7, top=5, now=NOW)
     shot = tmp_path / "shot.png"
-    cmd = [str(_browser()), "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-background-networking", "--disable-component-update", "--no-first-run",
-           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-           f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    done = _chromium(tmp_path, f"--screenshot={shot}", f"--window-size={width},2000",
+                     page.as_uri())
     assert shot.exists(), done.stderr[-2000:]
     image = Image.open(shot).convert("RGB")
-    assert image.size == (1280, 2000)
-    counts = image.getcolors(maxcolors=1280 * 2000)  # [(pixels, (r, g, b)), ...]
+    assert image.size == (width, 2000)
+    counts = image.getcolors(maxcolors=width * 2000)  # [(pixels, (r, g, b)), ...]
     assert counts is not None
-    total = 1280 * 2000
+    total = width * 2000
     colours = {(r // 16, g // 16, b // 16) for _n, (r, g, b) in counts}
     inked = sum(n for n, (r, g, b) in counts if min(r, g, b) < 200) / total
     # A blank page is one or two colours; text, tables, cards and charts add many.
@@ -226,6 +235,95 @@ def test_html_renders_in_headless_chromium(trend_db: Path, tmp_path: Path) -> No
     blue = sum(n for n, (r, g, b) in counts if b > 180 and r < 90 and g < 140)
     pink = sum(n for n, (r, g, b) in counts if r > 180 and g < 80 and b > 80)
     assert blue > 500 and pink > 200, (blue, pink)
+
+
+# Measures the laid-out report from inside it, and writes what it finds into the page around it,
+# which --dump-dom prints. The report sits in an iframe of the width under test: Chromium's own
+# window is at least 500 px wide in --dump-dom mode. (The report itself has no script.)
+MEASURE = """<script>
+const box = e => ({scroll: e.scrollWidth, client: e.clientWidth,
+                   right: Math.ceil(e.getBoundingClientRect().right),
+                   overflow: getComputedStyle(e).overflowX});
+const title = e => e.closest('section') ? e.closest('section').querySelector('h2').textContent
+                                        : e.tagName + ' ' + e.className;
+const found = {
+  viewport: window.innerWidth, page: document.documentElement.scrollWidth,
+  boxes: [...document.querySelectorAll('header, .card, section')].map(
+    e => ({title: title(e), ...box(e)})),
+  scrollers: [...document.querySelectorAll('.scroll')].map(e => ({title: title(e), ...box(e)})),
+  heads: [...document.querySelectorAll('section')].map(
+    e => [title(e), [...e.querySelectorAll('thead th')].map(th => th.textContent)]),
+};
+const out = parent.document.createElement('pre');
+out.id = 'measured';
+out.textContent = JSON.stringify(found);
+parent.document.body.appendChild(out);
+</script>"""
+
+
+def _measure(page: Path, width: int, tmp_path: Path) -> dict[str, Any]:
+    """Lay ``page`` out in headless Chromium ``width`` px wide; return what MEASURE found."""
+    import html as html_lib
+
+    report = page.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>")
+    probe = tmp_path / f"measure-{width}.html"
+    probe.write_text(
+        '<!DOCTYPE html><html><body style="margin:0"><iframe style="border:0; '
+        f'width:{width}px; height:8000px" srcdoc="{html_lib.escape(report)}"></iframe>'
+        "</body></html>", encoding="utf-8")
+    done = _chromium(tmp_path, "--hide-scrollbars", "--window-size=1400,2000", "--dump-dom",
+                     probe.as_uri())
+    found = re.search(r'<pre id="measured">(.*?)</pre>', done.stdout, re.DOTALL)
+    assert found, done.stderr[-2000:]
+    measured: dict[str, Any] = json.loads(html_lib.unescape(found[1]))
+    assert measured["viewport"] == width, measured  # laid out at the width under test
+    return measured
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_browser() is None, reason="no chromium binary on PATH (apt-get install "
+                                                "chromium); cannot lay out the HTML report")
+@pytest.mark.parametrize("width", [420, 1280])
+def test_html_fits_a_phone_and_a_desktop(trend_db: Path, tmp_path: Path, width: int) -> None:
+    page = write_report(trend_db, tmp_path / "report.html", days=7, top=5, now=NOW)
+    found = _measure(page, width, tmp_path)
+    # Nothing widens the page: no sideways scrolling of the whole report, and no card or
+    # section has anything sticking out of it.
+    assert found["page"] <= width, found
+    for b in found["boxes"]:
+        assert b["scroll"] <= b["client"] and b["right"] <= width, b
+    movers = next(s for s in found["scrollers"] if s["title"] == "Top movers")
+    assert movers["overflow"] == "auto"
+    if width < 500:  # the movers table is wider than a phone: it scrolls inside its card
+        assert movers["scroll"] > movers["client"], movers
+    else:  # a desktop shows it whole
+        assert movers["scroll"] == movers["client"], movers
+    heads = dict(found["heads"])
+    assert heads["Top movers"] == ["#", "Change", "Image", "Pulls", "Gained", "Growth",
+                                   "Per day (7 d)", "Daily pulls"]
+    # Without a previous window (the 30 days cover the whole history) there is no Change.
+    page = write_report(trend_db, tmp_path / "report.html", days=30, top=5, now=NOW)
+    heads = dict(_measure(page, width, tmp_path)["heads"])
+    assert heads["Top movers"] == ["#", "Image", "Pulls", "Gained", "Growth", "Per day (7 d)",
+                                   "Daily pulls"]
+
+
+def test_the_change_column_shows_only_with_a_previous_window(trend_db: Path,
+                                                             tmp_path: Path) -> None:
+    def top_table(days: int) -> tuple[list[str], list[int]]:
+        text = write_report(trend_db, tmp_path / f"r{days}.html", days=days, top=5,
+                            now=NOW).read_text(encoding="utf-8")
+        section = text.split("<h2>Top movers</h2>", 1)[1].split("</section>", 1)[0]
+        head = re.findall(r"<th[^>]*>([^<]*)</th>", section.split("</thead>")[0])
+        rows = re.findall(r"<tr>(.*?)</tr>", section.split("<tbody>")[1], re.DOTALL)
+        return head, [row.count("<td") for row in rows]
+
+    head, cells = top_table(7)  # previous window 10-25..11-01: rank changes known
+    assert head[:3] == ["#", "Change", "Image"] and cells == [8, 8]
+    head, cells = top_table(30)  # the whole history: no previous window, no column
+    assert head[:2] == ["#", "Image"] and "Change" not in head and cells == [7, 7]
+    text = (tmp_path / "r30.html").read_text(encoding="utf-8")
+    assert "<th colspan=7>Not ranked: growth unknown in this window (2)</th>" in text
 
 
 def test_a_single_run_date_says_trends_need_two(tmp_path: Path) -> None:
@@ -337,3 +435,125 @@ def test_names_render_literally_in_html_markdown_and_charts(tmp_path: Path) -> N
     assert "| acme/a\\\\rb\\|c\\\\nd |" in text
     assert "| library/\\$\\\\foo\\$ |" in text and "| library/\\$\\\\alpha\\$ |" in text
     assert "| \\_under/\\*bold\\* \\[x\\](y) \\&lt; |" in text
+
+
+def _tick_labels(uri: str) -> dict[str, list[str]]:
+    """The tick labels of a chart (an SVG data URI with text kept as text), per axis, and every
+    other text drawn on it under "other" (title, offset text, bar values)."""
+    import base64
+    import xml.etree.ElementTree as ET
+
+    svg = ET.fromstring(base64.b64decode(uri.split(",", 1)[1]))
+    ns = "{http://www.w3.org/2000/svg}"
+    labels: dict[str, list[str]] = {"x": [], "y": [], "other": []}
+    ticks = set()
+    for group in svg.iter(f"{ns}g"):
+        axis = group.get("id", "").split("tick_")[0]
+        if axis in ("x", "y") and group.get("id", "").startswith(f"{axis}tick_"):
+            # a label of two lines is two text elements
+            labels[axis].append("\n".join("".join(t.itertext())
+                                          for t in group.iter(f"{ns}text")))
+            ticks.update(id(t) for t in group.iter(f"{ns}text"))
+    labels["other"] = ["".join(t.itertext()) for t in svg.iter(f"{ns}text")
+                       if id(t) not in ticks]
+    return labels
+
+
+def _days(first: str, n: int) -> list[str]:
+    start = dt.date.fromisoformat(first)
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range(n)]
+
+
+@pytest.mark.parametrize("first,n,months,years", [
+    ("2026-11-01", 30, {"Nov"}, ["2026"]),           # a November: no "Dec" anywhere
+    ("2026-11-02", 30, {"Nov", "Dec"}, ["2026"]),    # ends on 1 Dec, which is labelled so
+    ("2026-11-29", 2, {"Nov"}, ["2026"]),            # two days: day ticks, never hours
+    ("2026-12-20", 20, {"Dec", "Jan"}, ["2026", "2027"]),  # the year where it changes
+])
+def test_date_axes_name_only_the_days_they_show(first: str, n: int, months: set[str],
+                                                years: list[str]) -> None:
+    from etl.publish import charts
+
+    dates = _days(first, n)
+    for uri in (charts.daily_bars(dates, [40e6 + 2e6 * i for i in range(n)]),
+                charts.cumulative_lines([("library/a", dates, list(range(n)))])):
+        labels = _tick_labels(uri)
+        # "8 Nov", or "1 Nov\n2026" under the first tick and where the year changes
+        parsed = [re.fullmatch(r"(\d{1,2}) ([A-Z][a-z]{2})(?:\n(\d{4}))?", t) for t in labels["x"]]
+        assert all(parsed), labels["x"]
+        shown = [dt.datetime.strptime(f"{m[1]} {m[2]} {first[:4]}", "%d %b %Y").date()
+                 for m in parsed if m]
+        assert {m[2] for m in parsed if m} == months
+        assert [m[3] for m in parsed if m and m[3]] == years
+        # every tick is a day of the data (years aside: checked above)
+        assert {d.strftime("%m-%d") for d in shown} <= {d[5:] for d in dates}
+        assert len(shown) >= min(n, 3)
+        # no offset text such as "2026-Dec" left over
+        assert not [t for t in labels["other"] if re.search(r"\d{4}-[A-Z][a-z]{2}", t)]
+
+
+def test_count_axes_use_one_number_format() -> None:
+    from etl.publish import charts
+
+    # The chart the issue showed: daily pulls from 40 M to 98 M (an axis up to 100 M) had
+    # "80.0 M" under "100 M".
+    n = 30
+    uri = charts.daily_bars(_days("2026-11-01", n), [40e6 + 2e6 * i for i in range(n)])
+    labels = [t for t in _tick_labels(uri)["y"] if t != "0"]
+    assert labels and all(re.fullmatch(r"\d+ M", t) for t in labels), labels
+    bars = _tick_labels(charts.top_movers_bar(["a", "b"], [711_000_000, 84_700_000]))["x"]
+    assert [t for t in bars if t != "0"] and all(
+        re.fullmatch(r"\d+ M", t) for t in bars if t != "0"), bars
+
+    from etl.publish.axes import AxisNumbers
+
+    fmt = AxisNumbers()
+    assert fmt.format_ticks([0, 20e6, 40e6, 60e6, 80e6, 100e6]) == [
+        "0", "20 M", "40 M", "60 M", "80 M", "100 M"]
+    assert fmt.format_ticks([0, 0.5e6, 1e6, 1.5e6]) == ["0", "0.5 M", "1.0 M", "1.5 M"]
+    assert fmt.format_ticks([0, 2e5, 4e5, 1.2e6]) == ["0", "0.2 M", "0.4 M", "1.2 M"]
+    assert fmt.format_ticks([0, 250, 500, 1000]) == ["0", "250", "500", "1,000"]
+    assert fmt.format_ticks([0, 0.25, 0.5]) == ["0", "0.25", "0.50"]
+
+
+def test_html_autoescape_covers_every_field(trend_db: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every text of the document, and the numbers shown as they are (ids, ranks, the run id),
+    carries a tag of its own: the page must show each as text, whichever cell it lands in."""
+    from markupsafe import escape
+
+    from etl.publish import charts
+    from etl.publish.render import html
+
+    # The charts would parse the tagged dates; they draw names as text anyway (tested above).
+    for name in ("top_movers_bar", "cumulative_lines", "daily_bars"):
+        monkeypatch.setattr(charts, name, lambda *_a, **_k: "data:image/svg+xml;base64,AAAA")
+    shown_as_is = {"id", "rank", "as_of_run_id"}
+    probes: dict[str, str] = {}
+
+    def tag(value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            # kind is a closed vocabulary the renderer looks up, not text from anyone
+            return {k: v if k == "kind" else tag(v, f"{path}.{k}") for k, v in value.items()}
+        if isinstance(value, list):
+            return [tag(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)
+                                      and path.rsplit(".", 1)[-1] in shown_as_is):
+            probes[path] = f'<i title="{len(probes)}" onclick=\'x()\'>&amp;'
+            return f"{probes[path]}{value}"
+        return value
+
+    report = tag(build_report(trend_db, days=7, top=10, now=NOW), "r")
+    page = html(report)
+    assert "<i " not in page  # no tag made it through as markup
+    found = {path for path, probe in probes.items() if str(escape(probe)) in page}
+    for path in ("r.title", "r.as_of", "r.as_of_run_id", "r.tool_version", "r.generated_at",
+                 "r.window_start", "r.top_movers[0].name", "r.top_movers[0].namespace",
+                 "r.top_movers[0].rank", "r.not_ranked[0].name", "r.not_ranked[1].namespace",
+                 "r.not_ranked[0].date", "r.anomalies[0].detail", "r.anomalies[2].date",
+                 "r.new_images[0].name", "r.new_images[0].id", "r.new_images[0].first_seen",
+                 "r.removed_images[0].namespace", "r.removed_images[0].last_seen"):
+        assert path in found, path
+    report["notice"] = probes["r.notice"] = "<i title='notice'>"
+    page = html(report)
+    assert "<i " not in page and str(escape(probes["r.notice"])) in page

@@ -78,7 +78,7 @@ def replay_cmd(ctx: click.Context, run_id: int, **flags: Any) -> int:
 @click.option("--all", "all_dates", is_flag=True, help="Backfill every date with a run.")
 def export_cmd(ctx: click.Context, db: Path | None, out: Path, fmt: str, date: str | None,
                all_dates: bool) -> int:
-    """Write snapshot partitions (CSV or Parquet) plus manifest.json."""
+    """Write snapshot partitions (CSV or Parquet) plus _manifest.json."""
     from etl.publish.export import export_snapshots
 
     settings = settings_from(ctx, {"db": db})

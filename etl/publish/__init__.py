@@ -1,5 +1,6 @@
 """Publishing what the database holds: snapshot exports (CSV/Parquet) and trend reports
-(JSON/Markdown/HTML). pandas, pyarrow and matplotlib are imported only when one is written."""
+(JSON/Markdown/HTML). pandas, pyarrow, matplotlib and jinja2 are imported only when one is
+written."""
 
 from etl.publish.export import export_snapshots
 from etl.publish.report import build_report, write_report

@@ -1,9 +1,13 @@
 """Charts for the HTML report: matplotlib figures as SVG data URIs, and hand-drawn sparklines.
 
-Only ``etl.publish.render`` imports this module, and matplotlib is imported inside the functions,
-so no other command pays for it. The object API (``matplotlib.figure.Figure``) is used instead
-of pyplot: no GUI backend, no global figure state, nothing left open between calls. Every chart
-is embedded in the page (no files, no network).
+Only ``etl.publish.render`` (and ``etl.publish.axes``) import this module, and matplotlib is
+imported inside the functions, so no other command (nor a Markdown report) pays for it. The
+object API (``matplotlib.figure.Figure``) is used instead of pyplot: no GUI backend, no global
+figure state, nothing left open between calls. Every chart is embedded in the page (no files,
+no network).
+
+Axis labels follow ``etl.publish.axes``: one number format per count axis, and date axes that
+end half a day beyond the data, labelled ``8 Nov`` with the year where it starts or changes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, TypeVar
 PALETTE = ["#2563eb", "#db2777", "#059669", "#d97706", "#7c3aed", "#0891b2", "#dc2626",
            "#65a30d", "#9333ea", "#ea580c"]
 INK, GRID = "#1f2937", "#e5e7eb"
+UNITS = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))  # largest first
 
 
 def human(n: float | int | None) -> str:
@@ -26,7 +31,7 @@ def human(n: float | int | None) -> str:
         return "–"
     sign = "-" if n < 0 else ""
     n = abs(n)
-    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+    for size, unit in UNITS:
         if n >= size:
             value = n / size
             text = f"{value:.1f}" if value < 100 else f"{value:.0f}"
@@ -78,12 +83,6 @@ def _legend_label(label: str) -> str:
     return "\u200b" + label if label.startswith("_") else label
 
 
-def _human_axis() -> Any:
-    from matplotlib.ticker import FuncFormatter
-
-    return FuncFormatter(lambda v, _pos: human(v))
-
-
 def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
@@ -93,6 +92,8 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _style(ax: Any) -> None:
+    from etl.publish.axes import AxisNumbers
+
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     for side in ("left", "bottom"):
@@ -100,7 +101,7 @@ def _style(ax: Any) -> None:
     ax.tick_params(colors=INK, labelsize=9)
     ax.grid(color=GRID, linewidth=0.8)
     ax.set_axisbelow(True)
-    ax.yaxis.set_major_formatter(_human_axis())
+    ax.yaxis.set_major_formatter(AxisNumbers())
 
 
 def _data_uri(fig: Any) -> str:
@@ -118,6 +119,8 @@ def _data_uri(fig: Any) -> str:
 @_literal_text
 def top_movers_bar(labels: Sequence[str], deltas: Sequence[int]) -> str:
     """Horizontal bars of pull deltas, biggest on top."""
+    from etl.publish.axes import AxisNumbers
+
     fig = _figure(7.5, 0.45 * max(len(labels), 3) + 0.8)
     ax = fig.add_subplot()
     ys = list(range(len(labels)))[::-1]
@@ -125,7 +128,7 @@ def top_movers_bar(labels: Sequence[str], deltas: Sequence[int]) -> str:
             height=0.62)
     _style(ax)
     ax.grid(axis="y", visible=False)
-    ax.xaxis.set_major_formatter(_human_axis())
+    ax.xaxis.set_major_formatter(AxisNumbers())
     ax.set_yticks(ys, labels=list(labels))
     span = max(deltas, default=0) or 1
     for y, d in zip(ys, deltas, strict=True):
@@ -140,18 +143,18 @@ def cumulative_lines(series: Sequence[tuple[str, Sequence[str], Sequence[int]]])
     """One line per image: cumulative pulls gained since the window start, by run date."""
     import datetime as dt
 
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from etl.publish.axes import date_axis
 
     fig = _figure(7.5, 3.4)
     ax = fig.add_subplot()
+    days = []
     for i, (label, dates, values) in enumerate(series):
         xs = [dt.date.fromisoformat(d) for d in dates]
+        days += xs
         ax.plot(xs, values, marker="o", markersize=3, linewidth=1.8,
                 color=PALETTE[i % len(PALETTE)], label=_legend_label(label))
     _style(ax)
-    locator = AutoDateLocator(minticks=3, maxticks=8)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    date_axis(ax, days)
     if series:
         ax.legend(frameon=False, fontsize=8, loc="upper left")
     ax.set_title("Cumulative pulls gained, top images", loc="left", fontsize=11, color=INK)
@@ -163,7 +166,7 @@ def daily_bars(dates: Sequence[str], values: Sequence[float | None]) -> str:
     """Whole-listing pulls per day (gaps spread over their days) by run date."""
     import datetime as dt
 
-    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from etl.publish.axes import date_axis
 
     fig = _figure(7.5, 2.6)
     ax = fig.add_subplot()
@@ -171,8 +174,6 @@ def daily_bars(dates: Sequence[str], values: Sequence[float | None]) -> str:
     ys = [0.0 if v is None or math.isnan(v) else v for v in values]
     ax.bar(xs, ys, color=PALETTE[0], width=0.8)
     _style(ax)
-    locator = AutoDateLocator(minticks=3, maxticks=8)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    date_axis(ax, xs)
     ax.set_title("Pulls per day, all images", loc="left", fontsize=11, color=INK)
     return _data_uri(fig)

@@ -5,6 +5,10 @@ every image seen by the last successful run of that date with its counts from th
 partition is streamed from SQLite in batches (``pandas.read_sql`` with Arrow dtypes) into a
 pyarrow writer on a hidden temp file, then renamed over the old file (``etl.atomic``), so a
 reader sees the old partition or the new one, never half.
+
+The folder is meant to be opened whole with no arguments (``pd.read_parquet(DIR)``, DuckDB,
+polars): the manifest's name starts with ``_``, which dataset readers skip, and the in-file
+``snapshot_date`` column has the type pandas and pyarrow.parquet infer for the folder level.
 """
 
 from __future__ import annotations
@@ -26,9 +30,13 @@ from etl.store.read import SNAPSHOT_READER, RunDay, open_readonly, run_days
 log = logging.getLogger("etl.export")
 
 # Version of the exported file layout (columns and types below). Bump when they change.
-EXPORT_SCHEMA_VERSION = 1
+# 2: snapshot_date is dictionary-encoded in Parquet (was a plain string).
+EXPORT_SCHEMA_VERSION = 2
 EXPORT_FORMATS = ("csv", "parquet")
-MANIFEST = "manifest.json"
+# Dataset readers (pyarrow.dataset, so pandas; DuckDB's and polars' globs; Spark) skip names
+# starting with "_" or ".": the manifest must not look like a data file to them.
+MANIFEST = "_manifest.json"
+LEGACY_MANIFEST = "manifest.json"  # what swr-etl wrote before: merged, then removed
 BATCH_ROWS = 50_000  # rows per read from SQLite and per Parquet row group: bounds memory
 
 # column -> Arrow type (facts as data). Counts and ids are int64: SWR counts exceed 2**31.
@@ -43,7 +51,11 @@ COLUMNS: dict[str, str] = {
     "collection_id": "int64",
     "last_updated": "string",
     "run_id": "int64",
-    "snapshot_date": "string",
+    # Dictionary-encoded in Parquet: the type pandas and pyarrow.parquet infer for the
+    # ``snapshot_date=`` folder level, so a reader of the whole folder meets the same type in
+    # the files and in the path (a plain string there is "Unable to merge ... string vs
+    # dictionary"). A single file still carries its date, and CSV has no types: text there.
+    "snapshot_date": "dictionary",
     "captured_at": "string",
 }
 
@@ -66,12 +78,17 @@ def _check_date(value: str) -> str:
         raise ConfigError(f"--date must be YYYY-MM-DD, got {value!r}") from exc
 
 
-def _arrow_schema(meta: dict[str, str]) -> Any:
+def _arrow_schema(fmt: str, meta: dict[str, str]) -> Any:
+    """The file's Arrow schema: COLUMNS' types (a CSV holds text where Parquet has a
+    dictionary) and, for Parquet, ``meta`` as the file's key-value metadata."""
     import pyarrow as pa
 
-    types = {"int64": pa.int64(), "string": pa.string()}
+    types = {"int64": pa.int64(), "string": pa.string(),
+             "dictionary": pa.dictionary(pa.int32(), pa.string()) if fmt == "parquet"
+             else pa.string()}
     return pa.schema([pa.field(c, types[t]) for c, t in COLUMNS.items()],
-                     metadata={k.encode(): v.encode() for k, v in meta.items()})
+                     metadata={k.encode(): v.encode() for k, v in meta.items()}
+                     if fmt == "parquet" else None)
 
 
 def _batches(conn: sqlite3.Connection, day: RunDay, schema: Any) -> Iterator[Any]:
@@ -91,7 +108,7 @@ def _write_file(conn: sqlite3.Connection, day: RunDay, fmt: str, tmp: BinaryIO,
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    schema = _arrow_schema(meta)
+    schema = _arrow_schema(fmt, meta)
     rows = 0
     writer: Any
     if fmt == "parquet":
@@ -99,17 +116,16 @@ def _write_file(conn: sqlite3.Connection, day: RunDay, fmt: str, tmp: BinaryIO,
     else:
         # Every string quoted (so NULL, written as an empty unquoted field, differs from ""),
         # quotes doubled, LF between records: RFC 4180 quoting, UTF-8, header row.
-        writer = pacsv.CSVWriter(tmp, schema.remove_metadata(),
+        writer = pacsv.CSVWriter(tmp, schema,
                                  write_options=pacsv.WriteOptions(quoting_style="needed"))
     try:
         empty = True
         for table in _batches(conn, day, schema):
             rows += table.num_rows
-            writer.write_table(table if fmt == "parquet" else table.replace_schema_metadata())
+            writer.write_table(table)
             empty = False
         if empty:  # still write the header / schema
-            writer.write_table(pa.Table.from_pylist([], schema=schema if fmt == "parquet"
-                                                    else schema.remove_metadata()))
+            writer.write_table(pa.Table.from_pylist([], schema=schema))
     finally:
         writer.close()
     return rows
@@ -137,6 +153,46 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("partitions", {}), dict):
         raise ConfigError(f"{path} is not an swr-etl export manifest; fix or delete it")
     return data
+
+
+def _exported_at(entry: Any) -> str:
+    return str(entry.get("exported_at", "")) if isinstance(entry, dict) else ""
+
+
+def _partitions_so_far(out: Path) -> tuple[dict[str, Any], Path | None]:
+    """The partition entries already recorded in ``out``, and the old-name manifest if one is
+    there (to be removed once the new one is written: left in place it would stop
+    ``pd.read_parquet(out)`` again).
+
+    Both names are read, so upgrading keeps what earlier exports recorded; a date both know is
+    taken from the later export.
+
+    Raises:
+        ConfigError: a manifest that is not valid JSON or not ours (left untouched).
+    """
+    partitions: dict[str, Any] = dict(_read_manifest(out / MANIFEST).get("partitions", {}))
+    legacy = out / LEGACY_MANIFEST
+    if not legacy.exists():
+        return partitions, None
+    for date, entry in _read_manifest(legacy).get("partitions", {}).items():
+        if date not in partitions or _exported_at(entry) > _exported_at(partitions[date]):
+            partitions[date] = entry
+    return partitions, legacy
+
+
+def _warn_about_older_partitions(out: Path, partitions: dict[str, Any]) -> None:
+    """Name the Parquet partitions an older swr-etl wrote: their ``snapshot_date`` has another
+    type, so readers of the whole folder fail until they are exported again. (CSV text is the
+    same in every version.)"""
+    older = sorted(d for d, e in partitions.items() if isinstance(e, dict)
+                   and e.get("format") == "parquet"
+                   and e.get("schema_version") != EXPORT_SCHEMA_VERSION)
+    if older:
+        span = older[0] if len(older) == 1 else f"{older[0]} to {older[-1]}"
+        log.warning("%s partition%s of this export %s written by an older swr-etl (%s); readers "
+                    "that open the whole folder need export schema %s everywhere: re-export "
+                    "them, e.g. 'swr-etl export --all'", len(older), "" if len(older) == 1
+                    else "s", "was" if len(older) == 1 else "were", span, EXPORT_SCHEMA_VERSION)
 
 
 def partition_folder(out: Path, day: RunDay) -> Path:
@@ -182,7 +238,8 @@ def export_partition(conn: sqlite3.Connection, out: Path, day: RunDay, fmt: str,
 
 def export_snapshots(db: Path, out: Path, *, fmt: str = "parquet", date: str | None = None,
                      all_dates: bool = False, include_partial: bool = False) -> list[Path]:
-    """Export snapshot partitions and merge their entries into ``out/manifest.json``.
+    """Export snapshot partitions and merge their entries into ``out/_manifest.json`` (an
+    old-name ``manifest.json`` is merged in, then removed).
 
     Default: the latest date's last successful run; ``date``: that date's; ``all_dates``: every
     date (backfill). Returns the partition files written, oldest date first.
@@ -217,8 +274,7 @@ def export_snapshots(db: Path, out: Path, *, fmt: str = "parquet", date: str | N
         except OSError as exc:
             raise ConfigError(f"cannot create export folder {out}: {exc}") from exc
         manifest_path = out / MANIFEST
-        manifest = _read_manifest(manifest_path)
-        partitions: dict[str, Any] = dict(manifest.get("partitions", {}))
+        partitions, legacy = _partitions_so_far(out)
         written: list[Path] = []
         for day in chosen:
             try:
@@ -233,6 +289,11 @@ def export_snapshots(db: Path, out: Path, *, fmt: str = "parquet", date: str | N
                     "partitioning": "hive: snapshot_date=YYYY-MM-DD",
                     "partitions": dict(sorted(partitions.items())),
                 })
+                if legacy is not None:  # everything it held is in the new manifest now
+                    legacy.unlink(missing_ok=True)
+                    log.info("%s merged into %s and removed", legacy, manifest_path)
+                    legacy = None
             except OSError as exc:  # full disk, permissions: the user's to fix, not a bug
                 raise ConfigError(f"cannot write export to {out}: {exc}") from exc
+    _warn_about_older_partitions(out, partitions)
     return written

@@ -1,12 +1,19 @@
 """Render a report document (``etl.publish.report.build_report``) as one self-contained HTML page or
-as Markdown. Pure presentation: no database access; numbers are shown human-friendly (1.2 M)."""
+as Markdown. Pure presentation: no database access; numbers are shown human-friendly (1.2 M).
+
+HTML comes from the Jinja2 template ``templates/report.html`` with autoescaping on, so every
+value (image names, namespaces, anomaly details, notices) reaches the page as text; this module
+hands it plain values and formatting filters. Markdown has its own escaping (``_cell``)."""
 
 from __future__ import annotations
 
-from html import escape
-from importlib import resources
-from string import Template
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup  # Jinja2's own string type (a tiny package it depends on)
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 from etl.publish import charts
 from etl.publish.charts import human
@@ -51,13 +58,6 @@ def _image(item: dict[str, Any]) -> str:
     return _literal(f"{ns}/{name}" if ns else name)
 
 
-def _image_cell(item: dict[str, Any]) -> str:
-    if item.get("name") is None or not item.get("namespace"):
-        return f"<b>{escape(_image(item))}</b>"
-    return (f"<span class=ns>{escape(_literal(item['namespace']))}/</span>"
-            f"<b>{escape(_literal(item['name']))}</b>")
-
-
 def _unranked_shown(r: dict[str, Any]) -> list[dict[str, Any]]:
     """The unranked images shown under the ranking: as many as it has rows, at least 10."""
     return list(r["not_ranked"][:max(len(r["top_movers"]), 10)])
@@ -87,9 +87,10 @@ def _pct(value: float) -> str:
 # --------------------------------------------------------------------------------------- HTML
 
 
-def _cards(r: dict[str, Any]) -> str:
+def _cards(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The summary cards: (label, value, small print), plain text."""
     t = r["totals"]
-    items = [
+    return [
         ("Images", human(t["images"]), f"{t['images']:,} listed"),
         ("Total pulls", human(t["pull_count"]), f"{t['pull_count']:,}"),
         (f"Pulls gained, {r['window_days']} d", human(t["pull_delta"]),
@@ -98,50 +99,10 @@ def _cards(r: dict[str, Any]) -> str:
         ("New / removed", f"{t['new_images']} / {t['removed_images']}", "images in window"),
         ("Anomalies", str(t["anomalies"]), "see below"),
     ]
-    return "".join(f'<div class="card"><div class="k">{escape(k)}</div><div class="v">'
-                   f'{escape(v)}</div><div class="s">{escape(s)}</div></div>'
-                   for k, v, s in items)
 
 
-def _top_table(r: dict[str, Any]) -> str:
-    movers, unranked = r["top_movers"], r["not_ranked"]
-    if r["notice"]:
-        return f'<p class="empty">{escape(r["notice"])}</p>'
-    if not movers and not unranked:
-        return '<p class="empty">No image observed on the as-of date has a step in the window.</p>'
-    head = ("<thead><tr><th class=n>#</th><th>Change</th><th>Image</th><th class=n>Pulls</th>"
-            "<th class=n>Gained</th><th class=n>Growth</th><th class=n>Per day (7 d)</th>"
-            "<th>Daily pulls</th></tr></thead>")
-    rows = []
-    for i, m in enumerate(movers):
-        text, css = _rank_change(m["rank_change"], r["previous_window_start"] is not None)
-        color = charts.PALETTE[i % len(charts.PALETTE)]
-        rows.append(
-            f"<tr><td class=n>{m['rank']}</td><td class={css}>{escape(text)}</td>"
-            f"<td>{_image_cell(m)}</td>"
-            f"<td class=n title=\"{m['pull_count'] or 0:,}\">{human(m['pull_count'])}</td>"
-            f"<td class=n title=\"{m['pull_delta']:,}\">{human(m['pull_delta'])}</td>"
-            f"<td class=n>{_pct(m['pull_growth_pct'])}</td>"
-            f"<td class=n>{human(m['daily_avg_7d'])}</td>"
-            f"<td>{charts.sparkline(m['daily'], color=color)}</td></tr>")
-    shown = _unranked_shown(r)
-    if shown:
-        rows.append(f'<tr class=sub><th colspan=8>Not ranked: growth unknown in this window '
-                    f'({r["totals"]["not_ranked"]:,})</th></tr>')
-    for u in shown:
-        rows.append(
-            f"<tr class=unranked><td class=n>–</td><td class=muted>–</td>"
-            f"<td>{_image_cell(u)}</td>"
-            f"<td class=n title=\"{u['pull_count'] or 0:,}\">{human(u['pull_count'])}</td>"
-            f"<td colspan=4><span class=\"tag {escape(u['kind'])}\">{escape(_mark(u))}</span>"
-            f"</td></tr>")
-    if r["totals"]["not_ranked"] > len(shown):
-        rows.append(f"<tr class=unranked><td colspan=8 class=muted>… and "
-                    f"{r['totals']['not_ranked'] - len(shown):,} more (see Anomalies)</td></tr>")
-    return f"<table>{head}<tbody>{''.join(rows)}</tbody></table>"
-
-
-def _charts(r: dict[str, Any]) -> str:
+def _charts(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """The charts as (alt text, SVG data URI); none when the window has too few runs."""
     movers = r["top_movers"]
     images = []
     if movers:
@@ -155,55 +116,34 @@ def _charts(r: dict[str, Any]) -> str:
     if daily:
         images.append(("Pulls per day, all images", charts.daily_bars(
             [d["date"] for d in daily], [d["daily_pulls"] for d in daily])))
-    if not images:
-        return '<p class="empty">Not enough runs in the window for charts.</p>'
-    return "".join(f'<img alt="{escape(alt)}" src="{uri}">' for alt, uri in images)
+    return images
 
 
-def _listing(items: list[dict[str, Any]], date_key: str, date_label: str, total: int) -> str:
-    if not items:
-        return '<p class="empty">None in this window.</p>'
-    rows = "".join(
-        f"<tr><td class=n>{i['id']}</td><td>{escape(_image(i))}</td>"
-        f"<td class=d>{escape(i[date_key])}</td><td class=n>{human(i['pull_count'])}</td></tr>"
-        for i in items)
-    more = (f'<p class="muted">… and {total - len(items):,} more (see the JSON report).</p>'
-            if total > len(items) else "")
-    return (f"<table><thead><tr><th class=n>Id</th><th>Image</th><th>{date_label}</th>"
-            f"<th class=n>Pulls</th></tr></thead><tbody>{rows}</tbody></table>{more}")
+def _sparkline(values: list[float], color: str) -> Markup:
+    # The one piece of markup the template is handed: an SVG drawn from numbers and a colour
+    # of the palette, no text of the server's in it.
+    return Markup(charts.sparkline(values, color=color))
 
 
-def _anomalies(r: dict[str, Any]) -> str:
-    items = r["anomalies"]
-    if not items:
-        return '<p class="empty">No decreases, stuck counters or stale days.</p>'
-    rows = "".join(
-        f"<tr><td class=d>{escape(a['date'])}</td><td><span class=\"tag {escape(a['kind'])}\">"
-        f"{escape(a['kind'].replace('_', ' '))}</span></td><td>{escape(_image(a))}</td>"
-        f"<td>{escape(a['detail'])}</td></tr>" for a in items)
-    return ("<table><thead><tr><th>Date</th><th>Kind</th><th>Image</th><th>Detail</th></tr>"
-            f"</thead><tbody>{rows}</tbody></table>")
+@functools.cache
+def _environment() -> Environment:
+    """The templates, autoescaped (a value can only ever be text) and strict (a misspelt name
+    is an error, not an empty cell)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined  # HTML only
+
+    env = Environment(loader=PackageLoader("etl.publish", "templates"), autoescape=True,
+                      undefined=StrictUndefined, keep_trailing_newline=True)
+    env.filters.update(human=human, pct=_pct, image=_image, literal=_literal, mark=_mark,
+                       rank_change=_rank_change, thousands=lambda n: f"{n:,}")
+    env.globals.update(sparkline=_sparkline, palette=charts.PALETTE, method=METHOD)
+    return env
 
 
 def html(r: dict[str, Any]) -> str:
     """The report as one HTML page: inline CSS, charts as data URIs, no external requests."""
-    page = Template(resources.files("etl.publish").joinpath("templates/report.html")
-                    .read_text(encoding="utf-8"))
-    t = r["totals"]
-    return page.substitute(
-        title=escape(r["title"]), tool_version=escape(r["tool_version"]),
-        as_of=escape(r["as_of"]), as_of_run_id=r["as_of_run_id"],
-        window_days=r["window_days"], window_start=escape(r["window_start"]),
-        run_count=len(r["run_dates"]), generated_at=escape(r["generated_at"]),
-        cards=_cards(r), top_table=_top_table(r), charts=_charts(r),
-        anomaly_count=t["anomalies"], anomalies=_anomalies(r),
-        new_count=t["new_images"],
-        new_images=_listing(r["new_images"], "first_seen", "First seen", t["new_images"]),
-        removed_count=t["removed_images"],
-        removed_images=_listing(r["removed_images"], "last_seen", "Last seen",
-                                t["removed_images"]),
-        method="".join(f"<li>{escape(m)}</li>" for m in METHOD),
-    )
+    return _environment().get_template("report.html").render(
+        r=r, cards=_cards(r), charts=_charts(r), unranked_shown=_unranked_shown(r),
+        compared=r["previous_window_start"] is not None)
 
 
 # ----------------------------------------------------------------------------------- Markdown
