@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from etl import __version__
 from etl.config.settings import Settings
 from etl.errors import AuthError, BadRequestError, InternalError, NotFoundError, UpstreamError
-from etl.extract import scan as extract
-from etl.extract.scan import REPOS_PATH, Page, Scan, make_session, scan_official_images
+from etl.extract import reader
+from etl.extract.fetch import REPOS_PATH
+from etl.extract.scan import Page, Scan, make_session, scan_official_images
 from etl.simulator import Dataset, Simulator
 
 Make = Callable[..., Simulator]
@@ -196,7 +197,7 @@ class EndlessAdapter(requests.adapters.BaseAdapter):
 def test_no_input_loops_forever(monkeypatch: pytest.MonkeyPatch) -> None:
     # Without any total the only stop is an empty page; the absolute cap ends a listing that
     # never does (lowered from 100,000 to 25 here).
-    monkeypatch.setattr(extract, "MAX_PAGES_WITHOUT_TOTAL", 25)
+    monkeypatch.setattr(reader, "MAX_PAGES_WITHOUT_TOTAL", 25)
     settings = Settings(endpoint="https://swr.invalid", allow_anonymous=True, page_size=1)
     session = make_session(settings)
     adapter = EndlessAdapter()
@@ -218,7 +219,7 @@ def test_request_cap_follows_the_reported_total(simulator: Make,
     assert len(pages) == 200 and result.stats.complete
     assert result.stats.requests == 200 + 200  # the second read has its own allowance
     sim.clear_requests()
-    monkeypatch.setattr(extract, "EXTRA_PAGES_PER_PASS", -190)  # budget: 200 - 190 = 10
+    monkeypatch.setattr(reader, "EXTRA_PAGES_PER_PASS", -190)  # budget: 200 - 190 = 10
     with pytest.raises(UpstreamError, match="^gave up: 10 page requests in one pass"):
         scan(sim, page_size=100)
     assert len(sim.repos_requests()) == 10
@@ -952,11 +953,10 @@ def test_ca_bundle_setting_beats_the_environment(tmp_path: Any,
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "env.pem"))
     bundle = tmp_path / "mine.pem"
     settings = Settings(ca_bundle=bundle)
-    result = scan_official_images(make_session(settings), settings)
-    assert result._send_env["verify"] == str(bundle)
+    url = settings.endpoint + REPOS_PATH
+    assert make_session(settings).send_env(url)["verify"] == str(bundle)
     plain = Settings()
-    assert scan_official_images(make_session(plain), plain)._send_env["verify"] == str(
-        tmp_path / "env.pem")
+    assert make_session(plain).send_env(url)["verify"] == str(tmp_path / "env.pem")
 
 
 def test_one_debug_line_per_page_and_no_credentials(
