@@ -1,12 +1,11 @@
 """The one rule for integers from the API: counts and image ids (pure, no heavy imports).
 
 Every stage that has to decide whether a raw JSON value is a usable integer asks here: the
-transform (``etl.transform.columns``/``etl.transform.frames``: what is loaded, what is rejected and
-why), and the
-extractor (``etl.extract.paging.usable_id``: which rows count as ids in the completeness proof,
-which
-ids repeat across pages). One answer for ``17.0``, ``"+17"``, ``0``, ``-5``, ``True``,
-``" 17 "``, ``"17.0"`` and 2**63, wherever it is asked.
+transform (``etl.transform.values``/``etl.transform.frames``: what is loaded, what is rejected
+and why), and the extractor (``etl.extract.paging``: which rows count as ids in the completeness
+proof, which ids repeat across pages). One answer for ``17.0``, ``"+17"``, ``0``, ``-5``,
+``True``, ``" 17 "``, ``"17.0"`` and 2**63, wherever it is asked. The words for what is wrong
+with a value are here too, so every stage that records a problem writes it the same way.
 
 Only the standard library is imported: the extractor runs this before pandas has loaded.
 """
@@ -27,6 +26,8 @@ TOO_BIG = "beyond int64 range"
 NOT_NUMERIC = "non-numeric value"
 NOT_FINITE = "non-finite value"
 ZERO = "zero"
+# An id seen twice in one scan (one word for the transform and the load, which both record it).
+DUPLICATE_ID = "duplicate id in scan"
 
 _INTEGRAL_TEXT = re.compile(r"\s*([+-]?[0-9]+)(?:\.([0-9]*))?\s*", re.ASCII)
 

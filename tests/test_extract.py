@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -932,6 +934,43 @@ def test_retry_after_is_respected_in_real_time_by_all_workers(simulator: Make) -
     # Every request sent after the answer arrived waited out the second, whichever worker sent it.
     assert all(r.started >= throttled.finished + 0.99 for r in later)
     assert result.stats.retry_causes == {"http_429": 1}
+
+
+# -- the package's public names ---------------------------------------------------------------
+
+HEAVY = ("requests", "urllib3", "tenacity", "pandas", "pyarrow", "numpy")
+
+
+def imported_by(*argv: str) -> set[str]:
+    """The modules a fresh interpreter imports to run ``argv`` (from ``-X importtime``)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_the_public_names_load_on_first_use_from_their_modules() -> None:
+    import etl.extract
+
+    assert {m for m in imported_by("-c", "import etl.extract")
+            if m.split(".")[0] in HEAVY} == set()
+    assert etl.extract.__all__ == sorted([
+        "BoundedSession", "DeadlineExceeded", "HttpFailure", "Limits", "Page",
+        "RetryBudgetExhausted", "Scan", "ScanStats", "build_auth", "exchange", "make_session",
+        "scan_official_images"])
+    for name in etl.extract.__all__:
+        assert getattr(etl.extract, name).__name__ == name
+    assert etl.extract.make_session is make_session and etl.extract.Page is Page
+    with pytest.raises(AttributeError, match="has no attribute 'PageFetcher'"):
+        etl.extract.PageFetcher  # noqa: B018 - internal names are not exported
+
+
+def test_help_imports_neither_the_extractor_nor_its_libraries() -> None:
+    imported = imported_by("-m", "etl", "--help")
+    assert "etl.cli.app" in imported  # the listing is real
+    assert {m for m in imported if m.split(".")[0] in HEAVY
+            or m.startswith(("etl.extract", "etl.transform"))} == set()
 
 
 # -- the session and logging ----------------------------------------------------------------
