@@ -17,6 +17,9 @@ import re
 from typing import Any
 
 INT64_MAX = 2**63 - 1
+# A pull counter stuck here is an int32 overflow upstream, not growth (docs/how-it-works/swr-api.md,
+# "The response"): the simulator makes one stick, the trend rules flag it.
+INT32_MAX = 2**31 - 1
 
 # Problems (the words analysts filter on in quality_issues and rejects).
 BOOLEAN = "boolean value"
