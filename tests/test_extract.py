@@ -962,7 +962,7 @@ def test_the_public_names_load_on_first_use_from_their_modules() -> None:
     for name in etl.extract.__all__:
         assert getattr(etl.extract, name).__name__ == name
     assert etl.extract.make_session is make_session and etl.extract.Page is Page
-    with pytest.raises(AttributeError, match="has no attribute 'PageFetcher'"):
+    with pytest.raises(AttributeError, match="No etl.extract attribute PageFetcher"):
         etl.extract.PageFetcher  # noqa: B018 - internal names are not exported
 
 

@@ -17,8 +17,9 @@ so commands that never fetch (``--help``, ``runs``, ``status``) do not pay for t
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import lazy_loader
 
 if TYPE_CHECKING:  # the same names, for type checkers (``name as name``: re-exported)
     from etl.extract.auth import build_auth as build_auth
@@ -34,31 +35,13 @@ if TYPE_CHECKING:  # the same names, for type checkers (``name as name``: re-exp
     from etl.extract.throttle import DeadlineExceeded as DeadlineExceeded
     from etl.extract.transport import exchange as exchange
 
-# public name -> the module that defines it (imported when the name is first asked for)
-_HOMES = {
-    "make_session": "etl.extract.scan",
-    "scan_official_images": "etl.extract.scan",
-    "Scan": "etl.extract.scan",
-    "Page": "etl.extract.scan",
-    "ScanStats": "etl.extract.scan",
-    "build_auth": "etl.extract.auth",
-    "exchange": "etl.extract.transport",
-    "BoundedSession": "etl.extract.session",
-    "Limits": "etl.extract.session",
-    "HttpFailure": "etl.extract.failures",
-    "DeadlineExceeded": "etl.extract.throttle",
-    "RetryBudgetExhausted": "etl.extract.retry",
-}
-
-__all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+# module -> the public names it defines (each imported when it is first asked for)
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "scan": ["Page", "Scan", "ScanStats", "make_session", "scan_official_images"],
+    "auth": ["build_auth"],
+    "transport": ["exchange"],
+    "session": ["BoundedSession", "Limits"],
+    "failures": ["HttpFailure"],
+    "throttle": ["DeadlineExceeded"],
+    "retry": ["RetryBudgetExhausted"],
+})

@@ -85,6 +85,7 @@ class Counters(Protocol):
     bytes: int
 
 
+@dataclass(eq=False)
 class PageFetcher:
     """Fetches pages of the official image list for one scan; shared by its worker threads.
 
@@ -92,27 +93,26 @@ class PageFetcher:
     yet sent raise ``Stopped`` and a waiting exchange is abandoned.
     """
 
-    def __init__(self, session: requests.Session, settings: Settings, *, auth: AuthBase | None,
-                 policy: RetryPolicy, limiter: Limiter, limits: Limits, counters: Counters,
-                 lock: threading.Lock, stop: threading.Event) -> None:
-        self.session = session
-        self.settings = settings
-        self.auth = auth
-        self.policy = policy
-        self.limiter = limiter
-        self.limits = limits
-        self.counters = counters
-        self.stop = stop
-        self._lock = lock
+    session: requests.Session
+    settings: Settings
+    auth: AuthBase | None
+    policy: RetryPolicy
+    limiter: Limiter
+    limits: Limits
+    counters: Counters
+    lock: threading.Lock
+    stop: threading.Event
+
+    def __post_init__(self) -> None:
         self._refresh_lock = threading.Lock()
         self._auth_generation = 0
         self._refreshes = 0
         self._served: set[int] = set()  # auth generations that got a 2xx answer
-        self.url = settings.endpoint.rstrip("/") + REPOS_PATH
+        self.url = self.settings.endpoint.rstrip("/") + REPOS_PATH
         self.path = urlsplit(self.url).path  # shown in messages: any base path included
         # Proxies / CA bundle from the environment, resolved once (not per page: it walks
         # os.environ, which costs more than the request on a fast endpoint).
-        self._send_env = send_env_of(session, self.url)
+        self._send_env = send_env_of(self.session, self.url)
 
     def fetch(self, offset: int, limit: int) -> Fetched:
         """One page, under the retry policy; a 401 refreshes the auth (bounded) if it can."""
@@ -166,7 +166,7 @@ class PageFetcher:
             raise Stopped(where)
         generation = self._auth_generation
         url = requests.Request("GET", self.url, params=self._params(offset, limit)).prepare().url
-        with self._lock:
+        with self.lock:
             self.counters.requests += 1
         try:
             answer = exchange(self.session, self._prepare, str(url), limits=self.limits,
@@ -175,7 +175,7 @@ class PageFetcher:
             raise Stopped(where) from None
         except HttpFailure as exc:
             raise self._failed(exc, where) from exc
-        with self._lock:
+        with self.lock:
             self.counters.bytes += len(answer.body)
         rows, total = self._judge(answer, offset, limit, attempt, where, generation)
         log.debug(

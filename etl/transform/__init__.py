@@ -9,8 +9,9 @@ Names load on first use: importing ``etl.transform`` alone imports neither panda
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import lazy_loader
 
 if TYPE_CHECKING:  # the same names, for type checkers (``name as name``: re-exported)
     from etl.transform.frames import IMAGE_DTYPES as IMAGE_DTYPES
@@ -19,24 +20,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (``name as name``: re-exp
     from etl.transform.frames import Transformed as Transformed
     from etl.transform.frames import transform_rows as transform_rows
 
-# public name -> the module that defines it (imported when the name is first asked for)
-_HOMES = {
-    "transform_rows": "etl.transform.frames",
-    "Transformed": "etl.transform.frames",
-    "IMAGE_DTYPES": "etl.transform.frames",
-    "REJECT_DTYPES": "etl.transform.frames",
-    "ISSUE_DTYPES": "etl.transform.frames",
-}
-
-__all__ = sorted(_HOMES)
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+# imported from etl.transform.frames when first asked for
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "frames": ["IMAGE_DTYPES", "ISSUE_DTYPES", "REJECT_DTYPES", "Transformed", "transform_rows"],
+})
