@@ -23,6 +23,7 @@ from etl.config.settings import Settings
 from etl.errors import AuthError, BadRequestError, InternalError, NotFoundError, UpstreamError
 from etl.extract import reader
 from etl.extract.fetch import REPOS_PATH
+from etl.extract.paging import PROOFS
 from etl.extract.scan import Page, Scan, make_session, scan_official_images
 from etl.simulator import Dataset, Simulator
 
@@ -882,6 +883,7 @@ def test_a_complete_scan_is_the_listing_at_one_moment(
         assert moment == log[-1].n
     else:
         assert stats.proof == {"full": "full"}.get(verify, "double-read")
+    assert stats.proof in PROOFS  # every proof the scan records has its words in the table
     PROPERTY[f"complete, proof {stats.proof}"] += 1
     PROPERTY["complete although drift struck"] += applied > 0
     if moment == log[-1].n:

@@ -29,6 +29,9 @@ from etl.integers import usable_id
 CHECK_PAGE_SIZE = 1000
 
 # How a run's scan was proven complete (``runs.proof``). A run that is not complete has none.
+# The words ``runs.proof`` may hold and what each means, beside the rules that choose them
+# (``etl.extract.proof``); the schema, the ledger and ``--verify`` refer here. No code reads
+# it at run time.
 PROOFS: dict[str, str] = {
     "one-page": "the whole listing came in one response, a snapshot by itself: nothing to re-read",
     "double-read": "a second read of the whole listing, after the pass, listed exactly the ids "

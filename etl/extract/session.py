@@ -4,7 +4,8 @@
 ``trust_env`` would add its credentials to unauthenticated requests and to redirect targets) and
 that carries the run's ``Limits``: ``--timeout`` per exchange, ``--max-body-mb`` per body and the
 run's ``Deadline``. The proxies and CA-bundle variables ``trust_env`` also reads are taken
-explicitly (``send_env``). ``etl.extract.transport.exchange`` enforces the limits.
+explicitly (``send_env``). ``etl.extract.transport.exchange`` enforces the limits;
+``etl.extract.scan.make_session`` builds the session of a scan from ``Settings``.
 """
 
 from __future__ import annotations
