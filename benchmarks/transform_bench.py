@@ -24,8 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from etl.transform.columns import columns
 from etl.transform.frames import IMAGE_DTYPES, transform_rows
+from etl.transform.values import field_values
 
 FIELDS = [f for f in IMAGE_DTYPES if f != "page_offset"]
 
@@ -117,7 +117,7 @@ def compare(rows: list[dict[str, Any]], repeat_: int) -> None:
             f: list(map(dict.get, rows, repeat(f))) for f in FIELDS},
         "map(itemgetter) per key": lambda: {
             f: list(map(itemgetter(f), rows)) for f in FIELDS},
-        "etl.transform.columns.columns (blocks)": lambda: columns(rows, FIELDS),
+        "etl.transform.values.field_values (blocks)": lambda: field_values(rows, FIELDS),
     }
     print(f"building columns from {len(rows):,} dicts (best of {repeat_}):")
     for label, build in options.items():

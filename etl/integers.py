@@ -1,12 +1,11 @@
 """The one rule for integers from the API: counts and image ids (pure, no heavy imports).
 
 Every stage that has to decide whether a raw JSON value is a usable integer asks here: the
-transform (``etl.transform.columns``/``etl.transform.frames``: what is loaded, what is rejected and
-why), and the
-extractor (``etl.extract.paging.usable_id``: which rows count as ids in the completeness proof,
-which
-ids repeat across pages). One answer for ``17.0``, ``"+17"``, ``0``, ``-5``, ``True``,
-``" 17 "``, ``"17.0"`` and 2**63, wherever it is asked.
+transform (``etl.transform.values``/``etl.transform.frames``: what is loaded, what is rejected
+and why), and the extractor (``etl.extract.paging``: which rows count as ids in the completeness
+proof, which ids repeat across pages). One answer for ``17.0``, ``"+17"``, ``0``, ``-5``,
+``True``, ``" 17 "``, ``"17.0"`` and 2**63, wherever it is asked. The words for what is wrong
+with a value are here too, so every stage that records a problem writes it the same way.
 
 Only the standard library is imported: the extractor runs this before pandas has loaded.
 """
@@ -18,6 +17,9 @@ import re
 from typing import Any
 
 INT64_MAX = 2**63 - 1
+# A pull counter stuck here is an int32 overflow upstream, not growth (docs/how-it-works/swr-api.md,
+# "The response"): the simulator makes one stick, the trend rules flag it.
+INT32_MAX = 2**31 - 1
 
 # Problems (the words analysts filter on in quality_issues and rejects).
 BOOLEAN = "boolean value"
@@ -27,6 +29,8 @@ TOO_BIG = "beyond int64 range"
 NOT_NUMERIC = "non-numeric value"
 NOT_FINITE = "non-finite value"
 ZERO = "zero"
+# An id seen twice in one scan (one word for the transform and the load, which both record it).
+DUPLICATE_ID = "duplicate id in scan"
 
 _INTEGRAL_TEXT = re.compile(r"\s*([+-]?[0-9]+)(?:\.([0-9]*))?\s*", re.ASCII)
 

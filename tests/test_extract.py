@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,8 +21,10 @@ from hypothesis import strategies as st
 from etl import __version__
 from etl.config.settings import Settings
 from etl.errors import AuthError, BadRequestError, InternalError, NotFoundError, UpstreamError
-from etl.extract import scan as extract
-from etl.extract.scan import REPOS_PATH, Page, Scan, make_session, scan_official_images
+from etl.extract import reader
+from etl.extract.fetch import REPOS_PATH
+from etl.extract.paging import PROOFS
+from etl.extract.scan import Page, Scan, make_session, scan_official_images
 from etl.simulator import Dataset, Simulator
 
 Make = Callable[..., Simulator]
@@ -196,7 +200,7 @@ class EndlessAdapter(requests.adapters.BaseAdapter):
 def test_no_input_loops_forever(monkeypatch: pytest.MonkeyPatch) -> None:
     # Without any total the only stop is an empty page; the absolute cap ends a listing that
     # never does (lowered from 100,000 to 25 here).
-    monkeypatch.setattr(extract, "MAX_PAGES_WITHOUT_TOTAL", 25)
+    monkeypatch.setattr(reader, "MAX_PAGES_WITHOUT_TOTAL", 25)
     settings = Settings(endpoint="https://swr.invalid", allow_anonymous=True, page_size=1)
     session = make_session(settings)
     adapter = EndlessAdapter()
@@ -218,7 +222,7 @@ def test_request_cap_follows_the_reported_total(simulator: Make,
     assert len(pages) == 200 and result.stats.complete
     assert result.stats.requests == 200 + 200  # the second read has its own allowance
     sim.clear_requests()
-    monkeypatch.setattr(extract, "EXTRA_PAGES_PER_PASS", -190)  # budget: 200 - 190 = 10
+    monkeypatch.setattr(reader, "EXTRA_PAGES_PER_PASS", -190)  # budget: 200 - 190 = 10
     with pytest.raises(UpstreamError, match="^gave up: 10 page requests in one pass"):
         scan(sim, page_size=100)
     assert len(sim.repos_requests()) == 10
@@ -879,6 +883,7 @@ def test_a_complete_scan_is_the_listing_at_one_moment(
         assert moment == log[-1].n
     else:
         assert stats.proof == {"full": "full"}.get(verify, "double-read")
+    assert stats.proof in PROOFS  # every proof the scan records has its words in the table
     PROPERTY[f"complete, proof {stats.proof}"] += 1
     PROPERTY["complete although drift struck"] += applied > 0
     if moment == log[-1].n:
@@ -933,6 +938,43 @@ def test_retry_after_is_respected_in_real_time_by_all_workers(simulator: Make) -
     assert result.stats.retry_causes == {"http_429": 1}
 
 
+# -- the package's public names ---------------------------------------------------------------
+
+HEAVY = ("requests", "urllib3", "tenacity", "pandas", "pyarrow", "numpy")
+
+
+def imported_by(*argv: str) -> set[str]:
+    """The modules a fresh interpreter imports to run ``argv`` (from ``-X importtime``)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", *argv], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_the_public_names_load_on_first_use_from_their_modules() -> None:
+    import etl.extract
+
+    assert {m for m in imported_by("-c", "import etl.extract")
+            if m.split(".")[0] in HEAVY} == set()
+    assert etl.extract.__all__ == sorted([
+        "BoundedSession", "DeadlineExceeded", "HttpFailure", "Limits", "Page",
+        "RetryBudgetExhausted", "Scan", "ScanStats", "build_auth", "exchange", "make_session",
+        "scan_official_images"])
+    for name in etl.extract.__all__:
+        assert getattr(etl.extract, name).__name__ == name
+    assert etl.extract.make_session is make_session and etl.extract.Page is Page
+    with pytest.raises(AttributeError, match="No etl.extract attribute PageFetcher"):
+        etl.extract.PageFetcher  # noqa: B018 - internal names are not exported
+
+
+def test_help_imports_neither_the_extractor_nor_its_libraries() -> None:
+    imported = imported_by("-m", "etl", "--help")
+    assert "etl.cli.app" in imported  # the listing is real
+    assert {m for m in imported if m.split(".")[0] in HEAVY
+            or m.startswith(("etl.extract", "etl.transform"))} == set()
+
+
 # -- the session and logging ----------------------------------------------------------------
 
 
@@ -952,11 +994,10 @@ def test_ca_bundle_setting_beats_the_environment(tmp_path: Any,
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "env.pem"))
     bundle = tmp_path / "mine.pem"
     settings = Settings(ca_bundle=bundle)
-    result = scan_official_images(make_session(settings), settings)
-    assert result._send_env["verify"] == str(bundle)
+    url = settings.endpoint + REPOS_PATH
+    assert make_session(settings).send_env(url)["verify"] == str(bundle)
     plain = Settings()
-    assert scan_official_images(make_session(plain), plain)._send_env["verify"] == str(
-        tmp_path / "env.pem")
+    assert make_session(plain).send_env(url)["verify"] == str(tmp_path / "env.pem")
 
 
 def test_one_debug_line_per_page_and_no_credentials(

@@ -31,7 +31,8 @@ import urllib3
 
 from etl.cli.app import main
 from etl.config.settings import Settings
-from etl.extract import transport
+from etl.extract import failures, transport
+from etl.extract.session import BoundedSession, Limits
 from etl.run.healthcheck import Healthcheck
 from etl.run.hooks import run_observed
 from etl.run.pipeline import run_sync
@@ -548,7 +549,7 @@ def test_the_byte_cap_applies_after_decompression() -> None:
                                headers={"Content-Encoding": "gzip"})
     resp = requests.Response()
     resp.raw, resp.status_code = raw, 200
-    with pytest.raises(transport.TooLarge):
+    with pytest.raises(failures.TooLarge):
         transport._read(resp, 2**20, strict=True)
     assert raw.tell() < len(body)  # it stopped reading the wire early, too
     small = requests.Response()
@@ -788,12 +789,12 @@ def test_dns_failure_and_connect_timeout_are_worded_by_their_cause() -> None:
         except socket.gaierror as gai:  # urllib3 raises it "from" the resolver's error
             raise urllib3.exceptions.NameResolutionError(host, None, gai) from gai  # type: ignore[arg-type]
     except urllib3.exceptions.NameResolutionError as dns:
-        failure = transport._failure(requests.ConnectionError(
+        failure = failures.failure_from(requests.ConnectionError(
             urllib3.exceptions.MaxRetryError(None, url, dns)), url, 30)  # type: ignore[arg-type]
-    assert isinstance(failure, transport.Unreachable)
+    assert isinstance(failure, failures.Unreachable)
     assert failure.reason == f"cannot connect to {host}:443: Name or service not known"
-    slow = transport._failure(requests.exceptions.ConnectTimeout("x"), url, 30)
-    assert isinstance(slow, transport.Unreachable)
+    slow = failures.failure_from(requests.exceptions.ConnectTimeout("x"), url, 30)
+    assert isinstance(slow, failures.Unreachable)
     assert slow.reason == f"cannot connect to {host}:443: timed out after 30 s"
 
 
@@ -817,8 +818,8 @@ def test_a_whole_exchange_has_one_clock_even_across_redirect_hops(
         answer(h, 302, b"", (("Location", seen.target),))
 
     swr = stubs(slow_hop)
-    session = transport.BoundedSession(transport.Limits(timeout=1.0))
-    with pytest.raises(transport.TimedOut):
+    session = BoundedSession(Limits(timeout=1.0))
+    with pytest.raises(failures.TimedOut):
         transport.exchange(session, lambda u: session.prepare_request(requests.Request("GET", u)),
                            swr.url + "/x", limits=session.limits)
     assert len(swr.seen) in (3, 4)  # not six hops of 0.3 s each
@@ -837,8 +838,8 @@ def test_odd_locations_are_refused_in_one_line(stubs: Callable[..., Stub], locat
                                                why: str) -> None:
     swr = stubs(lambda h, seen: answer(h, 302, b"", (("Location", location.format(
         port=h.server.port)),)))
-    session = transport.BoundedSession()
-    with pytest.raises(transport.RedirectRefused) as info:
+    session = BoundedSession()
+    with pytest.raises(failures.RedirectRefused) as info:
         transport.exchange(session, lambda u: session.prepare_request(requests.Request("GET", u)),
                            swr.url + "/x", limits=session.limits)
     assert info.value.reason == why.format(port=swr.port)

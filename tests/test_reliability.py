@@ -85,7 +85,8 @@ def drift(kind: str, **kw: Any) -> dict[str, Any]:
 
 
 CASES: list[Case] = [
-    # transient statuses and codes (API-NOTES "Errors and throttling")
+    # transient statuses and codes (docs/how-it-works/swr-api.md, "Which answers are worth
+    # another attempt")
     *[Case(f"http{s}", status(s)) for s in (500, 502, 503, 504)],
     Case("429", status(429)),
     Case("429-retry-after-seconds", status(429, times=1, retry_after="0.2")),

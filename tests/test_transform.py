@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -364,3 +366,18 @@ def test_a_chunk_equals_its_rows_one_by_one(raw_rows: list[Any], zone: str) -> N
     issues = pd.concat([p.quality_issues for p in parts], ignore_index=True)
     pd.testing.assert_frame_equal(by_image(whole.quality_issues),
                                   by_image(issues.astype(ISSUE_DTYPES)))
+
+
+def test_the_package_exports_the_transform_without_importing_pandas() -> None:
+    import etl.transform
+    from etl.transform.frames import transform_rows as home
+
+    code = ("import sys, etl.transform; "
+            "print(sorted(m for m in ('pandas', 'pyarrow', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "[]"
+    assert etl.transform.__all__ == ["IMAGE_DTYPES", "ISSUE_DTYPES", "REJECT_DTYPES",
+                                     "Transformed", "transform_rows"]
+    assert etl.transform.transform_rows is home
+    assert etl.transform.IMAGE_DTYPES is IMAGE_DTYPES and etl.transform.Transformed is Transformed

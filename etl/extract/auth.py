@@ -11,11 +11,11 @@ Three credential kinds (``etl.config.settings.Credentials.kind``), chosen by ``b
 
 Auth objects run on every attempt (the extractor prepares a new request per attempt), so a retried
 request gets a fresh signature or a fresh token. Auth failures are never retried here: more than
-five failed AK/SK authentications in a row lock the key for 5 minutes (API-NOTES). No secret
-value ever reaches a log line, an error message or a ``repr``. The IAM login is a bounded
-exchange (``etl.extract.transport``): its wall clock, its body size and the run's deadline are
-capped, and
-a redirect that would take the password to another origin is refused (exit 3).
+five failed AK/SK authentications in a row lock the key for 5 minutes
+(docs/how-it-works/swr-api.md, "AK/SK signing"). No secret value ever reaches a log line, an
+error message or a ``repr``. The IAM login is a bounded exchange (``etl.extract.transport``): its
+wall clock, its body size and the run's deadline are capped, and a redirect that would take the
+password to another origin is refused (exit 3).
 """
 
 from __future__ import annotations
@@ -35,23 +35,16 @@ from requests.auth import AuthBase
 
 from etl.config.settings import MISSING_CREDENTIALS, Credentials, Settings, iam_endpoint_for_region
 from etl.errors import AuthError, ConfigError, UpstreamError
+from etl.extract.failures import HttpFailure, NoTimeLeft, RedirectRefused, TlsSetup, TooLarge
 from etl.extract.retry import parse_error_body
-from etl.extract.transport import (
-    Answer,
-    HttpFailure,
-    Limits,
-    NoTimeLeft,
-    RedirectRefused,
-    TlsSetup,
-    TooLarge,
-    exchange,
-    limits_of,
-)
+from etl.extract.session import Limits, limits_of
+from etl.extract.transport import Answer, exchange
 from etl.logs import register_secrets
 
 log = logging.getLogger("etl.auth")
 
-# IAM tokens live 24 h (API-NOTES); assume that when the response does not say.
+# IAM tokens live 24 h (docs/how-it-works/swr-api.md, "Token"); assume that when the
+# response does not say.
 DEFAULT_TOKEN_LIFETIME = 24 * 3600.0
 # Log in again this long before the token expires, so no request carries a token about to die.
 REFRESH_MARGIN = 300.0
@@ -358,7 +351,8 @@ class AkSkAuth(AuthBase):
         host = url.netloc.rsplit("@", 1)[-1]
         headers: dict[str, str] = {
             "Host": host,
-            # A fresh date on every attempt: the server accepts 15 min of skew (API-NOTES).
+            # A fresh date on every attempt: the gateway refuses a date more than 15 min away
+            # from its clock (docs/how-it-works/swr-api.md, "AK/SK signing").
             "X-Sdk-Date": self._clock().strftime("%Y%m%dT%H%M%SZ"),
         }
         if self._project_id:

@@ -3,7 +3,7 @@
 The header comes in three shapes: ``<offset>-<count>/<total>`` (what sibling SWR APIs document),
 ``<first>-<last>/<total>`` (HTTP's inclusive range) and ``*/<total>``. The middle number is
 ambiguous between the first two, so only the leading offset and the trailing total are trusted;
-the page size is taken from the body (API-NOTES, "The response").
+the page size is taken from the body (docs/how-it-works/swr-api.md, "`Content-Range`").
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ old size, so there is never a gap or an overlap. ``PassLedger`` keeps the comple
 one pass: distinct ids (+ rows without a usable id) must equal the total, and the total must not
 move. ``PassCheck`` compares a second read of the listing with a finished pass, id for id (and
 value for value with ``--verify full``): the count alone cannot see rows deleted and as many
-inserted while the scan ran. None of them does I/O; ``etl.extract.scan`` drives them.
+inserted while the scan ran. None of them does I/O; ``etl.extract.scan`` and
+``etl.extract.proof`` drive them.
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from etl import integers
+# The id rule is the transform's (``etl.integers.coerce_id``): a row the transform would reject
+# for its id is a row without id here, and ``17``, ``17.0`` and ``"17"`` are the same id.
+from etl.integers import usable_id
 
-# The proof's second read asks for the API's largest page (API-NOTES: limit max 1000), whatever
-# --page-size is: up to 1,000 rows come back in one response, a snapshot of one moment.
+# The proof's second read asks for the API's largest page (sibling list calls document a
+# maximum limit of 1000: docs/how-it-works/swr-api.md, "The call"), whatever --page-size is:
+# up to 1,000 rows come back in one response, a snapshot of one moment.
 CHECK_PAGE_SIZE = 1000
 
 # How a run's scan was proven complete (``runs.proof``). A run that is not complete has none.
+# The words ``runs.proof`` may hold and what each means, beside the rules that choose them
+# (``etl.extract.proof``); the schema, the ledger and ``--verify`` refer here. No code reads
+# it at run time.
 PROOFS: dict[str, str] = {
     "one-page": "the whole listing came in one response, a snapshot by itself: nothing to re-read",
     "double-read": "a second read of the whole listing, after the pass, listed exactly the ids "
@@ -40,7 +47,7 @@ class PagePlanner:
 
     Args:
         page_size: the ``limit`` to send; lowered when the server returns fewer rows while more
-            remain (a server-side cap, API-NOTES).
+            remain (a server-side cap: docs/how-it-works/swr-api.md, "The call").
         total: rows the listing holds, if known (None: fetch until the first empty page).
     """
 
@@ -266,12 +273,3 @@ def row_digest(row: Any) -> int:
         except TypeError:
             row = {k: v for k, v in row.items() if k != "total_range"}
     return hash(json.dumps(row, sort_keys=True, default=str))
-
-
-def usable_id(row: Any) -> int | None:
-    """The row's id if it is usable, else None (counted separately as a row without id).
-
-    The rule is the transform's, ``etl.integers.coerce_id``: a row the transform would reject
-    for its id is a row without id here, and ``17``, ``17.0`` and ``"17"`` are the same id.
-    """
-    return integers.usable_id(row)

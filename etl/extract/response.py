@@ -2,7 +2,8 @@
 
 The body must be a JSON array; anything else is an unusable answer worth another attempt. The
 page's total comes from ``Content-Range`` and is cross-checked against the rows' ``total_range``
-(API-NOTES: disagreement is logged and the header wins; without the header, ``total_range``).
+(docs/how-it-works/swr-api.md, "`Content-Range`": disagreement is logged and the header wins;
+without the header, ``total_range``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import logging
 from typing import Any
 
 from etl.extract.contentrange import ContentRange
-from etl.extract.paging import usable_id
 from etl.extract.retry import ApiErrorBody, Transient, describe, parse_error_body
+from etl.integers import usable_id
 
 log = logging.getLogger("etl.extract")
 

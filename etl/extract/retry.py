@@ -1,9 +1,10 @@
 """The one retry policy of the extractor: what is transient, what is final, how long to wait.
 
-Facts are data here (API-NOTES, "Errors and throttling"): which HTTP status and SWR error code is
-worth another attempt, which means "stop now" and with which ``etl.errors`` leaf. The policy wraps
-tenacity: exponential backoff with full jitter and a cap, ``Retry-After`` honoured (seconds or an
-HTTP date). Retrying is bounded by time, not by a count: each request may retry for
+Facts are data here (docs/how-it-works/swr-api.md, "Status codes and errors" and "Throttling and
+``Retry-After``"): which HTTP status and SWR error code is worth another attempt, which means
+"stop now" and with which ``etl.errors`` leaf. The policy wraps tenacity: exponential backoff
+with full jitter and a cap, ``Retry-After`` honoured (seconds or an HTTP date). Retrying is
+bounded by time, not by a count: each request may retry for
 ``retry_window`` seconds (a 60 s outage of the API is ridden out with the defaults), never past
 the run's ``Deadline``; ``max_attempts``, when given, is an extra cap; the run's retry budget is
 shared by every request. This module also holds the one reader of API error bodies, used for SWR
@@ -225,7 +226,6 @@ class RetryPolicy:
         self._outage_since: float | None = None
         self.retries = 0
         self.causes: Counter[str] = Counter()
-        self.waits: list[float] = []
         self.outages = 0
 
     def backoff(self, attempt: int) -> float:
@@ -270,7 +270,6 @@ class RetryPolicy:
                 ) from exc
             self.retries += 1
             self.causes[cause] += 1
-            self.waits.append(delay)
             first_of_outage = self._outage_since is None
             if first_of_outage:
                 self._outage_since = self._clock()

@@ -64,7 +64,6 @@ class Limiter:
         self._tokens = self._capacity
         self._refilled_at = clock()
         self.pauses = 0
-        self.paused_s = 0.0
 
     def pause_for(self, seconds: float) -> None:
         """Hold every worker back for ``seconds`` from now (extends, never shortens a pause)."""
@@ -94,7 +93,6 @@ class Limiter:
             if self._deadline is not None and wait >= self._deadline.remaining():
                 raise self._deadline.exceeded(
                     f"while every request waited out a {wait:.0f} s pause the API asked for")
-            self.paused_s += wait
             self._sleep(wait)
         if self._rate is None:
             return

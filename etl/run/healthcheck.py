@@ -21,7 +21,7 @@ import requests
 
 from etl import __version__
 from etl.errors import ConfigError
-from etl.extract.transport import BoundedSession, HttpFailure, Limits, exchange
+from etl.extract import BoundedSession, HttpFailure, Limits, exchange
 from etl.logs import mask
 
 log = logging.getLogger("etl.healthcheck")

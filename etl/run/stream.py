@@ -111,7 +111,7 @@ def _preload_transform() -> None:
     """Import the transform (pandas and pyarrow: ~0.5 s) on a thread while the first pages are
     fetched, instead of before them. Not a daemon: an early exit waits for the import to finish
     rather than tearing an extension module down half-loaded."""
-    threading.Thread(target=importlib.import_module, args=("etl.transform",),
+    threading.Thread(target=importlib.import_module, args=("etl.transform.frames",),
                      name="swr-etl-preload").start()
 
 

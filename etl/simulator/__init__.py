@@ -5,11 +5,12 @@
 drift). ``serve`` runs one in the foreground for ``swr-etl simulate``.
 """
 
-from etl.simulator.dataset import Dataset, DayReport, Page
+from etl.simulator.dataset import Dataset, DayReport
 from etl.simulator.foreground import serve
+from etl.simulator.render import RenderedPage
 from etl.simulator.scenario import Drift, Fault, Scenario
 from etl.simulator.server import Simulator
 from etl.simulator.wire import RequestRecord
 
-__all__ = ["Dataset", "DayReport", "Drift", "Fault", "Page", "RequestRecord", "Scenario",
+__all__ = ["Dataset", "DayReport", "Drift", "Fault", "RenderedPage", "RequestRecord", "Scenario",
            "Simulator", "serve"]

@@ -3,7 +3,7 @@
 AK/SK verification recomputes the ``SDK-HMAC-SHA256`` signature from the request as received
 (method, canonical URI with a trailing slash, canonical query string, signed headers, body hash,
 ``X-Sdk-Date`` within 15 minutes) and locks an access key for 5 minutes after 5 consecutive
-failures, as API-NOTES describes for the real gateway.
+failures, as the real gateway does (docs/how-it-works/swr-api.md, "AK/SK signing").
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from etl.simulator.handler import IAM_PATH, REPOS_PATH
 from etl.simulator.scenario import Scenario
-from etl.simulator.server import IAM_PATH, REPOS_PATH, Simulator
+from etl.simulator.server import Simulator
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080, images: int = 180, seed: int = 42,

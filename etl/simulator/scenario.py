@@ -30,7 +30,8 @@ DRIFT_KINDS = ("insert_front", "delete", "reorder", "bump", "replace", "move")
 DELETE_WHERE = ("random", "front", "end")
 TIMESTAMP_FORMATS = ("swr", "iso")
 
-# Default error code per status for `status` faults (API-NOTES, "Errors and throttling").
+# Default error code per status for `status` faults (docs/how-it-works/swr-api.md, "Which
+# answers are worth another attempt").
 DEFAULT_CODES = {
     400: "SVCSTG.SWR.4000014", 401: "SVCSTG.SWR.4010000", 403: "SVCSTG.SWR.4031032",
     404: "SVCSTG.SWR.4040083", 409: "SVCSTG.SWR.4090023", 429: "APIG.0308",

@@ -44,7 +44,8 @@ def mask_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def error_body(shape: str, code: str, message: str, request_id: str) -> Any:
-    """An error body in one of the documented shapes (API-NOTES, "Errors and throttling")."""
+    """An error body in one of the documented shapes (docs/how-it-works/swr-api.md, "Error
+    bodies")."""
     item = {"errorCode": code, "errorMessage": message}
     if shape == "list":
         return [item]
@@ -56,8 +57,9 @@ def error_body(shape: str, code: str, message: str, request_id: str) -> Any:
 
 
 def content_range(shape: str, offset: int, count: int, total: int) -> str:
-    # The middle number's meaning is disputed (API-NOTES): offset-count is what sibling APIs
-    # document; first-last is the HTTP reading (inclusive last index).
+    # The middle number's meaning is disputed (docs/how-it-works/swr-api.md, "`Content-Range`"):
+    # offset-count is what sibling APIs document; first-last is the HTTP reading (inclusive last
+    # index).
     if shape == "first-last":
         return f"{offset}-{offset + count - 1}/{total}" if count else f"*/{total}"
     return f"{offset}-{count}/{total}"

@@ -5,7 +5,7 @@
 ``quality_issues`` for values that were present but unusable and are stored as NULL. No I/O, no
 clock, no logging, no global state.
 
-The rules (API-NOTES "Timestamps" and "Identity"):
+The rules (docs/how-it-works/swr-api.md, "Timestamps" and "Identity"):
 
 - A row that is not a JSON object, or has no usable ``id`` (``etl.integers.coerce_id``: an
   integer, integral float or integral numeric string, > 0 and within int64; booleans are not
@@ -21,8 +21,7 @@ The rules (API-NOTES "Timestamps" and "Identity"):
   (number, list, object) or a string that is not valid Unicode -> NULL plus an issue "not a
   string" / "invalid Unicode". Text is never invented from other types.
 - ``last_updated``: see ``etl.transform.timestamps``. Per-value rules and their problem words live
-in
-  ``etl.transform.columns``.
+  in ``etl.transform.values``.
 - Absent is not a problem: a missing field, or JSON ``null``, is NULL with no issue.
 """
 
@@ -38,9 +37,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.errors import InternalError
-from etl.integers import coerce_id
-from etl.transform.columns import columns, int_column, raw_json, raw_text, strings, text_column
-from etl.transform.timestamps import to_utc_text, zone
+from etl.integers import DUPLICATE_ID, coerce_id
+from etl.transform.timestamps import to_utc_text, zone_named
+from etl.transform.values import field_values, int_column, raw_json, raw_text, strings, text_column
 
 IMAGE_DTYPES: dict[str, str] = {
     "id": "Int64",
@@ -58,11 +57,9 @@ REJECT_DTYPES: dict[str, str] = {"page_offset": "Int64", "reason": "string", "ra
 ISSUE_DTYPES: dict[str, str] = {
     "image_id": "Int64", "field": "string", "raw_value": "string", "problem": "string",
 }
-TEXT_FIELDS = ("namespace", "name", "user", "description")
 INT_FIELDS = ("star_count", "pull_count", "collection_id")
 
-# Reasons and problems of whole rows (value problems: etl.transform.columns).
-DUPLICATE_ID = "duplicate id in scan"
+# Reasons and problems of whole rows (value problems: etl.transform.values).
 NOT_AN_OBJECT = "not a JSON object"
 MISSING_ID = "missing id"
 IDENTITY_FIELD = "namespace/name"
@@ -139,50 +136,75 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
         ConfigError: unknown ``source_timezone``.
         InternalError: ``page_offsets`` does not match ``rows`` in length.
     """
-    zone(source_timezone)
-    n = len(rows)
-    offsets: np.ndarray | None = None
-    if page_offsets is not None:
-        offsets = np.asarray(page_offsets, dtype=np.int64).reshape(-1)
-        if len(offsets) != n:
-            raise InternalError(f"page_offsets has {len(offsets)} entries for {n} rows")
+    zone_named(source_timezone)  # an unknown zone is a ConfigError before any row is read
+    offsets = _offsets(page_offsets, len(rows))
     rows = rows if isinstance(rows, list) else list(rows)
-    rejected: dict[int, str] = {}
+    rejected: dict[int, str] = {}  # row number -> why the row is rejected
+    objects, positions = _objects(rows, rejected)
+    issues = _Issues()
+    keep, ids = _keyed(objects, positions, offsets, rejected, issues)
+    kept_offsets = None if offsets is None else offsets[positions[keep]]
+    images = _images(objects, keep, ids, kept_offsets, source_timezone, issues)
+    return Transformed(images=images, rejects=_rejects(rows, rejected, offsets),
+                       quality_issues=issues.frame())
 
+
+def _offsets(page_offsets: Sequence[int] | None, n: int) -> np.ndarray | None:
+    if page_offsets is None:
+        return None
+    offsets = np.asarray(page_offsets, dtype=np.int64).reshape(-1)
+    if len(offsets) != n:
+        raise InternalError(f"page_offsets has {len(offsets)} entries for {n} rows")
+    return offsets
+
+
+def _objects(rows: list[Any], rejected: dict[int, str]) -> tuple[list[Any], np.ndarray]:
+    """The rows that are JSON objects, and their row numbers; the others are rejected."""
+    n = len(rows)
     if set(map(type, rows)) <= {dict}:
-        dict_pos = np.arange(n)
-        drows = rows
-    else:
-        is_dict = np.fromiter(map(dict.__instancecheck__, rows), bool, n)
-        dict_pos = np.flatnonzero(is_dict)
-        for pos in np.flatnonzero(~is_dict):
-            rejected[int(pos)] = NOT_AN_OBJECT
-        drows = list(map(rows.__getitem__, dict_pos.tolist()))
+        return rows, np.arange(n)
+    is_dict = np.fromiter(map(dict.__instancecheck__, rows), bool, n)
+    positions = np.flatnonzero(is_dict)
+    for pos in np.flatnonzero(~is_dict):
+        rejected[int(pos)] = NOT_AN_OBJECT
+    return list(map(rows.__getitem__, positions.tolist())), positions
 
-    raw_ids = columns(drows, ("id",))["id"]
+
+def _keyed(objects: list[Any], positions: np.ndarray, offsets: np.ndarray | None,
+           rejected: dict[int, str], issues: _Issues) -> tuple[np.ndarray, np.ndarray]:
+    """Which objects are kept (indexes into ``objects``) and their ids.
+
+    An object without a usable id is rejected; of several with the same id the later one is
+    kept and each earlier one is a quality issue.
+    """
+    raw_ids = field_values(objects, ("id",))["id"]
     ids, valid, problems = int_column(raw_ids, coerce_id, smallest=1)
     for j in map(int, np.flatnonzero(~valid)):
-        rejected[int(dict_pos[j])] = f"invalid id: {problems[j]}" if j in problems else MISSING_ID
+        rejected[int(positions[j])] = f"invalid id: {problems[j]}" if j in problems else MISSING_ID
     good = np.flatnonzero(valid)
-
-    issues = _Issues()
     # "Later" = higher page offset, then later position; lexsort is stable (last key primary).
-    order = good if offsets is None else good[np.lexsort((good, offsets[dict_pos[good]]))]
+    order = good if offsets is None else good[np.lexsort((good, offsets[positions[good]]))]
     dropped = pd.Series(ids[order]).duplicated(keep="last").to_numpy()
     for k in order[dropped]:
         issues.add(int(ids[k]), "id", raw_text(raw_ids[k]), DUPLICATE_ID)
     keep = order[~dropped]
+    return keep, ids[keep]
 
-    if len(keep) == len(drows) and (keep == np.arange(len(drows))).all():
-        krows = drows
+
+# The fields typed value by value (the id is typed by _keyed; page_offset is not in the row).
+_VALUE_FIELDS = [field for field in IMAGE_DTYPES if field not in ("id", "page_offset")]
+
+
+def _images(objects: list[Any], keep: np.ndarray, ids: np.ndarray,
+            offsets: np.ndarray | None, source_timezone: str, issues: _Issues) -> pd.DataFrame:
+    """The ``images`` frame of the kept objects (``ids`` and ``offsets`` already theirs)."""
+    if len(keep) == len(objects) and (keep == np.arange(len(objects))).all():
+        kept = objects
     else:  # one selection of rows is cheaper than selecting from every column (measured)
-        krows = [drows[i] for i in keep.tolist()]
-    fields = [field for field in IMAGE_DTYPES if field not in ("id", "page_offset")]
-    raw = columns(krows, fields)
-    kept_ids = ids[keep]
+        kept = [objects[i] for i in keep.tolist()]
     no_nulls = np.zeros(len(keep), dtype=bool)
-    typed: dict[str, Any] = {"id": pd.arrays.IntegerArray(kept_ids, no_nulls)}
-    for field, values in raw.items():
+    typed: dict[str, Any] = {"id": pd.arrays.IntegerArray(ids, no_nulls)}
+    for field, values in field_values(kept, _VALUE_FIELDS).items():
         if field in INT_FIELDS:
             numbers, ok, problems = int_column(values)
             typed[field] = pd.arrays.IntegerArray(numbers, ~ok)
@@ -190,22 +212,25 @@ def transform_rows(rows: Sequence[Any], *, page_offsets: Sequence[int] | None = 
             typed[field], problems = to_utc_text(values, source_timezone)
         else:
             typed[field], problems = text_column(values)
-        issues.add_problems(kept_ids, field, values, problems)
+        issues.add_problems(ids, field, values, problems)
     if offsets is None:
         typed["page_offset"] = pd.array([None] * len(keep), dtype="Int64")
     else:
-        typed["page_offset"] = pd.arrays.IntegerArray(offsets[dict_pos[keep]], no_nulls)
+        typed["page_offset"] = pd.arrays.IntegerArray(offsets, no_nulls)
     images = pd.DataFrame(typed)
     if not _all_distinct(typed["name"], typed["namespace"]):
         _shared_identities(images, issues)
+    return images
 
-    rejects: dict[str, list[Any]] = {"page_offset": [], "reason": [], "raw": []}
+
+def _rejects(rows: list[Any], rejected: dict[int, str], offsets: np.ndarray | None
+             ) -> pd.DataFrame:
+    data: dict[str, list[Any]] = {"page_offset": [], "reason": [], "raw": []}
     for row_no in sorted(rejected):
-        rejects["page_offset"].append(None if offsets is None else int(offsets[row_no]))
-        rejects["reason"].append(rejected[row_no])
-        rejects["raw"].append(raw_json(rows[row_no]))
-    return Transformed(images=images, rejects=_frame(rejects, REJECT_DTYPES),
-                       quality_issues=issues.frame())
+        data["page_offset"].append(None if offsets is None else int(offsets[row_no]))
+        data["reason"].append(rejected[row_no])
+        data["raw"].append(raw_json(rows[row_no]))
+    return _frame(data, REJECT_DTYPES)
 
 
 def _identity_text(namespace: Any, name: Any) -> str:

@@ -1,10 +1,11 @@
 """Vectorised normalisation of SWR ``last_updated`` values to UTC ``YYYY-MM-DDTHH:MM:SSZ`` text.
 
-Accepted forms (API-NOTES "Timestamps"): ``YYYY-MM-DD HH:MM:SS`` as this endpoint documents it,
-and ISO-8601 / RFC 3339 as sibling SWR APIs return it: ``T`` or a space between date and time,
-0-9 fractional digits (truncated, never rounded), and an optional zone: ``Z``, ``+08:00``,
-``+0800`` or ``+08``. Surrounding whitespace is ignored. A value without a zone is wall-clock time
-in the source time zone (default UTC; the endpoint's own example carries no zone).
+Accepted forms (docs/how-it-works/swr-api.md, "Timestamps"): ``YYYY-MM-DD HH:MM:SS`` as this
+endpoint documents it, and ISO-8601 / RFC 3339 as sibling SWR APIs return it: ``T`` or a space
+between date and time, 0-9 fractional digits (truncated, never rounded), and an optional zone:
+``Z``, ``+08:00``, ``+0800`` or ``+08``. Surrounding whitespace is ignored. A value without a zone
+is wall-clock time in the source time zone (default UTC; the endpoint's own example carries no
+zone).
 
 Wall-clock times that a DST change makes ambiguous (the repeated hour in autumn) resolve to the
 first occurrence, i.e. the earlier instant; times that do not exist (the skipped hour in spring)
@@ -27,10 +28,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.errors import ConfigError
+from etl.transform.values import NOT_A_STRING
 
 EMPTY = "empty timestamp"
 UNPARSEABLE = "unparseable timestamp"
-NOT_A_STRING = "not a string"
 
 # date, time, optional fraction (1-9 digits), optional zone; the time zone part is parsed below.
 # Field ranges are checked here so that only impossible days of a month (02-30, 04-31, 02-29 of a
@@ -47,7 +48,7 @@ _FIRST_FULL_DAY = np.datetime64("0001-01-02T00:00:00", "s")
 _LAST_DAY = np.datetime64("9999-12-31T00:00:00", "s")
 
 
-def zone(name: str) -> zoneinfo.ZoneInfo:
+def zone_named(name: str) -> zoneinfo.ZoneInfo:
     """The IANA zone ``name``; raises ConfigError when the name is unknown."""
     try:
         return zoneinfo.ZoneInfo(name)
@@ -78,7 +79,7 @@ def to_utc_text(values: Sequence[Any], source_timezone: str = "UTC"
     that was present but could not be used. ``None`` (JSON null or a missing field) is simply
     absent: ``<NA>`` with no problem.
     """
-    tz = zone(source_timezone)
+    tz = zone_named(source_timezone)
     n = len(values)
     problems: dict[int, str] = {}
     try:

@@ -1,9 +1,10 @@
-"""Raw values of one field -> typed column arrays, plus the problems found (pure).
+"""Raw values of one field -> typed arrays, plus the problems found (pure).
 
 The per-value rules of ``etl.transform.frames`` (see its docstring): integers by ``etl.integers``
 (int64, integral strings and floats accepted), text kept exactly, and the text of a bad value as
-it will be shown in ``raw_value`` / ``raw``. The common case (every value already the right
-type) runs in numpy or Arrow; only values that are not go through Python one by one.
+it will be shown in ``raw_value`` / ``raw``. ``field_values`` takes the fields out of the rows
+first. The common case (every value already the right type) runs in numpy or Arrow; only values
+that are not go through Python one by one.
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def strings(arrow: pa.Array) -> pd.api.extensions.ExtensionArray:
     return pd.arrays.ArrowStringArray(arrow)
 
 
-def columns(rows: list[dict[str, Any]], fields: Sequence[str], *, block: int = 2000
-            ) -> dict[str, list[Any]]:
+def field_values(rows: list[dict[str, Any]], fields: Sequence[str], *, block: int = 2000
+                 ) -> dict[str, list[Any]]:
     """Several fields of every row, as lists (None where absent).
 
     map(itemgetter) runs in C, about 30 % faster than a ``.get()`` comprehension; going through
