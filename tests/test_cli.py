@@ -82,7 +82,7 @@ def test_every_sync_option_is_in_the_table_once_and_in_its_help() -> None:
     from etl.config import SYNC_OPTIONS
 
     keys = [spec.key for spec in SYNC_OPTIONS]
-    assert len(keys) == len(set(keys)) == 28
+    assert len(keys) == len(set(keys)) == 29  # 28 + --adopt
     params = {p.name: p for p in cli.commands["sync"].params if isinstance(p, click.Option)}
     for spec in SYNC_OPTIONS:
         assert params[spec.name].opts == [f"--{spec.key}"]

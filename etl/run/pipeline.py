@@ -75,6 +75,25 @@ def _finished(at: datetime, t0: float) -> str:
 # ---------------------------------------------------------------------------------- run_sync
 
 
+def check_api_source(settings: Settings) -> None:
+    """Refuse, before the run opens or creates anything, settings the API source cannot work
+    with: builds the credentials' auth object once (AK/SK needs the optional
+    ``huaweicloudsdkcore`` package: ``pip install 'swr-official-images-etl[aksk]'``) and checks
+    that ``--ca-bundle`` names a file. Nothing is sent.
+
+    Raises:
+        ConfigError: (exit 2) as ``build_auth`` does, or a missing CA bundle.
+    """
+    from etl.extract.auth import build_auth
+    from etl.extract.scan import make_session
+
+    bundle = settings.ca_bundle
+    if bundle is not None and not Path(bundle).is_file():
+        raise ConfigError(f"ca-bundle names no file: {bundle}")
+    with make_session(settings) as session:
+        build_auth(settings, session)
+
+
 def scan_api(settings: Settings) -> Iterable[Page]:
     """The default page source: the SWR API, scanned as ``settings`` say (``etl.extract``)."""
     from etl.extract.auth import build_auth
@@ -158,15 +177,18 @@ def run_sync(settings: Settings, *, pages: PageSource | None = None,
 
     Raises:
         EtlError leaves: LockedError (5), ConfigError (2), AuthError (3), UpstreamError (4),
-        QualityError (7), DatabaseBusyError (5); the run is recorded ``failed`` first.
+        QualityError (7), DatabaseBusyError (5); the run is recorded ``failed`` first, except for
+        what is refused before the database is opened (the settings, the file, the lock).
     """
     t0 = time.monotonic()
     job = _ScanJob(settings, pages, resolve_now(now, settings.now_override), t0)
+    if pages is None:  # a configuration error is exit 2 before the lock or the file is touched
+        check_api_source(settings)
     if settings.dry_run:
         return execute(job, settings, None, t0=t0, on_progress=on_progress,
                        chunk_sizes=chunk_sizes)
     with Loader(settings.db, busy_timeout=settings.busy_timeout,
-                keep_raw_runs=settings.keep_raw_runs) as loader:
+                keep_raw_runs=settings.keep_raw_runs, adopt=settings.adopt) as loader:
         result = execute(job, settings, loader, t0=t0, on_progress=on_progress,
                          chunk_sizes=chunk_sizes)
     _export(settings, result.status)
@@ -303,4 +325,5 @@ def replay_run(settings: Settings, run_id: int, *,
                         chunk_sizes=chunk_sizes)
 
 
-__all__ = ["PageSource", "SyncResult", "replay_run", "resolve_now", "run_sync", "scan_api"]
+__all__ = ["PageSource", "SyncResult", "check_api_source", "replay_run", "resolve_now", "run_sync",
+           "scan_api"]
