@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import pty
+import re
 import socket
 import sqlite3
 import threading
@@ -166,6 +167,41 @@ def test_metrics_text_parses_with_help_and_type(tmp_path: Path) -> None:
         "swr_etl_requests_total": ("counter", 7.0),  # summed over the ledger
         "swr_etl_retries_total": ("counter", 1.0),
     }
+
+
+def test_metrics_text_is_what_prometheus_client_writes(tmp_path: Path) -> None:
+    """The file is prometheus_client's own exposition of these families, byte for byte (its
+    number format and escaping, not a hand-made imitation), whatever the run's outcome."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    class Parsed:
+        def __init__(self, text: str) -> None:
+            self.families = list(text_string_to_metric_families(text))
+
+        def collect(self) -> list[Any]:
+            return self.families
+
+    db = make_db(tmp_path / "swr.db", [SUCCESS_RUN], images=3)
+    for figures in (RunFigures(finished=1795748410.25, duration=9.5, exit_code=0, rejected=2,
+                               requests=4, retries=0, images=180),
+                    RunFigures(finished=100.0, duration=1.0, exit_code=143)):
+        text = render(figures, read_database_figures(db))
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(Parsed(text))  # type: ignore[arg-type]
+        assert generate_latest(registry).decode() == text
+
+
+def test_prometheus_client_and_tqdm_are_dependencies_not_extras() -> None:
+    """--metrics-file and the progress line work in a plain install, without the test extra."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    required = {re.split(r"[<>=;\[ ]", dep, maxsplit=1)[0].lower()
+                for dep in project["project"]["dependencies"]}
+    assert {"prometheus-client", "tqdm"} <= required
 
 
 def test_metrics_without_a_database_leave_unknowns_out(tmp_path: Path) -> None:
