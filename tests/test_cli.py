@@ -322,3 +322,21 @@ def test_top_level_help_lists_every_exit_code() -> None:
     out = run(["--help"])
     assert exit_code_lines(out.stdout) == EXIT_CODES
     assert {1, 8, 130, 143} <= set(EXIT_CODES)
+
+
+def test_sync_without_a_terminal_draws_nothing_and_never_imports_tqdm(simulator: Any,
+                                                                      tmp_path: Path) -> None:
+    """Cron mail and log files get log lines only: no carriage return, no escape sequence, and
+    the progress library is not even imported."""
+    sim = simulator(images=30)
+    script = ("import sys\nfrom etl.cli.app import main\n"
+              "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
+              "print('exit', code, 'tqdm' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", script, "sync", "--db", str(tmp_path / "s.db"),
+                           "--endpoint", sim.url, "--no-auth", "--page-size", "10"],
+                          capture_output=True, text=True, timeout=120)
+    *logged, last = proc.stderr.splitlines()
+    assert last == "exit 0 False"
+    assert "\r" not in proc.stderr and "\x1b" not in proc.stderr
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (INFO|WARNING) ", line)
+               for line in logged), logged

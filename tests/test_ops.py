@@ -364,7 +364,11 @@ EVENTS = [{"pages_done": 1, "pages_total": None, "rows_loaded": 100},
 
 def test_format_progress() -> None:
     assert [format_progress(e) for e in EVENTS] == [
-        "pages 1  rows 100", "pages 1/2 (50%)  rows 100", "pages 2/2 (100%)  rows 1,181"]
+        "pages 1  100 rows", "pages 1/2 (50%)  100 rows", "pages 2/2 (100%)  1,181 rows"]
+    # once the total is known: rows/s and the time left; never before
+    assert format_progress(EVENTS[1], rate=1234.4, remaining="01:05") == (
+        "pages 1/2 (50%)  100 rows  1,234 rows/s  ETA 01:05")
+    assert format_progress(EVENTS[0], rate=1234.4, remaining="01:05") == "pages 1  100 rows"
 
 
 def test_progress_absent_when_not_a_terminal() -> None:
@@ -401,8 +405,7 @@ def test_progress_present_on_a_pty(env: dict[str, str], escapes: bool) -> None:
     master, slave = pty.openpty()
     try:
         with os.fdopen(slave, "w", closefd=False) as stream:
-            ticks = iter(range(100)).__next__
-            with ProgressDisplay(stream, env=env, clock=lambda: float(ticks())) as progress:
+            with ProgressDisplay(stream, env=env) as progress:
                 assert progress.enabled
                 for e in EVENTS:
                     progress(e)
@@ -411,10 +414,15 @@ def test_progress_present_on_a_pty(env: dict[str, str], escapes: bool) -> None:
     finally:
         os.close(master)
         os.close(slave)
-    assert "pages 2/2 (100%)  rows 1,181" in shown
-    assert "\r" in shown
-    assert ("\x1b[" in shown + erased) is escapes
-    assert erased.startswith("\r")  # the line is removed at the end
+    # the first state and the final one are always drawn
+    assert "swr-etl\x1b[0m pages 1  100 rows" in shown if escapes else (
+        "\rswr-etl pages 1  100 rows" in shown)
+    final = shown.rsplit("\r", 1)[1].replace("\x1b[36m", "").replace("\x1b[0m", "")
+    assert re.fullmatch(r"swr-etl pages 2/2 \(100%\)  1,181 rows  [\d,]+ rows/s  ETA 00:00",
+                        final), final
+    assert ("\x1b[" in shown + erased) is escapes  # NO_COLOR: no escape sequence at all
+    assert erased.startswith("\r" + " " * len(final))  # the line is removed at the end
+    assert "\n" not in shown + erased
 
 
 def test_progress_off_for_dumb_terminals_and_quiet_runs() -> None:
@@ -432,6 +440,7 @@ def test_progress_off_for_dumb_terminals_and_quiet_runs() -> None:
 def test_log_lines_erase_the_progress_line() -> None:
     master, slave = pty.openpty()
     logger = logging.getLogger("etl.test_progress")
+    logger.setLevel(logging.INFO)  # whatever an earlier test left on the "etl" logger
     handler = logging.StreamHandler()
     try:
         with os.fdopen(slave, "w", closefd=False) as stream:
@@ -443,10 +452,11 @@ def test_log_lines_erase_the_progress_line() -> None:
             out = read_all(master).decode()
     finally:
         logging.getLogger("etl").removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
         os.close(master)
         os.close(slave)
     # progress, then blanks over it and a carriage return, then the log line on a clean line
-    assert out.startswith("\rswr-etl pages 1  rows 100\r" + " " * 25 + "\rpage 2 retried")
+    assert out.startswith("\rswr-etl pages 1  100 rows\r" + " " * 25 + "\rpage 2 retried")
     assert handler.filters == []
 
 
