@@ -149,7 +149,9 @@ AKSK_ENV = {"HUAWEICLOUD_SDK_AK": "AKEXAMPLE0000000001", "HUAWEICLOUD_SDK_SK": "
     (["--endpoint", "http://127.0.0.1:9/?x=1"],
      "endpoint must be a base URL without a query or fragment, got 'http://127.0.0.1:9/?x=1'"),
     (["--db", ""], "Invalid value for '--db': an empty path names no file."),
-    (["--ca-bundle", "missing.pem"], "ca-bundle names no file: missing.pem"),
+    (["--ca-bundle", "missing.pem"], "cannot set up TLS for http://127.0.0.1:9: Could not find "
+                                     "a suitable TLS CA certificate bundle, invalid path: "
+                                     "missing.pem"),
     (["aksk-extra-missing"],
      "AK/SK signing (HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK) needs the optional package "
      "huaweicloudsdkcore: pip install 'swr-official-images-etl[aksk]'"),

@@ -358,12 +358,13 @@ def test_someone_elses_database_is_refused_and_left_untouched(
     db = tmp_path / "their.db"
     before = their_db(db)
     code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
-                     "--no-auth"], capsys)
+                     "--no-auth", "--metrics-file", str(tmp_path / "swr.prom")], capsys)
     assert (code, err) == (2, f"swr-etl: error: {db} is not an swr-etl database (it holds "
                               "notes), left untouched: `swr-etl sync --adopt` adds swr-etl's "
                               "tables to it and switches it to WAL mode")
     assert db.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["their.db"]  # no lock, no WAL files
+    # no lock, no WAL files, no metrics file: refused before the run's hooks
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["their.db"]
     assert table(db, "PRAGMA journal_mode") == [("delete",)]
 
 

@@ -35,11 +35,12 @@ def sync_cmd(ctx: click.Context, **flags: Any) -> int:
     """
     from etl.cli.progress import ProgressDisplay
     from etl.run.hooks import run_observed
-    from etl.run.pipeline import check_api_source, run_sync
+    from etl.run.pipeline import preflight, run_sync
 
     settings = settings_from(ctx, flags, need_credentials=True)
-    # A configuration error stops here: no ping, no metrics file, no lock, no database.
-    check_api_source(settings)
+    # A configuration error stops here: no ping, no metrics file, no lock, no database (run_sync
+    # checks again, for library callers; the second time costs a millisecond).
+    preflight(settings)
     interactive = not quiet(ctx)
     # Pings and metrics wrap the run; the progress line shows only on a terminal.
     with ProgressDisplay(active=interactive) as progress:
@@ -54,7 +55,10 @@ def sync_cmd(ctx: click.Context, **flags: Any) -> int:
 @DB_OPTION
 @SOURCE_TIMEZONE_OPTION
 def replay_cmd(ctx: click.Context, run_id: int, **flags: Any) -> int:
-    """Re-transform and reload a stored run from raw_pages without fetching."""
+    """Re-transform and reload a stored run from raw_pages without fetching.
+
+    RUN_ID is the run whose stored pages are read (see `swr-etl runs`).
+    """
     from etl.run.pipeline import replay_run
 
     settings = settings_from(ctx, flags)

@@ -22,7 +22,9 @@ from etl.errors import ConfigError
 from etl.integers import usable_id
 from etl.run.skeleton import SyncResult, execute
 from etl.run.stream import DEFAULT_CHUNK_SIZES, ChunkSizes, ProgressCallback, Tally
+from etl.store.database import check_database_file
 from etl.store.load import Loader
+from etl.store.read import check_ours
 from etl.store.run_record import RunStart
 
 if TYPE_CHECKING:
@@ -75,21 +77,30 @@ def _finished(at: datetime, t0: float) -> str:
 # ---------------------------------------------------------------------------------- run_sync
 
 
-def check_api_source(settings: Settings) -> None:
-    """Refuse, before the run opens or creates anything, settings the API source cannot work
-    with: builds the credentials' auth object once (AK/SK needs the optional
-    ``huaweicloudsdkcore`` package: ``pip install 'swr-official-images-etl[aksk]'``) and checks
-    that ``--ca-bundle`` names a file. Nothing is sent.
+def preflight(settings: Settings, *, api: bool = True) -> None:
+    """Refuse, before a sync opens, creates, locks or sends anything, what it cannot work with:
+    the database file (not SQLite, or another application's without ``--adopt``; a dry run
+    opens none) and, for the API source (``api``), the credentials' auth object, built once
+    (AK/SK needs the optional ``huaweicloudsdkcore`` package:
+    ``pip install 'swr-official-images-etl[aksk]'``) and a ``--ca-bundle`` that names no file.
+    The run checks the file again under its lock.
 
     Raises:
-        ConfigError: (exit 2) as ``build_auth`` does, or a missing CA bundle.
+        ConfigError: (exit 2) saying which.
     """
+    if not settings.dry_run:
+        check_database_file(settings.db)
+        check_ours(settings.db, adopt=settings.adopt)
+    if not api:
+        return
     from etl.extract.auth import build_auth
     from etl.extract.scan import make_session
 
     bundle = settings.ca_bundle
     if bundle is not None and not Path(bundle).is_file():
-        raise ConfigError(f"ca-bundle names no file: {bundle}")
+        # worded as when REQUESTS_CA_BUNDLE names no file (then found at the first request)
+        raise ConfigError(f"cannot set up TLS for {settings.endpoint}: Could not find a suitable "
+                          f"TLS CA certificate bundle, invalid path: {bundle}")
     with make_session(settings) as session:
         build_auth(settings, session)
 
@@ -182,8 +193,8 @@ def run_sync(settings: Settings, *, pages: PageSource | None = None,
     """
     t0 = time.monotonic()
     job = _ScanJob(settings, pages, resolve_now(now, settings.now_override), t0)
-    if pages is None:  # a configuration error is exit 2 before the lock or the file is touched
-        check_api_source(settings)
+    # A configuration error is exit 2 before the lock or the file is touched.
+    preflight(settings, api=pages is None)
     if settings.dry_run:
         return execute(job, settings, None, t0=t0, on_progress=on_progress,
                        chunk_sizes=chunk_sizes)
@@ -325,5 +336,5 @@ def replay_run(settings: Settings, run_id: int, *,
                         chunk_sizes=chunk_sizes)
 
 
-__all__ = ["PageSource", "SyncResult", "check_api_source", "replay_run", "resolve_now", "run_sync",
+__all__ = ["PageSource", "SyncResult", "preflight", "replay_run", "resolve_now", "run_sync",
            "scan_api"]
