@@ -112,7 +112,8 @@ class Stopped(Exception):  # noqa: N818  (a carrier, not an error of its own)
 
 def exit_codes_epilog(codes: Iterable[int]) -> str:
     """The "Exit codes" paragraph of a --help, each code with its meaning from the one table
-    (``etl.errors.EXIT_CODES``); ``\b`` keeps click from rewrapping it into one paragraph."""
+    (``etl.errors.EXIT_CODES``); click's ``\\b`` marker keeps it from being rewrapped into one
+    paragraph."""
     return "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {EXIT_CODES[code]}" for code in codes)
 
 
