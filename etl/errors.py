@@ -116,12 +116,17 @@ def exit_code_of(exc: BaseException) -> int:
 
 
 EXIT_CODES: dict[int, str] = {
-    0: "success: a complete, consistent scan was loaded",
+    0: "success (sync, replay: a complete, consistent scan was loaded; status: fresh)",
     1: "internal error (a bug)",
-    2: "usage or configuration error",
+    2: "usage or configuration error (bad option, missing credentials, unusable database file)",
     3: "authentication or permission refused by the API",
     4: "the API stayed unavailable or returned unusable data; nothing of this run was loaded",
     5: "another run holds the lock for this database",
     6: "incomplete: the listing kept changing; what was seen was loaded, nothing marked removed",
     7: "data-quality threshold exceeded; nothing of this run was loaded",
+    8: "stale (status only): the latest successful run is older than --max-age, or there is none",
+    130: "interrupted by Ctrl-C (SIGINT); nothing of the run was loaded",
+    143: "stopped by SIGTERM; nothing of the run was loaded",
 }
+"""Every exit code and its meaning: the one table each command's --help, the top-level help and
+the documentation's exit-code page are printed from."""

@@ -332,13 +332,14 @@ def test_renaming_touches_only_the_parameter() -> None:
     assert plain.renamed("anything") is plain
 
 
-@pytest.mark.parametrize("command,shown", [
-    (["runs", "--json"], '"run_id": 4,'),
-    (["status"], "last run:     4 running at 2026-11-27T03:00:00Z"),
+@pytest.mark.parametrize("command,shown,code", [
+    (["runs", "--json"], '"run_id": 4,', 0),
+    # quiet: the probe answers with its exit code only (8: no successful run in that database)
+    (["status"], "", 8),
 ])
 def test_the_config_file_is_read_once_per_command(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        command: list[str], shown: str) -> None:
+        command: list[str], shown: str, code: int) -> None:
     import etl.config.file
 
     db = make_db(tmp_path / "x.db", 4)
@@ -353,11 +354,12 @@ def test_the_config_file_is_read_once_per_command(
     monkeypatch.setattr(etl.config.file, "load_config_file", counted)
     monkeypatch.delenv("SWR_ETL_DB", raising=False)
     try:
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as exc:
             main([*command, "--config", str(cfg)])
         assert reads == [cfg]
         # Both halves of the file were used: the database from it, and quiet logging.
-        assert shown in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert (exc.value.code, shown in out, bool(out)) == (code, True, bool(shown))
         assert our_handler().level == logging.ERROR
     finally:
         logging.getLogger().removeHandler(our_handler())

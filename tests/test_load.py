@@ -258,7 +258,8 @@ def test_garbage_database_file_is_left_untouched(tmp_path: Path,
     assert code == 2
     assert err == f"swr-etl: error: {db} is not a SQLite database (left untouched)"
     assert db.read_bytes() == garbage
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db", "notes.db.lock"]
+    # checked before the lock: nothing is created beside it either
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
 
 
 def test_read_only_location_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -336,3 +337,85 @@ def test_failure_figures_sqlite_cannot_hold_are_left_out(tmp_path: Path) -> None
         raise UpstreamError("gone")
     assert table(db, "SELECT status, exit_code, requests, total_reported, retry_causes, proof "
                      "FROM runs") == [("failed", 4, 3, None, '{"http_503": 2}', None)]
+
+
+# ------------------------------------------------------------- another application's database
+
+
+def their_db(path: Path, *, user_version: int = 0, table_name: str = "notes") -> bytes:
+    """A small SQLite database of another application (rollback journal, one table)."""
+    conn = sqlite3.connect(path)
+    conn.execute(f"CREATE TABLE {table_name} (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute(f"INSERT INTO {table_name} (body) VALUES ('keep me')")
+    conn.execute(f"PRAGMA user_version = {user_version}")
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+def test_someone_elses_database_is_refused_and_left_untouched(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "their.db"
+    before = their_db(db)
+    code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
+                     "--no-auth", "--metrics-file", str(tmp_path / "swr.prom")], capsys)
+    assert (code, err) == (2, f"swr-etl: error: {db} is not an swr-etl database (it holds "
+                              "notes), left untouched: `swr-etl sync --adopt` adds swr-etl's "
+                              "tables to it and switches it to WAL mode")
+    assert db.read_bytes() == before
+    # no lock, no WAL files, no metrics file: refused before the run's hooks
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["their.db"]
+    assert table(db, "PRAGMA journal_mode") == [("delete",)]
+
+
+def test_adopt_adds_our_tables_beside_theirs(tmp_path: Path, simulator: Any,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    sim = simulator(images=5)
+    db = tmp_path / "their.db"
+    their_db(db)
+    code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", sim.url, "--no-auth",
+                     "--adopt"], capsys)
+    assert (code, err) == (0, "")
+    assert table(db, "SELECT body FROM notes") == [("keep me",)]
+    assert table(db, "SELECT count(*) FROM images") == [(5,)]
+    assert table(db, "PRAGMA journal_mode") == [("wal",)]
+    # adopted once, it is ours: the next run needs no --adopt
+    code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", sim.url, "--no-auth"], capsys)
+    assert (code, err) == (0, "")
+    assert table(db, "SELECT count(*), max(status) FROM runs") == [(2, "success")]
+
+
+@pytest.mark.parametrize("kind,why", [
+    ("version", "its PRAGMA user_version is 7, where swr-etl keeps its schema version"),
+    ("clash", "it already has runs, which swr-etl would create"),
+])
+def test_what_cannot_be_adopted_is_refused(tmp_path: Path, kind: str, why: str) -> None:
+    db = tmp_path / "their.db"
+    before = (their_db(db, user_version=7) if kind == "version"
+              else their_db(db, table_name="runs"))
+    with pytest.raises(ConfigError) as err, Loader(db, adopt=True):
+        pass
+    assert str(err.value) == f"cannot adopt {db}: {why} (left untouched)"
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["their.db"]
+
+
+def test_empty_sqlite_files_need_no_adopt(tmp_path: Path) -> None:
+    zero = tmp_path / "zero.db"
+    zero.touch()
+    blank = tmp_path / "blank.db"
+    sqlite3.connect(blank).execute("VACUUM").connection.close()  # a header, no tables
+    assert blank.stat().st_size > 0
+    for db in (zero, blank):
+        load(db, rows(range(1, 3)), T0)
+        assert table(db, "SELECT count(*) FROM images") == [(2,)]
+
+
+def test_replay_of_someone_elses_database_points_at_sync_adopt(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "their.db"
+    before = their_db(db)
+    code, err = cli(["replay", "1", "--db", str(db)], capsys)
+    assert code == 2 and err.endswith("`swr-etl sync --adopt` adds swr-etl's tables to it and "
+                                      "switches it to WAL mode")
+    assert db.read_bytes() == before

@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import pty
+import re
 import socket
 import sqlite3
 import threading
@@ -168,6 +169,41 @@ def test_metrics_text_parses_with_help_and_type(tmp_path: Path) -> None:
     }
 
 
+def test_metrics_text_is_what_prometheus_client_writes(tmp_path: Path) -> None:
+    """The file is prometheus_client's own exposition of these families, byte for byte (its
+    number format and escaping, not a hand-made imitation), whatever the run's outcome."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    class Parsed:
+        def __init__(self, text: str) -> None:
+            self.families = list(text_string_to_metric_families(text))
+
+        def collect(self) -> list[Any]:
+            return self.families
+
+    db = make_db(tmp_path / "swr.db", [SUCCESS_RUN], images=3)
+    for figures in (RunFigures(finished=1795748410.25, duration=9.5, exit_code=0, rejected=2,
+                               requests=4, retries=0, images=180),
+                    RunFigures(finished=100.0, duration=1.0, exit_code=143)):
+        text = render(figures, read_database_figures(db))
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(Parsed(text))  # type: ignore[arg-type]
+        assert generate_latest(registry).decode() == text
+
+
+def test_prometheus_client_and_tqdm_are_dependencies_not_extras() -> None:
+    """--metrics-file and the progress line work in a plain install, without the test extra."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    required = {re.split(r"[<>=;\[ ]", dep, maxsplit=1)[0].lower()
+                for dep in project["project"]["dependencies"]}
+    assert {"prometheus-client", "tqdm"} <= required
+
+
 def test_metrics_without_a_database_leave_unknowns_out(tmp_path: Path) -> None:
     figures = RunFigures(finished=100.0, duration=1.0, exit_code=3)
     text = render(figures, read_database_figures(tmp_path / "x"))
@@ -328,7 +364,11 @@ EVENTS = [{"pages_done": 1, "pages_total": None, "rows_loaded": 100},
 
 def test_format_progress() -> None:
     assert [format_progress(e) for e in EVENTS] == [
-        "pages 1  rows 100", "pages 1/2 (50%)  rows 100", "pages 2/2 (100%)  rows 1,181"]
+        "pages 1  100 rows", "pages 1/2 (50%)  100 rows", "pages 2/2 (100%)  1,181 rows"]
+    # once the total is known: rows/s and the time left; never before
+    assert format_progress(EVENTS[1], rate=1234.4, remaining="01:05") == (
+        "pages 1/2 (50%)  100 rows  1,234 rows/s  ETA 01:05")
+    assert format_progress(EVENTS[0], rate=1234.4, remaining="01:05") == "pages 1  100 rows"
 
 
 def test_progress_absent_when_not_a_terminal() -> None:
@@ -365,8 +405,7 @@ def test_progress_present_on_a_pty(env: dict[str, str], escapes: bool) -> None:
     master, slave = pty.openpty()
     try:
         with os.fdopen(slave, "w", closefd=False) as stream:
-            ticks = iter(range(100)).__next__
-            with ProgressDisplay(stream, env=env, clock=lambda: float(ticks())) as progress:
+            with ProgressDisplay(stream, env=env) as progress:
                 assert progress.enabled
                 for e in EVENTS:
                     progress(e)
@@ -375,10 +414,15 @@ def test_progress_present_on_a_pty(env: dict[str, str], escapes: bool) -> None:
     finally:
         os.close(master)
         os.close(slave)
-    assert "pages 2/2 (100%)  rows 1,181" in shown
-    assert "\r" in shown
-    assert ("\x1b[" in shown + erased) is escapes
-    assert erased.startswith("\r")  # the line is removed at the end
+    # the first state and the final one are always drawn
+    assert "swr-etl\x1b[0m pages 1  100 rows" in shown if escapes else (
+        "\rswr-etl pages 1  100 rows" in shown)
+    final = shown.rsplit("\r", 1)[1].replace("\x1b[36m", "").replace("\x1b[0m", "")
+    assert re.fullmatch(r"swr-etl pages 2/2 \(100%\)  1,181 rows  [\d,]+ rows/s  ETA 00:00",
+                        final), final
+    assert ("\x1b[" in shown + erased) is escapes  # NO_COLOR: no escape sequence at all
+    assert erased.startswith("\r" + " " * len(final))  # the line is removed at the end
+    assert "\n" not in shown + erased
 
 
 def test_progress_off_for_dumb_terminals_and_quiet_runs() -> None:
@@ -396,6 +440,7 @@ def test_progress_off_for_dumb_terminals_and_quiet_runs() -> None:
 def test_log_lines_erase_the_progress_line() -> None:
     master, slave = pty.openpty()
     logger = logging.getLogger("etl.test_progress")
+    logger.setLevel(logging.INFO)  # whatever an earlier test left on the "etl" logger
     handler = logging.StreamHandler()
     try:
         with os.fdopen(slave, "w", closefd=False) as stream:
@@ -407,10 +452,11 @@ def test_log_lines_erase_the_progress_line() -> None:
             out = read_all(master).decode()
     finally:
         logging.getLogger("etl").removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
         os.close(master)
         os.close(slave)
     # progress, then blanks over it and a carriage return, then the log line on a clean line
-    assert out.startswith("\rswr-etl pages 1  rows 100\r" + " " * 25 + "\rpage 2 retried")
+    assert out.startswith("\rswr-etl pages 1  100 rows\r" + " " * 25 + "\rpage 2 retried")
     assert handler.filters == []
 
 

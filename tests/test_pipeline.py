@@ -5,6 +5,7 @@ SIGKILL at random points."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -617,3 +618,18 @@ def test_a_failing_factory_is_a_failed_run_and_the_log_context_is_reset(
     assert q(settings.db, "SELECT status, error, exit_code FROM runs") == [
         ("failed", "--ca-bundle /nope: no such file", 2)]
     assert current_run_id.get() is None
+
+
+def test_summary_counts_read_with_thousands_separators() -> None:
+    """One number style in human output: ``200,000 rows``, like the progress line."""
+    result = SyncResult(run_id=3, status="success", exit_code=0, rows=200_000, new=1_500,
+                        changed=198_000, removed=12_345, rejected=1_001, quality_issues=2_000,
+                        requests=2_001, retries=1_200, rescans=0, seconds=7.5, complete=True,
+                        db=None)
+    assert result.summary_line() == (
+        "run 3 success: 200,000 rows (1,500 new, 198,000 changed, 12,345 removed, 1,001 "
+        "rejected) in 2,001 requests, 1,200 retries, 7.50 s")
+    dry = dataclasses.replace(result, dry_run=True, run_id=None)
+    assert dry.summary_line() == (
+        "dry run (success, nothing written): 200,000 rows (1,001 rejected, 2,000 quality "
+        "issues) in 2,001 requests, 1,200 retries, 7.50 s")

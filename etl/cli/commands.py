@@ -14,9 +14,9 @@ import click
 
 from etl.cli.group import command, quiet, settings_from
 from etl.cli.options import DB_OPTION, SOURCE_TIMEZONE_OPTION, FiniteRange, sync_options
+from etl.cli.output import echo_summary
 from etl.config.settings import OPTIONS
 from etl.integers import INT64_MAX
-from etl.logs import printable
 from etl.publish.report import MAX_DAYS
 
 # Bounds of the reading commands' numbers: generous, but inside what SQLite and dates can hold.
@@ -26,7 +26,7 @@ _MAX_AGE_HOURS = 876_000.0  # a century
 # ----------------------------------------------------------------------------------------- sync
 
 
-@command("sync")
+@command("sync", exit_codes=(0, 2, 3, 4, 5, 6, 7, 130, 143))
 @sync_options
 def sync_cmd(ctx: click.Context, **flags: Any) -> int:
     """One extract -> transform -> load run against the SWR API.
@@ -35,38 +35,42 @@ def sync_cmd(ctx: click.Context, **flags: Any) -> int:
     """
     from etl.cli.progress import ProgressDisplay
     from etl.run.hooks import run_observed
-    from etl.run.pipeline import run_sync
+    from etl.run.pipeline import preflight, run_sync
 
     settings = settings_from(ctx, flags, need_credentials=True)
+    # A configuration error stops here: no ping, no metrics file, no lock, no database (run_sync
+    # checks again, for library callers; the second time costs a millisecond).
+    preflight(settings)
     interactive = not quiet(ctx)
     # Pings and metrics wrap the run; the progress line shows only on a terminal.
     with ProgressDisplay(active=interactive) as progress:
         result = run_observed(settings, lambda: run_sync(
             settings, on_progress=progress.callback))
-    if not quiet(ctx):
-        click.echo(printable(result.summary_line()))
+    echo_summary(result.summary_line(), quiet=quiet(ctx))
     return int(result.exit_code)
 
 
-@command("replay")
+@command("replay", exit_codes=(0, 2, 5, 6, 7, 130, 143))
 @click.argument("run_id", type=click.IntRange(1, INT64_MAX))
 @DB_OPTION
 @SOURCE_TIMEZONE_OPTION
 def replay_cmd(ctx: click.Context, run_id: int, **flags: Any) -> int:
-    """Re-transform and reload a stored run from raw_pages without fetching."""
+    """Re-transform and reload a stored run from raw_pages without fetching.
+
+    RUN_ID is the run whose stored pages are read (see `swr-etl runs`).
+    """
     from etl.run.pipeline import replay_run
 
     settings = settings_from(ctx, flags)
     result = replay_run(settings, run_id)
-    if not quiet(ctx):
-        click.echo(printable(result.summary_line()))
+    echo_summary(result.summary_line(), quiet=quiet(ctx))
     return int(result.exit_code)
 
 
 # --------------------------------------------------------------------------------------- export
 
 
-@command("export")
+@command("export", exit_codes=(0, 2))
 @DB_OPTION
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder (Hive partitions snapshot_date=YYYY-MM-DD/).")
@@ -92,10 +96,11 @@ def export_cmd(ctx: click.Context, db: Path | None, out: Path, fmt: str, date: s
 # --------------------------------------------------------------------------------------- report
 
 
-@command("report")
+@command("report", exit_codes=(0, 2))
 @DB_OPTION
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output file; the format follows the extension unless --format is given.")
+              help="Output file; the format follows the extension unless --format is given. "
+                   "- writes to stdout (with --format).")
 @click.option("--days", type=click.IntRange(1, MAX_DAYS), default=30, show_default=True,
               help="Days of history the trends cover, ending at the latest run.")
 @click.option("--top", type=click.IntRange(1, 10_000), default=10, show_default=True,
@@ -108,16 +113,36 @@ def report_cmd(ctx: click.Context, db: Path | None, out: Path, days: int, top: i
     from etl.publish.report import write_report
 
     settings = settings_from(ctx, {"db": db})
+    if str(out) == "-":
+        _report_to_stdout(settings.db, days=days, top=top, fmt=fmt)
+        return 0
     path = write_report(settings.db, out, days=days, top=top, fmt=fmt)
     if not quiet(ctx):
         click.echo(str(path))
     return 0
 
 
+def _report_to_stdout(db: Path, *, days: int, top: int, fmt: str | None) -> None:
+    """``report --out -``: the report as the library writes it (to a private temp folder, so a
+    failure never leaves half a report on stdout), then copied to stdout."""
+    import sys
+    import tempfile
+
+    from etl.errors import ConfigError
+    from etl.publish.report import write_report
+
+    if fmt is None:
+        raise ConfigError("--out - (stdout) needs --format html, md or json")
+    with tempfile.TemporaryDirectory(prefix="swr-etl-report-") as tmp:
+        path = write_report(db, Path(tmp) / f"report.{fmt}", days=days, top=top, fmt=fmt)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(path.read_bytes())
+
+
 # ---------------------------------------------------------------------------------- runs/status
 
 
-@command("runs")
+@command("runs", exit_codes=(0, 2))
 @DB_OPTION
 @click.option("--limit", type=click.IntRange(1, _MAX_ROWS_SHOWN), default=20, show_default=True,
               help="Most recent runs shown.")
@@ -135,7 +160,7 @@ def runs_cmd(ctx: click.Context, db: Path | None, limit: int, as_json: bool) -> 
     return 0
 
 
-@command("status")
+@command("status", exit_codes=(0, 2, 8))
 @DB_OPTION
 @click.option("--max-age", "max_age", type=FiniteRange(0, _MAX_AGE_HOURS), default=26.0,
               show_default=True, help="Hours; older than this is stale.")
@@ -145,14 +170,15 @@ def status_cmd(ctx: click.Context, db: Path | None, max_age: float) -> int:
 
     settings = settings_from(ctx, {"db": db})
     ok, message, code = freshness(settings.db, max_age_hours=max_age)
-    click.echo(message)
+    if not quiet(ctx):  # -q: a probe that answers with its exit code only
+        click.echo(message)
     return 0 if ok else int(code)
 
 
 # ------------------------------------------------------------------------------- demo/simulate
 
 
-@command("demo")
+@command("demo", exit_codes=(0, 2, 130))
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=Path("swr-demo"), show_default=True,
               help="Folder for the database, the exports and the report.")
@@ -168,7 +194,7 @@ def demo_cmd(ctx: click.Context, directory: Path, days: int, images: int) -> int
     return 0
 
 
-@command("simulate")
+@command("simulate", exit_codes=(0, 2))
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Loopback only unless you mean it.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +110,15 @@ class Stopped(Exception):  # noqa: N818  (a carrier, not an error of its own)
     own handling of it writes a blank line to stderr: not a JSON object in json mode."""
 
 
-EPILOG = "Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
+def exit_codes_epilog(codes: Iterable[int]) -> str:
+    """The "Exit codes" paragraph of a --help, each code with its meaning from the one table
+    (``etl.errors.EXIT_CODES``); click's ``\\b`` marker keeps it from being rewrapped into one
+    paragraph."""
+    return "\b\nExit codes:\n" + "\n".join(f"  {code:<4} {EXIT_CODES[code]}" for code in codes)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-             epilog=EPILOG)
+             epilog=exit_codes_epilog(EXIT_CODES))
 @click.version_option(__version__, "--version", prog_name="swr-etl")
 @global_options
 def cli() -> None:
@@ -126,9 +130,12 @@ def cli() -> None:
     """
 
 
-def command(name: str, **kw: Any) -> Callable[[Callable[..., Any]], click.Command]:
+def command(name: str, *, exit_codes: Iterable[int],
+            **kw: Any) -> Callable[[Callable[..., Any]], click.Command]:
     """Register a sub-command of ``cli`` with the global options, the config file read and
-    logging set up before its body."""
+    logging set up before its body; its --help ends with ``exit_codes`` and their meanings (a
+    bug, exit 1, is possible anywhere and listed in the top-level help)."""
+    kw.setdefault("epilog", exit_codes_epilog(exit_codes))
 
     def deco(f: Callable[..., Any]) -> click.Command:
         @functools.wraps(f)

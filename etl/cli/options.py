@@ -45,6 +45,17 @@ def _shown(default: Any) -> str | None:
     return str(default)
 
 
+class NonEmptyPath(click.Path):
+    """A ``click.Path`` that refuses an empty value: ``--db ''`` would otherwise become ``.``,
+    the current folder, and the run would lock and write beside it."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value == "":
+            self.fail("an empty path names no file.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def help_text(spec: Option) -> str:
     """``spec.help`` plus ``[env: VAR; default: VALUE]`` where there is either."""
     extra = [f"env: {spec.env}"] if spec.env else []
@@ -64,7 +75,7 @@ def _type(spec: Option) -> click.ParamType | None:
     if spec.choices:
         return click.Choice(list(spec.choices))
     if spec.kind is Path:
-        return click.Path(file_okay=not spec.folder, dir_okay=spec.folder, path_type=Path)
+        return NonEmptyPath(file_okay=not spec.folder, dir_okay=spec.folder, path_type=Path)
     if spec.kind is int:
         return click.IntRange(_int(spec.low), _int(spec.high))
     if spec.kind is float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from etl.config.urls import refuse_userinfo
+from etl.config.urls import check_url
 from etl.errors import ConfigError
 
 # Every environment variable a credential is read from; a private config file may hold them too.
@@ -37,8 +37,9 @@ class Credentials:
     """Which credential source is in use, and its values. ``repr`` masks every secret.
 
     Raises:
-        ConfigError: an unknown ``kind``, or an ``iam_endpoint`` with a user name or password in
-            it (naming the parameter: ``iam_endpoint must not contain ...``).
+        ConfigError: an unknown ``kind``, or an ``iam_endpoint`` that is no valid http(s) base
+            URL or holds a user name or password (naming the parameter: ``iam_endpoint must not
+            contain ...``).
     """
 
     kind: str = "none"  # one of SOURCES
@@ -62,8 +63,8 @@ class Credentials:
         if self.kind not in self.SOURCES:
             raise ConfigError(f"kind must be one of {', '.join(self.SOURCES)}, got {self.kind!r}",
                               param="kind")
-        if self.iam_endpoint:
-            refuse_userinfo("iam_endpoint", self.iam_endpoint)
+        if self.iam_endpoint:  # a bad one is a configuration error now, not at the first login
+            check_url("iam_endpoint", self.iam_endpoint)
 
     @property
     def source(self) -> str:

@@ -183,8 +183,14 @@ def _to_float(v: Any) -> float:
     return float(v)
 
 
+def _to_path(v: Any) -> Path:
+    if str(v) == "":  # Path("") is the current folder: never what an empty value meant
+        raise ValueError(v)
+    return Path(os.path.expanduser(str(v)))
+
+
 _CONVERT: dict[type, Callable[[Any], Any]] = {
-    Path: lambda v: Path(os.path.expanduser(str(v))),
+    Path: _to_path,
     bool: _to_bool,
     int: _to_int,
     float: _to_float,

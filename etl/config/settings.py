@@ -78,6 +78,9 @@ class Settings:
     region: str = option(DEFAULT_REGION, "Region; sets https://swr-api.NAME.myhuaweicloud.com "
                          "(.myhuaweicloud.eu for eu-west-101).", env="SWR_REGION", metavar="NAME")
     db: Path = option(Path("swr.db"), "SQLite database.", env="SWR_ETL_DB")
+    # Without it, a non-empty SQLite file that swr-etl did not make is refused (left untouched).
+    adopt: bool = option(False, "Use a SQLite database another application made: add swr-etl's "
+                                "tables to it and switch it to WAL mode.")
     namespace: str | None = option(None, "Filter passed to the API.", metavar="NS")
     image_name: str | None = option(None, "Filter passed to the API.", metavar="NAME")
     page_size: int = option(100, "Rows per request, 1..1000.", low=1, high=1000)

@@ -39,8 +39,36 @@ def refuse_userinfo(param: str, url: str) -> str:
     return url
 
 
+# A DNS name as a client can resolve it: dot-separated labels of letters, digits, hyphens (and
+# underscores, which private zones use), none empty or longer than 63 characters.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+
+
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` (as ``urlsplit`` gives it: lower case, no brackets) can name no server, or
+    None. Checked here so a typo is a configuration error before anything is opened, not a
+    failure of the HTTP library in the middle of a run."""
+    if ":" in host:  # only an IPv6 literal has a colon in the host part
+        import ipaddress
+
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return f"{host!r} is no IPv6 address"
+        return None
+    try:
+        ascii_host = host.encode("idna").decode("ascii")  # an internationalised name, as sent
+    except UnicodeError:
+        return f"host name {host!r} has an empty or over-long label"
+    if not _HOST_NAME.fullmatch(ascii_host) or len(ascii_host.rstrip(".")) > 253:
+        return f"host name {host!r} is not a valid name"
+    return None
+
+
 def check_url(param: str, url: str) -> str:
-    """An http(s) URL with a host and no credentials in it; returns ``url``.
+    """An http(s) URL with a valid host, a port in 1..65535 (if given), no credentials and no
+    query or fragment (paths are appended to it); returns ``url``.
 
     Raises:
         ConfigError: naming ``param``; a password in the URL is never repeated.
@@ -49,6 +77,13 @@ def check_url(param: str, url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{param} must be an http(s) URL, got {redacted(url)!r}", param=param)
+    problem = _host_problem(parts.hostname) or ("port 0" if parts.port == 0 else None)
+    if problem:
+        raise ConfigError(f"{param} is not a valid URL: {redacted(url)!r} ({problem})",
+                          param=param)
+    if "?" in url or "#" in url:
+        raise ConfigError(f"{param} must be a base URL without a query or fragment, got "
+                          f"{redacted(url)!r}", param=param)
     return url
 
 

@@ -1,17 +1,25 @@
 """Prometheus text-format metrics for ``sync --metrics-file`` (node_exporter textfile collector).
 
-Written after every run, successful or not, to a temp file in the same folder and renamed over
-the target, so the collector never reads half a file. What must survive a failed run (the time of
-the last success, the running totals) is read back from the database, not from the previous file.
+The text is rendered by ``prometheus_client`` (a registry holding one collector of this run's
+figures; the library writes the exposition format, its escaping and its number format). It is
+written after every run, successful or not, with ``etl.atomic``: a temp file in the same folder,
+synced and renamed over the target, so the collector never reads half a file. What must survive
+a failed run (the time of the last success, the running totals) is read back from the database,
+not from the previous file.
+
+Not ``prometheus_client.write_to_textfile``: it opens a predictable temp name
+(``PATH.<pid>.<thread>``) following a symlink planted there, never syncs, and leaves the mode to
+the umask (``UMask=0027`` in the systemd unit would hide the file from node_exporter).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from etl.atomic import write_text_atomic
 from etl.errors import ConfigError
@@ -23,6 +31,9 @@ from etl.store.read import (
     parse_ts,
 )
 from etl.store.read import run_row as read_run_row
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 # name -> (type, help). Facts as data: the renderer and the README follow this table.
 METRICS: dict[str, tuple[str, str]] = {
@@ -100,19 +111,9 @@ def run_row(db: Path | str, run_id: int) -> dict[str, object] | None:
         return None
 
 
-def _number(value: float | int) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if value.is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return repr(value)
-    return str(value)
-
-
-def render(run: RunFigures, database: DatabaseFigures) -> str:
-    """The metrics file's text: HELP and TYPE for each family, unknown values left out."""
-    values: dict[str, float | int | None] = {
+def _values(run: RunFigures, database: DatabaseFigures) -> dict[str, float | int | None]:
+    """Each metric's value (None: unknown, left out of the file)."""
+    return {
         "swr_etl_last_run_timestamp_seconds": round(run.finished, 3),
         "swr_etl_last_success_timestamp_seconds": database.last_success,
         "swr_etl_last_run_duration_seconds": round(run.duration, 3),
@@ -125,15 +126,34 @@ def render(run: RunFigures, database: DatabaseFigures) -> str:
         "swr_etl_requests": database.requests_total,
         "swr_etl_retries": database.retries_total,
     }
-    lines: list[str] = []
-    for name, (kind, help_text) in METRICS.items():
-        value = values[name]
-        if value is None:
-            continue
-        sample = f"{name}_total" if kind == "counter" else name
-        lines += [f"# HELP {sample} {help_text}", f"# TYPE {sample} {kind}",
-                  f"{sample} {_number(value)}"]
-    return "\n".join(lines) + "\n"
+
+
+class _RunCollector:
+    """A ``prometheus_client`` collector of one run's figures: each metric of ``METRICS`` with a
+    known value, as a gauge or a counter family (a counter's sample is ``<name>_total``). A
+    custom collector rather than ``Gauge``/``Counter`` objects: the totals are read from the
+    ledger, not counted up in this process."""
+
+    def __init__(self, values: dict[str, float | int | None]) -> None:
+        self.values = values
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        families = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}
+        for name, (kind, help_text) in METRICS.items():
+            value = self.values[name]
+            if value is not None:
+                yield families[kind](name, help_text, value=value)
+
+
+def render(run: RunFigures, database: DatabaseFigures) -> str:
+    """The metrics file's text: HELP and TYPE for each family, unknown values left out."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(_RunCollector(_values(run, database)))
+    return generate_latest(registry).decode("utf-8")
 
 
 def check_writable(path: Path) -> None:

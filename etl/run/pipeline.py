@@ -22,7 +22,9 @@ from etl.errors import ConfigError
 from etl.integers import usable_id
 from etl.run.skeleton import SyncResult, execute
 from etl.run.stream import DEFAULT_CHUNK_SIZES, ChunkSizes, ProgressCallback, Tally
+from etl.store.database import check_database_file
 from etl.store.load import Loader
+from etl.store.read import check_ours
 from etl.store.run_record import RunStart
 
 if TYPE_CHECKING:
@@ -73,6 +75,34 @@ def _finished(at: datetime, t0: float) -> str:
 
 
 # ---------------------------------------------------------------------------------- run_sync
+
+
+def preflight(settings: Settings, *, api: bool = True) -> None:
+    """Refuse, before a sync opens, creates, locks or sends anything, what it cannot work with:
+    the database file (not SQLite, or another application's without ``--adopt``; a dry run
+    opens none) and, for the API source (``api``), the credentials' auth object, built once
+    (AK/SK needs the optional ``huaweicloudsdkcore`` package:
+    ``pip install 'swr-official-images-etl[aksk]'``) and a ``--ca-bundle`` that names no file.
+    The run checks the file again under its lock.
+
+    Raises:
+        ConfigError: (exit 2) saying which.
+    """
+    if not settings.dry_run:
+        check_database_file(settings.db)
+        check_ours(settings.db, adopt=settings.adopt)
+    if not api:
+        return
+    from etl.extract.auth import build_auth
+    from etl.extract.scan import make_session
+
+    bundle = settings.ca_bundle
+    if bundle is not None and not Path(bundle).is_file():
+        # worded as when REQUESTS_CA_BUNDLE names no file (then found at the first request)
+        raise ConfigError(f"cannot set up TLS for {settings.endpoint}: Could not find a suitable "
+                          f"TLS CA certificate bundle, invalid path: {bundle}")
+    with make_session(settings) as session:
+        build_auth(settings, session)
 
 
 def scan_api(settings: Settings) -> Iterable[Page]:
@@ -158,15 +188,18 @@ def run_sync(settings: Settings, *, pages: PageSource | None = None,
 
     Raises:
         EtlError leaves: LockedError (5), ConfigError (2), AuthError (3), UpstreamError (4),
-        QualityError (7), DatabaseBusyError (5); the run is recorded ``failed`` first.
+        QualityError (7), DatabaseBusyError (5); the run is recorded ``failed`` first, except for
+        what is refused before the database is opened (the settings, the file, the lock).
     """
     t0 = time.monotonic()
     job = _ScanJob(settings, pages, resolve_now(now, settings.now_override), t0)
+    # A configuration error is exit 2 before the lock or the file is touched.
+    preflight(settings, api=pages is None)
     if settings.dry_run:
         return execute(job, settings, None, t0=t0, on_progress=on_progress,
                        chunk_sizes=chunk_sizes)
     with Loader(settings.db, busy_timeout=settings.busy_timeout,
-                keep_raw_runs=settings.keep_raw_runs) as loader:
+                keep_raw_runs=settings.keep_raw_runs, adopt=settings.adopt) as loader:
         result = execute(job, settings, loader, t0=t0, on_progress=on_progress,
                          chunk_sizes=chunk_sizes)
     _export(settings, result.status)
@@ -303,4 +336,5 @@ def replay_run(settings: Settings, run_id: int, *,
                         chunk_sizes=chunk_sizes)
 
 
-__all__ = ["PageSource", "SyncResult", "replay_run", "resolve_now", "run_sync", "scan_api"]
+__all__ = ["PageSource", "SyncResult", "preflight", "replay_run", "resolve_now", "run_sync",
+           "scan_api"]

@@ -52,19 +52,20 @@ class SyncResult:
     incomplete_reason: str | None = None
 
     def summary_line(self) -> str:
-        """``run 12 success: 180 rows (3 new, 175 changed, 1 removed, 0 rejected) in 14
-        requests, 0 retries, 0.42 s``."""
+        """``run 12 success: 200,000 rows (3 new, 175 changed, 1 removed, 0 rejected) in 201
+        requests, 0 retries, 7.42 s`` (counts with thousands separators, as everywhere people
+        read them)."""
         if self.dry_run:
-            head = f"dry run ({self.status}, nothing written): {self.rows} rows"
-            counts = f"({self.rejected} rejected, {self.quality_issues} quality issues)"
+            head = f"dry run ({self.status}, nothing written): {self.rows:,} rows"
+            counts = f"({self.rejected:,} rejected, {self.quality_issues:,} quality issues)"
         else:
-            head = f"run {self.run_id} {self.status}: {self.rows} rows"
-            counts = (f"({self.new} new, {self.changed} changed, {self.removed} removed, "
-                      f"{self.rejected} rejected)")
+            head = f"run {self.run_id} {self.status}: {self.rows:,} rows"
+            counts = (f"({self.new:,} new, {self.changed:,} changed, {self.removed:,} removed, "
+                      f"{self.rejected:,} rejected)")
         if self.replay_of is not None:
             tail = f"replayed from run {self.replay_of}, {self.seconds:.2f} s"
         else:
-            tail = (f"in {self.requests} requests, {self.retries} retries, "
+            tail = (f"in {self.requests:,} requests, {self.retries:,} retries, "
                     f"{self.seconds:.2f} s")
         line = f"{head} {counts} {tail}"
         if self.incomplete_reason and not self.complete:

@@ -206,7 +206,7 @@ def reject_problem(tally: Tally, max_ratio: float) -> str | None:
     """The one reject-ratio rule (sync, replay and --dry-run): rejected rows / rows seen in
     the final pass above ``max_ratio`` is a problem, said here; None when within it."""
     if tally.rows_seen and tally.rejected / tally.rows_seen > max_ratio:
-        return (f"{tally.rejected} of {tally.rows_seen} rows rejected "
+        return (f"{tally.rejected:,} of {tally.rows_seen:,} rows rejected "
                 f"({tally.rejected / tally.rows_seen:.1%}), above --max-reject-ratio "
                 f"{max_ratio:.1%}; nothing of this run was loaded")
     return None

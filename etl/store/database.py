@@ -1,9 +1,11 @@
 """Opening the database safely: the run lock, the file check, and the connection settings.
 
-Order matters: the lock on ``<db>.lock`` is taken first (exclusive, non-blocking ``flock``; the
-kernel releases it if the process dies), then the file is checked to really be a SQLite database
-before SQLite may touch it, then the connection is opened in autocommit mode with WAL,
-``synchronous=NORMAL`` and the busy timeout.
+Order matters: the file is checked first, before anything is created beside it: it must be a
+SQLite database (``check_database_file``) and, unless empty, one of ours or one the user lets
+us adopt (``etl.store.read.check_ours``). Then the lock on ``<db>.lock`` is taken (exclusive,
+non-blocking ``flock``; the kernel releases it if the process dies), the file checked once
+more, and the connection opened in autocommit mode with WAL, ``synchronous=NORMAL`` and the
+busy timeout.
 """
 
 from __future__ import annotations
@@ -18,6 +20,17 @@ from pathlib import Path
 from etl.errors import ConfigError, DatabaseBusyError, LockedError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
+# The one sentence for a file that is not SQLite, whichever command met it (a writer or a reader:
+# none of them changes the file).
+NOT_SQLITE = "{db} is not a SQLite database (left untouched)"
+
+
+def is_sqlite_file(db: Path) -> bool:
+    """False when ``db`` has content and it does not start with SQLite's header (an empty file
+    is a database SQLite has yet to write)."""
+    with open(db, "rb") as f:
+        head = f.read(len(SQLITE_MAGIC))
+    return not head or head == SQLITE_MAGIC
 
 
 def lock_path_for(db: Path) -> Path:
@@ -45,12 +58,11 @@ def check_database_file(db: Path) -> None:
     if not db.is_file():  # a FIFO would block the read below; a device is no database
         raise ConfigError(f"database path {db} is not a regular file")
     try:
-        with open(db, "rb") as f:
-            head = f.read(len(SQLITE_MAGIC))
+        sqlite = is_sqlite_file(db)
     except OSError as exc:
         raise ConfigError(f"cannot read database {db}: {exc.strerror}") from exc
-    if head and head != SQLITE_MAGIC:
-        raise ConfigError(f"{db} is not a SQLite database (left untouched)")
+    if not sqlite:
+        raise ConfigError(NOT_SQLITE.format(db=db))
     if not os.access(db, os.W_OK):
         raise ConfigError(f"database {db} is read-only")
 
@@ -158,5 +170,5 @@ def write_error(db: Path, exc: sqlite3.OperationalError) -> Exception:
     return exc
 
 
-__all__ = ["RunLock", "check_database_file", "connect", "lock_path_for", "write_error",
-           "SQLITE_MAGIC"]
+__all__ = ["NOT_SQLITE", "RunLock", "check_database_file", "connect", "is_sqlite_file",
+           "lock_path_for", "write_error", "SQLITE_MAGIC"]

@@ -85,18 +85,34 @@ def _cell(row: dict[str, Any], column: str) -> str:
     return printable(_raw_cell(row, column))
 
 
+# Table columns that show a count of a runs column (with thousands separators, as all human
+# output writes counts).
+_COUNTS = {"rows": "rows_loaded", "rejected": "rows_rejected", "requests": "requests",
+           "retries": "retries"}
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value or 0)
+
+
+def _shortened(text: str, width: int = _ERROR_WIDTH) -> str:
+    """``text`` cut in the middle to ``width`` characters: an error's beginning says what
+    failed and its end why (``...: Connection refused``), so both are kept."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 3
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
 def _raw_cell(row: dict[str, Any], column: str) -> str:
-    if column == "rows":
-        return str(row.get("rows_loaded", 0) or 0)
+    if column in _COUNTS:
+        return _count(row.get(_COUNTS[column]))
     if column == "new/changed/removed":
-        return "/".join(str(row.get(k) or 0) for k in ("rows_new", "rows_changed", "rows_removed"))
-    if column == "rejected":
-        return str(row.get("rows_rejected", 0) or 0)
+        return "/".join(_count(row.get(k)) for k in ("rows_new", "rows_changed", "rows_removed"))
     if column == "duration":
         return _duration(row)
     if column == "error":
-        text = " ".join(str(row.get("error") or "").split())
-        return text if len(text) <= _ERROR_WIDTH else text[: _ERROR_WIDTH - 1] + "…"
+        return _shortened(" ".join(str(row.get("error") or "").split()))
     value = row.get(column)
     return "-" if value is None else str(value)
 

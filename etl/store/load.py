@@ -28,6 +28,7 @@ from typing import Any, TypeVar, cast
 from etl.errors import ConfigError, exit_code_of
 from etl.store import load_sql, run_record
 from etl.store.database import RunLock, check_database_file, connect, write_error
+from etl.store.read import check_ours
 from etl.store.run_record import RunStart
 from etl.store.schema import IMAGE_COLUMNS, ensure_schema
 
@@ -116,14 +117,19 @@ class Loader:
                                     finished_at=...)
 
     Raises (on entering): LockedError (another run holds the lock), ConfigError (not a usable
-    database file or location), DatabaseBusyError (another writer past the busy timeout).
+    database file or location, or another application's database without ``adopt``),
+    DatabaseBusyError (another writer past the busy timeout).
     """
 
-    def __init__(self, db: Path, *, busy_timeout: float = 30.0, keep_raw_runs: int = 30) -> None:
-        """``keep_raw_runs``: runs whose page bodies survive ``finish``; negative: prune none."""
+    def __init__(self, db: Path, *, busy_timeout: float = 30.0, keep_raw_runs: int = 30,
+                 adopt: bool = False) -> None:
+        """``keep_raw_runs``: runs whose page bodies survive ``finish``; negative: prune none.
+        ``adopt``: add the schema to a SQLite database another application made
+        (``etl.store.database.check_ours``)."""
         self.db = Path(db)
         self.busy_timeout = busy_timeout
         self.keep_raw_runs = keep_raw_runs
+        self.adopt = adopt
         self._lock = RunLock(self.db)
         self._conn: sqlite3.Connection | None = None
 
@@ -146,9 +152,15 @@ class Loader:
         return self._conn
 
     def _open(self) -> None:
-        """Lock, validate, connect, migrate, and mark stale ``running`` rows as interrupted."""
+        """Validate, lock, validate again, connect, migrate, and mark stale ``running`` rows as
+        interrupted. The file is checked before the lock so that a path that is no database of
+        ours gets nothing created beside it (no lock file), and again under the lock."""
+        check_database_file(self.db)
+        adopting = check_ours(self.db, adopt=self.adopt)
         self._lock.acquire()
         check_database_file(self.db)
+        if adopting:
+            log.info("adopting %s: adding swr-etl's tables to it (--adopt)", self.db)
         self._conn = conn = connect(self.db, busy_timeout=self.busy_timeout)
         try:
             ensure_schema(conn)

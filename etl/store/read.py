@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from etl.errors import ConfigError
+from etl.errors import ConfigError, DatabaseBusyError
 from etl.store import trends
+from etl.store.database import NOT_SQLITE, is_sqlite_file
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,7 @@ class Reader:
 
     tables: tuple[str, ...]
     missing: str
-    unopenable: str  # SQLite could not open the file (I/O, permissions)
-    not_sqlite: str  # the file is no SQLite database
+    unopenable: str  # SQLite could not open the file (I/O, permissions, a damaged file)
     not_ours: str  # a SQLite database without swr-etl's tables
     query_only: bool  # refuse every write, TEMP tables included
 
@@ -43,7 +43,6 @@ LEDGER_READER = Reader(
     tables=("runs",),
     missing="database not found: {db} (run `swr-etl sync --db {db}` first)",
     unopenable="cannot read database {db}: {error}",
-    not_sqlite="cannot read database {db}: {error}",
     not_ours="not an swr-etl database (no {tables} table): {db}",
     query_only=True,
 )
@@ -52,7 +51,6 @@ SNAPSHOT_READER = Reader(
     tables=("image_snapshots", "images", "runs"),
     missing="database not found: {db} (run 'swr-etl sync' first)",
     unopenable="cannot open database {db}: {error}",
-    not_sqlite="not a usable SQLite database: {db} ({error})",
     not_ours="{db} is not an swr-etl database (no {tables} table); run 'swr-etl sync' first",
     query_only=False,
 )
@@ -63,18 +61,22 @@ def open_readonly(db: Path | str, reader: Reader) -> Iterator[sqlite3.Connection
     """An existing swr-etl database, read-only, closed when the block ends.
 
     Raises:
-        ConfigError: (exit 2) the file is missing, is not SQLite, or lacks ``reader.tables``;
-            worded as ``reader`` says.
+        ConfigError: (exit 2) the file is missing, unreadable or lacks ``reader.tables``,
+            worded as ``reader`` says; or is not SQLite (``NOT_SQLITE``, one sentence for all).
     """
     path = Path(db)
     if not path.is_file():
         raise ConfigError(reader.missing.format(db=path))
     try:
+        sqlite = is_sqlite_file(path)
+    except OSError as exc:
+        raise ConfigError(reader.unopenable.format(db=path, error=exc.strerror)) from exc
+    if not sqlite:
+        raise ConfigError(NOT_SQLITE.format(db=path))
+    try:
         conn = _connect_readonly(path)
-    except sqlite3.OperationalError as exc:
-        raise ConfigError(reader.unopenable.format(db=path, error=exc)) from exc
     except sqlite3.DatabaseError as exc:
-        raise ConfigError(reader.not_sqlite.format(db=path, error=exc)) from exc
+        raise ConfigError(reader.unopenable.format(db=path, error=exc)) from exc
     try:
         try:
             if reader.query_only:
@@ -82,7 +84,7 @@ def open_readonly(db: Path | str, reader: Reader) -> Iterator[sqlite3.Connection
             names = {r[0] for r in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
-            raise ConfigError(reader.not_sqlite.format(db=path, error=exc)) from exc
+            raise ConfigError(reader.unopenable.format(db=path, error=exc)) from exc
         missing = sorted(set(reader.tables) - names)
         if missing:
             raise ConfigError(reader.not_ours.format(db=path, tables=", ".join(missing)))
@@ -116,6 +118,59 @@ def _open_uri(uri: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def check_ours(db: Path, *, adopt: bool = False) -> bool:
+    """Refuse, without modifying it, a non-empty SQLite database that swr-etl did not make,
+    unless ``adopt`` (``sync --adopt``): a sync would add its tables to another application's
+    file and switch it to WAL mode. Ours: a ``runs`` table and a schema version
+    (``PRAGMA user_version``); empty: neither tables nor a version. Call after
+    ``check_database_file``. Returns True when it is another application's database, to be
+    adopted.
+
+    Raises:
+        ConfigError: not ours and not to be adopted, or impossible to adopt: its own
+            ``user_version``, or tables of the names swr-etl creates.
+    """
+    if not db.is_file() or db.stat().st_size == 0:
+        return False
+    try:
+        conn = _connect_readonly(db)
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            names = {str(n) for (n,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")}
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise DatabaseBusyError(f"database {db} is busy: {exc}") from exc
+        raise ConfigError(f"cannot read database {db}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"cannot read database {db}: {exc}") from exc
+    if ("runs" in names and version >= 1) or (not names and version == 0):
+        return False
+    if not adopt:
+        raise ConfigError(
+            f"{db} is not an swr-etl database ({_describe(names, version)}), left untouched: "
+            "`swr-etl sync --adopt` adds swr-etl's tables to it and switches it to WAL mode")
+    from etl.store.schema import object_names
+
+    clash = sorted(names & object_names())
+    if clash or version:
+        why = (f"it already has {', '.join(clash)}, which swr-etl would create" if clash else
+               f"its PRAGMA user_version is {version}, where swr-etl keeps its schema version")
+        raise ConfigError(f"cannot adopt {db}: {why} (left untouched)")
+    return True
+
+
+def _describe(names: set[str], version: int) -> str:
+    """``it holds notes, tags`` (at most five names) or ``its user_version is 7``."""
+    if not names:
+        return f"it has no tables, but its user_version is {version}"
+    shown = sorted(names)
+    more = f" and {len(shown) - 5} more" if len(shown) > 5 else ""
+    return f"it holds {', '.join(shown[:5])}{more}"
 
 
 # ------------------------------------------------------------------------- which runs count

@@ -7,6 +7,7 @@ on every migration so their definitions always match the code.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 
 from etl.errors import ConfigError
@@ -211,6 +212,19 @@ def ensure_schema(conn: sqlite3.Connection) -> int:
             conn.execute("ROLLBACK")
         raise
     return SCHEMA_VERSION
+
+
+@functools.cache
+def object_names() -> frozenset[str]:
+    """Names of every table, index and view the schema creates (built once, in memory): what
+    adopting another application's database must not find there already."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        ensure_schema(conn)
+        return frozenset(str(n) for (n,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+    finally:
+        conn.close()
 
 
 def _statements(script: str) -> list[str]:
