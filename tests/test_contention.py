@@ -27,13 +27,10 @@ from etl.config.settings import Settings
 from etl.errors import DatabaseBusyError, LockedError
 from etl.run.pipeline import run_sync
 from etl.simulator import Simulator
+from tests.helpers import q
 
 T0 = "2026-11-20T03:00:00Z"
 T1 = "2026-11-21T03:00:00Z"
-
-
-def q(conn: sqlite3.Connection, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    return conn.execute(sql, params).fetchall()
 
 
 def state(db: Path) -> dict[str, list[tuple[Any, ...]]]:
