@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sqlite3
 import ssl
 import threading
@@ -164,6 +165,19 @@ class StubHandler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.lock:
+            self.server.connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass  # the client is gone: nothing left to flush
+
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         seen = Seen(self.command, self.path, dict(self.headers),
@@ -192,6 +206,7 @@ class Stub(ThreadingHTTPServer):
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
         self.closing = threading.Event()
+        self.connections: set[socket.socket] = set()
         self.scheme = "https" if context else "http"
         if context is not None:
             self.socket = context.wrap_socket(self.socket, server_side=True)
@@ -222,9 +237,18 @@ class Stub(ThreadingHTTPServer):
         pass  # clients hanging up mid-answer, failed TLS handshakes: expected in these tests
 
     def close(self) -> None:
+        """Stop serving and end every open connection, so no handler thread (a keep-alive
+        connection waiting for its next request, a drip) outlives the stub."""
         self.closing.set()
         if self._thread is not None:
             self.shutdown()
+        with self.lock:
+            open_connections = list(self.connections)
+        for conn in open_connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the client
         self.server_close()
 
 
