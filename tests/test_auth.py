@@ -114,15 +114,11 @@ def test_no_credentials_is_a_config_error_listing_the_three_options() -> None:
     assert str(exc.value) == MISSING_CREDENTIALS
 
 
-def test_missing_credentials_through_the_cli_exits_2(monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str],
+@pytest.mark.usefixtures("clean_env")
+def test_missing_credentials_through_the_cli_exits_2(capsys: pytest.CaptureFixture[str],
                                                      tmp_path: Any) -> None:
     from etl.cli.app import main
 
-    for var in ("SWR_AUTH_TOKEN", "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK",
-                "HUAWEICLOUD_USERNAME", "HUAWEICLOUD_PASSWORD", "HUAWEICLOUD_DOMAIN_NAME",
-                "SWR_ETL_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
     with pytest.raises(SystemExit) as exc:
         main(["sync", "--db", str(tmp_path / "swr.db")])
     assert exc.value.code == 2
@@ -157,18 +153,16 @@ def test_missing_vendor_sdk_is_a_clear_config_error(monkeypatch: pytest.MonkeyPa
     ) == AKSK_INSTALL_HINT
 
 
-def test_missing_vendor_sdk_through_the_cli_exits_2(monkeypatch: pytest.MonkeyPatch,
+def test_missing_vendor_sdk_through_the_cli_exits_2(clean_env: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str],
                                                     tmp_path: Any) -> None:
     from etl.cli.app import main
 
-    for var in ("SWR_AUTH_TOKEN", "HUAWEICLOUD_USERNAME", "SWR_ETL_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", AK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", SK)
+    clean_env.setenv("HUAWEICLOUD_SDK_AK", AK)
+    clean_env.setenv("HUAWEICLOUD_SDK_SK", SK)
     for name in [m for m in sys.modules if m.startswith("huaweicloudsdkcore")]:
-        monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setitem(sys.modules, "huaweicloudsdkcore", None)
+        clean_env.setitem(sys.modules, name, None)
+    clean_env.setitem(sys.modules, "huaweicloudsdkcore", None)
     with pytest.raises(SystemExit) as exc:  # fails before any request: the endpoint is unused
         main(["sync", "--db", str(tmp_path / "swr.db"), "--endpoint", "http://127.0.0.1:9"])
     assert exc.value.code == 2

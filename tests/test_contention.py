@@ -156,14 +156,6 @@ def test_writer_that_lets_go_within_the_busy_timeout_is_waited_for(
         conn.close()
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for var in list(os.environ):
-        if var.startswith(("SWR_", "HUAWEICLOUD_")):
-            monkeypatch.delenv(var)
-    return monkeypatch
-
-
 def test_busy_database_through_the_cli_is_one_line_and_exit_5(
         sim: Simulator, db: Path, clean_env: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,6 @@ printed at the end.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -257,16 +256,13 @@ def toml_documents(draw: st.DrawFn) -> str:
 @HYPO(60)
 @given(doc=toml_documents())
 def test_arbitrary_config_files(stub: str, doc: str, capsys: pytest.CaptureFixture[str],
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                clean_env: pytest.MonkeyPatch) -> None:
     PAGES.clear()
     PAGES[0] = (200, encode([{"id": 1, "name": "nginx", "namespace": "library",
                               "pull_count": 5, "last_updated": "2026-11-01 00:00:00"}]),
                 {"Content-Range": "0-1/1"})
-    for var in list(os.environ):
-        if var.startswith(("SWR_", "HUAWEICLOUD_")):
-            monkeypatch.delenv(var)
     with tempfile.TemporaryDirectory() as d:
-        monkeypatch.chdir(d)
+        clean_env.chdir(d)
         config = Path(d) / "swr-etl.toml"
         config.write_text(doc, encoding="utf-8", errors="surrogatepass")
         config.chmod(0o600)
