@@ -1,4 +1,4 @@
-"""The floor (PERF-NOTES.md): the least work that does the same job, to compare swr-etl against.
+"""The floor: the least work that does the same job, the yardstick swr-etl is compared against.
 
 A plain ``requests.Session`` loop fetching every page and ``json``-decoding it, a minimal per-row
 normalisation (``datetime.fromisoformat`` -> UTC text, ``int()``), then plain ``sqlite3``:

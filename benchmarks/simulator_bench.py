@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/simulator_bench.py --rows 1000000 --page-size 1000
 
 Measures dataset build time, then a plain ``requests.Session`` loop that fetches and
-``json``-decodes every page (PERF-NOTES' "fetch + decode"), cold (rows rendered on first request)
-and warm (second scan: every row's JSON already rendered).
+``json``-decodes every page (the floor's "fetch + decode" part), cold (rows rendered on first
+request) and warm (second scan: every row's JSON already rendered).
 """
 
 from __future__ import annotations

@@ -1,13 +1,80 @@
-"""Shared fixtures: ``simulator`` starts simulated SWR endpoints and closes them at teardown."""
+"""Shared fixtures: simulated SWR endpoints, loopback stub servers, a clean environment, a
+self-signed certificate, logging put back after every test, and the real test servers.
+
+Plain helpers (FakeClock, q, cli, rows, FakeScan, Stub, ...) are in tests/helpers.py.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from etl.simulator import Simulator
+from tests.helpers import Behaviour, Stub, logging_restored
+
+# Variables through which the caller's machine could reach a test: credentials, settings,
+# proxies, CA bundles, ~/.netrc.
+MACHINE_ENV = ("SWR_", "HUAWEICLOUD_", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE",
+               "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NETRC")
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Every test leaves logging as it found it (``main()`` points it at the captured stderr)."""
+    with logging_restored():
+        yield
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No credentials, settings, proxies or CA bundles from the machine, loopback never proxied,
+    and a private HOME (no real ~/.netrc). Returns the monkeypatch, to set what a test needs."""
+    for var in list(os.environ):
+        if var.upper().startswith(MACHINE_ENV):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    return monkeypatch
+
+
+@pytest.fixture
+def stubs() -> Iterator[Callable[..., Stub]]:
+    """Factory: ``stub = stubs(behaviour)`` is a started loopback ``Stub`` (tests/helpers.py),
+    closed at teardown."""
+    made: list[Stub] = []
+
+    def make(behaviour: Behaviour, **kw: Any) -> Stub:
+        stub = Stub(behaviour, **kw)
+        made.append(stub)
+        return stub
+
+    yield make
+    for stub in made:
+        stub.close()
+
+
+@pytest.fixture(scope="session")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 made with openssl: (certificate, key) files."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    d = tmp_path_factory.mktemp("tls")
+    key, crt = d / "key.pem", d / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(crt), "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True, timeout=60)
+    return crt, key
 
 
 @pytest.fixture

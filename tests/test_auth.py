@@ -11,10 +11,9 @@ import hmac
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
@@ -31,6 +30,7 @@ from etl.extract.auth import (
     build_auth,
     iam_tokens_url,
 )
+from tests.helpers import FakeClock, Seen, Stub, StubHandler, answer
 
 AK, SK = "AKTESTMARKER0001", "SKTESTMARKER0001secret"
 PASSWORD = "PW-TEST-MARKER-1"
@@ -40,66 +40,40 @@ PASSWORD = "PW-TEST-MARKER-1"
 
 
 @dataclass
-class Captured:
-    method: str
-    path: str  # raw request target, exactly as sent
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
 class CaptureServer:
-    url: str
-    requests: list[Captured] = field(default_factory=list)
+    """A loopback stub that records every request (``requests``: ``Seen``, whose ``target`` is
+    the raw request target exactly as sent) and answers IAM logins from a script."""
+
+    stub: Stub
     # scripted (status, headers, body) answers for IAM logins, consumed in order (the last one
     # repeats); every other path answers 200 with an empty listing
     answers: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def answer(self, path: str) -> tuple[int, dict[str, str], Any]:
+    @property
+    def url(self) -> str:
+        return self.stub.url
+
+    @property
+    def requests(self) -> list[Seen]:
+        return self.stub.seen
+
+    def reply(self, h: StubHandler, seen: Seen) -> None:
         with self.lock:
-            if not path.startswith("/v3/auth/tokens"):
-                return (200, {}, [])
-            if len(self.answers) > 1:
-                return self.answers.pop(0)
-            return self.answers[0]
+            if not seen.target.startswith("/v3/auth/tokens"):
+                status, headers, payload = 200, {}, []
+            elif len(self.answers) > 1:
+                status, headers, payload = self.answers.pop(0)
+            else:
+                status, headers, payload = self.answers[0]
+        answer(h, status, json.dumps(payload).encode(),
+               (*headers.items(), ("Content-Type", "application/json")))
 
 
 @pytest.fixture
-def capture() -> Iterator[CaptureServer]:
-    state: dict[str, CaptureServer] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # keep test output quiet
-            pass
-
-        def _handle(self) -> None:
-            srv = state["srv"]
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            with srv.lock:
-                srv.requests.append(Captured(self.command, self.path, dict(self.headers), body))
-            status, headers, payload = srv.answer(self.path)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _handle
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state["srv"] = CaptureServer(url=f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield state["srv"]
-    finally:
-        server.shutdown()
-        server.server_close()
+def capture(stubs: Callable[..., Stub]) -> CaptureServer:
+    server = CaptureServer(stubs(lambda h, seen: server.reply(h, seen)))
+    return server
 
 
 def password_creds(iam: str | None) -> Credentials:
@@ -140,29 +114,11 @@ def test_no_credentials_is_a_config_error_listing_the_three_options() -> None:
     assert str(exc.value) == MISSING_CREDENTIALS
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """main() points the etl logger at the captured stderr; detach it when the test ends."""
-    import logging
-
-    logger = logging.getLogger("etl")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_missing_credentials_through_the_cli_exits_2(monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str],
+@pytest.mark.usefixtures("clean_env")
+def test_missing_credentials_through_the_cli_exits_2(capsys: pytest.CaptureFixture[str],
                                                      tmp_path: Any) -> None:
     from etl.cli.app import main
 
-    for var in ("SWR_AUTH_TOKEN", "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK",
-                "HUAWEICLOUD_USERNAME", "HUAWEICLOUD_PASSWORD", "HUAWEICLOUD_DOMAIN_NAME",
-                "SWR_ETL_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
     with pytest.raises(SystemExit) as exc:
         main(["sync", "--db", str(tmp_path / "swr.db")])
     assert exc.value.code == 2
@@ -197,19 +153,16 @@ def test_missing_vendor_sdk_is_a_clear_config_error(monkeypatch: pytest.MonkeyPa
     ) == AKSK_INSTALL_HINT
 
 
-@pytest.mark.usefixtures("restore_logging")
-def test_missing_vendor_sdk_through_the_cli_exits_2(monkeypatch: pytest.MonkeyPatch,
+def test_missing_vendor_sdk_through_the_cli_exits_2(clean_env: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str],
                                                     tmp_path: Any) -> None:
     from etl.cli.app import main
 
-    for var in ("SWR_AUTH_TOKEN", "HUAWEICLOUD_USERNAME", "SWR_ETL_CONFIG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", AK)
-    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", SK)
+    clean_env.setenv("HUAWEICLOUD_SDK_AK", AK)
+    clean_env.setenv("HUAWEICLOUD_SDK_SK", SK)
     for name in [m for m in sys.modules if m.startswith("huaweicloudsdkcore")]:
-        monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setitem(sys.modules, "huaweicloudsdkcore", None)
+        clean_env.setitem(sys.modules, name, None)
+    clean_env.setitem(sys.modules, "huaweicloudsdkcore", None)
     with pytest.raises(SystemExit) as exc:  # fails before any request: the endpoint is unused
         main(["sync", "--db", str(tmp_path / "swr.db"), "--endpoint", "http://127.0.0.1:9"])
     assert exc.value.code == 2
@@ -272,14 +225,14 @@ def test_aksk_signed_uri_is_what_goes_on_the_wire(capture: CaptureServer) -> Non
     assert r.status_code == 200
     got = capture.requests[0]
     # the canonical query: sorted keys, quote(safe='~'): %20 for space, %2F, %2B, UTF-8 escapes
-    assert got.path == ("/v2/manage/dockerhub/repos?image_name=x%2Fy~z%2B%C3%A9&limit=100"
+    assert got.target == ("/v2/manage/dockerhub/repos?image_name=x%2Fy~z%2B%C3%A9&limit=100"
                         "&namespace=a%20b&offset=0")
     assert got.headers["X-Sdk-Date"] == "20261127T030405Z"
     assert got.headers["X-Project-Id"] == "proj-1"
     assert got.headers["Host"] == capture.url.removeprefix("http://")
     assert got.headers["Authorization"] == (
         f"SDK-HMAC-SHA256 Access={AK}, SignedHeaders=host;x-project-id;x-sdk-date, "
-        f"Signature={_recompute('GET', got.path, got.headers, got.body, SK)}"
+        f"Signature={_recompute('GET', got.target, got.headers, got.body, SK)}"
     )
 
 
@@ -298,7 +251,7 @@ def test_aksk_signs_again_on_every_attempt(capture: CaptureServer) -> None:
     assert first.headers["Authorization"] != second.headers["Authorization"]
     for got in (first, second):
         assert got.headers["Authorization"].endswith(
-            "Signature=" + _recompute("GET", got.path, got.headers, got.body, SK))
+            "Signature=" + _recompute("GET", got.target, got.headers, got.body, SK))
 
 
 # --------------------------------------------------------------------------------- IAM on wire
@@ -312,7 +265,7 @@ def test_iam_login_request_shape_and_token_use(capture: CaptureServer) -> None:
     session.get(capture.url + "/v2/manage/dockerhub/repos", auth=auth, timeout=5)
     session.get(capture.url + "/v2/manage/dockerhub/repos", auth=auth, timeout=5)
     login, first, second = capture.requests
-    assert (login.method, login.path) == ("POST", "/v3/auth/tokens?nocatalog=true")
+    assert (login.method, login.target) == ("POST", "/v3/auth/tokens?nocatalog=true")
     assert "X-Auth-Token" not in login.headers
     assert json.loads(login.body) == {"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
@@ -324,18 +277,18 @@ def test_iam_login_request_shape_and_token_use(capture: CaptureServer) -> None:
 
 
 def test_iam_token_refreshed_proactively_before_expiry(capture: CaptureServer) -> None:
-    now = [1000.0]
+    clock = FakeClock(1000.0)
     capture.answers = [iam_ok("tok-A", lifetime_s=3600), iam_ok("tok-B", lifetime_s=None)]
     session = requests.Session()
     auth = IamPasswordAuth(session, iam_base=capture.url, credentials=password_creds(None),
-                           project_name="cn-north-4", clock=lambda: now[0])
+                           project_name="cn-north-4", clock=clock)
     url = capture.url + "/v2/manage/dockerhub/repos"
     session.get(url, auth=auth, timeout=5)        # login A at t=1000, lives 3600 s
-    now[0] = 1000 + 3600 - 301                    # just before the 5-minute margin
+    clock.now = 1000 + 3600 - 301                    # just before the 5-minute margin
     session.get(url, auth=auth, timeout=5)
-    now[0] = 1000 + 3600 - 299                    # inside the margin: log in again
+    clock.now = 1000 + 3600 - 299                    # inside the margin: log in again
     session.get(url, auth=auth, timeout=5)
-    now[0] += 86400 - 301                         # tok-B had no expires_at: 24 h assumed
+    clock.now += 86400 - 301                         # tok-B had no expires_at: 24 h assumed
     session.get(url, auth=auth, timeout=5)
     sent = [(c.method, c.headers.get("X-Auth-Token")) for c in capture.requests]
     assert sent == [("POST", None), ("GET", "tok-A"), ("GET", "tok-A"),
@@ -365,7 +318,7 @@ def test_iam_refresh_is_one_login_for_many_workers(capture: CaptureServer) -> No
     for t in threads:
         t.join(timeout=20)
     assert results == [(True, "tok-2")] * 8
-    assert [c.path for c in capture.requests] == ["/v3/auth/tokens?nocatalog=true"] * 2
+    assert [c.target for c in capture.requests] == ["/v3/auth/tokens?nocatalog=true"] * 2
     assert auth.generation == 2
 
 
@@ -606,6 +559,6 @@ def test_iam_outage_during_a_scan_is_exit_4_and_the_login_is_not_retried(
         assert exc.value.exit_code == 4
         assert str(exc.value) == (f"IAM login at {capture.url}/v3/auth/tokens failed "
                                   "(HTTP 503): APIG.0201: Backend unavailable")
-        assert [(c.method, c.path) for c in capture.requests] == [
+        assert [(c.method, c.target) for c in capture.requests] == [
             ("POST", IAM_PATH + "?nocatalog=true")]
         assert sim.requests == []  # nothing was sent to SWR without a token

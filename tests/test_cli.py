@@ -58,11 +58,8 @@ def test_bad_input_exits_2_with_one_line(args: list[str], needle: str) -> None:
     assert "Traceback" not in out.stderr
 
 
-def test_missing_credentials_lists_the_three_options(monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    for var in ("SWR_AUTH_TOKEN", "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK",
-                "HUAWEICLOUD_USERNAME", "HUAWEICLOUD_PASSWORD", "HUAWEICLOUD_DOMAIN_NAME"):
-        monkeypatch.delenv(var, raising=False)
+@pytest.mark.usefixtures("clean_env")
+def test_missing_credentials_lists_the_three_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["sync", "--db", "/nonexistent/never-created.db"])
     assert exc.value.code == 2

@@ -201,16 +201,12 @@ def test_logging_options_from_the_file_yield_to_flags(
         level: int) -> None:
     db = make_db(tmp_path / "x.db", 1)
     cfg = write(tmp_path / "c.toml", f'log-format = "json"\nquiet = true\ndb = "{db}"\n')
-    try:
-        with pytest.raises(SystemExit) as exc:
-            main(["runs", "--config", str(cfg), *flags])
-        assert exc.value.code == 0
-        handler = our_handler()
-        assert type(handler.formatter).__name__ == formatter
-        assert handler.level == level
-    finally:
-        logging.getLogger().removeHandler(our_handler())
-        logging.getLogger("etl").setLevel(logging.NOTSET)
+    with pytest.raises(SystemExit) as exc:
+        main(["runs", "--config", str(cfg), *flags])
+    assert exc.value.code == 0
+    handler = our_handler()
+    assert type(handler.formatter).__name__ == formatter
+    assert handler.level == level
 
 
 @pytest.mark.parametrize("text,message", [
@@ -353,17 +349,13 @@ def test_the_config_file_is_read_once_per_command(
 
     monkeypatch.setattr(etl.config.file, "load_config_file", counted)
     monkeypatch.delenv("SWR_ETL_DB", raising=False)
-    try:
-        with pytest.raises(SystemExit) as exc:
-            main([*command, "--config", str(cfg)])
-        assert reads == [cfg]
-        # Both halves of the file were used: the database from it, and quiet logging.
-        out = capsys.readouterr().out
-        assert (exc.value.code, shown in out, bool(out)) == (code, True, bool(shown))
-        assert our_handler().level == logging.ERROR
-    finally:
-        logging.getLogger().removeHandler(our_handler())
-        logging.getLogger("etl").setLevel(logging.NOTSET)
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--config", str(cfg)])
+    assert reads == [cfg]
+    # Both halves of the file were used: the database from it, and quiet logging.
+    out = capsys.readouterr().out
+    assert (exc.value.code, shown in out, bool(out)) == (code, True, bool(shown))
+    assert our_handler().level == logging.ERROR
 
 
 @pytest.mark.parametrize("given", ["flag", "env"])

@@ -27,13 +27,10 @@ from etl.config.settings import Settings
 from etl.errors import DatabaseBusyError, LockedError
 from etl.run.pipeline import run_sync
 from etl.simulator import Simulator
+from tests.helpers import q
 
 T0 = "2026-11-20T03:00:00Z"
 T1 = "2026-11-21T03:00:00Z"
-
-
-def q(conn: sqlite3.Connection, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    return conn.execute(sql, params).fetchall()
 
 
 def state(db: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -157,14 +154,6 @@ def test_writer_that_lets_go_within_the_busy_timeout_is_waited_for(
             (len(sim.listing()),)]
     finally:
         conn.close()
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for var in list(os.environ):
-        if var.startswith(("SWR_", "HUAWEICLOUD_")):
-            monkeypatch.delenv(var)
-    return monkeypatch
 
 
 def test_busy_database_through_the_cli_is_one_line_and_exit_5(

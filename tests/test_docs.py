@@ -181,12 +181,6 @@ def test_the_file_scan_sees_code_docs_and_config() -> None:
     assert not FOREIGN_DOCUMENTS.search("see docs/how-it-works/swr-api.md")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docstrings and comments still cite briefing documents that are not in the "
-           "repository; the 'one rule, one home' refactor (issue 15) points them at these docs "
-           "instead. When this test passes, remove this mark.",
-)
 def test_no_references_to_documents_outside_the_repository() -> None:
     offenders = []
     for path in repository_files():

@@ -21,28 +21,14 @@ from hypothesis import strategies as st
 from etl import __version__
 from etl.config.settings import Settings
 from etl.errors import AuthError, BadRequestError, InternalError, NotFoundError, UpstreamError
-from etl.extract import reader
 from etl.extract.fetch import REPOS_PATH
 from etl.extract.paging import PROOFS
+from etl.extract.reader import DEFAULT_BUDGET, ReadBudget
 from etl.extract.scan import Page, Scan, make_session, scan_official_images
 from etl.simulator import Dataset, Simulator
+from tests.helpers import FakeClock
 
 Make = Callable[..., Simulator]
-
-
-class FakeClock:
-    """A monotonic clock that only moves when slept on (single-worker scans)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 3))
-        self.now += seconds
 
 
 def settings_for(sim: Simulator, **kw: Any) -> Settings:
@@ -53,11 +39,11 @@ def settings_for(sim: Simulator, **kw: Any) -> Settings:
 
 
 def scan(sim: Simulator, *, auth: Any = None, clock: FakeClock | None = None,
-         **kw: Any) -> tuple[list[Page], Scan]:
+         budget: ReadBudget = DEFAULT_BUDGET, **kw: Any) -> tuple[list[Page], Scan]:
     settings = settings_for(sim, **kw)
     session = make_session(settings)
     extra: dict[str, Any] = {} if clock is None else {"sleep": clock.sleep, "clock": clock}
-    result = scan_official_images(session, settings, auth=auth, **extra)
+    result = scan_official_images(session, settings, auth=auth, budget=budget, **extra)
     pages = list(result)
     session.close()
     return pages, result
@@ -197,15 +183,14 @@ class EndlessAdapter(requests.adapters.BaseAdapter):
         pass
 
 
-def test_no_input_loops_forever(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_input_loops_forever() -> None:
     # Without any total the only stop is an empty page; the absolute cap ends a listing that
     # never does (lowered from 100,000 to 25 here).
-    monkeypatch.setattr(reader, "MAX_PAGES_WITHOUT_TOTAL", 25)
     settings = Settings(endpoint="https://swr.invalid", allow_anonymous=True, page_size=1)
     session = make_session(settings)
     adapter = EndlessAdapter()
     session.mount("https://", adapter)
-    result = scan_official_images(session, settings)
+    result = scan_official_images(session, settings, budget=ReadBudget(without_total=25))
     with pytest.raises(UpstreamError) as info:
         for _ in result:
             pass
@@ -215,16 +200,14 @@ def test_no_input_loops_forever(monkeypatch: pytest.MonkeyPatch) -> None:
     assert adapter.sent == 25 and result.stats.pages == 25
 
 
-def test_request_cap_follows_the_reported_total(simulator: Make,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_request_cap_follows_the_reported_total(simulator: Make) -> None:
     sim = simulator(images=200, scenario={"max_page_size": 1})
     pages, result = scan(sim, page_size=100)  # capped to 1 row per page: 200 requests, allowed
     assert len(pages) == 200 and result.stats.complete
     assert result.stats.requests == 200 + 200  # the second read has its own allowance
     sim.clear_requests()
-    monkeypatch.setattr(reader, "EXTRA_PAGES_PER_PASS", -190)  # budget: 200 - 190 = 10
     with pytest.raises(UpstreamError, match="^gave up: 10 page requests in one pass"):
-        scan(sim, page_size=100)
+        scan(sim, page_size=100, budget=ReadBudget(beyond_total=-190))  # 200 - 190 = 10
     assert len(sim.repos_requests()) == 10
 
 

@@ -15,27 +15,22 @@ printed at the end.
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from etl.cli.app import main
 from etl.config.settings import Settings
 from etl.errors import EtlError
 from etl.extract.contentrange import parse_content_range
 from etl.run.pipeline import run_sync
 from etl.transform.frames import DUPLICATE_ID, transform_rows
+from tests.helpers import Seen, StubHandler, answer, cli, q, serving
 
 FIGURES: Counter[str] = Counter()
 DOCUMENTED = {0, 2, 3, 4, 5, 6, 7}
@@ -135,49 +130,24 @@ def test_content_range_parser_never_raises(value: str) -> None:
 # ------------------------------------------------------------------------ a whole run, via HTTP
 
 
-class _Stub(BaseHTTPRequestHandler):
-    """Serves ``pages[offset]`` (status, body, headers); any other offset: an empty array."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    pages: dict[int, tuple[int, bytes, dict[str, str]]] = {}
-    hits = 0
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        type(self).hits += 1
-        query = dict(parse_qsl(urlsplit(self.path).query))
-        try:
-            offset = int(query.get("offset", "0"))
-        except ValueError:
-            offset = -1
-        status, body, headers = self.pages.get(offset, (200, b"[]", {}))
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+# What the stub serves: ``PAGES[offset]`` = (status, body, headers); any other offset (or one that
+# is not a number) gets an empty array.
+PAGES: dict[int, tuple[int, bytes, dict[str, str]]] = {}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client that hangs up early is not news here
+def pages_by_offset(h: StubHandler, seen: Seen) -> None:
+    try:
+        offset = int(seen.query().get("offset", "0"))
+    except ValueError:
+        offset = -1
+    status, body, headers = PAGES.get(offset, (200, b"[]", {}))
+    answer(h, status, body, (("Content-Type", "application/json"), *headers.items()))
 
 
 @pytest.fixture(scope="module")
 def stub() -> Iterator[str]:
-    server = _Server(("127.0.0.1", 0), _Stub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(pages_by_offset) as server:
+        yield server.url
 
 
 def encode(value: Any) -> bytes:
@@ -199,19 +169,13 @@ ranges = st.one_of(st.none(), sendable, header_values.filter(
 
 
 def run_stats(db: Path) -> tuple[str, int, int, int, int]:
-    conn = sqlite3.connect(db)
-    try:
-        status, seen, loaded, rejected, run_id = conn.execute(
-            "SELECT status, rows_seen, rows_loaded, rows_rejected, run_id FROM runs "
-            "ORDER BY run_id DESC LIMIT 1").fetchone()
-        dups = conn.execute("SELECT COUNT(*) FROM quality_issues WHERE run_id = ? AND "
-                            "problem = ?", (run_id, DUPLICATE_ID)).fetchone()[0]
-        snaps = conn.execute("SELECT COUNT(*) FROM image_snapshots WHERE run_id = ?",
-                             (run_id,)).fetchone()[0]
-        assert snaps == loaded
-        return status, seen, loaded, rejected, dups
-    finally:
-        conn.close()
+    ((status, seen, loaded, rejected, run_id),) = q(
+        db, "SELECT status, rows_seen, rows_loaded, rows_rejected, run_id FROM runs "
+            "ORDER BY run_id DESC LIMIT 1")
+    ((dups,),) = q(db, "SELECT COUNT(*) FROM quality_issues WHERE run_id = ? AND problem = ?",
+                   run_id, DUPLICATE_ID)
+    assert q(db, "SELECT COUNT(*) FROM image_snapshots WHERE run_id = ?", run_id) == [(loaded,)]
+    return status, seen, loaded, rejected, dups
 
 
 @HYPO(60)
@@ -223,7 +187,8 @@ def test_whole_run_on_hostile_pages(stub: str, first: bytes, rng: str | None,
     pages = {0: (status, first, headers)}
     if second is not None:
         pages[len(first) % 7 + 1] = (200, second, {})
-    _Stub.pages = pages
+    PAGES.clear()
+    PAGES.update(pages)
     with tempfile.TemporaryDirectory() as d:
         db = Path(d) / "swr.db"
         s = Settings(endpoint=stub, db=db, allow_anonymous=True, page_size=7, concurrency=2,
@@ -235,13 +200,8 @@ def test_whole_run_on_hostile_pages(stub: str, first: bytes, rng: str | None,
             assert exc.exit_code in (4, 7), exc
             assert "\n" not in exc.message
             FIGURES[f"runs ending in exit {exc.exit_code}"] += 1
-            conn = sqlite3.connect(db)
-            try:
-                assert conn.execute("SELECT COUNT(*) FROM image_snapshots").fetchone() == (0,)
-                assert conn.execute("SELECT status, error FROM runs").fetchall() == [
-                    ("failed", exc.message[:1000])]
-            finally:
-                conn.close()
+            assert q(db, "SELECT COUNT(*) FROM image_snapshots") == [(0,)]
+            assert q(db, "SELECT status, error FROM runs") == [("failed", exc.message[:1000])]
             return
         assert result.exit_code in (0, 6)
         status_, seen, loaded, rejected, dups = run_stats(db)
@@ -296,24 +256,18 @@ def toml_documents(draw: st.DrawFn) -> str:
 @HYPO(60)
 @given(doc=toml_documents())
 def test_arbitrary_config_files(stub: str, doc: str, capsys: pytest.CaptureFixture[str],
-                                monkeypatch: pytest.MonkeyPatch) -> None:
-    _Stub.pages = {0: (200, encode([{"id": 1, "name": "nginx", "namespace": "library",
-                                     "pull_count": 5, "last_updated": "2026-11-01 00:00:00"}]),
-                       {"Content-Range": "0-1/1"})}
-    for var in list(os.environ):
-        if var.startswith(("SWR_", "HUAWEICLOUD_")):
-            monkeypatch.delenv(var)
+                                clean_env: pytest.MonkeyPatch) -> None:
+    PAGES.clear()
+    PAGES[0] = (200, encode([{"id": 1, "name": "nginx", "namespace": "library",
+                              "pull_count": 5, "last_updated": "2026-11-01 00:00:00"}]),
+                {"Content-Range": "0-1/1"})
     with tempfile.TemporaryDirectory() as d:
-        monkeypatch.chdir(d)
+        clean_env.chdir(d)
         config = Path(d) / "swr-etl.toml"
         config.write_text(doc, encoding="utf-8", errors="surrogatepass")
         config.chmod(0o600)
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exc:
-            main(["sync", "-q", "--config", str(config), "--no-auth", "--endpoint", stub,
-                  "--db", str(Path(d) / "swr.db")])
-        code = int(exc.value.code or 0)
-        err = capsys.readouterr().err
+        code, _, err = cli(["sync", "-q", "--config", str(config), "--no-auth", "--endpoint",
+                            stub, "--db", str(Path(d) / "swr.db")], capsys)
     assert code in DOCUMENTED, err
     assert "Traceback" not in err
     if code == 2:

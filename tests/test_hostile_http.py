@@ -18,27 +18,31 @@ import socket
 import sqlite3
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
 import urllib3
 
-from etl.cli.app import main
 from etl.config.settings import Settings
 from etl.extract import failures, transport
 from etl.extract.session import BoundedSession, Limits
 from etl.run.healthcheck import Healthcheck
 from etl.run.hooks import run_observed
 from etl.run.pipeline import run_sync
-from tests.test_tls import (
+from tests.helpers import (
     ROWS,
-    cert,  # noqa: F401  (the self-signed certificate fixture)
+    Behaviour,
+    Seen,
+    Stub,
+    StubHandler,
+    answer,
+    cli,
+    listing,
+    q,
 )
 
 TOKEN = "TOKEN-HOSTILE-0123456789"
@@ -47,147 +51,18 @@ PASSWORD = "PW-HOSTILE-0123456789"
 ISSUED = "ISSUED-IAM-TOKEN-0123456789"  # what the IAM stub hands out
 SECRETS = (TOKEN, AK, SK, PASSWORD, ISSUED)
 REPOS = "/v2/manage/dockerhub/repos"
-ENV_VARS = ("SWR_AUTH_TOKEN", "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK",
-            "HUAWEICLOUD_SDK_PROJECT_ID", "HUAWEICLOUD_USERNAME", "HUAWEICLOUD_PASSWORD",
-            "HUAWEICLOUD_DOMAIN_NAME", "HUAWEICLOUD_IAM_ENDPOINT", "SWR_ENDPOINT", "SWR_REGION",
-            "SWR_ETL_DB", "SWR_ETL_CONFIG", "SWR_ETL_DEADLINE", "REQUESTS_CA_BUNDLE",
-            "CURL_CA_BUNDLE", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
-            "ALL_PROXY", "all_proxy", "NETRC")
 
 
 # ------------------------------------------------------------------------------- stub servers
 
 
-@dataclass
-class Seen:
-    """One request as it reached a stub."""
-
-    method: str
-    target: str  # the request target as sent (absolute through a proxy)
-    headers: dict[str, str]
-    body: bytes
-
-    def query(self) -> dict[str, str]:
-        return dict(parse_qsl(urlsplit(self.target).query))
-
-
-Behaviour = Callable[["_Handler", Seen], None]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: Stub
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        seen = Seen(self.command, self.path, dict(self.headers),
-                    self.rfile.read(length) if length else b"")
-        with self.server.lock:
-            self.server.seen.append(seen)
-        try:
-            self.server.behaviour(self, seen)
-        except OSError:
-            self.close_connection = True  # the client hung up: that is what these tests want
-
-    do_GET = do_POST = _handle
-
-
-class Stub(ThreadingHTTPServer):
-    """A loopback server whose answers come from ``behaviour(handler, seen)``."""
-
-    daemon_threads = True
-
-    def __init__(self, behaviour: Behaviour, *, context: ssl.SSLContext | None = None,
-                 listen: bool = True) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler, bind_and_activate=False)
-        self.server_bind()
-        self.behaviour = behaviour
-        self.seen: list[Seen] = []
-        self.lock = threading.Lock()
-        self.closing = threading.Event()
-        self.scheme = "https" if context else "http"
-        if context is not None:
-            self.socket = context.wrap_socket(self.socket, server_side=True)
-        self._thread: threading.Thread | None = None
-        if listen:
-            self.go_live()
-
-    def go_live(self) -> None:
-        """Start listening (until then, connections are refused: the API is down)."""
-        self.server_activate()
-        self._thread = threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True)
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # clients hanging up mid-answer, failed TLS handshakes: expected here
-
-    def close(self) -> None:
-        self.closing.set()
-        if self._thread is not None:
-            self.shutdown()
-        self.server_close()
-
-
-@pytest.fixture
-def stubs() -> Iterator[Callable[..., Stub]]:
-    made: list[Stub] = []
-
-    def make(behaviour: Behaviour, **kw: Any) -> Stub:
-        stub = Stub(behaviour, **kw)
-        made.append(stub)
-        return stub
-
-    yield make
-    for stub in made:
-        stub.close()
-
-
-def answer(h: _Handler, status: int, body: bytes = b"",
-           headers: tuple[tuple[str, str], ...] = ()) -> None:
-    h.send_response(status)
-    names = {k.lower() for k, _ in headers}
-    for k, v in headers:
-        h.send_header(k, v)
-    if "content-length" not in names and "transfer-encoding" not in names:
-        h.send_header("Content-Length", str(len(body)))
-    h.end_headers()
-    h.wfile.write(body)
-
-
-def listing(rows: list[dict[str, Any]] = ROWS) -> Behaviour:
-    """The official image list, paged by offset/limit with a Content-Range header."""
-
-    def behave(h: _Handler, seen: Seen) -> None:
-        q = seen.query()
-        offset, limit = int(q.get("offset", 0)), int(q.get("limit", 100))
-        page = rows[offset:offset + limit]
-        headers = [("Content-Type", "application/json")]
-        if page:
-            headers.append(("Content-Range", f"{offset}-{len(page)}/{len(rows)}"))
-        answer(h, 200, json.dumps(page).encode(), tuple(headers))
-
-    return behave
-
-
-def iam_ok(h: _Handler, seen: Seen) -> None:
+def iam_ok(h: StubHandler, seen: Seen) -> None:
     answer(h, 201, json.dumps({"token": {"expires_at": "2099-01-01T00:00:00.000000Z"}}).encode(),
            (("X-Subject-Token", ISSUED), ("Content-Type", "application/json")))
 
 
 def redirect(status: int, location: str) -> Behaviour:
-    def behave(h: _Handler, seen: Seen) -> None:
+    def behave(h: StubHandler, seen: Seen) -> None:
         answer(h, status, b"", (("Location", location),))
 
     return behave
@@ -196,7 +71,7 @@ def redirect(status: int, location: str) -> Behaviour:
 def drip(headers_first: bool) -> Behaviour:
     """One byte per second: of the body after quick headers, or of the status line itself."""
 
-    def behave(h: _Handler, seen: Seen) -> None:
+    def behave(h: StubHandler, seen: Seen) -> None:
         if headers_first:
             h.send_response(200)
             h.send_header("Content-Length", "100000")
@@ -217,31 +92,6 @@ def drip(headers_first: bool) -> Behaviour:
 # ----------------------------------------------------------------------------- running syncs
 
 
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """No credentials, proxies or config from the machine; a private HOME (no real ~/.netrc)."""
-    for var in ENV_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    return monkeypatch
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """``main`` points logging at the captured stderr; leave logging as it was afterwards."""
-    saved = [(lg, list(lg.handlers), lg.level, lg.propagate)
-             for lg in (logging.getLogger(), logging.getLogger("etl"))]
-    yield
-    for lg, handlers, level, propagate in saved:
-        lg.handlers[:] = handlers
-        lg.setLevel(level)
-        lg.propagate = propagate
-
-
 CREDENTIALS: dict[str, dict[str, str]] = {
     "token": {"SWR_AUTH_TOKEN": TOKEN},
     "aksk": {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK},
@@ -253,13 +103,10 @@ CREDENTIALS: dict[str, dict[str, str]] = {
 def sync(capsys: pytest.CaptureFixture[str], endpoint: str, db: Path, *args: str,
          quiet: bool = True) -> tuple[int, str]:
     """Run ``swr-etl sync``; return the exit code and everything written to stderr."""
-    capsys.readouterr()
-    argv = ["sync", *(["-q"] if quiet else []), "--endpoint", endpoint, "--db", str(db), *args]
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err
+    code, _, err = cli(["sync", *(["-q"] if quiet else []), "--endpoint", endpoint, "--db",
+                        str(db), *args], capsys)
     assert "Traceback" not in err, err
-    return int(exc.value.code or 0), err
+    return code, err
 
 
 def last_line(err: str) -> str:
@@ -269,18 +116,12 @@ def last_line(err: str) -> str:
 
 
 def state(db: Path) -> dict[str, list[tuple[Any, ...]]]:
-    with sqlite3.connect(db) as conn:
-        return {
-            "images": conn.execute("SELECT * FROM images ORDER BY id").fetchall(),
-            "snapshots": conn.execute(
-                "SELECT * FROM image_snapshots ORDER BY run_id, image_id").fetchall(),
-        }
+    return {"images": q(db, "SELECT * FROM images ORDER BY id"),
+            "snapshots": q(db, "SELECT * FROM image_snapshots ORDER BY run_id, image_id")}
 
 
-def last_run(db: Path) -> tuple[str, str | None, Any]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT status, error, total_reported FROM runs "
-                            "ORDER BY run_id DESC LIMIT 1").fetchone()
+def last_run(db: Path) -> tuple[Any, ...]:
+    return q(db, "SELECT status, error, total_reported FROM runs ORDER BY run_id DESC LIMIT 1")[0]
 
 
 @dataclass
@@ -313,7 +154,7 @@ class Harness:
 
 
 @pytest.fixture
-def hx(stubs: Callable[..., Stub], tmp_path: Path, env: pytest.MonkeyPatch,
+def hx(stubs: Callable[..., Stub], tmp_path: Path, clean_env: pytest.MonkeyPatch,
        capsys: pytest.CaptureFixture[str]) -> Harness:
     db = tmp_path / "swr.db"
     good = stubs(listing())
@@ -321,7 +162,7 @@ def hx(stubs: Callable[..., Stub], tmp_path: Path, env: pytest.MonkeyPatch,
     assert (code, err) == (0, "")
     before = state(db)
     assert [row[0] for row in before["images"]] == [11, 12]
-    return Harness(stubs, env, capsys, tmp_path, db, before)
+    return Harness(stubs, clean_env, capsys, tmp_path, db, before)
 
 
 def assert_no_secret(*servers: Stub) -> None:
@@ -362,7 +203,7 @@ def test_swr_redirect_to_another_server_is_not_followed(hx: Harness, creds: str,
 
 @pytest.mark.parametrize("creds", ["token", "aksk", "iam"])
 def test_https_to_http_redirect_is_never_followed(
-        hx: Harness, cert: tuple[Path, Path], creds: str) -> None:  # noqa: F811
+        hx: Harness, cert: tuple[Path, Path], creds: str) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert[0]), str(cert[1]))
     plain = hx.stub(listing())
@@ -382,7 +223,7 @@ def test_https_to_http_redirect_is_never_followed(
 def test_same_origin_redirect_is_followed_and_signed_again(hx: Harness) -> None:
     serve = listing()
 
-    def moved(h: _Handler, seen: Seen) -> None:
+    def moved(h: StubHandler, seen: Seen) -> None:
         if seen.target.startswith("/moved"):
             serve(h, seen)
         else:
@@ -403,7 +244,7 @@ def test_same_origin_redirect_is_followed_and_signed_again(hx: Harness) -> None:
 def test_a_redirect_with_an_endless_body_is_refused_without_reading_it(hx: Harness) -> None:
     other = hx.stub(listing())
 
-    def flood(h: _Handler, seen: Seen) -> None:
+    def flood(h: StubHandler, seen: Seen) -> None:
         answer(h, 302, b"", (("Location", f"{other.url}{REPOS}"),
                              ("Transfer-Encoding", "chunked")))
         while not h.server.closing.is_set():
@@ -444,7 +285,7 @@ def test_iam_login_is_not_reposted_to_another_server(hx: Harness, status: int) -
 
 def test_iam_same_origin_307_reposts_the_login(hx: Harness) -> None:
 
-    def iam_moved(h: _Handler, seen: Seen) -> None:
+    def iam_moved(h: StubHandler, seen: Seen) -> None:
         if seen.target.startswith("/new"):
             iam_ok(h, seen)
         else:
@@ -465,13 +306,13 @@ def test_iam_same_origin_307_reposts_the_login(hx: Harness) -> None:
 
 
 def test_netrc_never_adds_credentials(
-        stubs: Callable[..., Stub], tmp_path: Path, env: pytest.MonkeyPatch,
+        stubs: Callable[..., Stub], tmp_path: Path, clean_env: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     netrc = Path(str(Path.home())) / ".netrc"
     netrc.write_text("machine 127.0.0.1 login netrc-user password NETRC-SECRET-42\n"
                      "default login netrc-user password NETRC-SECRET-42\n")
     netrc.chmod(0o600)
-    env.setenv("NETRC", str(netrc))
+    clean_env.setenv("NETRC", str(netrc))
     swr = stubs(listing())
     pings = stubs(lambda h, seen: answer(h, 200, b"OK"))
     code, err = sync(capsys, swr.url, tmp_path / "swr.db", "--no-auth",
@@ -488,12 +329,12 @@ def test_netrc_never_adds_credentials(
 
 
 def test_proxies_from_the_environment_keep_working(
-        stubs: Callable[..., Stub], tmp_path: Path, env: pytest.MonkeyPatch,
+        stubs: Callable[..., Stub], tmp_path: Path, clean_env: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     proxy = stubs(listing())  # answers absolute-form requests itself, as a caching proxy may
-    env.setenv("HTTP_PROXY", proxy.url)
-    env.setenv("http_proxy", proxy.url)
-    env.setenv("SWR_AUTH_TOKEN", TOKEN)
+    clean_env.setenv("HTTP_PROXY", proxy.url)
+    clean_env.setenv("http_proxy", proxy.url)
+    clean_env.setenv("SWR_AUTH_TOKEN", TOKEN)
     code, err = sync(capsys, "http://swr-api.example.invalid", tmp_path / "swr.db")
     assert (code, err) == (0, "")
     assert [s.target for s in proxy.seen] == [
@@ -511,21 +352,21 @@ def gzip_bomb(inflated_mib: int) -> bytes:
     return member * inflated_mib
 
 
-def endless(h: _Handler, seen: Seen) -> None:
+def endless(h: StubHandler, seen: Seen) -> None:
     answer(h, 200, b"", (("Transfer-Encoding", "chunked"),))
     block = b"[" + b" " * 65535
     while not h.server.closing.is_set():
         h.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
 
 
-def huge(h: _Handler, seen: Seen) -> None:
+def huge(h: StubHandler, seen: Seen) -> None:
     answer(h, 200, b"", (("Content-Length", str(2 * 2**30)),))
     block = b" " * 65536
     while not h.server.closing.is_set():
         h.wfile.write(block)
 
 
-def bomb(h: _Handler, seen: Seen) -> None:
+def bomb(h: StubHandler, seen: Seen) -> None:
     data = gzip_bomb(2048)  # 2 GiB once inflated, ~2 MB on the wire
     answer(h, 200, data, (("Content-Encoding", "gzip"), ("Content-Type", "application/json")))
 
@@ -585,7 +426,7 @@ def test_a_dripping_iam_login_is_bounded(hx: Harness) -> None:
 
 @pytest.mark.timeout(30)
 def test_a_stalled_healthcheck_neither_holds_the_run_nor_changes_its_exit(
-        stubs: Callable[..., Stub], tmp_path: Path, env: pytest.MonkeyPatch,
+        stubs: Callable[..., Stub], tmp_path: Path, clean_env: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     swr = stubs(listing())
     pings = stubs(drip(False))
@@ -640,7 +481,7 @@ def test_retry_after_storm_over_many_pages_ends_at_the_deadline(hx: Harness) -> 
     rows = [{**ROWS[0], "id": i, "name": f"img{i}", "total_range": 60} for i in range(1, 61)]
     serve, told = listing(rows), set()
 
-    def storm(h: _Handler, seen: Seen) -> None:
+    def storm(h: StubHandler, seen: Seen) -> None:
         offset = seen.query().get("offset")
         if offset in told:
             serve(h, seen)
@@ -798,13 +639,13 @@ def test_dns_failure_and_connect_timeout_are_worded_by_their_cause() -> None:
     assert slow.reason == f"cannot connect to {host}:443: timed out after 30 s"
 
 
-def test_bad_bounds_are_usage_errors(tmp_path: Path, env: pytest.MonkeyPatch,
+def test_bad_bounds_are_usage_errors(tmp_path: Path, clean_env: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "swr.db"
     code, err = sync(capsys, "http://127.0.0.1:1", db, "--no-auth", "--deadline", "nan")
     assert (code, last_line(err)) == (2, "swr-etl: error: deadline must be a finite number, "
                                          "got nan")
-    env.setenv("SWR_ETL_DEADLINE", "soon")
+    clean_env.setenv("SWR_ETL_DEADLINE", "soon")
     code, err = sync(capsys, "http://127.0.0.1:1", db, "--no-auth")
     assert (code, last_line(err)) == (2, "swr-etl: error: invalid value for deadline: 'soon'")
     assert not db.exists()
@@ -813,7 +654,7 @@ def test_bad_bounds_are_usage_errors(tmp_path: Path, env: pytest.MonkeyPatch,
 def test_a_whole_exchange_has_one_clock_even_across_redirect_hops(
         stubs: Callable[..., Stub]) -> None:
     # Each hop answers quickly but slowly enough that five of them exceed the budget.
-    def slow_hop(h: _Handler, seen: Seen) -> None:
+    def slow_hop(h: StubHandler, seen: Seen) -> None:
         h.server.closing.wait(0.3)
         answer(h, 302, b"", (("Location", seen.target),))
 

@@ -8,17 +8,14 @@ the database hold afterwards. Servers are the built-in simulator or stand-ins on
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import closing
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import etl.logs
 from etl.atomic import create_new, write_text_atomic
-from etl.cli.app import main
 from etl.config import SYNC_OPTIONS, Credentials, Settings, build_settings
 from etl.config import plaintext_warnings as warnings_for
 from etl.config.file import MAX_CONFIG_BYTES, load_config_file
@@ -42,75 +38,18 @@ from etl.errors import (
     UpstreamError,
     exit_code_of,
 )
-from etl.extract.scan import Page
-from etl.extract.scan import ScanStats as Stats
 from etl.run.metrics import RunFigures, write_metrics
 from etl.run.pipeline import run_sync
 from etl.store.database import RunLock, lock_path_for
 from etl.store.ledger import format_runs_table, freshness, list_runs
 from tests.fixtures.report_db import add_image, add_run, new_db
+from tests.helpers import FakeScan, cli, q, rows
 
 T0 = "2026-11-20T03:00:00Z"
+pytestmark = pytest.mark.usefixtures("clean_env")
 # Everything a terminal could act on: C0 controls but newline, DEL, C1 controls.
 RAW_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 HOSTILE = "bad \x1b]0;pwned\x07 \x1b]8;;http://evil.example/\x1b\\click\x1b]8;;\x1b\\ \x9b31m\x07"
-
-
-@pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No credentials or settings from the caller's environment; logging restored after."""
-    for var in list(os.environ):
-        if var.startswith(("SWR_", "HUAWEICLOUD_")):
-            monkeypatch.delenv(var)
-    yield
-    for logger in (logging.getLogger(), logging.getLogger("etl")):
-        for handler in [h for h in logger.handlers if getattr(h, "_swr_etl_handler", False)]:
-            logger.removeHandler(handler)
-    logging.getLogger("etl").setLevel(logging.NOTSET)
-    etl.logs.remember_format("text")
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``swr-etl ARGS`` in-process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out, out.err
-
-
-def q(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    with closing(sqlite3.connect(db)) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def rows(ids: range) -> list[dict[str, Any]]:
-    return [{"id": i, "namespace": "library", "name": f"img{i}", "pull_count": 100 + i,
-             "last_updated": "2026-11-01 10:00:00"} for i in ids]
-
-
-class Scan:
-    """A stand-in for the extractor's scan: pages of ``data``, then ``fail`` (if any)."""
-
-    def __init__(self, data: list[Any], *, fail: BaseException | None = None,
-                 total: int | None = None, complete: bool = True) -> None:
-        self.data, self.fail = data, fail
-        self.stats = Stats(complete=complete, total_reported=len(data) if total is None else total,
-                           incomplete_reason=None if complete else "the total changed (5 -> 6)")
-
-    def __iter__(self) -> Iterator[Page]:
-        self.stats.requests = self.stats.pages = 1
-        self.stats.rows_seen = len(self.data)
-        yield Page(0, 0, self.data, json.dumps(self.data).encode(),
-                   f"0-{len(self.data)}/{len(self.data)}", T0, ())
-        if self.fail is not None:
-            raise self.fail
-
-
-@pytest.fixture()
-def scans(scan_queue: list[Scan]) -> list[Scan]:
-    """Queue of scans the next runs get instead of HTTP (tests/conftest.py)."""
-    return scan_queue
 
 
 def report_db(path: Path) -> Path:
@@ -493,9 +432,9 @@ def test_plaintext_warnings(creds: Credentials, endpoint: str, expected: list[st
 
 def test_sync_warns_once_before_sending_a_token_over_http(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-        scans: list[Scan]) -> None:
+        scan_queue: list[FakeScan]) -> None:
     monkeypatch.setenv("SWR_AUTH_TOKEN", "tok-abcdef")
-    scans.append(Scan(rows(range(1, 4))))
+    scan_queue.append(FakeScan(rows(range(1, 4))))
     code, out, err = cli(["sync", "--endpoint", "http://swr.example.com", "--db",
                           str(tmp_path / "swr.db")], capsys)
     assert code == 0, err
@@ -632,23 +571,23 @@ SETTINGS = dict(endpoint="http://127.0.0.1:9", allow_anonymous=True)
 
 @pytest.mark.parametrize("scan,code,error", [
     # the API fails, and the figures to record hold a total beyond SQLite INTEGER
-    (lambda: Scan(rows(range(1, 4)), fail=UpstreamError("the API went away"), total=2**70), 4,
+    (lambda: FakeScan(rows(range(1, 4)), fail=UpstreamError("the API went away"), total=2**70), 4,
      "the API went away"),
     # a bug in the middle of a run
-    (lambda: Scan(rows(range(1, 4)), fail=ZeroDivisionError("division by zero")), 1,
-     "internal error: ZeroDivisionError: division by zero at test_hostile_local.py:"),
+    (lambda: FakeScan(rows(range(1, 4)), fail=ZeroDivisionError("division by zero")), 1,
+     "internal error: ZeroDivisionError: division by zero at helpers.py:"),
     # the run completes, but writing its figures fails (total beyond SQLite INTEGER)
-    (lambda: Scan(rows(range(1, 4)), total=2**64), 1,
+    (lambda: FakeScan(rows(range(1, 4)), total=2**64), 1,
      "internal error: OverflowError: Python int too large to convert to SQLite INTEGER at "),
     # SIGTERM and Ctrl-C unwinding through the run
-    (lambda: Scan(rows(range(1, 4)), fail=Terminated("terminated by signal SIGTERM")), 143,
+    (lambda: FakeScan(rows(range(1, 4)), fail=Terminated("terminated by signal SIGTERM")), 143,
      "terminated by signal SIGTERM"),
-    (lambda: Scan(rows(range(1, 4)), fail=KeyboardInterrupt()), 130, "interrupted"),
+    (lambda: FakeScan(rows(range(1, 4)), fail=KeyboardInterrupt()), 130, "interrupted"),
 ])
 def test_every_failure_leaves_the_run_failed_with_its_code(
-        tmp_path: Path, scans: list[Scan], scan: Callable[[], Scan], code: int,
+        tmp_path: Path, scan_queue: list[FakeScan], scan: Callable[[], FakeScan], code: int,
         error: str) -> None:
-    scans.append(scan())
+    scan_queue.append(scan())
     with pytest.raises(BaseException) as exc:
         run_sync(Settings(db=tmp_path / "swr.db", **SETTINGS), now=T0)  # type: ignore[arg-type]
     assert exit_code_of(exc.value) == code
@@ -659,8 +598,8 @@ def test_every_failure_leaves_the_run_failed_with_its_code(
     assert q(tmp_path / "swr.db", "SELECT count(*) FROM images") == [(0,)]
 
 
-def test_failure_figures_that_fit_are_kept(tmp_path: Path, scans: list[Scan]) -> None:
-    scans.append(Scan(rows(range(1, 4)), fail=UpstreamError("gone"), total=3))
+def test_failure_figures_that_fit_are_kept(tmp_path: Path, scan_queue: list[FakeScan]) -> None:
+    scan_queue.append(FakeScan(rows(range(1, 4)), fail=UpstreamError("gone"), total=3))
     with pytest.raises(UpstreamError):
         run_sync(Settings(db=tmp_path / "swr.db", **SETTINGS), now=T0)  # type: ignore[arg-type]
     assert q(tmp_path / "swr.db", "SELECT total_reported, requests, pages FROM runs") == [
@@ -681,9 +620,10 @@ def json_lines(err: str) -> list[dict[str, Any]]:
     return records
 
 
-def test_json_mode_failed_run_every_line_is_json(tmp_path: Path, scans: list[Scan],
+def test_json_mode_failed_run_every_line_is_json(tmp_path: Path, scan_queue: list[FakeScan],
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    scans.append(Scan(rows(range(1, 4)), fail=UpstreamError("the API went \x1b]0;away\x07")))
+    scan_queue.append(FakeScan(rows(range(1, 4)),
+                               fail=UpstreamError("the API went \x1b]0;away\x07")))
     code, _, err = cli(["sync", "--no-auth", "--endpoint", "http://127.0.0.1:9", "--db",
                         str(tmp_path / "swr.db"), "--log-format", "json"], capsys)
     assert code == 4
@@ -697,9 +637,9 @@ def test_json_mode_failed_run_every_line_is_json(tmp_path: Path, scans: list[Sca
         "exit_code": 4, "logger": "etl.cli"}
 
 
-def test_json_mode_partial_run_logs_a_warning(tmp_path: Path, scans: list[Scan],
+def test_json_mode_partial_run_logs_a_warning(tmp_path: Path, scan_queue: list[FakeScan],
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    scans.append(Scan(rows(range(1, 4)), complete=False))
+    scan_queue.append(FakeScan(rows(range(1, 4)), complete=False))
     code, out, err = cli(["sync", "--no-auth", "--endpoint", "http://127.0.0.1:9", "--db",
                           str(tmp_path / "swr.db"), "--log-format", "json"], capsys)
     assert code == 6
@@ -720,9 +660,9 @@ def test_json_mode_usage_errors_are_json_too(args: list[str],
     assert (record["level"], record["exit_code"], record["event"]) == ("error", 2, "error")
 
 
-def test_text_mode_keeps_the_plain_final_line(tmp_path: Path, scans: list[Scan],
+def test_text_mode_keeps_the_plain_final_line(tmp_path: Path, scan_queue: list[FakeScan],
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    scans.append(Scan(rows(range(1, 4)), fail=UpstreamError("gone")))
+    scan_queue.append(FakeScan(rows(range(1, 4)), fail=UpstreamError("gone")))
     code, _, err = cli(["sync", "--no-auth", "--endpoint", "http://127.0.0.1:9", "--db",
                         str(tmp_path / "swr.db")], capsys)
     assert code == 4
@@ -763,9 +703,9 @@ def test_a_success_in_the_future_is_not_fresh(tmp_path: Path, ahead: timedelta, 
     (KeyboardInterrupt(), 130, "interrupted"),
 ])
 def test_json_mode_stopped_run_every_line_is_json(
-        tmp_path: Path, scans: list[Scan], capsys: pytest.CaptureFixture[str],
+        tmp_path: Path, scan_queue: list[FakeScan], capsys: pytest.CaptureFixture[str],
         stop: BaseException, code: int, message: str) -> None:
-    scans.append(Scan(rows(range(1, 4)), fail=stop))
+    scan_queue.append(FakeScan(rows(range(1, 4)), fail=stop))
     got, _, err = cli(["sync", "--no-auth", "--endpoint", "http://127.0.0.1:9", "--db",
                        str(tmp_path / "swr.db"), "--log-format", "json"], capsys)
     assert got == code

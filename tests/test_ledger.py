@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from etl.cli.app import main
 from etl.errors import ConfigError
 from etl.store.ledger import EXIT_STALE, format_runs_table, freshness, list_runs
 from etl.store.schema import MIGRATIONS
+from tests.helpers import cli
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -150,13 +150,6 @@ def test_readers_do_not_write(db: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- CLI exit codes
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out, out.err
 
 
 def test_status_command_exit_codes(db: Path, tmp_path: Path,

@@ -10,22 +10,16 @@ from typing import Any
 
 import pytest
 
-from etl.cli.app import main
 from etl.errors import ConfigError, LockedError, UpstreamError
 from etl.store import run_record
 from etl.store.database import lock_path_for
 from etl.store.load import INTERRUPTED, Loader
 from etl.store.run_record import RunStart
 from etl.transform.frames import transform_rows
+from tests.helpers import cli, q, rows
 
 T0 = "2026-11-20T03:00:00Z"
 T1 = "2026-11-21T03:00:00Z"
-
-
-def rows(ids: range, pulls: int = 100, ns: str = "library") -> list[dict[str, Any]]:
-    return [{"id": i, "namespace": ns, "name": f"img{i}", "user": "u", "description": f"d{i}",
-             "star_count": 2, "pull_count": pulls + i, "collection_id": 0,
-             "last_updated": "2026-11-01 10:00:00"} for i in ids]
 
 
 def load(db: Path, data: list[dict[str, Any]], at: str, *, mark_removed: bool = True,
@@ -44,49 +38,35 @@ def start(at: str, **kw: Any) -> RunStart:
     return RunStart(started_at=at, snapshot_date=at[:10], **kw)
 
 
-def table(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    return int(exc.value.code or 0), capsys.readouterr().err.strip()
-
-
 def test_first_load_writes_whole_rows(tmp_path: Path) -> None:
     db = tmp_path / "sub" / "dir" / "swr.db"  # missing folders are created
     run_id, counts = load(db, rows(range(1, 3)), T0)
     assert (counts.new, counts.changed, counts.removed) == (2, 0, 0)
-    assert table(db, "SELECT * FROM images ORDER BY id") == [
+    assert q(db, "SELECT * FROM images ORDER BY id") == [
         (1, "library", "img1", "u", "d1", 2, 101, 0, "2026-11-01T10:00:00Z", T0, T0, 1, 1, None),
         (2, "library", "img2", "u", "d2", 2, 102, 0, "2026-11-01T10:00:00Z", T0, T0, 1, 1, None),
     ]
-    assert table(db, "SELECT * FROM image_snapshots ORDER BY image_id") == [
+    assert q(db, "SELECT * FROM image_snapshots ORDER BY image_id") == [
         (1, 1, T0, "2026-11-20", 2, 101, "2026-11-01T10:00:00Z"),
         (1, 2, T0, "2026-11-20", 2, 102, "2026-11-01T10:00:00Z"),
     ]
-    assert table(db, "SELECT run_id, status, rows_loaded, rows_new, exit_code, requests, error "
+    assert q(db, "SELECT run_id, status, rows_loaded, rows_new, exit_code, requests, error "
                      "FROM runs") == [(1, "success", 2, 2, 0, 1, None)]
-    assert table(db, "PRAGMA journal_mode") == [("wal",)]
+    assert q(db, "PRAGMA journal_mode") == [("wal",)]
     assert lock_path_for(db).exists()
 
 
 def test_second_identical_run_changes_nothing_but_last_seen(tmp_path: Path) -> None:
     db = tmp_path / "swr.db"
     load(db, rows(range(1, 4)), T0)
-    images_1 = table(db, "SELECT * FROM images ORDER BY id")
-    snaps_1 = table(db, "SELECT * FROM image_snapshots ORDER BY image_id")
+    images_1 = q(db, "SELECT * FROM images ORDER BY id")
+    snaps_1 = q(db, "SELECT * FROM image_snapshots ORDER BY image_id")
     run_id, counts = load(db, rows(range(1, 4)), T0)
     assert run_id == 2
     assert (counts.new, counts.changed, counts.removed) == (0, 0, 0)
-    assert table(db, "SELECT * FROM images ORDER BY id") == [
+    assert q(db, "SELECT * FROM images ORDER BY id") == [
         (*r[:12], 2, None) for r in images_1]
-    assert table(db, "SELECT * FROM image_snapshots WHERE run_id = 2 ORDER BY image_id") == [
+    assert q(db, "SELECT * FROM image_snapshots WHERE run_id = 2 ORDER BY image_id") == [
         (2, *r[1:]) for r in snaps_1]
 
 
@@ -95,12 +75,12 @@ def test_same_chunk_twice_in_one_run_is_idempotent(tmp_path: Path) -> None:
     data = rows(range(1, 4))
     with Loader(db) as loader, loader.run(start(T0)) as run:
         run.write_chunk(transform_rows(data, page_offsets=[0] * 3))
-        first = table(db, "SELECT count(*) FROM images")  # uncommitted: invisible to readers
+        first = q(db, "SELECT count(*) FROM images")  # uncommitted: invisible to readers
         run.write_chunk(transform_rows(data, page_offsets=[0] * 3))
         run.finish(status="success", mark_removed=True, stats={}, finished_at=T0)
     assert first == [(0,)]
-    assert table(db, "SELECT count(*), sum(pull_count) FROM image_snapshots") == [(3, 306)]
-    assert table(db, "SELECT rows_loaded, rows_new FROM runs") == [(3, 3)]
+    assert q(db, "SELECT count(*), sum(pull_count) FROM image_snapshots") == [(3, 306)]
+    assert q(db, "SELECT rows_loaded, rows_new FROM runs") == [(3, 3)]
 
 
 def test_removed_at_set_then_cleared_when_the_image_returns(tmp_path: Path) -> None:
@@ -109,11 +89,11 @@ def test_removed_at_set_then_cleared_when_the_image_returns(tmp_path: Path) -> N
     _, counts = load(db, rows(range(1, 3), pulls=200), T1)
     assert counts.removed == 1
     assert counts.changed == 2
-    assert table(db, "SELECT id, removed_at, last_seen_run FROM images ORDER BY id") == [
+    assert q(db, "SELECT id, removed_at, last_seen_run FROM images ORDER BY id") == [
         (1, None, 2), (2, None, 2), (3, T1, 1)]
     _, counts = load(db, rows(range(1, 4), pulls=300), "2026-11-22T03:00:00Z")
     assert (counts.new, counts.changed, counts.removed) == (1, 2, 0)  # a return counts as new
-    assert table(db, "SELECT id, removed_at, first_seen_run, last_seen_run FROM images "
+    assert q(db, "SELECT id, removed_at, first_seen_run, last_seen_run FROM images "
                      "ORDER BY id") == [(1, None, 1, 3), (2, None, 1, 3), (3, None, 1, 3)]
 
 
@@ -122,7 +102,7 @@ def test_without_mark_removed_nothing_is_removed(tmp_path: Path) -> None:
     load(db, rows(range(1, 4)), T0)
     _, counts = load(db, rows(range(1, 2)), T1, mark_removed=False)
     assert counts.removed == 0
-    assert table(db, "SELECT count(*) FROM images WHERE removed_at IS NOT NULL") == [(0,)]
+    assert q(db, "SELECT count(*) FROM images WHERE removed_at IS NOT NULL") == [(0,)]
 
 
 def test_identity_issues_and_cross_chunk_duplicates(tmp_path: Path) -> None:
@@ -132,20 +112,20 @@ def test_identity_issues_and_cross_chunk_duplicates(tmp_path: Path) -> None:
     renamed[0]["name"] = "renamed"          # id 1 changed its (namespace, name)
     renamed.append({**rows(range(9, 10))[0], "name": "img2"})  # img2 now also under id 9
     load(db, renamed, T1, dup_ids=(2,))
-    assert table(db, "SELECT run_id, image_id, field, raw_value, problem FROM quality_issues "
+    assert q(db, "SELECT run_id, image_id, field, raw_value, problem FROM quality_issues "
                      "ORDER BY image_id, problem") == [
         (2, 1, "namespace/name", "library/renamed", "identity changed, was library/img1"),
         (2, 2, "id", "2", "duplicate id in scan"),
         (2, 2, "namespace/name", "library/img2", "namespace/name shared by ids 2, 9"),
         (2, 9, "namespace/name", "library/img2", "namespace/name shared by ids 2, 9"),
     ]
-    assert table(db, "SELECT quality_issues FROM runs WHERE run_id = 2") == [(4,)]
-    assert table(db, "SELECT id, namespace, name, last_seen_run FROM images ORDER BY id") == [
+    assert q(db, "SELECT quality_issues FROM runs WHERE run_id = 2") == [(4,)]
+    assert q(db, "SELECT id, namespace, name, last_seen_run FROM images ORDER BY id") == [
         (1, "library", "renamed", 2), (2, "library", "img2", 2), (9, "library", "img2", 2)]
     # id 9 alone (filtered run): id 2 is still listed in the database under the same name
     load(db, [{**rows(range(9, 10))[0], "name": "img2"}], "2026-11-22T03:00:00Z",
          mark_removed=False)
-    assert table(db, "SELECT image_id, field, raw_value, problem FROM quality_issues "
+    assert q(db, "SELECT image_id, field, raw_value, problem FROM quality_issues "
                      "WHERE run_id = 3 ORDER BY image_id") == [
         (2, "namespace/name", "library/img2", "namespace/name shared by ids 2, 9"),
         (9, "namespace/name", "library/img2", "namespace/name shared by ids 2, 9"),
@@ -162,9 +142,9 @@ def test_restart_pass_discards_the_earlier_pass(tmp_path: Path) -> None:
         run.write_chunk(transform_rows(rows(range(7, 8)), page_offsets=[0]))
         counts = run.finish(status="success", mark_removed=True, stats={}, finished_at=T0)
     assert counts.new == 1
-    assert table(db, "SELECT id FROM images") == [(7,)]
-    assert table(db, "SELECT image_id FROM image_snapshots") == [(7,)]
-    assert table(db, "SELECT page_offset, content_range FROM raw_pages") == [(0, "0-1/1")]
+    assert q(db, "SELECT id FROM images") == [(7,)]
+    assert q(db, "SELECT image_id FROM image_snapshots") == [(7,)]
+    assert q(db, "SELECT page_offset, content_range FROM raw_pages") == [(0, "0-1/1")]
     with Loader(db) as loader:
         assert [(p.offset, p.body) for p in loader.raw_pages(1)] == [(0, b"[2]")]
 
@@ -176,11 +156,11 @@ def test_failure_rolls_back_and_records_the_run(tmp_path: Path) -> None:
             start(T1), finished_at=lambda: T1, figures=lambda: {"requests": 7}) as run:
         run.write_chunk(transform_rows(rows(range(1, 9), pulls=5), page_offsets=[0] * 8))
         raise UpstreamError("boom: the API went away")
-    assert table(db, "SELECT run_id, status, error, exit_code, rows_loaded, requests, "
+    assert q(db, "SELECT run_id, status, error, exit_code, rows_loaded, requests, "
                      "finished_at FROM runs") == [
         (1, "success", None, 0, 2, 1, T0), (2, "failed", "boom: the API went away", 4, 0, 7, T1)]
-    assert table(db, "SELECT count(*), sum(pull_count) FROM images") == [(2, 203)]
-    assert table(db, "SELECT count(*) FROM image_snapshots WHERE run_id = 2") == [(0,)]
+    assert q(db, "SELECT count(*), sum(pull_count) FROM images") == [(2, 203)]
+    assert q(db, "SELECT count(*) FROM image_snapshots WHERE run_id = 2") == [(0,)]
 
 
 def test_stale_running_row_is_marked_interrupted(tmp_path: Path) -> None:
@@ -191,7 +171,7 @@ def test_stale_running_row_is_marked_interrupted(tmp_path: Path) -> None:
         run_record.insert_running(loader.conn, start(T0))
     with Loader(db):
         pass
-    assert table(db, "SELECT run_id, status, error FROM runs") == [(1, "failed", INTERRUPTED)]
+    assert q(db, "SELECT run_id, status, error FROM runs") == [(1, "failed", INTERRUPTED)]
 
 
 def test_raw_pages_are_compressed_and_pruned(tmp_path: Path) -> None:
@@ -201,7 +181,7 @@ def test_raw_pages_are_compressed_and_pruned(tmp_path: Path) -> None:
         with Loader(db, keep_raw_runs=2) as loader, loader.run(start(T0)) as run:
             run.write_raw_pages([(0, T0, None, body), (100, T0, None, body)])
             run.finish(status="success", mark_removed=False, stats={}, finished_at=T0)
-    stored = table(db, "SELECT run_id, page_offset, encoding, length(body) FROM raw_pages "
+    stored = q(db, "SELECT run_id, page_offset, encoding, length(body) FROM raw_pages "
                        "ORDER BY run_id, page_offset")
     assert [(r[0], r[1], r[2]) for r in stored] == [
         (3, 0, "zlib"), (3, 100, "zlib"), (4, 0, "zlib"), (4, 100, "zlib")]
@@ -240,12 +220,12 @@ def test_second_concurrent_sync_exits_5(tmp_path: Path,
     db = tmp_path / "swr.db"
     fd = hold_lock(db)
     try:
-        code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
+        code, _, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
                          "--no-auth"], capsys)
     finally:
         os.close(fd)
     assert code == 5
-    assert err == f"swr-etl: error: another run holds the lock for {db} (pid 4242)"
+    assert err.strip() == f"swr-etl: error: another run holds the lock for {db} (pid 4242)"
 
 
 def test_garbage_database_file_is_left_untouched(tmp_path: Path,
@@ -253,10 +233,10 @@ def test_garbage_database_file_is_left_untouched(tmp_path: Path,
     db = tmp_path / "notes.db"
     garbage = b"these are my notes, not a database\n" * 100
     db.write_bytes(garbage)
-    code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
+    code, _, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
                      "--no-auth"], capsys)
     assert code == 2
-    assert err == f"swr-etl: error: {db} is not a SQLite database (left untouched)"
+    assert err.strip() == f"swr-etl: error: {db} is not a SQLite database (left untouched)"
     assert db.read_bytes() == garbage
     # checked before the lock: nothing is created beside it either
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
@@ -264,10 +244,10 @@ def test_garbage_database_file_is_left_untouched(tmp_path: Path,
 
 def test_read_only_location_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     db = Path("/sys/swr-etl-test.db")  # sysfs refuses new files, even to root
-    code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
+    code, _, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
                      "--no-auth"], capsys)
     assert code == 2
-    assert err.startswith(f"swr-etl: error: cannot write beside database {db} "
+    assert err.strip().startswith(f"swr-etl: error: cannot write beside database {db} "
                           "(read-only location?): ")
     assert not db.exists()
 
@@ -313,8 +293,8 @@ def test_disk_full_is_a_clear_error_and_loads_nothing(tmp_path: Path) -> None:
             run.write_chunk(transform_rows(rows(range(1, 5001)), page_offsets=[0] * 5000))
     assert str(err.value) == (f"cannot write database {db}: database or disk is full; nothing of "
                               "this run was loaded")
-    assert table(db, "SELECT count(*) FROM images") == [(2,)]
-    assert table(db, "SELECT run_id, status, exit_code FROM runs") == [
+    assert q(db, "SELECT count(*) FROM images") == [(2,)]
+    assert q(db, "SELECT run_id, status, exit_code FROM runs") == [
         (1, "success", 0), (2, "failed", 2)]
 
 
@@ -322,10 +302,10 @@ def test_a_run_left_without_finish_is_recorded_failed(tmp_path: Path) -> None:
     db = tmp_path / "swr.db"
     with Loader(db) as loader, loader.run(start(T0), finished_at=lambda: T1) as run:
         run.write_chunk(transform_rows(rows(range(1, 3)), page_offsets=[0, 0]))
-    assert table(db, "SELECT status, exit_code, finished_at, error FROM runs") == [
+    assert q(db, "SELECT status, exit_code, finished_at, error FROM runs") == [
         ("failed", 1, T1, "internal error: RuntimeError: the run's block ended without "
                           "finish()")]
-    assert table(db, "SELECT count(*) FROM images") == [(0,)]
+    assert q(db, "SELECT count(*) FROM images") == [(0,)]
 
 
 def test_failure_figures_sqlite_cannot_hold_are_left_out(tmp_path: Path) -> None:
@@ -335,7 +315,7 @@ def test_failure_figures_sqlite_cannot_hold_are_left_out(tmp_path: Path) -> None
     with pytest.raises(UpstreamError), Loader(db) as loader, loader.run(
             start(T0), figures=lambda: figures):
         raise UpstreamError("gone")
-    assert table(db, "SELECT status, exit_code, requests, total_reported, retry_causes, proof "
+    assert q(db, "SELECT status, exit_code, requests, total_reported, retry_causes, proof "
                      "FROM runs") == [("failed", 4, 3, None, '{"http_503": 2}', None)]
 
 

@@ -30,12 +30,6 @@ def clean_logging() -> Iterator[None]:
     current_run_id.reset(token)
     etl.logs._SECRETS.clear()
     etl.logs._SECRETS.update(secrets)
-    for logger in (logging.getLogger(), logging.getLogger("etl")):
-        for h in list(logger.handlers):
-            if getattr(h, "_swr_etl_handler", False):
-                logger.removeHandler(h)
-    logging.getLogger().setLevel(logging.WARNING)
-    logging.getLogger("etl").setLevel(logging.NOTSET)
 
 
 def lines(capsys: pytest.CaptureFixture[str]) -> list[str]:

@@ -9,14 +9,12 @@ import pty
 import re
 import socket
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -29,6 +27,7 @@ from etl.run.healthcheck import Healthcheck
 from etl.run.hooks import run_observed
 from etl.run.metrics import METRICS, RunFigures, read_database_figures, render, write_metrics
 from etl.store.schema import MIGRATIONS
+from tests.helpers import Seen, Stub, answer
 
 # ------------------------------------------------------------------------------------ helpers
 
@@ -90,46 +89,31 @@ def families(text: str) -> dict[str, tuple[str, float]]:
     return out
 
 
+@dataclass
 class Pings:
-    """A healthchecks.io stand-in on 127.0.0.1 that records every request."""
+    """A healthchecks.io stand-in on 127.0.0.1: the check's URL and every request it got."""
 
-    def __init__(self, status: int = 200) -> None:
-        self.calls: list[tuple[str, str, dict[str, list[str]], str]] = []
-        self.status = status
-        pings = self
+    stub: Stub
 
-        class Handler(BaseHTTPRequestHandler):
-            def _record(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
-                parts = urlsplit(self.path)
-                pings.calls.append((self.command, parts.path, parse_qs(parts.query), body))
-                self.send_response(pings.status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"OK")
+    @property
+    def url(self) -> str:
+        return f"{self.stub.url}/ping/abc-123"
 
-            do_GET = do_POST = _record
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ping/abc-123"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,),
-                                       daemon=True)
+    @property
+    def calls(self) -> list[Seen]:
+        return self.stub.seen
 
     def paths(self) -> list[str]:
-        return [p for _, p, _, _ in self.calls]
+        return self.stub.paths()
+
+
+def pings_answering(stubs: Callable[..., Stub], status: int) -> Pings:
+    return Pings(stubs(lambda h, seen: answer(h, status, b"OK")))
 
 
 @pytest.fixture
-def pings() -> Iterator[Pings]:
-    p = Pings()
-    p.thread.start()
-    yield p
-    p.server.shutdown()
-    p.server.server_close()
+def pings(stubs: Callable[..., Stub]) -> Pings:
+    return pings_answering(stubs, 200)
 
 
 @pytest.fixture
@@ -264,9 +248,9 @@ def test_pings_start_then_success_with_one_run_key(pings: Pings, tmp_path: Path)
     result = run_observed(settings, lambda: FakeResult())
     assert result == FakeResult()
     assert pings.paths() == ["/ping/abc-123/start", "/ping/abc-123"]
-    rids = {q["rid"][0] for _, _, q, _ in pings.calls}
+    rids = {seen.query()["rid"] for seen in pings.calls}
     assert len(rids) == 1
-    assert pings.calls[1][3] == "run 7: success, 181 images"
+    assert pings.calls[1].body.decode() == "run 7: success, 181 images"
     assert not (tmp_path / "swr.db").exists()  # the hooks never create the database
 
 
@@ -283,7 +267,7 @@ def test_pings_exit_code_on_failure_and_reraises_the_same_error(pings: Pings,
         run_observed(settings, run)
     assert exc.value is error
     assert pings.paths() == ["/ping/abc-123/start", "/ping/abc-123/5"]
-    assert pings.calls[1][3] == "exit 5: another run holds the lock for swr.db (pid 42)"
+    assert pings.calls[1].body.decode() == "exit 5: another run holds the lock for swr.db (pid 42)"
     assert families((tmp_path / "m.prom").read_text())["swr_etl_last_run_status"] == ("gauge", 5)
 
 
@@ -317,17 +301,12 @@ def test_dead_healthcheck_server_changes_nothing(dead_url: str, tmp_path: Path,
     assert families((tmp_path / "m.prom").read_text())["swr_etl_last_run_status"] == ("gauge", 6)
 
 
-def test_healthcheck_http_error_is_a_warning(tmp_path: Path) -> None:
-    p = Pings(status=500)
-    p.thread.start()
-    try:
-        hc = Healthcheck(p.url, run_key="fixed")
-        assert hc.start() is False
-        assert hc.success() is False
-        assert p.calls[0][2] == {"rid": ["fixed"]}
-    finally:
-        p.server.shutdown()
-        p.server.server_close()
+def test_healthcheck_http_error_is_a_warning(stubs: Callable[..., Stub]) -> None:
+    p = pings_answering(stubs, 500)
+    hc = Healthcheck(p.url, run_key="fixed")
+    assert hc.start() is False
+    assert hc.success() is False
+    assert p.calls[0].query() == {"rid": "fixed"}
 
 
 def test_healthcheck_url_keeps_its_query() -> None:

@@ -1,6 +1,6 @@
 """The pipeline: run_sync / replay_run over fake pages handed in with ``pages=`` (the extractor has
-its own tests), then end to end against the simulated endpoint: the CLI, partial scans, and
-SIGKILL at random points."""
+its own tests), then end to end against the simulated endpoint: the CLI and partial scans
+(SIGKILL at random moments: tests/test_kill.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,9 @@ import csv
 import dataclasses
 import json
 import logging
-import os
-import random
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,49 +21,13 @@ from etl.cli.app import main
 from etl.config.settings import Settings
 from etl.errors import ConfigError, QualityError, UpstreamError
 from etl.extract.scan import Page
-from etl.extract.scan import ScanStats as Stats
 from etl.logs import current_run_id
 from etl.run.pipeline import SyncResult, replay_run, run_sync
 from etl.run.stream import ChunkSizes
+from tests.helpers import FakeScan, q, rows
 
 T0 = "2026-11-20T03:00:00Z"
 T1 = "2026-11-21T03:00:00Z"
-
-
-class FakeScan:
-    """Pages of each pass in turn (a later pass is a rescan), like etl.extract.scan.Scan."""
-
-    def __init__(self, *passes: list[Any], page_size: int = 100, complete: bool = True,
-                 fail_at_page: int | None = None, retries: int = 0) -> None:
-        self.passes = passes
-        self.page_size = page_size
-        self.stats = Stats(complete=complete, retries=retries,
-                           incomplete_reason=None if complete else "the total changed (5 -> 6)")
-        self.fail_at_page = fail_at_page
-
-    def __iter__(self) -> Iterator[Page]:
-        for pass_no, data in enumerate(self.passes):
-            seen: set[int] = set()
-            self.stats.rescans = pass_no
-            self.stats.total_reported = len(data)
-            for off in range(0, max(len(data), 1), self.page_size):
-                if self.fail_at_page is not None and self.stats.pages == self.fail_at_page:
-                    raise UpstreamError("GET /v2/manage/dockerhub/repos: HTTP 503 after 5 attempts")
-                chunk = data[off:off + self.page_size]
-                ids = [r["id"] for r in chunk if isinstance(r, dict) and "id" in r]
-                dups = tuple(i for i in ids if i in seen)
-                seen.update(ids)
-                self.stats.requests += 1
-                self.stats.pages += 1
-                self.stats.rows_seen = off + len(chunk)
-                yield Page(pass_no, off, chunk, json.dumps(chunk).encode(),
-                           f"{off}-{len(chunk)}/{len(data)}", T0, dups)
-
-
-def rows(ids: range, pulls: int = 100, when: str = "2026-11-01 10:00:00") -> list[dict[str, Any]]:
-    return [{"id": i, "namespace": "library", "name": f"img{i}", "user": "u",
-             "description": f"d{i}", "star_count": 2, "pull_count": pulls + i,
-             "collection_id": 0, "last_updated": when, "total_range": 0} for i in ids]
 
 
 @pytest.fixture()
@@ -77,28 +37,9 @@ def scans(scan_queue: list[FakeScan]) -> list[FakeScan]:
     return scan_queue
 
 
-@pytest.fixture(autouse=True)
-def _logging_reset() -> Iterator[None]:
-    """main() points the etl logger at the (captured) stderr of its test; undo that after."""
-    yield
-    logger = logging.getLogger("etl")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    logger.propagate = True
-    logger.setLevel(logging.NOTSET)
-
-
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
     return Settings(endpoint="http://127.0.0.1:9", db=tmp_path / "swr.db", allow_anonymous=True)
-
-
-def q(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def test_sync_result_and_ledger(settings: Settings) -> None:
@@ -428,84 +369,6 @@ def test_partial_scan_exit_6_loads_what_was_seen(simulator: Callable[..., Any],
     assert q(db, "SELECT status, exit_code, complete, rows_removed FROM runs WHERE run_id = 2") \
         == [("partial", 6, 0, 0)]
     assert q(db, "SELECT count(*) FROM images WHERE removed_at IS NOT NULL") == [(0,)]
-
-
-def consistent(db: Path) -> list[tuple[Any, ...]]:
-    """Every committed run is whole: good runs have all their snapshots, others have none."""
-    assert q(db, "PRAGMA integrity_check") == [("ok",)]
-    runs = q(db, "SELECT run_id, status, rows_loaded FROM runs ORDER BY run_id")
-    for run_id, status, rows_loaded in runs:
-        snaps = q(db, f"SELECT count(*) FROM image_snapshots WHERE run_id = {run_id}")[0][0]
-        pages = q(db, f"SELECT count(*) FROM raw_pages WHERE run_id = {run_id}")[0][0]
-        if status in ("success", "partial"):
-            assert snaps == rows_loaded > 0, (run_id, status, snaps, rows_loaded)
-        else:
-            assert (snaps, pages) == (0, 0), (run_id, status, snaps, pages)
-    assert q(db, "SELECT count(*) FROM images WHERE last_seen_run NOT IN "
-                 "(SELECT run_id FROM runs WHERE status IN ('success', 'partial'))") == [(0,)]
-    return runs
-
-
-def poll(condition: Callable[[], bool], deadline_s: float = 60.0) -> bool:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.002)
-    return False
-
-
-def kill_when(args: list[str], ready: Callable[[], bool], extra_s: float) -> bool:
-    """Start ``args``; SIGKILL it ``extra_s`` after ``ready()``; False if it ended first."""
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        poll(lambda: ready() or proc.poll() is not None)
-        end = time.monotonic() + extra_s
-        poll(lambda: time.monotonic() >= end or proc.poll() is not None)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=60)
-    # Judged by how it ended: it may have exited on its own just before the signal.
-    return proc.returncode == -signal.SIGKILL
-
-
-@pytest.mark.slow
-def test_sigkill_at_random_points_leaves_previous_state(simulator: Callable[..., Any],
-                                                        tmp_path: Path) -> None:
-    rows_n, page = 8_000, 400
-    pages = rows_n // page
-    sim = simulator(images=rows_n, seed=11)
-    db = tmp_path / "swr.db"
-    args = sync_cmd(sim.url, db, "-q", "--page-size", str(page), "--concurrency", "1")
-    assert subprocess.run(args, timeout=300).returncode == 0
-    baseline = q(db, "SELECT * FROM images ORDER BY id")
-    rng = random.Random(20261127)
-    killed = stale = 0
-    for point in range(6):
-        sim.dataset.advance_day()  # something to change, so a half-load would show
-        served = len(sim.repos_requests())
-        # kill after a random number of pages served; the last points land after every page
-        # was fetched (transform, load, commit)
-        after = rng.randint(1, pages) if point < 4 else pages
-        extra = rng.uniform(0.0, 0.4) if point >= 4 else 0.0
-        target = served + after
-        killed += kill_when(args, lambda t=target: len(sim.repos_requests()) >= t, extra)
-        runs = consistent(db)
-        last_id, last_status, _ = runs[-1]
-        if last_status == "running":  # killed mid-run: the previous state is intact
-            assert q(db, "SELECT * FROM images ORDER BY id") == baseline
-            stale += 1
-        else:  # killed after its commit (or not at all): the new state is whole
-            baseline = q(db, "SELECT * FROM images ORDER BY id")
-    assert killed >= 4 and stale >= 4, (killed, stale)
-    # the next run completes and marks every killed run failed/interrupted
-    assert subprocess.run(args, timeout=300).returncode == 0
-    runs = consistent(db)
-    assert not [r for r in runs if r[1] == "running"]
-    interrupted = q(db, "SELECT count(*) FROM runs WHERE status = 'failed' "
-                        "AND error = 'interrupted'")[0][0]
-    assert interrupted == stale
 
 
 def test_another_writer_past_busy_timeout_is_exit_5(scans: list[FakeScan], settings: Settings,

@@ -19,21 +19,9 @@ from etl.extract.retry import (
     parse_retry_after,
 )
 from etl.extract.throttle import Limiter
+from tests.helpers import FakeClock
 
 PATH = "/v2/manage/dockerhub/repos?offset=0&limit=100"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.mark.parametrize("body,expected", [
@@ -134,7 +122,7 @@ def failing(times: int, exc: Exception) -> tuple[list[int], object]:
 
 
 def test_backoff_full_jitter_bounded_by_exponential_ceiling_and_cap() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     policy = make_policy(clock, attempts=10, base=0.5, cap=3.0)
     calls, fn = failing(9, Transient("http_503", "boom"))
     assert policy.call(fn) == "ok"  # type: ignore[arg-type]
@@ -147,7 +135,7 @@ def test_backoff_full_jitter_bounded_by_exponential_ceiling_and_cap() -> None:
 
 
 def test_retry_after_is_honoured_and_pauses_the_shared_limiter() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     policy = make_policy(clock)
     calls, fn = failing(1, Transient("http_429", "slow down", retry_after=4.0, throttling=True))
     assert policy.call(fn) == "ok"  # type: ignore[arg-type]
@@ -156,7 +144,7 @@ def test_retry_after_is_honoured_and_pauses_the_shared_limiter() -> None:
 
 
 def test_throttling_without_retry_after_pauses_everyone_for_the_backoff() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     policy = make_policy(clock)
     _, fn = failing(1, Transient("http_429", "slow down", throttling=True))
     policy.limiter.pause_for(0)  # no-op
@@ -168,7 +156,7 @@ def test_throttling_without_retry_after_pauses_everyone_for_the_backoff() -> Non
 
 
 def test_exhausted_attempts_become_upstream_error_with_detail() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     policy = make_policy(clock, attempts=3)
     calls, fn = failing(99, Transient("http_503", 'GET /p: HTTP 503 "down"'))
     with pytest.raises(UpstreamError) as info:
@@ -180,7 +168,7 @@ def test_exhausted_attempts_become_upstream_error_with_detail() -> None:
 
 
 def test_final_errors_are_not_retried() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     policy = make_policy(clock)
     calls, fn = failing(99, AuthError("nope"))
     with pytest.raises(AuthError):
@@ -189,7 +177,7 @@ def test_final_errors_are_not_retried() -> None:
 
 
 def test_retry_budget_is_shared_by_the_run() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     policy = make_policy(clock, attempts=5, budget=3)
     _, fn = failing(2, Transient("timeout", "t"))
     assert policy.call(fn) == "ok"  # type: ignore[arg-type]
@@ -201,7 +189,7 @@ def test_retry_budget_is_shared_by_the_run() -> None:
 
 
 def test_limiter_token_bucket_spaces_requests() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     limiter = Limiter(2.0, sleep=clock.sleep, clock=clock)
     for _ in range(6):
         limiter.acquire()
@@ -252,7 +240,7 @@ def outage(clock: FakeClock, seconds: float) -> tuple[list[float], object]:
 
 @pytest.mark.parametrize("seed", range(20))
 def test_a_60_s_outage_is_ridden_out_with_the_defaults(seed: int) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     policy = default_policy(clock, seed)
     calls, fn = outage(clock, 60.0)
     assert policy.call(fn) == "ok"  # type: ignore[arg-type]
@@ -263,7 +251,7 @@ def test_a_60_s_outage_is_ridden_out_with_the_defaults(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(20))
 def test_a_permanent_outage_gives_up_within_the_window(seed: int) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     policy = default_policy(clock, seed)
     calls, fn = outage(clock, float("inf"))
     with pytest.raises(UpstreamError) as info:
@@ -276,7 +264,7 @@ def test_a_permanent_outage_gives_up_within_the_window(seed: int) -> None:
 
 
 def test_max_attempts_is_an_extra_cap_and_1_means_one_attempt() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     calls, fn = outage(clock, float("inf"))
     with pytest.raises(UpstreamError, match=r"^the API stayed unavailable after 1 attempt\(s\): "):
         default_policy(clock, max_attempts=1).call(fn)  # type: ignore[arg-type]
@@ -284,7 +272,7 @@ def test_max_attempts_is_an_extra_cap_and_1_means_one_attempt() -> None:
 
 
 def test_retry_after_beyond_the_window_gives_up_at_once() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     policy = default_policy(clock)
     calls, fn = failing(99, Transient("http_429", "GET /p: HTTP 429", retry_after=600.0,
                                       throttling=True))
@@ -296,7 +284,7 @@ def test_retry_after_beyond_the_window_gives_up_at_once() -> None:
 
 
 def test_retry_after_waits_add_up_to_no_more_than_the_window() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     policy = default_policy(clock)
     calls, fn = failing(99, Transient("http_429", "GET /p: HTTP 429", retry_after=50.0,
                                       throttling=True))
@@ -308,7 +296,7 @@ def test_retry_after_waits_add_up_to_no_more_than_the_window() -> None:
 def test_the_deadline_caps_every_wait() -> None:
     from etl.extract.throttle import Deadline, DeadlineExceeded
 
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     deadline = Deadline(10.0, clock=clock)
     policy = RetryPolicy(max_attempts=None, window=120.0, backoff_base=4.0, backoff_cap=4.0,
                          budget=100, limiter=Limiter(sleep=clock.sleep, clock=clock),
@@ -327,7 +315,7 @@ def test_the_deadline_caps_every_wait() -> None:
 def test_a_pause_longer_than_the_deadline_fails_at_once() -> None:
     from etl.extract.throttle import Deadline, DeadlineExceeded
 
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     limiter = Limiter(sleep=clock.sleep, clock=clock, deadline=Deadline(5.0, clock=clock))
     limiter.pause_for(30.0)
     with pytest.raises(DeadlineExceeded, match=r"^gave up: the run deadline \(--deadline 5 s\) "
@@ -338,7 +326,7 @@ def test_a_pause_longer_than_the_deadline_fails_at_once() -> None:
 
 def test_one_warning_per_outage_and_one_debug_line_per_wait(
         caplog: pytest.LogCaptureFixture) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     policy = default_policy(clock)
     caplog.set_level(logging.DEBUG, logger="etl.extract")
     down = Transient("http_503", "GET /p: HTTP 503", brief="HTTP 503 X.1")

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import logging_restored
+
 ROOT = Path(__file__).resolve().parent.parent
 MARK = uuid.uuid4().hex[:10]
 NEEDLE = f"MARKER-{MARK}"  # every secret below contains it, nothing else does
@@ -125,14 +127,11 @@ def run_in_process(args: list[str], env: dict[str, str]) -> subprocess.Completed
     """``etl.cli.app.main(args)`` with exactly ``env``, its stdout/stderr captured."""
     import contextlib
     import io
-    import logging
 
     from etl import logs
     from etl.cli.app import main
 
     saved_env = dict(os.environ)
-    logger = logging.getLogger("etl")
-    saved_log = (list(logger.handlers), logger.level, logger.propagate)
     # Forget secrets registered by earlier runs: each run must mask what it knows by itself.
     logs._SECRETS.clear()
     out, err = io.StringIO(), io.StringIO()
@@ -140,7 +139,7 @@ def run_in_process(args: list[str], env: dict[str, str]) -> subprocess.Completed
     try:
         os.environ.clear()
         os.environ.update(env)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with logging_restored(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 main(args)
             except SystemExit as exc:
@@ -148,9 +147,6 @@ def run_in_process(args: list[str], env: dict[str, str]) -> subprocess.Completed
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
-        logger.handlers[:] = saved_log[0]
-        logger.setLevel(saved_log[1])
-        logger.propagate = saved_log[2]
     return subprocess.CompletedProcess(args, int(code or 0), out.getvalue(), err.getvalue())
 
 

@@ -9,106 +9,31 @@ file, or a missing bundle file never disable verification.
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import sqlite3
 import ssl
-import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from etl.cli.app import main
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
-
-ROWS = [
-    {"id": 11, "user": "swr_official", "name": "nginx", "namespace": "library",
-     "description": "web server", "star_count": 5, "pull_count": 1000, "collection_id": 0,
-     "last_updated": "2026-11-01 10:00:00", "total_range": 2},
-    {"id": 12, "user": "swr_official", "name": "redis", "namespace": "library",
-     "description": "cache", "star_count": 3, "pull_count": 900, "collection_id": 0,
-     "last_updated": "2026-11-02 11:30:00", "total_range": 2},
-]
-CRED_VARS = ("SWR_AUTH_TOKEN", "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK",
-             "HUAWEICLOUD_USERNAME", "HUAWEICLOUD_PASSWORD", "HUAWEICLOUD_DOMAIN_NAME",
-             "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR",
-             "SWR_ETL_CONFIG", "SWR_ENDPOINT", "SWR_ETL_DB", "HTTPS_PROXY", "https_proxy",
-             "ALL_PROXY", "all_proxy")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        self.server.hits += 1  # type: ignore[attr-defined]
-        if not self.path.startswith("/v2/manage/dockerhub/repos"):
-            self.send_error(404)
-            return
-        offset = int(re.search(r"offset=(\d+)", self.path).group(1))  # type: ignore[union-attr]
-        rows = ROWS[offset:]
-        body = json.dumps(rows).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if rows:
-            self.send_header("Content-Range", f"{offset}-{len(rows)}/{len(ROWS)}")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    hits = 0
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # failed handshakes are the point of these tests
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    d = tmp_path_factory.mktemp("tls")
-    key, crt = d / "key.pem", d / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(crt), "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60)
-    return crt, key
+from tests.helpers import ROWS, cli, listing, q, serving
 
 
 @pytest.fixture(scope="module")
 def https_url(cert: tuple[Path, Path]) -> Iterator[str]:
+    """The official image list (two rows) over HTTPS with the self-signed certificate."""
     crt, key = cert
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(crt), str(key))
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for var in CRED_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    return monkeypatch
+    with serving(listing(ROWS), context=ctx) as server:
+        yield server.url
 
 
 def sync(url: str, db: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(["sync", "-q", "--no-auth", "--endpoint", url, "--db", str(db), "--max-attempts",
-              "2", "--timeout", "5", *extra])
-    return int(exc.value.code or 0), capsys.readouterr().err
+    code, _, err = cli(["sync", "-q", "--no-auth", "--endpoint", url, "--db", str(db),
+                        "--max-attempts", "2", "--timeout", "5", *extra], capsys)
+    return code, err
 
 
 def last_line(err: str) -> str:
@@ -118,14 +43,12 @@ def last_line(err: str) -> str:
     return lines[-1]
 
 
-def images(db: Path) -> list[tuple[int, str]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT id, name FROM images ORDER BY id").fetchall()
+def images(db: Path) -> list[tuple[Any, ...]]:
+    return q(db, "SELECT id, name FROM images ORDER BY id")
 
 
-def runs(db: Path) -> list[tuple[str, str | None]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT status, error FROM runs ORDER BY run_id").fetchall()
+def runs(db: Path) -> list[tuple[Any, ...]]:
+    return q(db, "SELECT status, error FROM runs ORDER BY run_id")
 
 
 def test_self_signed_certificate_is_refused_by_default(

@@ -11,34 +11,44 @@ from __future__ import annotations
 import threading
 from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from etl.errors import UpstreamError
 from etl.extract.fetch import Fetched, PageFetcher
 from etl.extract.paging import PagePlanner
 
-# Without any total (no header, no total_range) stop at the first empty page, but never send
-# more than this many page requests in one read: no input may loop forever.
-MAX_PAGES_WITHOUT_TOTAL = 100_000
-# Page requests a read may send beyond one per row of the first reported total (re-plans).
-EXTRA_PAGES_PER_PASS = 64
+
+@dataclass(frozen=True)
+class ReadBudget:
+    """How many page requests one read of the listing may send: no input may loop forever."""
+
+    # Without any total (no header, no total_range) a read stops at the first empty page, but
+    # never sends more than this many requests.
+    without_total: int = 100_000
+    # Requests beyond one per row of the first reported total (re-plans).
+    beyond_total: int = 64
+
+
+DEFAULT_BUDGET = ReadBudget()
 
 
 class PageReader:
     """Reads of the listing for one scan, through its ``PageFetcher``."""
 
     def __init__(self, fetcher: PageFetcher, *, concurrency: int, lock: threading.Lock,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, budget: ReadBudget = DEFAULT_BUDGET) -> None:
         self.fetcher = fetcher
         self.concurrency = concurrency
         self._lock = lock
         self._stop = stop
+        self._limits = budget
         self._requests = 0  # page requests of the current read
-        self._budget = MAX_PAGES_WITHOUT_TOTAL
+        self._budget = budget.without_total
 
     def start(self) -> None:
         """A new read begins: its page budget starts afresh."""
         self._requests = 0
-        self._budget = MAX_PAGES_WITHOUT_TOTAL
+        self._budget = self._limits.without_total
 
     def fetch(self, offset: int, limit: int) -> Fetched:
         """One page of the current read (counted against its budget)."""
@@ -57,7 +67,7 @@ class PageReader:
         if fetched is None:
             return
         if fetched.total is not None:
-            self._budget = fetched.total + EXTRA_PAGES_PER_PASS
+            self._budget = fetched.total + self._limits.beyond_total
         workers = self.concurrency if fetched.total is not None else 1
         executor = ThreadPoolExecutor(workers, "swr-page") if workers > 1 else None
         futures: dict[int, Future[Fetched]] = {}

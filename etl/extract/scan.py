@@ -30,7 +30,7 @@ from etl.errors import InternalError, UpstreamError
 from etl.extract.fetch import Fetched, PageFetcher, Stopped
 from etl.extract.paging import PagePlanner, PassLedger
 from etl.extract.proof import prove
-from etl.extract.reader import PageReader
+from etl.extract.reader import DEFAULT_BUDGET, PageReader, ReadBudget
 from etl.extract.response import signature
 from etl.extract.retry import RetryPolicy, make_policy
 from etl.extract.session import BoundedSession, Limits, limits_of
@@ -110,6 +110,7 @@ class Scan:
         sleep: Sleep,
         clock: Clock,
         rng: random.Random | None = None,
+        budget: ReadBudget = DEFAULT_BUDGET,
     ) -> None:
         self.session = session
         self.settings = settings
@@ -132,7 +133,7 @@ class Scan:
                               limits=limits, counters=self.stats, lock=self._lock,
                               stop=self._stop)
         self._reader = PageReader(fetcher, concurrency=settings.concurrency, lock=self._lock,
-                                  stop=self._stop)
+                                  stop=self._stop, budget=budget)
 
     def __iter__(self) -> Iterator[Page]:
         if self._started:
@@ -237,11 +238,13 @@ def scan_official_images(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
+    budget: ReadBudget = DEFAULT_BUDGET,
 ) -> Scan:
     """Scan the official image list; iterate the result for pages, then read ``.stats``.
 
-    Nothing is fetched until iteration starts. Raises (while iterating) ``AuthError`` (exit 3),
+    Nothing is fetched until iteration starts. ``budget`` bounds the page requests of each read
+    (``etl.extract.reader.ReadBudget``). Raises (while iterating) ``AuthError`` (exit 3),
     ``NotFoundError``/``BadRequestError``/``UpstreamError`` (exit 4).
     """
-    return Scan(session, settings, auth=auth, sleep=sleep, clock=clock, rng=rng)
+    return Scan(session, settings, auth=auth, sleep=sleep, clock=clock, rng=rng, budget=budget)
 

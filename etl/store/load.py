@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from etl.errors import ConfigError, exit_code_of
+from etl.integers import DUPLICATE_ID
 from etl.store import load_sql, run_record
 from etl.store.database import RunLock, check_database_file, connect, write_error
 from etl.store.read import check_ours
@@ -35,7 +36,6 @@ from etl.store.schema import IMAGE_COLUMNS, ensure_schema
 log = logging.getLogger("etl.load")
 
 INTERRUPTED = run_record.INTERRUPTED
-DUPLICATE_ID = "duplicate id in scan"  # the transform's wording for the same problem
 
 
 @dataclass

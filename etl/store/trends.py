@@ -38,7 +38,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-INT32_MAX = 2147483647
+from etl.integers import INT32_MAX
+
 MIN_GROWTH_BASELINE = 1000
 COUNTED_STATUSES: tuple[str, ...] = ("success",)
 RUN_STATUSES = ("running", "success", "partial", "failed")
