@@ -159,11 +159,11 @@ def python_mutants(module: str, path: str) -> Iterator[Mutant]:
     hints = _annotations(original)
     for name in PY_OPERATORS:
         operator = plugins.get_operator(name)()
-        positions = [(start, end) for node in ast_nodes(tree)
+        positions = [(node, start, end) for node in ast_nodes(tree)
                      for start, end in operator.mutation_positions(node)]
-        for occurrence, (start, end) in enumerate(positions):
+        for occurrence, (node, start, end) in enumerate(positions):
             if "pragma: no mutate" in lines[start[0] - 1] or any(
-                    a <= start < b for a, b in hints):
+                    a <= start < b for a, b in hints) or _is_parameter_marker(node):
                 continue
             if name == _EXCEPTION_REPLACER:
                 mutated = _splice(original, start, end, _NEVER_RAISED)
@@ -172,6 +172,14 @@ def python_mutants(module: str, path: str) -> Iterator[Mutant]:
             if mutated is None or mutated == original:
                 continue
             yield _mutant(module, path, name, original, mutated)
+
+
+def _is_parameter_marker(node: object) -> bool:
+    """The bare ``*`` of keyword-only parameters, which cosmic-ray takes for a multiplication
+    (``*, now=None`` -> ``/, now=None``: no arithmetic changed, every call still works)."""
+    parent = getattr(node, "parent", None)
+    return getattr(node, "type", "") == "operator" and getattr(parent, "type", "") in (
+        "parameters", "typedargslist", "varargslist", "lambdef")
 
 
 def _annotations(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
