@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from datetime import datetime, timedelta, timezone
@@ -352,3 +353,152 @@ def test_one_warning_per_outage_and_one_debug_line_per_wait(
     policy.call(failing(1, down)[1])  # type: ignore[arg-type]
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
     assert policy.outages == 2
+
+
+# -- rules the mutation campaign found unpinned (docs/development/mutation.md) ---------------
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("1", 1.0), ("0.5", 0.5), ("600", 600.0), ("601", 600.0), ("nan", None), ("inf", 600.0),
+    # HTTP dates: GMT, "-0000" (RFC 5322: UTC, no zone known; Python gives a naive datetime),
+    # numeric offsets, which move the instant
+    ("Fri, 27 Nov 2026 03:00:07 GMT", 7.0), ("Fri, 27 Nov 2026 03:00:07 -0000", 7.0),
+    ("Fri, 27 Nov 2026 03:00:07 +0000", 7.0), ("Fri, 27 Nov 2026 05:00:07 +0200", 7.0),
+    ("Fri, 27 Nov 2026 02:00:07 -0100", 7.0), ("Fri, 27 Nov 2026 03:00:00 GMT", None),
+    # dates no calendar holds are garbage, never a traceback
+    ("Fri, 27 Nov 2026 25:00:00 GMT", None), ("Fri, 1 Jan 99999999999 00:00:00 GMT", None),
+    ("Fri, 27 Nov 2026 03:00:07 +9999", None), ("", None), ("   ", None),
+])
+def test_retry_after_values(value: str, expected: float | None) -> None:
+    now = datetime(2026, 11, 27, 3, 0, 0, tzinfo=timezone.utc)
+    assert parse_retry_after(value, now=now) == expected
+
+
+class Ceiling(random.Random):
+    """Full jitter's largest draw, so a test sees the ceiling itself."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_backoff_ceiling_doubles_from_the_base_up_to_the_cap() -> None:
+    clock = FakeClock()
+    policy = RetryPolicy(max_attempts=None, backoff_base=0.5, backoff_cap=30.0, budget=100,
+                         limiter=Limiter(sleep=clock.sleep, clock=clock), sleep=clock.sleep,
+                         clock=clock, rng=Ceiling())
+    assert [policy.backoff(n) for n in range(1, 10)] == [
+        0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    # the exponent is clamped, so a huge attempt number still gives the cap, not an overflow
+    assert policy.backoff(10**6) == 30.0
+    huge = RetryPolicy(max_attempts=None, backoff_base=1.0, backoff_cap=float("inf"), budget=1,
+                       limiter=policy.limiter, sleep=clock.sleep, rng=Ceiling())
+    assert huge.backoff(10**6) == 2.0**64
+
+
+def test_a_policy_without_a_generator_of_its_own_still_jitters() -> None:
+    clock = FakeClock()
+    policy = RetryPolicy(max_attempts=None, backoff_base=1.0, backoff_cap=8.0, budget=1,
+                         limiter=Limiter(sleep=clock.sleep, clock=clock), sleep=clock.sleep)
+    draws = [policy.backoff(4) for _ in range(50)]
+    assert all(0.0 <= d <= 8.0 for d in draws) and len(set(draws)) > 1
+    assert policy.window == 120.0  # the class default is the product's --retry-window default
+
+
+@pytest.mark.parametrize("exc,pauses", [
+    (Transient("http_503", "down"), 0),  # one worker's bad luck: only it waits
+    (Transient("timeout", "slow"), 0),
+    (Transient("http_503", "down", retry_after=2.0), 1),  # the server said when: everyone waits
+    (Transient("http_429", "slow down", throttling=True), 1),
+])
+def test_which_failures_pause_every_worker(exc: Transient, pauses: int) -> None:
+    clock = FakeClock()
+    policy = make_policy(clock)
+    assert policy.call(failing(1, exc)[1]) == "ok"  # type: ignore[arg-type]
+    assert policy.limiter.pauses == pauses
+    assert Transient("x", "y").throttling is False
+
+
+def test_a_wait_that_ends_exactly_at_the_window_is_taken() -> None:
+    clock = FakeClock()
+    policy = RetryPolicy(max_attempts=None, window=10.0, backoff_base=1.0, backoff_cap=1.0,
+                         budget=100, limiter=Limiter(sleep=clock.sleep, clock=clock),
+                         sleep=clock.sleep, clock=clock)
+    calls, fn = failing(1, Transient("http_503", "down", retry_after=10.0))
+    assert policy.call(fn) == "ok"  # type: ignore[arg-type]
+    assert clock.sleeps == [10.0] and calls == [1, 2]
+
+
+def test_a_wait_that_ends_exactly_at_the_deadline_is_not_taken() -> None:
+    from etl.extract.throttle import Deadline, DeadlineExceeded
+
+    clock = FakeClock()
+    policy = RetryPolicy(max_attempts=None, window=120.0, backoff_base=1.0, backoff_cap=1.0,
+                         budget=100, limiter=Limiter(sleep=clock.sleep, clock=clock),
+                         sleep=clock.sleep, clock=clock, deadline=Deadline(10.0, clock=clock))
+    calls, fn = failing(1, Transient("http_503", "down", retry_after=10.0))
+    with pytest.raises(DeadlineExceeded):
+        policy.call(fn)  # type: ignore[arg-type]
+    assert clock.sleeps == [] and calls == [1]
+
+
+def test_a_deadline_far_away_leaves_the_window_to_end_the_retries() -> None:
+    from etl.extract.throttle import Deadline
+
+    clock = FakeClock()
+    policy = RetryPolicy(max_attempts=None, window=5.0, backoff_base=1.0, backoff_cap=1.0,
+                         budget=100, limiter=Limiter(sleep=clock.sleep, clock=clock),
+                         sleep=clock.sleep, clock=clock, deadline=Deadline(1000.0, clock=clock),
+                         rng=Ceiling())
+    calls, fn = outage(clock, float("inf"))
+    with pytest.raises(UpstreamError) as info:
+        policy.call(fn)  # type: ignore[arg-type]
+    assert type(info.value) is UpstreamError
+    assert str(info.value) == ("the API stayed unavailable after 6 attempt(s) over 5 s "
+                               "(--retry-window 5 s): GET /p: HTTP 503")
+
+
+def test_recovery_is_logged_with_the_outage_length(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    policy = RetryPolicy(max_attempts=None, backoff_base=2.0, backoff_cap=2.0, budget=100,
+                         limiter=Limiter(sleep=clock.sleep, clock=clock), sleep=clock.sleep,
+                         clock=clock, rng=Ceiling())
+    caplog.set_level(logging.DEBUG, logger="etl.extract")
+    assert policy.call(failing(2, Transient("http_503", "down"))[1]) == "ok"  # type: ignore
+    assert policy.call(failing(0, Transient("http_503", "down"))[1]) == "ok"  # type: ignore
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m for m in messages if m.startswith("API available")] == [
+        "API available again after 4.0 s"]
+    waits = [r for r in caplog.records if getattr(r, "event", "") == "retry"]
+    assert [(r.attempt, r.wait_s) for r in waits] == [(1, 2.0), (2, 2.0)]  # type: ignore
+
+
+def test_wait_s_is_rounded_to_milliseconds(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    policy = make_policy(clock)
+    caplog.set_level(logging.DEBUG, logger="etl.extract")
+    policy.call(failing(1, Transient("http_503", "down", retry_after=1.23456))[1])  # type: ignore
+    assert [getattr(r, "wait_s", None) for r in caplog.records
+            if getattr(r, "event", "") == "retry"] == [1.235]
+
+
+@pytest.mark.parametrize("status,kind", [
+    (499, UpstreamError), (500, Transient), (599, Transient), (418, UpstreamError),
+])
+def test_5xx_is_transient_and_other_unknown_statuses_are_final(status: int, kind: type) -> None:
+    out = classify(status, ApiErrorBody(), method="GET", path=PATH, request_id=None)
+    assert type(out) is kind
+
+
+def test_messages_keep_their_own_script_and_the_first_error_wins() -> None:
+    from etl.extract.retry import describe
+
+    assert describe("GET", "/p", 409, ApiErrorBody("C", "系统繁忙"), None) == (
+        'GET /p: HTTP 409 C "系统繁忙"')
+    assert parse_error_body('[{"errorCode": "A", "errorMessage": "first"}, '
+                            '{"errorCode": "B", "errorMessage": "second"}]') == ApiErrorBody(
+        "A", "first")
+    assert parse_error_body('[{"errorCode": "A"}, "not an object"]') == ApiErrorBody("A", "")
+    assert parse_error_body('["not an object", {"errorCode": "B"}]') == ApiErrorBody()
+    assert parse_error_body("[" * 100_000) == ApiErrorBody()  # nesting too deep to decode
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ApiErrorBody("A").code = "B"  # type: ignore[misc]

@@ -222,3 +222,22 @@ def test_an_up_to_date_database_does_not_import_sqlite_utils(tmp_path: Path) -> 
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (first.stdout.strip(), second.stdout.strip()) == ("True", "False"), (
         first.stderr + second.stderr)
+
+
+def test_a_failed_migration_leaves_the_old_version_intact(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    # v2 -> v3 adds runs.proof; here its script fails after that statement: the upgrade is
+    # rolled back whole: still the v2 it was, without the column and without views made
+    # half-way.
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for n in (1, 2):
+        conn.executescript(schema.MIGRATIONS[n])
+    conn.execute("PRAGMA user_version = 2")
+    monkeypatch.setitem(schema.MIGRATIONS, 3,
+                        schema.V3 + "\nINSERT INTO no_such_table VALUES (1);\n")
+    with pytest.raises(sqlite3.OperationalError, match="no such table: no_such_table"):
+        schema.ensure_schema(conn)
+    assert not conn.in_transaction
+    assert schema.current_version(conn) == 2
+    assert "proof" not in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+    assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'").fetchall() == []

@@ -20,7 +20,10 @@ from tests.fixtures.report_db import (
     GOLDEN_IMAGES,
     GOLDEN_RUNS,
     STUCK,
+    add_image,
+    add_run,
     build_golden_db,
+    new_db,
 )
 
 METADATA = Path(__file__).resolve().parent.parent / "datasette" / "metadata.json"
@@ -210,3 +213,83 @@ def test_view_canned_query_and_report_agree(conn: sqlite3.Connection, golden: Pa
     # the report's top 3 are the view's first three rows
     assert [m["id"] for m in build_report(golden, days=days, top=3, now=NOW)["top_movers"]] == [
         v["image_id"] for v in view[:3]]
+
+
+# --- rules the mutation campaign found unpinned (docs/development/mutation.md) -------------
+
+def _runs(tmp_path: Path, *runs: tuple[int, str, dict[str, Any]]) -> sqlite3.Connection:
+    conn = new_db(tmp_path / "swr.db")
+    for run_id, date, extra in runs:
+        add_run(conn, run_id, date, **extra)
+    return conn
+
+
+def test_a_runs_date_without_snapshot_date_comes_from_its_snapshots_then_its_end(
+        tmp_path: Path) -> None:
+    conn = _runs(tmp_path, (1, "2026-03-01", {"counts": {1: 5}, "set_snapshot_date": False}),
+                 (2, "2026-03-02", {"set_snapshot_date": False}),  # no snapshots: its end day
+                 (3, "2026-03-04", {}))
+    # run 1's snapshots say 03-01 although it finished on another day
+    conn.execute("UPDATE runs SET finished_at = '2026-03-09T00:00:00Z' WHERE run_id = 1")
+    # run 2 ended past midnight: the day it ended, as the loader's date would be
+    conn.execute("UPDATE runs SET finished_at = '2026-03-03T00:10:00Z' WHERE run_id = 2")
+    add_run(conn, 4, "2026-03-05", set_snapshot_date=False)
+    conn.execute("UPDATE runs SET finished_at = NULL WHERE run_id = 4")  # then its start day
+    assert conn.execute(trends.counted_runs_sql()).fetchall() == [
+        ("2026-03-01", 1), ("2026-03-03", 2), ("2026-03-04", 3), ("2026-03-05", 4)]
+
+
+def test_filtered_runs_count_only_when_every_run_is_filtered(tmp_path: Path) -> None:
+    conn = _runs(tmp_path, (1, "2026-03-01", {}), (2, "2026-03-02", {}),
+                 (3, "2026-03-03", {"namespace": "library"}))
+    conn.execute("INSERT INTO runs (run_id, started_at, finished_at, status, image_name, "
+                 "snapshot_date) VALUES (4, '2026-03-04T02:00:00Z', '2026-03-04T02:05:00Z', "
+                 "'success', 'nginx', '2026-03-04')")
+    # a filter on the namespace alone or on the name alone is still a filter
+    assert conn.execute(trends.counted_runs_sql()).fetchall() == [
+        ("2026-03-01", 1), ("2026-03-02", 2)]
+    conn.execute("DELETE FROM runs WHERE run_id IN (1, 2)")
+    # every run filtered: the latest run's filter is the scope
+    assert conn.execute(trends.counted_runs_sql()).fetchall() == [("2026-03-04", 4)]
+    # two filters on the latest date: the later run decides
+    add_run(conn, 5, "2026-03-04", namespace="library")
+    assert conn.execute(trends.counted_runs_sql()).fetchall() == [
+        ("2026-03-03", 3), ("2026-03-04", 5)]
+
+
+@pytest.mark.parametrize("statuses", [(), ("success", "done"), ("SUCCESS",)])
+def test_unknown_run_statuses_are_refused(statuses: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="unknown run statuses"):
+        trends.counted_runs_sql(statuses=statuses)
+
+
+def test_every_status_may_be_asked_for(tmp_path: Path) -> None:
+    conn = _runs(tmp_path, (1, "2026-03-01", {"status": "failed"}),
+                 (2, "2026-03-02", {"status": "partial"}), (3, "2026-03-03", {}))
+    assert conn.execute(trends.counted_runs_sql(statuses=trends.RUN_STATUSES)).fetchall() == [
+        ("2026-03-01", 1), ("2026-03-02", 2), ("2026-03-03", 3)]
+
+
+def test_an_image_that_did_not_grow_is_a_mover_with_zero_gain(tmp_path: Path) -> None:
+    conn = _runs(tmp_path, (1, "2026-03-01", {"counts": {1: 500, 2: 100}}),
+                 (2, "2026-03-05", {"counts": {1: 500, 2: 150}}))
+    add_image(conn, 1, "still")
+    add_image(conn, 2, "grows")
+    assert conn.execute("SELECT image_id, pull_delta, per_day, pull_growth_pct, rank "
+                        "FROM top_movers_7d").fetchall() == [
+        (2, 50, 12.5, 5.0, 1), (1, 0, 0.0, 0.0, 2)]
+
+
+def test_observations_without_an_images_row_are_kept(tmp_path: Path) -> None:
+    # The views never lose an observation for want of its name (an images row deleted by hand).
+    conn = _runs(tmp_path, (1, "2026-03-01", {"counts": {1: 500}}),
+                 (2, "2026-03-02", {"counts": {1: 600}}))
+    assert conn.execute("SELECT image_id, namespace, name, pull_delta FROM daily_pulls "
+                        "ORDER BY snapshot_date").fetchall() == [
+        (1, None, None, None), (1, None, None, 100)]
+    assert conn.execute("SELECT image_id, name, pull_delta, rank FROM top_movers_30d"
+                        ).fetchall() == [(1, None, 100, 1)]
+    # latest_images: an image whose last run is gone still lists, without a date
+    add_image(conn, 1, "orphan", last_run=99)
+    assert conn.execute("SELECT id, name, snapshot_date FROM latest_images").fetchall() == [
+        (1, "orphan", None)]

@@ -112,7 +112,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     except ValueError:
         try:
             when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        # TypeError/IndexError: older Pythons' answers to garbage; OverflowError: a year too
+        # large for the C library ("1 Jan 99999999999"), which must not become a traceback.
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)

@@ -1,0 +1,86 @@
+"""The one integer rule (etl.integers): every kind of raw JSON value, the bounds of int64, and
+the id rule on top of it, as a table of value -> (number, problem)."""
+
+from __future__ import annotations
+
+import enum
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from etl.integers import (
+    BOOLEAN,
+    FRACTIONAL,
+    INT64_MAX,
+    NEGATIVE,
+    NOT_FINITE,
+    NOT_NUMERIC,
+    TOO_BIG,
+    ZERO,
+    coerce_id,
+    coerce_int,
+    usable_id,
+)
+
+
+class Flag(enum.IntEnum):
+    SEVEN = 7
+
+
+@pytest.mark.parametrize("value,expected", [
+    (None, (None, None)),
+    (0, (0, None)), (17, (17, None)), (INT64_MAX, (INT64_MAX, None)),
+    (-1, (None, NEGATIVE)), (-(2**70), (None, NEGATIVE)),
+    (INT64_MAX + 1, (None, TOO_BIG)),
+    (Flag.SEVEN, (7, None)),  # an int subclass is its number
+    (True, (None, BOOLEAN)), (False, (None, BOOLEAN)),
+    (17.0, (17, None)), (-0.0, (0, None)), (-1.0, (None, NEGATIVE)),
+    (17.5, (None, FRACTIONAL)), (2.0**63, (None, TOO_BIG)),
+    (math.nan, (None, NOT_FINITE)), (math.inf, (None, NOT_FINITE)),
+    (-math.inf, (None, NOT_FINITE)),
+    ("17", (17, None)), ("+17", (17, None)), (" 17 ", (17, None)), ("\t17\n", (17, None)),
+    ("90", (90, None)), ("0", (0, None)), ("17.", (17, None)), ("17.000", (17, None)),
+    ("17.0", (17, None)), ("-17", (None, NEGATIVE)), ("-0", (0, None)),
+    ("17.5", (None, FRACTIONAL)), ("17.05", (None, FRACTIONAL)), ("17.90", (None, FRACTIONAL)),
+    (str(INT64_MAX), (INT64_MAX, None)), (str(INT64_MAX + 1), (None, TOO_BIG)),
+    ("", (None, NOT_NUMERIC)), (" ", (None, NOT_NUMERIC)), ("+", (None, NOT_NUMERIC)),
+    (".5", (None, NOT_NUMERIC)), ("1e3", (None, NOT_NUMERIC)), ("0x1f", (None, NOT_NUMERIC)),
+    ("17.0.0", (None, NOT_NUMERIC)), ("+-1", (None, NOT_NUMERIC)), ("1 7", (None, NOT_NUMERIC)),
+    ("١٧", (None, NOT_NUMERIC)),  # digits of other scripts are not ASCII digits
+    ("seventeen", (None, NOT_NUMERIC)),
+    ([17], (None, NOT_NUMERIC)), ({"n": 17}, (None, NOT_NUMERIC)), (b"17", (None, NOT_NUMERIC)),
+])
+def test_coerce_int(value: object, expected: tuple[int | None, str | None]) -> None:
+    assert coerce_int(value) == expected
+    assert type(coerce_int(value)[0]) in (int, type(None))  # never a float, bool or enum
+
+
+@given(st.integers(0, INT64_MAX), st.sampled_from(["", " ", "\t"]),
+       st.sampled_from(["", "+"]), st.sampled_from(["", ".", ".0", ".000"]))
+def test_integral_text_is_the_integer_it_spells(n: int, pad: str, sign: str,
+                                                 point: str) -> None:
+    assert coerce_int(f"{pad}{sign}{n}{point}{pad}") == (n, None)
+
+
+@given(st.integers(1, INT64_MAX))
+def test_negative_numbers_are_a_problem_in_every_form(n: int) -> None:
+    assert coerce_int(-n) == coerce_int(str(-n)) == (None, NEGATIVE)
+
+
+@pytest.mark.parametrize("value,expected", [
+    (None, (None, None)), (5, (5, None)), ("5", (5, None)), (5.0, (5, None)),
+    (0, (None, ZERO)), ("0", (None, ZERO)), (0.0, (None, ZERO)), ("0.0", (None, ZERO)),
+    (-5, (None, NEGATIVE)), (True, (None, BOOLEAN)), ("x", (None, NOT_NUMERIC)),
+])
+def test_coerce_id(value: object, expected: tuple[int | None, str | None]) -> None:
+    assert coerce_id(value) == expected
+
+
+@pytest.mark.parametrize("row,expected", [
+    ({"id": 5}, 5), ({"id": "5"}, 5), ({"id": 0}, None), ({"id": None}, None), ({}, None),
+    ({"id": -5}, None), ([("id", 5)], None), ("id", None), (None, None),
+])
+def test_usable_id(row: object, expected: int | None) -> None:
+    assert usable_id(row) == expected

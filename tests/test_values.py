@@ -1,0 +1,119 @@
+"""Per-value column rules (etl.transform.values): every path of the integer and text columns
+gives the answer the one-value-at-a-time rule gives, and raw values are shown as stored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from etl.integers import BOOLEAN, FRACTIONAL, INT64_MAX, NEGATIVE, TOO_BIG, ZERO, coerce_id
+from etl.transform.values import (
+    INVALID_UNICODE,
+    NOT_A_STRING,
+    field_values,
+    int_column,
+    raw_json,
+    raw_text,
+    text_column,
+)
+
+
+def column(values: list[object], **kw: object) -> tuple[list[int | None], dict[int, str]]:
+    numbers, valid, problems = int_column(values, **kw)  # type: ignore[arg-type]
+    assert numbers.dtype == np.int64 and valid.dtype == bool and len(numbers) == len(values)
+    return [int(n) if ok else None for n, ok in zip(numbers, valid, strict=True)], problems
+
+
+@pytest.mark.parametrize("values,expected", [
+    # plain ints only (the numpy path): negatives are judged by the rule
+    ([0, 5, INT64_MAX], ([0, 5, INT64_MAX], {})),
+    ([5, -1, 0], ([5, None, 0], {1: NEGATIVE})),
+    # mixed types (the mask path): bool is never a number, None is absent without a problem
+    ([5, True, None, "7", 7.0, 7.5, -1], ([5, None, None, 7, 7, None, None],
+                                          {1: BOOLEAN, 5: FRACTIONAL, 6: NEGATIVE})),
+    ([None, None], ([None, None], {})),
+    # an int beyond int64 (the one-by-one path), whatever else is in the chunk
+    ([INT64_MAX + 1, 3, -2], ([None, 3, None], {0: TOO_BIG, 2: NEGATIVE})),
+    ([INT64_MAX + 1, "3", None], ([None, 3, None], {0: TOO_BIG})),
+    ([], ([], {})),
+])
+def test_int_column_paths(values: list[object],
+                          expected: tuple[list[int | None], dict[int, str]]) -> None:
+    assert column(values) == expected
+
+
+@pytest.mark.parametrize("values,expected", [
+    ([1, 0, 2], ([1, None, 2], {1: ZERO})),  # smallest=1: zero goes to the rule, which refuses
+    ([0.0, "0", 3], ([None, None, 3], {0: ZERO, 1: ZERO})),
+    ([INT64_MAX + 1, 0], ([None, None], {0: TOO_BIG, 1: ZERO})),
+])
+def test_int_column_with_the_id_rule(values: list[object],
+                                     expected: tuple[list[int | None], dict[int, str]]) -> None:
+    assert column(values, rule=coerce_id, smallest=1) == expected
+
+
+any_value = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+                      st.floats(allow_nan=True), st.text(max_size=5))
+
+
+@given(st.lists(any_value, max_size=12))
+def test_int_column_agrees_with_the_rule_one_value_at_a_time(values: list[object]) -> None:
+    numbers, problems = column(values)
+    from etl.integers import coerce_int
+
+    expected = [coerce_int(v) for v in values]
+    assert numbers == [n for n, _ in expected]
+    assert problems == {i: p for i, (_, p) in enumerate(expected) if p is not None}
+
+
+def texts(values: list[object]) -> tuple[list[str | None], dict[int, str]]:
+    array, problems = text_column(values)
+    assert str(array.dtype) == "string"
+    return [None if v is None else str(v) for v in array.to_numpy(na_value=None)], problems
+
+
+@pytest.mark.parametrize("values,expected", [
+    (["a", None, "", " b "], (["a", None, "", " b "], {})),  # kept exactly
+    (["a", 5, ["x"], None, True], (["a", None, None, None, None],
+                                   {1: NOT_A_STRING, 2: NOT_A_STRING, 4: NOT_A_STRING})),
+    (["a", "\ud800", None], (["a", None, None], {1: INVALID_UNICODE})),
+    ([5, "x\udfffy", "ok"], ([None, None, "ok"], {0: NOT_A_STRING, 1: INVALID_UNICODE})),
+    ([], ([], {})),
+])
+def test_text_column(values: list[object],
+                     expected: tuple[list[str | None], dict[int, str]]) -> None:
+    assert texts(values) == expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    ({"id": 1, "name": "café"}, '{"id": 1, "name": "café"}'),  # UTF-8 kept
+    ({"name": "\ud800"}, '{"name": "\\ud800"}'),  # a lone surrogate as an ASCII escape
+    ({1: "non-string key is fine in JSON"}, '{"1": "non-string key is fine in JSON"}'),
+    ({(1, 2): "x"}, '"{(1, 2): \'x\'}"'),  # not JSON-shaped: its repr as text
+    ([1, None, True], "[1, null, true]"),
+])
+def test_raw_json(value: object, expected: str) -> None:
+    assert raw_json(value) == expected
+
+
+def test_raw_json_of_a_value_json_cannot_encode_is_its_text() -> None:
+    assert raw_json({"when": {1, 2}}) == '{"when": "{1, 2}"}'  # default=str
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("17x", "17x"), ("café", "café"), ("\ud800", '"\\ud800"'), (17, "17"), (None, "null"),
+    (["a"], '["a"]'), (1.5, "1.5"), (True, "true"),
+])
+def test_raw_text(value: object, expected: str) -> None:
+    assert raw_text(value) == expected
+
+
+def test_field_values_reads_every_block_and_missing_fields_are_none() -> None:
+    rows = [{"a": i, "b": i * 10} for i in range(7)]
+    del rows[4]["b"], rows[1]["a"]
+    assert field_values(rows, ("a", "b"), block=3) == {
+        "a": [0, None, 2, 3, 4, 5, 6], "b": [0, 10, 20, 30, None, 50, 60]}
+    assert field_values(rows, ("c",), block=2) == {"c": [None] * 7}
+    assert field_values([], ("a",)) == {"a": []}
