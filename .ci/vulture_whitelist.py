@@ -30,3 +30,7 @@ PRIMARY_KEYS, PROOFS
 # The simulator's API for the tests, the demo and the benchmarks.
 _.advance, _.set_today, _.cpu_seconds, _.repos_requests, _.clear_requests, _.set_scenario
 _.listing_at
+
+# tqdm reads monitor_interval from our subclass; prometheus_client calls a collector's collect().
+monitor_interval  # etl.cli.progress
+_.collect  # etl.run.metrics._RunCollector

@@ -337,15 +337,15 @@ def test_someone_elses_database_is_refused_and_left_untouched(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "their.db"
     before = their_db(db)
-    code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
+    code, _, err = cli(["sync", "-q", "--db", str(db), "--endpoint", "http://127.0.0.1:9",
                      "--no-auth", "--metrics-file", str(tmp_path / "swr.prom")], capsys)
-    assert (code, err) == (2, f"swr-etl: error: {db} is not an swr-etl database (it holds "
+    assert (code, err.strip()) == (2, f"swr-etl: error: {db} is not an swr-etl database (it holds "
                               "notes), left untouched: `swr-etl sync --adopt` adds swr-etl's "
                               "tables to it and switches it to WAL mode")
     assert db.read_bytes() == before
     # no lock, no WAL files, no metrics file: refused before the run's hooks
     assert sorted(p.name for p in tmp_path.iterdir()) == ["their.db"]
-    assert table(db, "PRAGMA journal_mode") == [("delete",)]
+    assert q(db, "PRAGMA journal_mode") == [("delete",)]
 
 
 def test_adopt_adds_our_tables_beside_theirs(tmp_path: Path, simulator: Any,
@@ -353,16 +353,16 @@ def test_adopt_adds_our_tables_beside_theirs(tmp_path: Path, simulator: Any,
     sim = simulator(images=5)
     db = tmp_path / "their.db"
     their_db(db)
-    code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", sim.url, "--no-auth",
+    code, _, err = cli(["sync", "-q", "--db", str(db), "--endpoint", sim.url, "--no-auth",
                      "--adopt"], capsys)
-    assert (code, err) == (0, "")
-    assert table(db, "SELECT body FROM notes") == [("keep me",)]
-    assert table(db, "SELECT count(*) FROM images") == [(5,)]
-    assert table(db, "PRAGMA journal_mode") == [("wal",)]
+    assert (code, err.strip()) == (0, "")
+    assert q(db, "SELECT body FROM notes") == [("keep me",)]
+    assert q(db, "SELECT count(*) FROM images") == [(5,)]
+    assert q(db, "PRAGMA journal_mode") == [("wal",)]
     # adopted once, it is ours: the next run needs no --adopt
-    code, err = cli(["sync", "-q", "--db", str(db), "--endpoint", sim.url, "--no-auth"], capsys)
-    assert (code, err) == (0, "")
-    assert table(db, "SELECT count(*), max(status) FROM runs") == [(2, "success")]
+    code, _, err = cli(["sync", "-q", "--db", str(db), "--endpoint", sim.url, "--no-auth"], capsys)
+    assert (code, err.strip()) == (0, "")
+    assert q(db, "SELECT count(*), max(status) FROM runs") == [(2, "success")]
 
 
 @pytest.mark.parametrize("kind,why", [
@@ -388,14 +388,14 @@ def test_empty_sqlite_files_need_no_adopt(tmp_path: Path) -> None:
     assert blank.stat().st_size > 0
     for db in (zero, blank):
         load(db, rows(range(1, 3)), T0)
-        assert table(db, "SELECT count(*) FROM images") == [(2,)]
+        assert q(db, "SELECT count(*) FROM images") == [(2,)]
 
 
 def test_replay_of_someone_elses_database_points_at_sync_adopt(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "their.db"
     before = their_db(db)
-    code, err = cli(["replay", "1", "--db", str(db)], capsys)
-    assert code == 2 and err.endswith("`swr-etl sync --adopt` adds swr-etl's tables to it and "
+    code, _, err = cli(["replay", "1", "--db", str(db)], capsys)
+    assert code == 2 and err.strip().endswith("`swr-etl sync --adopt` adds swr-etl's tables to it and "
                                       "switches it to WAL mode")
     assert db.read_bytes() == before
