@@ -154,17 +154,17 @@ AKSK_ENV = {"HUAWEICLOUD_SDK_AK": "AKEXAMPLE0000000001", "HUAWEICLOUD_SDK_SK": "
      "huaweicloudsdkcore: pip install 'swr-official-images-etl[aksk]'"),
 ])
 def test_configuration_errors_touch_nothing(args: list[str], message: str, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch,
+                                            clean_env: pytest.MonkeyPatch, stubs: Any,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """Exit 2 with one line before the lock, the database, the metrics file or a ping: no file
     is created anywhere (``--db ''`` once locked the folder above the current one)."""
-    from tests.test_ops import Pings
+    from tests.test_ops import pings_answering
 
+    pings = pings_answering(stubs, 200)
+    monkeypatch = clean_env
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    for var in ("SWR_AUTH_TOKEN", "HUAWEICLOUD_USERNAME", "SWR_ETL_CONFIG", "SWR_ETL_DB"):
-        monkeypatch.delenv(var, raising=False)
     for name, value in AKSK_ENV.items():
         monkeypatch.setenv(name, value)
     if args == ["aksk-extra-missing"]:  # as if installed without the [aksk] extra
@@ -172,18 +172,12 @@ def test_configuration_errors_touch_nothing(args: list[str], message: str, tmp_p
             monkeypatch.setitem(sys.modules, name, None)
         monkeypatch.setitem(sys.modules, "huaweicloudsdkcore", None)
         args = []
-    pings = Pings()
-    pings.thread.start()
-    try:
-        with pytest.raises(SystemExit) as exc:
-            main(["sync", "--db", "swr.db", "--endpoint", "http://127.0.0.1:9",
-                  "--metrics-file", "swr.prom", "--healthcheck-url", pings.url, *args])
-    finally:
-        pings.server.shutdown()
-        pings.server.server_close()
+    with pytest.raises(SystemExit) as exc:
+        main(["sync", "--db", "swr.db", "--endpoint", "http://127.0.0.1:9",
+              "--metrics-file", "swr.prom", "--healthcheck-url", pings.url, *args])
     assert exc.value.code == 2
     assert capsys.readouterr().err.splitlines() == [f"swr-etl: error: {message}"]
-    assert [p.name for p in tmp_path.rglob("*")] == ["work"]
+    assert [p.name for p in tmp_path.rglob("*") if p.name != "home"] == ["work"]
     assert pings.calls == []
 
 
