@@ -396,6 +396,6 @@ def test_replay_of_someone_elses_database_points_at_sync_adopt(
     db = tmp_path / "their.db"
     before = their_db(db)
     code, _, err = cli(["replay", "1", "--db", str(db)], capsys)
-    assert code == 2 and err.strip().endswith("`swr-etl sync --adopt` adds swr-etl's tables to it and "
-                                      "switches it to WAL mode")
+    assert code == 2 and err.strip().endswith(
+        "`swr-etl sync --adopt` adds swr-etl's tables to it and switches it to WAL mode")
     assert db.read_bytes() == before
