@@ -14,10 +14,10 @@ import re
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 import pytest
@@ -230,3 +230,114 @@ def test_relative_links_in_docs_and_readme_point_at_files() -> None:
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
     assert broken == []
     assert checked >= 20  # the docs link to each other: a finder that finds nothing is broken
+
+
+# ------------------------------------------- (e) console transcripts run, and print what they show
+
+# A ```console block is a transcript: `$ command` lines, each followed by what it prints (stdout
+# and stderr together, as a terminal shows them). Every one runs offline, in a temporary folder
+# per page with a private HOME and no credentials, against a simulated endpoint that SWR_ENDPOINT
+# names (180 images, seed 42), and must print what the page shows. Examples that need the real
+# API or a server of their own are ```bash blocks (commands only) or ```text (output only).
+CONSOLE = re.compile(r"^```console[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# What changes from run to run, and how a page writes it: a date (a transcript's dates are those
+# of the day it runs), a time, a duration, an age. Runs of spaces are one space (table columns
+# widen with a duration's digits).
+VOLATILE = [
+    (re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z"), "<time>"),
+    (re.compile(r"\d{4}-\d{2}-\d{2}"), "<date>"),
+    (re.compile(r"\b\d+(?:\.\d+)? ?(?:s|min|h)\b"), "<duration>"),
+    (re.compile(r" {2,}"), " "),
+]
+ELLIPSIS = "..."  # a line of its own in the shown output: any number of lines
+
+
+class Step(NamedTuple):
+    command: str
+    shown: list[str]
+
+
+def transcript(block: str) -> list[Step]:
+    """The commands of a console block and the output shown under each; a trailing backslash
+    continues a command on the next line, as in the shell."""
+    steps: list[Step] = []
+    lines = block.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line.startswith("$ "):
+            if not steps:
+                raise AssertionError(f"console block does not start with '$ ': {line!r}")
+            steps[-1].shown.append(line)
+            continue
+        command = line[2:]
+        while command.endswith("\\") and i < len(lines):
+            command = command[:-1] + "\n" + lines[i]
+            i += 1
+        steps.append(Step(command, []))
+    return steps
+
+
+def normalised(lines: list[str]) -> list[str]:
+    out = []
+    for line in lines:
+        for pattern, placeholder in VOLATILE:
+            line = pattern.sub(placeholder, line)
+        out.append(line.rstrip())
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
+def matches(shown: list[str], printed: list[str]) -> bool:
+    """Line for line, after normalising both; a shown '...' line stands for any lines."""
+    if not shown:
+        return not printed
+    if shown[0] == ELLIPSIS:
+        return any(matches(shown[1:], printed[k:]) for k in range(len(printed) + 1))
+    return bool(printed) and shown[0] == printed[0] and matches(shown[1:], printed[1:])
+
+
+def test_transcript_parsing_and_matching() -> None:
+    steps = transcript("$ a \\\n  --b\nout 1\n...\n$ c\n")
+    assert steps == [Step("a \n  --b", ["out 1", "..."]), Step("c", [])]
+    shown = normalised(["run 1 ok at 2026-11-30T10:24:59Z in 0.49 s", "...", "end  of  it"])
+    assert shown == ["run 1 ok at <time> in <duration>", "...", "end of it"]
+    assert matches(shown, normalised(["run 1 ok at 2027-01-01T00:00:00Z in 12 s", "x", "y",
+                                      "end of it"]))
+    assert not matches(shown, normalised(["run 2 ok at 2027-01-01T00:00:00Z in 1 s",
+                                          "end of it"]))
+    assert not matches(["a"], ["a", "b"])  # output the page does not show is a mismatch
+
+
+def console_pages() -> list[Path]:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    return [p for p in pages if CONSOLE.search(p.read_text(encoding="utf-8"))]
+
+
+def test_pages_with_transcripts_are_found() -> None:
+    names = {p.relative_to(ROOT).as_posix() for p in console_pages()}
+    assert {"docs/getting-started.md", "docs/analysts/views.md"} <= names
+
+
+@pytest.mark.parametrize("page", console_pages(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_console_transcripts_run_offline_and_print_what_they_show(
+        page: Path, tmp_path: Path, clean_env: pytest.MonkeyPatch,
+        simulator: Callable[..., Any]) -> None:
+    sim = simulator(images=180, seed=42)
+    clean_env.setenv("SWR_ENDPOINT", sim.url)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    ran = 0
+    for block in CONSOLE.findall(page.read_text(encoding="utf-8")):
+        for step in transcript(block):
+            proc = subprocess.run(["bash", "-c", step.command], cwd=work, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240)
+            shown, printed = normalised(step.shown), normalised(proc.stdout.splitlines())
+            assert matches(shown, printed), (
+                f"{page.relative_to(ROOT)}: $ {step.command}\n--- shown:\n" + "\n".join(shown)
+                + "\n--- printed:\n" + "\n".join(printed))
+            ran += 1
+    assert ran > 0
