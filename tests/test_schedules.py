@@ -220,7 +220,8 @@ def test_container_user_matches_the_pod() -> None:
     assert 'ENTRYPOINT ["swr-etl"]' in text
 
 
-# What the CronJob does with each exit code of a failed sync, and why (docs/operators/scheduling.md, "Kubernetes").
+# What the CronJob does with each exit code of a failed sync, and why
+# (docs/operators/scheduling.md, "Kubernetes").
 RETRY_DECISION = {
     1: "fail",  # a bug: the retry repeats it
     2: "fail",  # usage or configuration: only a person can fix it
