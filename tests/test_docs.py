@@ -341,3 +341,103 @@ def test_console_transcripts_run_offline_and_print_what_they_show(
                 + "\n--- printed:\n" + "\n".join(printed))
             ran += 1
     assert ran > 0
+
+
+# ------------------------------------------- (f) pointers from the code into the docs resolve
+
+# "docs/how-it-works/swr-api.md, "The call"" in a docstring or comment: the page must exist and,
+# when a section is quoted after it, have a heading that starts with those words. A quote may wrap
+# onto the next comment line; backticks are left out of the comparison (rst ``x`` vs Markdown `x`).
+DOC_POINTER = re.compile(r'(docs/[\w./-]+?\.md)((?:,\s*"[^"]+"(?:\s+and\s+"[^"]+")*)?)')
+README_POINTER = re.compile(r'README(?:\'s)?,?\s+"([^"]+)"')
+
+
+def flattened(text: str) -> str:
+    """Comment and docstring text with line breaks (and the '#' that continues a comment) gone."""
+    return re.sub(r"\s*\n\s*(?:#\s*)?", " ", text)
+
+
+def headings(page: Path) -> list[str]:
+    text = FENCE.sub("", page.read_text(encoding="utf-8"))
+    return [h.replace("`", "") for h in re.findall(r"^#{1,6}\s+(.+?)\s*$", text, re.MULTILINE)]
+
+
+def doc_pointers(text: str) -> Iterator[tuple[str, list[str]]]:
+    for match in DOC_POINTER.finditer(flattened(text)):
+        yield match[1], [s.replace("`", "") for s in re.findall(r'"([^"]+)"', match[2])]
+
+
+def test_pointer_finder_reads_wrapped_sections() -> None:
+    text = ('# see (docs/a/b.md, "Throttling and\n    # ``Retry-After``") and docs/c.md says;\n'
+            '"""docs/d.md, "One" and "Two": x"""')
+    assert list(doc_pointers(text)) == [("docs/a/b.md", ["Throttling and Retry-After"]),
+                                        ("docs/c.md", []), ("docs/d.md", ["One", "Two"])]
+
+
+def test_docs_pages_the_code_points_at_exist() -> None:
+    checked, broken = 0, []
+    for path in sorted((ROOT / "etl").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(ROOT)
+        for target, wanted in doc_pointers(text):
+            page = ROOT / target
+            checked += 1
+            if not page.is_file():
+                broken.append(f"{where}: {target} does not exist")
+                continue
+            titles = headings(page)
+            for section in wanted:
+                if not any(title.startswith(section) for title in titles):
+                    broken.append(f"{where}: {target} has no section {section!r}")
+        for section in README_POINTER.findall(flattened(text)):
+            if not any(t.startswith(section) for t in headings(ROOT / "README.md")):
+                broken.append(f"{where}: the README has no section {section!r}")
+    assert broken == []
+    assert checked >= 20
+
+
+# --------------------------------------------------------------- (g) the README stays a README
+
+README = ROOT / "README.md"
+# The first lines CI and newcomers run, word for word.
+OPENING = """\
+# swr-etl — mirror Huawei Cloud SWR's official image list into SQLite
+
+```bash
+# 1. install and run the whole job on the built-in simulated endpoint (no network, no credentials)
+python3 -m venv .venv && . .venv/bin/activate && pip install -e . && swr-etl demo
+
+# 2. install with the test extras and run the tests
+python3 -m venv .venv && . .venv/bin/activate && pip install -e '.[dev]' && python -m pytest -q
+```
+"""
+
+
+def test_readme_is_short_and_opens_with_the_two_commands() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 200
+    assert text.startswith(OPENING)
+
+
+def test_readme_exit_codes_are_the_ones_the_command_line_uses() -> None:
+    from etl.errors import EXIT_CODES
+
+    text = README.read_text(encoding="utf-8")
+    table = text.split("| code | meaning |\n|---|---|\n", 1)[1].split("\n\n", 1)[0]
+    rows = [re.fullmatch(r"\| (\d+) \| (.+) \|", line) for line in table.splitlines()]
+    assert all(rows), table
+    assert [(int(m[1]), m[2]) for m in rows if m] == list(EXIT_CODES.items())
+
+
+# Words from outside the project, or that only its first authors understood.
+INSIDER_WORDS = re.compile(r"beyond the contract|\bfloor\b|swr-official-images-etl\[", re.I)
+
+
+def test_readme_and_docs_speak_the_readers_language() -> None:
+    offenders = []
+    for page in [README, *sorted((ROOT / "docs").rglob("*.md"))]:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            # A file name is a name: benchmarks/floor.py is defined where it is used.
+            if INSIDER_WORDS.search(line.replace("benchmarks/floor.py", "")):
+                offenders.append(f"{page.relative_to(ROOT)}:{number}: {line.strip()[:80]}")
+    assert offenders == []
