@@ -259,7 +259,7 @@ class Step(NamedTuple):
 
 def transcript(block: str) -> list[Step]:
     """The commands of a console block and the output shown under each; a trailing backslash
-    continues a command on the next line, as in the shell."""
+    continues a command on the next line, as in the shell (which is given both lines)."""
     steps: list[Step] = []
     lines = block.splitlines()
     i = 0
@@ -273,7 +273,7 @@ def transcript(block: str) -> list[Step]:
             continue
         command = line[2:]
         while command.endswith("\\") and i < len(lines):
-            command = command[:-1] + "\n" + lines[i]
+            command = command + "\n" + lines[i]
             i += 1
         steps.append(Step(command, []))
     return steps
@@ -301,7 +301,7 @@ def matches(shown: list[str], printed: list[str]) -> bool:
 
 def test_transcript_parsing_and_matching() -> None:
     steps = transcript("$ a \\\n  --b\nout 1\n...\n$ c\n")
-    assert steps == [Step("a \n  --b", ["out 1", "..."]), Step("c", [])]
+    assert steps == [Step("a \\\n  --b", ["out 1", "..."]), Step("c", [])]
     shown = normalised(["run 1 ok at 2026-11-30T10:24:59Z in 0.49 s", "...", "end  of  it"])
     assert shown == ["run 1 ok at <time> in <duration>", "...", "end of it"]
     assert matches(shown, normalised(["run 1 ok at 2027-01-01T00:00:00Z in 12 s", "x", "y",
