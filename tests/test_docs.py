@@ -441,3 +441,24 @@ def test_readme_and_docs_speak_the_readers_language() -> None:
             if INSIDER_WORDS.search(line.replace("benchmarks/floor.py", "")):
                 offenders.append(f"{page.relative_to(ROOT)}:{number}: {line.strip()[:80]}")
     assert offenders == []
+
+
+# ------------------------------------------ (h) the library names the docs show can be imported
+
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+ETL_IMPORT = re.compile(r"^\s*from (etl(?:\.\w+)*) import ([\w, ]+)$", re.MULTILINE)
+
+
+def test_etl_imports_in_python_examples_resolve() -> None:
+    import importlib
+
+    seen, broken = 0, []
+    for page in [README, *sorted((ROOT / "docs").rglob("*.md"))]:
+        for block in PYTHON_BLOCK.findall(page.read_text(encoding="utf-8")):
+            for module, names in ETL_IMPORT.findall(block):
+                for name in (n.strip() for n in names.split(",")):
+                    seen += 1
+                    if not hasattr(importlib.import_module(module), name):
+                        broken.append(f"{page.relative_to(ROOT)}: from {module} import {name}")
+    assert broken == []
+    assert seen >= 5
