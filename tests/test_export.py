@@ -321,9 +321,9 @@ def test_the_parquet_folder_reads_with_no_arguments_in_every_reader(db: Path,
     for name, read in readers.items():
         assert table_rows(read()) == want, name
     # pyarrow.dataset's own "hive" shorthand infers a plain string for the folder level, which
-    # no in-file type can match together with the dictionary pandas infers: the README says
-    # to leave partitioning out. Should pyarrow ever agree with itself, this fails: drop the
-    # caveat from the README then.
+    # no in-file type can match together with the dictionary pandas infers: docs/analysts/exports.md
+    # says to leave partitioning out. Should pyarrow ever agree with itself, this fails: drop the
+    # caveat from that page then.
     with pytest.raises(pa.ArrowTypeError, match="snapshot_date has incompatible types"):
         ds.dataset(out, partitioning="hive")
     # One file on its own (copied away from its folder) still says which date it holds.

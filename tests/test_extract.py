@@ -740,7 +740,8 @@ def test_auto_reads_only_the_head_of_a_large_listing_again(simulator: Make) -> N
 
 def test_what_the_head_check_cannot_see_and_ids_can(simulator: Make) -> None:
     # A row replaced inside a page already read, below the first 1,000 rows: the head check
-    # cannot see it (the README says so); --verify ids reads everything again and does.
+    # cannot see it (docs/how-it-works/extractor.md says so); --verify ids reads everything
+    # again and does.
     drift = {"drift": [{"kind": "replace", "at": 3, "count": 3, "position": 1500, "to": 1400}]}
     sim = simulator(images=2500, scenario=drift)
     pages, result = scan(sim, page_size=1000)

@@ -1,4 +1,5 @@
-"""The shipped schedules parse and say what the README promises (cron, systemd, Kubernetes)."""
+"""The shipped schedules parse and say what the docs promise (cron, systemd, Kubernetes:
+docs/operators/scheduling.md)."""
 
 from __future__ import annotations
 
@@ -219,7 +220,8 @@ def test_container_user_matches_the_pod() -> None:
     assert 'ENTRYPOINT ["swr-etl"]' in text
 
 
-# What the CronJob does with each exit code of a failed sync, and why (README "Kubernetes").
+# What the CronJob does with each exit code of a failed sync, and why
+# (docs/operators/scheduling.md, "Kubernetes").
 RETRY_DECISION = {
     1: "fail",  # a bug: the retry repeats it
     2: "fail",  # usage or configuration: only a person can fix it
@@ -288,11 +290,10 @@ def test_containerfile_passes_hadolint() -> None:
 
 
 def test_every_aksk_recipe_installs_the_extra() -> None:
-    """The cron and systemd install lines (in the files and in the README's section on them)
+    """The cron and systemd install lines (in the files and on the docs' scheduling page)
     install the [aksk] extra: the recipes use AK/SK, the recommended credentials."""
-    readme = (SCHEDULES.parent / "README.md").read_text()
-    unattended = readme.split("## Running unattended", 1)[1].split("\n## ", 1)[0]
-    sources = {"README": unattended, "crontab": (SCHEDULES / "crontab").read_text(),
+    page = (SCHEDULES.parent / "docs" / "operators" / "scheduling.md").read_text()
+    sources = {"scheduling.md": page, "crontab": (SCHEDULES / "crontab").read_text(),
                "swr-etl.service": (SCHEDULES / "swr-etl.service").read_text()}
     for name, text in sources.items():
         lines = [line.lstrip("# ") for line in text.splitlines() if "pip install" in line]

@@ -1,8 +1,7 @@
 """Credentials: which source is in use and its values; ``repr`` never shows a secret.
 
 Read from the environment (or a private config file, by the same names); the first complete
-source wins: a token, then AK/SK, then IAM user name and password (README, "Credentials and
-authentication").
+source wins: a token, then AK/SK, then IAM user name and password (docs/operators/credentials.md).
 """
 
 from __future__ import annotations

@@ -103,9 +103,9 @@ class Settings:
         metavar="URL", rule=refuse_userinfo)
     dry_run: bool = option(False, "Fetch and transform, write nothing, print the summary.")
     max_rescans: int = option(2, "Rescans when the listing moves during a scan.", low=0, high=20)
-    # How a pass is proven complete (README "Completeness and rescans"; the ledger's runs.proof
-    # records which proof held). Said plainly when refused: `verify = false` is what turns TLS
-    # verification off in other tools.
+    # How a pass is proven complete (docs/how-it-works/extractor.md, "Completeness and rescans";
+    # the ledger's runs.proof records which proof held). Said plainly when refused: `verify =
+    # false` is what turns TLS verification off in other tools.
     verify: str = option(
         "auto", "Completeness proof: ids reads the listing a second time and compares ids; full "
         "compares every value too; auto does ids up to 2,000 rows and re-reads only the first "

@@ -1,4 +1,4 @@
-"""Snapshot exports: Hive-partitioned CSV/Parquet files plus a manifest (README "swr-etl export").
+"""Snapshot exports: Hive-partitioned CSV/Parquet files plus a manifest (docs/analysts/exports.md).
 
 One partition per snapshot date, ``DIR/snapshot_date=YYYY-MM-DD/images.<csv|parquet>``, holding
 every image seen by the last successful run of that date with its counts from that run. Each

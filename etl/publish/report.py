@@ -1,4 +1,4 @@
-"""Pull-count trend reports (README "swr-etl report"): JSON, Markdown, or one self-contained HTML.
+"""Pull-count trend reports (docs/analysts/report.md): JSON, Markdown, or one self-contained HTML.
 
 ``build_report`` is the computation (a plain dict, the JSON document); ``write_report`` renders it.
 Which runs count, what a step, a window and a top mover are: ``etl.store.trends``, the same SQL the

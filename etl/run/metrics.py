@@ -35,7 +35,7 @@ from etl.store.read import run_row as read_run_row
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-# name -> (type, help). Facts as data: the renderer and the README follow this table.
+# name -> (type, help). Facts as data: the renderer and docs/operators/metrics.md follow this table.
 METRICS: dict[str, tuple[str, str]] = {
     "swr_etl_last_run_timestamp_seconds": (
         "gauge", "Unix time the last sync run finished (successful or not)."),

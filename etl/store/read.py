@@ -28,7 +28,7 @@ from etl.store.database import NOT_SQLITE, is_sqlite_file
 @dataclass(frozen=True)
 class Reader:
     """What one family of reading commands needs of the database, and how it words a database
-    it cannot use (each sentence is what users' scripts and the README quote; formatted with
+    it cannot use (each sentence is what users' scripts and the docs quote; formatted with
     ``db``, ``error`` and ``tables``)."""
 
     tables: tuple[str, ...]

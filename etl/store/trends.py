@@ -7,7 +7,7 @@ database whose stored views are older); the export picks its runs with ``counted
 (``etl.store.read.run_days``); Datasette's canned queries read the views. One question, one
 answer, wherever it is asked.
 
-The rules (the README's "Views for analysts" says the same to users):
+The rules (docs/analysts/views.md, "The rules behind every view", says the same to users):
 
 * **Which runs count.** Status ``success`` only. A ``partial`` run saw a listing that moved under
   it: its rows were loaded, but its image set is not the whole listing, so images missing from it
