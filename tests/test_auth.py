@@ -149,7 +149,8 @@ def test_missing_vendor_sdk_is_a_clear_config_error(monkeypatch: pytest.MonkeyPa
     assert exc.value.exit_code == 2
     assert str(exc.value) == (
         "AK/SK signing (HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK) needs the optional package "
-        "huaweicloudsdkcore: pip install 'swr-official-images-etl[aksk]'"
+        "huaweicloudsdkcore: install swr-etl with its [aksk] extra "
+        "(from a checkout: pip install -e '.[aksk]')"
     ) == AKSK_INSTALL_HINT
 
 

@@ -151,7 +151,8 @@ AKSK_ENV = {"HUAWEICLOUD_SDK_AK": "AKEXAMPLE0000000001", "HUAWEICLOUD_SDK_SK": "
                                      "missing.pem"),
     (["aksk-extra-missing"],
      "AK/SK signing (HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK) needs the optional package "
-     "huaweicloudsdkcore: pip install 'swr-official-images-etl[aksk]'"),
+     "huaweicloudsdkcore: install swr-etl with its [aksk] extra "
+     "(from a checkout: pip install -e '.[aksk]')"),
 ])
 def test_configuration_errors_touch_nothing(args: list[str], message: str, tmp_path: Path,
                                             clean_env: pytest.MonkeyPatch, stubs: Any,

@@ -51,7 +51,8 @@ REFRESH_MARGIN = 300.0
 
 AKSK_INSTALL_HINT = (
     "AK/SK signing (HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK) needs the optional package "
-    "huaweicloudsdkcore: pip install 'swr-official-images-etl[aksk]'"
+    "huaweicloudsdkcore: install swr-etl with its [aksk] extra "
+    "(from a checkout: pip install -e '.[aksk]')"
 )
 
 

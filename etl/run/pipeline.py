@@ -82,7 +82,7 @@ def preflight(settings: Settings, *, api: bool = True) -> None:
     the database file (not SQLite, or another application's without ``--adopt``; a dry run
     opens none) and, for the API source (``api``), the credentials' auth object, built once
     (AK/SK needs the optional ``huaweicloudsdkcore`` package:
-    ``pip install 'swr-official-images-etl[aksk]'``) and a ``--ca-bundle`` that names no file.
+    install the ``[aksk]`` extra) and a ``--ca-bundle`` that names no file.
     The run checks the file again under its lock.
 
     Raises:
