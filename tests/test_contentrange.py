@@ -72,6 +72,12 @@ def test_any_unit_token_is_read(unit: str) -> None:
     assert parse_content_range(f"{unit} 5-9/10") == ContentRange(offset=5, total=10, middle=9)
 
 
+@pytest.mark.parametrize("unit", ["A", "Z", "a", "z", "Zz9", "a_-"])
+def test_a_unit_may_start_with_any_letter(unit: str) -> None:
+    """The first letters and last letters of both cases, which a random sample may miss."""
+    assert parse_content_range(f"{unit} 5-9/10") == ContentRange(offset=5, total=10, middle=9)
+
+
 @pytest.mark.parametrize("value", [
     "items0-99/180",  # a unit must be separated from the numbers
     "0items 0-99/180", "_x 0-99/180", "-x 0-99/180",  # a unit starts with a letter

@@ -458,7 +458,7 @@ def test_a_deadline_far_away_leaves_the_window_to_end_the_retries() -> None:
 
 
 def test_recovery_is_logged_with_the_outage_length(caplog: pytest.LogCaptureFixture) -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=1000.0)  # not 0: the length is a difference of two clock readings
     policy = RetryPolicy(max_attempts=None, backoff_base=2.0, backoff_cap=2.0, budget=100,
                          limiter=Limiter(sleep=clock.sleep, clock=clock), sleep=clock.sleep,
                          clock=clock, rng=Ceiling())
