@@ -5,10 +5,11 @@ a failed upload part-way leaves the previous partitions and manifest valid."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from etl.errors import ConfigError
 from etl.publish.export import COLUMNS, export_snapshots
 from etl.publish.storage import TEMP_FOLDER, S3Options
 from tests.fixtures.report_db import add_image, add_run, new_db
-from tests.helpers import cli
+from tests.helpers import cli, q
 from tests.services.s3 import FaultyFront, S3Bucket, S3Server
 
 DATES = {"2026-11-01": 1, "2026-11-02": 2, "2026-11-04": 3}  # date -> the run exported
@@ -269,3 +270,137 @@ def test_the_timeout_and_attempts_reach_the_filesystem() -> None:
                                "request_timeout")} == {
         "scheme": "https", "endpoint_override": "obs.ap-southeast-3.myhuaweicloud.com",
         "connect_timeout": 7.0, "request_timeout": 7.0}
+
+
+# ------------------------------------------------------------------ sync --export-dir s3://...
+
+
+def test_a_sync_whose_upload_fails_keeps_its_load_and_says_so(
+        simulator: Callable[..., Any], tmp_path: Path, s3_server: S3Server, s3_bucket: S3Bucket,
+        front: FaultyFront, capsys: pytest.CaptureFixture[str]) -> None:
+    sim = simulator(images=30, seed=3)
+    db, where = tmp_path / "swr.db", s3_bucket.uri("nightly")
+    front.fail_puts_after(0)  # every upload fails
+    run = cli(["sync", "-q", "--no-auth", "--endpoint", sim.url, "--db", str(db),
+               "--export-dir", where, "--s3-endpoint", front.endpoint_url,
+               "--max-attempts", "1"], capsys)
+    [line] = run.err.splitlines()
+    assert run.code == 2, line
+    assert line.startswith(f"swr-etl: error: cannot write export to {where} at "
+                           f"{front.endpoint_url}: ")
+    # The load is committed and recorded as a success; nothing reached the bucket.
+    assert q(db, "SELECT run_id, status, rows_loaded FROM runs") == [(1, "success", 30)]
+    assert objects(s3_server, s3_bucket) == {}
+    # `swr-etl export` redoes it once the store is back.
+    front.fail_puts_after(10**6)
+    again = cli(["export", "-q", "--db", str(db), "--out", where,
+                 "--s3-endpoint", front.endpoint_url], capsys)
+    assert again.code == 0, again.err
+    date = q(db, "SELECT snapshot_date FROM runs")[0][0]
+    assert manifest_is_valid(objects(s3_server, s3_bucket), "nightly")["partitions"][date][
+        "rows"] == 30
+
+
+def test_a_sync_exports_to_the_bucket_of_aws_endpoint_url(
+        simulator: Callable[..., Any], tmp_path: Path, s3_server: S3Server, s3_bucket: S3Bucket,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    sim = simulator(images=12, seed=4)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_bucket.endpoint_url)  # the standard variable
+    db = tmp_path / "swr.db"
+    run = cli(["sync", "-q", "--no-auth", "--endpoint", sim.url, "--db", str(db),
+               "--export-dir", s3_bucket.uri("a/b"), "--format", "csv"], capsys)
+    assert (run.code, run.err) == (0, "")
+    date = q(db, "SELECT snapshot_date FROM runs")[0][0]
+    found = objects(s3_server, s3_bucket)
+    assert sorted(found) == ["a/b/_manifest.json", f"a/b/snapshot_date={date}/images.csv"]
+    exported = pd.read_csv(io.BytesIO(found[f"a/b/snapshot_date={date}/images.csv"]))
+    assert list(exported.columns) == list(COLUMNS)
+    assert sorted(zip(exported["id"], exported["pull_count"], strict=True)) == sorted(
+        (r["id"], r["pull_count"]) for r in sim.listing())
+
+
+# --------------------------------------------------------------------------------- the settings
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("s3://AKIAEXAMPLE:wJalr/XUtnFEMI@bucket/x",
+     "out must not contain credentials (an '@' in an s3:// URL; the URL is not repeated): give "
+     "them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile)"),
+    ("s3://Team_Exports/x",
+     "out names no valid bucket (3-63 lower-case letters, digits, dots and hyphens, starting "
+     "and ending with a letter or digit, no '..', '.-' or '-.', not an IP address): "
+     "'Team_Exports' in 's3://Team_Exports/x'"),
+    ("s3://ab", "out names no valid bucket (3-63 lower-case letters, digits, dots and hyphens, "
+     "starting and ending with a letter or digit, no '..', '.-' or '-.', not an IP address): "
+     "'ab' in 's3://ab'"),
+    ("s3://10.1.2.3/x", "out names no valid bucket (3-63 lower-case letters, digits, dots and "
+     "hyphens, starting and ending with a letter or digit, no '..', '.-' or '-.', not an IP "
+     "address): '10.1.2.3' in 's3://10.1.2.3/x'"),
+    ("s3://bucket/x?versionId=3",
+     "out must be s3://BUCKET/PREFIX without a query or fragment, got "
+     "'s3://bucket/x?versionId=3'"),
+    ("s3://bucket/a//b", "out has an empty, '.' or '..' folder in its prefix: 's3://bucket/a//b'"),
+    ("s3://bucket/a/../b",
+     "out has an empty, '.' or '..' folder in its prefix: 's3://bucket/a/../b'"),
+    ("s3:/bucket/x", "out must be a folder or s3://BUCKET/PREFIX, got 's3:/bucket/x'"),
+])
+def test_s3_urls_are_checked_before_anything_is_opened(
+        tmp_path: Path, url: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "absent.db"  # refused first: the URL is checked before the database
+    run = cli(["export", "--db", str(db), "--out", url], capsys)
+    assert (run.code, run.err.splitlines()) == (2, [f"swr-etl: error: {message}"])
+    assert "wJalr" not in run.err
+    sync = cli(["sync", "--no-auth", "--db", str(db), "--export-dir", url], capsys)
+    assert (sync.code, sync.err.splitlines()) == (
+        2, [f"swr-etl: error: export-dir{message[len('out'):]}"])
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(("env", "endpoint", "region"), [
+    ({}, None, None),
+    ({"AWS_ENDPOINT_URL": "http://127.0.0.1:9000/", "AWS_DEFAULT_REGION": "eu-west-1"},
+     "http://127.0.0.1:9000", "eu-west-1"),
+    ({"AWS_ENDPOINT_URL": "https://a.example", "AWS_ENDPOINT_URL_S3": "https://s3.example",
+      "AWS_REGION": "ap-southeast-1", "AWS_DEFAULT_REGION": "eu-west-1"},
+     "https://s3.example", "ap-southeast-1"),
+    ({"AWS_ENDPOINT_URL_S3": "https://s3.example",
+      "SWR_ETL_S3_ENDPOINT": "https://obs.cn-north-4.myhuaweicloud.com"},
+     "https://obs.cn-north-4.myhuaweicloud.com", None),
+])
+def test_endpoint_and_region_come_from_the_standard_variables(
+        env: dict[str, str], endpoint: str | None, region: str | None) -> None:
+    from etl.config.settings import build_settings
+
+    settings = build_settings({}, env)
+    assert (settings.s3_endpoint, settings.s3_region) == (endpoint, region)
+    # a flag beats every variable
+    flagged = build_settings({"s3_endpoint": "https://minio.example:9000"}, env)
+    assert flagged.s3_endpoint == "https://minio.example:9000"
+
+
+def test_an_endpoint_with_a_path_is_refused(capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path) -> None:
+    run = cli(["export", "--db", str(tmp_path / "x.db"), "--out", "s3://bucket/x",
+               "--s3-endpoint", "https://obs.example.com/bucket"], capsys)
+    assert (run.code, run.err.splitlines()) == (2, [
+        "swr-etl: error: s3-endpoint must be a base URL without a path (the bucket goes in the "
+        "s3:// URL), got 'https://obs.example.com/bucket'"])
+
+
+@pytest.mark.parametrize(("endpoint", "out", "warned"), [
+    ("http://minio.internal:9000", "s3://bucket/x", True),
+    ("http://127.0.0.1:9000", "s3://bucket/x", False),
+    ("https://minio.internal:9000", "s3://bucket/x", False),
+    ("http://minio.internal:9000", "exports", False),  # nothing goes to the store
+])
+def test_a_plain_http_endpoint_on_another_host_is_warned_about(
+        endpoint: str, out: str, warned: bool) -> None:
+    from etl.config.settings import Settings
+    from etl.config.urls import object_store_warnings
+
+    settings = Settings(export_dir=out if out.startswith("s3:") else Path(out),
+                        s3_endpoint=endpoint)
+    assert object_store_warnings(settings) == ([
+        "S3 requests signed with AWS_ACCESS_KEY_ID (replayable, the key id visible) and the "
+        "export would go over plain http to minio.internal: anyone on the network path can "
+        "read them; use https"] if warned else [])
