@@ -1,10 +1,12 @@
 """Snapshot exports: Hive-partitioned CSV/Parquet files plus a manifest (README "swr-etl export").
 
 One partition per snapshot date, ``DIR/snapshot_date=YYYY-MM-DD/images.<csv|parquet>``, holding
-every image seen by the last successful run of that date with its counts from that run. Each
-partition is streamed from SQLite in batches (``pandas.read_sql`` with Arrow dtypes) into a
-pyarrow writer on a hidden temp file, then renamed over the old file (``etl.atomic``), so a
-reader sees the old partition or the new one, never half.
+every image seen by the last successful run of that date with its counts from that run. ``DIR``
+is a folder or ``s3://bucket/prefix``; the layout and the manifest are decided here once, and a
+``Store`` (etl.publish.storage) writes the files. Each partition is streamed from SQLite in
+batches (``pandas.read_sql`` with Arrow dtypes) into a pyarrow writer on the store's new file,
+which replaces the old one whole (a temp file renamed, or an upload copied into place), so a
+reader sees the old partition or the new one, never half; the manifest is written after it.
 
 The folder is meant to be opened whole with no arguments (``pd.read_parquet(DIR)``, DuckDB,
 polars): the manifest's name starts with ``_``, which dataset readers skip, and the in-file
@@ -23,7 +25,7 @@ from typing import Any
 
 from etl import __version__
 from etl.errors import ConfigError
-from etl.publish.storage import LocalStore, S3Options, Store, open_store
+from etl.publish.storage import S3Options, Store, open_store
 from etl.store.read import SNAPSHOT_READER, RunDay, open_readonly, run_days
 
 log = logging.getLogger("etl.export")
@@ -190,12 +192,6 @@ def _warn_about_older_partitions(partitions: dict[str, Any]) -> None:
                     "that open the whole folder need export schema %s everywhere: re-export "
                     "them, e.g. 'swr-etl export --all'", len(older), "" if len(older) == 1
                     else "s", "was" if len(older) == 1 else "were", span, EXPORT_SCHEMA_VERSION)
-
-
-def partition_folder(out: Path, day: RunDay) -> Path:
-    """``out/snapshot_date=<date>``, refused when something planted a symlink there (see
-    ``LocalStore.check_folder``)."""
-    return LocalStore(out).check_folder(partition_name(day))
 
 
 def partition_name(day: RunDay) -> str:
