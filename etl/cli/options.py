@@ -124,9 +124,22 @@ DB_OPTION = setting_option(OPTIONS["db"])
 SOURCE_TIMEZONE_OPTION = setting_option(OPTIONS["source_timezone"])
 
 
+# export's bounds of each request to a bucket: the settings sync has, said as they apply there
+# (etl.publish.storage.S3Options).
+_BUCKET_BOUNDS = {
+    "timeout": "Seconds to connect to an s3:// export's store, and the longest one request to it "
+               "may make no progress.  [default: 30]",
+    "max_attempts": "Attempts per request to an s3:// export's store.  [default: 3]",
+}
+
+
 def S3_OPTIONS(f: F) -> F:  # noqa: N802  (used as a decorator, like the constants above)
     """``export``'s options for a bucket: endpoint, region, and the bounds of each request
     (``sync`` has them all already)."""
-    for name in ("max_attempts", "timeout", "s3_region", "s3_endpoint"):
+    for name, text in reversed(_BUCKET_BOUNDS.items()):
+        spec = OPTIONS[name]
+        f = click.option(f"--{spec.key}", name, type=_type(spec), default=None,
+                         metavar=spec.metavar, help=text)(f)
+    for name in ("s3_region", "s3_endpoint"):
         f = setting_option(OPTIONS[name])(f)
     return f
