@@ -34,3 +34,6 @@ _.listing_at
 # tqdm reads monitor_interval from our subclass; prometheus_client calls a collector's collect().
 monitor_interval  # etl.cli.progress
 _.collect  # etl.run.metrics._RunCollector
+
+# pyarrow's writers call tell() on the Python file object they write through.
+_.tell  # etl.publish.storage.HashingSink

@@ -4,7 +4,10 @@ Builds a synthetic database of N images x R nightly runs (plain ``executemany``,
 then runs each command as a child process (interpreter start included, like cron) and prints one
 line per command. Prints figures only; nothing is asserted.
 
-Usage: python -m benchmarks.export_report_bench [--images N] [--runs R] [--keep DIR]
+Usage: python -m benchmarks.export_report_bench [--images N] [--runs R] [--keep DIR] [--s3]
+
+``--s3`` also exports to a bucket of moto's S3 server on 127.0.0.1 (the test extra's), so the
+upload path (temp object, size check, server-side copy) is measured against the folder's.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the files")
+    parser.add_argument("--s3", action="store_true", help="also export to a loopback bucket")
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         work = ns.keep or Path(scratch)
@@ -83,6 +87,27 @@ def main() -> None:
         measure("export parquet (--all)" if ns.runs <= 31 else "export parquet",
                 ["export", "--db", str(db), "--out", str(work / "x"), "--format", "parquet",
                  *(["--all"] if ns.runs <= 31 else [])])
+        if ns.s3:
+            measure_bucket(db, ns.runs)
+
+
+def measure_bucket(db: Path, runs: int) -> None:
+    """The Parquet export again, into a bucket of a loopback moto server."""
+    import os
+
+    from tests.services.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server
+
+    server = S3Server().start()
+    try:
+        server.create_bucket("bench")
+        os.environ.update(AWS_ACCESS_KEY_ID=ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET_ACCESS_KEY,
+                          AWS_REGION=REGION, AWS_EC2_METADATA_DISABLED="true",
+                          SWR_ETL_S3_ENDPOINT=server.endpoint_url)
+        measure("export parquet to s3" + (" (--all)" if runs <= 31 else ""),
+                ["export", "--db", str(db), "--out", "s3://bench/x", "--format", "parquet",
+                 *(["--all"] if runs <= 31 else [])])
+    finally:
+        server.close()
 
 
 if __name__ == "__main__":

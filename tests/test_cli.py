@@ -95,14 +95,14 @@ def test_every_sync_option_is_in_the_table_once_and_in_its_help() -> None:
     from etl.config import SYNC_OPTIONS
 
     keys = [spec.key for spec in SYNC_OPTIONS]
-    assert len(keys) == len(set(keys)) == 29  # 28 + --adopt
+    assert len(keys) == len(set(keys)) == 31  # 28 + --adopt, --s3-endpoint, --s3-region
     params = {p.name: p for p in cli.commands["sync"].params if isinstance(p, click.Option)}
     for spec in SYNC_OPTIONS:
         assert params[spec.name].opts == [f"--{spec.key}"]
         assert params[spec.name].help == help_text(spec)
     out = run(["sync", "--help"])
     assert out.returncode == 0
-    shown = re.findall(r"^  (--[a-z-]+)", out.stdout, re.MULTILINE)
+    shown = re.findall(r"^  (--[a-z0-9-]+)", out.stdout, re.MULTILINE)
     assert [flag for flag in shown if flag not in {"--log-format", "--config", "--help"}] == [
         f"--{key}" for key in keys]
     text = " ".join(out.stdout.split())

@@ -4,6 +4,7 @@ docs/operators/scheduling.md)."""
 from __future__ import annotations
 
 import configparser
+import copy
 import os
 import re
 import shlex
@@ -301,3 +302,54 @@ def test_every_aksk_recipe_installs_the_extra() -> None:
         for line in lines:
             targets = pip_install_targets(line)
             assert targets and all(t.endswith("[aksk]") for t in targets), (name, line)
+
+
+# ------------------------------------------------------------ Kubernetes: exports to a bucket
+
+
+def strategic_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """What kustomize makes of the bucket patch, for the fields it touches: containers merged by
+    name, a list of strings (args) replaced, env entries merged by name."""
+    merged = copy.deepcopy(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = strategic_merge(merged[key], value)
+        elif key in ("containers", "env") and isinstance(merged.get(key), list):
+            by_name = {item["name"]: item for item in merged[key]}
+            for item in value:
+                by_name[item["name"]] = strategic_merge(by_name.get(item["name"], {}), item)
+            merged[key] = list(by_name.values())
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def test_the_bucket_variant_exports_to_s3_with_credentials_from_a_secret() -> None:
+    from etl.config.urls import check_s3_url
+
+    bucket = SCHEDULES / "bucket"
+    base_kustomization = yaml.safe_load((SCHEDULES / "kustomization.yaml").read_text())
+    assert base_kustomization["resources"] == ["cronjob.yaml"]
+    kustomization = yaml.safe_load((bucket / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == [".."]
+    assert kustomization["patches"] == [{"path": "export-to-bucket.yaml"}]
+    patch = yaml.safe_load((bucket / "export-to-bucket.yaml").read_text())
+    assert (patch["kind"], patch["metadata"]["name"]) == ("CronJob", "swr-etl")
+    base = manifests()["CronJob"]
+    pod = strategic_merge(base, patch)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (base_container,) = base["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    # the base's arguments, unchanged, then the export
+    args = container["args"]
+    assert args[:len(base_container["args"])] == base_container["args"]
+    extra = args[len(base_container["args"]):]
+    assert extra[0] == "--export-dir" and len(extra) == 2
+    assert check_s3_url("export-dir", extra[1]) == extra[1]
+    env = {e["name"]: e for e in container["env"]}
+    assert set(env) >= {e["name"] for e in base_container["env"]}  # nothing of the base lost
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "swr-etl-s3", "key": name}
+    assert env["SWR_ETL_S3_ENDPOINT"]["value"].startswith("https://")
+    # no volume for exports: the patch adds none, the base's only holds the database
+    assert "volumes" not in str(patch) and "volumeMounts" not in str(patch)
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/data", "/tmp"}

@@ -35,6 +35,10 @@ def secret(kind: str) -> str:
 
 
 TOKEN, AK, SK, PASSWORD = secret("TOKEN"), secret("AK"), secret("SK"), secret("PASSWORD")
+# An s3:// export's credentials, read by the AWS SDK from the standard variables.
+AWS_ENV = {"AWS_ACCESS_KEY_ID": secret("AWSKEYID"), "AWS_SECRET_ACCESS_KEY": secret("AWSSECRET"),
+           "AWS_SESSION_TOKEN": secret("AWSSESSION"), "AWS_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true"}
 USER, DOMAIN = "etl-reader", "acme-account"
 
 # command -> the library function it needs (not landed yet => that part is skipped, by name)
@@ -105,6 +109,7 @@ class Transcript:
     skipped: dict[str, str] = field(default_factory=dict)  # command -> precise reason
     iam_tokens: list[str] = field(default_factory=list)  # tokens the simulator issued
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per command (printed)
+    objects: dict[str, bytes] = field(default_factory=dict)  # what the s3:// exports stored
 
 
 # Runs that also go through a real interpreter (``python -m etl``): the rest run in-process
@@ -150,9 +155,31 @@ def run_in_process(args: list[str], env: dict[str, str]) -> subprocess.Completed
     return subprocess.CompletedProcess(args, int(code or 0), out.getvalue(), err.getvalue())
 
 
+def object_store(request: pytest.FixtureRequest, t: Transcript) -> Any:
+    """The test S3 server, or None (and the reason in ``t.skipped``) where it cannot start."""
+    try:
+        return request.getfixturevalue("s3_server")
+    except pytest.skip.Exception as exc:
+        t.skipped["export-s3"] = f"no S3 server for the s3:// exports: {exc}"
+        return None
+
+
+def aws_env(t: Transcript, server: Any) -> dict[str, str]:
+    """The AWS variables of an s3:// export to ``server``; no AWS config file is read."""
+    absent = t.work / "no-aws-config"
+    return {**AWS_ENV, "SWR_ETL_S3_ENDPOINT": server.endpoint_url,
+            "AWS_CONFIG_FILE": str(absent / "config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(absent / "credentials")}
+
+
 @pytest.fixture(scope="module")
-def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Transcript]:
+def transcript(tmp_path_factory: pytest.TempPathFactory,
+               request: pytest.FixtureRequest) -> Iterator[Transcript]:
     t = Transcript(work=tmp_path_factory.mktemp("secrets"))
+    s3 = object_store(request, t)
+    bucket = f"secrets-{MARK.lower()}"
+    if s3 is not None:
+        s3.create_bucket(bucket)
     db = t.work / "swr.db"
     (t.work / "metrics").mkdir()
     for command in NEEDS:
@@ -183,6 +210,13 @@ def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Transcript]
                         {**env, **creds_env(mode, wrong=True)}, 3)
                     if mode == "password":  # the IAM tokens the simulator handed out
                         t.iam_tokens += [tok for tok in sim.auth._tokens if tok != TOKEN]
+            if s3 is not None:  # a sync exporting to a bucket, at debug in both formats
+                for fmt in FORMATS:
+                    sim.set_scenario(scenario("token"))
+                    run(t, f"sync-s3-{fmt}", [
+                        "sync", "-v", "--log-format", fmt, "--endpoint", sim.url, "--db",
+                        str(db), "--export-dir", f"s3://{bucket}/sync-{fmt}"],
+                        {**clean_env(), **creds_env("token"), **aws_env(t, s3)}, 0)
             # (asserted in test_syncs_really_ran_at_debug_in_both_formats)
 
     if "sync" in t.skipped:  # the read-side commands need the database the syncs write
@@ -195,6 +229,13 @@ def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Transcript]
         if "export" not in t.skipped:
             run(t, f"export-{fmt}", ["export", *base, "--out", str(t.work / "exports"),
                                      "--format", "parquet" if fmt == "text" else "csv"], env, 0)
+        if "export" not in t.skipped and s3 is not None:
+            s3_env = {**env, **aws_env(t, s3)}
+            run(t, f"export-s3-{fmt}", ["export", *base, "--out", f"s3://{bucket}/x-{fmt}"],
+                s3_env, 0)
+            # a failing store: its error line must not quote a credential either
+            run(t, f"export-s3-missing-{fmt}", ["export", *base, "--out",
+                                                f"s3://{bucket}-gone/x"], s3_env, 2)
         if "report" not in t.skipped:
             for ext in ("html", "json", "md"):
                 run(t, f"report-{ext}-{fmt}",
@@ -207,6 +248,12 @@ def transcript(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Transcript]
         if "replay" not in t.skipped:
             run(t, f"replay-{fmt}", ["replay", "1", *base], env, 0)
     print("\n" + "\n".join(f"{sec:6.2f} s  {label}" for label, sec in t.seconds.items()))
+    if s3 is not None:
+        client = s3.client()
+        listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        t.objects = {o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+                     for o in listed}
+        s3.delete_bucket(bucket)
     yield t
 
 
@@ -324,3 +371,16 @@ def test_settings_reprs_mask_every_secret(monkeypatch: pytest.MonkeyPatch) -> No
         for text in (repr(settings), str(settings), repr(credentials_from_env(env)),
                      f"{settings!r:}"):
             assert NEEDLE not in text, text
+
+
+def test_no_secret_in_any_object_stored(transcript: Transcript) -> None:
+    """The s3:// exports (by ``export`` and by ``sync``) hold no credential of any kind."""
+    if "export-s3" in transcript.skipped:
+        pytest.skip(transcript.skipped["export-s3"])
+    keys = sorted(transcript.objects)
+    assert [k for k in keys if k.endswith("_manifest.json")] == [
+        f"{p}/_manifest.json" for p in ("sync-json", "sync-text", "x-json", "x-text")]
+    for key, data in transcript.objects.items():
+        assert NEEDLE.encode() not in data, f"secret found in object {key}"
+        for tok in transcript.iam_tokens:
+            assert tok.encode() not in data, f"IAM token found in object {key}"

@@ -13,7 +13,14 @@ from typing import Any
 import click
 
 from etl.cli.group import command, quiet, settings_from
-from etl.cli.options import DB_OPTION, SOURCE_TIMEZONE_OPTION, FiniteRange, sync_options
+from etl.cli.options import (
+    DB_OPTION,
+    S3_OPTIONS,
+    SOURCE_TIMEZONE_OPTION,
+    FiniteRange,
+    PathOrUrl,
+    sync_options,
+)
 from etl.cli.output import echo_summary
 from etl.config.settings import OPTIONS
 from etl.integers import INT64_MAX
@@ -72,21 +79,30 @@ def replay_cmd(ctx: click.Context, run_id: int, **flags: Any) -> int:
 
 @command("export", exit_codes=(0, 2))
 @DB_OPTION
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output folder (Hive partitions snapshot_date=YYYY-MM-DD/).")
+@click.option("--out", type=PathOrUrl(file_okay=False, path_type=Path, schemes=("s3",)),
+              required=True, metavar="DIR|URL",
+              help="Output folder or s3://BUCKET/PREFIX (Hive partitions "
+                   "snapshot_date=YYYY-MM-DD/).")
 @click.option("--format", "fmt", type=click.Choice(list(OPTIONS["format"].choices)),
               default=OPTIONS["format"].default, show_default=True,
               help="File format of the partitions.")
 @click.option("--date", "date", metavar="YYYY-MM-DD", default=None,
               help="Export the last successful run of this date (default: the latest).")
 @click.option("--all", "all_dates", is_flag=True, help="Backfill every date with a run.")
-def export_cmd(ctx: click.Context, db: Path | None, out: Path, fmt: str, date: str | None,
-               all_dates: bool) -> int:
-    """Write snapshot partitions (CSV or Parquet) plus _manifest.json."""
+@S3_OPTIONS
+def export_cmd(ctx: click.Context, db: Path | None, out: Path | str, fmt: str, date: str | None,
+               all_dates: bool, **s3: Any) -> int:
+    """Write snapshot partitions (CSV or Parquet) plus _manifest.json, to a folder or a bucket."""
+    from etl.errors import ConfigError
     from etl.publish.export import export_snapshots
+    from etl.publish.storage import S3Options
 
-    settings = settings_from(ctx, {"db": db})
-    parts = export_snapshots(settings.db, out, fmt=fmt, date=date, all_dates=all_dates)
+    try:  # --out is checked as --export-dir is
+        settings = settings_from(ctx, {"db": db, "export_dir": out, **s3})
+    except ConfigError as exc:
+        raise (exc.renamed("out") if exc.param == OPTIONS["export_dir"].key else exc) from None
+    parts = export_snapshots(settings.db, settings.export_dir or out, fmt=fmt, date=date,
+                             all_dates=all_dates, s3=S3Options.from_settings(settings))
     if not quiet(ctx):
         for p in parts:
             click.echo(str(p))

@@ -91,17 +91,21 @@ def _setup(ctx: click.Context) -> None:
 def settings_from(ctx: click.Context, flags: dict[str, Any], *,
                   need_credentials: bool = False) -> Settings:
     """Build Settings from this command's flags, the environment and the config file."""
+    from etl.config.credentials import aws_secrets
     from etl.config.settings import build_settings
-    from etl.config.urls import plaintext_warnings
+    from etl.config.urls import object_store_warnings, plaintext_warnings
     from etl.logs import register_secrets
 
     config = ctx.find_root().meta.get(_CONFIG_KEY, {})
     given = {k: v for k, v in flags.items() if v is not None and v != ()}
     settings = build_settings(given, os.environ, config, need_credentials=need_credentials)
     register_secrets(settings.credentials.secrets())
+    register_secrets(aws_secrets(os.environ))  # read by the AWS SDK itself, for s3:// exports
     if need_credentials:  # only a command that will send them
         for warning in plaintext_warnings(settings):
             log.warning(warning)
+    for warning in object_store_warnings(settings):  # only with an s3:// destination
+        log.warning(warning)
     return settings
 
 

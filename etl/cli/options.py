@@ -56,9 +56,24 @@ class NonEmptyPath(click.Path):
         return super().convert(value, param, ctx)
 
 
+class PathOrUrl(NonEmptyPath):
+    """A ``NonEmptyPath`` that passes a URL of one of ``schemes`` (``s3://...``) on as text,
+    for the settings to check."""
+
+    def __init__(self, *args: Any, schemes: tuple[str, ...], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.spec = Option(schemes=schemes)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if self.spec.is_url(value):
+            return value
+        return super().convert(value, param, ctx)
+
+
 def help_text(spec: Option) -> str:
     """``spec.help`` plus ``[env: VAR; default: VALUE]`` where there is either."""
-    extra = [f"env: {spec.env}"] if spec.env else []
+    extra = [f"env: {', '.join(spec.envs)}"] if spec.envs else []
     shown = spec.shown_default or _shown(spec.default)
     if shown:
         extra.append(f"default: {shown}")
@@ -74,6 +89,9 @@ def _type(spec: Option) -> click.ParamType | None:
     left to Settings, which refuses an absurd value in its own words)."""
     if spec.choices:
         return click.Choice(list(spec.choices))
+    if spec.kind is Path and spec.schemes:
+        return PathOrUrl(file_okay=not spec.folder, dir_okay=spec.folder, path_type=Path,
+                         schemes=spec.schemes)
     if spec.kind is Path:
         return NonEmptyPath(file_okay=not spec.folder, dir_okay=spec.folder, path_type=Path)
     if spec.kind is int:
@@ -104,3 +122,24 @@ def sync_options(f: F) -> F:
 
 DB_OPTION = setting_option(OPTIONS["db"])
 SOURCE_TIMEZONE_OPTION = setting_option(OPTIONS["source_timezone"])
+
+
+# export's bounds of each request to a bucket: the settings sync has, said as they apply there
+# (etl.publish.storage.S3Options).
+_BUCKET_BOUNDS = {
+    "timeout": "Seconds to connect to an s3:// export's store, and the longest one request to it "
+               "may make no progress.  [default: 30]",
+    "max_attempts": "Attempts per request to an s3:// export's store.  [default: 3]",
+}
+
+
+def S3_OPTIONS(f: F) -> F:  # noqa: N802  (used as a decorator, like the constants above)
+    """``export``'s options for a bucket: endpoint, region, and the bounds of each request
+    (``sync`` has them all already)."""
+    for name, text in reversed(_BUCKET_BOUNDS.items()):
+        spec = OPTIONS[name]
+        f = click.option(f"--{spec.key}", name, type=_type(spec), default=None,
+                         metavar=spec.metavar, help=text)(f)
+    for name in ("s3_region", "s3_endpoint"):
+        f = setting_option(OPTIONS[name])(f)
+    return f

@@ -24,6 +24,16 @@ CREDENTIAL_VARS = frozenset({
     "HUAWEICLOUD_IAM_ENDPOINT",
 })
 
+# The AWS SDK reads these itself for an s3:// export; their values are masked wherever they
+# could appear (an SDK error quoting a key id, a log line at debug).
+AWS_SECRET_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                   "AWS_SECURITY_TOKEN")
+
+
+def aws_secrets(env: Mapping[str, str]) -> list[str]:
+    """The AWS credential values in ``env``, for ``etl.logs.register_secrets``."""
+    return [env[name] for name in AWS_SECRET_VARS if env.get(name)]
+
 MISSING_CREDENTIALS = (
     "no credentials: set one of SWR_AUTH_TOKEN; HUAWEICLOUD_SDK_AK + HUAWEICLOUD_SDK_SK "
     "(AK/SK signing, recommended); or HUAWEICLOUD_USERNAME + HUAWEICLOUD_PASSWORD + "

@@ -42,6 +42,9 @@ class Option:
 
     help: str = ""
     env: str | None = None  # environment variable; a flag beats it, it beats the config file
+    # Standard variables of other tools read, in this order, when ``env`` is unset
+    # (AWS_ENDPOINT_URL for an S3 endpoint): users already have them set.
+    env_also: tuple[str, ...] = ()
     low: float | None = None  # smallest value
     # Largest value: the flag checks it as it is parsed and --help shows it.
     high: float | None = None
@@ -56,6 +59,8 @@ class Option:
     shown_default: str | None = None  # what --help says the default is, when not the value
     folder: bool = False  # a Path that names a folder, not a file
     multiple: bool = False  # may be given several times (one value per source)
+    # A Path that may also be a URL of these schemes (``s3``): kept as text, checked by ``rule``.
+    schemes: tuple[str, ...] = ()
     rule: Rule | None = None
     # Filled in from the Settings field by ``table``:
     name: str = ""
@@ -71,6 +76,16 @@ class Option:
     def key(self) -> str:
         """How users write it: ``page-size`` (``--page-size``, ``page-size = 500``)."""
         return self.spelling or self.name.replace("_", "-")
+
+    @property
+    def envs(self) -> tuple[str, ...]:
+        """The environment variables read, first set wins."""
+        return ((self.env,) if self.env else ()) + self.env_also
+
+    def is_url(self, value: Any) -> bool:
+        """``value`` is text naming one of ``schemes`` (``s3:...``), not a local path."""
+        return (bool(self.schemes) and isinstance(value, str) and ":" in value
+                and value.split(":", 1)[0].lower() in self.schemes)
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -157,7 +172,7 @@ def check(spec: Option, value: Any) -> Any:
     if spec.choices and value not in spec.choices:
         raise ConfigError(f"{name} must be {_either(spec.choices)}{spec.hint}, got {value!r}",
                           param=name)
-    kept = keep(value)
+    kept = value if spec.is_url(value) else keep(value)
     return spec.rule(name, kept) if spec.rule is not None else kept
 
 
@@ -204,6 +219,8 @@ def coerce(spec: Option, value: Any) -> Any:
     Raises:
         ConfigError: naming the parameter: ``invalid value for page_size: 'many'``.
     """
+    if spec.is_url(value):
+        return str(value)
     try:
         return _CONVERT[spec.kind](value)
     except (TypeError, ValueError, OverflowError) as exc:

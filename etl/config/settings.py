@@ -26,7 +26,13 @@ from etl.config.credentials import (
     credentials_from_env,
 )
 from etl.config.options import Option, check, coerce, internal, option, table
-from etl.config.urls import base_url, refuse_userinfo
+from etl.config.urls import (
+    S3_SCHEME,
+    base_url,
+    export_destination,
+    refuse_userinfo,
+    s3_endpoint_url,
+)
 from etl.errors import ConfigError
 from etl.integers import INT64_MAX
 
@@ -93,9 +99,21 @@ class Settings:
                             low=0.001, cap=_DAY)
     source_timezone: str = option("UTC", "Zone assumed for last_updated values without one.",
                                   metavar="TZ", rule=known_zone)
-    export_dir: Path | None = option(None, "After a successful load, export snapshots here.",
-                                     folder=True)
+    # A folder, or s3://BUCKET/PREFIX (kept as checked text): etl.publish.storage writes either.
+    export_dir: Path | str | None = option(
+        None, "After a successful load, export snapshots here: a folder or s3://BUCKET/PREFIX.",
+        folder=True, schemes=(S3_SCHEME,), rule=export_destination, metavar="DIR|URL")
     format: str = option("parquet", "Export format with --export-dir.", choices=("csv", "parquet"))
+    # Object storage: the endpoint and region of an s3:// export. Credentials come only from
+    # the AWS SDK's own chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, profiles): never here.
+    s3_endpoint: str | None = option(
+        None, "S3-compatible endpoint of an s3:// export (Huawei Cloud OBS, MinIO, ...).",
+        env="SWR_ETL_S3_ENDPOINT", env_also=("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+        metavar="URL", shown_default="AWS S3", rule=s3_endpoint_url)
+    s3_region: str | None = option(
+        None, "Region of an s3:// export's bucket.", env="AWS_REGION",
+        env_also=("AWS_DEFAULT_REGION",), metavar="NAME",
+        shown_default="from an OBS endpoint's host name, else the AWS SDK's")
     metrics_file: Path | None = option(None, "Write Prometheus text-format metrics here "
                                              "(atomically).")
     healthcheck_url: str | None = option(
@@ -205,8 +223,8 @@ def _build(flags: Mapping[str, Any], env: Mapping[str, str], config: dict[str, A
     from_file = _config_settings(config)
     values: dict[str, Any] = {}
     for spec in SYNC_OPTIONS:
-        for value in (flags.get(spec.name), (env.get(spec.env) or None) if spec.env else None,
-                      from_file.get(spec.name)):
+        from_env = next((env[name] for name in spec.envs if env.get(name)), None)
+        for value in (flags.get(spec.name), from_env, from_file.get(spec.name)):
             if value is not None:
                 values[spec.name] = coerce(spec, value)
                 break

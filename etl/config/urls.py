@@ -128,3 +128,95 @@ def plaintext_warnings(settings: Settings) -> list[str]:
             out.append(f"{what} would go over plain http to {parts.hostname}: anyone on the "
                        "network path can read it; use https")
     return out
+
+
+# ------------------------------------------------------------------------- object storage
+
+S3_SCHEME = "s3"
+# Bucket names every S3-compatible store accepts (AWS S3's rules, which Huawei Cloud OBS and
+# MinIO share): 3-63 lower-case letters, digits, dots and hyphens, a letter or digit at each
+# end, no empty label, no dot beside a hyphen (OBS refuses those too).
+_BUCKET = re.compile(r"[a-z0-9](?:[a-z0-9.-]{1,61})[a-z0-9]")
+_BUCKET_RULES = ("3-63 lower-case letters, digits, dots and hyphens, starting and ending with a "
+                 "letter or digit, no '..', '.-' or '-.', not an IP address")
+S3_CREDENTIAL_VARS = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile)"
+
+
+def _bucket_problem(bucket: str) -> bool:
+    import ipaddress
+
+    if not _BUCKET.fullmatch(bucket) or any(s in bucket for s in ("..", ".-", "-.")):
+        return True
+    try:
+        ipaddress.IPv4Address(bucket)
+    except ValueError:
+        return bucket.startswith("xn--")
+    return True
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")`` (no slash at either end of the prefix)."""
+    parts = urlsplit(url)
+    return parts.netloc, parts.path.strip("/")
+
+
+def check_s3_url(param: str, url: str) -> str:
+    """``url`` as ``s3://bucket`` or ``s3://bucket/prefix`` (no trailing slash), refused when it
+    carries credentials, a query or fragment, an invalid bucket name or an odd prefix.
+
+    Raises:
+        ConfigError: naming ``param``; credentials in the URL are never repeated.
+    """
+    # An AWS secret key may hold a "/", which ends the authority early: so any "@" is taken
+    # for credentials, and such a URL is never repeated, not even redacted.
+    if "@" in url:
+        raise ConfigError(f"{param} must not contain credentials (an '@' in an s3:// URL; the "
+                          f"URL is not repeated): give them in {S3_CREDENTIAL_VARS}", param=param)
+    shown = redacted(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"{param} is not a valid s3:// URL: {shown!r}", param=param) from exc
+    if parts.scheme != S3_SCHEME or not url[len("s3:"):].startswith("//"):
+        raise ConfigError(f"{param} must be a folder or s3://BUCKET/PREFIX, got {shown!r}",
+                          param=param)
+    if "?" in url or "#" in url:
+        raise ConfigError(f"{param} must be s3://BUCKET/PREFIX without a query or fragment, "
+                          f"got {shown!r}", param=param)
+    bucket, prefix = split_s3_url(url)
+    if _bucket_problem(bucket):
+        raise ConfigError(f"{param} names no valid bucket ({_BUCKET_RULES}): {bucket!r} in "
+                          f"{shown!r}", param=param)
+    if prefix and any(seg in ("", ".", "..") for seg in prefix.split("/")):
+        raise ConfigError(f"{param} has an empty, '.' or '..' folder in its prefix: {shown!r}",
+                          param=param)
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+
+
+def export_destination(param: str, value: object) -> object:
+    """A folder (a ``Path``, kept) or an ``s3://`` URL (checked, as text)."""
+    return check_s3_url(param, value) if isinstance(value, str) else value
+
+
+def s3_endpoint_url(param: str, url: str) -> str:
+    """An S3-compatible endpoint: an http(s) base URL with no path (buckets are addressed
+    below it)."""
+    url = base_url(param, url)
+    if urlsplit(url).path not in ("", "/"):
+        raise ConfigError(f"{param} must be a base URL without a path (the bucket goes in the "
+                          f"s3:// URL), got {redacted(url)!r}", param=param)
+    return url
+
+
+def object_store_warnings(settings: Settings) -> list[str]:
+    """An export to a bucket through a plain-http endpoint on another host (loopback exempt):
+    the signed requests (the access key id visible, replayable) and the data travel in clear."""
+    endpoint = settings.s3_endpoint
+    if not isinstance(settings.export_dir, str) or endpoint is None:
+        return []
+    parts = urlsplit(endpoint)
+    if parts.scheme != "http" or _is_loopback(parts.hostname):
+        return []
+    return [f"S3 requests signed with AWS_ACCESS_KEY_ID (replayable, the key id visible) and the "
+            f"export would go over plain http to {parts.hostname}: anyone on the network path "
+            "can read them; use https"]

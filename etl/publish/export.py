@@ -1,10 +1,12 @@
 """Snapshot exports: Hive-partitioned CSV/Parquet files plus a manifest (docs/analysts/exports.md).
 
 One partition per snapshot date, ``DIR/snapshot_date=YYYY-MM-DD/images.<csv|parquet>``, holding
-every image seen by the last successful run of that date with its counts from that run. Each
-partition is streamed from SQLite in batches (``pandas.read_sql`` with Arrow dtypes) into a
-pyarrow writer on a hidden temp file, then renamed over the old file (``etl.atomic``), so a
-reader sees the old partition or the new one, never half.
+every image seen by the last successful run of that date with its counts from that run. ``DIR``
+is a folder or ``s3://bucket/prefix``; the layout and the manifest are decided here once, and a
+``Store`` (etl.publish.storage) writes the files. Each partition is streamed from SQLite in
+batches (``pandas.read_sql`` with Arrow dtypes) into a pyarrow writer on the store's new file,
+which replaces the old one whole (a temp file renamed, or an upload copied into place), so a
+reader sees the old partition or the new one, never half; the manifest is written after it.
 
 The folder is meant to be opened whole with no arguments (``pd.read_parquet(DIR)``, DuckDB,
 polars): the manifest's name starts with ``_``, which dataset readers skip, and the in-file
@@ -14,17 +16,16 @@ polars): the manifest's name starts with ``_``, which dataset readers skip, and 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from etl import __version__
-from etl.atomic import atomic_file, write_text_atomic
 from etl.errors import ConfigError
+from etl.publish.storage import S3Options, Store, open_store
 from etl.store.read import SNAPSHOT_READER, RunDay, open_readonly, run_days
 
 log = logging.getLogger("etl.export")
@@ -101,7 +102,7 @@ def _batches(conn: sqlite3.Connection, day: RunDay, schema: Any) -> Iterator[Any
         yield pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
-def _write_file(conn: sqlite3.Connection, day: RunDay, fmt: str, tmp: BinaryIO,
+def _write_file(conn: sqlite3.Connection, day: RunDay, fmt: str, tmp: Any,
                 meta: dict[str, str]) -> int:
     """Stream one partition into the new file ``tmp``; return its row count."""
     import pyarrow as pa
@@ -131,27 +132,24 @@ def _write_file(conn: sqlite3.Connection, day: RunDay, fmt: str, tmp: BinaryIO,
     return rows
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _manifest_text(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
+def _read_manifest(store: Store, name: str) -> dict[str, Any] | None:
+    """The manifest ``name`` in the destination, or None if there is none."""
+    where = store.locate(name)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = store.read_text(name)
+        if text is None:
+            return None
+        data = json.loads(text)
+    except ConfigError:  # the store could not be read: said by the store
+        raise
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc}); fix or delete it") from exc
+        raise ConfigError(f"{where} is not valid JSON ({exc}); fix or delete it") from exc
     if not isinstance(data, dict) or not isinstance(data.get("partitions", {}), dict):
-        raise ConfigError(f"{path} is not an swr-etl export manifest; fix or delete it")
+        raise ConfigError(f"{where} is not an swr-etl export manifest; fix or delete it")
     return data
 
 
@@ -159,9 +157,9 @@ def _exported_at(entry: Any) -> str:
     return str(entry.get("exported_at", "")) if isinstance(entry, dict) else ""
 
 
-def _partitions_so_far(out: Path) -> tuple[dict[str, Any], Path | None]:
-    """The partition entries already recorded in ``out``, and the old-name manifest if one is
-    there (to be removed once the new one is written: left in place it would stop
+def _partitions_so_far(store: Store) -> tuple[dict[str, Any], bool]:
+    """The partition entries already recorded in the destination, and whether an old-name
+    manifest is there (to be removed once the new one is written: left in place it would stop
     ``pd.read_parquet(out)`` again).
 
     Both names are read, so upgrading keeps what earlier exports recorded; a date both know is
@@ -170,17 +168,18 @@ def _partitions_so_far(out: Path) -> tuple[dict[str, Any], Path | None]:
     Raises:
         ConfigError: a manifest that is not valid JSON or not ours (left untouched).
     """
-    partitions: dict[str, Any] = dict(_read_manifest(out / MANIFEST).get("partitions", {}))
-    legacy = out / LEGACY_MANIFEST
-    if not legacy.exists():
-        return partitions, None
-    for date, entry in _read_manifest(legacy).get("partitions", {}).items():
+    partitions: dict[str, Any] = dict(
+        (_read_manifest(store, MANIFEST) or {}).get("partitions", {}))
+    legacy = _read_manifest(store, LEGACY_MANIFEST)
+    if legacy is None:
+        return partitions, False
+    for date, entry in legacy.get("partitions", {}).items():
         if date not in partitions or _exported_at(entry) > _exported_at(partitions[date]):
             partitions[date] = entry
-    return partitions, legacy
+    return partitions, True
 
 
-def _warn_about_older_partitions(out: Path, partitions: dict[str, Any]) -> None:
+def _warn_about_older_partitions(partitions: dict[str, Any]) -> None:
     """Name the Parquet partitions an older swr-etl wrote: their ``snapshot_date`` has another
     type, so readers of the whole folder fail until they are exported again. (CSV text is the
     same in every version.)"""
@@ -195,105 +194,103 @@ def _warn_about_older_partitions(out: Path, partitions: dict[str, Any]) -> None:
                     else "s", "was" if len(older) == 1 else "were", span, EXPORT_SCHEMA_VERSION)
 
 
-def partition_folder(out: Path, day: RunDay) -> Path:
-    """``out/snapshot_date=<date>``, refused when something planted a symlink there: writing
-    through it, and dropping the partition's stale files, would touch the link's target.
-
-    Raises:
-        ConfigError: the folder is a symbolic link (nothing is written or deleted).
-    """
-    folder = Path(out) / f"snapshot_date={day.date}"
-    if folder.is_symlink():
-        raise ConfigError(f"export folder {folder} is a symbolic link; refusing to write "
-                          "through it (nothing was written or deleted; remove the link)")
-    return folder
+def partition_name(day: RunDay) -> str:
+    """The partition's folder below the destination: the one place the layout is spelled."""
+    return f"snapshot_date={day.date}"
 
 
-def export_partition(conn: sqlite3.Connection, out: Path, day: RunDay, fmt: str,
+def export_partition(conn: sqlite3.Connection, store: Store, day: RunDay, fmt: str,
                      *, db_schema_version: int) -> dict[str, Any]:
     """Write (or atomically replace) one partition; return its manifest entry."""
-    folder = partition_folder(out, day)
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"images.{fmt}"
+    folder = partition_name(day)
+    name = f"{folder}/images.{fmt}"
     meta = {"schema_version": str(EXPORT_SCHEMA_VERSION), "run_id": str(day.run_id),
             "snapshot_date": day.date, "tool_version": __version__}
     # A crash leaves at most a hidden temp file, which pyarrow.dataset and DuckDB ignore.
-    with atomic_file(final) as sink:
+    with store.replace(name) as sink:
         rows = _write_file(conn, day, fmt, sink, meta)
-    digest, size = _sha256(final), final.stat().st_size
     # The partition is replaced whole: drop the other format's file and stale temp files.
-    for stale in folder.iterdir():
-        if stale != final and (stale.name in {f"images.{f}" for f in EXPORT_FORMATS}
-                               or stale.name.startswith(".images.")):
-            stale.unlink(missing_ok=True)
-    log.info("exported %s rows of run %s to %s", rows, day.run_id, final)
+    for stale in store.listing(folder):
+        if stale != f"images.{fmt}" and (stale in {f"images.{f}" for f in EXPORT_FORMATS}
+                                         or stale.startswith(".images.")):
+            store.remove(f"{folder}/{stale}")
+    log.info("exported %s rows of run %s to %s", rows, day.run_id, store.locate(name))
     return {
-        "path": f"{folder.name}/{final.name}", "format": fmt, "rows": rows, "sha256": digest,
-        "bytes": size, "run_id": day.run_id, "snapshot_date": day.date,
+        "path": name, "format": fmt, "rows": rows, "sha256": sink.hexdigest(),
+        "bytes": sink.size, "run_id": day.run_id, "snapshot_date": day.date,
         "schema_version": EXPORT_SCHEMA_VERSION, "db_schema_version": db_schema_version,
         "columns": list(COLUMNS), "tool_version": __version__,
         "exported_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 
-def export_snapshots(db: Path, out: Path, *, fmt: str = "parquet", date: str | None = None,
-                     all_dates: bool = False, include_partial: bool = False) -> list[Path]:
+def export_snapshots(db: Path, out: Path | str, *, fmt: str = "parquet",
+                     date: str | None = None, all_dates: bool = False,
+                     include_partial: bool = False,
+                     s3: S3Options | None = None) -> list[Path | str]:
     """Export snapshot partitions and merge their entries into ``out/_manifest.json`` (an
     old-name ``manifest.json`` is merged in, then removed).
 
-    Default: the latest date's last successful run; ``date``: that date's; ``all_dates``: every
-    date (backfill). Returns the partition files written, oldest date first.
+    ``out``: a folder, or ``s3://bucket/prefix`` (reached as ``s3`` says; credentials from the
+    AWS SDK's own chain). Default: the latest date's last successful run; ``date``: that date's;
+    ``all_dates``: every date (backfill). Returns the partition files written (paths, or
+    ``s3://`` URLs), oldest date first.
 
     Raises:
-        ConfigError: bad arguments, missing/unusable database, or no successful run to export.
+        ConfigError: bad arguments, missing/unusable database, no successful run to export, or
+            a destination that cannot be written (the previous export stays valid).
     """
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}: use csv or parquet")
     if date is not None and all_dates:
         raise ConfigError("--date and --all cannot be used together")
     wanted = _check_date(date) if date is not None else None
+    store = open_store(out, s3)
     with open_readonly(db, SNAPSHOT_READER) as conn:
-        days = run_days(conn, include_partial=include_partial)
-        if not days:
-            raise ConfigError(f"no successful run in {db}: nothing to export")
-        if wanted is not None:
-            chosen = [d for d in days if d.date == wanted]
-            if not chosen:
-                raise ConfigError(
-                    f"no successful run on {wanted} in {db} "
-                    f"(runs from {days[0].date} to {days[-1].date})"
-                )
-        else:
-            chosen = days if all_dates else [days[-1]]
+        chosen = _chosen_days(conn, db, wanted, all_dates, include_partial)
         db_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        out = Path(out)
-        for day in chosen:  # all refused before any is written
-            partition_folder(out, day)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create export folder {out}: {exc}") from exc
-        manifest_path = out / MANIFEST
-        partitions, legacy = _partitions_so_far(out)
-        written: list[Path] = []
+        store.prepare([f"{partition_name(day)}/images.{fmt}" for day in chosen])
+        partitions, legacy = _partitions_so_far(store)
+        written: list[Path | str] = []
         for day in chosen:
             try:
-                entry = export_partition(conn, out, day, fmt, db_schema_version=db_version)
+                entry = export_partition(conn, store, day, fmt, db_schema_version=db_version)
                 partitions[day.date] = entry
-                written.append(out / entry["path"])
+                written.append(store.locate(entry["path"]))
                 # Record each partition as soon as it exists, so an interrupted backfill keeps
-                # an honest manifest of what was written.
-                _atomic_json(manifest_path, {
-                    "schema_version": EXPORT_SCHEMA_VERSION,
-                    "tool_version": __version__,
-                    "partitioning": "hive: snapshot_date=YYYY-MM-DD",
-                    "partitions": dict(sorted(partitions.items())),
-                })
-                if legacy is not None:  # everything it held is in the new manifest now
-                    legacy.unlink(missing_ok=True)
-                    log.info("%s merged into %s and removed", legacy, manifest_path)
-                    legacy = None
+                # an honest manifest of what was written; written last, after the partition.
+                with store.replace(MANIFEST) as sink:
+                    sink.write(_manifest_text({
+                        "schema_version": EXPORT_SCHEMA_VERSION,
+                        "tool_version": __version__,
+                        "partitioning": "hive: snapshot_date=YYYY-MM-DD",
+                        "partitions": dict(sorted(partitions.items())),
+                    }))
+                if legacy:  # everything it held is in the new manifest now
+                    store.remove(LEGACY_MANIFEST)
+                    log.info("%s merged into %s and removed", store.locate(LEGACY_MANIFEST),
+                             store.locate(MANIFEST))
+                    legacy = False
             except OSError as exc:  # full disk, permissions: the user's to fix, not a bug
-                raise ConfigError(f"cannot write export to {out}: {exc}") from exc
-    _warn_about_older_partitions(out, partitions)
+                raise store.failure(exc) from exc
+    _warn_about_older_partitions(partitions)
     return written
+
+
+def _chosen_days(conn: sqlite3.Connection, db: Path, wanted: str | None, all_dates: bool,
+                 include_partial: bool) -> list[RunDay]:
+    """The runs to export: ``wanted``'s, every date's, or the latest date's.
+
+    Raises:
+        ConfigError: no successful run at all, or none on ``wanted``.
+    """
+    days = run_days(conn, include_partial=include_partial)
+    if not days:
+        raise ConfigError(f"no successful run in {db}: nothing to export")
+    if wanted is None:
+        return days if all_dates else [days[-1]]
+    chosen = [d for d in days if d.date == wanted]
+    if not chosen:
+        raise ConfigError(f"no successful run on {wanted} in {db} "
+                          f"(runs from {days[0].date} to {days[-1].date})")
+    return chosen

@@ -212,8 +212,11 @@ def _export(settings: Settings, status: str) -> None:
     if settings.export_dir is None:
         return
     from etl.publish.export import export_snapshots
+    from etl.publish.storage import S3Options
 
-    extra = {"include_partial": True} if status == "partial" else {}
+    extra: dict[str, Any] = {"include_partial": True} if status == "partial" else {}
+    if isinstance(settings.export_dir, str):  # s3://: the run's timeout and attempts bound it
+        extra["s3"] = S3Options.from_settings(settings)
     export_snapshots(settings.db, settings.export_dir, fmt=settings.format, date=None,
                      all_dates=False, **extra)
 

@@ -13,14 +13,17 @@ thread of the test process and keeps its objects in memory.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import logging
 import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -190,3 +193,131 @@ def bucket_for_test(server: S3Server, monkeypatch: pytest.MonkeyPatch,
 def start_server() -> S3Server:
     """Start the session's server (ServiceUnavailable / ServiceFailed as ``S3Server.start``)."""
     return S3Server().start()
+
+
+# ------------------------------------------------------------------------- a front that fails
+
+
+# An S3 error body as servers send it; the client reads the code and message from it.
+_ERROR_XML = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+              "<Message>{message}</Message><RequestId>swr-etl-test</RequestId></Error>")
+# status -> (S3 error code, message) a failing front answers with
+_ERRORS = {
+    403: ("AccessDenied", "Access Denied"),
+    500: ("InternalError", "We encountered an internal error. Please try again."),
+    503: ("SlowDown", "Please reduce your request rate."),
+}
+
+
+class _FrontHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FaultyFront
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailer lines
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _handle(self) -> None:
+        body = self._body()
+        status = self.server.verdict(self.command, self.path)
+        if status is not None:
+            code, message = _ERRORS[status]
+            data = _ERROR_XML.format(code=code, message=message).encode()
+            self._answer(status, [("Content-Type", "application/xml")], data)
+            return
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in ("transfer-encoding", "content-length", "connection")}
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=30)
+        try:
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            self._answer(resp.status, [(k, v) for k, v in resp.getheaders() if k.lower() not in
+                                       ("transfer-encoding", "content-length", "connection")],
+                         data, length=resp.getheader("Content-Length"))
+        finally:
+            conn.close()
+
+    def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes,
+                length: str | None = None) -> None:
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        # A HEAD answer carries the object's length but no body.
+        self.send_header("Content-Length", length if self.command == "HEAD" and length
+                         else str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+
+class FaultyFront(ThreadingHTTPServer):
+    """A pass-through HTTP front on 127.0.0.1 for the S3 server, told when to fail: moto has no
+    fault injection, and a store that fails part-way is what the export must survive.
+
+        front = FaultyFront(server.endpoint_url)   # .endpoint_url: where clients connect
+        front.fail_puts_after(2)                   # the 3rd PUT and every later one: HTTP 500
+        front.refuse_everything(403)               # every request: 403 AccessDenied
+    """
+
+    daemon_threads = True
+
+    def __init__(self, upstream_url: str) -> None:
+        super().__init__(("127.0.0.1", 0), _FrontHandler)
+        self.upstream = upstream_url.split("://", 1)[1]
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, int | None]] = []  # (method, status forced or None)
+        self._puts_allowed: int | None = None
+        self._status: int | None = None
+        self._fail_status = 500
+        self._path_part = ""
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def fail_puts_after(self, count: int, status: int = 500, *, path_part: str = "") -> None:
+        """Pass ``count`` more PUTs through, then answer every PUT with ``status``; with
+        ``path_part``, only PUTs whose path holds it count and fail (a PUT uploads an object or
+        a part of one, and copies one)."""
+        with self.lock:
+            self._puts_allowed, self._fail_status = count, status
+            self._path_part = path_part
+
+    def refuse_everything(self, status: int) -> None:
+        with self.lock:
+            self._status = status
+
+    def verdict(self, method: str, path: str) -> int | None:
+        """The status to answer this request with instead of passing it on, or None."""
+        with self.lock:
+            forced = self._status
+            if (forced is None and method == "PUT" and self._puts_allowed is not None
+                    and self._path_part in unquote(path)):
+                if self._puts_allowed > 0:
+                    self._puts_allowed -= 1
+                else:
+                    forced = self._fail_status
+            self.requests.append((method, forced))
+            return forced
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
