@@ -27,8 +27,9 @@ def conn(tmp_path: Path) -> sqlite3.Connection:
     # A second image called nginx, in another namespace: filters by name must tell them apart.
     add_image(db, 6, "nginx", namespace="bitnami")
     for run_id, date, pulls in ((7, "2026-11-07", 700), (8, "2026-11-08", 750)):
-        db.execute("INSERT INTO image_snapshots (run_id, image_id, captured_at, snapshot_date, "
-                   "pull_count) VALUES (?, 6, ?, ?, ?)", (run_id, f"{date}T03:05:00Z", date, pulls))
+        db.execute("INSERT INTO image_snapshots (run_id, source, image_id, captured_at, "
+                   "snapshot_date, pull_count) VALUES (?, 'cn-north-4', 6, ?, ?, ?)",
+                   (run_id, f"{date}T03:05:00Z", date, pulls))
     db.commit()
     return db
 

@@ -344,7 +344,7 @@ def test_every_key_a_config_file_accepts_is_a_sync_option() -> None:
     accepted = {o.name for o in SYNC_OPTIONS}
     assert accepted <= options, f"no sync flag for {sorted(accepted - options)}"
     assert set(Settings.__dataclass_fields__) - accepted == {
-        "backoff_base", "backoff_cap", "credentials", "now_override"}
+        "backoff_base", "backoff_cap", "credentials", "now_override", "sources"}
     assert {"allow_anonymous"} <= accepted  # as --no-auth / no-auth, its one spelling
 
 

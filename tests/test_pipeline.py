@@ -69,7 +69,7 @@ def test_sync_twice_is_idempotent(settings: Settings) -> None:
     second = run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 30))))
     assert (second.new, second.changed, second.removed, second.rows) == (0, 0, 0, 29)
     assert q(settings.db, "SELECT * FROM images ORDER BY id") == [
-        (*r[:12], 2, None) for r in images]
+        (*r[:12], 2, None, r[14]) for r in images]
     assert q(settings.db, "SELECT * FROM image_snapshots WHERE run_id = 2 ORDER BY image_id") == [
         (2, *r[1:]) for r in snaps]
 

@@ -404,8 +404,9 @@ def test_names_render_literally_in_html_markdown_and_charts(tmp_path: Path) -> N
 
     conn = new_db(tmp_path / "h.db")
     for image_id, (ns, name) in HOSTILE.items():
-        conn.execute("INSERT INTO images (id, namespace, name, first_seen_at, last_seen_at, "
-                     "first_seen_run, last_seen_run) VALUES (?, ?, ?, '', '', 1, 2)",
+        conn.execute("INSERT INTO images (source, id, namespace, name, first_seen_at, "
+                     "last_seen_at, first_seen_run, last_seen_run) "
+                     "VALUES ('cn-north-4', ?, ?, ?, '', '', 1, 2)",
                      (image_id, ns, name))
     add_run(conn, 1, "2026-11-07", counts={i: 100 * i for i in [*HOSTILE, 9]})
     add_run(conn, 2, "2026-11-08", counts={i: 100 * i + 10 * i for i in [*HOSTILE, 9]})

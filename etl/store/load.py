@@ -185,15 +185,30 @@ class Loader:
 
     def run(self, start: RunStart, *, finished_at: Callable[[], str] = _utc_now,
             figures: Callable[[], Mapping[str, Any] | None] = lambda: None,
-            on_started: Callable[[int], None] | None = None) -> LoadRun:
-        """A new run of this database, to use as a context manager.
+            on_started: Callable[[int], None] | None = None,
+            run_id: int | None = None) -> LoadRun:
+        """A new run of this database (or, with ``run_id``, one more source of a run already
+        begun by ``begin_run``), to use as a context manager.
 
         ``finished_at`` and ``figures`` say, should the run fail, when it ended and what its
         scan did (both asked for only then); ``on_started(run_id)`` is called once the
-        ``running`` row is committed (e.g. to tag log lines with the run id).
+        ``running`` row is committed (e.g. to tag log lines with the run id). The source loaded
+        is ``start.source`` (default: named from ``start.endpoint``).
         """
         return LoadRun(self, start, finished_at=finished_at, figures=figures,
-                       on_started=on_started)
+                       on_started=on_started, run_id=run_id)
+
+    @_sqlite_errors
+    def begin_run(self, start: RunStart) -> int:
+        """Commit the ``running`` row of a run of several sources; return its id. Each source
+        then loads in its own transaction (``run(start, run_id=...)``) and ``end_run`` writes
+        the run's final row."""
+        return run_record.insert_running(self.conn, start)
+
+    @_sqlite_errors
+    def end_run(self, run_id: int, values: Mapping[str, Any]) -> None:
+        """Write a run's final figures (its own small transaction)."""
+        run_record.update_run(self.conn, run_id, values)
 
     # -------------------------------------------------------------------- reads for replay
 
@@ -210,31 +225,44 @@ class Loader:
             "SELECT run_id, snapshot_date FROM runs WHERE run_id > ? AND snapshot_date >= ? "
             "AND status IN ('success', 'partial') ORDER BY run_id", (run_id, snapshot_date))]
 
-    def raw_page_offsets(self, run_id: int) -> list[int]:
+    def run_sources(self, run_id: int) -> list[str]:
+        """The sources whose pages a run stored, by name."""
         return [r[0] for r in self.conn.execute(
-            "SELECT page_offset FROM raw_pages WHERE run_id = ? ORDER BY page_offset", (run_id,))]
+            "SELECT DISTINCT source FROM raw_pages WHERE run_id = ? ORDER BY source", (run_id,))]
 
-    def raw_pages(self, run_id: int) -> Iterator[RawPage]:
-        """Stored pages of a run in offset order, decompressed one at a time."""
-        for offset in self.raw_page_offsets(run_id):
+    def raw_page_offsets(self, run_id: int, source: str | None = None) -> list[int]:
+        """Offsets of a run's stored pages (of one source, or of all)."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT page_offset FROM raw_pages WHERE run_id = ? AND source = COALESCE(?, source)"
+            " ORDER BY page_offset", (run_id, source))]
+
+    def raw_pages(self, run_id: int, source: str | None = None) -> Iterator[RawPage]:
+        """Stored pages of a run's source (default: its first) in offset order, decompressed
+        one at a time."""
+        source = source or next(iter(self.run_sources(run_id)), None)
+        for offset in self.raw_page_offsets(run_id, source):
             fetched_at, content_range, encoding, body = self.conn.execute(
                 "SELECT fetched_at, content_range, encoding, body FROM raw_pages"
-                " WHERE run_id = ? AND page_offset = ?", (run_id, offset)).fetchone()
+                " WHERE run_id = ? AND source = ? AND page_offset = ?",
+                (run_id, source, offset)).fetchone()
             data = zlib.decompress(body) if encoding == "zlib" else bytes(body)
             yield RawPage(offset, fetched_at, content_range, data)
 
 
 class LoadRun:
-    """One run's writes, inside the run's one transaction (see ``Loader.run``)."""
+    """One source's writes in a run, inside their one transaction (see ``Loader.run``). A run
+    of one source owns its ``runs`` row: the final row commits with the data."""
 
     def __init__(self, loader: Loader, start: RunStart, *, finished_at: Callable[[], str],
                  figures: Callable[[], Mapping[str, Any] | None],
-                 on_started: Callable[[int], None] | None) -> None:
+                 on_started: Callable[[int], None] | None, run_id: int | None = None) -> None:
         self.loader = loader
         self.db = loader.db
         self.start = start
+        self.source = start.source_name
         self.captured_at = start.captured_at or start.started_at
-        self.run_id: int | None = None
+        self.run_id: int | None = run_id
+        self.owns_run = run_id is None
         self.counts = LoadCounts()
         self.finished = False
         self._finished_at = finished_at
@@ -243,11 +271,15 @@ class LoadRun:
 
     def __enter__(self) -> LoadRun:
         try:
-            self.run_id = run_record.insert_running(self.loader.conn, self.start)
+            if self.owns_run:
+                self.run_id = run_record.insert_running(self.loader.conn, self.start)
+            run_record.upsert_source(self.loader.conn, cast(int, self.run_id), self.source, {
+                "endpoint": self.start.endpoint, "started_at": self.start.started_at,
+                "status": "running"})
         except sqlite3.OperationalError as exc:
             raise write_error(self.db, exc) from exc
         if self._on_started is not None:
-            self._on_started(self.run_id)
+            self._on_started(cast(int, self.run_id))
         try:
             self._begin()
         except BaseException as exc:
@@ -285,7 +317,7 @@ class LoadRun:
                         compressed: bool = False) -> None:
         """Store page bodies, zlib-compressed here unless ``compressed`` (by ``compress_body``)."""
         rows = [
-            (self.run_id, offset, fetched_at, content_range, "zlib",
+            (self.run_id, self.source, offset, fetched_at, content_range, "zlib",
              body if compressed and isinstance(body, bytes) else compress_body(body))
             for offset, fetched_at, content_range, body in pages
         ]
@@ -296,7 +328,8 @@ class LoadRun:
     def write_chunk(self, transformed: Any, *, duplicate_ids: Iterable[int] = ()) -> None:
         """Write one transformed chunk: images upsert, snapshots, rejects, quality issues."""
         conn = self.loader.conn
-        params = {"run": self.run_id, "at": self.captured_at, "date": self.start.snapshot_date}
+        params = {"run": self.run_id, "source": self.source, "at": self.captured_at,
+                  "date": self.start.snapshot_date}
         conn.executemany(load_sql.FILL_CHUNK_SQL,
                          _rows(transformed.images, IMAGE_COLUMNS))
         new, changed, renamed = conn.execute(load_sql.NEW_CHANGED_SQL, params).fetchone()
@@ -309,10 +342,11 @@ class LoadRun:
         conn.execute("DELETE FROM temp.load_chunk")
 
         rejects = _rows(transformed.rejects, ("page_offset", "reason", "raw"))
-        conn.executemany(load_sql.REJECTS_SQL, [(self.run_id, *r) for r in rejects])
+        conn.executemany(load_sql.REJECTS_SQL, [(self.run_id, self.source, *r) for r in rejects])
         qi = _rows(transformed.quality_issues, ("image_id", "field", "raw_value", "problem"))
         qi += [(i, "id", str(i), DUPLICATE_ID) for i in duplicate_ids]
-        conn.executemany(load_sql.QUALITY_ISSUES_SQL, [(self.run_id, *q) for q in qi])
+        conn.executemany(load_sql.QUALITY_ISSUES_SQL,
+                         [(self.run_id, self.source, *q) for q in qi])
         self.counts.new += int(new)
         self.counts.changed += int(changed)
         self.counts.rejected += len(rejects)
@@ -320,7 +354,8 @@ class LoadRun:
 
     def _rows_loaded(self) -> int:
         return int(self.loader.conn.execute(
-            "SELECT COUNT(*) FROM image_snapshots WHERE run_id = ?", (self.run_id,)).fetchone()[0])
+            "SELECT COUNT(*) FROM image_snapshots WHERE run_id = ? AND source = ?",
+            (self.run_id, self.source)).fetchone()[0])
 
     @_sqlite_errors
     def finish(self, *, status: str, mark_removed: bool, stats: Mapping[str, Any],
@@ -328,7 +363,7 @@ class LoadRun:
         """Mark removals (complete unfiltered scans only), prune raw pages, write the final
         ``runs`` row, and COMMIT the whole run."""
         conn = self.loader.conn
-        params = {"run": self.run_id, "at": self.captured_at}
+        params = {"run": self.run_id, "source": self.source, "at": self.captured_at}
         self.counts.quality_issues += conn.execute(load_sql.NAME_TWO_IDS_SQL, params).rowcount
         if mark_removed:
             self.counts.removed = conn.execute(load_sql.MARK_REMOVED_SQL, params).rowcount
@@ -343,7 +378,9 @@ class LoadRun:
             rows_removed=self.counts.removed, quality_issues=self.counts.quality_issues,
             error=None,
         )
-        run_record.update_run(conn, cast(int, self.run_id), values)
+        run_record.upsert_source(conn, cast(int, self.run_id), self.source, values)
+        if self.owns_run:
+            run_record.update_run(conn, cast(int, self.run_id), values)
         conn.execute("COMMIT")
         self.finished = True
         return self.counts
@@ -378,6 +415,8 @@ class LoadRun:
             values["proof"] = None  # nothing of a failed run stands, whatever its scan proved
             values.update(status="failed", error=error.replace("\n", " ")[:1000],
                           exit_code=exit_code, finished_at=finished_at, rows_loaded=0)
-            run_record.update_run(conn, cast(int, self.run_id), values)
+            run_record.upsert_source(conn, cast(int, self.run_id), self.source, values)
+            if self.owns_run:
+                run_record.update_run(conn, cast(int, self.run_id), values)
         except sqlite3.Error:  # the original error matters more; the next run marks it stale
             log.warning("could not record run %s as failed", self.run_id, exc_info=True)

@@ -199,7 +199,9 @@ def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
     statuses = ("success", "partial") if include_partial else trends.COUNTED_STATUSES
     sql = trends.counted_runs_sql(statuses=statuses, one_scope=one_scope,
                                   until=until is not None)
-    return [RunDay(d, int(r)) for d, r in conn.execute(sql, {"until": until})]
+    # One day per (date, run): a run of several sources counts once for each of them.
+    days = dict.fromkeys((d, int(r)) for d, r, _source in conn.execute(sql, {"until": until}))
+    return [RunDay(d, r) for d, r in days]
 
 
 # ------------------------------------------------------------------------ the run ledger
@@ -214,14 +216,25 @@ def recent_runs(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
     """The ``limit`` most recent runs, newest first, every ``runs`` column; ``retry_causes``
     (stored as JSON text) decoded into a dict."""
     rows = _dicts(conn.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (int(limit),)))
+    has_sources = bool(rows) and conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE name = 'run_sources'").fetchone() is not None
     for row in rows:
-        causes = row.get("retry_causes")
-        if isinstance(causes, str):
-            try:
-                row["retry_causes"] = json.loads(causes)
-            except ValueError:
-                pass
+        _decode_causes(row)
+        if has_sources:  # a run's per-source results (v4), in name order
+            row["sources"] = _dicts(conn.execute(
+                "SELECT * FROM run_sources WHERE run_id = ? ORDER BY source", (row["run_id"],)))
+            for source in row["sources"]:
+                _decode_causes(source)
     return rows
+
+
+def _decode_causes(row: dict[str, Any]) -> None:
+    causes = row.get("retry_causes")
+    if isinstance(causes, str):
+        try:
+            row["retry_causes"] = json.loads(causes)
+        except ValueError:
+            pass
 
 
 def run_row(conn: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
@@ -242,6 +255,29 @@ def latest_success(conn: sqlite3.Connection) -> dict[str, Any] | None:
         "SELECT run_id, started_at, finished_at FROM runs WHERE status = 'success' "
         "ORDER BY COALESCE(finished_at, started_at) DESC, run_id DESC LIMIT 1"))
     return rows[0] if rows else None
+
+
+# Each source of the latest run, with its own latest success (NULLs: none yet).
+SOURCE_SUCCESS_SQL = """
+WITH cur AS (
+    SELECT source FROM run_sources WHERE run_id = (SELECT MAX(run_id) FROM run_sources)
+), ok AS (
+    SELECT rs.source, rs.run_id, COALESCE(rs.finished_at, r.finished_at, r.started_at) AS at,
+           ROW_NUMBER() OVER (PARTITION BY rs.source ORDER BY
+               COALESCE(rs.finished_at, r.finished_at, r.started_at) DESC, rs.run_id DESC) AS n
+    FROM run_sources AS rs JOIN runs AS r ON r.run_id = rs.run_id
+    WHERE rs.status = 'success'
+)
+SELECT cur.source, ok.run_id, ok.at FROM cur LEFT JOIN ok ON ok.source = cur.source AND ok.n = 1
+ORDER BY cur.source"""
+
+
+def source_successes(conn: sqlite3.Connection) -> list[tuple[str, int | None, str | None]]:
+    """``(source, run_id, finished_at)`` of each source of the latest run: its last success
+    (None, None when it never had one). Empty for a database from before sources (v3)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_sources'").fetchone():
+        return []
+    return [(str(s), r, t) for s, r, t in conn.execute(SOURCE_SUCCESS_SQL)]
 
 
 @dataclass(frozen=True)
