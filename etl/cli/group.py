@@ -99,9 +99,12 @@ def settings_from(ctx: click.Context, flags: dict[str, Any], *,
     given = {k: v for k, v in flags.items() if v is not None and v != ()}
     settings = build_settings(given, os.environ, config, need_credentials=need_credentials)
     register_secrets(settings.credentials.secrets())
+    for source in settings.sources:  # each [[sources]] table's own credentials
+        register_secrets(source.credentials.secrets() if source.credentials else [])
     if need_credentials:  # only a command that will send them
-        for warning in plaintext_warnings(settings):
-            log.warning(warning)
+        for source in settings.source_list():
+            for warning in plaintext_warnings(settings.for_source(source)):
+                log.warning(warning)
     return settings
 
 
