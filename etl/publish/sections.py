@@ -199,3 +199,30 @@ def image_listings(conn: sqlite3.Connection, *, start: str, as_of: str,
                        "ORDER BY m.to_date, m.image_id", (as_of, as_of_run_id),
                        ("last_seen", "pull_count"))
     return unranked, new_images, removed
+
+
+def region_breakdown(conn: sqlite3.Connection, top: int) -> list[dict[str, Any]]:
+    """The top ``top`` images by pulls gained summed over their sources (the rule of the
+    ``top_movers_total_*`` views, ``etl.store.trends``), each with every source's share: which
+    regions drive an image's growth."""
+    ctes = trends.movers_ctes("temp.cur_steps", "SELECT * FROM temp.cur_images") \
+        + trends.totals_ctes()
+    totals = conn.execute(trends.with_ctes(ctes, trends.TOTALS_SELECT + " LIMIT ?"),
+                          (top,)).fetchall()
+    ranked = [t for t in totals if t[7] is not None]
+    shares = conn.execute(trends.with_ctes(
+        ctes, "SELECT namespace, name, source, pull_count, pull_delta FROM shares"
+              " WHERE anomaly IS NULL ORDER BY pull_delta DESC, source")).fetchall()
+    by_image: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+    for ns, name, source, count, delta in shares:
+        by_image.setdefault((ns, name), []).append(
+            {"source": source, "pull_count": count, "pull_delta": delta})
+    out = []
+    for ns, name, n_sources, _from, count, delta, growth, rank, _anomaly, lead, _ld in ranked:
+        parts = by_image.get((ns, name), [])
+        for part in parts:
+            part["share_pct"] = round(part["pull_delta"] * 100.0 / delta, 1) if delta else None
+        out.append({"rank": rank, "namespace": ns, "name": name, "sources": n_sources,
+                    "pull_count": count, "pull_delta": delta, "pull_growth_pct": growth,
+                    "top_source": lead, "by_source": parts})
+    return out
