@@ -18,7 +18,7 @@ import functools
 import logging
 import sqlite3
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +32,7 @@ from etl.store.database import RunLock, check_database_file, connect, write_erro
 from etl.store.read import check_ours
 from etl.store.run_record import RunStart
 from etl.store.schema import IMAGE_COLUMNS, ensure_schema
+from etl.store.stored import StoredRuns
 
 log = logging.getLogger("etl.load")
 
@@ -49,16 +50,6 @@ class LoadCounts:
     quality_issues: int = 0
     raw_pages: int = 0
     rows: int = 0
-
-
-@dataclass(frozen=True)
-class RawPage:
-    """A stored page body (decompressed) for replay."""
-
-    offset: int
-    fetched_at: str
-    content_range: str | None
-    body: bytes
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,7 +94,7 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Loader:
+class Loader(StoredRuns):
     """The writer of one database: locked, checked and migrated while the block lasts.
 
     ::
@@ -209,44 +200,6 @@ class Loader:
     def end_run(self, run_id: int, values: Mapping[str, Any]) -> None:
         """Write a run's final figures (its own small transaction)."""
         run_record.update_run(self.conn, run_id, values)
-
-    # -------------------------------------------------------------------- reads for replay
-
-    def get_run(self, run_id: int) -> dict[str, Any] | None:
-        cur = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([d[0] for d in cur.description], row, strict=True))
-
-    def newer_runs(self, run_id: int, snapshot_date: str) -> list[tuple[int, str]]:
-        """(run_id, snapshot_date) of the loaded runs after ``run_id`` on or after its date."""
-        return [(int(r), str(d)) for r, d in self.conn.execute(
-            "SELECT run_id, snapshot_date FROM runs WHERE run_id > ? AND snapshot_date >= ? "
-            "AND status IN ('success', 'partial') ORDER BY run_id", (run_id, snapshot_date))]
-
-    def run_sources(self, run_id: int) -> list[str]:
-        """The sources whose pages a run stored, by name."""
-        return [r[0] for r in self.conn.execute(
-            "SELECT DISTINCT source FROM raw_pages WHERE run_id = ? ORDER BY source", (run_id,))]
-
-    def raw_page_offsets(self, run_id: int, source: str | None = None) -> list[int]:
-        """Offsets of a run's stored pages (of one source, or of all)."""
-        return [r[0] for r in self.conn.execute(
-            "SELECT page_offset FROM raw_pages WHERE run_id = ? AND source = COALESCE(?, source)"
-            " ORDER BY page_offset", (run_id, source))]
-
-    def raw_pages(self, run_id: int, source: str | None = None) -> Iterator[RawPage]:
-        """Stored pages of a run's source (default: its first) in offset order, decompressed
-        one at a time."""
-        source = source or next(iter(self.run_sources(run_id)), None)
-        for offset in self.raw_page_offsets(run_id, source):
-            fetched_at, content_range, encoding, body = self.conn.execute(
-                "SELECT fetched_at, content_range, encoding, body FROM raw_pages"
-                " WHERE run_id = ? AND source = ? AND page_offset = ?",
-                (run_id, source, offset)).fetchone()
-            data = zlib.decompress(body) if encoding == "zlib" else bytes(body)
-            yield RawPage(offset, fetched_at, content_range, data)
 
 
 class LoadRun:
