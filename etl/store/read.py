@@ -178,15 +178,16 @@ def _describe(names: set[str], version: int) -> str:
 
 @dataclass(frozen=True)
 class RunDay:
-    """The run that stands for one snapshot date: the last good run of that date."""
+    """The run that stands for one source's snapshot date: its last good run of that date."""
 
     date: str
     run_id: int
+    source: str = ""
 
 
 def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
              one_scope: bool = False, until: str | None = None) -> list[RunDay]:
-    """The last good run of every snapshot date, oldest date first.
+    """The last good run of every source's snapshot date, oldest date first (then by source).
 
     The rule is ``etl.store.trends.counted_runs_sql`` (the one the views and the report use),
     with the export's two knobs: "good" is ``success``; ``include_partial`` adds ``partial`` runs
@@ -199,9 +200,7 @@ def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
     statuses = ("success", "partial") if include_partial else trends.COUNTED_STATUSES
     sql = trends.counted_runs_sql(statuses=statuses, one_scope=one_scope,
                                   until=until is not None)
-    # One day per (date, run): a run of several sources counts once for each of them.
-    days = dict.fromkeys((d, int(r)) for d, r, _source in conn.execute(sql, {"until": until}))
-    return [RunDay(d, r) for d, r in days]
+    return [RunDay(d, int(r), s) for d, r, s in conn.execute(sql, {"until": until})]
 
 
 # ------------------------------------------------------------------------ the run ledger
