@@ -241,3 +241,30 @@ def test_html_and_markdown_reports_show_the_region_breakdown(history: Path,
     assert "## Regions: where the growth comes from" in md
     one = write_report(history, tmp_path / "one.html", days=7, sources=["cn-north-4"])
     assert 'id="regions"' not in one.read_text()  # one region: nothing to break down
+
+
+def test_metrics_per_source_and_one_healthcheck_ping_pair_per_run(
+        tmp_path: Path, stubs: Callable[..., Stub]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from etl.run.hooks import run_observed
+    from tests.helpers import answer
+
+    pings = stubs(lambda h, seen: answer(h, 200, b"OK"))
+    scenarios = {"eu-west-101": {"faults": [{"kind": "status", "status": 401, "at": 1}]}}
+    with Regions(NAMES, images=20, scenarios=scenarios) as regions:
+        settings = settings_for(regions, tmp_path / "swr.db", metrics_file=tmp_path / "m.prom",
+                                healthcheck_url=f"{pings.url}/ping/x")
+        result = run_observed(settings, lambda: run_sync(settings))
+    assert result.exit_code == 3
+    assert pings.paths() == ["/ping/x/start", "/ping/x/3"]  # once per run, not per source
+    samples = {(s.name, s.labels.get("source")): s.value
+               for fam in text_string_to_metric_families((tmp_path / "m.prom").read_text())
+               for s in fam.samples}
+    assert samples[("swr_etl_last_run_status", None)] == 3
+    assert {k[1]: v for k, v in samples.items() if k[0] == "swr_etl_source_last_run_status"} \
+        == {"ap-southeast-1": 0, "cn-north-4": 0, "eu-west-101": 3}
+    assert {k[1]: v for k, v in samples.items() if k[0] == "swr_etl_source_images"} == {
+        "ap-southeast-1": 20, "cn-north-4": 20}
+    assert ("swr_etl_source_last_success_timestamp_seconds", "eu-west-101") not in samples
+    assert samples[("swr_etl_source_last_run_requests", "eu-west-101")] == 1

@@ -271,6 +271,26 @@ SELECT cur.source, ok.run_id, ok.at FROM cur LEFT JOIN ok ON ok.source = cur.sou
 ORDER BY cur.source"""
 
 
+# Each source of the latest run: its outcome in that run, its last success, its listed images.
+SOURCE_FIGURES_SQL = f"""
+WITH succ AS ({SOURCE_SUCCESS_SQL}),
+img AS (SELECT source, COUNT(*) AS n FROM images WHERE removed_at IS NULL GROUP BY source)
+SELECT rs.source, rs.exit_code, rs.requests, rs.retries, rs.rows_loaded, succ.at, img.n
+FROM run_sources AS rs
+LEFT JOIN succ ON succ.source = rs.source
+LEFT JOIN img ON img.source = rs.source
+WHERE rs.run_id = (SELECT MAX(run_id) FROM run_sources)
+ORDER BY rs.source"""
+
+
+def source_figures(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """``(source, exit_code, requests, retries, rows_loaded, last_success_at, images)`` of each
+    source of the latest run; empty before v4."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_sources'").fetchone():
+        return []
+    return conn.execute(SOURCE_FIGURES_SQL).fetchall()
+
+
 def source_successes(conn: sqlite3.Connection) -> list[tuple[str, int | None, str | None]]:
     """``(source, run_id, finished_at)`` of each source of the latest run: its last success
     (None, None when it never had one). Empty for a database from before sources (v3)."""
