@@ -142,10 +142,10 @@ def _build_window(conn: sqlite3.Connection, days: int, now: dt.datetime,
             trends.steps_ctes(_PREV_RUNS, days), "SELECT * FROM steps"), {"prev_end": start})
         conn.execute("CREATE TEMP TABLE prev_rank AS " + trends.with_ctes(
             trends.movers_ctes("temp.prev_steps"),
-            f"SELECT m.image_id, ROW_NUMBER() OVER (ORDER BY {trends.RANK_ORDER}) AS rank "
-            "FROM movers AS m WHERE m.anomaly IS NULL"))
+            f"SELECT m.source, m.image_id, ROW_NUMBER() OVER (ORDER BY {trends.RANK_ORDER}, "
+            "m.source) AS rank FROM movers AS m WHERE m.anomaly IS NULL"))
     else:
-        conn.execute("CREATE TEMP TABLE prev_rank (image_id INTEGER, rank INTEGER)")
+        conn.execute("CREATE TEMP TABLE prev_rank (source TEXT, image_id INTEGER, rank INTEGER)")
     return _Window(as_of, run_of[as_of], window, prev_start)
 
 
@@ -180,8 +180,7 @@ def _compute(conn: sqlite3.Connection, *, days: int, top: int,
     total_rates = daily_rates([(row["date"], w.dates[i], row["pull_delta"])
                                for i, row in enumerate(daily[1:])])
     movers = sections.ranked_movers(conn, w.as_of, top) if trending else []
-    unranked, new_images, removed = sections.image_listings(
-        conn, start=w.start, as_of=w.as_of, as_of_run_id=w.as_of_run_id)
+    unranked, new_images, removed = sections.image_listings(conn, start=w.start, as_of=w.as_of)
     anomalies = sections.anomalies(conn, per_date, w.dates)
     notice, due = (None, None) if trending else _single_date_notice(w.dates, days, now)
     return {
