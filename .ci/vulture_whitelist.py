@@ -34,3 +34,6 @@ _.listing_at
 # tqdm reads monitor_interval from our subclass; prometheus_client calls a collector's collect().
 monitor_interval  # etl.cli.progress
 _.collect  # etl.run.metrics._RunCollector
+
+# SourceFigures fields are read by name from the per-source metrics table (SOURCE_METRICS).
+_.rows_loaded  # etl.run.metrics.SourceFigures
