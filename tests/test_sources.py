@@ -230,3 +230,13 @@ def test_every_source_failing_is_a_failed_run(two: Settings) -> None:
     assert (result.status, result.exit_code, result.rows) == ("failed", 3, 0)
     assert q(two.db, "SELECT COUNT(*) FROM images") == [(0,)]
     assert q(two.db, "SELECT status, exit_code FROM runs") == [("failed", 3)]
+
+
+def test_a_dry_run_of_several_sources_writes_nothing(two: Settings) -> None:
+    result = run_sync(two.replace(dry_run=True), now=T0, pages={
+        "cn-north-4": FakeScan(rows(range(1, 4))),
+        "eu-west-101": FakeScan(rows(range(1, 6)), complete=False)})
+    assert (result.dry_run, result.run_id, result.rows, result.exit_code) == (True, None, 8, 6)
+    assert [(r.source, r.rows, r.exit_code) for r in result.sources] == [
+        ("cn-north-4", 3, 0), ("eu-west-101", 5, 6)]
+    assert not two.db.exists()

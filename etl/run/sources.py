@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -190,9 +191,11 @@ def run_sources(settings: Settings, *, pages: Mapping[str, PageSource] | None = 
     start = RunStart(started_at=started_at, snapshot_date=started_at[:10],
                      endpoint=settings.endpoint, namespace=settings.namespace,
                      image_name=settings.image_name, page_size=settings.page_size)
-    with Loader(settings.db, busy_timeout=settings.busy_timeout,
-                keep_raw_runs=settings.keep_raw_runs, adopt=settings.adopt) as loader:
-        run_id = loader.begin_run(start)
+    opened: AbstractContextManager[Loader | None] = nullcontext(None) if settings.dry_run \
+        else Loader(settings.db, busy_timeout=settings.busy_timeout,
+                    keep_raw_runs=settings.keep_raw_runs, adopt=settings.adopt)
+    with opened as loader:  # a dry run: no lock, no database, nothing written
+        run_id = loader.begin_run(start) if loader is not None else None
         try:
             for feed in feeds:
                 feed.start()
@@ -209,7 +212,8 @@ def run_sources(settings: Settings, *, pages: Mapping[str, PageSource] | None = 
 
 
 def _load_each(settings: Settings, sources: tuple[Source, ...], feeds: list[_Feed],
-               ready: queue.Queue[int], loader: Loader, run_id: int, at: datetime, t0: float,
+               ready: queue.Queue[int], loader: Loader | None, run_id: int | None,
+               at: datetime, t0: float,
                on_progress: ProgressCallback | None, chunk_sizes: ChunkSizes) -> list[_Outcome]:
     """Load the sources one at a time, each as soon as its scan has something to hand over."""
     outcomes: dict[int, _Outcome] = {}
@@ -235,9 +239,9 @@ _SUMMED = ("rows", "new", "changed", "removed", "rejected", "quality_issues", "r
            "retries", "rescans")
 
 
-def _close_run(loader: Loader, run_id: int, outcomes: list[_Outcome], settings: Settings,
-               t0: float, at: datetime) -> SyncResult:
-    """The run's final row and result from its sources' outcomes."""
+def _close_run(loader: Loader | None, run_id: int | None, outcomes: list[_Outcome],
+               settings: Settings, t0: float, at: datetime) -> SyncResult:
+    """The run's final row (none in a dry run) and result from its sources' outcomes."""
     loaded = [o.result for o in outcomes if o.result is not None]
     code = run_exit_code(o.exit_code for o in outcomes)
     status = ("success" if code == 0 else "partial" if loaded else "failed")
@@ -245,9 +249,27 @@ def _close_run(loader: Loader, run_id: int, outcomes: list[_Outcome], settings: 
     failures = [f"{o.source}: {o.error}" for o in outcomes if o.exit_code != 0]
     error = "; ".join(failures)[:1000] or None
     seconds = round(time.monotonic() - t0, 3)
-    row = loader.conn.execute(f"SELECT {_FIGURES_SQL} FROM run_sources WHERE run_id = ?",
-                              (run_id,)).fetchone()
-    figures = dict(zip(_FIGURES, row, strict=True))
+    if loader is None or run_id is None:  # a dry run: what a real one would have done
+        figures: dict[str, Any] = {"requests": sum(r.requests for r in loaded),
+                                   "retries": sum(r.retries for r in loaded)}
+    else:
+        row = loader.conn.execute(f"SELECT {_FIGURES_SQL} FROM run_sources WHERE run_id = ?",
+                                  (run_id,)).fetchone()
+        figures = dict(zip(_FIGURES, row, strict=True))
+        _end(loader, run_id, figures, status, code, error, sums, seconds, at)
+    return SyncResult(
+        run_id=run_id, status=status, exit_code=code, rows=sums["rows"], new=sums["new"],
+        changed=sums["changed"], removed=sums["removed"], rejected=sums["rejected"],
+        quality_issues=sums["quality_issues"], requests=int(figures["requests"]),
+        retries=int(figures["retries"]), rescans=sums["rescans"], seconds=seconds,
+        complete=code == 0, db=None if loader is None else settings.db,
+        dry_run=loader is None, incomplete_reason=error,
+        sources=tuple(o.result or _failed_result(o, run_id) for o in outcomes))
+
+
+def _end(loader: Loader, run_id: int, figures: dict[str, Any], status: str, code: int,
+         error: str | None, sums: dict[str, int], seconds: float, at: datetime) -> None:
+    """The run's final ``runs`` row (its own small transaction)."""
     loader.end_run(run_id, {
         **figures, "status": status, "exit_code": code, "error": error,
         "finished_at": _utc_text(datetime.fromtimestamp(at.timestamp() + seconds, at.tzinfo)),
@@ -255,16 +277,9 @@ def _close_run(loader: Loader, run_id: int, outcomes: list[_Outcome], settings: 
         "rows_changed": sums["changed"], "rows_removed": sums["removed"],
         "quality_issues": sums["quality_issues"], "rescans": sums["rescans"],
         "complete": int(code == 0), "duration_s": seconds})
-    return SyncResult(
-        run_id=run_id, status=status, exit_code=code, rows=sums["rows"], new=sums["new"],
-        changed=sums["changed"], removed=sums["removed"], rejected=sums["rejected"],
-        quality_issues=sums["quality_issues"], requests=int(figures["requests"]),
-        retries=int(figures["retries"]), rescans=sums["rescans"], seconds=seconds,
-        complete=code == 0, db=settings.db, incomplete_reason=error,
-        sources=tuple(o.result or _failed_result(o, run_id) for o in outcomes))
 
 
-def _failed_result(outcome: _Outcome, run_id: int) -> SyncResult:
+def _failed_result(outcome: _Outcome, run_id: int | None) -> SyncResult:
     return SyncResult(run_id=run_id, status="failed", exit_code=outcome.exit_code, rows=0, new=0,
                       changed=0, removed=0, rejected=0, quality_issues=0, requests=0, retries=0,
                       rescans=0, seconds=0.0, complete=False, db=None,
