@@ -12,8 +12,7 @@ import sqlite3
 from collections.abc import Callable
 
 from etl.errors import ConfigError
-from etl.store import trends
-from etl.store.schema_v4 import V4, prepare_v4
+from etl.store import schema_v4, trends
 
 # table -> primary key (facts as data: the tests check the DDL against it).
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
@@ -140,10 +139,12 @@ ALTER TABLE runs ADD COLUMN proof TEXT;
 """
 
 # Version n's migration: an SQL script. Append, never edit a released one.
+# v4: source in every table of image data, run_sources (etl.store.schema_v4).
+V4 = schema_v4.script(V1)
 MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3, 4: V4}
 # Work done before version n's script, in Python: what SQL alone cannot say (v4: the source each
 # earlier run read, a name derived from its endpoint URL).
-PREPARE: dict[int, Callable[[sqlite3.Connection], None]] = {4: prepare_v4}
+PREPARE: dict[int, Callable[[sqlite3.Connection], None]] = {4: schema_v4.prepare_v4}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 # The views, in dependency order. Each is dropped and recreated whenever its SQL differs. The

@@ -16,42 +16,11 @@ Written in SQL that PostgreSQL runs too, apart from the rebuild itself.
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from typing import Any
 
 from etl.config.regions import source_name
-
-# run_sources: what one source of a run did. The same figures as a run's row in `runs`, for
-# that source alone.
-RUN_SOURCES_DDL = """
-CREATE TABLE run_sources (
-    run_id          INTEGER NOT NULL REFERENCES runs(run_id),
-    source          TEXT NOT NULL,
-    endpoint        TEXT,
-    status          TEXT NOT NULL CHECK (status IN ('running','success','partial','failed')),
-    exit_code       INTEGER,
-    error           TEXT,
-    started_at      TEXT,
-    finished_at     TEXT,
-    requests        INTEGER NOT NULL DEFAULT 0,
-    retries         INTEGER NOT NULL DEFAULT 0,
-    pages           INTEGER NOT NULL DEFAULT 0,
-    total_reported  INTEGER,
-    rows_seen       INTEGER NOT NULL DEFAULT 0,
-    rows_loaded     INTEGER NOT NULL DEFAULT 0,
-    rows_rejected   INTEGER NOT NULL DEFAULT 0,
-    rows_new        INTEGER NOT NULL DEFAULT 0,
-    rows_changed    INTEGER NOT NULL DEFAULT 0,
-    rows_removed    INTEGER NOT NULL DEFAULT 0,
-    quality_issues  INTEGER NOT NULL DEFAULT 0,
-    rescans         INTEGER NOT NULL DEFAULT 0,
-    bytes           INTEGER NOT NULL DEFAULT 0,
-    duration_s      REAL,
-    retry_causes    TEXT,
-    complete        INTEGER,
-    proof           TEXT,
-    PRIMARY KEY (run_id, source)
-);
-"""
 
 # The figures a v3 run row holds for its one source.
 _COPIED = ("endpoint", "status", "exit_code", "error", "started_at", "finished_at", "requests",
@@ -68,112 +37,83 @@ _SRC = "COALESCE((SELECT m.source FROM temp.v4_run_source AS m WHERE m.run_id = 
 _MAPPING_DDL = ("CREATE TEMP TABLE IF NOT EXISTS v4_run_source"
                 " (run_id INTEGER PRIMARY KEY, source TEXT)")
 
-# Run on its own (without prepare_v4: tests building a database by the scripts), every earlier
-# row's source is 'unknown'.
-V4 = f"""
-{_MAPPING_DDL};
-{RUN_SOURCES_DDL}
-INSERT INTO run_sources (run_id, source, {_COPIED_SQL})
-SELECT r.run_id, m.source, {_R_COPIED_SQL}
-FROM runs AS r JOIN temp.v4_run_source AS m ON m.run_id = r.run_id;
+# The tables rebuilt, as facts: the run column that names a row's source (images: the run that
+# last saw it), the new primary key, the column ``source`` follows (default: last), and the
+# indexes made again. Their other columns are taken from the v1 DDL itself (``script``), so the
+# definitions are written once.
+REBUILT: dict[str, dict[str, Any]] = {
+    "images": {"run": "last_seen_run", "key": ("source", "id"), "indexes": [
+        # source last: the duplicate-name check of a load reads this index alone (covering)
+        "images_ns_name ON images(namespace, name, source)"]},
+    # every key column before the others: SQLite 3.40's integrity_check misreads a WITHOUT
+    # ROWID table whose key columns come after a non-key one (false "NULL value" reports)
+    "image_snapshots": {"run": "run_id", "key": ("run_id", "source", "image_id"),
+                        "after": "image_id", "indexes": [
+        "image_snapshots_image ON image_snapshots(source, image_id, run_id)",
+        "image_snapshots_date ON image_snapshots(snapshot_date)"]},
+    "rejects": {"run": "run_id", "indexes": ["rejects_run ON rejects(run_id, source)"]},
+    "quality_issues": {"run": "run_id",
+                       "indexes": ["quality_issues_run ON quality_issues(run_id, source)"]},
+    "raw_pages": {"run": "run_id", "key": ("run_id", "source", "page_offset"), "indexes": []},
+}
 
-CREATE TABLE images_v4 (
-    id              INTEGER NOT NULL,
-    namespace       TEXT,
-    name            TEXT,
-    user            TEXT,
-    description     TEXT,
-    star_count      INTEGER,
-    pull_count      INTEGER,
-    collection_id   INTEGER,
-    last_updated    TEXT,
-    first_seen_at   TEXT NOT NULL,
-    last_seen_at    TEXT NOT NULL,
-    first_seen_run  INTEGER NOT NULL REFERENCES runs(run_id),
-    last_seen_run   INTEGER NOT NULL REFERENCES runs(run_id),
-    removed_at      TEXT,
-    source          TEXT NOT NULL,
-    PRIMARY KEY (source, id)
-);
-INSERT INTO images_v4
-SELECT id, namespace, name, user, description, star_count, pull_count, collection_id,
-       last_updated, first_seen_at, last_seen_at, first_seen_run, last_seen_run, removed_at,
-       {_SRC.format("images.last_seen_run")}
-FROM images;
-DROP TABLE images;
-ALTER TABLE images_v4 RENAME TO images;
--- source last: the duplicate-name check of a load reads this index alone (covering)
-CREATE INDEX images_ns_name ON images(namespace, name, source);
 
-CREATE TABLE image_snapshots_v4 (
-    run_id          INTEGER NOT NULL REFERENCES runs(run_id),
-    image_id        INTEGER NOT NULL,
-    -- every key column before the others: SQLite 3.40's integrity_check misreads a WITHOUT
-    -- ROWID table whose key columns come after a non-key one (false "NULL value" reports)
-    source          TEXT NOT NULL,
-    captured_at     TEXT NOT NULL,
-    snapshot_date   TEXT NOT NULL,
-    star_count      INTEGER,
-    pull_count      INTEGER,
-    last_updated    TEXT,
-    PRIMARY KEY (run_id, source, image_id)
-) WITHOUT ROWID;
-INSERT INTO image_snapshots_v4
-SELECT run_id, image_id, {_SRC.format("image_snapshots.run_id")}, captured_at, snapshot_date,
-       star_count, pull_count, last_updated
-FROM image_snapshots;
-DROP TABLE image_snapshots;
-ALTER TABLE image_snapshots_v4 RENAME TO image_snapshots;
-CREATE INDEX image_snapshots_image ON image_snapshots(source, image_id, run_id);
-CREATE INDEX image_snapshots_date ON image_snapshots(snapshot_date);
+def _v1_columns(v1: str, table: str) -> tuple[dict[str, str], str]:
+    """Column name -> its definition, of ``table`` in the v1 script (comments and the key taken
+    out, an inline key made NOT NULL), and the table's options."""
+    found = re.search(rf"CREATE TABLE IF NOT EXISTS {table} \(\n(.*?)\n\)( WITHOUT ROWID)?;",
+                      v1, re.DOTALL)
+    if found is None:
+        raise ValueError(f"no table {table} in the v1 script")
+    columns = {}
+    for line in found[1].splitlines():
+        text = line.split("--", 1)[0].strip().rstrip(",")
+        if text and not text.startswith("PRIMARY KEY"):
+            columns[text.split()[0]] = text.replace(" PRIMARY KEY", " NOT NULL")
+    return columns, found[2] or ""
 
-CREATE TABLE rejects_v4 (
-    run_id          INTEGER NOT NULL REFERENCES runs(run_id),
-    page_offset     INTEGER,
-    reason          TEXT NOT NULL,
-    raw             TEXT,
-    source          TEXT NOT NULL
-);
-INSERT INTO rejects_v4
-SELECT run_id, page_offset, reason, raw, {_SRC.format("rejects.run_id")} FROM rejects;
-DROP TABLE rejects;
-ALTER TABLE rejects_v4 RENAME TO rejects;
-CREATE INDEX rejects_run ON rejects(run_id, source);
 
-CREATE TABLE quality_issues_v4 (
-    run_id          INTEGER NOT NULL REFERENCES runs(run_id),
-    image_id        INTEGER,
-    field           TEXT NOT NULL,
-    raw_value       TEXT,
-    problem         TEXT NOT NULL,
-    source          TEXT NOT NULL
-);
-INSERT INTO quality_issues_v4
-SELECT run_id, image_id, field, raw_value, problem, {_SRC.format("quality_issues.run_id")}
-FROM quality_issues;
-DROP TABLE quality_issues;
-ALTER TABLE quality_issues_v4 RENAME TO quality_issues;
-CREATE INDEX quality_issues_run ON quality_issues(run_id, source);
+def _run_sources_ddl(v1: str) -> str:
+    """run_sources: what one source of a run did, in the columns ``runs`` has for it."""
+    runs, _options = _v1_columns(v1, "runs")
+    runs["proof"] = "proof TEXT"  # added to runs by v3
+    # A source's row is upserted as it goes (running, then its end): an insert that would
+    # conflict must still pass NOT NULL, so only the key and the status are required.
+    runs["started_at"] = "started_at TEXT"
+    body = ["run_id INTEGER NOT NULL REFERENCES runs(run_id)", "source TEXT NOT NULL",
+            *(runs[c] for c in _COPIED), "PRIMARY KEY (run_id, source)"]
+    return "CREATE TABLE run_sources (\n    " + ",\n    ".join(body) + "\n);"
 
-CREATE TABLE raw_pages_v4 (
-    run_id          INTEGER NOT NULL REFERENCES runs(run_id),
-    page_offset     INTEGER NOT NULL,
-    fetched_at      TEXT NOT NULL,
-    content_range   TEXT,
-    encoding        TEXT NOT NULL DEFAULT 'zlib',
-    body            BLOB NOT NULL,
-    source          TEXT NOT NULL,
-    PRIMARY KEY (run_id, source, page_offset)
-);
-INSERT INTO raw_pages_v4
-SELECT run_id, page_offset, fetched_at, content_range, encoding, body,
-       {_SRC.format("raw_pages.run_id")}
-FROM raw_pages;
-DROP TABLE raw_pages;
-ALTER TABLE raw_pages_v4 RENAME TO raw_pages;
 
-DROP TABLE temp.v4_run_source;
-"""
+def _rebuild(v1: str, table: str, facts: dict[str, Any]) -> str:
+    """Create ``<table>_v4`` with the source column and new key, copy, swap, index again."""
+    definitions, options = _v1_columns(v1, table)
+    columns = list(definitions)
+    at = columns.index(facts["after"]) + 1 if "after" in facts else len(columns)
+    body = [*columns[:at], "source", *columns[at:]]
+    lines = [f"    {definitions.get(c, 'source TEXT NOT NULL')}" for c in body]
+    if "key" in facts:
+        lines.append(f"    PRIMARY KEY ({', '.join(facts['key'])})")
+    named = ", ".join(columns)
+    return "\n".join([
+        f"CREATE TABLE {table}_v4 (", ",\n".join(lines), f"){options};",
+        f"INSERT INTO {table}_v4 ({named}, source)",
+        f"SELECT {named}, {_SRC.format(f'{table}.' + facts['run'])} FROM {table};",
+        f"DROP TABLE {table};", f"ALTER TABLE {table}_v4 RENAME TO {table};",
+        *(f"CREATE INDEX {index};" for index in facts["indexes"])])
+
+
+def script(v1: str) -> str:
+    """The v4 migration, from the v1 script (``etl.store.schema.V1``). Run on its own (without
+    ``prepare_v4``: tests building a database by the scripts), every earlier row's source is
+    'unknown'."""
+    return "\n\n".join([
+        f"{_MAPPING_DDL};", _run_sources_ddl(v1),
+        f"INSERT INTO run_sources (run_id, source, {_COPIED_SQL})\n"
+        f"SELECT r.run_id, m.source, {_R_COPIED_SQL}\n"
+        "FROM runs AS r JOIN temp.v4_run_source AS m ON m.run_id = r.run_id;",
+        *(_rebuild(v1, t, facts) for t, facts in REBUILT.items()),
+        "DROP TABLE temp.v4_run_source;"]) + "\n"
 
 
 def prepare_v4(conn: sqlite3.Connection) -> None:
