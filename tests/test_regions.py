@@ -268,3 +268,40 @@ def test_metrics_per_source_and_one_healthcheck_ping_pair_per_run(
         "ap-southeast-1": 20, "cn-north-4": 20}
     assert ("swr_etl_source_last_success_timestamp_seconds", "eu-west-101") not in samples
     assert samples[("swr_etl_source_last_run_requests", "eu-west-101")] == 1
+
+
+def test_the_export_of_several_regions_reads_whole_in_every_reader(history: Path,
+                                                                   tmp_path: Path) -> None:
+    import duckdb
+    import pandas as pd
+    import polars as pl
+    import pyarrow.dataset as ds
+
+    from etl.publish.export import export_snapshots
+
+    out = tmp_path / "out"
+    written = export_snapshots(history, out, fmt="parquet", all_dates=True)
+    assert len(written) == 4 * len(NAMES)
+    assert {p.parent.parent.name for p in written} == {f"source={n}" for n in NAMES}
+    want = sorted(q(history, "SELECT source, snapshot_date, COUNT(*), SUM(pull_count) "
+                             "FROM image_snapshots GROUP BY 1, 2"))
+    frame = pd.read_parquet(out)  # the folder, no arguments
+    readers = {
+        "pandas": [(str(s), str(d), int(n), int(p)) for (s, d), (n, p) in frame.groupby(
+            ["source", "snapshot_date"], observed=True).pull_count.agg(["count", "sum"])
+            .iterrows()],
+        "pyarrow.dataset": sorted(
+            (str(s), str(d), int(n), int(p)) for (s, d), (n, p) in ds.dataset(
+                out, partitioning=ds.HivePartitioning.discover(infer_dictionary=True)).to_table()
+            .to_pandas().groupby(["source", "snapshot_date"], observed=True)
+            .pull_count.agg(["count", "sum"]).iterrows()),
+        "duckdb": sorted((s, str(d), n, int(p)) for s, d, n, p in duckdb.sql(
+            f"SELECT source, snapshot_date, count(*), sum(pull_count) FROM read_parquet("
+            f"'{out}/**/*.parquet', hive_partitioning = true) GROUP BY ALL").fetchall()),
+        "polars": sorted((s, str(d), n, p) for s, d, n, p in pl.scan_parquet(
+            f"{out}/**/*.parquet", hive_partitioning=True).group_by(
+            ["source", "snapshot_date"]).agg(pl.len(), pl.col("pull_count").sum())
+            .collect().iter_rows()),
+    }
+    for name, got in readers.items():
+        assert sorted(got) == want, name
