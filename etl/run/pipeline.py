@@ -30,6 +30,7 @@ from etl.store.run_record import RunStart
 
 if TYPE_CHECKING:
     from etl.extract.scan import Page
+    from etl.extract.throttle import Deadline
 
 log = logging.getLogger("etl.pipeline")
 
@@ -108,14 +109,15 @@ def preflight(settings: Settings, *, api: bool = True) -> None:
             build_auth(one, session)
 
 
-def scan_api(settings: Settings, *, slots: threading.Semaphore | None = None
-             ) -> Iterable[Page]:
+def scan_api(settings: Settings, *, slots: threading.Semaphore | None = None,
+             deadline: Deadline | None = None) -> Iterable[Page]:
     """The default page source: the SWR API, scanned as ``settings`` say (``etl.extract``).
-    ``slots``: the requests in flight shared with the other sources of the run."""
+    ``slots`` and ``deadline``: the requests in flight and the run's deadline, shared with the
+    other sources of the run."""
     from etl.extract.auth import build_auth
     from etl.extract.scan import make_session, scan_official_images
 
-    session = make_session(settings)
+    session = make_session(settings, deadline=deadline)
     return scan_official_images(session, settings, auth=build_auth(settings, session),
                                 slots=slots)
 

@@ -145,11 +145,12 @@ class _SourceJob(_ScanJob):
         return f"run {run_id} source {self.start.source}"
 
 
-def _pages_of(settings: Settings, pages: PageSource | None, slots: threading.Semaphore
-              ) -> Callable[[], Iterable[Any]]:
-    """What a source's feed iterates: the caller's pages for it, else its API scan."""
+def _pages_of(settings: Settings, pages: PageSource | None, slots: threading.Semaphore,
+              deadline: Any) -> Callable[[], Iterable[Any]]:
+    """What a source's feed iterates: the caller's pages for it, else its API scan (with the
+    run's shared budget of requests in flight and its one deadline)."""
     if pages is None:
-        return lambda: scan_api(settings, slots=slots)
+        return lambda: scan_api(settings, slots=slots, deadline=deadline)
     if isinstance(pages, Iterable):
         return lambda: pages
     return lambda: pages(settings)
@@ -180,12 +181,17 @@ def run_sources(settings: Settings, *, pages: Mapping[str, PageSource] | None = 
     sources = settings.source_list()
     preflight(settings, api=pages is None)
     slots = threading.BoundedSemaphore(settings.concurrency)
+    deadline = None
+    if pages is None:  # the run's one deadline, counted from now for every source
+        from etl.extract.throttle import Deadline
+
+        deadline = Deadline(settings.deadline)
     ready: queue.Queue[int] = queue.Queue()
     if pages is not None and set(pages) != {s.name for s in sources}:
         raise ConfigError(f"pages given for {sorted(pages)}, but the sources are "
                           f"{[s.name for s in sources]}")
     feeds = [_Feed(i, _pages_of(settings.for_source(src), None if pages is None
-                                else pages[src.name], slots), ready)
+                                else pages[src.name], slots, deadline), ready)
              for i, src in enumerate(sources)]
     started_at = _utc_text(at)
     start = RunStart(started_at=started_at, snapshot_date=started_at[:10],
