@@ -108,6 +108,7 @@ def test_credentials_never_reach_another_sources_host(
     assert "secret" not in out.out + out.err
     assert q(tmp_path / "swr.db", "SELECT source, status FROM run_sources ORDER BY source") == [
         ("a", "success"), ("b", "success"), ("c", "success")]
+    assert q(tmp_path / "swr.db", "SELECT endpoint FROM runs") == [(f"{a.url},{b.url},{c.url}",)]
 
 
 def test_runs_and_status_show_each_source(tmp_path: Path,

@@ -195,7 +195,8 @@ def run_sources(settings: Settings, *, pages: Mapping[str, PageSource] | None = 
              for i, src in enumerate(sources)]
     started_at = _utc_text(at)
     start = RunStart(started_at=started_at, snapshot_date=started_at[:10],
-                     endpoint=settings.endpoint, namespace=settings.namespace,
+                     endpoint=",".join(src.endpoint for src in sources),
+                     namespace=settings.namespace,
                      image_name=settings.image_name, page_size=settings.page_size)
     opened: AbstractContextManager[Loader | None] = nullcontext(None) if settings.dry_run \
         else Loader(settings.db, busy_timeout=settings.busy_timeout,
