@@ -318,3 +318,21 @@ def test_sources_are_named_as_the_migration_and_a_sync_name_them() -> None:
         "https://[::1]:9000", None)] == [
         "cn-north-4", "eu-west-101", "swr-api.eu-west-101.myhuaweicloud.com:443",
         "127.0.0.1:8080", "swr-api.eu-de.otc.t-systems.com:443", "[::1]:9000", "unknown"]
+
+
+@pytest.mark.parametrize("command", [["report", "--out", "{tmp}/r.json"],
+                                     ["export", "--out", "{tmp}/exports"]])
+def test_readers_of_a_v3_database_ask_for_the_upgrade(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    from tests.helpers import cli
+
+    db = tmp_path / "swr.db"
+    db.write_bytes(V3_FIXTURE.read_bytes())
+    args = [a.format(tmp=tmp_path) for a in command]
+    code, out, err = cli([*args, "--db", str(db)], capsys)
+    assert (code, out) == (2, "")
+    assert err == (f"swr-etl: error: {db} was written by an older swr-etl (before sources, "
+                   "database schema 4): run 'swr-etl sync' with this version once, which "
+                   "upgrades it in place\n")
+    assert db.read_bytes() == V3_FIXTURE.read_bytes()  # a reader never changes it
+    assert cli(["status", "--db", str(db), "--max-age", "800000"], capsys).code == 0  # reads it

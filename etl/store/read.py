@@ -36,6 +36,9 @@ class Reader:
     unopenable: str  # SQLite could not open the file (I/O, permissions, a damaged file)
     not_ours: str  # a SQLite database without swr-etl's tables
     query_only: bool  # refuse every write, TEMP tables included
+    # A database from before sources (schema 4, no run_sources) that this reader cannot read
+    # until a sync or replay upgrades it; empty: the reader reads such a database too.
+    older: str = ""
 
 
 # ``runs``, ``status`` and the metrics file: probes that only read the ledger.
@@ -53,6 +56,8 @@ SNAPSHOT_READER = Reader(
     unopenable="cannot open database {db}: {error}",
     not_ours="{db} is not an swr-etl database (no {tables} table); run 'swr-etl sync' first",
     query_only=False,
+    older="{db} was written by an older swr-etl (before sources, database schema 4): run "
+          "'swr-etl sync' with this version once, which upgrades it in place",
 )
 
 
@@ -88,6 +93,8 @@ def open_readonly(db: Path | str, reader: Reader) -> Iterator[sqlite3.Connection
         missing = sorted(set(reader.tables) - names)
         if missing:
             raise ConfigError(reader.not_ours.format(db=path, tables=", ".join(missing)))
+        if reader.older and "run_sources" not in names:
+            raise ConfigError(reader.older.format(db=path))
         yield conn
     finally:
         conn.close()
