@@ -37,3 +37,6 @@ _.collect  # etl.run.metrics._RunCollector
 
 # pyarrow's writers call tell() on the Python file object they write through.
 _.tell  # etl.publish.storage.HashingSink
+
+# SourceFigures fields are read by name from the per-source metrics table (SOURCE_METRICS).
+_.rows_loaded  # etl.run.metrics.SourceFigures

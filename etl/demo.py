@@ -1,6 +1,7 @@
 """``swr-etl demo``: the whole job on the built-in simulated endpoint, no network, no credentials.
 
-Starts the simulator on 127.0.0.1, runs N simulated nightly syncs (time travel: each night the
+Starts a simulator per region (three regions, ``DEMO_REGIONS``) on 127.0.0.1, runs N simulated
+nightly syncs of all three into one database (time travel: each night the
 dataset advances a day and the run is recorded under that night's date, the last one today),
 exports the Parquet history, writes the HTML report, and prints where everything is.
 """
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 DB_NAME = "swr.db"
 EXPORT_DIR = "exports"
 REPORT_NAME = "report.html"
+# Three regions of one catalogue, each with its own counts: the report's region breakdown and
+# the totals views have something real to show.
+DEMO_REGIONS = ("cn-north-4", "ap-southeast-1", "eu-west-101")
 _OWNED = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}.lock", REPORT_NAME)
 
 
@@ -88,7 +92,7 @@ def _run_demo(directory: Path, *, days: int, images: int, seed: int, interactive
     from etl.publish.export import export_snapshots
     from etl.publish.report import write_report
     from etl.run.pipeline import run_sync
-    from etl.simulator import Dataset, Simulator
+    from etl.simulator.regions import Regions
 
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     progress = say if interactive else (lambda line: None)
@@ -104,21 +108,25 @@ def _run_demo(directory: Path, *, days: int, images: int, seed: int, interactive
     real_now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     today = real_now.date()
     first = today - timedelta(days=days - 1)
-    # The dataset starts the evening before the first night; advance_day() moves it to each night.
-    dataset = Dataset(images=images, seed=seed, today=first - timedelta(days=1))
+    # The datasets start the evening before the first night; advance_day() moves them to each
+    # night.
+    regions = Regions(DEMO_REGIONS, images=images, seed=seed, today=first - timedelta(days=1))
     ok = 0
-    progress(f"demo: simulating {days} nights of {images} images into {db}")
-    with Simulator(dataset=dataset) as sim:
-        settings = Settings(endpoint=sim.url, db=db, allow_anonymous=True, page_size=100,
-                            concurrency=2, backoff_base=0.05, backoff_cap=0.5)
+    progress(f"demo: simulating {days} nights of {images} images in {len(DEMO_REGIONS)} regions "
+             f"({', '.join(DEMO_REGIONS)}) into {db}")
+    with regions:
+        settings = Settings(sources=regions.sources(), db=db, allow_anonymous=True,
+                            page_size=100, concurrency=2, backoff_base=0.05, backoff_cap=0.5)
+        listing = regions[DEMO_REGIONS[0]].dataset
         for night in range(days):
-            report = dataset.advance_day()
-            at = _night_instant(report.today, today, real_now)
+            regions.advance_day()
+            at = _night_instant(listing.today, today, real_now)
             result = run_sync(settings, now=at)
             ok += result.exit_code == 0
-            progress(f"  night {night + 1:>2}/{days} {report.today.isoformat()}: "
+            progress(f"  night {night + 1:>2}/{days} {listing.today.isoformat()}: "
                      f"{result.rows} images, {result.new} new, {result.removed} removed, "
                      f"{result.changed} changed")
+        listed = len(listing)
     exports = directory / EXPORT_DIR
     progress("demo: exporting the Parquet history")
     export_snapshots(db, exports, fmt="parquet", all_dates=True)
@@ -126,7 +134,7 @@ def _run_demo(directory: Path, *, days: int, images: int, seed: int, interactive
     report_path = write_report(db, directory / REPORT_NAME, days=days, top=10, fmt="html",
                                now=real_now)
     seconds = clock.perf_counter() - started
-    result_obj = DemoResult(directory, db, exports, Path(report_path), days, ok, len(dataset),
+    result_obj = DemoResult(directory, db, exports, Path(report_path), days, ok, listed,
                             seconds)
     if interactive:
         for line in describe(result_obj):
@@ -138,16 +146,16 @@ def describe(r: DemoResult) -> list[str]:
     """The closing text: where everything is and three ways to explore it."""
     return [
         f"Done in {r.seconds:.1f} s: {r.runs_ok}/{r.nights} nightly runs loaded, "
-        f"{r.images} images in the simulated listing.",
+        f"{r.images} images in the simulated listing of each of {len(DEMO_REGIONS)} regions.",
         f"  database: {r.db}",
-        f"  exports:  {r.exports}/snapshot_date=YYYY-MM-DD/images.parquet",
+        f"  exports:  {r.exports}/source=REGION/snapshot_date=YYYY-MM-DD/images.parquet",
         f"  report:   {r.report}  (open it in a browser)",
         "",
         "Explore:",
-        # The report's top movers, from the view built on the same rules: the report covers the
-        # whole history (up to 30 nights), as does the 30-day view.
-        f'  sqlite-utils query {r.db} "select rank, namespace, name, pull_delta, per_day '
-        f'from top_movers_30d where rank <= 10 order by rank" --table'
+        # The report's region breakdown, from the view built on the same rules: the report
+        # covers the whole history (up to 30 nights), as does the 30-day view.
+        f'  sqlite-utils query {r.db} "select rank, namespace, name, pull_delta, top_source '
+        f'from top_movers_total_30d where rank <= 10 order by rank" --table'
         + ("" if r.nights <= 31 else f"   # the last 30 days; the report covers {r.nights}"),
         # The plain call: the export folder is a dataset pandas opens with no arguments.
         f"  python -c \"import pandas as pd; df = pd.read_parquet('{r.exports}'); "

@@ -102,8 +102,8 @@ def test_long_reader_keeps_its_view_then_sees_the_new_state(sim: Simulator, db: 
 def hold_write_lock(db: Path) -> sqlite3.Connection:
     other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
-    other.execute("INSERT INTO quality_issues (run_id, image_id, field, raw_value, problem) "
-                  "VALUES (1, NULL, 'test', 'x', 'held by another writer')")
+    other.execute("INSERT INTO quality_issues (run_id, source, image_id, field, raw_value, "
+                  "problem) VALUES (1, 'x', NULL, 'test', 'x', 'held by another writer')")
     return other
 
 

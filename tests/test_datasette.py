@@ -27,8 +27,9 @@ def conn(tmp_path: Path) -> sqlite3.Connection:
     # A second image called nginx, in another namespace: filters by name must tell them apart.
     add_image(db, 6, "nginx", namespace="bitnami")
     for run_id, date, pulls in ((7, "2026-11-07", 700), (8, "2026-11-08", 750)):
-        db.execute("INSERT INTO image_snapshots (run_id, image_id, captured_at, snapshot_date, "
-                   "pull_count) VALUES (?, 6, ?, ?, ?)", (run_id, f"{date}T03:05:00Z", date, pulls))
+        db.execute("INSERT INTO image_snapshots (run_id, source, image_id, captured_at, "
+                   "snapshot_date, pull_count) VALUES (?, 'cn-north-4', 6, ?, ?, ?)",
+                   (run_id, f"{date}T03:05:00Z", date, pulls))
     db.commit()
     return db
 
@@ -66,7 +67,7 @@ def test_every_canned_query_runs(conn: sqlite3.Connection) -> None:
     queries = metadata()["databases"]["swr"]["queries"]
     assert set(queries) == {"top_movers_this_week", "top_movers_this_month", "image_history",
                             "new_images_this_month", "removed_images", "failed_runs",
-                            "latest_runs"}
+                            "latest_runs", "top_movers_across_regions", "failed_sources"}
     for key, query in queries.items():
         assert query["title"] and query["description"], key
         params = {"name": "nginx", "namespace": ""} if ":name" in query["sql"] else {}
@@ -80,7 +81,7 @@ def test_every_query_that_names_images_shows_their_namespace() -> None:
         if "name" in sql.split("FROM")[0]:
             assert "namespace" in sql.split("FROM")[0], key
     for table in ("images", "latest_images", "daily_pulls", "top_movers_7d", "top_movers_30d"):
-        assert meta["tables"][table]["facets"] == ["namespace"], table
+        assert meta["tables"][table]["facets"][0] == "namespace", table
 
 
 def test_canned_query_answers(conn: sqlite3.Connection) -> None:
@@ -89,19 +90,21 @@ def test_canned_query_answers(conn: sqlite3.Connection) -> None:
     # is stuck at 2147483647: unranked, listed after, never dropped.
     unranked = [
         (None, "library", "stuck", STUCK, None, None, None, "2026-11-01", "2026-11-08",
-         "stuck_counter", 3),
+         "stuck_counter", 3, "cn-north-4"),
         (None, "library", "nginx", 64100, None, None, None, "2026-11-01", "2026-11-08",
-         "decrease", 2)]
+         "decrease", 2, "cn-north-4")]
     assert run_query(conn, "top_movers_this_week") == [
         (1, "library", "alpine", 5600, 3900, 229.41, 557.143, "2026-11-01", "2026-11-08", None,
-         1),
-        (2, "acme", "new", 400, 300, 30.0, 150.0, "2026-11-06", "2026-11-08", None, 5),
-        (3, "bitnami", "nginx", 750, 50, 5.0, 50.0, "2026-11-07", "2026-11-08", None, 6),
+         1, "cn-north-4"),
+        (2, "acme", "new", 400, 300, 30.0, 150.0, "2026-11-06", "2026-11-08", None, 5,
+         "cn-north-4"),
+        (3, "bitnami", "nginx", 750, 50, 5.0, 50.0, "2026-11-07", "2026-11-08", None, 6,
+         "cn-north-4"),
     ] + unranked
     month = run_query(conn, "top_movers_this_month")
     assert month[0] == (1, "library", "alpine", 5600, 4600, 460.0, 328.571, "2026-10-25",
-                        "2026-11-08", None, 1)
-    assert [r[:3] + r[9:] for r in month[1:]] == [
+                        "2026-11-08", None, 1, "cn-north-4")
+    assert [r[:3] + r[9:11] for r in month[1:]] == [
         (2, "acme", "new", None, 5), (3, "bitnami", "nginx", None, 6),
         (None, "library", "stuck", "stuck_counter", 3),
         (None, "library", "nginx", "decrease", 2)]
@@ -117,7 +120,8 @@ def test_canned_query_answers(conn: sqlite3.Connection) -> None:
         ("library", "nginx", "2026-11-06", 63500, 3000, 3, None),
         ("library", "nginx", "2026-11-07", 63500, 0, 1, None),
         ("library", "nginx", "2026-11-08", 64100, 600, 1, None)]
-    assert [r[-2] for r in history] == [1, 2, 3, 4, 6, 7, 8]  # run ids
+    assert [r[-3] for r in history] == [1, 2, 3, 4, 6, 7, 8]  # run ids
+    assert {r[-1] for r in history} == {"cn-north-4"}  # the source
     assert run_query(conn, "image_history", name="library/nginx", namespace="") == history
     both = run_query(conn, "image_history", name="nginx", namespace="")
     assert [(r[0], r[2]) for r in both] == [("bitnami", "2026-11-07"), ("bitnami", "2026-11-08")

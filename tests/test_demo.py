@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from etl.cli.app import main
-from etl.demo import run_demo
+from etl.demo import DEMO_REGIONS, run_demo
 
 NOW = datetime(2026, 3, 10, 9, 30, tzinfo=timezone.utc)
 
@@ -44,12 +44,15 @@ def test_parquet_history_matches_the_database(demo) -> None:
         (date(2026, 3, 10) - timedelta(days=5 - i)).isoformat() for i in range(6)]
     conn = sqlite3.connect(demo.db)
     db = pd.read_sql_query(
-        "SELECT s.image_id AS id, s.snapshot_date, s.pull_count FROM image_snapshots s "
-        "ORDER BY s.snapshot_date, s.image_id", conn)
-    got = df[["id", "snapshot_date", "pull_count"]].copy()
+        "SELECT s.image_id AS id, s.snapshot_date, s.source, s.pull_count FROM image_snapshots s "
+        "ORDER BY s.snapshot_date, s.source, s.image_id", conn)
+    got = df[["id", "snapshot_date", "source", "pull_count"]].copy()
     got["snapshot_date"] = got["snapshot_date"].astype(str)
-    got = got.sort_values(["snapshot_date", "id"]).reset_index(drop=True)
+    got["source"] = got["source"].astype(str)
+    got = got.sort_values(["snapshot_date", "source", "id"]).reset_index(drop=True)
+    assert sorted(got["source"].unique()) == sorted(DEMO_REGIONS)
     assert got["id"].tolist() == db["id"].tolist()
+    assert got["source"].tolist() == db["source"].tolist()
     assert got["pull_count"].astype("int64").tolist() == db["pull_count"].tolist()
 
 
@@ -59,6 +62,7 @@ def test_report_numbers_match_the_database(demo) -> None:
     html = demo.report.read_text(encoding="utf-8")
     assert "<svg" in html or "data:image/png;base64," in html  # charts are embedded
     assert "http://" not in html.replace("http://www.w3.org", "")  # self-contained
+    assert 'id="regions"' in html  # three regions: the breakdown shows which drive growth
     report = build_report(demo.db, days=6, top=5, now=NOW)
     conn = sqlite3.connect(demo.db)
     first, last = conn.execute("SELECT MIN(run_id), MAX(run_id) FROM runs").fetchone()
@@ -69,9 +73,11 @@ def test_report_numbers_match_the_database(demo) -> None:
         "SELECT COUNT(*) FROM image_snapshots WHERE run_id = ?", (last,)).fetchone()[0]
     top = report["top_movers"][0]
     start, end = conn.execute(
-        "SELECT (SELECT pull_count FROM image_snapshots WHERE run_id = ? AND image_id = ?),"
-        "       (SELECT pull_count FROM image_snapshots WHERE run_id = ? AND image_id = ?)",
-        (first, top["id"], last, top["id"])).fetchone()
+        "SELECT (SELECT pull_count FROM image_snapshots WHERE run_id = ? AND source = ?"
+        "        AND image_id = ?),"
+        "       (SELECT pull_count FROM image_snapshots WHERE run_id = ? AND source = ?"
+        "        AND image_id = ?)",
+        (first, top["source"], top["id"], last, top["source"], top["id"])).fetchone()
     assert top["pull_count"] == end
     assert top["pull_delta"] <= end - start or start is None
 
@@ -85,8 +91,8 @@ def test_the_explore_suggestion_agrees_with_the_report(demo) -> None:
     assert "namespace" in sql  # one name can exist in several namespaces
     rows = sqlite3.connect(demo.db).execute(sql).fetchall()
     report = build_report(demo.db, days=demo.nights, top=10, now=NOW)  # what the demo wrote
-    assert rows == [(m["rank"], m["namespace"], m["name"], m["pull_delta"], m["per_day"])
-                    for m in report["top_movers"]]
+    assert rows == [(m["rank"], m["namespace"], m["name"], m["pull_delta"], m["top_source"])
+                    for m in report["regions"]]  # the report's region breakdown
     assert len(rows) == 10
 
 
@@ -113,7 +119,7 @@ def test_rerun_replaces_the_demo_instead_of_stacking_it(tmp_path: Path) -> None:
     again = run_demo(tmp_path, days=3, images=10, interactive=False, now=NOW)
     conn = sqlite3.connect(again.db)
     assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 3
-    assert len(list(again.exports.glob("snapshot_date=*"))) == 3
+    assert len(list(again.exports.glob("source=*/snapshot_date=*"))) == 3 * len(DEMO_REGIONS)
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
@@ -126,8 +132,9 @@ def test_cli_demo_prints_where_everything_is(tmp_path: Path,
     assert f"database: {tmp_path / 'd' / 'swr.db'}" in out
     assert "report:" in out and "sqlite-utils query" in out and "swr-etl runs --db" in out
     manifest = json.loads((tmp_path / "d" / "exports" / "_manifest.json").read_text())
-    assert len(manifest["partitions"]) == 2  # one entry per exported partition
-    assert len(list((tmp_path / "d" / "exports").glob("snapshot_date=*/images.parquet"))) == 2
+    assert len(manifest["partitions"]) == 2 * 3  # one entry per exported partition
+    assert len(list((tmp_path / "d" / "exports").glob(
+        "source=*/snapshot_date=*/images.parquet"))) == 2 * 3
 
 
 def test_demo_folder_that_is_a_file_is_a_usage_error(tmp_path: Path,

@@ -21,6 +21,8 @@ from etl.errors import ConfigError
 from etl.publish.export import COLUMNS, export_snapshots
 from tests.fixtures.report_db import add_image, add_run, new_db
 
+# Every run of this database read the default region: one source= level above the dates.
+SRC = "source=cn-north-4"
 BIG = 2**31 + 5  # beyond int32: must survive as int64
 NGINX_DESC = 'Official build of Nginx, the "fast" web server\nsecond line, with commas'
 CJK_DESC = "多语言描述，含逗号, emoji 😀 and \"quotes\""
@@ -52,8 +54,9 @@ def db_rows(path: Path, run_id: int, date: str) -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(path)
     rows = conn.execute(
         "SELECT i.id, i.namespace, i.name, i.user, i.description, s.star_count, s.pull_count, "
-        "i.collection_id, s.last_updated, s.run_id, ?, s.captured_at FROM image_snapshots s "
-        "JOIN images i ON i.id = s.image_id WHERE s.run_id = ? ORDER BY i.id", (date, run_id),
+        "i.collection_id, s.last_updated, s.run_id, ?, s.captured_at, s.source "
+        "FROM image_snapshots s JOIN images i ON i.source = s.source AND i.id = s.image_id "
+        "WHERE s.run_id = ? ORDER BY i.id", (date, run_id),
     ).fetchall()
     conn.close()
     return rows
@@ -69,21 +72,22 @@ def frame_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
 def test_default_exports_latest_successful_run_as_parquet(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     written = export_snapshots(db, out, fmt="parquet")
-    part = out / "snapshot_date=2026-11-04" / "images.parquet"
+    part = out / SRC / "snapshot_date=2026-11-04" / "images.parquet"
     assert written == [part]
     assert sorted(p.name for p in part.parent.iterdir()) == ["images.parquet"]
     got = frame_rows(pd.read_parquet(part, dtype_backend="numpy_nullable"))
     assert got == [
         (1, "library", "nginx", "swr", NGINX_DESC, 1, 180, 10, "2026-11-04T00:00:00Z", 6,
-         "2026-11-04", "2026-11-04T02:05:00Z"),
+         "2026-11-04", "2026-11-04T02:05:00Z", "cn-north-4"),
         (3, "acme", "big", "swr", None, 2, 7, None, "2026-11-04T00:00:00Z", 6,
-         "2026-11-04", "2026-11-04T02:05:00Z"),
+         "2026-11-04", "2026-11-04T02:05:00Z", "cn-north-4"),
     ]
     pf = pq.ParquetFile(part)
     assert pf.schema_arrow.field("pull_count").type == pa.int64()
     assert pf.schema_arrow.field("star_count").type == pa.int64()
-    assert pf.schema_arrow.metadata[b"schema_version"] == b"2"
+    assert pf.schema_arrow.metadata[b"schema_version"] == b"3"
     assert pf.schema_arrow.metadata[b"run_id"] == b"6"
+    assert pf.schema_arrow.metadata[b"source"] == b"cn-north-4"
     assert {pf.metadata.row_group(0).column(i).compression
             for i in range(pf.metadata.num_columns)} == {"ZSTD"}
 
@@ -95,7 +99,7 @@ def test_all_dates_round_trip_through_pandas_and_pyarrow_dataset(db: Path, tmp_p
     written = export_snapshots(db, out, fmt=fmt, all_dates=True)
     # 11-02: run 4 (the later success) beats 3; failed 2 and 7 and partial 5 never count.
     expected = {"2026-11-01": 1, "2026-11-02": 4, "2026-11-04": 6}
-    assert written == [out / f"snapshot_date={d}" / f"images.{fmt}" for d in expected]
+    assert written == [out / SRC / f"snapshot_date={d}" / f"images.{fmt}" for d in expected]
 
     for (date, run_id), path in zip(expected.items(), written, strict=True):
         want = db_rows(db, run_id, date)
@@ -124,7 +128,7 @@ def test_all_dates_round_trip_through_pandas_and_pyarrow_dataset(db: Path, tmp_p
     # Parquet, its "hive" shorthand would clash: see the test of every reader below).
     table = ds.dataset(out, format=fileformat,
                        partitioning="hive" if fmt == "csv" else None).to_table()
-    got = sorted((tuple(str(r[c]) if c == "snapshot_date" else r[c] for c in COLUMNS)
+    got = sorted((tuple(str(r[c]) if c in ("snapshot_date", "source") else r[c] for c in COLUMNS)
                   for r in table.to_pylist()), key=lambda r: (r[10], r[0]))
     want_all = sorted((r for d, run in expected.items() for r in db_rows(db, run, d)),
                       key=lambda r: (r[10], r[0]))
@@ -133,14 +137,15 @@ def test_all_dates_round_trip_through_pandas_and_pyarrow_dataset(db: Path, tmp_p
     assert (2, "官方", "中文镜像", None, CJK_DESC, 2**33, BIG + 20) == got[5][:7]
 
     manifest = json.loads((out / "_manifest.json").read_text())
-    assert manifest["schema_version"] == 2
-    assert sorted(manifest["partitions"]) == list(expected)
+    assert manifest["schema_version"] == 3
+    assert sorted(manifest["partitions"]) == [f"{SRC}/snapshot_date={d}" for d in expected]
     for date, path in zip(expected, written, strict=True):
-        entry = manifest["partitions"][date]
+        entry = manifest["partitions"][f"{SRC}/snapshot_date={date}"]
         assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert (entry["rows"], entry["run_id"], entry["format"], entry["schema_version"]) == (
-            len(db_rows(db, expected[date], date)), expected[date], fmt, 2)
-        assert entry["path"] == f"snapshot_date={date}/images.{fmt}"
+            len(db_rows(db, expected[date], date)), expected[date], fmt, 3)
+        assert entry["path"] == f"{SRC}/snapshot_date={date}/images.{fmt}"
+        assert entry["source"] == "cn-north-4"
         assert entry["columns"] == list(COLUMNS)
 
 
@@ -154,11 +159,11 @@ def test_csv_bytes_are_utf8_rfc4180_with_lf(db: Path, tmp_path: Path) -> None:
     assert lines[1] == ('1,"library","nginx","swr","Official build of Nginx, the ""fast"" '
                         'web server')
     assert lines[2] == ('second line, with commas",1,100,10,"2026-11-01T00:00:00Z",1,'
-                        '"2026-11-01","2026-11-01T02:05:00Z"')
+                        '"2026-11-01","2026-11-01T02:05:00Z","cn-north-4"')
     # NULL user is an empty unquoted field; an empty description is "".
     assert lines[3].startswith('2,"官方","中文镜像",,"多语言描述，含逗号, emoji 😀 and ""quotes"""')
     assert lines[4] == ('3,"acme","big","swr",,,,,"2026-11-01T00:00:00Z",1,"2026-11-01",'
-                        '"2026-11-01T02:05:00Z"')
+                        '"2026-11-01T02:05:00Z","cn-north-4"')
     assert lines[5].startswith('4,"acme","empty","swr","",1,0,0,')
     assert lines[6] == "" and len(lines) == 7
 
@@ -166,7 +171,7 @@ def test_csv_bytes_are_utf8_rfc4180_with_lf(db: Path, tmp_path: Path) -> None:
 def test_reexport_replaces_partition_whole(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     export_snapshots(db, out, fmt="csv", date="2026-11-02")
-    folder = out / "snapshot_date=2026-11-02"
+    folder = out / SRC / "snapshot_date=2026-11-02"
     (folder / ".images.parquet.crashed.tmp").write_bytes(b"left by a killed export")
     conn = sqlite3.connect(db)
     add_run(conn, 8, "2026-11-02", hour=5, counts={1: 165})
@@ -177,7 +182,8 @@ def test_reexport_replaces_partition_whole(db: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["images.parquet"]
     assert frame_rows(pd.read_parquet(path, dtype_backend="numpy_nullable")) == db_rows(
         db, 8, "2026-11-02")
-    entry = json.loads((out / "_manifest.json").read_text())["partitions"]["2026-11-02"]
+    entry = json.loads((out / "_manifest.json").read_text())["partitions"][
+        f"{SRC}/snapshot_date=2026-11-02"]
     assert (entry["run_id"], entry["rows"], entry["format"]) == (8, 1, "parquet")
     assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -186,17 +192,17 @@ def test_backfill_merges_with_existing_manifest(db: Path, tmp_path: Path) -> Non
     out = tmp_path / "out"
     export_snapshots(db, out, fmt="parquet", date="2026-11-01")
     first = json.loads((out / "_manifest.json").read_text())["partitions"]
-    assert list(first) == ["2026-11-01"]
+    assert list(first) == [f"{SRC}/snapshot_date=2026-11-01"]
     export_snapshots(db, out, fmt="parquet")  # latest only: 11-04 is added, 11-01 kept
     merged = json.loads((out / "_manifest.json").read_text())["partitions"]
-    assert list(merged) == ["2026-11-01", "2026-11-04"]
-    assert merged["2026-11-01"] == first["2026-11-01"]
+    assert list(merged) == [f"{SRC}/snapshot_date={d}" for d in ("2026-11-01", "2026-11-04")]
+    assert merged[f"{SRC}/snapshot_date=2026-11-01"] == first[f"{SRC}/snapshot_date=2026-11-01"]
     export_snapshots(db, out, fmt="parquet", all_dates=True)
     assert list(json.loads((out / "_manifest.json").read_text())["partitions"]) == [
-        "2026-11-01", "2026-11-02", "2026-11-04"]
-    assert sorted(p.name for p in out.iterdir()) == [
-        "_manifest.json", "snapshot_date=2026-11-01", "snapshot_date=2026-11-02",
-        "snapshot_date=2026-11-04"]
+        f"{SRC}/snapshot_date={d}" for d in ("2026-11-01", "2026-11-02", "2026-11-04")]
+    assert sorted(p.name for p in out.iterdir()) == ["_manifest.json", SRC]
+    assert sorted(p.name for p in (out / SRC).iterdir()) == [
+        "snapshot_date=2026-11-01", "snapshot_date=2026-11-02", "snapshot_date=2026-11-04"]
 
 
 def test_partial_runs_count_only_when_asked(db: Path, tmp_path: Path) -> None:
@@ -255,7 +261,7 @@ def test_cli_prints_partitions_and_exits_2_on_error(db: Path, tmp_path: Path,
         main(["export", "--db", str(db), "--out", str(out), "--format", "csv", "--all"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.splitlines() == [
-        str(out / f"snapshot_date={d}" / "images.csv")
+        str(out / SRC / f"snapshot_date={d}" / "images.csv")
         for d in ("2026-11-01", "2026-11-02", "2026-11-04")]
     with pytest.raises(SystemExit) as exc:
         main(["export", "--db", str(tmp_path / "x.db"), "--out", str(out)])
@@ -281,14 +287,14 @@ def test_unwritable_destination_is_a_config_error(db: Path, tmp_path: Path,
         export_snapshots(db, out)
     assert str(exc.value) == f"cannot write export to {out}: [Errno 28] No space left on device"
     # Nothing half-written is left where a reader would look.
-    assert [p.name for p in out.rglob("*")] == ["snapshot_date=2026-11-04"]
+    assert [p.name for p in out.rglob("*")] == [SRC, "snapshot_date=2026-11-04"]
 
 
 def table_rows(table: pa.Table) -> list[tuple[Any, ...]]:
     """A reader's table as rows in COLUMNS order, dates as text, sorted by (date, id); the
     reader must give each column once (no ``snapshot_date`` twice, none missing)."""
     assert sorted(table.column_names) == sorted(COLUMNS), table.column_names
-    return sorted((tuple(str(r[c]) if c == "snapshot_date" else r[c] for c in COLUMNS)
+    return sorted((tuple(str(r[c]) if c in ("snapshot_date", "source") else r[c] for c in COLUMNS)
                    for r in table.to_pylist()), key=lambda r: (r[10], r[0]))
 
 
@@ -324,11 +330,11 @@ def test_the_parquet_folder_reads_with_no_arguments_in_every_reader(db: Path,
     # no in-file type can match together with the dictionary pandas infers: docs/analysts/exports.md
     # says to leave partitioning out. Should pyarrow ever agree with itself, this fails: drop the
     # caveat from that page then.
-    with pytest.raises(pa.ArrowTypeError, match="snapshot_date has incompatible types"):
+    with pytest.raises(pa.ArrowTypeError, match="has incompatible types"):
         ds.dataset(out, partitioning="hive")
     # One file on its own (copied away from its folder) still says which date it holds.
     alone = tmp_path / "alone.parquet"
-    alone.write_bytes((out / "snapshot_date=2026-11-02" / "images.parquet").read_bytes())
+    alone.write_bytes((out / SRC / "snapshot_date=2026-11-02" / "images.parquet").read_bytes())
     assert pd.read_parquet(alone)["snapshot_date"].astype(str).tolist() == ["2026-11-02"] * 3
     assert pq.read_schema(alone).metadata[b"snapshot_date"] == b"2026-11-02"
 
@@ -338,7 +344,7 @@ def test_a_csv_partition_in_pandas_and_the_csv_folder_in_duckdb(db: Path, tmp_pa
 
     out = tmp_path / "out"
     export_snapshots(db, out, fmt="csv", all_dates=True)
-    one = pd.read_csv(out / "snapshot_date=2026-11-02" / "images.csv",
+    one = pd.read_csv(out / SRC / "snapshot_date=2026-11-02" / "images.csv",
                       dtype_backend="numpy_nullable")
     assert list(one.columns) == list(COLUMNS)
     assert one["snapshot_date"].tolist() == ["2026-11-02"] * 3
@@ -360,35 +366,34 @@ def test_a_csv_partition_in_pandas_and_the_csv_folder_in_duckdb(db: Path, tmp_pa
 def test_the_old_manifest_json_is_merged_into_the_new_name_then_removed(
         db: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = tmp_path / "out"
-    export_snapshots(db, out, fmt="parquet", date="2026-11-01")
     export_snapshots(db, out, fmt="parquet", date="2026-11-02")
     new = json.loads((out / "_manifest.json").read_text())
-    # What an earlier swr-etl left: the same layout under the old name, its partitions written
-    # in export schema 1 (snapshot_date as plain strings).
+    key = f"{SRC}/snapshot_date=2026-11-02"
+    # What an earlier swr-etl left: its manifest under the old name, keyed by date, its
+    # partitions one folder per date (export schemas 1 and 2: before the source= level).
+    entry = {**new["partitions"][key], "source": None}
     old = {"schema_version": 1, "partitions": {
-        d: {**new["partitions"][d], "schema_version": 1} for d in new["partitions"]}}
-    old["partitions"]["2026-11-02"]["exported_at"] = "2000-01-01T00:00:00Z"  # older than new
-    # CSV is the same text in both versions: no reason to re-export it
-    old["partitions"]["2026-10-30"] = {**old["partitions"]["2026-11-01"], "format": "csv"}
+        "2026-10-30": {**entry, "format": "csv", "schema_version": 1,
+                       "path": "snapshot_date=2026-10-30/images.csv"},
+        "2026-11-01": {**entry, "schema_version": 2,
+                       "path": "snapshot_date=2026-11-01/images.parquet"}}}
     (out / "manifest.json").write_text(json.dumps(old))
-    (out / "_manifest.json").unlink()
-    (out / "_manifest.json").write_text(json.dumps(
-        {**new, "partitions": {"2026-11-02": new["partitions"]["2026-11-02"]}}))
 
     with caplog.at_level("INFO", logger="etl.export"):
         export_snapshots(db, out, fmt="parquet", date="2026-11-04")
     assert not (out / "manifest.json").exists()
     merged = json.loads((out / "_manifest.json").read_text())["partitions"]
-    assert list(merged) == ["2026-10-30", "2026-11-01", "2026-11-02", "2026-11-04"]
+    assert list(merged) == ["2026-10-30", "2026-11-01", key, f"{SRC}/snapshot_date=2026-11-04"]
     assert merged["2026-11-01"] == old["partitions"]["2026-11-01"]  # only the old name knew it
-    assert merged["2026-11-02"] == new["partitions"]["2026-11-02"]  # the later export wins
-    assert merged["2026-11-04"]["schema_version"] == 2
+    assert merged[key] == new["partitions"][key]
+    assert merged[f"{SRC}/snapshot_date=2026-11-04"]["schema_version"] == 3
     assert [(r.levelname, r.getMessage()) for r in caplog.records
             if not r.getMessage().startswith("exported ")] == [
         ("INFO", f"{out / 'manifest.json'} merged into {out / '_manifest.json'} and removed"),
-        ("WARNING", "1 partition of this export was written by an older swr-etl (2026-11-01); "
-                    "readers that open the whole folder need export schema 2 everywhere: "
-                    "re-export them, e.g. 'swr-etl export --all'"),
+        ("WARNING", "2 partitions of this export were written by an older swr-etl (2026-10-30 "
+                    "to 2026-11-01); readers that open the whole folder need export schema 3 "
+                    "everywhere: move those snapshot_date= folders away and re-export, e.g. "
+                    "'swr-etl export --all'"),
     ]
 
 

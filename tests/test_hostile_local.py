@@ -113,11 +113,12 @@ def test_export_refuses_a_symlinked_partition_folder_and_deletes_nothing(
     for name in ("images.parquet", "images.csv", ".images.keep.tmp", "notes.txt"):
         (victim / name).write_text(name)
     out = tmp_path / "exports"
-    out.mkdir()
-    (out / "snapshot_date=2026-11-01").symlink_to(victim, target_is_directory=True)
+    source = out / "source=cn-north-4"
+    source.mkdir(parents=True)
+    (source / "snapshot_date=2026-11-01").symlink_to(victim, target_is_directory=True)
     code, stdout, err = cli(["export", "--db", str(db), "--out", str(out), "--all"], capsys)
     assert code == 2
-    assert err == (f"swr-etl: error: export folder {out}/snapshot_date=2026-11-01 is a "
+    assert err == (f"swr-etl: error: export folder {source}/snapshot_date=2026-11-01 is a "
                    "symbolic link; refusing to write through it (nothing was written or "
                    "deleted; remove the link)\n")
     assert stdout == ""
@@ -125,7 +126,17 @@ def test_export_refuses_a_symlinked_partition_folder_and_deletes_nothing(
         ".images.keep.tmp", "images.csv", "images.parquet", "notes.txt"]
     assert all((victim / p).read_text() == p for p in os.listdir(victim))
     # refused before any partition was written, the unaffected date included
-    assert sorted(p.name for p in out.iterdir()) == ["snapshot_date=2026-11-01"]
+    assert sorted(p.name for p in source.iterdir()) == ["snapshot_date=2026-11-01"]
+    # a symlinked source level is refused the same way
+    (source / "snapshot_date=2026-11-01").unlink()
+    source.rmdir()
+    source.symlink_to(victim, target_is_directory=True)
+    code, _stdout, err = cli(["export", "--db", str(db), "--out", str(out), "--all"], capsys)
+    assert (code, err) == (2, f"swr-etl: error: export folder {source} is a symbolic link; "
+                              "refusing to write through it (nothing was written or deleted; "
+                              "remove the link)\n")
+    assert sorted(p.name for p in victim.iterdir()) == [
+        ".images.keep.tmp", "images.csv", "images.parquet", "notes.txt"]
 
 
 def test_export_temp_files_are_created_never_followed(tmp_path: Path) -> None:
@@ -344,7 +355,7 @@ def test_every_key_a_config_file_accepts_is_a_sync_option() -> None:
     accepted = {o.name for o in SYNC_OPTIONS}
     assert accepted <= options, f"no sync flag for {sorted(accepted - options)}"
     assert set(Settings.__dataclass_fields__) - accepted == {
-        "backoff_base", "backoff_cap", "credentials", "now_override"}
+        "backoff_base", "backoff_cap", "credentials", "now_override", "sources"}
     assert {"allow_anonymous"} <= accepted  # as --no-auth / no-auth, its one spelling
 
 

@@ -43,15 +43,20 @@ def test_first_load_writes_whole_rows(tmp_path: Path) -> None:
     run_id, counts = load(db, rows(range(1, 3)), T0)
     assert (counts.new, counts.changed, counts.removed) == (2, 0, 0)
     assert q(db, "SELECT * FROM images ORDER BY id") == [
-        (1, "library", "img1", "u", "d1", 2, 101, 0, "2026-11-01T10:00:00Z", T0, T0, 1, 1, None),
-        (2, "library", "img2", "u", "d2", 2, 102, 0, "2026-11-01T10:00:00Z", T0, T0, 1, 1, None),
+        (1, "library", "img1", "u", "d1", 2, 101, 0, "2026-11-01T10:00:00Z", T0, T0, 1, 1, None,
+         "x:80"),
+        (2, "library", "img2", "u", "d2", 2, 102, 0, "2026-11-01T10:00:00Z", T0, T0, 1, 1, None,
+         "x:80"),
     ]
     assert q(db, "SELECT * FROM image_snapshots ORDER BY image_id") == [
-        (1, 1, T0, "2026-11-20", 2, 101, "2026-11-01T10:00:00Z"),
-        (1, 2, T0, "2026-11-20", 2, 102, "2026-11-01T10:00:00Z"),
+        (1, 1, "x:80", T0, "2026-11-20", 2, 101, "2026-11-01T10:00:00Z"),
+        (1, 2, "x:80", T0, "2026-11-20", 2, 102, "2026-11-01T10:00:00Z"),
     ]
     assert q(db, "SELECT run_id, status, rows_loaded, rows_new, exit_code, requests, error "
                      "FROM runs") == [(1, "success", 2, 2, 0, 1, None)]
+    # the run's one source, in the same transaction: the same figures
+    assert q(db, "SELECT run_id, source, status, rows_loaded, rows_new, exit_code, requests, "
+                 "error FROM run_sources") == [(1, "x:80", "success", 2, 2, 0, 1, None)]
     assert q(db, "PRAGMA journal_mode") == [("wal",)]
     assert lock_path_for(db).exists()
 
@@ -65,7 +70,7 @@ def test_second_identical_run_changes_nothing_but_last_seen(tmp_path: Path) -> N
     assert run_id == 2
     assert (counts.new, counts.changed, counts.removed) == (0, 0, 0)
     assert q(db, "SELECT * FROM images ORDER BY id") == [
-        (*r[:12], 2, None) for r in images_1]
+        (*r[:12], 2, None, r[14]) for r in images_1]
     assert q(db, "SELECT * FROM image_snapshots WHERE run_id = 2 ORDER BY image_id") == [
         (2, *r[1:]) for r in snaps_1]
 

@@ -69,7 +69,7 @@ def test_sync_twice_is_idempotent(settings: Settings) -> None:
     second = run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 30))))
     assert (second.new, second.changed, second.removed, second.rows) == (0, 0, 0, 29)
     assert q(settings.db, "SELECT * FROM images ORDER BY id") == [
-        (*r[:12], 2, None) for r in images]
+        (*r[:12], 2, None, r[14]) for r in images]
     assert q(settings.db, "SELECT * FROM image_snapshots WHERE run_id = 2 ORDER BY image_id") == [
         (2, *r[1:]) for r in snaps]
 
@@ -397,13 +397,16 @@ def test_sync_exports_what_it_loaded(simulator: Callable[..., Any], tmp_path: Pa
     done = subprocess.run(sync_cmd(sim.url, db, "-q", "--export-dir", str(out), "--format", "csv"),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    date = q(db, "SELECT snapshot_date FROM runs")[0][0]
-    csv_file = out / f"snapshot_date={date}" / "images.csv"
+    (date, source), = q(db, "SELECT snapshot_date, source FROM runs "
+                            "JOIN run_sources USING (run_id)")
+    key = f"source={source}/snapshot_date={date}"  # the simulator's host:port
+    assert source == f"127.0.0.1:{sim.port}"
+    csv_file = out / key / "images.csv"
     with open(csv_file, newline="", encoding="utf-8") as f:
         exported = list(csv.DictReader(f))
     assert sorted((int(r["id"]), int(r["pull_count"])) for r in exported) == sorted(
         (r["id"], r["pull_count"]) for r in sim.listing())
-    entry = json.loads((out / "_manifest.json").read_text())["partitions"][date]
+    entry = json.loads((out / "_manifest.json").read_text())["partitions"][key]
     assert (entry["rows"], entry["run_id"]) == (50, 1)
 
 

@@ -29,6 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.config.settings import Credentials, Settings
+from etl.config.sources import Source
 from etl.errors import (
     AuthError,
     BadRequestError,
@@ -229,13 +230,20 @@ def make_sim(scenario: dict[str, Any]) -> Simulator:
     return Simulator(images=IMAGES, seed=SEED, scenario=scenario, today=TODAY)
 
 
+def named(sim: Simulator) -> tuple[Source, ...]:
+    """The simulator as one named source: each case's simulator listens on a port of its own,
+    and a source named by host:port would start a new history each time (a user whose endpoint
+    moves keeps its history the same way, by naming the source)."""
+    return (Source("simulator", sim.url, "cn-north-4"),)
+
+
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A database holding one good run of the simulated listing, a simulated day earlier."""
     db = tmp_path_factory.mktemp("baseline") / "swr.db"
     with make_sim({}) as sim:
         result = run_sync(Settings(endpoint=sim.url, db=db, allow_anonymous=True,
-                                   page_size=100, concurrency=1), now=PREV_AT)
+                                   page_size=100, concurrency=1, sources=named(sim)), now=PREV_AT)
     assert (result.status, result.rows) == ("success", IMAGES)
     return db
 
@@ -243,7 +251,8 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings_for(sim: Simulator, db: Path, case: Case, overrides: dict[str, Any],
                  conc: int) -> Settings:
     values: dict[str, Any] = dict(
-        endpoint=sim.url, db=db, allow_anonymous=True, concurrency=conc, max_attempts=5,
+        endpoint=sim.url, sources=named(sim), db=db, allow_anonymous=True, concurrency=conc,
+        max_attempts=5,
         backoff_base=0.01, backoff_cap=0.05, timeout=5.0, busy_timeout=2.0, **overrides)
     if case.iam:
         values.update(allow_anonymous=False, credentials=Credentials(
@@ -305,13 +314,13 @@ def check_loaded(db: Path, before: dict[str, list[tuple[Any, ...]]], result: Syn
     # bookkeeping: seen by this run, first seen where it was first seen, removals marked
     prev = {r[0]: r for r in before["images"]}
     for row in dump(db, "SELECT * FROM images ORDER BY id"):
-        image_id, first_at, last_at, first_run, last_run, removed = (row[0], *row[9:])
+        image_id, first_at, last_at, first_run, last_run, removed = (row[0], *row[9:14])
         if image_id in want:
             assert (last_at, last_run, removed) == (NOW, run, None), row
             old = prev.get(image_id)
             assert (first_at, first_run) == ((old[9], old[11]) if old else (NOW, run)), row
         else:  # listed by the previous run, gone now: marked removed, otherwise as it was
-            assert prev[image_id][:-1] == row[:-1]
+            assert prev[image_id][:13] == row[:13]
             assert removed == NOW
     snaps = dump(db, "SELECT image_id, star_count, pull_count, last_updated FROM image_snapshots"
                      " WHERE run_id = ? ORDER BY image_id", run)

@@ -16,7 +16,7 @@ import pytest
 from etl.cli.app import main
 from etl.errors import ConfigError
 from etl.publish.report import build_report, write_report
-from tests.fixtures.report_db import STUCK, add_run, build_trend_db, new_db
+from tests.fixtures.report_db import SOURCE, STUCK, add_run, build_trend_db, new_db
 
 # The hand-worked history (a table of pull counts per date) is in tests/fixtures/report_db.py.
 
@@ -70,9 +70,9 @@ def test_numbers_match_hand_computation(trend_db: Path) -> None:
     ]
     assert r["not_ranked"] == [  # biggest first
         {"id": 3, "namespace": "library", "name": "stuck", "kind": "stuck_counter",
-         "date": "2026-11-02", "pull_count": STUCK},
+         "date": "2026-11-02", "pull_count": STUCK, "source": SOURCE},
         {"id": 2, "namespace": "library", "name": "nginx", "kind": "decrease",
-         "date": "2026-11-03", "pull_count": 64100},
+         "date": "2026-11-03", "pull_count": 64100, "source": SOURCE},
     ]
     # alpine's calendar-day rates 11-02..11-08 (the sparkline) and its cumulative gain.
     assert r["top_movers"][0]["daily"] == [1000.0, 500.0, 600.0, 600.0, 600.0, 0.0, 600.0]
@@ -80,22 +80,24 @@ def test_numbers_match_hand_computation(trend_db: Path) -> None:
         ("2026-11-01", 0), ("2026-11-02", 1000), ("2026-11-03", 1500), ("2026-11-06", 3300),
         ("2026-11-07", 3300), ("2026-11-08", 3900)]
     assert r["new_images"] == [{"id": 5, "namespace": "acme", "name": "new",
-                                "first_seen": "2026-11-06", "pull_count": 400}]
+                                "first_seen": "2026-11-06", "pull_count": 400,
+                                "source": SOURCE}]
     assert r["removed_images"] == [{"id": 4, "namespace": "acme", "name": "old",
-                                    "last_seen": "2026-11-03", "pull_count": 990}]
+                                    "last_seen": "2026-11-03", "pull_count": 990,
+                                    "source": SOURCE}]
     assert r["anomalies"] == [
         {"id": 3, "namespace": "library", "name": "stuck", "kind": "stuck_counter",
-         "date": "2026-11-02",
+         "date": "2026-11-02", "source": SOURCE,
          "detail": "pull_count stuck at 2,147,483,647 (the int32 maximum) since 2026-11-02; "
                    "growth unknown, not ranked"},
         {"id": 2, "namespace": "library", "name": "nginx", "kind": "decrease",
-         "date": "2026-11-03",
+         "date": "2026-11-03", "source": SOURCE,
          "detail": "pull_count fell from 61,000 to 60,500 between 2026-11-02 and 2026-11-03; "
                    "growth unknown, not ranked"},
         # 11-07 vs 11-06: alpine, nginx, new unchanged (stuck left out) = 3 of 3 > 80 %.
         # No other day qualifies (11-03: all three moved; nginx's drop is a move).
         {"id": None, "namespace": None, "name": None, "kind": "stale_source",
-         "date": "2026-11-07",
+         "date": "2026-11-07", "source": None,
          "detail": "3 of 3 images (100%) kept the same pull_count as on 2026-11-06: the "
                    "source may not have refreshed"},
     ]
@@ -404,8 +406,9 @@ def test_names_render_literally_in_html_markdown_and_charts(tmp_path: Path) -> N
 
     conn = new_db(tmp_path / "h.db")
     for image_id, (ns, name) in HOSTILE.items():
-        conn.execute("INSERT INTO images (id, namespace, name, first_seen_at, last_seen_at, "
-                     "first_seen_run, last_seen_run) VALUES (?, ?, ?, '', '', 1, 2)",
+        conn.execute("INSERT INTO images (source, id, namespace, name, first_seen_at, "
+                     "last_seen_at, first_seen_run, last_seen_run) "
+                     "VALUES ('cn-north-4', ?, ?, ?, '', '', 1, 2)",
                      (image_id, ns, name))
     add_run(conn, 1, "2026-11-07", counts={i: 100 * i for i in [*HOSTILE, 9]})
     add_run(conn, 2, "2026-11-08", counts={i: 100 * i + 10 * i for i in [*HOSTILE, 9]})
@@ -557,3 +560,58 @@ def test_html_autoescape_covers_every_field(trend_db: Path,
     report["notice"] = probes["r.notice"] = "<i title='notice'>"
     page = html(report)
     assert "<i " not in page and str(escape(probes["r.notice"])) in page
+
+
+@pytest.fixture(scope="module")
+def regions_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight nights of three simulated regions (the demo's), in one database."""
+    from etl.config.settings import Settings
+    from etl.demo import DEMO_REGIONS
+    from etl.run.pipeline import run_sync
+    from etl.simulator.regions import Regions
+
+    db = tmp_path_factory.mktemp("regions") / "swr.db"
+    with Regions(DEMO_REGIONS, images=40) as regions:
+        settings = Settings(sources=regions.sources(), db=db, allow_anonymous=True)
+        for night in range(8):
+            regions.advance_day()
+            run_sync(settings, now=f"2026-11-0{night + 1}T02:00:00Z")
+    return db
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(_browser() is None, reason="no chromium binary on PATH (apt-get install "
+                                                "chromium); cannot lay out the HTML report")
+@pytest.mark.parametrize("width", [1280, 420])
+def test_the_region_breakdown_renders_and_fits(regions_db: Path, tmp_path: Path,
+                                               width: int) -> None:
+    from PIL import Image
+
+    page = write_report(regions_db, tmp_path / "report.html", days=7, top=10, now=NOW)
+    found = _measure(page, width, tmp_path)
+    assert found["page"] <= width, found
+    for b in found["boxes"]:
+        assert b["scroll"] <= b["client"] and b["right"] <= width, b
+    title = "Regions: where the growth comes from"
+    assert dict(found["heads"])[title] == ["#", "Image", "Gained, all regions", "By region",
+                                          "Most from"]
+    regions = next(s for s in found["scrollers"] if s["title"] == title)
+    assert regions["overflow"] == "auto"
+    if width < 500:  # wider than a phone: it scrolls inside its section, the page does not
+        assert regions["scroll"] > regions["client"], regions
+    # The bars reach the screen in each region's colour: the legend's blue, pink and green.
+    html = page.read_text(encoding="utf-8")
+    start = html.index('<section id="regions">')
+    only = tmp_path / "regions.html"  # the page's head and the Regions section alone
+    only.write_text(html[:html.index("<section")] + html[start:html.index("</section>", start)]
+                    + "</section></main></body></html>", encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    done = _chromium(tmp_path, f"--screenshot={shot}", f"--window-size={width},1600",
+                     only.as_uri())
+    assert shot.exists(), done.stderr[-2000:]
+    counts = Image.open(shot).convert("RGB").getcolors(maxcolors=width * 1600)
+    assert counts is not None
+    blue = sum(n for n, (r, g, b) in counts if b > 180 and r < 90 and g < 140)
+    pink = sum(n for n, (r, g, b) in counts if r > 180 and g < 80 and b > 80)
+    green = sum(n for n, (r, g, b) in counts if g > 120 and r < 40 and b < 130)
+    assert min(blue, pink, green) > 100, (blue, pink, green)

@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import socket
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,18 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+from etl.config.regions import source_name
 from etl.errors import ConfigError
 from etl.publish.export import COLUMNS, export_snapshots
 from etl.publish.storage import TEMP_FOLDER, S3Options
-from tests.fixtures.report_db import add_image, add_run, new_db
+from tests.fixtures.report_db import SOURCE, add_image, add_run, new_db
 from tests.helpers import cli, q
 from tests.services.s3 import FaultyFront, S3Bucket, S3Server
+from tests.test_export import db_rows, table_rows
 
 DATES = {"2026-11-01": 1, "2026-11-02": 2, "2026-11-04": 3}  # date -> the run exported
+SRC = f"source={SOURCE}"  # the one source of the fixture database
+KEYS = [f"{SRC}/snapshot_date={d}" for d in DATES]  # the manifest's keys
 
 
 @pytest.fixture()
@@ -78,27 +81,9 @@ def manifest_is_valid(found: dict[str, bytes], prefix: str) -> dict[str, Any]:
     return manifest  # type: ignore[no-any-return]
 
 
-def db_rows(path: Path, date: str, run_id: int) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(
-            "SELECT s.image_id, i.namespace, i.name, i.user, i.description, s.star_count, "
-            "s.pull_count, i.collection_id, s.last_updated, s.run_id, ?, s.captured_at "
-            "FROM image_snapshots s JOIN images i ON i.id = s.image_id WHERE s.run_id = ? "
-            "ORDER BY s.image_id", (date, run_id)).fetchall()
-    finally:
-        conn.close()
-
-
 def all_rows(path: Path) -> list[tuple[Any, ...]]:
-    return sorted((r for d, run in DATES.items() for r in db_rows(path, d, run)),
+    return sorted((r for d, run in DATES.items() for r in db_rows(path, run, d)),
                   key=lambda r: (r[10], r[0]))
-
-
-def table_rows(table: pa.Table) -> list[tuple[Any, ...]]:
-    assert sorted(table.column_names) == sorted(COLUMNS), table.column_names
-    return sorted((tuple(str(r[c]) if c == "snapshot_date" else r[c] for c in COLUMNS)
-                   for r in table.to_pylist()), key=lambda r: (r[10], r[0]))
 
 
 # ------------------------------------------------------------------ the same export, in a bucket
@@ -111,7 +96,7 @@ def test_a_bucket_export_holds_what_a_folder_export_holds(
     export_snapshots(db, local, fmt=fmt, all_dates=True)
     written = export_snapshots(db, s3_bucket.uri("team/swr"), fmt=fmt, all_dates=True,
                                s3=s3(s3_bucket.endpoint_url))
-    names = [f"snapshot_date={d}/images.{fmt}" for d in DATES]
+    names = [f"{SRC}/snapshot_date={d}/images.{fmt}" for d in DATES]
     assert written == [s3_bucket.uri(f"team/swr/{n}") for n in names]
     found = objects(s3_server, s3_bucket)
     # Nothing else: no temp object left, nothing outside the prefix.
@@ -152,7 +137,7 @@ def test_readers_open_the_bucket_export(db: Path, s3_bucket: S3Bucket,
     assert table_rows(pa.Table.from_pandas(frame, preserve_index=False)) == want
     # ... and a plain s3:// URL through pyarrow, with the standard endpoint variable.
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_bucket.endpoint_url)
-    part = pd.read_parquet(f"{uri}/snapshot_date=2026-11-02/images.parquet",
+    part = pd.read_parquet(f"{uri}/{SRC}/snapshot_date=2026-11-02/images.parquet",
                            dtype_backend="pyarrow")
     assert table_rows(pa.Table.from_pandas(part, preserve_index=False)) == [
         r for r in want if r[10] == "2026-11-02"]
@@ -165,14 +150,14 @@ def test_reexporting_replaces_a_partition_but_never_switches_its_format(
     first = objects(s3_server, s3_bucket)
     export_snapshots(db, where, fmt="csv", all_dates=True, s3=options)
     again = objects(s3_server, s3_bucket)
-    assert again["x/snapshot_date=2026-11-02/images.csv"] == (
-        first["x/snapshot_date=2026-11-02/images.csv"])
-    assert list(manifest_is_valid(again, "x")["partitions"]) == list(DATES)
+    assert again[f"x/{SRC}/snapshot_date=2026-11-02/images.csv"] == (
+        first[f"x/{SRC}/snapshot_date=2026-11-02/images.csv"])
+    assert list(manifest_is_valid(again, "x")["partitions"]) == KEYS
     with pytest.raises(ConfigError) as exc:
         export_snapshots(db, where, fmt="parquet", all_dates=True, s3=options)
     assert str(exc.value) == (
-        f"{where}/snapshot_date=2026-11-01 holds images.csv: a partition in a bucket keeps its "
-        "format (deleting the old file would leave an empty folder object that pandas reading "
+        f"{where}/{SRC}/snapshot_date=2026-11-01 holds images.csv: a partition in a bucket keeps "
+        "its format (deleting the old file would leave an empty folder object that pandas reading "
         "through s3fs trips over); export to another prefix, or delete the partition first "
         "(nothing was written)")
     assert objects(s3_server, s3_bucket) == again
@@ -198,14 +183,14 @@ def test_a_failed_upload_leaves_the_previous_export_valid(
     assert [status for _method, status in front.requests if status] == [500, 500]
     after = objects(s3_server, s3_bucket)
     assert sorted(after) == sorted(before)  # no temp object left behind
-    key = "exports/snapshot_date=2026-11-02/images.parquet"
+    key = f"exports/{SRC}/snapshot_date=2026-11-02/images.parquet"
     assert after[key] == before[key]
     manifest = manifest_is_valid(after, "exports")
-    assert list(manifest["partitions"]) == list(DATES)
+    assert list(manifest["partitions"]) == KEYS
     # The first partition was exported again and recorded; the later ones kept their entries.
     old = json.loads(before["exports/_manifest.json"])["partitions"]
-    assert manifest["partitions"]["2026-11-04"] == old["2026-11-04"]
-    assert manifest["partitions"]["2026-11-02"] == old["2026-11-02"]
+    assert manifest["partitions"][KEYS[2]] == old[KEYS[2]]
+    assert manifest["partitions"][KEYS[1]] == old[KEYS[1]]
 
 
 def test_refused_credentials_are_one_line_exit_2(
@@ -297,7 +282,8 @@ def test_a_sync_whose_upload_fails_keeps_its_load_and_says_so(
                  "--s3-endpoint", front.endpoint_url], capsys)
     assert again.code == 0, again.err
     date = q(db, "SELECT snapshot_date FROM runs")[0][0]
-    assert manifest_is_valid(objects(s3_server, s3_bucket), "nightly")["partitions"][date][
+    key = f"source={source_name(sim.url)}/snapshot_date={date}"
+    assert manifest_is_valid(objects(s3_server, s3_bucket), "nightly")["partitions"][key][
         "rows"] == 30
 
 
@@ -312,8 +298,9 @@ def test_a_sync_exports_to_the_bucket_of_aws_endpoint_url(
     assert (run.code, run.err) == (0, "")
     date = q(db, "SELECT snapshot_date FROM runs")[0][0]
     found = objects(s3_server, s3_bucket)
-    assert sorted(found) == ["a/b/_manifest.json", f"a/b/snapshot_date={date}/images.csv"]
-    exported = pd.read_csv(io.BytesIO(found[f"a/b/snapshot_date={date}/images.csv"]))
+    name = f"a/b/source={source_name(sim.url)}/snapshot_date={date}/images.csv"
+    assert sorted(found) == ["a/b/_manifest.json", name]
+    exported = pd.read_csv(io.BytesIO(found[name]))
     assert list(exported.columns) == list(COLUMNS)
     assert sorted(zip(exported["id"], exported["pull_count"], strict=True)) == sorted(
         (r["id"], r["pull_count"]) for r in sim.listing())

@@ -47,7 +47,7 @@ def test_counted_runs_are_the_last_successful_unfiltered_run_of_each_date(
         conn: sqlite3.Connection) -> None:
     # Not the partial run 6 (03-25), the failed run 9 or the filtered run 10 (03-27), nor
     # run 7, which run 8 replaces on 03-26.
-    assert conn.execute(trends.counted_runs_sql()).fetchall() == list(
+    assert counted(conn) == list(
         zip(GOLDEN_DATES, GOLDEN_RUNS, strict=True))
     # The export's knobs on the same rule: partial runs in, any filter in.
     assert [(d.date, d.run_id) for d in run_days(conn, include_partial=True)][4:7] == [
@@ -149,7 +149,7 @@ def test_top_movers_golden(conn: sqlite3.Connection, days: int) -> None:
     for image_id in ORDER[days]:
         since, start, end, *rest = MOVERS[image_id][days]
         expected.append((image_id, *names[image_id], since, "2026-03-31", start, end,
-                         *rest))
+                         *rest, "cn-north-4"))
     assert conn.execute(f"SELECT * FROM top_movers_{days}d").fetchall() == expected
 
 
@@ -217,6 +217,13 @@ def test_view_canned_query_and_report_agree(conn: sqlite3.Connection, golden: Pa
 
 # --- rules the mutation campaign found unpinned (docs/development/mutation.md) -------------
 
+def counted(conn: sqlite3.Connection, **kw: Any) -> list[tuple[str, int]]:
+    """The counted runs as (date, run id): every run of these tests read the default source."""
+    got = conn.execute(trends.counted_runs_sql(**kw)).fetchall()
+    assert {source for _d, _r, source in got} <= {"cn-north-4"}
+    return [(d, r) for d, r, _source in got]
+
+
 def _runs(tmp_path: Path, *runs: tuple[int, str, dict[str, Any]]) -> sqlite3.Connection:
     conn = new_db(tmp_path / "swr.db")
     for run_id, date, extra in runs:
@@ -235,7 +242,7 @@ def test_a_runs_date_without_snapshot_date_comes_from_its_snapshots_then_its_end
     conn.execute("UPDATE runs SET finished_at = '2026-03-03T00:10:00Z' WHERE run_id = 2")
     add_run(conn, 4, "2026-03-05", set_snapshot_date=False)
     conn.execute("UPDATE runs SET finished_at = NULL WHERE run_id = 4")  # then its start day
-    assert conn.execute(trends.counted_runs_sql()).fetchall() == [
+    assert counted(conn) == [
         ("2026-03-01", 1), ("2026-03-03", 2), ("2026-03-04", 3), ("2026-03-05", 4)]
 
 
@@ -245,15 +252,17 @@ def test_filtered_runs_count_only_when_every_run_is_filtered(tmp_path: Path) -> 
     conn.execute("INSERT INTO runs (run_id, started_at, finished_at, status, image_name, "
                  "snapshot_date) VALUES (4, '2026-03-04T02:00:00Z', '2026-03-04T02:05:00Z', "
                  "'success', 'nginx', '2026-03-04')")
+    conn.execute("INSERT INTO run_sources (run_id, source, status) "
+                 "VALUES (4, 'cn-north-4', 'success')")
     # a filter on the namespace alone or on the name alone is still a filter
-    assert conn.execute(trends.counted_runs_sql()).fetchall() == [
+    assert counted(conn) == [
         ("2026-03-01", 1), ("2026-03-02", 2)]
     conn.execute("DELETE FROM runs WHERE run_id IN (1, 2)")
     # every run filtered: the latest run's filter is the scope
-    assert conn.execute(trends.counted_runs_sql()).fetchall() == [("2026-03-04", 4)]
+    assert counted(conn) == [("2026-03-04", 4)]
     # two filters on the latest date: the later run decides
     add_run(conn, 5, "2026-03-04", namespace="library")
-    assert conn.execute(trends.counted_runs_sql()).fetchall() == [
+    assert counted(conn) == [
         ("2026-03-03", 3), ("2026-03-04", 5)]
 
 
@@ -266,7 +275,7 @@ def test_unknown_run_statuses_are_refused(statuses: tuple[str, ...]) -> None:
 def test_every_status_may_be_asked_for(tmp_path: Path) -> None:
     conn = _runs(tmp_path, (1, "2026-03-01", {"status": "failed"}),
                  (2, "2026-03-02", {"status": "partial"}), (3, "2026-03-03", {}))
-    assert conn.execute(trends.counted_runs_sql(statuses=trends.RUN_STATUSES)).fetchall() == [
+    assert counted(conn, statuses=trends.RUN_STATUSES) == [
         ("2026-03-01", 1), ("2026-03-02", 2), ("2026-03-03", 3)]
 
 

@@ -123,22 +123,26 @@ def export_cmd(ctx: click.Context, db: Path | None, out: Path | str, fmt: str, d
               help="Top movers listed.")
 @click.option("--format", "fmt", type=click.Choice(["html", "md", "json"]), default=None,
               help="Report format.  [default: from the extension of --out]")
+@click.option("--source", "sources", multiple=True, metavar="NAME",
+              help="Only this source (a region, host:port or configured name); repeatable.  "
+                   "[default: every source]")
 def report_cmd(ctx: click.Context, db: Path | None, out: Path, days: int, top: int,
-               fmt: str | None) -> int:
+               fmt: str | None, sources: tuple[str, ...]) -> int:
     """Trend report on pull counts (HTML with charts, Markdown or JSON)."""
     from etl.publish.report import write_report
 
     settings = settings_from(ctx, {"db": db})
     if str(out) == "-":
-        _report_to_stdout(settings.db, days=days, top=top, fmt=fmt)
+        _report_to_stdout(settings.db, days=days, top=top, fmt=fmt, sources=sources)
         return 0
-    path = write_report(settings.db, out, days=days, top=top, fmt=fmt)
+    path = write_report(settings.db, out, days=days, top=top, fmt=fmt, sources=sources)
     if not quiet(ctx):
         click.echo(str(path))
     return 0
 
 
-def _report_to_stdout(db: Path, *, days: int, top: int, fmt: str | None) -> None:
+def _report_to_stdout(db: Path, *, days: int, top: int, fmt: str | None,
+                      sources: tuple[str, ...] = ()) -> None:
     """``report --out -``: the report as the library writes it (to a private temp folder, so a
     failure never leaves half a report on stdout), then copied to stdout."""
     import sys
@@ -150,7 +154,8 @@ def _report_to_stdout(db: Path, *, days: int, top: int, fmt: str | None) -> None
     if fmt is None:
         raise ConfigError("--out - (stdout) needs --format html, md or json")
     with tempfile.TemporaryDirectory(prefix="swr-etl-report-") as tmp:
-        path = write_report(db, Path(tmp) / f"report.{fmt}", days=days, top=top, fmt=fmt)
+        path = write_report(db, Path(tmp) / f"report.{fmt}", days=days, top=top, fmt=fmt,
+                            sources=sources)
         sys.stdout.flush()
         sys.stdout.buffer.write(path.read_bytes())
 

@@ -101,9 +101,12 @@ def settings_from(ctx: click.Context, flags: dict[str, Any], *,
     settings = build_settings(given, os.environ, config, need_credentials=need_credentials)
     register_secrets(settings.credentials.secrets())
     register_secrets(aws_secrets(os.environ))  # read by the AWS SDK itself, for s3:// exports
+    for source in settings.sources:  # each [[sources]] table's own credentials
+        register_secrets(source.credentials.secrets() if source.credentials else [])
     if need_credentials:  # only a command that will send them
-        for warning in plaintext_warnings(settings):
-            log.warning(warning)
+        for source in settings.source_list():
+            for warning in plaintext_warnings(settings.for_source(source)):
+                log.warning(warning)
     for warning in object_store_warnings(settings):  # only with an s3:// destination
         log.warning(warning)
     return settings

@@ -120,6 +120,8 @@ def table(cls: type) -> dict[str, Option]:
         else:
             default = None
         kinds = [t for t in typing.get_args(hints[f.name]) if t is not type(None)]
+        if typing.get_origin(hints[f.name]) is tuple:  # a tuple of values: checked as a tuple
+            kinds = [tuple]
         out[f.name] = dataclasses.replace(f.metadata.get(_SPEC, Option()), name=f.name,
                                           kind=kinds[0] if kinds else hints[f.name],
                                           default=default)

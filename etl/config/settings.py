@@ -14,6 +14,7 @@ Secrets live in ``Credentials``, whose ``repr`` never shows them.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from etl.config.credentials import (
     credentials_from_env,
 )
 from etl.config.options import Option, check, coerce, internal, option, table
+from etl.config.regions import ALL, KNOWN_REGIONS, region_domain, region_names, source_name
+from etl.config.sources import Source, check_unique, sources_from_config
 from etl.config.urls import (
     S3_SCHEME,
     base_url,
@@ -37,15 +40,28 @@ from etl.errors import ConfigError
 from etl.integers import INT64_MAX
 
 DEFAULT_REGION = "cn-north-4"
-# Regions served under another domain than myhuaweicloud.com, by name prefix
-# (docs/how-it-works/swr-api.md, "Regional endpoints").
-_DOMAINS = {"eu-west-1": "myhuaweicloud.eu"}
 _DAY = 86400
+_REGION_NAME = re.compile(r"[a-z][a-z0-9-]*[a-z0-9]")
+_domain = region_domain  # docs/how-it-works/swr-api.md, "Regional endpoints"
 
 
-def _domain(region: str) -> str:
-    return next((d for prefix, d in _DOMAINS.items() if region.startswith(prefix)),
-                "myhuaweicloud.com")
+def regions_rule(param: str, value: str) -> str:
+    """``value`` as a comma-separated list of region names (or ``all``), spaces removed."""
+    names = region_names(value)
+    if not names or any(not _REGION_NAME.fullmatch(n) for n in names):
+        raise ConfigError(f"{param} must be region names separated by commas, or all; got "
+                          f"{value!r}", param=param)
+    return ALL if names == KNOWN_REGIONS and value.strip() == ALL else ",".join(names)
+
+
+def base_urls(param: str, value: str) -> str:
+    """``value`` as comma-separated base URLs, each checked (``base_url``)."""
+    urls = [u.strip() for u in value.split(",") if u.strip()] or [value]  # "" says why
+    return ",".join(dict.fromkeys(base_url(param, u) for u in urls))
+
+
+def _region_endpoints(region: str) -> str:
+    return ",".join(base_url("endpoint", endpoint_for_region(n)) for n in region_names(region))
 
 
 def endpoint_for_region(region: str) -> str:
@@ -79,10 +95,14 @@ class Settings:
     region; an endpoint given explicitly stays as given.
     """
 
-    endpoint: str = option(None, "SWR API base URL.", env="SWR_ENDPOINT", metavar="URL",
-                           shown_default="from --region", rule=base_url)
-    region: str = option(DEFAULT_REGION, "Region; sets https://swr-api.NAME.myhuaweicloud.com "
-                         "(.myhuaweicloud.eu for eu-west-101).", env="SWR_REGION", metavar="NAME")
+    # Several endpoints (repeated, or comma-separated in the environment) are several sources.
+    endpoint: str = option(None, "SWR API base URL; repeat it for several sources.",
+                           env="SWR_ENDPOINT", metavar="URL", shown_default="from --region",
+                           rule=base_urls, multiple=True)
+    region: str = option(DEFAULT_REGION, "Region(s): NAME, a comma-separated list, or all; sets "
+                         "https://swr-api.NAME.myhuaweicloud.com (.myhuaweicloud.eu for "
+                         "eu-west-101).", env="SWR_REGION", metavar="NAME[,NAME...]",
+                         rule=regions_rule)
     db: Path = option(Path("swr.db"), "SQLite database.", env="SWR_ETL_DB")
     # Without it, a non-empty SQLite file that swr-etl did not make is refused (left untouched).
     adopt: bool = option(False, "Use a SQLite database another application made: add swr-etl's "
@@ -159,6 +179,9 @@ class Settings:
                                           "mode).", spelling="no-auth")
     # The "now" a run records (demo time travel); None means the real clock.
     now_override: str | None = internal(None)
+    # The config file's [[sources]] tables (etl.config.sources); empty: the sources are the
+    # regions or endpoints above.
+    sources: tuple[Source, ...] = internal(factory=tuple)
 
     def __post_init__(self) -> None:
         for spec in OPTIONS.values():
@@ -167,12 +190,28 @@ class Settings:
             if kept is not value:
                 object.__setattr__(self, spec.name, kept)
         if self.endpoint is None:
-            object.__setattr__(self, "endpoint",
-                               base_url("endpoint", endpoint_for_region(self.region)))
+            object.__setattr__(self, "endpoint", _region_endpoints(self.region))
 
     @property
     def filtered(self) -> bool:
         return bool(self.namespace or self.image_name)
+
+    def source_list(self) -> tuple[Source, ...]:
+        """The sources this run reads: the config's ``[[sources]]``, else one per endpoint
+        given, else one per region (named by the region)."""
+        if self.sources:
+            return self.sources
+        names = region_names(self.region)
+        if self.endpoint == _region_endpoints(self.region):
+            return check_unique([Source(n, endpoint_for_region(n), n) for n in names])
+        return check_unique([Source(source_name(url), url, names[0])
+                             for url in self.endpoint.split(",")])
+
+    def for_source(self, source: Source) -> Settings:
+        """The settings of one source's scan: its endpoint, region and credentials."""
+        return dataclasses.replace(
+            self, endpoint=source.endpoint, region=source.region, sources=(source,),
+            credentials=source.credentials or self.credentials)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes``, checked again; a derived endpoint follows a new region."""
@@ -220,18 +259,26 @@ def build_settings(
 
 def _build(flags: Mapping[str, Any], env: Mapping[str, str], config: dict[str, Any],
            need_credentials: bool) -> Settings:
+    tables = config.pop("sources", None)
     from_file = _config_settings(config)
     values: dict[str, Any] = {}
     for spec in SYNC_OPTIONS:
         from_env = next((env[name] for name in spec.envs if env.get(name)), None)
         for value in (flags.get(spec.name), from_env, from_file.get(spec.name)):
+            if spec.multiple and isinstance(value, list | tuple):  # one value per source
+                value = ",".join(str(v) for v in value) or None
             if value is not None:
                 values[spec.name] = coerce(spec, value)
                 break
     settings = Settings(**values)
+    if tables is not None:
+        settings = settings.replace(sources=sources_from_config(
+            tables, env, default_region=region_names(settings.region)[0],
+            region_endpoint=endpoint_for_region))
     creds = credentials_from_env({**{k.upper(): str(v) for k, v in config.items()
                                      if k.upper() in CREDENTIAL_VARS}, **env})
-    if need_credentials and creds.kind == "none" and not settings.allow_anonymous:
+    uses_default = any(s.credentials is None for s in settings.source_list())
+    if need_credentials and uses_default and creds.kind == "none" and not settings.allow_anonymous:
         raise ConfigError(MISSING_CREDENTIALS)
     return settings.replace(credentials=creds)
 

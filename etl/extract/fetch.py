@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -102,6 +103,9 @@ class PageFetcher:
     counters: Counters
     lock: threading.Lock
     stop: threading.Event
+    # Requests in flight across every source of a run (None: this scan's workers alone bound
+    # them): the --concurrency budget shared by several sources scanned at once.
+    slots: threading.Semaphore | None = None
 
     def __post_init__(self) -> None:
         self._refresh_lock = threading.Lock()
@@ -169,8 +173,9 @@ class PageFetcher:
         with self.lock:
             self.counters.requests += 1
         try:
-            answer = exchange(self.session, self._prepare, str(url), limits=self.limits,
-                              env=self._send_env, cancel=self.stop)
+            with self.slots or nullcontext():
+                answer = exchange(self.session, self._prepare, str(url), limits=self.limits,
+                                  env=self._send_env, cancel=self.stop)
         except Cancelled:
             raise Stopped(where) from None
         except HttpFailure as exc:

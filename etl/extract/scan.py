@@ -111,6 +111,7 @@ class Scan:
         clock: Clock,
         rng: random.Random | None = None,
         budget: ReadBudget = DEFAULT_BUDGET,
+        slots: threading.Semaphore | None = None,
     ) -> None:
         self.session = session
         self.settings = settings
@@ -131,7 +132,7 @@ class Scan:
                                                deadline=limits.deadline)
         fetcher = PageFetcher(session, settings, auth=auth, policy=self.policy, limiter=limiter,
                               limits=limits, counters=self.stats, lock=self._lock,
-                              stop=self._stop)
+                              stop=self._stop, slots=slots)
         self._reader = PageReader(fetcher, concurrency=settings.concurrency, lock=self._lock,
                                   stop=self._stop, budget=budget)
 
@@ -239,12 +240,15 @@ def scan_official_images(
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
     budget: ReadBudget = DEFAULT_BUDGET,
+    slots: threading.Semaphore | None = None,
 ) -> Scan:
     """Scan the official image list; iterate the result for pages, then read ``.stats``.
 
     Nothing is fetched until iteration starts. ``budget`` bounds the page requests of each read
     (``etl.extract.reader.ReadBudget``). Raises (while iterating) ``AuthError`` (exit 3),
-    ``NotFoundError``/``BadRequestError``/``UpstreamError`` (exit 4).
+    ``NotFoundError``/``BadRequestError``/``UpstreamError`` (exit 4). ``slots`` bounds the
+    requests in flight across several scans at once (the sources of one run).
     """
-    return Scan(session, settings, auth=auth, sleep=sleep, clock=clock, rng=rng, budget=budget)
+    return Scan(session, settings, auth=auth, sleep=sleep, clock=clock, rng=rng, budget=budget,
+                slots=slots)
 

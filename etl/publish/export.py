@@ -1,8 +1,9 @@
 """Snapshot exports: Hive-partitioned CSV/Parquet files plus a manifest (docs/analysts/exports.md).
 
-One partition per snapshot date, ``DIR/snapshot_date=YYYY-MM-DD/images.<csv|parquet>``, holding
-every image seen by the last successful run of that date with its counts from that run. ``DIR``
-is a folder or ``s3://bucket/prefix``; the layout and the manifest are decided here once, and a
+One partition per source and snapshot date,
+``DIR/source=<name>/snapshot_date=YYYY-MM-DD/images.<csv|parquet>``, holding every image of that
+source seen by its last successful run of that date with its counts from that run. ``DIR`` is a
+folder or ``s3://bucket/prefix``; the layout and the manifest are decided here once, and a
 ``Store`` (etl.publish.storage) writes the files. Each partition is streamed from SQLite in
 batches (``pandas.read_sql`` with Arrow dtypes) into a pyarrow writer on the store's new file,
 which replaces the old one whole (a temp file renamed, or an upload copied into place), so a
@@ -22,6 +23,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from etl import __version__
 from etl.errors import ConfigError
@@ -32,12 +34,14 @@ log = logging.getLogger("etl.export")
 
 # Version of the exported file layout (columns and types below). Bump when they change.
 # 2: snapshot_date is dictionary-encoded in Parquet (was a plain string).
-EXPORT_SCHEMA_VERSION = 2
+# 3: a source column and partition level (source=<name>/snapshot_date=<date>/).
+EXPORT_SCHEMA_VERSION = 3
 EXPORT_FORMATS = ("csv", "parquet")
 # Dataset readers (pyarrow.dataset, so pandas; DuckDB's and polars' globs; Spark) skip names
 # starting with "_" or ".": the manifest must not look like a data file to them.
 MANIFEST = "_manifest.json"
 LEGACY_MANIFEST = "manifest.json"  # what swr-etl wrote before: merged, then removed
+_NAME_SAFE = "-._~:[]@"  # kept as they are in a source= folder name (region, host:port)
 BATCH_ROWS = 50_000  # rows per read from SQLite and per Parquet row group: bounds memory
 
 # column -> Arrow type (facts as data). Counts and ids are int64: SWR counts exceed 2**31.
@@ -58,6 +62,7 @@ COLUMNS: dict[str, str] = {
     # dictionary"). A single file still carries its date, and CSV has no types: text there.
     "snapshot_date": "dictionary",
     "captured_at": "string",
+    "source": "dictionary",  # the source= folder level: the same agreement as snapshot_date
 }
 
 # Counts and last_updated come from the run's snapshot; descriptive fields from ``images``
@@ -65,10 +70,10 @@ COLUMNS: dict[str, str] = {
 PARTITION_SQL = """
 SELECT s.image_id AS id, i.namespace, i.name, i.user, i.description, s.star_count,
        s.pull_count, i.collection_id, s.last_updated, s.run_id, :d AS snapshot_date,
-       s.captured_at
+       s.captured_at, s.source
 FROM image_snapshots AS s
-LEFT JOIN images AS i ON i.id = s.image_id  -- never drop a snapshot row
-WHERE s.run_id = :run_id
+LEFT JOIN images AS i ON i.source = s.source AND i.id = s.image_id  -- never drop a snapshot
+WHERE s.run_id = :run_id AND s.source = :source
 ORDER BY s.image_id
 """
 
@@ -97,7 +102,8 @@ def _batches(conn: sqlite3.Connection, day: RunDay, schema: Any) -> Iterator[Any
     import pandas as pd
     import pyarrow as pa
 
-    for frame in pd.read_sql(PARTITION_SQL, conn, params={"d": day.date, "run_id": day.run_id},
+    for frame in pd.read_sql(PARTITION_SQL, conn, params={"d": day.date, "run_id": day.run_id,
+                                                          "source": day.source},
                              chunksize=BATCH_ROWS, dtype_backend="pyarrow"):
         yield pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
@@ -180,32 +186,36 @@ def _partitions_so_far(store: Store) -> tuple[dict[str, Any], bool]:
 
 
 def _warn_about_older_partitions(partitions: dict[str, Any]) -> None:
-    """Name the Parquet partitions an older swr-etl wrote: their ``snapshot_date`` has another
-    type, so readers of the whole folder fail until they are exported again. (CSV text is the
-    same in every version.)"""
+    """Name the partitions an older swr-etl wrote: one folder per date without the source=
+    level (and, in Parquet before schema 2, ``snapshot_date`` of another type), so readers of
+    the whole folder fail until they are moved away and exported again."""
     older = sorted(d for d, e in partitions.items() if isinstance(e, dict)
-                   and e.get("format") == "parquet"
                    and e.get("schema_version") != EXPORT_SCHEMA_VERSION)
     if older:
         span = older[0] if len(older) == 1 else f"{older[0]} to {older[-1]}"
         log.warning("%s partition%s of this export %s written by an older swr-etl (%s); readers "
-                    "that open the whole folder need export schema %s everywhere: re-export "
-                    "them, e.g. 'swr-etl export --all'", len(older), "" if len(older) == 1
-                    else "s", "was" if len(older) == 1 else "were", span, EXPORT_SCHEMA_VERSION)
+                    "that open the whole folder need export schema %s everywhere: move those "
+                    "snapshot_date= folders away and re-export, e.g. 'swr-etl export --all'",
+                    len(older), "" if len(older) == 1 else "s",
+                    "was" if len(older) == 1 else "were", span, EXPORT_SCHEMA_VERSION)
 
 
-def partition_name(day: RunDay) -> str:
-    """The partition's folder below the destination: the one place the layout is spelled."""
-    return f"snapshot_date={day.date}"
+def partition_key(day: RunDay) -> str:
+    """``source=<name>/snapshot_date=<date>``: the partition's folder under the export, and its
+    key in the manifest. A name is percent-encoded where a path needs it (readers of hive
+    partitions decode it)."""
+    return f"source={quote(day.source, safe=_NAME_SAFE)}/snapshot_date={day.date}"
+
+
 
 
 def export_partition(conn: sqlite3.Connection, store: Store, day: RunDay, fmt: str,
                      *, db_schema_version: int) -> dict[str, Any]:
     """Write (or atomically replace) one partition; return its manifest entry."""
-    folder = partition_name(day)
+    folder = partition_key(day)
     name = f"{folder}/images.{fmt}"
     meta = {"schema_version": str(EXPORT_SCHEMA_VERSION), "run_id": str(day.run_id),
-            "snapshot_date": day.date, "tool_version": __version__}
+            "snapshot_date": day.date, "source": day.source, "tool_version": __version__}
     # A crash leaves at most a hidden temp file, which pyarrow.dataset and DuckDB ignore.
     with store.replace(name) as sink:
         rows = _write_file(conn, day, fmt, sink, meta)
@@ -218,10 +228,17 @@ def export_partition(conn: sqlite3.Connection, store: Store, day: RunDay, fmt: s
     return {
         "path": name, "format": fmt, "rows": rows, "sha256": sink.hexdigest(),
         "bytes": sink.size, "run_id": day.run_id, "snapshot_date": day.date,
+        "source": day.source,
         "schema_version": EXPORT_SCHEMA_VERSION, "db_schema_version": db_schema_version,
         "columns": list(COLUMNS), "tool_version": __version__,
         "exported_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def _latest_of_each_source(days: list[RunDay]) -> list[RunDay]:
+    """Each source's latest counted day, oldest date first."""
+    latest = {d.source: d for d in days}  # days come oldest first
+    return sorted(latest.values(), key=lambda d: (d.date, d.source))
 
 
 def export_snapshots(db: Path, out: Path | str, *, fmt: str = "parquet",
@@ -249,13 +266,13 @@ def export_snapshots(db: Path, out: Path | str, *, fmt: str = "parquet",
     with open_readonly(db, SNAPSHOT_READER) as conn:
         chosen = _chosen_days(conn, db, wanted, all_dates, include_partial)
         db_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        store.prepare([f"{partition_name(day)}/images.{fmt}" for day in chosen])
+        store.prepare([f"{partition_key(day)}/images.{fmt}" for day in chosen])
         partitions, legacy = _partitions_so_far(store)
         written: list[Path | str] = []
         for day in chosen:
             try:
                 entry = export_partition(conn, store, day, fmt, db_schema_version=db_version)
-                partitions[day.date] = entry
+                partitions[partition_key(day)] = entry
                 written.append(store.locate(entry["path"]))
                 # Record each partition as soon as it exists, so an interrupted backfill keeps
                 # an honest manifest of what was written; written last, after the partition.
@@ -263,7 +280,7 @@ def export_snapshots(db: Path, out: Path | str, *, fmt: str = "parquet",
                     sink.write(_manifest_text({
                         "schema_version": EXPORT_SCHEMA_VERSION,
                         "tool_version": __version__,
-                        "partitioning": "hive: snapshot_date=YYYY-MM-DD",
+                        "partitioning": "hive: source=<name>/snapshot_date=YYYY-MM-DD",
                         "partitions": dict(sorted(partitions.items())),
                     }))
                 if legacy:  # everything it held is in the new manifest now
@@ -288,8 +305,8 @@ def _chosen_days(conn: sqlite3.Connection, db: Path, wanted: str | None, all_dat
     if not days:
         raise ConfigError(f"no successful run in {db}: nothing to export")
     if wanted is None:
-        return days if all_dates else [days[-1]]
-    chosen = [d for d in days if d.date == wanted]
+        return days if all_dates else _latest_of_each_source(days)
+    chosen = [d for d in days if d.date == wanted]  # every source's
     if not chosen:
         raise ConfigError(f"no successful run on {wanted} in {db} "
                           f"(runs from {days[0].date} to {days[-1].date})")

@@ -199,6 +199,14 @@ def markdown(r: dict[str, Any]) -> str:
                        "(see Anomalies).")
     else:
         out.append("_No image observed on the as-of date has a step in the window._")
+    if len(r["sources"]) > 1:
+        out += ["", "## Regions: where the growth comes from", ""]
+        out += (_md_table(
+            ["#", "Image", "Gained, all regions", "By region", "Most from"],
+            [[m["rank"], _image(m), human(m["pull_delta"]),
+              ", ".join(f"{p['source']} {human(p['pull_delta'])}" for p in m["by_source"]),
+              m["top_source"]] for m in r["regions"]], {0, 2})
+            if r["regions"] else ["_Trends need at least two run dates._"])
     out += ["", f"## Anomalies ({t['anomalies']})", ""]
     out += (_md_table(["Date", "Kind", "Image", "Detail"],
                       [[a["date"], a["kind"], _image(a), a["detail"]] for a in r["anomalies"]],

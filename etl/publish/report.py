@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,8 +49,8 @@ FORMAT_OF_SUFFIX = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "
 TEMP_TABLES = ("report_runs", "cur_steps", "cur_images", "prev_steps", "prev_rank", "top_ids")
 
 # The counted runs up to the report's date, and the window steps over them (etl.store.trends).
-_RUNS = [("counted", "SELECT snapshot_date, run_id FROM temp.report_runs")]
-_PREV_RUNS = [("counted", "SELECT snapshot_date, run_id FROM temp.report_runs "
+_RUNS = [("counted", "SELECT source, snapshot_date, run_id FROM temp.report_runs")]
+_PREV_RUNS = [("counted", "SELECT source, snapshot_date, run_id FROM temp.report_runs "
                           "WHERE snapshot_date <= :prev_end")]
 
 
@@ -62,11 +63,13 @@ def _connection(
 
 
 def build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int = 30, top: int = 10,
-                 now: dt.datetime | None = None) -> dict[str, Any]:
-    """Compute the trend report (the JSON document) from the runs up to ``now``'s date.
+                 now: dt.datetime | None = None, sources: Sequence[str] = ()) -> dict[str, Any]:
+    """Compute the trend report (the JSON document) from the runs up to ``now``'s date, over
+    every source or those named in ``sources``.
 
     Raises:
-        ConfigError: bad ``days``/``top``, or no successful run to report on.
+        ConfigError: bad ``days``/``top``, a source the database does not hold, or no
+            successful run to report on.
     """
     if not 1 <= days <= MAX_DAYS:
         raise ConfigError(f"--days must be 1..{MAX_DAYS}, got {days}")
@@ -76,7 +79,7 @@ def build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int = 30,
     with _connection(conn_or_db) as conn:
         in_transaction = conn.in_transaction
         try:
-            return _compute(conn, days=days, top=top, now=now)
+            return _compute(conn, days=days, top=top, now=now, sources=tuple(sources))
         finally:
             for name in TEMP_TABLES:
                 conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
@@ -98,11 +101,29 @@ class _Window:
         return self.dates[0]
 
 
-def _build_window(conn: sqlite3.Connection, days: int, now: dt.datetime) -> _Window:
+def _narrow(conn: sqlite3.Connection, sources: tuple[str, ...]) -> None:
+    """Keep the counted runs of ``sources`` only (``report --source``).
+
+    Raises:
+        ConfigError: a name no run of the database read.
+    """
+    known = [s for (s,) in conn.execute("SELECT DISTINCT source FROM run_sources ORDER BY 1")]
+    unknown = [s for s in sources if s not in known]
+    if unknown:
+        raise ConfigError(f"no source {unknown[0]!r} in the database (its sources: "
+                          f"{', '.join(known) or 'none'})")
+    marks = ", ".join("?" * len(sources))
+    conn.execute(f"DELETE FROM temp.report_runs WHERE source NOT IN ({marks})", sources)
+
+
+def _build_window(conn: sqlite3.Connection, days: int, now: dt.datetime,
+                  sources: tuple[str, ...] = ()) -> _Window:
     """The counted runs up to ``now``'s date and the window steps over them, as TEMP tables
     (``report_runs``, ``cur_steps``, ``cur_images``, ``prev_rank``) the queries below read."""
     conn.execute("CREATE TEMP TABLE report_runs AS " + trends.counted_runs_sql(until=True),
                  {"until": now.date().isoformat()})
+    if sources:
+        _narrow(conn, sources)
     run_of = dict(conn.execute("SELECT snapshot_date, run_id FROM temp.report_runs"))
     if not run_of:
         raise ConfigError("no successful run to report on: run 'swr-etl sync' first")
@@ -121,10 +142,10 @@ def _build_window(conn: sqlite3.Connection, days: int, now: dt.datetime) -> _Win
             trends.steps_ctes(_PREV_RUNS, days), "SELECT * FROM steps"), {"prev_end": start})
         conn.execute("CREATE TEMP TABLE prev_rank AS " + trends.with_ctes(
             trends.movers_ctes("temp.prev_steps"),
-            f"SELECT m.image_id, ROW_NUMBER() OVER (ORDER BY {trends.RANK_ORDER}) AS rank "
-            "FROM movers AS m WHERE m.anomaly IS NULL"))
+            f"SELECT m.source, m.image_id, ROW_NUMBER() OVER (ORDER BY {trends.RANK_ORDER}, "
+            "m.source) AS rank FROM movers AS m WHERE m.anomaly IS NULL"))
     else:
-        conn.execute("CREATE TEMP TABLE prev_rank (image_id INTEGER, rank INTEGER)")
+        conn.execute("CREATE TEMP TABLE prev_rank (source TEXT, image_id INTEGER, rank INTEGER)")
     return _Window(as_of, run_of[as_of], window, prev_start)
 
 
@@ -145,12 +166,13 @@ def _method(days: int) -> dict[str, Any]:
 
 
 def _compute(conn: sqlite3.Connection, *, days: int, top: int,
-             now: dt.datetime) -> dict[str, Any]:
-    w = _build_window(conn, days, now)
+             now: dt.datetime, sources: tuple[str, ...] = ()) -> dict[str, Any]:
+    w = _build_window(conn, days, now, sources)
     trending = len(w.dates) > 1
-    n_images, total_pulls = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(pull_count), 0) FROM image_snapshots WHERE run_id = ?",
-        (w.as_of_run_id,)).fetchone()
+    n_images, total_pulls = conn.execute(  # the as-of date's counted run of each source
+        "SELECT COUNT(*), COALESCE(SUM(s.pull_count), 0) FROM temp.report_runs AS c"
+        " JOIN image_snapshots AS s ON s.run_id = c.run_id AND s.source = c.source"
+        " WHERE c.snapshot_date = ?", (w.as_of,)).fetchone()
     (total_delta,) = conn.execute(
         "SELECT COALESCE(SUM(pull_delta), 0) FROM temp.cur_steps").fetchone()
     per_date = sections.per_date(conn)
@@ -158,8 +180,7 @@ def _compute(conn: sqlite3.Connection, *, days: int, top: int,
     total_rates = daily_rates([(row["date"], w.dates[i], row["pull_delta"])
                                for i, row in enumerate(daily[1:])])
     movers = sections.ranked_movers(conn, w.as_of, top) if trending else []
-    unranked, new_images, removed = sections.image_listings(
-        conn, start=w.start, as_of=w.as_of, as_of_run_id=w.as_of_run_id)
+    unranked, new_images, removed = sections.image_listings(conn, start=w.start, as_of=w.as_of)
     anomalies = sections.anomalies(conn, per_date, w.dates)
     notice, due = (None, None) if trending else _single_date_notice(w.dates, days, now)
     return {
@@ -187,6 +208,9 @@ def _compute(conn: sqlite3.Connection, *, days: int, top: int,
         "new_images": new_images[0],
         "removed_images": removed[0],
         "anomalies": anomalies[0],
+        "sources": [s for (s,) in conn.execute(
+            "SELECT DISTINCT source FROM temp.report_runs ORDER BY source")],
+        "regions": sections.region_breakdown(conn, top) if trending else [],
         "method": _method(days),
     }
 
@@ -220,10 +244,10 @@ def format_of(out: Path, fmt: str | None) -> str:
 
 
 def write_report(db: Path, out: Path, *, days: int = 30, top: int = 10, fmt: str | None = None,
-                 now: dt.datetime | None = None) -> Path:
+                 now: dt.datetime | None = None, sources: Sequence[str] = ()) -> Path:
     """Build the report and write it atomically as HTML, Markdown or JSON; return ``out``."""
     kind = format_of(out, fmt)
-    report = build_report(db, days=days, top=top, now=now)
+    report = build_report(db, days=days, top=top, now=now, sources=sources)
     if kind == "json":
         text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     else:

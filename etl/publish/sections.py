@@ -92,22 +92,28 @@ def ranked_movers(conn: sqlite3.Connection, as_of: str, top: int) -> list[dict[s
     rows = conn.execute(_movers(
         f"SELECT m.image_id, i.namespace, i.name, m.pull_count, m.pull_delta, "
         f"{trends.GROWTH_SQL}, m.pull_count_from, m.from_date, {trends.PER_DAY_SQL}, "
-        "m.days_elapsed, p.rank FROM movers AS m LEFT JOIN images AS i ON i.id = m.image_id "
-        "LEFT JOIN temp.prev_rank AS p ON p.image_id = m.image_id "
-        f"WHERE m.anomaly IS NULL ORDER BY {trends.RANK_ORDER} LIMIT ?"), (top,)).fetchall()
-    history: dict[int, list[tuple[str, str | None, int, int | None]]] = {r[0]: [] for r in rows}
+        "m.days_elapsed, p.rank, m.source FROM movers AS m "
+        "LEFT JOIN images AS i ON i.source = m.source AND i.id = m.image_id "
+        "LEFT JOIN temp.prev_rank AS p ON p.source = m.source AND p.image_id = m.image_id "
+        f"WHERE m.anomaly IS NULL ORDER BY {trends.RANK_ORDER}, m.source LIMIT ?"),
+        (top,)).fetchall()
+    # An image is one (source, id): each region counts its own pulls.
+    history: dict[tuple[str, int], list[tuple[str, str | None, int, int | None]]] = {
+        (r[11], r[0]): [] for r in rows}
     # One scan of the steps against the --top ids (no ceiling: SQLite's variable count has one).
-    conn.execute("CREATE TEMP TABLE top_ids (image_id INTEGER PRIMARY KEY)")
-    conn.executemany("INSERT INTO temp.top_ids VALUES (?)", [(i,) for i in history])
-    for image_id, d, prev_date, c, gain in conn.execute(
-            "SELECT s.image_id, s.snapshot_date, s.prev_date, s.pull_count, s.pull_delta "
-            "FROM temp.cur_steps AS s JOIN temp.top_ids AS t ON t.image_id = s.image_id "
-            "ORDER BY s.image_id, s.snapshot_date"):
-        history[image_id].append((d, prev_date, c, gain))
+    conn.execute("CREATE TEMP TABLE top_ids (source TEXT, image_id INTEGER, "
+                 "PRIMARY KEY (source, image_id))")
+    conn.executemany("INSERT INTO temp.top_ids VALUES (?, ?)", list(history))
+    for source, image_id, d, prev_date, c, gain in conn.execute(
+            "SELECT s.source, s.image_id, s.snapshot_date, s.prev_date, s.pull_count, "
+            "s.pull_delta FROM temp.cur_steps AS s JOIN temp.top_ids AS t "
+            "ON t.source = s.source AND t.image_id = s.image_id "
+            "ORDER BY s.source, s.image_id, s.snapshot_date"):
+        history[(source, image_id)].append((d, prev_date, c, gain))
     movers = []
     for rank, (image_id, ns, name, count, delta, growth, start_c, first_d, per_day, elapsed,
-               prev) in enumerate(rows, 1):
-        steps = history[image_id]
+               prev, source) in enumerate(rows, 1):
+        steps = history[(source, image_id)]
         cumulative, acc = [], 0
         for d, _prev_date, c, gain in steps:
             acc += gain or 0  # a ranked image has no unknown step
@@ -120,17 +126,18 @@ def ranked_movers(conn: sqlite3.Connection, as_of: str, top: int) -> list[dict[s
             "start_pull_count": start_c, "since": first_d, "days_elapsed": elapsed,
             "per_day": per_day, "daily_avg_7d": avg_last_7(rates, as_of),
             "daily": [rates[k] for k in sorted(rates)],
-            "history": cumulative,
+            "history": cumulative, "source": source,
         })
     return movers
 
 
 def _listing(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...],
              keys: tuple[str, ...]) -> Listing:
-    """Rows ``id, namespace, name, *keys`` of ``sql`` (at most MAX_LISTED), and how many."""
+    """Rows ``id, namespace, name, *keys, source`` of ``sql`` (at most MAX_LISTED), and how
+    many."""
     (count,) = conn.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()
     rows = conn.execute(f"{sql} LIMIT {MAX_LISTED}", params).fetchall()
-    return [dict(zip(("id", "namespace", "name", *keys), row, strict=True))
+    return [dict(zip(("id", "namespace", "name", *keys, "source"), row, strict=True))
             for row in rows], int(count)
 
 
@@ -141,24 +148,28 @@ def anomalies(conn: sqlite3.Connection, per_date: list[tuple[Any, ...]],
     (n_dec,) = conn.execute(
         "SELECT COUNT(*) FROM temp.cur_steps WHERE anomaly = 'decrease'").fetchone()
     total += n_dec
-    for image_id, ns, name, prev_date, d, prev_count, c in conn.execute(
+    for image_id, ns, name, prev_date, d, prev_count, c, source in conn.execute(
             "SELECT s.image_id, i.namespace, i.name, s.prev_date, s.snapshot_date, "
-            "s.prev_count, s.pull_count FROM temp.cur_steps AS s "
-            "LEFT JOIN images AS i ON i.id = s.image_id WHERE s.anomaly = 'decrease' "
-            f"ORDER BY s.snapshot_date, s.image_id LIMIT {MAX_LISTED}"):
+            "s.prev_count, s.pull_count, s.source FROM temp.cur_steps AS s "
+            "LEFT JOIN images AS i ON i.source = s.source AND i.id = s.image_id "
+            "WHERE s.anomaly = 'decrease' "
+            f"ORDER BY s.snapshot_date, s.image_id, s.source LIMIT {MAX_LISTED}"):
         found.append({"id": image_id, "namespace": ns, "name": name, "kind": "decrease",
+                      "source": source,
                       "date": d, "detail": f"pull_count fell from {prev_count:,} to {c:,} "
                                           f"between {prev_date} and {d}; growth unknown, not "
                                           "ranked"})
     stuck = conn.execute(
         "SELECT s.image_id, i.namespace, i.name, MIN(s.snapshot_date), MAX(s.snapshot_date), "
-        "MAX(s.snapshot_date) = MAX(s.as_of) FROM temp.cur_steps AS s "
-        "LEFT JOIN images AS i ON i.id = s.image_id WHERE s.pull_count = ? "
-        "GROUP BY s.image_id ORDER BY s.image_id", (INT32_MAX,)).fetchall()
+        "MAX(s.snapshot_date) = MAX(s.as_of), s.source FROM temp.cur_steps AS s "
+        "LEFT JOIN images AS i ON i.source = s.source AND i.id = s.image_id "
+        "WHERE s.pull_count = ? GROUP BY s.source, s.image_id ORDER BY s.image_id, s.source",
+        (INT32_MAX,)).fetchall()
     total += len(stuck)
-    for image_id, ns, name, since, until, still in stuck[:MAX_LISTED]:
+    for image_id, ns, name, since, until, still, source in stuck[:MAX_LISTED]:
         span = f"since {since}" if still else f"from {since} to {until}"
         found.append({"id": image_id, "namespace": ns, "name": name, "kind": "stuck_counter",
+                      "source": source,
                       "date": since, "detail": f"pull_count stuck at {INT32_MAX:,} (the int32 "
                                                f"maximum) {span}; growth unknown, not ranked"})
     previous = dict(zip(window[1:], window, strict=False))
@@ -167,6 +178,7 @@ def anomalies(conn: sqlite3.Connection, per_date: list[tuple[Any, ...]],
         if previous.get(d) == prev_date and n and same / n > STALE_SHARE:
             total += 1
             found.append({"id": None, "namespace": None, "name": None, "kind": "stale_source",
+                          "source": None,
                           "date": d, "detail": f"{same} of {n} images ({same / n:.0%}) kept the "
                                                f"same pull_count as on {prev_date}: the "
                                                "source may not have refreshed"})
@@ -175,27 +187,60 @@ def anomalies(conn: sqlite3.Connection, per_date: list[tuple[Any, ...]],
     return found, total
 
 
-def image_listings(conn: sqlite3.Connection, *, start: str, as_of: str,
-                   as_of_run_id: int) -> tuple[Listing, Listing, Listing]:
+_IMAGE_OF = "LEFT JOIN images AS i ON i.source = m.source AND i.id = m.image_id "
+
+
+def image_listings(conn: sqlite3.Connection, *, start: str,
+                   as_of: str) -> tuple[Listing, Listing, Listing]:
     """The unranked movers, the new images and the removed images of the window."""
     unranked = _listing(conn, _movers(
         "SELECT m.image_id, i.namespace, i.name, m.anomaly, "
-        "(SELECT MIN(s.snapshot_date) FROM temp.cur_steps AS s WHERE s.image_id = m.image_id "
+        "(SELECT MIN(s.snapshot_date) FROM temp.cur_steps AS s WHERE s.source = m.source "
+        " AND s.image_id = m.image_id "
         " AND (s.anomaly = m.anomaly OR (m.anomaly = 'stuck_counter' AND s.pull_count = ?))), "
-        "m.pull_count FROM movers AS m LEFT JOIN images AS i ON i.id = m.image_id "
-        f"WHERE m.anomaly IS NOT NULL ORDER BY {trends.UNRANKED_ORDER}"), (INT32_MAX,),
+        f"m.pull_count, m.source FROM movers AS m {_IMAGE_OF}"
+        f"WHERE m.anomaly IS NOT NULL ORDER BY {trends.UNRANKED_ORDER}, m.source"), (INT32_MAX,),
         ("kind", "date", "pull_count"))
     new_images = _listing(conn, "SELECT m.image_id, i.namespace, i.name, m.from_date, "
-                          "m.pull_count FROM temp.cur_images AS m "
-                          "LEFT JOIN images AS i ON i.id = m.image_id "
+                          f"m.pull_count, m.source FROM temp.cur_images AS m {_IMAGE_OF}"
                           "WHERE m.from_date > ? AND m.to_date = ? "
-                          "ORDER BY m.from_date, m.image_id",
+                          "ORDER BY m.from_date, m.image_id, m.source",
                           (start, as_of), ("first_seen", "pull_count"))
-    # Not observed on as_of may still be listed there, with an unusable (NULL) count.
-    removed = _listing(conn, "SELECT m.image_id, i.namespace, i.name, m.to_date, m.pull_count "
-                       "FROM temp.cur_images AS m LEFT JOIN images AS i ON i.id = m.image_id "
-                       "WHERE m.to_date < ? AND NOT EXISTS (SELECT 1 FROM image_snapshots AS s "
-                       "  WHERE s.run_id = ? AND s.image_id = m.image_id) "
-                       "ORDER BY m.to_date, m.image_id", (as_of, as_of_run_id),
+    # Not observed on as_of may still be listed there, with an unusable (NULL) count: gone
+    # means absent from its source's counted run of as_of.
+    removed = _listing(conn, "SELECT m.image_id, i.namespace, i.name, m.to_date, m.pull_count, "
+                       f"m.source FROM temp.cur_images AS m {_IMAGE_OF}"
+                       "WHERE m.to_date < ? AND NOT EXISTS (SELECT 1 FROM temp.report_runs AS c "
+                       "  JOIN image_snapshots AS s ON s.run_id = c.run_id "
+                       "  AND s.source = c.source WHERE c.snapshot_date = ? "
+                       "  AND s.source = m.source AND s.image_id = m.image_id) "
+                       "ORDER BY m.to_date, m.image_id, m.source", (as_of, as_of),
                        ("last_seen", "pull_count"))
     return unranked, new_images, removed
+
+
+def region_breakdown(conn: sqlite3.Connection, top: int) -> list[dict[str, Any]]:
+    """The top ``top`` images by pulls gained summed over their sources (the rule of the
+    ``top_movers_total_*`` views, ``etl.store.trends``), each with every source's share: which
+    regions drive an image's growth."""
+    ctes = trends.movers_ctes("temp.cur_steps", "SELECT * FROM temp.cur_images") \
+        + trends.totals_ctes()
+    totals = conn.execute(trends.with_ctes(ctes, trends.TOTALS_SELECT + " LIMIT ?"),
+                          (top,)).fetchall()
+    ranked = [t for t in totals if t[7] is not None]
+    shares = conn.execute(trends.with_ctes(
+        ctes, "SELECT namespace, name, source, pull_count, pull_delta FROM shares"
+              " WHERE anomaly IS NULL ORDER BY pull_delta DESC, source")).fetchall()
+    by_image: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+    for ns, name, source, count, delta in shares:
+        by_image.setdefault((ns, name), []).append(
+            {"source": source, "pull_count": count, "pull_delta": delta})
+    out = []
+    for ns, name, n_sources, _from, count, delta, growth, rank, _anomaly, lead, _ld in ranked:
+        parts = by_image.get((ns, name), [])
+        for part in parts:
+            part["share_pct"] = round(part["pull_delta"] * 100.0 / delta, 1) if delta else None
+        out.append({"rank": rank, "namespace": ns, "name": name, "sources": n_sources,
+                    "pull_count": count, "pull_delta": delta, "pull_growth_pct": growth,
+                    "top_source": lead, "by_source": parts})
+    return out

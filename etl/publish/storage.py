@@ -175,13 +175,16 @@ class LocalStore:
         and dropping the partition's stale files, would touch the link's target.
 
         Raises:
-            ConfigError: the folder is a symbolic link (nothing is written or deleted).
+            ConfigError: the folder, or a folder above it below the root, is a symbolic link
+                (nothing is written or deleted).
         """
-        path = self.root / folder
-        if path.is_symlink():
-            raise ConfigError(f"export folder {path} is a symbolic link; refusing to write "
-                              "through it (nothing was written or deleted; remove the link)")
-        return path
+        path = self.root
+        for part in Path(folder).parts:  # source=… and snapshot_date=… alike
+            path = path / part
+            if path.is_symlink():
+                raise ConfigError(f"export folder {path} is a symbolic link; refusing to write "
+                                  "through it (nothing was written or deleted; remove the link)")
+        return self.root / folder
 
     def read_text(self, name: str) -> str | None:
         path = self.root / name

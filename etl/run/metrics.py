@@ -29,6 +29,7 @@ from etl.store.read import (
     listed_images,
     open_readonly,
     parse_ts,
+    source_figures,
 )
 from etl.store.read import run_row as read_run_row
 
@@ -52,6 +53,21 @@ METRICS: dict[str, tuple[str, str]] = {
     "swr_etl_requests": ("counter", "HTTP requests made by all runs recorded in the ledger."),
     "swr_etl_retries": ("counter", "Retried requests over all runs recorded in the ledger."),
 }
+# Per source of the last run (label source="<name>"): name -> (type, help, SourceFigures field).
+SOURCE_METRICS: dict[str, tuple[str, str, str]] = {
+    "swr_etl_source_last_run_status": (
+        "gauge", "Exit code of each source in the last sync run (0: loaded completely).",
+        "exit_code"),
+    "swr_etl_source_last_success_timestamp_seconds": (
+        "gauge", "Unix time each source last loaded successfully.", "last_success"),
+    "swr_etl_source_images": ("gauge", "Images each source currently lists.", "images"),
+    "swr_etl_source_last_run_requests": (
+        "gauge", "HTTP requests each source's scan made in the last sync run.", "requests"),
+    "swr_etl_source_last_run_retries": (
+        "gauge", "Retried requests of each source in the last sync run.", "retries"),
+    "swr_etl_source_last_run_rows_loaded": (
+        "gauge", "Images each source loaded in the last sync run.", "rows_loaded"),
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,19 @@ class RunFigures:
 
 
 @dataclass(frozen=True)
+class SourceFigures:
+    """One source of the last run, as its ``run_sources`` row and the database say."""
+
+    source: str
+    exit_code: int | None = None
+    requests: int | None = None
+    retries: int | None = None
+    rows_loaded: int | None = None
+    last_success: float | None = None
+    images: int | None = None
+
+
+@dataclass(frozen=True)
 class DatabaseFigures:
     """What the database knows beyond one run (its ledger and its current images)."""
 
@@ -76,6 +105,7 @@ class DatabaseFigures:
     requests_total: int | None = None
     retries_total: int | None = None
     latest_run_id: int | None = None
+    sources: tuple[SourceFigures, ...] = ()
 
 
 def _epoch(value: str | None) -> float | None:
@@ -94,12 +124,15 @@ def read_database_figures(db: Path | str) -> DatabaseFigures:
             images: int | None
             try:
                 images = listed_images(conn)
+                sources = tuple(
+                    SourceFigures(s, code, req, ret, rows, _epoch(at), n)
+                    for s, code, req, ret, rows, at, n in source_figures(conn))
             except sqlite3.DatabaseError:
-                images = None
+                images, sources = None, ()
     except ConfigError:
         return DatabaseFigures()
     return DatabaseFigures(_epoch(totals.last_success_at), images, totals.requests,
-                           totals.retries, totals.latest_run_id)
+                           totals.retries, totals.latest_run_id, sources)
 
 
 def run_row(db: Path | str, run_id: int) -> dict[str, object] | None:
@@ -134,8 +167,10 @@ class _RunCollector:
     custom collector rather than ``Gauge``/``Counter`` objects: the totals are read from the
     ledger, not counted up in this process."""
 
-    def __init__(self, values: dict[str, float | int | None]) -> None:
+    def __init__(self, values: dict[str, float | int | None],
+                 sources: tuple[SourceFigures, ...] = ()) -> None:
         self.values = values
+        self.sources = sources
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -145,6 +180,14 @@ class _RunCollector:
             value = self.values[name]
             if value is not None:
                 yield families[kind](name, help_text, value=value)
+        for name, (_kind, help_text, field) in SOURCE_METRICS.items():
+            family = GaugeMetricFamily(name, help_text, labels=["source"])
+            for src in self.sources:
+                value = getattr(src, field)
+                if value is not None:
+                    family.add_metric([src.source], value)
+            if family.samples:
+                yield family
 
 
 def render(run: RunFigures, database: DatabaseFigures) -> str:
@@ -152,7 +195,7 @@ def render(run: RunFigures, database: DatabaseFigures) -> str:
     from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(_RunCollector(_values(run, database)))
+    registry.register(_RunCollector(_values(run, database), database.sources))
     return generate_latest(registry).decode("utf-8")
 
 
@@ -174,6 +217,6 @@ def write_metrics(path: Path, db: Path | str, run: RunFigures) -> str:
 
 
 __all__ = [
-    "METRICS", "RunFigures", "DatabaseFigures", "read_database_figures", "run_row", "render",
-    "write_metrics", "check_writable",
+    "METRICS", "SOURCE_METRICS", "RunFigures", "SourceFigures", "DatabaseFigures",
+    "read_database_figures", "run_row", "render", "write_metrics", "check_writable",
 ]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from etl.store.run_record import RunStart
 
 if TYPE_CHECKING:
     from etl.extract.scan import Page
+    from etl.extract.throttle import Deadline
 
 log = logging.getLogger("etl.pipeline")
 
@@ -101,17 +103,23 @@ def preflight(settings: Settings, *, api: bool = True) -> None:
         # worded as when REQUESTS_CA_BUNDLE names no file (then found at the first request)
         raise ConfigError(f"cannot set up TLS for {settings.endpoint}: Could not find a suitable "
                           f"TLS CA certificate bundle, invalid path: {bundle}")
-    with make_session(settings) as session:
-        build_auth(settings, session)
+    for source in settings.source_list():  # each source's own credentials
+        one = settings.for_source(source)
+        with make_session(one) as session:
+            build_auth(one, session)
 
 
-def scan_api(settings: Settings) -> Iterable[Page]:
-    """The default page source: the SWR API, scanned as ``settings`` say (``etl.extract``)."""
+def scan_api(settings: Settings, *, slots: threading.Semaphore | None = None,
+             deadline: Deadline | None = None) -> Iterable[Page]:
+    """The default page source: the SWR API, scanned as ``settings`` say (``etl.extract``).
+    ``slots`` and ``deadline``: the requests in flight and the run's deadline, shared with the
+    other sources of the run."""
     from etl.extract.auth import build_auth
     from etl.extract.scan import make_session, scan_official_images
 
-    session = make_session(settings)
-    return scan_official_images(session, settings, auth=build_auth(settings, session))
+    session = make_session(settings, deadline=deadline)
+    return scan_official_images(session, settings, auth=build_auth(settings, session),
+                                slots=slots)
 
 
 def _scan_stats(scan: Any) -> dict[str, Any]:
@@ -141,7 +149,8 @@ class _ScanJob:
         started_at = _utc_text(at)
         self.start = RunStart(started_at=started_at, snapshot_date=started_at[:10],
                               endpoint=settings.endpoint, namespace=settings.namespace,
-                              image_name=settings.image_name, page_size=settings.page_size)
+                              image_name=settings.image_name, page_size=settings.page_size,
+                              source=settings.source_list()[0].name)
 
     def pages(self) -> Iterable[Any]:
         source = self.source
@@ -175,13 +184,16 @@ class _ScanJob:
         return f"run {run_id}"
 
 
-def run_sync(settings: Settings, *, pages: PageSource | None = None,
+def run_sync(settings: Settings, *, pages: PageSource | Mapping[str, PageSource] | None = None,
              on_progress: ProgressCallback | None = None, now: str | datetime | None = None,
              chunk_sizes: ChunkSizes = DEFAULT_CHUNK_SIZES) -> SyncResult:
     """One extract -> transform -> load run. Returns a ``SyncResult`` (exit code 0, or 6 when
     the scan was incomplete: what was seen is loaded, nothing marked removed).
 
-    ``pages``: where the pages come from (see ``PageSource``; default: the SWR API).
+    ``pages``: where the pages come from (see ``PageSource``; default: the SWR API), or a
+    mapping of source name to its pages. Several sources (``settings.source_list()``) are one
+    run of several (``etl.run.sources``): its exit code is the highest-priority failure among
+    them, which are recorded, not raised.
     ``on_progress`` gets progress events (pages done and expected, rows loaded). ``now`` (or
     ``settings.now_override``) fixes the recorded instant. ``settings.dry_run``: fetch and
     transform, write nothing (no lock, no database file), report what a real run would do.
@@ -191,6 +203,16 @@ def run_sync(settings: Settings, *, pages: PageSource | None = None,
         QualityError (7), DatabaseBusyError (5); the run is recorded ``failed`` first, except for
         what is refused before the database is opened (the settings, the file, the lock).
     """
+    if isinstance(pages, Mapping) or len(settings.source_list()) > 1:
+        from etl.run.sources import run_sources
+
+        if pages is not None and not isinstance(pages, Mapping):
+            raise ConfigError("pages for a run of several sources: give a mapping of source "
+                              "name to its pages")
+        return run_sources(settings, pages=pages, on_progress=on_progress, now=now,
+                           chunk_sizes=chunk_sizes)
+    if settings.sources:  # one [[sources]] table: its endpoint, region and credentials
+        settings = settings.for_source(settings.sources[0])
     t0 = time.monotonic()
     job = _ScanJob(settings, pages, resolve_now(now, settings.now_override), t0)
     # A configuration error is exit 2 before the lock or the file is touched.
@@ -232,6 +254,7 @@ class _ReplayJob:
     def __init__(self, loader: Loader, original: dict[str, Any], t0: float) -> None:
         self.loader, self.original, self.t0 = loader, original, t0
         self.replay_of = int(original["run_id"])
+        self.source: str = original["source"]
         self.filtered = bool(original["namespace"] or original["image_name"])
         captured = str(original["started_at"])
         self.start = RunStart(
@@ -239,10 +262,10 @@ class _ReplayJob:
             snapshot_date=str(original["snapshot_date"] or captured[:10]),
             endpoint=original["endpoint"], namespace=original["namespace"],
             image_name=original["image_name"], page_size=original["page_size"],
-            replay_of=self.replay_of)
+            replay_of=self.replay_of, source=self.source)
 
     def pages(self) -> Iterable[Any]:
-        return _stored_pages(self.loader, self.replay_of)
+        return _stored_pages(self.loader, self.replay_of, self.source)
 
     def total(self) -> int | None:
         return self.original["total_reported"]  # type: ignore[no-any-return]
@@ -269,12 +292,12 @@ class _ReplayJob:
         return f"run {run_id} (replay of run {self.replay_of})"
 
 
-def _stored_pages(loader: Loader, run_id: int) -> Iterator[Page]:
-    """Pages of a stored run, decoded, with cross-page duplicate ids recomputed."""
+def _stored_pages(loader: Loader, run_id: int, source: str) -> Iterator[Page]:
+    """Pages of a stored run's source, decoded, with cross-page duplicate ids recomputed."""
     from etl.extract.scan import Page
 
     seen: set[int | None] = set()
-    for raw in loader.raw_pages(run_id):
+    for raw in loader.raw_pages(run_id, source):
         rows = json.loads(raw.body)
         if not isinstance(rows, list):
             raise ConfigError(f"stored page {raw.offset} of run {run_id} is not a JSON array")
@@ -304,11 +327,15 @@ def _original_run(loader: Loader, run_id: int, db: Path) -> dict[str, Any]:
     if orig["replay_of"] is not None:  # replaying a replay: go back to the stored pages
         run_id = int(orig["replay_of"])
         orig = loader.get_run(run_id) or orig
-    if not loader.raw_page_offsets(run_id):
+    sources = loader.run_sources(run_id)
+    if not sources:
         raise ConfigError(
             f"run {run_id} has no stored pages to replay (pruned by --keep-raw-runs, or the "
             "run failed)")
-    return {**orig, "run_id": run_id}
+    if len(sources) > 1:
+        raise ConfigError(f"run {run_id} read {len(sources)} sources; replay takes a run of one "
+                          "source")
+    return {**orig, "run_id": run_id, "source": sources[0]}
 
 
 def replay_run(settings: Settings, run_id: int, *,

@@ -50,6 +50,8 @@ class SyncResult:
     dry_run: bool = False
     replay_of: int | None = None
     incomplete_reason: str | None = None
+    source: str | None = None  # the source of one source's result in a run of several
+    sources: tuple[SyncResult, ...] = ()  # a run of several sources: each one's result
 
     def summary_line(self) -> str:
         """``run 12 success: 200,000 rows (3 new, 175 changed, 1 removed, 0 rejected) in 201
@@ -68,7 +70,12 @@ class SyncResult:
             tail = (f"in {self.requests:,} requests, {self.retries:,} retries, "
                     f"{self.seconds:.2f} s")
         line = f"{head} {counts} {tail}"
-        if self.incomplete_reason and not self.complete:
+        if self.sources:
+            ok = sum(r.exit_code == 0 for r in self.sources)
+            line += f"; {ok} of {len(self.sources)} sources loaded"
+            if self.incomplete_reason:
+                line += f"; failed: {self.incomplete_reason}"
+        elif self.incomplete_reason and not self.complete:
             line += f"; incomplete: {self.incomplete_reason}"
         return line
 
@@ -128,8 +135,10 @@ class _RunLog:
 
 
 def execute(job: Job, settings: Settings, loader: Loader | None, *, t0: float,
-            on_progress: ProgressCallback | None, chunk_sizes: ChunkSizes) -> SyncResult:
+            on_progress: ProgressCallback | None, chunk_sizes: ChunkSizes,
+            run_id: int | None = None) -> SyncResult:
     """The one run skeleton. ``loader`` None: a dry run (no run row, nothing written).
+    ``run_id``: load one source of that run (begun by ``Loader.begin_run``).
 
     Raises:
         QualityError (7) and whatever the pages or the load raise; the run is recorded
@@ -138,7 +147,7 @@ def execute(job: Job, settings: Settings, loader: Loader | None, *, t0: float,
     with _RunLog(job) as run_log:
         opened: AbstractContextManager[LoadRun | None] = nullcontext(None) if loader is None \
             else loader.run(job.start, finished_at=job.finished_at, figures=job.figures,
-                            on_started=run_log.started)
+                            on_started=run_log.started, run_id=run_id)
         with opened as run:
             tally = consume(job.pages(), Sink(run), source_timezone=settings.source_timezone,
                             store_raw=job.store_raw and run is not None, on_progress=on_progress,

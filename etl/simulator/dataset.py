@@ -16,7 +16,7 @@ from etl.errors import ConfigError
 from etl.integers import INT32_MAX
 from etl.simulator import catalogue
 from etl.simulator.render import RenderedPage, Renderer
-from etl.simulator.table import DAY, FIRST_ID, STUCK_ROW, generate, midnight
+from etl.simulator.table import DAY, FIRST_ID, STUCK_ROW, ImageTable, generate, midnight
 
 
 @dataclass
@@ -30,19 +30,35 @@ class DayReport:
     stuck: list[int] = field(default_factory=list)
 
 
+def _regional(t: ImageTable, rng: random.Random) -> None:
+    """One region's counts of the shared catalogue: a region-wide scale (regions differ in
+    size) and a growth rate per image (each region has its own risers)."""
+    scale = 0.2 + 2.8 * rng.random()
+    for i in range(len(t)):
+        if t.pulls[i] < 2_000_000_000:  # the near-int32 rows keep their anomaly
+            t.pulls[i] = int(t.pulls[i] * scale)
+        t.growth[i] *= 0.2 + 2.3 * rng.random()
+
+
 class Dataset:
     """The listing the simulator serves; every mutation bumps ``version``. Thread-safe."""
 
-    def __init__(self, images: int = 180, seed: int = 42, today: date | None = None) -> None:
+    def __init__(self, images: int = 180, seed: int = 42, today: date | None = None,
+                 region: str | None = None) -> None:
+        """``region``: the same catalogue (ids, names) as every region of this seed, with that
+        region's own pull counts and growth (pulls are counted per region)."""
         if images < 0:
             raise ConfigError(f"images must be >= 0, got {images}")
         self.seed = seed
+        self._salt = f":{region}" if region else ""
         self.version = 0
         self._lock = threading.RLock()
         self._today = today or datetime.now(timezone.utc).date()
         self._shift = 0  # seconds added to every stored last_updated (set_today)
         self._day_no = 0
         self._table = generate(images, seed, self._today)
+        if region:
+            _regional(self._table, random.Random(f"{seed}:region:{region}"))
         self._order: list[int] = list(range(images))  # listing order, as row indexes
         self._renderer = Renderer(self._table)
         self._views: dict[tuple[str | None, str | None], list[int]] = {}
@@ -227,7 +243,7 @@ class Dataset:
         """One simulated day: counts grow, a few images come and go, anomalies appear."""
         with self._lock:
             self._day_no += 1
-            rng = random.Random(f"{self.seed}:day:{self._day_no}")
+            rng = random.Random(f"{self.seed}{self._salt}:day:{self._day_no}")
             self._today += timedelta(days=1)
             report = DayReport(self._today)
             yesterday = midnight(self._today) - DAY - self._shift

@@ -22,6 +22,7 @@ from etl.store.read import (
     open_readonly,
     parse_ts,
     recent_runs,
+    source_successes,
 )
 
 DEFAULT_MAX_AGE_HOURS = 26.0
@@ -121,7 +122,13 @@ def format_runs_table(rows: Sequence[dict[str, Any]]) -> str:
     """Render runs as an aligned plain-text table (numbers right-aligned, no trailing spaces)."""
     if not rows:
         return "no runs recorded yet"
-    cells = [[_cell(dict(r), name) for name, _ in _TABLE_COLUMNS] for r in rows]
+    cells = []
+    for r in rows:
+        cells.append([_cell(dict(r), name) for name, _ in _TABLE_COLUMNS])
+        many = r.get("sources") or []
+        for source in many if len(many) > 1 else []:  # a run of several: a line per source
+            cells.append([_cell({**source, "run_id": ""}, name) if name != "started_at"
+                          else printable(f"  {source['source']}") for name, _ in _TABLE_COLUMNS])
     headers = [name for name, _ in _TABLE_COLUMNS]
     widths = [max(len(headers[i]), *(len(c[i]) for c in cells)) for i in range(len(headers))]
 
@@ -143,6 +150,23 @@ def _age_text(hours: float) -> str:
     return f"{hours / 24:.1f} days"
 
 
+def _stale_sources(per_source: list[tuple[str, int | None, str | None]], lines: list[str],
+                   max_age_hours: float, now: datetime) -> list[str]:
+    """One line per source of the latest run (appended to ``lines``); the stale ones' names."""
+    stale = []
+    for source, run_id, when in per_source:
+        finished = parse_ts(when)
+        age_h = (now - finished).total_seconds() / 3600 if finished else float("inf")
+        if finished is None:
+            lines.append(printable(f"source {source}: never succeeded"))
+        else:
+            lines.append(printable(f"source {source}: last success {when} (run {run_id}), "
+                                   f"age {_age_text(max(age_h, 0.0))}"))
+        if not -CLOCK_SKEW_TOLERANCE_HOURS <= age_h < max_age_hours:
+            stale.append(source)
+    return stale
+
+
 def freshness(
     db: Path | str, max_age_hours: float = DEFAULT_MAX_AGE_HOURS, now: datetime | None = None
 ) -> tuple[bool, str, int]:
@@ -156,7 +180,8 @@ def freshness(
         ConfigError: (exit 2) the database is missing or unusable.
     """
     now = now or datetime.now(timezone.utc)
-    success, last = _read(db, lambda conn: (latest_success(conn), latest_run(conn)))
+    success, last, per_source = _read(db, lambda conn: (
+        latest_success(conn), latest_run(conn), source_successes(conn)))
     lines: list[str] = []
     ok = False
     future = False
@@ -182,7 +207,15 @@ def freshness(
     else:
         lines.append("last run:     none")
     limit = f"{max_age_hours:g} h"
-    if ok:
+    stale = _stale_sources(per_source, lines, max_age_hours, now) if len(per_source) > 1 else []
+    if stale:  # several sources: each must be fresh on its own
+        ok = False
+        lines.append(f"status:       STALE: {', '.join(stale)}: last success older than {limit} "
+                     "or none")
+    elif len(per_source) > 1 and not future:
+        ok = True
+        lines.append(f"status:       fresh: every source (max age {limit})")
+    elif ok:
         lines.append(f"status:       fresh (max age {limit})")
     elif future:
         lines.append("status:       STALE: last success is stamped in the future; check the "

@@ -18,7 +18,7 @@ import functools
 import logging
 import sqlite3
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +32,7 @@ from etl.store.database import RunLock, check_database_file, connect, write_erro
 from etl.store.read import check_ours
 from etl.store.run_record import RunStart
 from etl.store.schema import IMAGE_COLUMNS, ensure_schema
+from etl.store.stored import StoredRuns
 
 log = logging.getLogger("etl.load")
 
@@ -49,16 +50,6 @@ class LoadCounts:
     quality_issues: int = 0
     raw_pages: int = 0
     rows: int = 0
-
-
-@dataclass(frozen=True)
-class RawPage:
-    """A stored page body (decompressed) for replay."""
-
-    offset: int
-    fetched_at: str
-    content_range: str | None
-    body: bytes
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,7 +94,7 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Loader:
+class Loader(StoredRuns):
     """The writer of one database: locked, checked and migrated while the block lasts.
 
     ::
@@ -185,56 +176,46 @@ class Loader:
 
     def run(self, start: RunStart, *, finished_at: Callable[[], str] = _utc_now,
             figures: Callable[[], Mapping[str, Any] | None] = lambda: None,
-            on_started: Callable[[int], None] | None = None) -> LoadRun:
-        """A new run of this database, to use as a context manager.
+            on_started: Callable[[int], None] | None = None,
+            run_id: int | None = None) -> LoadRun:
+        """A new run of this database (or, with ``run_id``, one more source of a run already
+        begun by ``begin_run``), to use as a context manager.
 
         ``finished_at`` and ``figures`` say, should the run fail, when it ended and what its
         scan did (both asked for only then); ``on_started(run_id)`` is called once the
-        ``running`` row is committed (e.g. to tag log lines with the run id).
+        ``running`` row is committed (e.g. to tag log lines with the run id). The source loaded
+        is ``start.source`` (default: named from ``start.endpoint``).
         """
         return LoadRun(self, start, finished_at=finished_at, figures=figures,
-                       on_started=on_started)
+                       on_started=on_started, run_id=run_id)
 
-    # -------------------------------------------------------------------- reads for replay
+    @_sqlite_errors
+    def begin_run(self, start: RunStart) -> int:
+        """Commit the ``running`` row of a run of several sources; return its id. Each source
+        then loads in its own transaction (``run(start, run_id=...)``) and ``end_run`` writes
+        the run's final row."""
+        return run_record.insert_running(self.conn, start)
 
-    def get_run(self, run_id: int) -> dict[str, Any] | None:
-        cur = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([d[0] for d in cur.description], row, strict=True))
-
-    def newer_runs(self, run_id: int, snapshot_date: str) -> list[tuple[int, str]]:
-        """(run_id, snapshot_date) of the loaded runs after ``run_id`` on or after its date."""
-        return [(int(r), str(d)) for r, d in self.conn.execute(
-            "SELECT run_id, snapshot_date FROM runs WHERE run_id > ? AND snapshot_date >= ? "
-            "AND status IN ('success', 'partial') ORDER BY run_id", (run_id, snapshot_date))]
-
-    def raw_page_offsets(self, run_id: int) -> list[int]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT page_offset FROM raw_pages WHERE run_id = ? ORDER BY page_offset", (run_id,))]
-
-    def raw_pages(self, run_id: int) -> Iterator[RawPage]:
-        """Stored pages of a run in offset order, decompressed one at a time."""
-        for offset in self.raw_page_offsets(run_id):
-            fetched_at, content_range, encoding, body = self.conn.execute(
-                "SELECT fetched_at, content_range, encoding, body FROM raw_pages"
-                " WHERE run_id = ? AND page_offset = ?", (run_id, offset)).fetchone()
-            data = zlib.decompress(body) if encoding == "zlib" else bytes(body)
-            yield RawPage(offset, fetched_at, content_range, data)
+    @_sqlite_errors
+    def end_run(self, run_id: int, values: Mapping[str, Any]) -> None:
+        """Write a run's final figures (its own small transaction)."""
+        run_record.update_run(self.conn, run_id, values)
 
 
 class LoadRun:
-    """One run's writes, inside the run's one transaction (see ``Loader.run``)."""
+    """One source's writes in a run, inside their one transaction (see ``Loader.run``). A run
+    of one source owns its ``runs`` row: the final row commits with the data."""
 
     def __init__(self, loader: Loader, start: RunStart, *, finished_at: Callable[[], str],
                  figures: Callable[[], Mapping[str, Any] | None],
-                 on_started: Callable[[int], None] | None) -> None:
+                 on_started: Callable[[int], None] | None, run_id: int | None = None) -> None:
         self.loader = loader
         self.db = loader.db
         self.start = start
+        self.source = start.source_name
         self.captured_at = start.captured_at or start.started_at
-        self.run_id: int | None = None
+        self.run_id: int | None = run_id
+        self.owns_run = run_id is None
         self.counts = LoadCounts()
         self.finished = False
         self._finished_at = finished_at
@@ -243,11 +224,15 @@ class LoadRun:
 
     def __enter__(self) -> LoadRun:
         try:
-            self.run_id = run_record.insert_running(self.loader.conn, self.start)
+            if self.owns_run:
+                self.run_id = run_record.insert_running(self.loader.conn, self.start)
+            run_record.upsert_source(self.loader.conn, cast(int, self.run_id), self.source, {
+                "endpoint": self.start.endpoint, "started_at": self.start.started_at,
+                "status": "running"})
         except sqlite3.OperationalError as exc:
             raise write_error(self.db, exc) from exc
         if self._on_started is not None:
-            self._on_started(self.run_id)
+            self._on_started(cast(int, self.run_id))
         try:
             self._begin()
         except BaseException as exc:
@@ -285,7 +270,7 @@ class LoadRun:
                         compressed: bool = False) -> None:
         """Store page bodies, zlib-compressed here unless ``compressed`` (by ``compress_body``)."""
         rows = [
-            (self.run_id, offset, fetched_at, content_range, "zlib",
+            (self.run_id, self.source, offset, fetched_at, content_range, "zlib",
              body if compressed and isinstance(body, bytes) else compress_body(body))
             for offset, fetched_at, content_range, body in pages
         ]
@@ -296,7 +281,8 @@ class LoadRun:
     def write_chunk(self, transformed: Any, *, duplicate_ids: Iterable[int] = ()) -> None:
         """Write one transformed chunk: images upsert, snapshots, rejects, quality issues."""
         conn = self.loader.conn
-        params = {"run": self.run_id, "at": self.captured_at, "date": self.start.snapshot_date}
+        params = {"run": self.run_id, "source": self.source, "at": self.captured_at,
+                  "date": self.start.snapshot_date}
         conn.executemany(load_sql.FILL_CHUNK_SQL,
                          _rows(transformed.images, IMAGE_COLUMNS))
         new, changed, renamed = conn.execute(load_sql.NEW_CHANGED_SQL, params).fetchone()
@@ -309,10 +295,11 @@ class LoadRun:
         conn.execute("DELETE FROM temp.load_chunk")
 
         rejects = _rows(transformed.rejects, ("page_offset", "reason", "raw"))
-        conn.executemany(load_sql.REJECTS_SQL, [(self.run_id, *r) for r in rejects])
+        conn.executemany(load_sql.REJECTS_SQL, [(self.run_id, self.source, *r) for r in rejects])
         qi = _rows(transformed.quality_issues, ("image_id", "field", "raw_value", "problem"))
         qi += [(i, "id", str(i), DUPLICATE_ID) for i in duplicate_ids]
-        conn.executemany(load_sql.QUALITY_ISSUES_SQL, [(self.run_id, *q) for q in qi])
+        conn.executemany(load_sql.QUALITY_ISSUES_SQL,
+                         [(self.run_id, self.source, *q) for q in qi])
         self.counts.new += int(new)
         self.counts.changed += int(changed)
         self.counts.rejected += len(rejects)
@@ -320,7 +307,8 @@ class LoadRun:
 
     def _rows_loaded(self) -> int:
         return int(self.loader.conn.execute(
-            "SELECT COUNT(*) FROM image_snapshots WHERE run_id = ?", (self.run_id,)).fetchone()[0])
+            "SELECT COUNT(*) FROM image_snapshots WHERE run_id = ? AND source = ?",
+            (self.run_id, self.source)).fetchone()[0])
 
     @_sqlite_errors
     def finish(self, *, status: str, mark_removed: bool, stats: Mapping[str, Any],
@@ -328,7 +316,7 @@ class LoadRun:
         """Mark removals (complete unfiltered scans only), prune raw pages, write the final
         ``runs`` row, and COMMIT the whole run."""
         conn = self.loader.conn
-        params = {"run": self.run_id, "at": self.captured_at}
+        params = {"run": self.run_id, "source": self.source, "at": self.captured_at}
         self.counts.quality_issues += conn.execute(load_sql.NAME_TWO_IDS_SQL, params).rowcount
         if mark_removed:
             self.counts.removed = conn.execute(load_sql.MARK_REMOVED_SQL, params).rowcount
@@ -343,7 +331,9 @@ class LoadRun:
             rows_removed=self.counts.removed, quality_issues=self.counts.quality_issues,
             error=None,
         )
-        run_record.update_run(conn, cast(int, self.run_id), values)
+        run_record.upsert_source(conn, cast(int, self.run_id), self.source, values)
+        if self.owns_run:
+            run_record.update_run(conn, cast(int, self.run_id), values)
         conn.execute("COMMIT")
         self.finished = True
         return self.counts
@@ -378,6 +368,8 @@ class LoadRun:
             values["proof"] = None  # nothing of a failed run stands, whatever its scan proved
             values.update(status="failed", error=error.replace("\n", " ")[:1000],
                           exit_code=exit_code, finished_at=finished_at, rows_loaded=0)
-            run_record.update_run(conn, cast(int, self.run_id), values)
+            run_record.upsert_source(conn, cast(int, self.run_id), self.source, values)
+            if self.owns_run:
+                run_record.update_run(conn, cast(int, self.run_id), values)
         except sqlite3.Error:  # the original error matters more; the next run marks it stale
             log.warning("could not record run %s as failed", self.run_id, exc_info=True)

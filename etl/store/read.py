@@ -36,6 +36,9 @@ class Reader:
     unopenable: str  # SQLite could not open the file (I/O, permissions, a damaged file)
     not_ours: str  # a SQLite database without swr-etl's tables
     query_only: bool  # refuse every write, TEMP tables included
+    # A database from before sources (schema 4, no run_sources) that this reader cannot read
+    # until a sync or replay upgrades it; empty: the reader reads such a database too.
+    older: str = ""
 
 
 # ``runs``, ``status`` and the metrics file: probes that only read the ledger.
@@ -53,6 +56,8 @@ SNAPSHOT_READER = Reader(
     unopenable="cannot open database {db}: {error}",
     not_ours="{db} is not an swr-etl database (no {tables} table); run 'swr-etl sync' first",
     query_only=False,
+    older="{db} was written by an older swr-etl (before sources, database schema 4): run "
+          "'swr-etl sync' with this version once, which upgrades it in place",
 )
 
 
@@ -88,6 +93,8 @@ def open_readonly(db: Path | str, reader: Reader) -> Iterator[sqlite3.Connection
         missing = sorted(set(reader.tables) - names)
         if missing:
             raise ConfigError(reader.not_ours.format(db=path, tables=", ".join(missing)))
+        if reader.older and "run_sources" not in names:
+            raise ConfigError(reader.older.format(db=path))
         yield conn
     finally:
         conn.close()
@@ -178,15 +185,16 @@ def _describe(names: set[str], version: int) -> str:
 
 @dataclass(frozen=True)
 class RunDay:
-    """The run that stands for one snapshot date: the last good run of that date."""
+    """The run that stands for one source's snapshot date: its last good run of that date."""
 
     date: str
     run_id: int
+    source: str = ""
 
 
 def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
              one_scope: bool = False, until: str | None = None) -> list[RunDay]:
-    """The last good run of every snapshot date, oldest date first.
+    """The last good run of every source's snapshot date, oldest date first (then by source).
 
     The rule is ``etl.store.trends.counted_runs_sql`` (the one the views and the report use),
     with the export's two knobs: "good" is ``success``; ``include_partial`` adds ``partial`` runs
@@ -199,7 +207,7 @@ def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
     statuses = ("success", "partial") if include_partial else trends.COUNTED_STATUSES
     sql = trends.counted_runs_sql(statuses=statuses, one_scope=one_scope,
                                   until=until is not None)
-    return [RunDay(d, int(r)) for d, r in conn.execute(sql, {"until": until})]
+    return [RunDay(d, int(r), s) for d, r, s in conn.execute(sql, {"until": until})]
 
 
 # ------------------------------------------------------------------------ the run ledger
@@ -214,14 +222,25 @@ def recent_runs(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
     """The ``limit`` most recent runs, newest first, every ``runs`` column; ``retry_causes``
     (stored as JSON text) decoded into a dict."""
     rows = _dicts(conn.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (int(limit),)))
+    has_sources = bool(rows) and conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE name = 'run_sources'").fetchone() is not None
     for row in rows:
-        causes = row.get("retry_causes")
-        if isinstance(causes, str):
-            try:
-                row["retry_causes"] = json.loads(causes)
-            except ValueError:
-                pass
+        _decode_causes(row)
+        if has_sources:  # a run's per-source results (v4), in name order
+            row["sources"] = _dicts(conn.execute(
+                "SELECT * FROM run_sources WHERE run_id = ? ORDER BY source", (row["run_id"],)))
+            for source in row["sources"]:
+                _decode_causes(source)
     return rows
+
+
+def _decode_causes(row: dict[str, Any]) -> None:
+    causes = row.get("retry_causes")
+    if isinstance(causes, str):
+        try:
+            row["retry_causes"] = json.loads(causes)
+        except ValueError:
+            pass
 
 
 def run_row(conn: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
@@ -242,6 +261,49 @@ def latest_success(conn: sqlite3.Connection) -> dict[str, Any] | None:
         "SELECT run_id, started_at, finished_at FROM runs WHERE status = 'success' "
         "ORDER BY COALESCE(finished_at, started_at) DESC, run_id DESC LIMIT 1"))
     return rows[0] if rows else None
+
+
+# Each source of the latest run, with its own latest success (NULLs: none yet).
+SOURCE_SUCCESS_SQL = """
+WITH cur AS (
+    SELECT source FROM run_sources WHERE run_id = (SELECT MAX(run_id) FROM run_sources)
+), ok AS (
+    SELECT rs.source, rs.run_id, COALESCE(rs.finished_at, r.finished_at, r.started_at) AS at,
+           ROW_NUMBER() OVER (PARTITION BY rs.source ORDER BY
+               COALESCE(rs.finished_at, r.finished_at, r.started_at) DESC, rs.run_id DESC) AS n
+    FROM run_sources AS rs JOIN runs AS r ON r.run_id = rs.run_id
+    WHERE rs.status = 'success'
+)
+SELECT cur.source, ok.run_id, ok.at FROM cur LEFT JOIN ok ON ok.source = cur.source AND ok.n = 1
+ORDER BY cur.source"""
+
+
+# Each source of the latest run: its outcome in that run, its last success, its listed images.
+SOURCE_FIGURES_SQL = f"""
+WITH succ AS ({SOURCE_SUCCESS_SQL}),
+img AS (SELECT source, COUNT(*) AS n FROM images WHERE removed_at IS NULL GROUP BY source)
+SELECT rs.source, rs.exit_code, rs.requests, rs.retries, rs.rows_loaded, succ.at, img.n
+FROM run_sources AS rs
+LEFT JOIN succ ON succ.source = rs.source
+LEFT JOIN img ON img.source = rs.source
+WHERE rs.run_id = (SELECT MAX(run_id) FROM run_sources)
+ORDER BY rs.source"""
+
+
+def source_figures(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """``(source, exit_code, requests, retries, rows_loaded, last_success_at, images)`` of each
+    source of the latest run; empty before v4."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_sources'").fetchone():
+        return []
+    return conn.execute(SOURCE_FIGURES_SQL).fetchall()
+
+
+def source_successes(conn: sqlite3.Connection) -> list[tuple[str, int | None, str | None]]:
+    """``(source, run_id, finished_at)`` of each source of the latest run: its last success
+    (None, None when it never had one). Empty for a database from before sources (v3)."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_sources'").fetchone():
+        return []
+    return [(str(s), r, t) for s, r, t in conn.execute(SOURCE_SUCCESS_SQL)]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from etl import __version__
+from etl.config.regions import source_name
 from etl.errors import EtlError, Terminated
 from etl.logs import mask
 
@@ -46,13 +47,31 @@ class RunStart:
     replay_of: int | None = None
     captured_at: str | None = None  # images' capture time; default: started_at (replay: the
     #                                 original run's, so its snapshots keep their time)
+    source: str | None = None  # the source loaded; default: named from the endpoint
+
+    @property
+    def source_name(self) -> str:
+        return self.source or source_name(self.endpoint)
 
 
-_START_COLUMNS = tuple(f.name for f in fields(RunStart) if f.name != "captured_at")
+# RunStart fields that are no column of `runs`.
+_NOT_RUN_COLUMNS = ("captured_at", "source")
+_START_COLUMNS = tuple(f.name for f in fields(RunStart) if f.name not in _NOT_RUN_COLUMNS)
+# run_sources columns a source's row may set (facts as data: the rest of what finish() writes
+# for a run also describes its one source).
+SOURCE_COLUMNS = frozenset((
+    "endpoint", "status", "exit_code", "error", "started_at", "finished_at", "requests",
+    "retries", "pages", "total_reported", "rows_seen", "rows_loaded", "rows_rejected",
+    "rows_new", "rows_changed", "rows_removed", "quality_issues", "rescans", "bytes",
+    "duration_s", "retry_causes", "complete", "proof"))
 
 
 def mark_interrupted(conn: sqlite3.Connection) -> int:
     """Mark ``running`` rows (runs that died; the lock says none is alive) ``failed``."""
+    conn.execute(
+        "UPDATE run_sources SET status = 'failed', error = ?, exit_code = COALESCE(exit_code, 1),"
+        " finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE status = 'running'",
+        (INTERRUPTED,))
     return conn.execute(
         "UPDATE runs SET status = 'failed', error = ?, exit_code = COALESCE(exit_code, 1),"
         " finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE status = 'running'",
@@ -75,6 +94,19 @@ def update_run(conn: sqlite3.Connection, run_id: int, values: Mapping[str, Any])
     """Set ``values`` (column -> value) on the run's row."""
     sets = ", ".join(f"{k} = :{k}" for k in values)
     conn.execute(f"UPDATE runs SET {sets} WHERE run_id = :run_id", {**values, "run_id": run_id})
+
+
+def upsert_source(conn: sqlite3.Connection, run_id: int, source: str,
+                  values: Mapping[str, Any]) -> None:
+    """Insert or update the run's row for ``source`` in ``run_sources`` (known columns only)."""
+    kept = {k: v for k, v in values.items() if k in SOURCE_COLUMNS}
+    cols = ", ".join(kept)
+    marks = ", ".join(f":{k}" for k in kept)
+    sets = ", ".join(f"{k} = excluded.{k}" for k in kept)
+    conn.execute(
+        f"INSERT INTO run_sources (run_id, source, {cols}) VALUES (:run_id, :source, {marks})"
+        f" ON CONFLICT (run_id, source) DO UPDATE SET {sets}",
+        {**kept, "run_id": run_id, "source": source})
 
 
 def stat_values(stats: Mapping[str, Any] | None) -> dict[str, Any]:

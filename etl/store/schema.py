@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from collections.abc import Callable
 
 from etl.errors import ConfigError
-from etl.store import trends
+from etl.store import schema_v4, trends
 
 # table -> primary key (facts as data: the tests check the DDL against it).
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
-    "images": ("id",),
-    "image_snapshots": ("run_id", "image_id"),
+    "images": ("source", "id"),
+    "image_snapshots": ("run_id", "source", "image_id"),
     "runs": ("run_id",),
+    "run_sources": ("run_id", "source"),
+    "raw_pages": ("run_id", "source", "page_offset"),
 }
 
 IMAGE_COLUMNS = (
@@ -136,7 +139,12 @@ ALTER TABLE runs ADD COLUMN proof TEXT;
 """
 
 # Version n's migration: an SQL script. Append, never edit a released one.
-MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3}
+# v4: source in every table of image data, run_sources (etl.store.schema_v4).
+V4 = schema_v4.script(V1)
+MIGRATIONS: dict[int, str] = {1: V1, 2: V2, 3: V3, 4: V4}
+# Work done before version n's script, in Python: what SQL alone cannot say (v4: the source each
+# earlier run read, a name derived from its endpoint URL).
+PREPARE: dict[int, Callable[[sqlite3.Connection], None]] = {4: schema_v4.prepare_v4}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 # The views, in dependency order. Each is dropped and recreated whenever its SQL differs. The
@@ -147,7 +155,7 @@ VIEWS: dict[str, str] = {
     "latest_images": """
 SELECT i.id, i.namespace, i.name, i.user, i.description, i.star_count, i.pull_count,
        i.collection_id, i.last_updated, i.first_seen_at, i.last_seen_at, i.first_seen_run,
-       i.last_seen_run, r.snapshot_date
+       i.last_seen_run, r.snapshot_date, i.source
 FROM images AS i
 LEFT JOIN runs AS r ON r.run_id = i.last_seen_run
 WHERE i.removed_at IS NULL""",
@@ -156,6 +164,10 @@ WHERE i.removed_at IS NULL""",
     # Every mover of the window, ranked; images with a stuck counter or a decrease unranked.
     "top_movers_7d": trends.top_movers_sql(7),
     "top_movers_30d": trends.top_movers_sql(30),
+    # The same across sources: summed per (namespace, name), with the source that gained most.
+    "image_totals": trends.IMAGE_TOTALS_SQL,
+    "top_movers_total_7d": trends.top_movers_total_sql(7),
+    "top_movers_total_30d": trends.top_movers_total_sql(30),
 }
 
 
@@ -201,6 +213,8 @@ def ensure_schema(conn: sqlite3.Connection) -> int:
             if name in view_names:
                 db[name].drop()
         for n in range(version + 1, SCHEMA_VERSION + 1):
+            if n in PREPARE:
+                PREPARE[n](conn)
             for statement in _statements(MIGRATIONS[n]):
                 conn.execute(statement)
         for name, sql in VIEWS.items():

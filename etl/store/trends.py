@@ -29,7 +29,8 @@ The rules (docs/analysts/views.md, "The rules behind every view", says the same 
 * **Top mover.** An image observed on ``as_of`` with at least one step in the window. Its gain is
   its count on ``as_of`` minus its baseline count (the net gain; it equals the sum of its steps,
   since none is unknown). An image with an anomaly in the window is not ranked (rank and gain
-  NULL, ``anomaly`` says why), never silently dropped. Rank: gain descending, ties by lower id.
+  NULL, ``anomaly`` says why), never silently dropped. Rank: within its source, gain
+  descending, ties by lower id.
   ``per_day`` = gain / days from baseline to ``as_of``; growth % = gain / max(baseline count,
   1000) x 100, so tiny images cannot dominate.
 """
@@ -69,7 +70,9 @@ def with_ctes(ctes: Ctes, select: str) -> str:
 
 def counted_runs_ctes(*, statuses: Sequence[str] = COUNTED_STATUSES, one_scope: bool = True,
                       until: bool = False) -> Ctes:
-    """CTEs ending in ``counted (snapshot_date, run_id)``: the run that counts for each date.
+    """CTEs ending in ``counted (source, snapshot_date, run_id)``: the run that counts for each
+    source and date. A run counts for a source by that source's own status
+    (``run_sources.status``): a region that failed in a run leaves the others counted.
 
     ``statuses`` and ``one_scope`` are the export's knobs (it may export a partial run's
     snapshot, and any run's filter); trends use the defaults. ``until`` adds ``d <= :until``.
@@ -84,43 +87,47 @@ WHERE (g.ns, g.nm) = (SELECT ns, nm FROM good
              if one_scope else "")
     return [
         ("good", f"""SELECT g.* FROM (
-    SELECT r.run_id, {RUN_DATE_SQL} AS d,
+    SELECT rs.source, r.run_id, {RUN_DATE_SQL} AS d,
            COALESCE(r.namespace, '') AS ns, COALESCE(r.image_name, '') AS nm
-    FROM runs AS r WHERE r.status IN ({listed})
+    FROM runs AS r JOIN run_sources AS rs ON rs.run_id = r.run_id
+    WHERE rs.status IN ({listed})
 ) AS g
 WHERE g.d IS NOT NULL{bound}"""),
-        ("counted", f"SELECT g.d AS snapshot_date, MAX(g.run_id) AS run_id FROM good AS g{scope}\n"
-                    "GROUP BY g.d"),
+        ("counted", "SELECT g.source, g.d AS snapshot_date, MAX(g.run_id) AS run_id"
+                    f" FROM good AS g{scope}\nGROUP BY g.source, g.d"),
     ]
 
 
 def counted_runs_sql(*, statuses: Sequence[str] = COUNTED_STATUSES, one_scope: bool = True,
                      until: bool = False) -> str:
-    """``snapshot_date, run_id`` of every counted run, oldest date first."""
+    """``snapshot_date, run_id, source`` of every counted run, oldest date first."""
     return with_ctes(counted_runs_ctes(statuses=statuses, one_scope=one_scope, until=until),
-                     "SELECT snapshot_date, run_id FROM counted ORDER BY snapshot_date")
+                     "SELECT snapshot_date, run_id, source FROM counted"
+                     " ORDER BY snapshot_date, source")
 
 
 def steps_ctes(counted: Ctes, days: int | None = None) -> Ctes:
     """``counted`` CTEs, then ``steps``: one row per observation (in the window of ``days``, or
     the whole history), with its step from the image's previous observation (in that range).
 
-    ``steps`` columns: image_id, snapshot_date, run_id, pull_count, prev_date, prev_count,
+    An image is one ``(source, image_id)``: each source counts its own pulls.
+    ``steps`` columns: source, image_id, snapshot_date, run_id, pull_count, prev_date, prev_count,
     next_date, pull_delta, days_elapsed, anomaly, as_of.
     """
     since = "NULL" if days is None else f"date(MAX(snapshot_date), '-{int(days)} days')"
     return counted + [
         ("bounds", f"SELECT MAX(snapshot_date) AS as_of, {since} AS since FROM counted"),
-        ("obs", """SELECT s.image_id, c.snapshot_date, c.run_id, s.pull_count
-FROM counted AS c JOIN image_snapshots AS s ON s.run_id = c.run_id, bounds
+        ("obs", """SELECT s.source, s.image_id, c.snapshot_date, c.run_id, s.pull_count
+FROM counted AS c
+JOIN image_snapshots AS s ON s.run_id = c.run_id AND s.source = c.source, bounds
 WHERE s.pull_count IS NOT NULL
   AND (bounds.since IS NULL OR c.snapshot_date >= bounds.since)"""),
         ("st", """SELECT o.*, LAG(o.pull_count) OVER w AS prev_count,
        LAG(o.snapshot_date) OVER w AS prev_date, LEAD(o.snapshot_date) OVER w AS next_date
 FROM obs AS o
-WINDOW w AS (PARTITION BY o.image_id ORDER BY o.snapshot_date)"""),
-        ("steps", f"""SELECT st.image_id, st.snapshot_date, st.run_id, st.pull_count, st.prev_date,
-       st.prev_count, st.next_date, {STEP_GAIN_SQL} AS pull_delta,
+WINDOW w AS (PARTITION BY o.source, o.image_id ORDER BY o.snapshot_date)"""),
+        ("steps", f"""SELECT st.source, st.image_id, st.snapshot_date, st.run_id, st.pull_count,
+       st.prev_date, st.prev_count, st.next_date, {STEP_GAIN_SQL} AS pull_delta,
        {STEP_DAYS_SQL} AS days_elapsed,
        {STEP_ANOMALY_SQL} AS anomaly,
        bounds.as_of
@@ -131,21 +138,22 @@ FROM st, bounds"""),
 def daily_pulls_sql() -> str:
     """The ``daily_pulls`` view: every observation of the whole history with its step."""
     return with_ctes(steps_ctes(counted_runs_ctes()), """SELECT st.image_id, i.namespace, i.name,
-       st.snapshot_date, st.pull_count, st.pull_delta, st.days_elapsed, st.anomaly, st.run_id
-FROM steps AS st LEFT JOIN images AS i ON i.id = st.image_id""")
+       st.snapshot_date, st.pull_count, st.pull_delta, st.days_elapsed, st.anomaly, st.run_id,
+       st.source
+FROM steps AS st LEFT JOIN images AS i ON i.source = st.source AND i.id = st.image_id""")
 
 
 def per_image_sql(steps: str) -> str:
     """Per image of the window steps relation ``steps``: first and last date and count, the
     number of steps, and its anomaly (``stuck_counter`` before ``decrease``) if any."""
     kinds = " ".join(f"WHEN MAX(anomaly = '{k}') THEN '{k}'" for k in ANOMALIES)
-    return f"""SELECT image_id, MIN(snapshot_date) AS from_date,
+    return f"""SELECT source, image_id, MIN(snapshot_date) AS from_date,
        MAX(snapshot_date) AS to_date, MAX(as_of) AS as_of,
        MAX(CASE WHEN prev_date IS NULL THEN pull_count END) AS pull_count_from,
        MAX(CASE WHEN next_date IS NULL THEN pull_count END) AS pull_count,
        COUNT(prev_date) AS steps,
        CASE {kinds} END AS anomaly
-FROM {steps} GROUP BY image_id"""
+FROM {steps} GROUP BY source, image_id"""
 
 
 def movers_ctes(steps: str, per_image: str | None = None) -> Ctes:
@@ -153,7 +161,8 @@ def movers_ctes(steps: str, per_image: str | None = None) -> Ctes:
     ``per_image_sql`` already computed, as ``per_image``); see ``MOVERS_SELECT``."""
     return [
         ("per_image", per_image or per_image_sql(steps)),
-        ("movers", """SELECT p.image_id, p.from_date, p.to_date, p.pull_count_from, p.pull_count,
+        ("movers", """SELECT p.source, p.image_id, p.from_date, p.to_date, p.pull_count_from,
+       p.pull_count,
        CASE WHEN p.anomaly IS NULL THEN p.pull_count - p.pull_count_from END AS pull_delta,
        CAST(julianday(p.to_date) - julianday(p.from_date) AS INTEGER) AS days_elapsed,
        p.anomaly
@@ -176,12 +185,64 @@ MOVERS_SELECT = f"""SELECT m.image_id, i.namespace, i.name, m.from_date, m.to_da
        {PER_DAY_SQL} AS per_day,
        {GROWTH_SQL} AS pull_growth_pct,
        CASE WHEN m.anomaly IS NULL THEN ROW_NUMBER() OVER (
-           PARTITION BY m.anomaly IS NULL ORDER BY {RANK_ORDER}) END AS rank,
-       m.anomaly
-FROM movers AS m LEFT JOIN images AS i ON i.id = m.image_id
-ORDER BY rank IS NULL, rank, {UNRANKED_ORDER}"""
+           PARTITION BY m.source, m.anomaly IS NULL ORDER BY {RANK_ORDER}) END AS rank,
+       m.anomaly, m.source
+FROM movers AS m LEFT JOIN images AS i ON i.source = m.source AND i.id = m.image_id
+ORDER BY m.source, rank IS NULL, rank, {UNRANKED_ORDER}"""
 
 def top_movers_sql(days: int) -> str:
     """The ``top_movers_<days>d`` view: every mover of the last ``days`` days, ranked."""
     return with_ctes(steps_ctes(counted_runs_ctes(), days) + movers_ctes("steps"),
                      MOVERS_SELECT)
+
+
+# ------------------------------------------------------------------- totals across sources
+# Pulls are counted per region: an image's total is the sum over the sources that list it,
+# matched by (namespace, name) (ids are each source's own). A source's mover (above) is its
+# share; the total's gain is unknown when any share's is (an anomaly in one region).
+
+def totals_ctes() -> Ctes:
+    """CTEs after ``movers``: ``shares`` (each source's mover with its namespace and name) and
+    ``totals`` (one row per namespace and name, summed over its sources)."""
+    return [
+        ("shares", """SELECT i.namespace, i.name, m.source, m.image_id, m.pull_count_from,
+       m.pull_count, m.pull_delta, m.anomaly
+FROM movers AS m JOIN images AS i ON i.source = m.source AND i.id = m.image_id"""),
+        # MAX(anomaly): 'stuck_counter' sorts after 'decrease', the precedence of ANOMALIES
+        ("totals", """SELECT namespace, name, COUNT(*) AS sources,
+       SUM(pull_count_from) AS pull_count_from, SUM(pull_count) AS pull_count,
+       CASE WHEN COUNT(anomaly) = 0 THEN SUM(pull_delta) END AS pull_delta,
+       MAX(anomaly) AS anomaly
+FROM shares GROUP BY namespace, name"""),
+        ("leaders", """SELECT namespace, name, source, pull_delta,
+       ROW_NUMBER() OVER (PARTITION BY namespace, name
+                          ORDER BY pull_delta DESC, source) AS n
+FROM shares WHERE anomaly IS NULL"""),
+    ]
+
+
+# Ranked totals first; ``top_source``: the source that gained most (what drives the growth).
+TOTALS_SELECT = f"""SELECT t.namespace, t.name, t.sources, t.pull_count_from, t.pull_count,
+       t.pull_delta,
+       ROUND(t.pull_delta * 100.0 / MAX(t.pull_count_from, {MIN_GROWTH_BASELINE}), 2)
+           AS pull_growth_pct,
+       CASE WHEN t.anomaly IS NULL THEN ROW_NUMBER() OVER (
+           PARTITION BY t.anomaly IS NULL ORDER BY t.pull_delta DESC, t.namespace, t.name)
+       END AS rank,
+       t.anomaly, l.source AS top_source, l.pull_delta AS top_source_delta
+FROM totals AS t
+LEFT JOIN leaders AS l ON l.namespace = t.namespace AND l.name = t.name AND l.n = 1
+ORDER BY rank IS NULL, rank, t.pull_count DESC, t.namespace, t.name"""
+
+
+def top_movers_total_sql(days: int) -> str:
+    """The ``top_movers_total_<days>d`` view: every image's gain over the last ``days`` days
+    summed over its sources, ranked, with the source that gained most."""
+    return with_ctes(steps_ctes(counted_runs_ctes(), days) + movers_ctes("steps")
+                     + totals_ctes(), TOTALS_SELECT)
+
+
+# Images still listed, summed over the sources that list them.
+IMAGE_TOTALS_SQL = """SELECT namespace, name, COUNT(*) AS sources, SUM(pull_count) AS pull_count,
+       SUM(star_count) AS star_count, MAX(last_updated) AS last_updated
+FROM latest_images GROUP BY namespace, name"""
