@@ -306,3 +306,20 @@ def test_the_export_of_several_regions_reads_whole_in_every_reader(history: Path
     }
     for name, got in readers.items():
         assert sorted(got) == want, name
+
+
+def test_an_unknown_region_is_read_with_a_warning_naming_it(
+        clean_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    """A typo in a region name is named before the first request, not found only as a DNS
+    failure after the retry window; a known region and an explicit endpoint get no warning."""
+    for region, warned in (("cn-nort-4", True), ("cn-north-4", False)):
+        caplog.clear()
+        with pytest.raises(SystemExit) as exc:  # a bad --ca-bundle: exit 2 before any request
+            main(["sync", "--no-auth", "--region", region, "--db", str(tmp_path / "swr.db"),
+                  "--ca-bundle", str(tmp_path / "missing.pem")])
+        assert exc.value.code == 2
+        found = [r.getMessage() for r in caplog.records
+                 if "not one swr-etl knows" in r.getMessage()]
+        assert found == ([f"region '{region}' is not one swr-etl knows (a typo? "
+                          "docs/operators/sources.md lists them); reading "
+                          f"https://swr-api.{region}.myhuaweicloud.com"] if warned else [])

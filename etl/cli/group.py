@@ -92,6 +92,7 @@ def settings_from(ctx: click.Context, flags: dict[str, Any], *,
                   need_credentials: bool = False) -> Settings:
     """Build Settings from this command's flags, the environment and the config file."""
     from etl.config.credentials import aws_secrets
+    from etl.config.regions import unknown_region_warning
     from etl.config.settings import build_settings
     from etl.config.urls import object_store_warnings, plaintext_warnings
     from etl.logs import register_secrets
@@ -107,6 +108,10 @@ def settings_from(ctx: click.Context, flags: dict[str, Any], *,
         for source in settings.source_list():
             for warning in plaintext_warnings(settings.for_source(source)):
                 log.warning(warning)
+            if source.name == source.region:  # an endpoint derived from the region's name
+                unknown = unknown_region_warning(source.region, source.endpoint)
+                if unknown:
+                    log.warning(unknown)
     for warning in object_store_warnings(settings):  # only with an s3:// destination
         log.warning(warning)
     return settings

@@ -76,3 +76,13 @@ def source_name(endpoint: str | None) -> str:
         return labels[1]
     shown = f"[{host}]" if ":" in host else host
     return f"{shown}:{port}"
+
+
+def unknown_region_warning(name: str, endpoint: str) -> str | None:
+    """A warning for a region the list does not know, read at the endpoint derived from its
+    name: a new region works, but a typo would only show as a DNS failure after the retry
+    window."""
+    if name in REGION_DOMAINS:
+        return None
+    return (f"region {name!r} is not one swr-etl knows (a typo? docs/operators/sources.md "
+            f"lists them); reading {endpoint}")
