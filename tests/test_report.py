@@ -615,3 +615,28 @@ def test_the_region_breakdown_renders_and_fits(regions_db: Path, tmp_path: Path,
     pink = sum(n for n, (r, g, b) in counts if r > 180 and g < 80 and b > 80)
     green = sum(n for n, (r, g, b) in counts if g > 120 and r < 40 and b < 130)
     assert min(blue, pink, green) > 100, (blue, pink, green)
+
+
+def test_rows_of_several_sources_say_where_they_were_read(tmp_path: Path) -> None:
+    """The same image in two regions is two rows of the movers: with more than one source in
+    the report each row names its source (HTML, Markdown, chart labels); with one, none does."""
+    from etl.publish.render import html, markdown
+    from tests.fixtures.report_db import add_image
+
+    conn = new_db(tmp_path / "two.db")
+    run = 0
+    for source, gain in (("r-a", 50), ("r-b", 70)):
+        add_image(conn, 1, "nginx", source=source, last_run=run + 2)
+        for date, pulls in (("2026-11-07", 1000), ("2026-11-08", 1000 + gain)):
+            run += 1
+            add_run(conn, run, date, counts={1: pulls}, source=source)
+    r = build_report(conn, days=7, top=5, now=NOW)
+    only_a = build_report(conn, days=7, top=5, now=NOW, sources=["r-a"])
+    conn.close()
+    assert [(m["source"], m["pull_delta"]) for m in r["top_movers"]] == [("r-b", 70), ("r-a", 50)]
+    page, text = html(r), markdown(r)
+    assert page.count("library/</span><b>nginx</b><span class=ns> · r-b</span>") == 1
+    assert page.count("library/</span><b>nginx</b><span class=ns> · r-a</span>") == 1
+    assert "library/nginx · r-b" in text and "library/nginx · r-a" in text
+    assert "top_movers" in r and "where" not in r["top_movers"][0]  # the JSON is unchanged
+    assert " · r-a" not in html(only_a) and " · r-a" not in markdown(only_a)

@@ -55,7 +55,25 @@ def _image(item: dict[str, Any]) -> str:
     ns, name = item.get("namespace"), item.get("name")
     if name is None:  # a listing-wide anomaly, or an id missing from ``images``
         return "(all images)" if item.get("id") is None else f"#{item['id']}"
-    return _literal(f"{ns}/{name}" if ns else name)
+    where = f" · {item['where']}" if item.get("where") else ""
+    return _literal(f"{ns}/{name}{where}" if ns else f"{name}{where}")
+
+
+# The lists whose rows are one image of one source: with several sources in the report, the
+# same image can be on two rows, told apart only by where it was read.
+_PER_SOURCE = ("top_movers", "not_ranked", "anomalies", "new_images", "removed_images")
+
+
+def _with_sources_named(r: dict[str, Any]) -> dict[str, Any]:
+    """``r`` with each per-source row's ``where`` set to its source when the report covers more
+    than one (a copy: the caller's report is left as it is)."""
+    if len(r.get("sources") or ()) < 2:
+        return r
+    named = dict(r)
+    for key in _PER_SOURCE:
+        if key in r:
+            named[key] = [{**item, "where": item.get("source")} for item in r[key]]
+    return named
 
 
 def _unranked_shown(r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -141,6 +159,7 @@ def _environment() -> Environment:
 
 def html(r: dict[str, Any]) -> str:
     """The report as one HTML page: inline CSS, charts as data URIs, no external requests."""
+    r = _with_sources_named(r)
     return _environment().get_template("report.html").render(
         r=r, cards=_cards(r), charts=_charts(r), unranked_shown=_unranked_shown(r),
         compared=r["previous_window_start"] is not None)
@@ -169,6 +188,7 @@ def _md_table(head: list[str], rows: list[list[Any]], right: set[int]) -> list[s
 
 def markdown(r: dict[str, Any]) -> str:
     """The report as GitHub-flavoured Markdown (tables, no charts)."""
+    r = _with_sources_named(r)
     t = r["totals"]
     compared = r["previous_window_start"] is not None
     gained = ("needs two run dates" if t["pull_delta"] is None
