@@ -35,6 +35,8 @@ PY = sys.executable
 class Sample:
     wall: float
     rss_mib: float
+    # user + sys CPU seconds of the child alone: steadier than wall time on a shared machine.
+    cpu: float = 0.0
 
 
 def free_port() -> int:
@@ -44,7 +46,7 @@ def free_port() -> int:
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> Sample:
-    """Run ``cmd``; return its wall time and its own peak RSS (ru_maxrss of that child only)."""
+    """Run ``cmd``; return its wall time, CPU time and peak RSS (that child's own rusage)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -53,7 +55,7 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> Sample:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"benchmark command failed ({code}): {' '.join(cmd)}\n{err[-2000:]}")
-    return Sample(wall, usage.ru_maxrss / 1024)
+    return Sample(wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
 
 
 class SimulatorProcess:
