@@ -1,24 +1,26 @@
 """Export and report cost: wall time, CPU time and peak RSS of ``swr-etl export``/``report``.
 
 Builds a synthetic database of N images x R nightly runs (plain ``executemany``, no simulator),
-then runs each command as a child process (interpreter start included, like cron) and prints one
-line per command. Prints figures only; nothing is asserted.
+then runs each command as child processes (interpreter start included, like cron) and prints one
+line per command: CPU time, wall time and peak RSS of the child itself. Prints figures only;
+nothing is asserted.
 
-Usage: python -m benchmarks.export_report_bench [--images N] [--runs R] [--keep DIR]
+Usage: python -m benchmarks.export_report_bench [--images N] [--runs R] [--repeat 3]
+                                                [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import resource
 import sqlite3
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.run import measure as run_measure
 from etl.store.schema import ensure_schema
 
 
@@ -49,16 +51,14 @@ def build(path: Path, images: int, runs: int) -> None:
     conn.close()
 
 
-def measure(label: str, args: list[str]) -> None:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "etl", "-q", *args], check=True)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    # ru_maxrss of children is the largest child so far: run the biggest job last to read it.
-    print(f"{label:<22} wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
-          f"peak RSS (max so far) {after.ru_maxrss / 1024:6.0f} MiB", flush=True)
+def measure(label: str, args: list[str], repeat: int) -> None:
+    """Median (min-max) of ``repeat`` fresh processes: CPU time and peak RSS are that child's
+    own (``os.wait4``); CPU time is the figure to compare on a shared machine."""
+    got = [run_measure([sys.executable, "-m", "etl", "-q", *args]) for _ in range(repeat)]
+    cpu, wall = [s.cpu for s in got], [s.wall for s in got]
+    print(f"{label:<24} cpu {statistics.median(cpu):6.2f} s ({min(cpu):.2f}-{max(cpu):.2f})  "
+          f"wall {statistics.median(wall):6.2f} s ({min(wall):.2f}-{max(wall):.2f})  "
+          f"peak RSS {max(s.rss_mib for s in got):6.0f} MiB", flush=True)
 
 
 def main() -> None:
@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the files")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each command")
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         work = ns.keep or Path(scratch)
@@ -76,13 +77,15 @@ def main() -> None:
         build(db, ns.images, ns.runs)
         print(f"built {ns.images:,} images x {ns.runs} runs in "
               f"{time.perf_counter() - t0:.1f} s ({db.stat().st_size / 2**20:.0f} MiB)")
-        measure("report json", ["report", "--db", str(db), "--out", str(work / "r.json")])
-        measure("report html", ["report", "--db", str(db), "--out", str(work / "r.html")])
+        r = ns.repeat
+        measure("report json", ["report", "--db", str(db), "--out", str(work / "r.json")], r)
+        measure("report html", ["report", "--db", str(db), "--out", str(work / "r.html")], r)
         measure("export csv (latest)", ["export", "--db", str(db), "--out", str(work / "x"),
-                                        "--format", "csv"])
-        measure("export parquet (--all)" if ns.runs <= 31 else "export parquet",
-                ["export", "--db", str(db), "--out", str(work / "x"), "--format", "parquet",
-                 *(["--all"] if ns.runs <= 31 else [])])
+                                        "--format", "csv"], r)
+        measure("export parquet (latest)", ["export", "--db", str(db), "--out", str(work / "x"),
+                                            "--format", "parquet"], r)
+        measure("export parquet --all", ["export", "--db", str(db), "--out", str(work / "x"),
+                                         "--format", "parquet", "--all"], r)
 
 
 if __name__ == "__main__":
