@@ -35,10 +35,12 @@ def extract(revision: str, into: Path) -> None:
         tar.extractall(into, filter="data")
 
 
-# Runs ``python -m etl`` from the tree first on PYTHONPATH: an editable install's import hook
-# would otherwise find this checkout's ``etl`` before any path entry.
-LAUNCHER = ("import runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path "
+# Runs ``python -m etl`` from the tree first on PYTHONPATH, put ahead of everything: ``-c`` would
+# otherwise look in the current folder (this checkout) first, and an editable install's import
+# hook would find this checkout's ``etl`` too.
+LAUNCHER = ("import os, runpy, sys; sys.meta_path[:] = [f for f in sys.meta_path "
             "if not getattr(f, '__module__', '').startswith('__editable__')]; "
+            "sys.path.insert(0, os.environ['PYTHONPATH'].split(os.pathsep)[0]); "
             "sys.argv[0] = 'etl'; runpy.run_module('etl', run_name='__main__', alter_sys=True)")
 
 
@@ -46,6 +48,13 @@ def tree_env(tree: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     return env
+
+
+def resolved(tree: Path) -> str:
+    """Where the launcher's ``etl`` comes from: proof that each side runs its own tree."""
+    probe = LAUNCHER.split("sys.argv[0]")[0] + "import etl; print(etl.__file__)"
+    return subprocess.run([sys.executable, "-c", probe], env=tree_env(tree), capture_output=True,
+                          text=True, check=True).stdout.strip()
 
 
 def tree_sync(url: str, db: Path, concurrency: int) -> list[str]:
@@ -77,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         extract(args.base, work / "a")
         shutil.copytree(ROOT / "etl", work / "b" / "etl")
         trees = {f"A {args.base}": work / "a", "B this checkout": work / "b"}
+        for label, tree in trees.items():
+            print(f"{label}: {resolved(tree)}")
+            if not resolved(tree).startswith(str(tree)):
+                raise SystemExit(f"{label} does not run its own tree")
         sim.warm_up()
         samples: dict[str, list[Sample]] = {label: [] for label in trees}
         for i in range(args.repeat):
