@@ -131,6 +131,9 @@ def scale_scenario(rows: int, repeat: int, workdir: Path, concurrency: int) -> d
                 p.unlink()
         out["floor"], out["fresh"], out["rerun"] = (summarise(floor), summarise(fresh),
                                                      summarise(rerun))
+        # CPU time (user + sys of each child): the ratio to read on a shared machine.
+        out["cpu"] = {key: statistics.median(s.cpu for s in got)
+                      for key, got in (("floor", floor), ("fresh", fresh), ("rerun", rerun))}
     return out
 
 
@@ -210,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
                     label = {"floor": "floor", "fresh": "sync (new)", "rerun": "sync (again)"}[key]
                     print(f"{rows:>9,}  {label:<12} {fmt(s):>38}  {s[0] / floor_med:7.2f}"
                           f"  {rows / s[0]:>10,.0f}", flush=True)
+                cpu: dict[str, float] = r["cpu"]  # type: ignore[assignment]
+                print(f"{'':>9}  cpu, median: floor {cpu['floor']:.2f} s, sync (new) "
+                      f"{cpu['fresh']:.2f} s ({cpu['fresh'] / cpu['floor']:.2f}x), sync (again) "
+                      f"{cpu['rerun']:.2f} s ({cpu['rerun'] / cpu['floor']:.2f}x)", flush=True)
         if not args.no_latency:
             r = latency_scenario(args.latency_rows, args.latency_ms, args.latency_page_size,
                                  args.repeat, work)
