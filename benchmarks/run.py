@@ -35,6 +35,8 @@ PY = sys.executable
 class Sample:
     wall: float
     rss_mib: float
+    # user + sys CPU seconds of the child alone: steadier than wall time on a shared machine.
+    cpu: float = 0.0
 
 
 def free_port() -> int:
@@ -44,7 +46,7 @@ def free_port() -> int:
 
 
 def measure(cmd: list[str], env: dict[str, str] | None = None) -> Sample:
-    """Run ``cmd``; return its wall time and its own peak RSS (ru_maxrss of that child only)."""
+    """Run ``cmd``; return its wall time, CPU time and peak RSS (that child's own rusage)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -53,7 +55,7 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> Sample:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"benchmark command failed ({code}): {' '.join(cmd)}\n{err[-2000:]}")
-    return Sample(wall, usage.ru_maxrss / 1024)
+    return Sample(wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
 
 
 class SimulatorProcess:
@@ -129,6 +131,9 @@ def scale_scenario(rows: int, repeat: int, workdir: Path, concurrency: int) -> d
                 p.unlink()
         out["floor"], out["fresh"], out["rerun"] = (summarise(floor), summarise(fresh),
                                                      summarise(rerun))
+        # CPU time (user + sys of each child): the ratio to read on a shared machine.
+        out["cpu"] = {key: statistics.median(s.cpu for s in got)
+                      for key, got in (("floor", floor), ("fresh", fresh), ("rerun", rerun))}
     return out
 
 
@@ -208,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
                     label = {"floor": "floor", "fresh": "sync (new)", "rerun": "sync (again)"}[key]
                     print(f"{rows:>9,}  {label:<12} {fmt(s):>38}  {s[0] / floor_med:7.2f}"
                           f"  {rows / s[0]:>10,.0f}", flush=True)
+                cpu: dict[str, float] = r["cpu"]  # type: ignore[assignment]
+                print(f"{'':>9}  cpu, median: floor {cpu['floor']:.2f} s, sync (new) "
+                      f"{cpu['fresh']:.2f} s ({cpu['fresh'] / cpu['floor']:.2f}x), sync (again) "
+                      f"{cpu['rerun']:.2f} s ({cpu['rerun'] / cpu['floor']:.2f}x)", flush=True)
         if not args.no_latency:
             r = latency_scenario(args.latency_rows, args.latency_ms, args.latency_page_size,
                                  args.repeat, work)

@@ -85,6 +85,10 @@ def coerce_id(value: Any) -> tuple[int | None, str | None]:
 
 def usable_id(row: Any) -> int | None:
     """The row's id under ``coerce_id``, or None (not an object, absent, or unusable)."""
+    # The scan asks this of every row several times (page signature, pass ledger, chunking):
+    # a plain positive int64 id, nearly every row, is answered without the general rule.
+    if type(row) is dict and type(rid := row.get("id")) is int and 0 < rid <= INT64_MAX:
+        return rid
     if not isinstance(row, dict):
         return None
     return coerce_id(row.get("id"))[0]

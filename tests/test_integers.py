@@ -84,3 +84,15 @@ def test_coerce_id(value: object, expected: tuple[int | None, str | None]) -> No
 ])
 def test_usable_id(row: object, expected: int | None) -> None:
     assert usable_id(row) == expected
+
+
+class MyDict(dict):  # type: ignore[type-arg]
+    """A dict subclass: an object still, though not the plain dict the fast path takes."""
+
+
+@given(st.one_of(st.integers(-3, 3), st.integers(INT64_MAX - 2, INT64_MAX + 2),
+                 st.booleans(), st.floats(), st.none(), st.text(max_size=4),
+                 st.sampled_from([" 7 ", "7.0", 7.0, enum.IntEnum("E", "A").A])),
+       st.sampled_from([dict, MyDict]))
+def test_usable_id_is_the_id_rule_for_every_row(value: object, kind: type) -> None:
+    assert usable_id(kind(id=value)) == coerce_id(value)[0]

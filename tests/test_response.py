@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from etl.extract.contentrange import ContentRange
-from etl.extract.response import decode_rows, page_total, signature
+from etl.extract.response import FAST_PARSE_FROM, decode_rows, page_total, parse_json, signature
 from etl.extract.retry import Transient
 
 WHERE = "/v2/manage/dockerhub/repos?offset=0&limit=100"
+HYPO = settings(max_examples=300, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow])
 
 
 def test_a_json_array_is_the_rows() -> None:
@@ -97,3 +104,99 @@ def test_signature_is_the_ids_or_the_whole_row() -> None:
     # the row text does not depend on key order: the same row, the same signature
     assert signature([{"b": 1, "a": 2}]) == signature([{"a": 2, "b": 1}])
     assert signature([]) == ()
+
+
+# ---------------------------------------------------------------- parse_json is json.loads, faster
+
+def outcome(parse: Callable[[bytes], Any], body: bytes) -> tuple[str, str]:
+    """What a parser makes of ``body``, strictly: repr tells 1, 1.0 and True apart, and -0.0."""
+    try:
+        return "value", repr(parse(body))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        return type(exc).__name__, str(exc)
+
+
+json_scalars = (st.none() | st.booleans() | st.integers(-(2**200), 2**200)
+                | st.floats(allow_nan=True, allow_infinity=True)
+                | st.text(max_size=8) | st.sampled_from(["\ud800", "a\udfffb", "\x00", "é中😀"]))
+json_trees = st.recursive(
+    json_scalars, lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=4), max_leaves=20)
+
+
+@st.composite
+def json_texts(draw: st.DrawFn) -> bytes:
+    """Bodies a server could send: JSON of any value, ASCII-escaped or not, in UTF-8 (lone
+    surrogates passed through as the bytes ``json.loads`` still reads), sometimes with a
+    byte order mark or in UTF-16, sometimes with a duplicate key."""
+    text = json.dumps(draw(json_trees), ensure_ascii=draw(st.booleans()))
+    if draw(st.booleans()) and text.endswith("}"):
+        text = text[:-1] + (', ' if len(text) > 2 else '') + '"k": 1, "k": 2}'
+    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8", "utf-8-sig", "utf-16"]))
+    return text.encode(encoding, "surrogatepass")
+
+
+# JSON's number grammar, loosened so that near misses (leading zeros, a bare dot, a plus sign,
+# hexadecimal, overflow to infinity, underflow to zero) come too.
+numbers = st.from_regex(r"\A-?[0-9]{1,30}(\.[0-9]{0,25})?([eE][-+]?[0-9]{1,4})?\Z|"
+                        r"\A[-+]?(0x1F|\.5|1\.|Infinity|NaN|-Infinity)\Z")
+
+
+@HYPO
+@given(json_texts())
+def test_any_json_text_parses_exactly_as_the_stdlib_parses_it(body: bytes) -> None:
+    assert outcome(parse_json, body) == outcome(json.loads, body)
+
+
+@HYPO
+@given(st.lists(numbers, min_size=1, max_size=5))
+def test_every_number_literal_is_the_stdlibs_number(literals: list[str]) -> None:
+    body = ("[" + ", ".join(literals) + "]").encode()
+    assert outcome(parse_json, body) == outcome(json.loads, body)
+
+
+@HYPO
+@given(st.binary(max_size=64) | json_texts().map(lambda b: b[:-1]))
+def test_any_bytes_fail_or_parse_exactly_as_the_stdlib(body: bytes) -> None:
+    assert outcome(parse_json, body) == outcome(json.loads, body)
+
+
+@pytest.mark.parametrize("body", [
+    b"[NaN, Infinity, -Infinity]", b"[1e400, -1e400, 1.7976931348623159e308]",
+    b"[18446744073709551616, -9223372036854775809, 1" + b"0" * 300 + b"]",
+    b"[" + b"9" * 5000 + b"]",  # past Python's integer digit limit: the stdlib's ValueError
+    b'[{"a": 1, "b": 2, "a": 3}]', b'["\\ud800", "\\udfff\\ud800"]', b'["\xed\xa0\x80"]',
+    b"\xef\xbb\xbf[1]", "[1]".encode("utf-16"), "[1]".encode("utf-32"), b'["\xff"]',
+    b"[" * 100_000 + b"]" * 100_000, b"[" * 900 + b"]" * 900, b'["tab\there"]', b"[1,]",
+    b"[-0, -0.0, 0.1e-400, 4.9e-324]",
+])
+def test_hostile_bodies_parse_exactly_as_the_stdlib_parses_them(body: bytes) -> None:
+    assert outcome(parse_json, body) == outcome(json.loads, body)
+
+
+FILLER = {"id": 1, "name": "x" * 100}
+FILLERS = FAST_PARSE_FROM // 100
+
+
+def padded(tail: str) -> bytes:
+    """A page body past ``FAST_PARSE_FROM``: ``FILLERS`` rows, then ``tail``."""
+    return ("[" + (json.dumps(FILLER) + ", ") * FILLERS + tail + "]").encode()
+
+
+@pytest.mark.parametrize("tail,last", [
+    ('{"id": 18446744073709551617}', {"id": 18446744073709551617}),
+    ('{"id": NaN}', {"id": math.nan}), ('{"pull_count": 1e999}', {"pull_count": math.inf}),
+    ('{"name": "\\ud800"}', {"name": "\ud800"}), ('{"id": 2, "id": 3}', {"id": 3}),
+])
+def test_a_large_page_keeps_every_value_the_stdlib_reads(tail: str, last: dict[str, Any]) -> None:
+    body = padded(tail)
+    assert len(body) >= FAST_PARSE_FROM
+    rows = decode_rows(body, WHERE, 200, None)
+    assert repr(rows[-1]) == repr(last)
+    assert rows[:-1] == [FILLER] * FILLERS
+
+
+def test_a_large_page_that_is_not_utf8_is_unparseable_as_before() -> None:
+    with pytest.raises(Transient) as caught:
+        decode_rows(padded('"\xff"').replace(b"\xc3\xbf", b"\xff"), WHERE, 200, None)
+    assert caught.value.cause == "unparseable"

@@ -1,0 +1,105 @@
+"""Start-up cost: the nightly 180-row sync against the import cost of its own dependencies.
+
+A nightly run of ~180 rows is dominated by interpreter start and imports, so its yardstick is
+``python -c "import <what a sync imports>"``; the set is not hand-written but read from
+``python -X importtime -m etl sync`` against the same endpoint (third-party top-level packages
+that are installed). Also times ``--help``, ``runs`` and ``status``, which import none of it.
+
+Every measurement is a fresh process; the commands alternate round by round, so a burst of load
+from other work on the machine hits them alike. Prints, per command, the child's CPU time
+(user + sys, from ``os.wait4``), its wall time and its peak RSS: median (min-max). CPU time is the
+figure to compare on a shared machine; wall-time targets need a quiet one.
+
+Usage: python -m benchmarks.startup [--repeat 7] [--images 180]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.run import PY, Sample, SimulatorProcess, machine, measure
+
+# One line of -X importtime: "import time: <self us> | <cumulative us> | <indented name>".
+IMPORT_LINE = re.compile(r"import time:\s*\d+\s*\|\s*\d+\s*\|\s*([\w.]+)")
+NOT_DEPENDENCIES = {"etl", "sitecustomize", "usercustomize", "benchmarks"}
+
+
+def imported_packages(cmd: list[str]) -> list[str]:
+    """Third-party top-level packages ``cmd`` imports (failed optional imports left out)."""
+    done = subprocess.run([PY, "-X", "importtime", *cmd], capture_output=True, text=True,
+                          check=True)
+    tops = {m.group(1).split(".")[0] for m in map(IMPORT_LINE.match, done.stderr.splitlines())
+            if m}
+    return sorted(name for name in tops
+                  if name not in sys.stdlib_module_names and name not in NOT_DEPENDENCIES
+                  and not name.startswith("_") and importlib.util.find_spec(name) is not None)
+
+
+def spread(values: list[float], unit: str = "s") -> str:
+    return (f"{statistics.median(values):6.3f} {unit} "
+            f"({min(values):.3f}-{max(values):.3f})")
+
+
+def report(label: str, samples: list[Sample]) -> None:
+    print(f"  {label:<24} cpu {spread([s.cpu for s in samples])}   "
+          f"wall {spread([s.wall for s in samples])}   "
+          f"peak RSS {statistics.median(s.rss_mib for s in samples):5.0f} MiB", flush=True)
+
+
+def ratio_line(label: str, num: list[Sample], den: list[Sample], target: str) -> None:
+    """Median of the per-round ratios, so each ratio compares runs made side by side."""
+    cpu = [a.cpu / b.cpu for a, b in zip(num, den, strict=True)]
+    wall = [a.wall / b.wall for a, b in zip(num, den, strict=True)]
+    print(f"  {label}: cpu {statistics.median(cpu):.2f}x ({min(cpu):.2f}-{max(cpu):.2f}), "
+          f"wall {statistics.median(wall):.2f}x ({min(wall):.2f}-{max(wall):.2f})  "
+          f"target {target}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--images", type=int, default=180)
+    args = ap.parse_args(argv)
+    print(f"machine: {machine()}")
+    print(f"command: python -m benchmarks.startup {' '.join(argv or sys.argv[1:])}".rstrip())
+    with tempfile.TemporaryDirectory(prefix="swr-startup-") as tmp, \
+            SimulatorProcess(args.images) as sim:
+        db = Path(tmp) / "nightly.db"
+        sync = ["-m", "etl", "-q", "sync", "--endpoint", sim.url, "--db", str(db), "--no-auth"]
+        # The first run creates the database; the nightly job runs against an existing one.
+        measure([PY, *sync])
+        deps = imported_packages(sync)
+        print(f"a sync imports: {', '.join(deps)}")
+        commands = {
+            "python -c pass": [PY, "-c", "pass"],
+            "import its dependencies": [PY, "-c", f"import {', '.join(deps)}"],
+            f"sync, {args.images} rows": [PY, *sync],
+            "swr-etl --help": [PY, "-m", "etl", "--help"],
+            "swr-etl runs": [PY, "-m", "etl", "runs", "--db", str(db)],
+            "swr-etl status": [PY, "-m", "etl", "status", "--db", str(db)],
+        }
+        samples: dict[str, list[Sample]] = {label: [] for label in commands}
+        for _ in range(args.repeat):
+            for label, cmd in commands.items():
+                samples[label].append(measure(cmd))
+    print(f"\nmedian (min-max) of {args.repeat} alternating rounds, each a fresh process:")
+    for label, got in samples.items():
+        report(label, got)
+    print()
+    ratio_line("sync / import of its dependencies", samples[f"sync, {args.images} rows"],
+               samples["import its dependencies"], "<= 1.1x")
+    for label in ("swr-etl --help", "swr-etl runs", "swr-etl status"):
+        wall = statistics.median(s.wall for s in samples[label])
+        print(f"  {label}: wall {wall:.3f} s  target < 0.1 s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
