@@ -24,7 +24,7 @@ from etl.cli.options import (
 from etl.cli.output import echo_summary
 from etl.config.settings import OPTIONS
 from etl.integers import INT64_MAX
-from etl.publish.report import MAX_DAYS
+from etl.publish import MAX_DAYS
 
 # Bounds of the reading commands' numbers: generous, but inside what SQLite and dates can hold.
 _MAX_ROWS_SHOWN = 1_000_000

@@ -36,13 +36,12 @@ from typing import Any
 from etl import __version__
 from etl.atomic import write_text_atomic
 from etl.errors import ConfigError
-from etl.publish import sections
+from etl.publish import MAX_DAYS, sections
 from etl.publish.sections import STALE_SHARE, avg_last_7, daily_rates, shift
 from etl.store import trends
 from etl.store.read import SNAPSHOT_READER, open_readonly
 from etl.store.trends import INT32_MAX, MIN_GROWTH_BASELINE
 
-MAX_DAYS = 36_500  # a century of nightly runs; beyond it date arithmetic overflows
 REPORT_FORMATS = ("html", "md", "json")
 FORMAT_OF_SUFFIX = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md",
                     ".json": "json"}
