@@ -286,3 +286,9 @@ def test_text_before_a_timestamp_makes_the_value_unparseable(prefix: str) -> Non
 def test_a_zone_name_that_is_no_key_is_a_config_error(name: str) -> None:
     with pytest.raises(ConfigError, match="unknown time zone"):
         to_utc_text(["2026-01-10 00:00:00"], name)
+
+
+@pytest.mark.parametrize("name", [8, None, b"UTC"])
+def test_a_zone_name_that_is_not_text_is_a_config_error(name: object) -> None:
+    with pytest.raises(ConfigError, match="unknown time zone"):
+        to_utc_text(["2026-01-10 00:00:00"], name)  # type: ignore[arg-type]
