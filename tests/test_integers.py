@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from etl.integers import (
     BOOLEAN,
     FRACTIONAL,
+    INT32_MAX,
     INT64_MAX,
     NEGATIVE,
     NOT_FINITE,
@@ -96,3 +98,23 @@ class MyDict(dict):  # type: ignore[type-arg]
        st.sampled_from([dict, MyDict]))
 def test_usable_id_is_the_id_rule_for_every_row(value: object, kind: type) -> None:
     assert usable_id(kind(id=value)) == coerce_id(value)[0]
+
+
+@pytest.mark.parametrize("value,expected", [
+    # The bounds written out, not computed from the constants they check: int64's largest is
+    # the largest count there is, one more is too big.
+    (9_223_372_036_854_775_807, (9_223_372_036_854_775_807, None)),
+    ("9223372036854775807", (9_223_372_036_854_775_807, None)),
+    (9_223_372_036_854_775_806, (9_223_372_036_854_775_806, None)),
+    (9_223_372_036_854_775_808, (None, TOO_BIG)),
+    ("9223372036854775808", (None, TOO_BIG)),
+])
+def test_the_int64_bound_written_out(value: object, expected: tuple[int | None, str | None]
+                                     ) -> None:
+    assert coerce_int(value) == expected
+
+
+def test_the_bounds_are_the_machine_integers() -> None:
+    # INT32_MAX is where an int32 counter upstream sticks; INT64_MAX what the database holds.
+    assert (INT32_MAX, INT64_MAX) == (2_147_483_647, 9_223_372_036_854_775_807)
+    assert (INT32_MAX, INT64_MAX) == (np.iinfo(np.int32).max, np.iinfo(np.int64).max)

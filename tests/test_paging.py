@@ -266,3 +266,70 @@ def test_ledger_keeps_the_head_only() -> None:
 ])
 def test_usable_id(row: object, expected: int | None) -> None:
     assert usable_id(row) == expected
+
+
+def test_a_short_last_page_is_not_a_cap() -> None:
+    # 250 rows in pages of 100: the last page holds 50 because the listing ends, not because the
+    # server caps the page size (the proof reads the planner's page size to tell the two apart).
+    accepted, sent, planner = drive(100, 250, 3, lambda n, offset, limit: min(limit, 250 - offset),
+                                    known_total=250)
+    assert accepted == [(0, 100), (100, 100), (200, 50)]
+    assert (sent, planner.page_size, planner.replans) == (3, 100, 0)
+
+
+def test_a_page_with_more_rows_than_asked_replans_from_where_it_ended() -> None:
+    # The server returned 120 rows for a limit of 100: the pages planned at 100 and 200 would
+    # overlap what arrived, so they are dropped and planning resumes at 120.
+    planner = PagePlanner(100, total=300)
+    assert [planner.plan() for _ in range(3)] == [(0, 100), (100, 100), (200, 100)]
+    assert planner.accept(0, 120) == [(100, 100), (200, 100)]
+    assert (planner.cursor, planner.page_size, planner.replans) == (120, 100, 1)
+    assert planner.plan() == (120, 100)
+
+
+def test_a_page_size_below_one_is_a_bug() -> None:
+    for size in (0, -1):
+        with pytest.raises(ValueError, match=f"page size must be >= 1, got {size}"):
+            PagePlanner(size)
+    assert PagePlanner(1).plan() == (0, 1)
+
+
+@pytest.mark.parametrize("total,done,first", [(0, True, None), (1, False, (0, 100)),
+                                              (None, False, (0, 100))])
+def test_a_new_planner_starts_at_offset_zero(total: int | None, done: bool,
+                                             first: tuple[int, int] | None) -> None:
+    planner = PagePlanner(100, total=total)
+    assert (planner.done(), planner.plan()) == (done, first)
+
+
+def test_an_out_of_order_page_names_the_cursor() -> None:
+    planner = PagePlanner(10)
+    planner.plan()
+    with pytest.raises(ValueError, match=r"^page at offset 10 accepted out of order \(cursor 0\)$"):
+        planner.accept(10, 10)
+
+
+def test_the_last_total_is_the_latest_one_reported() -> None:
+    ledger = PassLedger(0)
+    ledger.record(rows(1), 10)
+    ledger.record(rows(2), 12)
+    ledger.record(rows(3), 11)
+    assert (ledger.total, ledger.last_total, ledger.first_total_change) == (10, 11, (10, 12))
+    # a check reporting the latest total is not a change; one reporting the first total is
+    assert PassCheck(ledger).record([], 11) is None
+    assert PassCheck(ledger).record([], 10) == "the total changed during the scan (11 -> 10)"
+
+
+def test_nested_rows_digest_alike_in_any_key_order() -> None:
+    a = {"id": 1, "tags": ["x"], "name": "n", "total_range": 5}
+    b = {"name": "n", "total_range": 6, "tags": ["x"], "id": 1}
+    assert row_digest(a) == row_digest(b)
+    assert row_digest([{"a": 1, "b": [2]}]) == row_digest([{"b": [2], "a": 1}])
+
+
+def test_the_head_and_the_check_page_are_a_thousand_rows() -> None:
+    # The API's largest page (sibling list calls document limit <= 1000), written out.
+    assert CHECK_PAGE_SIZE == 1000
+    ledger = PassLedger(0)
+    ledger.record(rows(*range(1, 1200)), 1199)
+    assert ledger.head == list(range(1, 1001))

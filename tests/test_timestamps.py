@@ -152,3 +152,143 @@ def test_an_empty_chunk_and_an_unknown_zone() -> None:
     assert utc([]) == ([], {})
     with pytest.raises(ConfigError, match="unknown time zone 'Mars/Olympus'"):
         to_utc_text(["2026-01-10 00:00:00"], "Mars/Olympus")
+
+
+def earliest_instant_at_or_after(wall: datetime, zone: str) -> str:
+    """The rule for naive values: the first whole second whose wall-clock reading in ``zone`` is
+    ``wall`` or later. A time that exists is read as it is (a repeated one as its first
+    occurrence); a skipped one becomes the end of its gap, found here by brute force: readings
+    only grow inside a gap, so scan hours, minutes, then seconds, from before it."""
+    tz = zoneinfo.ZoneInfo(zone)
+
+    def reading(t: datetime) -> datetime:
+        return t.astimezone(tz).replace(tzinfo=None)
+
+    instants = [wall.replace(tzinfo=tz, fold=fold).astimezone(timezone.utc) for fold in (0, 1)]
+    real = [t for t in instants if reading(t) == wall]
+    t = min(real or instants)
+    if not real:
+        for step in (timedelta(hours=1), timedelta(minutes=1), timedelta(seconds=1)):
+            while reading(t + step) < wall:
+                t += step
+        t += timedelta(seconds=1)
+    return t.strftime(UTC_FORMAT)
+
+
+# (zone, the last wall-clock second before a DST gap opens): Lord_Howe skips 30 minutes, Berlin
+# an hour (a 23-hour day), Apia a whole day (Samoa crossed the date line).
+GAPS = [("Australia/Lord_Howe", datetime(2021, 10, 3, 1, 59, 59)),
+        ("Europe/Berlin", datetime(2021, 3, 28, 1, 59, 59)),
+        ("Pacific/Apia", datetime(2011, 12, 29, 23, 59, 59))]
+
+
+@pytest.mark.parametrize("zone,before_gap", GAPS)
+@given(seconds=st.integers(-600, 2 * 86400))
+def test_naive_times_around_a_dst_gap_against_a_brute_force_reference(
+        zone: str, before_gap: datetime, seconds: int) -> None:
+    wall = before_gap + timedelta(seconds=seconds)
+    assert utc([wall.strftime("%Y-%m-%d %H:%M:%S")], zone) == (
+        [earliest_instant_at_or_after(wall, zone)], {})
+
+
+@pytest.mark.parametrize("zone,before_gap", GAPS)
+def test_seconds_across_a_short_gap_and_its_edges(zone: str, before_gap: datetime) -> None:
+    walls = [before_gap + timedelta(seconds=s) for s in range(0, 3601, 11)] + [
+        before_gap, before_gap + timedelta(seconds=1), before_gap + timedelta(seconds=2)]
+    assert utc([w.strftime("%Y-%m-%d %H:%M:%S") for w in walls], zone) == (
+        [earliest_instant_at_or_after(w, zone) for w in walls], {})
+
+
+def test_lord_howe_half_hour_gap_and_fold() -> None:
+    # Spring: 02:00 -> 02:30 (+10:30 -> +11:00); every skipped time is 02:30 local, not 03:00.
+    assert utc(["2021-10-03 01:59:59", "2021-10-03 02:00:00", "2021-10-03 02:00:01",
+                "2021-10-03 02:15:00", "2021-10-03 02:29:59", "2021-10-03 02:30:00"],
+               "Australia/Lord_Howe")[0] == [
+        "2021-10-02T15:29:59Z", "2021-10-02T15:30:00Z", "2021-10-02T15:30:00Z",
+        "2021-10-02T15:30:00Z", "2021-10-02T15:30:00Z", "2021-10-02T15:30:00Z"]
+    # Autumn: 02:00 -> 01:30 (+11:00 -> +10:30); 01:30-01:59 happen twice, the first is meant.
+    assert utc(["2021-04-04 01:29:59", "2021-04-04 01:30:00", "2021-04-04 01:45:00",
+                "2021-04-04 01:59:59", "2021-04-04 02:00:00"], "Australia/Lord_Howe")[0] == [
+        "2021-04-03T14:29:59Z", "2021-04-03T14:30:00Z", "2021-04-03T14:45:00Z",
+        "2021-04-03T14:59:59Z", "2021-04-03T15:30:00Z"]
+
+
+def test_a_23_hour_day() -> None:
+    # Berlin, 2021-03-28: 02:00 does not exist (it is 03:00 CEST), so 02:00 and 03:00 are one
+    # instant and the day's 24 hourly readings span 23 hours of UTC.
+    hours = [f"2021-03-28 {h:02d}:00:00" for h in range(24)]
+    expected = ["2021-03-27T23:00:00Z", "2021-03-28T00:00:00Z", "2021-03-28T01:00:00Z"] + [
+        f"2021-03-28T{h:02d}:00:00Z" for h in range(1, 22)]
+    assert utc(hours, "Europe/Berlin") == (expected, {})
+
+
+@pytest.mark.parametrize("zone,values,expected", [
+    # Fixed offsets: +08:00 and -08:00 with no history (no local mean time).
+    ("Etc/GMT-8", ["0001-01-01 08:00:00", "0001-01-01 07:59:59", "0001-01-01 23:59:59",
+                   "0001-01-02 00:00:00", "9999-12-31 00:00:00", "9999-12-31 23:59:59"],
+     ["0001-01-01T00:00:00Z", None, "0001-01-01T15:59:59Z", "0001-01-01T16:00:00Z",
+      "9999-12-30T16:00:00Z", "9999-12-31T15:59:59Z"]),
+    ("Etc/GMT+8", ["0001-01-01 00:00:00", "9999-12-31 15:59:59", "9999-12-31 16:00:00",
+                   "9999-12-30 23:59:59"],
+     ["0001-01-01T08:00:00Z", "9999-12-31T23:59:59Z", None, "9999-12-31T07:59:59Z"]),
+    # A zone with DST rules: its last representable wall time is 18:59:59 EST.
+    ("America/New_York", ["9999-12-31 18:59:59", "9999-12-31 19:00:00", "9999-12-31 23:59:59"],
+     ["9999-12-31T23:59:59Z", None, None]),
+])
+def test_the_first_and_last_representable_days_in_a_source_zone(
+        zone: str, values: list[str], expected: list[str | None]) -> None:
+    assert utc(values, zone) == (expected, {i: UNPARSEABLE for i, v in enumerate(expected)
+                                            if v is None})
+
+
+def test_values_around_a_non_string_keep_their_places() -> None:
+    # The first text value sits at index 0 of the parsed strings: it must not be lost, and a
+    # non-string must not borrow a neighbour's value.
+    assert utc(["2026-01-10 00:00:00", 7, "2026-01-10 01:00:00", None, 8.5]) == (
+        ["2026-01-10T00:00:00Z", None, "2026-01-10T01:00:00Z", None, None],
+        {1: NOT_A_STRING, 4: NOT_A_STRING})
+
+
+def test_bytes_that_are_not_utf8_are_not_a_string() -> None:
+    assert utc([b"\xff", "2026-01-10 00:00:00"]) == (
+        [None, "2026-01-10T00:00:00Z"], {0: NOT_A_STRING})
+
+
+def test_an_absent_value_among_good_ones_is_no_problem() -> None:
+    assert utc([None, "2026-01-10 00:00:00", None], "Asia/Shanghai") == (
+        [None, "2026-01-09T16:00:00Z", None], {})
+
+
+def test_calendar_and_format_problems_in_one_chunk_are_all_reported() -> None:
+    # "x" fails the format, 02-30 the calendar, +24:00 the offset bound: each one is reported.
+    assert utc(["x", "2026-02-30 00:00:00", "2026-01-10 00:00:00+24:00", "",
+                "2026-01-10 00:00:00"]) == (
+        [None, None, None, None, "2026-01-10T00:00:00Z"],
+        {0: UNPARSEABLE, 1: UNPARSEABLE, 2: UNPARSEABLE, 3: EMPTY})
+
+
+def test_a_bad_offset_does_not_spoil_the_other_zones_of_its_chunk() -> None:
+    assert utc(["2026-06-15T12:00:00+24:00", "2026-06-15T12:00:00+09:00",
+                "2026-06-15 12:00:00", "2026-06-15T12:00:00-0130"], "Asia/Shanghai") == (
+        [None, "2026-06-15T03:00:00Z", "2026-06-15T04:00:00Z", "2026-06-15T13:30:00Z"],
+        {0: UNPARSEABLE})
+
+
+@pytest.mark.parametrize("prefix", ["x", " x", "0", "12", "+", "a" * 18 + "é", "é" * 10,
+                                    "2026-01-10 00:00:00"])
+def test_text_before_a_timestamp_makes_the_value_unparseable(prefix: str) -> None:
+    # Whatever comes first, even a character split at the byte where the zone would start.
+    assert utc([prefix + "2026-01-10 00:00:00", "2026-01-10 00:00:00"]) == (
+        [None, "2026-01-10T00:00:00Z"], {0: UNPARSEABLE})
+
+
+@pytest.mark.parametrize("name", ["", "/etc/localtime", "../UTC", "UTC/", "Asia/../UTC"])
+def test_a_zone_name_that_is_no_key_is_a_config_error(name: str) -> None:
+    with pytest.raises(ConfigError, match="unknown time zone"):
+        to_utc_text(["2026-01-10 00:00:00"], name)
+
+
+@pytest.mark.parametrize("name", [8, None, b"UTC"])
+def test_a_zone_name_that_is_not_text_is_a_config_error(name: object) -> None:
+    with pytest.raises(ConfigError, match="unknown time zone"):
+        to_utc_text(["2026-01-10 00:00:00"], name)  # type: ignore[arg-type]

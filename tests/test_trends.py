@@ -302,3 +302,19 @@ def test_observations_without_an_images_row_are_kept(tmp_path: Path) -> None:
     add_image(conn, 1, "orphan", last_run=99)
     assert conn.execute("SELECT id, name, snapshot_date FROM latest_images").fetchall() == [
         (1, "orphan", None)]
+
+
+def test_a_stuck_counter_outranks_a_decrease_in_the_same_window(tmp_path: Path) -> None:
+    # 100 -> 2147483647 (stuck) -> 3e9 (stuck: one end is the int32 maximum) -> 2000 (decrease):
+    # the image has both anomalies; it is reported as stuck, and never ranked.
+    conn = _runs(tmp_path, (1, "2026-03-01", {"counts": {1: 100, 2: 10}}),
+                 (2, "2026-03-02", {"counts": {1: STUCK, 2: 20}}),
+                 (3, "2026-03-03", {"counts": {1: 3_000_000_000, 2: 30}}),
+                 (4, "2026-03-04", {"counts": {1: 2000, 2: 40}}))
+    add_image(conn, 1, "mixed")
+    add_image(conn, 2, "steady")
+    assert conn.execute("SELECT anomaly FROM daily_pulls WHERE image_id = 1 "
+                        "ORDER BY snapshot_date").fetchall() == [
+        (None,), ("stuck_counter",), ("stuck_counter",), ("decrease",)]
+    assert conn.execute("SELECT image_id, pull_delta, rank, anomaly FROM top_movers_7d"
+                        ).fetchall() == [(2, 30, 1, None), (1, None, None, "stuck_counter")]

@@ -117,3 +117,14 @@ def test_field_values_reads_every_block_and_missing_fields_are_none() -> None:
         "a": [0, None, 2, 3, 4, 5, 6], "b": [0, 10, 20, 30, None, 50, 60]}
     assert field_values(rows, ("c",), block=2) == {"c": [None] * 7}
     assert field_values([], ("a",)) == {"a": []}
+
+
+def test_raw_json_of_a_value_that_contains_itself_is_its_repr() -> None:
+    # json refuses a circular structure (ValueError); the row is still shown, as its repr.
+    loop: list[object] = [1]
+    loop.append(loop)
+    assert raw_json(loop) == '"[1, [...]]"'
+
+
+def test_bytes_that_are_not_utf8_are_not_a_string() -> None:
+    assert texts([b"\xff", "a", None]) == ([None, "a", None], {0: NOT_A_STRING})
