@@ -318,3 +318,43 @@ def test_a_stuck_counter_outranks_a_decrease_in_the_same_window(tmp_path: Path) 
         (None,), ("stuck_counter",), ("stuck_counter",), ("decrease",)]
     assert conn.execute("SELECT image_id, pull_delta, rank, anomaly FROM top_movers_7d"
                         ).fetchall() == [(2, 30, 1, None), (1, None, None, "stuck_counter")]
+
+
+def test_totals_across_sources_golden(tmp_path: Path) -> None:
+    """top_movers_total_7d and image_totals on a hand-worked fixture of three sources: a sum
+    with its growth and leading source, the 1,000-pull growth floor, a zero gain that still
+    ranks, and two totals no one can rank — one with a stuck counter in one region and a decrease
+    in another (stuck wins, as for one source), which has no leading source and is listed all
+    the same, and one with a decrease — unranked totals by pull count, largest first."""
+    from tests.helpers import q
+
+    conn = new_db(tmp_path / "swr.db")
+    # source -> image name -> (id, pulls on 11-07, pulls on 11-08)
+    plan = {"a": {"x": (1, 1000, 1500), "y": (2, 500, 400), "z": (3, 100, 150)},
+            "b": {"x": (11, 2000, 2100), "y": (12, STUCK, STUCK)},
+            "c": {"w": (21, 10, 10), "v": (22, 9000, 8000)}}
+    run = 0
+    for source, images in plan.items():
+        for name, (image_id, _, last) in images.items():
+            add_image(conn, image_id, name, source=source, last_run=run + 2, pull_count=last)
+        for day, column in (("2026-11-07", 1), ("2026-11-08", 2)):
+            run += 1
+            add_run(conn, run, day, source=source,
+                    counts={i[0]: i[column] for i in images.values()})
+    conn.execute("UPDATE images SET last_updated = '2026-11-08T00:00:00Z' "
+                 "WHERE source = 'b' AND id = 11")
+    conn.commit()
+    got = q(conn, "SELECT name, sources, pull_count_from, pull_count, pull_delta, "
+                  "pull_growth_pct, rank, anomaly, top_source, top_source_delta "
+                  "FROM top_movers_total_7d")
+    assert got == [
+        ("x", 2, 3000, 3600, 600, 20.0, 1, None, "a", 500),   # 600 / 3000
+        ("z", 1, 100, 150, 50, 5.0, 2, None, "a", 50),        # 50 / max(100, 1000)
+        ("w", 1, 10, 10, 0, 0.0, 3, None, "c", 0),            # no growth, still ranked
+        ("y", 2, 500 + STUCK, 400 + STUCK, None, None, None, "stuck_counter", None, None),
+        ("v", 1, 9000, 8000, None, None, None, "decrease", None, None),
+    ]
+    assert q(conn, "SELECT name, sources, pull_count, last_updated FROM image_totals "
+                   "WHERE name IN ('x', 'w') ORDER BY name") == [
+        ("w", 1, 10, "2026-01-01T00:00:00Z"), ("x", 2, 3600, "2026-11-08T00:00:00Z")]
+    conn.close()

@@ -83,7 +83,7 @@ TARGETS: dict[str, Target] = {
         "analyst views and trend rules (SQL)", ("etl/store/trends.py",),
         (Strings("etl/store/trends.py", "sql"),
          Strings("etl/store/schema.py", "sql", "VIEWS: dict", "def current_version")),
-        ("tests/test_trends.py",)),
+        ("tests/test_trends.py", "tests/test_regions.py")),
 }
 
 # cosmic-ray operators used: the classic set (one flip per comparison, arithmetic and boolean
