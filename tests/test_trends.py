@@ -331,7 +331,7 @@ def test_totals_across_sources_golden(tmp_path: Path) -> None:
     conn = new_db(tmp_path / "swr.db")
     # source -> image name -> (id, pulls on 11-07, pulls on 11-08)
     plan = {"a": {"x": (1, 1000, 1500), "y": (2, 500, 400), "z": (3, 100, 150)},
-            "b": {"x": (11, 2000, 2100), "y": (12, STUCK, STUCK)},
+            "b": {"x": (11, 2000, 2734), "y": (12, STUCK, STUCK)},
             "c": {"w": (21, 10, 10), "v": (22, 9000, 8000)}}
     run = 0
     for source, images in plan.items():
@@ -348,7 +348,7 @@ def test_totals_across_sources_golden(tmp_path: Path) -> None:
                   "pull_growth_pct, rank, anomaly, top_source, top_source_delta "
                   "FROM top_movers_total_7d")
     assert got == [
-        ("x", 2, 3000, 3600, 600, 20.0, 1, None, "a", 500),   # 600 / 3000
+        ("x", 2, 3000, 4234, 1234, 41.13, 1, None, "b", 734),  # 1234 / 3000, 2 decimals
         ("z", 1, 100, 150, 50, 5.0, 2, None, "a", 50),        # 50 / max(100, 1000)
         ("w", 1, 10, 10, 0, 0.0, 3, None, "c", 0),            # no growth, still ranked
         ("y", 2, 500 + STUCK, 400 + STUCK, None, None, None, "stuck_counter", None, None),
@@ -356,5 +356,5 @@ def test_totals_across_sources_golden(tmp_path: Path) -> None:
     ]
     assert q(conn, "SELECT name, sources, pull_count, last_updated FROM image_totals "
                    "WHERE name IN ('x', 'w') ORDER BY name") == [
-        ("w", 1, 10, "2026-01-01T00:00:00Z"), ("x", 2, 3600, "2026-11-08T00:00:00Z")]
+        ("w", 1, 10, "2026-01-01T00:00:00Z"), ("x", 2, 4234, "2026-11-08T00:00:00Z")]
     conn.close()
