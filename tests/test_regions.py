@@ -323,3 +323,21 @@ def test_an_unknown_region_is_read_with_a_warning_naming_it(
         assert found == ([f"region '{region}' is not one swr-etl knows (a typo? "
                           "docs/operators/sources.md lists them); reading "
                           f"https://swr-api.{region}.myhuaweicloud.com"] if warned else [])
+
+
+def test_the_run_deadline_ends_a_region_in_outage_and_spares_the_others(tmp_path: Path) -> None:
+    """--deadline bounds the whole run of several sources: a region whose API stays down is cut
+    off by it (exit 4, the deadline named) while the regions that answer load."""
+    outage = {"faults": [{"kind": "status", "status": 503, "at": 1, "for_s": 600}]}
+    with Regions(NAMES, images=30, scenarios={"cn-north-4": outage}) as regions:
+        result = run_sync(settings_for(regions, tmp_path / "swr.db", max_attempts=None,
+                                       retry_window=600, backoff_base=0.2, backoff_cap=0.5,
+                                       deadline=2.0), now=T0)
+    assert (result.status, result.exit_code) == ("partial", 4)
+    assert [(r.source, r.status) for r in result.sources] == [
+        ("ap-southeast-1", "success"), ("cn-north-4", "failed"), ("eu-west-101", "success")]
+    (error,), = q(tmp_path / "swr.db", "SELECT error FROM run_sources WHERE source = ?",
+                  "cn-north-4")
+    assert "--deadline 2 s" in error, error
+    assert q(tmp_path / "swr.db", "SELECT source, COUNT(*) FROM images GROUP BY source") == [
+        ("ap-southeast-1", 30), ("eu-west-101", 30)]

@@ -163,7 +163,8 @@ class Settings:
                                  low=0.0, cap=_DAY)
     ca_bundle: Path | None = option(None, "CA bundle for a private CA (verification stays on).")
     deadline: float = option(
-        3600.0, "Seconds the whole run may take; past it, exit 4 and nothing is loaded.",
+        3600.0, "Seconds the whole run may take; a source still reading past it fails (exit 4) "
+        "and loads nothing.",
         env="SWR_ETL_DEADLINE", low=0.001, high=7 * _DAY)
     retry_window: float = option(
         120.0, "Seconds one request keeps being retried while the API is unavailable.", low=0.0,
