@@ -83,3 +83,12 @@ def test_the_four_stages_are_independent(stage: str) -> None:
     (layers,) = [c for c in contracts() if c["type"] == "layers"]
     (row,) = [layer for layer in layers["layers"] if stage in layer]  # type: ignore[attr-defined]
     assert {s.strip() for s in row.split("|")} == {"extract", "transform", "store", "simulator"}
+
+
+def test_every_benchmark_compiles() -> None:
+    """The benchmarks run by hand, never in the suite: at least the compiler reads each one
+    (ruff and mypy parse without the compiler's scope checks, e.g. a ``global`` after a use)."""
+    benchmarks = sorted((ROOT / "benchmarks").glob("*.py"))
+    assert len(benchmarks) > 10
+    for path in benchmarks:
+        compile(path.read_text(encoding="utf-8"), str(path), "exec")
