@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from etl.store.read import run_row
+
 
 @dataclass(frozen=True)
 class RawPage:
@@ -30,11 +32,8 @@ class StoredRuns:
         raise NotImplementedError
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
-        cur = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([d[0] for d in cur.description], row, strict=True))
+        """The ``runs`` row of one run, or None."""
+        return run_row(self.conn, run_id)
 
     def newer_runs(self, run_id: int, snapshot_date: str) -> list[tuple[int, str]]:
         """(run_id, snapshot_date) of the loaded runs after ``run_id`` on or after its date."""
