@@ -449,13 +449,24 @@ PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 ETL_IMPORT = re.compile(r"^\s*from (etl(?:\.\w+)*) import ([\w, ]+)$", re.MULTILINE)
 
 
+def etl_imports(block: str) -> list[tuple[str, str]]:
+    """``(module, names)`` of each ``from etl... import`` in ``block``, a statement continued by a
+    trailing backslash read as one line."""
+    return ETL_IMPORT.findall(re.sub(r"\\\n\s*", "", block))
+
+
+def test_import_finder_reads_continued_lines() -> None:
+    block = "from etl import a, b, \\\n    c\nfrom etl.x import d\nimport etl\n"
+    assert etl_imports(block) == [("etl", "a, b, c"), ("etl.x", "d")]
+
+
 def test_etl_imports_in_python_examples_resolve() -> None:
     import importlib
 
     seen, broken = 0, []
     for page in [README, *sorted((ROOT / "docs").rglob("*.md"))]:
         for block in PYTHON_BLOCK.findall(page.read_text(encoding="utf-8")):
-            for module, names in ETL_IMPORT.findall(block):
+            for module, names in etl_imports(block):
                 for name in (n.strip() for n in names.split(",")):
                     seen += 1
                     if not hasattr(importlib.import_module(module), name):
