@@ -52,14 +52,14 @@ RUN_DATE_SQL = """COALESCE(r.snapshot_date,
          (SELECT s.snapshot_date FROM image_snapshots AS s WHERE s.run_id = r.run_id LIMIT 1),
          substr(COALESCE(r.finished_at, r.started_at), 1, 10))"""
 
-# A step's anomaly, gain and length (alias ``st`` with pull_count, prev_count, snapshot_date,
-# prev_date). ``<>`` and ``=`` against the stuck value, never ``<``: 12 billion pulls are real.
+# A step's anomaly and gain (its length: ``Dialect.days_between``), alias ``st`` with pull_count,
+# prev_count, snapshot_date, prev_date. ``<>`` and ``=`` against the stuck value, never ``<``:
+# 12 billion pulls are real.
 STEP_ANOMALY_SQL = f"""CASE WHEN st.pull_count = {INT32_MAX} OR st.prev_count = {INT32_MAX}
             THEN 'stuck_counter'
             WHEN st.pull_count < st.prev_count THEN 'decrease' END"""
 STEP_GAIN_SQL = f"""CASE WHEN st.pull_count <> {INT32_MAX} AND st.prev_count <> {INT32_MAX}
              AND st.pull_count >= st.prev_count THEN st.pull_count - st.prev_count END"""
-STEP_DAYS_SQL = SQLITE.days_between("st.snapshot_date", "st.prev_date")
 
 Ctes = list[tuple[str, str]]
 
@@ -162,7 +162,7 @@ FROM {steps} GROUP BY source, image_id"""
 def movers_ctes(steps: str, per_image: str | None = None, *,
                 dialect: Dialect = SQLITE) -> Ctes:
     """CTEs ending in ``movers``, from the window steps relation ``steps`` (or its
-    ``per_image_sql`` already computed, as ``per_image``); see ``MOVERS_SELECT``."""
+    ``per_image_sql`` already computed, as ``per_image``); see ``movers_select``."""
     return [
         ("per_image", per_image or per_image_sql(steps, dialect=dialect)),
         ("movers", f"""SELECT p.source, p.image_id, p.from_date, p.to_date, p.pull_count_from,
@@ -210,9 +210,6 @@ def movers_select(dialect: Dialect = SQLITE) -> str:
        m.anomaly, m.source
 FROM movers AS m LEFT JOIN images AS i ON i.source = m.source AND i.id = m.image_id
 ORDER BY m.source, {unranked_last("m", dialect)}, rank, {UNRANKED_ORDER}"""
-
-
-MOVERS_SELECT = movers_select()
 
 
 def top_movers_sql(days: int, *, dialect: Dialect = SQLITE) -> str:
