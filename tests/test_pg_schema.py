@@ -16,6 +16,7 @@ from etl.errors import ConfigError
 from etl.store import pg_schema, schema, trends
 from etl.store.dialect import POSTGRES, SQLITE, dialect_for, lock_key, pg_target
 from tests.fixtures.report_db import build_golden_db
+from tests.helpers import copy_to_postgres
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -206,19 +207,6 @@ def test_another_applications_tables_are_left_untouched(pg_url: str) -> None:
 
 # --- the views' output on both engines ---------------------------------------------------------
 
-def _copy_tables(source: sqlite3.Connection, target: Any) -> None:
-    """Every row of the SQLite database into the PostgreSQL one (same tables, same columns)."""
-    from psycopg import sql
-
-    for table, _ddl in pg_schema._by_dependency(source):
-        columns = [c[1] for c in source.execute(f"PRAGMA table_info({table})")]
-        insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.SQL(", ").join(sql.Placeholder() * len(columns)))
-        with target.cursor() as cur:
-            cur.executemany(insert, source.execute(f"SELECT * FROM {table}").fetchall())
-
-
 def _plain(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Rows with PostgreSQL's exact decimals as the floats SQLite returns."""
     return [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in rows]
@@ -230,7 +218,7 @@ def test_each_view_gives_the_same_rows_on_both_engines(view: str, pg_url: str,
     golden = sqlite3.connect(build_golden_db(tmp_path / "golden.db"))
     with _connect(pg_url) as conn:
         pg_schema.ensure_schema(conn, "public")
-        _copy_tables(golden, conn)
+        copy_to_postgres(golden, conn)
         got = _plain(conn.execute(f"SELECT * FROM {view}").fetchall())
     expected = golden.execute(f"SELECT * FROM {view}").fetchall()
     golden.close()

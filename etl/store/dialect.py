@@ -32,6 +32,7 @@ class Dialect:
     types: Mapping[str, str]
     quoted: frozenset[str]
     alias_in_expressions: bool  # ORDER BY may use an output column's name inside an expression
+    table_exists_sql: str  # one row when the table named by the one parameter exists
     _days_between: Callable[[str, str], str]
     _days_before: Callable[[str, int], str]
     _greatest: Callable[[str, str], str]
@@ -68,6 +69,7 @@ SQLITE = Dialect(
     types={"INTEGER": "INTEGER", "TEXT": "TEXT", "REAL": "REAL", "BLOB": "BLOB"},
     quoted=frozenset(),
     alias_in_expressions=True,
+    table_exists_sql="SELECT 1 FROM sqlite_master WHERE name = ?",
     _days_between=lambda a, b: f"CAST(julianday({a}) - julianday({b}) AS INTEGER)",
     _days_before=lambda d, n: f"date({d}, '-{n} days')",
     _greatest=lambda a, b: f"MAX({a}, {b})",
@@ -81,6 +83,7 @@ POSTGRES = Dialect(
     types={"INTEGER": "BIGINT", "TEXT": "TEXT", "REAL": "DOUBLE PRECISION", "BLOB": "BYTEA"},
     quoted=frozenset({"user"}),  # a reserved word there (current_user), a plain name in SQLite
     alias_in_expressions=False,
+    table_exists_sql="SELECT 1 WHERE to_regclass(?) IS NOT NULL",  # in the search_path
     _days_between=lambda a, b: f"(CAST({a} AS date) - CAST({b} AS date))",
     # to_char, not a cast to text: the text of a date follows the session's DateStyle
     _days_before=lambda d, n: f"to_char(CAST({d} AS date) - {n}, 'YYYY-MM-DD')",

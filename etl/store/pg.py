@@ -10,11 +10,13 @@ Messages name the database by ``display_url``: never the password.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 from etl.errors import ConfigError, LockedError
-from etl.store.dialect import lock_key, pg_target
+from etl.store.dialect import POSTGRES, lock_key, pg_target
 
 CONNECT_TIMEOUT_S = 10
 APP_NAME = "swr-etl pid {pid}"  # shown in pg_stat_activity: who holds the lock
@@ -51,12 +53,16 @@ def connect(url: str) -> tuple[Any, str]:
         conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
                                application_name=APP_NAME.format(pid=os.getpid()))
     except psycopg.Error as exc:
-        # libpq's first line says why (refused, unknown database, authentication); it never
-        # carries the password.
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"cannot open database {display_url(url)}: {reason}") from None
+        raise ConfigError(f"cannot open database {display_url(url)}: {_reason(exc)}") from None
     conn.execute("SELECT set_config('search_path', %s, false)", (_quoted(schema),))
     return conn, schema
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of a psycopg error: libpq's own words on why (refused, unknown database,
+    authentication, a missing column); it never carries the password."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _quoted(schema: str) -> str:
@@ -100,3 +106,48 @@ class PgRunLock:
                 self.conn.close()  # the session's end releases its advisory locks
             finally:
                 self.conn = None
+
+
+class PgReader:
+    """A read-only PostgreSQL connection that takes the read side's queries as written for
+    SQLite's driver (``?`` placeholders; ``etl.store.read`` puts no ``?`` or ``%`` in a
+    literal), so one query text serves both engines. A query the server refuses is a one-line
+    ConfigError (exit 2), as an unreadable SQLite file is."""
+
+    dialect = POSTGRES
+
+    def __init__(self, conn: Any, name: str) -> None:
+        self._conn = conn
+        self._name = name
+
+    def execute(self, query: str, parameters: Sequence[Any] = (), /) -> Any:
+        psycopg = _driver()
+        try:
+            return self._conn.execute(query.replace("?", "%s"), tuple(parameters) or None)
+        except psycopg.Error as exc:
+            raise ConfigError(f"cannot read database {self._name}: {_reason(exc)}") from None
+
+
+@contextmanager
+def open_reader(url: str, tables: Sequence[str], not_ours: str) -> Iterator[PgReader]:
+    """The URL's schema read-only, every query in one REPEATABLE READ transaction (all of them
+    see one committed state: a run's load is there whole or not at all), closed at the end.
+
+    Raises:
+        ConfigError: the server cannot be reached, or the schema lacks one of ``tables``
+            (``not_ours`` formatted with ``db`` and ``tables``).
+    """
+    psycopg = _driver()
+    conn, _schema = connect(url)
+    try:
+        conn.set_autocommit(False)
+        conn.set_read_only(True)
+        conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+        reader = PgReader(conn, display_url(url))
+        missing = [t for t in tables
+                   if reader.execute(POSTGRES.table_exists_sql, (t,)).fetchone() is None]
+        if missing:
+            raise ConfigError(not_ours.format(db=display_url(url), tables=", ".join(missing)))
+        yield reader
+    finally:
+        conn.close()

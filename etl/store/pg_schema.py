@@ -68,7 +68,7 @@ def _table_ddl(conn: sqlite3.Connection, table: str, sql: str, dialect: Dialect)
     return [create, *indexes]
 
 
-def _by_dependency(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+def by_dependency(conn: sqlite3.Connection) -> list[tuple[str, str]]:
     """``(table, sql)`` of every table, each after the tables its foreign keys name."""
     tables = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' "
                                "AND name NOT LIKE 'sqlite_%' ORDER BY name").fetchall())
@@ -90,7 +90,7 @@ def _by_dependency(conn: sqlite3.Connection) -> list[tuple[str, str]]:
 def tables_ddl(dialect: Dialect = POSTGRES) -> list[str]:
     """Every table and index of the current schema as ``dialect``'s DDL, in creation order."""
     conn = _catalogue()
-    return [statement for table, sql in _by_dependency(conn)
+    return [statement for table, sql in by_dependency(conn)
             for statement in _table_ddl(conn, table, sql, dialect)]
 
 
