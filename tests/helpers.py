@@ -309,3 +309,19 @@ def logging_restored() -> Iterator[None]:
             lg.setLevel(level)
             lg.propagate = propagate
         logs.remember_format("text")
+
+
+def copy_to_postgres(source: sqlite3.Connection, target: Any) -> None:
+    """Every row of a SQLite swr-etl database into a PostgreSQL one (psycopg connection) whose
+    schema ``etl.store.pg_schema.ensure_schema`` made: same tables, same columns."""
+    from psycopg import sql
+
+    from etl.store.pg_schema import by_dependency
+
+    for table, _ddl in by_dependency(source):
+        columns = [c[1] for c in source.execute(f"PRAGMA table_info({table})")]
+        insert = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+        with target.cursor() as cur:
+            cur.executemany(insert, source.execute(f"SELECT * FROM {table}").fetchall())

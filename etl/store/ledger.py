@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 from etl.errors import ConfigError
 from etl.logs import printable
 from etl.store.read import (
-    LEDGER_READER,
+    Queryable,
     latest_run,
     latest_success,
-    open_readonly,
+    open_ledger,
     parse_ts,
     recent_runs,
     source_successes,
@@ -54,9 +54,9 @@ CLOCK_SKEW_TOLERANCE_HOURS = 5 / 60
 T = TypeVar("T")
 
 
-def _read(db: Path | str, query: Callable[[sqlite3.Connection], T]) -> T:
+def _read(db: Path | str, query: Callable[[Queryable], T]) -> T:
     """Run ``query`` on the ledger read-only; a failing query is a one-line error too."""
-    with open_readonly(db, LEDGER_READER) as conn:
+    with open_ledger(db) as conn:
         try:
             return query(conn)
         except sqlite3.DatabaseError as exc:

@@ -17,12 +17,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from etl.errors import ConfigError, DatabaseBusyError
 from etl.store import trends
 from etl.store.database import NOT_SQLITE, is_sqlite_file
+from etl.store.dialect import SQLITE, is_postgres_url
+
+
+class Queryable(Protocol):
+    """What the ledger queries need of a connection: SQLite's, or ``etl.store.pg.PgReader``,
+    which takes the same query text (``?`` placeholders)."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,27 @@ def open_readonly(db: Path | str, reader: Reader) -> Iterator[sqlite3.Connection
         yield conn
     finally:
         conn.close()
+
+
+@contextmanager
+def open_ledger(db: Path | str) -> Iterator[Queryable]:
+    """The run ledger read-only, as ``LEDGER_READER`` says, in a SQLite file or (a
+    ``postgresql://`` URL) a PostgreSQL schema."""
+    if is_postgres_url(db):
+        from etl.store import pg  # psycopg only for a PostgreSQL database
+
+        with pg.open_reader(str(db), LEDGER_READER.tables, LEDGER_READER.not_ours) as reader:
+            yield reader
+        return
+    with open_readonly(db, LEDGER_READER) as conn:
+        yield conn
+
+
+def has_table(conn: Queryable, name: str) -> bool:
+    """Whether the database holds table ``name`` (a database from before v4 has no
+    run_sources)."""
+    dialect = getattr(conn, "dialect", SQLITE)  # sqlite3's connection carries none
+    return conn.execute(dialect.table_exists_sql, (name,)).fetchone() is not None
 
 
 _NEEDS_WRITE_ACCESS = re.compile(r"readonly database|unable to open database file")
@@ -213,17 +242,16 @@ def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
 # ------------------------------------------------------------------------ the run ledger
 
 
-def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+def _dicts(cursor: Any) -> list[dict[str, Any]]:
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def recent_runs(conn: sqlite3.Connection, limit: int) -> list[dict[str, Any]]:
+def recent_runs(conn: Queryable, limit: int) -> list[dict[str, Any]]:
     """The ``limit`` most recent runs, newest first, every ``runs`` column; ``retry_causes``
     (stored as JSON text) decoded into a dict."""
     rows = _dicts(conn.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (int(limit),)))
-    has_sources = bool(rows) and conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE name = 'run_sources'").fetchone() is not None
+    has_sources = bool(rows) and has_table(conn, "run_sources")
     for row in rows:
         _decode_causes(row)
         if has_sources:  # a run's per-source results (v4), in name order
@@ -243,19 +271,19 @@ def _decode_causes(row: dict[str, Any]) -> None:
             pass
 
 
-def run_row(conn: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
+def run_row(conn: Queryable, run_id: int) -> dict[str, Any] | None:
     """The ``runs`` row of one run, or None."""
     rows = _dicts(conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)))
     return rows[0] if rows else None
 
 
-def latest_run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+def latest_run(conn: Queryable) -> dict[str, Any] | None:
     """The ``runs`` row of the latest run (whatever its status), or None."""
     rows = _dicts(conn.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT 1"))
     return rows[0] if rows else None
 
 
-def latest_success(conn: sqlite3.Connection) -> dict[str, Any] | None:
+def latest_success(conn: Queryable) -> dict[str, Any] | None:
     """``run_id, started_at, finished_at`` of the successful run that finished last, or None."""
     rows = _dicts(conn.execute(
         "SELECT run_id, started_at, finished_at FROM runs WHERE status = 'success' "
@@ -290,18 +318,18 @@ WHERE rs.run_id = (SELECT MAX(run_id) FROM run_sources)
 ORDER BY rs.source"""
 
 
-def source_figures(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+def source_figures(conn: Queryable) -> list[tuple[Any, ...]]:
     """``(source, exit_code, requests, retries, rows_loaded, last_success_at, images)`` of each
     source of the latest run; empty before v4."""
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_sources'").fetchone():
+    if not has_table(conn, "run_sources"):
         return []
     return conn.execute(SOURCE_FIGURES_SQL).fetchall()
 
 
-def source_successes(conn: sqlite3.Connection) -> list[tuple[str, int | None, str | None]]:
+def source_successes(conn: Queryable) -> list[tuple[str, int | None, str | None]]:
     """``(source, run_id, finished_at)`` of each source of the latest run: its last success
     (None, None when it never had one). Empty for a database from before sources (v3)."""
-    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'run_sources'").fetchone():
+    if not has_table(conn, "run_sources"):
         return []
     return [(str(s), r, t) for s, r, t in conn.execute(SOURCE_SUCCESS_SQL)]
 

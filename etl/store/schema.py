@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from etl.errors import ConfigError
 from etl.store import schema_v4, trends
+from etl.store.dialect import SQLITE, Dialect
 
 # table -> primary key (facts as data: the tests check the DDL against it).
 PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
@@ -149,26 +150,33 @@ SCHEMA_VERSION = max(MIGRATIONS)
 
 # The views, in dependency order. Each is dropped and recreated whenever its SQL differs. The
 # analytic rules behind daily_pulls and top_movers_* are stated once, in etl.store.trends, which the
-# report runs too: a view and the report cannot disagree.
-VIEWS: dict[str, str] = {
-    # Images still listed, with their latest counts and the date of the run that last saw them.
-    "latest_images": """
+# report runs too: a view and the report cannot disagree. Each engine gets its own rendering of
+# the same definitions (etl.store.dialect).
+def views_for(dialect: Dialect) -> dict[str, str]:
+    """Every view's SQL for ``dialect``, in dependency order."""
+    return {
+        # Images still listed, with their latest counts and the date of the run that last saw
+        # them.
+        "latest_images": """
 SELECT i.id, i.namespace, i.name, i.user, i.description, i.star_count, i.pull_count,
        i.collection_id, i.last_updated, i.first_seen_at, i.last_seen_at, i.first_seen_run,
        i.last_seen_run, r.snapshot_date, i.source
 FROM images AS i
 LEFT JOIN runs AS r ON r.run_id = i.last_seen_run
 WHERE i.removed_at IS NULL""",
-    # One row per observation (image x counted date), with its step from the previous one.
-    "daily_pulls": trends.daily_pulls_sql(),
-    # Every mover of the window, ranked; images with a stuck counter or a decrease unranked.
-    "top_movers_7d": trends.top_movers_sql(7),
-    "top_movers_30d": trends.top_movers_sql(30),
-    # The same across sources: summed per (namespace, name), with the source that gained most.
-    "image_totals": trends.IMAGE_TOTALS_SQL,
-    "top_movers_total_7d": trends.top_movers_total_sql(7),
-    "top_movers_total_30d": trends.top_movers_total_sql(30),
-}
+        # One row per observation (image x counted date), with its step from the previous one.
+        "daily_pulls": trends.daily_pulls_sql(dialect=dialect),
+        # Every mover of the window, ranked; images with a stuck counter or a decrease unranked.
+        "top_movers_7d": trends.top_movers_sql(7, dialect=dialect),
+        "top_movers_30d": trends.top_movers_sql(30, dialect=dialect),
+        # The same across sources: summed per (namespace, name), with the source that gained most.
+        "image_totals": trends.IMAGE_TOTALS_SQL,
+        "top_movers_total_7d": trends.top_movers_total_sql(7, dialect=dialect),
+        "top_movers_total_30d": trends.top_movers_total_sql(30, dialect=dialect),
+    }
+
+
+VIEWS: dict[str, str] = views_for(SQLITE)
 
 
 def current_version(conn: sqlite3.Connection) -> int:

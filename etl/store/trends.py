@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from etl.integers import INT32_MAX
+from etl.store.dialect import SQLITE, Dialect
 
 MIN_GROWTH_BASELINE = 1000
 COUNTED_STATUSES: tuple[str, ...] = ("success",)
@@ -51,14 +52,14 @@ RUN_DATE_SQL = """COALESCE(r.snapshot_date,
          (SELECT s.snapshot_date FROM image_snapshots AS s WHERE s.run_id = r.run_id LIMIT 1),
          substr(COALESCE(r.finished_at, r.started_at), 1, 10))"""
 
-# A step's anomaly, gain and length (alias ``st`` with pull_count, prev_count, snapshot_date,
-# prev_date). ``<>`` and ``=`` against the stuck value, never ``<``: 12 billion pulls are real.
+# A step's anomaly and gain (its length: ``Dialect.days_between``), alias ``st`` with pull_count,
+# prev_count, snapshot_date, prev_date. ``<>`` and ``=`` against the stuck value, never ``<``:
+# 12 billion pulls are real.
 STEP_ANOMALY_SQL = f"""CASE WHEN st.pull_count = {INT32_MAX} OR st.prev_count = {INT32_MAX}
             THEN 'stuck_counter'
             WHEN st.pull_count < st.prev_count THEN 'decrease' END"""
 STEP_GAIN_SQL = f"""CASE WHEN st.pull_count <> {INT32_MAX} AND st.prev_count <> {INT32_MAX}
              AND st.pull_count >= st.prev_count THEN st.pull_count - st.prev_count END"""
-STEP_DAYS_SQL = "CAST(julianday(st.snapshot_date) - julianday(st.prev_date) AS INTEGER)"
 
 Ctes = list[tuple[str, str]]
 
@@ -106,7 +107,7 @@ def counted_runs_sql(*, statuses: Sequence[str] = COUNTED_STATUSES, one_scope: b
                      " ORDER BY snapshot_date, source")
 
 
-def steps_ctes(counted: Ctes, days: int | None = None) -> Ctes:
+def steps_ctes(counted: Ctes, days: int | None = None, *, dialect: Dialect = SQLITE) -> Ctes:
     """``counted`` CTEs, then ``steps``: one row per observation (in the window of ``days``, or
     the whole history), with its step from the image's previous observation (in that range).
 
@@ -114,7 +115,7 @@ def steps_ctes(counted: Ctes, days: int | None = None) -> Ctes:
     ``steps`` columns: source, image_id, snapshot_date, run_id, pull_count, prev_date, prev_count,
     next_date, pull_delta, days_elapsed, anomaly, as_of.
     """
-    since = "NULL" if days is None else f"date(MAX(snapshot_date), '-{int(days)} days')"
+    since = "NULL" if days is None else dialect.days_before("MAX(snapshot_date)", days)
     return counted + [
         ("bounds", f"SELECT MAX(snapshot_date) AS as_of, {since} AS since FROM counted"),
         ("obs", """SELECT s.source, s.image_id, c.snapshot_date, c.run_id, s.pull_count
@@ -128,25 +129,27 @@ FROM obs AS o
 WINDOW w AS (PARTITION BY o.source, o.image_id ORDER BY o.snapshot_date)"""),
         ("steps", f"""SELECT st.source, st.image_id, st.snapshot_date, st.run_id, st.pull_count,
        st.prev_date, st.prev_count, st.next_date, {STEP_GAIN_SQL} AS pull_delta,
-       {STEP_DAYS_SQL} AS days_elapsed,
+       {dialect.days_between("st.snapshot_date", "st.prev_date")} AS days_elapsed,
        {STEP_ANOMALY_SQL} AS anomaly,
        bounds.as_of
 FROM st, bounds"""),
     ]
 
 
-def daily_pulls_sql() -> str:
+def daily_pulls_sql(*, dialect: Dialect = SQLITE) -> str:
     """The ``daily_pulls`` view: every observation of the whole history with its step."""
-    return with_ctes(steps_ctes(counted_runs_ctes()), """SELECT st.image_id, i.namespace, i.name,
+    return with_ctes(steps_ctes(counted_runs_ctes(), dialect=dialect),
+                     """SELECT st.image_id, i.namespace, i.name,
        st.snapshot_date, st.pull_count, st.pull_delta, st.days_elapsed, st.anomaly, st.run_id,
        st.source
 FROM steps AS st LEFT JOIN images AS i ON i.source = st.source AND i.id = st.image_id""")
 
 
-def per_image_sql(steps: str) -> str:
+def per_image_sql(steps: str, *, dialect: Dialect = SQLITE) -> str:
     """Per image of the window steps relation ``steps``: first and last date and count, the
     number of steps, and its anomaly (``stuck_counter`` before ``decrease``) if any."""
-    kinds = " ".join(f"WHEN MAX(anomaly = '{k}') THEN '{k}'" for k in ANOMALIES)
+    kinds = " ".join(f"WHEN {dialect.any_true(f'anomaly = {k!r}')} THEN '{k}'"
+                     for k in ANOMALIES)
     return f"""SELECT source, image_id, MIN(snapshot_date) AS from_date,
        MAX(snapshot_date) AS to_date, MAX(as_of) AS as_of,
        MAX(CASE WHEN prev_date IS NULL THEN pull_count END) AS pull_count_from,
@@ -156,15 +159,16 @@ def per_image_sql(steps: str) -> str:
 FROM {steps} GROUP BY source, image_id"""
 
 
-def movers_ctes(steps: str, per_image: str | None = None) -> Ctes:
+def movers_ctes(steps: str, per_image: str | None = None, *,
+                dialect: Dialect = SQLITE) -> Ctes:
     """CTEs ending in ``movers``, from the window steps relation ``steps`` (or its
-    ``per_image_sql`` already computed, as ``per_image``); see ``MOVERS_SELECT``."""
+    ``per_image_sql`` already computed, as ``per_image``); see ``movers_select``."""
     return [
-        ("per_image", per_image or per_image_sql(steps)),
-        ("movers", """SELECT p.source, p.image_id, p.from_date, p.to_date, p.pull_count_from,
+        ("per_image", per_image or per_image_sql(steps, dialect=dialect)),
+        ("movers", f"""SELECT p.source, p.image_id, p.from_date, p.to_date, p.pull_count_from,
        p.pull_count,
        CASE WHEN p.anomaly IS NULL THEN p.pull_count - p.pull_count_from END AS pull_delta,
-       CAST(julianday(p.to_date) - julianday(p.from_date) AS INTEGER) AS days_elapsed,
+       {dialect.days_between("p.to_date", "p.from_date")} AS days_elapsed,
        p.anomaly
 FROM per_image AS p
 WHERE p.to_date = p.as_of AND (p.steps > 0 OR p.anomaly IS NOT NULL)"""),
@@ -174,26 +178,44 @@ WHERE p.to_date = p.as_of AND (p.steps > 0 OR p.anomaly IS NOT NULL)"""),
 # A mover's derived figures and the two orders (alias ``m`` over ``movers``). Rank = position
 # among the movers without anomaly in RANK_ORDER: the view numbers them with ROW_NUMBER, the
 # report takes the first ``--top`` in that order (a bounded sort instead of ranking a million).
-PER_DAY_SQL = "ROUND(CAST(m.pull_delta AS REAL) / m.days_elapsed, 3)"
-GROWTH_SQL = f"ROUND(m.pull_delta * 100.0 / MAX(m.pull_count_from, {MIN_GROWTH_BASELINE}), 2)"
+def per_day_sql(dialect: Dialect = SQLITE) -> str:
+    return f"ROUND({dialect.exact('m.pull_delta')} / m.days_elapsed, 3)"
+
+
+def growth_sql(alias: str, dialect: Dialect = SQLITE) -> str:
+    """Growth % of the mover or total ``alias``: gain over its baseline, floored."""
+    floor = dialect.greatest(f"{alias}.pull_count_from", str(MIN_GROWTH_BASELINE))
+    return f"ROUND({alias}.pull_delta * 100.0 / {floor}, 2)"
+
+
+def unranked_last(alias: str, dialect: Dialect = SQLITE) -> str:
+    """Order key putting the unranked (``rank IS NULL``: those with an anomaly) last. Where the
+    engine cannot name an output column inside an expression, the anomaly says the same."""
+    return "rank IS NULL" if dialect.alias_in_expressions else f"{alias}.anomaly IS NOT NULL"
+
+
+PER_DAY_SQL = per_day_sql()
+GROWTH_SQL = growth_sql("m")
 RANK_ORDER = "m.pull_delta DESC, m.image_id"  # ties: the lower id first
 UNRANKED_ORDER = "m.pull_count DESC, m.image_id"  # the biggest images first
 
-# Ranked movers first (rank 1..n), then the unranked ones.
-MOVERS_SELECT = f"""SELECT m.image_id, i.namespace, i.name, m.from_date, m.to_date,
+def movers_select(dialect: Dialect = SQLITE) -> str:
+    """Ranked movers first (rank 1..n), then the unranked ones."""
+    return f"""SELECT m.image_id, i.namespace, i.name, m.from_date, m.to_date,
        m.pull_count_from, m.pull_count, m.pull_delta, m.days_elapsed,
-       {PER_DAY_SQL} AS per_day,
-       {GROWTH_SQL} AS pull_growth_pct,
+       {per_day_sql(dialect)} AS per_day,
+       {growth_sql("m", dialect)} AS pull_growth_pct,
        CASE WHEN m.anomaly IS NULL THEN ROW_NUMBER() OVER (
            PARTITION BY m.source, m.anomaly IS NULL ORDER BY {RANK_ORDER}) END AS rank,
        m.anomaly, m.source
 FROM movers AS m LEFT JOIN images AS i ON i.source = m.source AND i.id = m.image_id
-ORDER BY m.source, rank IS NULL, rank, {UNRANKED_ORDER}"""
+ORDER BY m.source, {unranked_last("m", dialect)}, rank, {UNRANKED_ORDER}"""
 
-def top_movers_sql(days: int) -> str:
+
+def top_movers_sql(days: int, *, dialect: Dialect = SQLITE) -> str:
     """The ``top_movers_<days>d`` view: every mover of the last ``days`` days, ranked."""
-    return with_ctes(steps_ctes(counted_runs_ctes(), days) + movers_ctes("steps"),
-                     MOVERS_SELECT)
+    return with_ctes(steps_ctes(counted_runs_ctes(), days, dialect=dialect)
+                     + movers_ctes("steps", dialect=dialect), movers_select(dialect))
 
 
 # ------------------------------------------------------------------- totals across sources
@@ -221,10 +243,12 @@ FROM shares WHERE anomaly IS NULL"""),
     ]
 
 
-# Ranked totals first; ``top_source``: the source that gained most (what drives the growth).
-TOTALS_SELECT = f"""SELECT t.namespace, t.name, t.sources, t.pull_count_from, t.pull_count,
+def totals_select(dialect: Dialect = SQLITE) -> str:
+    """Ranked totals first; ``top_source``: the source that gained most (what drives the
+    growth)."""
+    return f"""SELECT t.namespace, t.name, t.sources, t.pull_count_from, t.pull_count,
        t.pull_delta,
-       ROUND(t.pull_delta * 100.0 / MAX(t.pull_count_from, {MIN_GROWTH_BASELINE}), 2)
+       {growth_sql("t", dialect)}
            AS pull_growth_pct,
        CASE WHEN t.anomaly IS NULL THEN ROW_NUMBER() OVER (
            PARTITION BY t.anomaly IS NULL ORDER BY t.pull_delta DESC, t.namespace, t.name)
@@ -232,14 +256,18 @@ TOTALS_SELECT = f"""SELECT t.namespace, t.name, t.sources, t.pull_count_from, t.
        t.anomaly, l.source AS top_source, l.pull_delta AS top_source_delta
 FROM totals AS t
 LEFT JOIN leaders AS l ON l.namespace = t.namespace AND l.name = t.name AND l.n = 1
-ORDER BY rank IS NULL, rank, t.pull_count DESC, t.namespace, t.name"""
+ORDER BY {unranked_last("t", dialect)}, rank, t.pull_count DESC, t.namespace, t.name"""
 
 
-def top_movers_total_sql(days: int) -> str:
+TOTALS_SELECT = totals_select()
+
+
+def top_movers_total_sql(days: int, *, dialect: Dialect = SQLITE) -> str:
     """The ``top_movers_total_<days>d`` view: every image's gain over the last ``days`` days
     summed over its sources, ranked, with the source that gained most."""
-    return with_ctes(steps_ctes(counted_runs_ctes(), days) + movers_ctes("steps")
-                     + totals_ctes(), TOTALS_SELECT)
+    return with_ctes(steps_ctes(counted_runs_ctes(), days, dialect=dialect)
+                     + movers_ctes("steps", dialect=dialect) + totals_ctes(),
+                     totals_select(dialect))
 
 
 # Images still listed, summed over the sources that list them.

@@ -1,0 +1,153 @@
+"""Opening a PostgreSQL database: the connection and the run lock.
+
+psycopg (3) comes with the ``postgres`` extra and is imported here only, on first use, so SQLite
+users never load it. The run lock is a session-level advisory lock keyed by the schema
+(``etl.store.dialect.lock_key``): ``pg_try_advisory_lock`` does not wait, and the server releases
+the lock when the session ends, which a killed process's does as its socket closes.
+Messages name the database by ``display_url``: never the password.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from etl.errors import ConfigError, LockedError
+from etl.store.dialect import POSTGRES, lock_key, pg_target
+
+CONNECT_TIMEOUT_S = 10
+APP_NAME = "swr-etl pid {pid}"  # shown in pg_stat_activity: who holds the lock
+
+
+def display_url(url: str) -> str:
+    """``postgresql://user@host:port/dbname``: the URL as messages may show it (no password,
+    no parameters)."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{user}{parts.hostname or ''}{port}{parts.path}"
+
+
+def _driver() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigError("a postgresql:// database needs psycopg: "
+                          "pip install 'swr-etl[postgres]'") from None
+    return psycopg
+
+
+def connect(url: str) -> tuple[Any, str]:
+    """An autocommit connection to the URL's database with its search_path on the URL's schema,
+    and that schema's name.
+
+    Raises:
+        ConfigError: psycopg is missing, or the server refused or could not be reached.
+    """
+    psycopg = _driver()
+    conninfo, schema = pg_target(url)
+    try:
+        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                               application_name=APP_NAME.format(pid=os.getpid()))
+    except psycopg.Error as exc:
+        raise ConfigError(f"cannot open database {display_url(url)}: {_reason(exc)}") from None
+    conn.execute("SELECT set_config('search_path', %s, false)", (_quoted(schema),))
+    return conn, schema
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of a psycopg error: libpq's own words on why (refused, unknown database,
+    authentication, a missing column); it never carries the password."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _quoted(schema: str) -> str:
+    """``schema`` as one search_path entry (quoted: a name with capitals or commas stays one)."""
+    return '"' + schema.replace('"', '""') + '"'
+
+
+# The holder of an advisory lock on a bigint key: pg_locks splits the key into two oids.
+_HOLDER_SQL = """SELECT a.pid, a.application_name FROM pg_locks AS l
+JOIN pg_stat_activity AS a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.classid = %s AND l.objid = %s AND l.database = (
+      SELECT oid FROM pg_database WHERE datname = current_database())
+LIMIT 1"""
+
+
+class PgRunLock:
+    """The run lock of one schema: ``acquire`` or LockedError at once; ``release``. Held by a
+    connection of its own, open for the whole run."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: Any = None
+
+    def acquire(self) -> None:
+        conn, schema = connect(self.url)
+        key = lock_key(schema)
+        if conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            self.conn = conn
+            return
+        unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+        row = conn.execute(_HOLDER_SQL, (unsigned >> 32, unsigned & 0xFFFF_FFFF)).fetchone()
+        conn.close()
+        who = f" ({row[1] or 'server pid ' + str(row[0])})" if row else ""
+        raise LockedError(f"another run holds the lock for {display_url(self.url)} schema "
+                          f"{schema}{who}")
+
+    def release(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()  # the session's end releases its advisory locks
+            finally:
+                self.conn = None
+
+
+class PgReader:
+    """A read-only PostgreSQL connection that takes the read side's queries as written for
+    SQLite's driver (``?`` placeholders; ``etl.store.read`` puts no ``?`` or ``%`` in a
+    literal), so one query text serves both engines. A query the server refuses is a one-line
+    ConfigError (exit 2), as an unreadable SQLite file is."""
+
+    dialect = POSTGRES
+
+    def __init__(self, conn: Any, name: str) -> None:
+        self._conn = conn
+        self._name = name
+
+    def execute(self, query: str, parameters: Sequence[Any] = (), /) -> Any:
+        psycopg = _driver()
+        try:
+            return self._conn.execute(query.replace("?", "%s"), tuple(parameters) or None)
+        except psycopg.Error as exc:
+            raise ConfigError(f"cannot read database {self._name}: {_reason(exc)}") from None
+
+
+@contextmanager
+def open_reader(url: str, tables: Sequence[str], not_ours: str) -> Iterator[PgReader]:
+    """The URL's schema read-only, every query in one REPEATABLE READ transaction (all of them
+    see one committed state: a run's load is there whole or not at all), closed at the end.
+
+    Raises:
+        ConfigError: the server cannot be reached, or the schema lacks one of ``tables``
+            (``not_ours`` formatted with ``db`` and ``tables``).
+    """
+    psycopg = _driver()
+    conn, _schema = connect(url)
+    try:
+        conn.set_autocommit(False)
+        conn.set_read_only(True)
+        conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+        reader = PgReader(conn, display_url(url))
+        missing = [t for t in tables
+                   if reader.execute(POSTGRES.table_exists_sql, (t,)).fetchone() is None]
+        if missing:
+            raise ConfigError(not_ours.format(db=display_url(url), tables=", ".join(missing)))
+        yield reader
+    finally:
+        conn.close()
