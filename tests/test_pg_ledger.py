@@ -3,6 +3,7 @@ the same ledger copied into both engines gives the same rows, table and verdicts
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from etl.errors import ConfigError
 from etl.store.ledger import format_runs_table, freshness, list_runs
 from etl.store.pg_schema import ensure_schema
 from etl.store.read import latest_run, open_ledger, recent_runs
-from tests.helpers import copy_to_postgres
+from tests.helpers import cli, copy_to_postgres
 from tests.test_ledger import NOW, RUNS, make_db
 
 psycopg = pytest.importorskip("psycopg")
@@ -99,3 +100,36 @@ def test_a_probe_cannot_write(tmp_path: Path, pg_url: str) -> None:
     with open_ledger(url) as reader, pytest.raises(ConfigError, match="read-only transaction"):
         reader.execute("DELETE FROM runs WHERE run_id = ?", (1,))
     assert [r["run_id"] for r in list_runs(url)] == [3, 2, 1]
+
+
+# ------------------------------------------------------------- the commands over a URL
+
+
+def test_runs_and_status_take_the_url_from_the_flag_and_the_environment(
+        tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    db, url = _both(tmp_path, pg_url)
+    from_file = cli(["runs", "--db", str(db), "--json"], capsys)
+    from_flag = cli(["runs", "--db", url, "--json"], capsys)
+    assert from_flag.code == 0 and from_flag.out == from_file.out
+    assert [r["run_id"] for r in json.loads(from_flag.out)] == [3, 2, 1]
+    monkeypatch.setenv("SWR_ETL_DB", url)
+    assert cli(["runs", "--json"], capsys).out == from_file.out
+    # The last success is days old by now: stale, from either engine alike.
+    assert cli(["status"], capsys).code == cli(["status", "--db", str(db)], capsys).code == 8
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("postgresql://etl:s3cret@127.0.0.1/db", "must not contain a password"),
+    ("postgresql://127.0.0.1/db?password=s3cret", "must not contain a password"),
+    ("postgresql://127.0.0.1:port/db", "is not a valid postgresql:// URL"),
+    ("postgresql:db", "must be a file or postgresql://USER@HOST:PORT/DBNAME"),
+])
+def test_a_bad_url_is_refused_before_anything_is_opened(
+        url: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    sync = ["sync", "--no-auth", "--endpoint", "http://127.0.0.1:9"]
+    for command in (["runs"], ["status"], sync, ["report", "--out", "-"], ["export", "--out", "x"]):
+        result = cli([*command, "--db", url], capsys)
+        assert result.code == 2, command
+        assert message in result.err and result.err.count("\n") == 1
+        assert "s3cret" not in result.err

@@ -141,7 +141,7 @@ def report_cmd(ctx: click.Context, db: Path | None, out: Path, days: int, top: i
     return 0
 
 
-def _report_to_stdout(db: Path, *, days: int, top: int, fmt: str | None,
+def _report_to_stdout(db: Path | str, *, days: int, top: int, fmt: str | None,
                       sources: tuple[str, ...] = ()) -> None:
     """``report --out -``: the report as the library writes it (to a private temp folder, so a
     failure never leaves half a report on stdout), then copied to stdout."""

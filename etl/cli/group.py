@@ -25,6 +25,8 @@ log = logging.getLogger("etl.cli")
 
 _GLOBAL_KEY = "etl.global"  # root context meta: the global options, wherever they were given
 _CONFIG_KEY = "etl.config"  # root context meta: the parsed config file, minus logging options
+# The commands that do not write to or read from PostgreSQL yet (docs/development/postgres.md).
+_NOT_ON_POSTGRES_YET = frozenset({"sync", "replay", "export", "report"})
 
 
 def _store(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -91,17 +93,20 @@ def _setup(ctx: click.Context) -> None:
 def settings_from(ctx: click.Context, flags: dict[str, Any], *,
                   need_credentials: bool = False) -> Settings:
     """Build Settings from this command's flags, the environment and the config file."""
-    from etl.config.credentials import aws_secrets
+    from etl.config.credentials import aws_secrets, pg_secrets
     from etl.config.regions import unknown_region_warning
     from etl.config.settings import build_settings
     from etl.config.urls import object_store_warnings, plaintext_warnings
+    from etl.errors import ConfigError
     from etl.logs import register_secrets
+    from etl.store.dialect import is_postgres_url
 
     config = ctx.find_root().meta.get(_CONFIG_KEY, {})
     given = {k: v for k, v in flags.items() if v is not None and v != ()}
     settings = build_settings(given, os.environ, config, need_credentials=need_credentials)
     register_secrets(settings.credentials.secrets())
     register_secrets(aws_secrets(os.environ))  # read by the AWS SDK itself, for s3:// exports
+    register_secrets(pg_secrets(os.environ))  # read by libpq itself, for a postgresql:// --db
     for source in settings.sources:  # each [[sources]] table's own credentials
         register_secrets(source.credentials.secrets() if source.credentials else [])
     if need_credentials:  # only a command that will send them
@@ -114,6 +119,9 @@ def settings_from(ctx: click.Context, flags: dict[str, Any], *,
                     log.warning(unknown)
     for warning in object_store_warnings(settings):  # only with an s3:// destination
         log.warning(warning)
+    if ctx.info_name in _NOT_ON_POSTGRES_YET and is_postgres_url(settings.db):
+        raise ConfigError(f"{ctx.info_name} cannot use a postgresql:// database yet (runs and "
+                          "status can): give a SQLite file")
     return settings
 
 

@@ -34,6 +34,16 @@ def aws_secrets(env: Mapping[str, str]) -> list[str]:
     """The AWS credential values in ``env``, for ``etl.logs.register_secrets``."""
     return [env[name] for name in AWS_SECRET_VARS if env.get(name)]
 
+
+# libpq reads a postgresql:// database's password itself (never from the --db URL): the value
+# is registered so no message or log line can carry it.
+PG_SECRET_VARS = ("PGPASSWORD",)
+
+
+def pg_secrets(env: Mapping[str, str]) -> list[str]:
+    """The PostgreSQL password in ``env``, for ``etl.logs.register_secrets``."""
+    return [env[name] for name in PG_SECRET_VARS if env.get(name)]
+
 MISSING_CREDENTIALS = (
     "no credentials: set one of SWR_AUTH_TOKEN; HUAWEICLOUD_SDK_AK + HUAWEICLOUD_SDK_SK "
     "(AK/SK signing, recommended); or HUAWEICLOUD_USERNAME + HUAWEICLOUD_PASSWORD + "

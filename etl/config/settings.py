@@ -30,8 +30,10 @@ from etl.config.options import Option, check, coerce, internal, option, table
 from etl.config.regions import ALL, KNOWN_REGIONS, region_domain, region_names, source_name
 from etl.config.sources import Source, check_unique, sources_from_config
 from etl.config.urls import (
+    POSTGRES_SCHEMES,
     S3_SCHEME,
     base_url,
+    database_location,
     export_destination,
     refuse_userinfo,
     s3_endpoint_url,
@@ -103,7 +105,10 @@ class Settings:
                          "https://swr-api.NAME.myhuaweicloud.com (.myhuaweicloud.eu for "
                          "eu-west-101).", env="SWR_REGION", metavar="NAME[,NAME...]",
                          rule=regions_rule)
-    db: Path = option(Path("swr.db"), "SQLite database.", env="SWR_ETL_DB")
+    # A SQLite file, or postgresql://USER@HOST:PORT/DBNAME[?schema=NAME] (kept as checked text).
+    db: Path | str = option(Path("swr.db"), "SQLite database file, or a postgresql:// URL.",
+                            env="SWR_ETL_DB", schemes=POSTGRES_SCHEMES, rule=database_location,
+                            metavar="PATH|URL")
     # Without it, a non-empty SQLite file that swr-etl did not make is refused (left untouched).
     adopt: bool = option(False, "Use a SQLite database another application made: add swr-etl's "
                                 "tables to it and switch it to WAL mode.")

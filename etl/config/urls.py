@@ -220,3 +220,42 @@ def object_store_warnings(settings: Settings) -> list[str]:
     return [f"S3 requests signed with AWS_ACCESS_KEY_ID (replayable, the key id visible) and the "
             f"export would go over plain http to {parts.hostname}: anyone on the network path "
             "can read them; use https"]
+
+
+# ------------------------------------------------------------------ a PostgreSQL database URL
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+PG_PASSWORD_SOURCES = "PGPASSWORD, a ~/.pgpass file (PGPASSFILE) or a pg_service.conf entry"
+
+
+def check_pg_url(param: str, url: str) -> str:
+    """``url`` as a ``postgresql://[user@]host[:port]/dbname[?params]`` URL, kept as text.
+
+    A password in it is refused: a ``--db`` value shows in process lists, cron mail, shell history
+    and our own messages, so it comes from libpq's own sources instead. The URL is then not
+    repeated, not even redacted.
+
+    Raises:
+        ConfigError: naming ``param``.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here, not at connect time
+    except ValueError as exc:
+        raise ConfigError(f"{param} is not a valid postgresql:// URL: {redacted(url)!r}",
+                          param=param) from exc
+    query_keys = {pair.split("=", 1)[0].lower() for pair in parts.query.split("&") if pair}
+    if parts.password is not None or "password" in query_keys:
+        raise ConfigError(f"{param} must not contain a password (the URL is not repeated): give "
+                          f"it in {PG_PASSWORD_SOURCES}", param=param)
+    if parts.scheme.lower() not in POSTGRES_SCHEMES or not url.split(":", 1)[1].startswith("//"):
+        raise ConfigError(f"{param} must be a file or postgresql://USER@HOST:PORT/DBNAME, got "
+                          f"{redacted(url)!r}", param=param)
+    if parts.fragment:
+        raise ConfigError(f"{param} must not have a #fragment, got {redacted(url)!r}", param=param)
+    return url
+
+
+def database_location(param: str, value: object) -> object:
+    """A SQLite file (a ``Path``, kept) or a ``postgresql://`` URL (checked, as text)."""
+    return check_pg_url(param, value) if isinstance(value, str) else value

@@ -241,7 +241,7 @@ def _latest_of_each_source(days: list[RunDay]) -> list[RunDay]:
     return sorted(latest.values(), key=lambda d: (d.date, d.source))
 
 
-def export_snapshots(db: Path, out: Path | str, *, fmt: str = "parquet",
+def export_snapshots(db: Path | str, out: Path | str, *, fmt: str = "parquet",
                      date: str | None = None, all_dates: bool = False,
                      include_partial: bool = False,
                      s3: S3Options | None = None) -> list[Path | str]:
@@ -263,6 +263,7 @@ def export_snapshots(db: Path, out: Path | str, *, fmt: str = "parquet",
         raise ConfigError("--date and --all cannot be used together")
     wanted = _check_date(date) if date is not None else None
     store = open_store(out, s3)
+    db = Path(db)  # a postgresql:// URL is refused before this (etl.cli.group)
     with open_readonly(db, SNAPSHOT_READER) as conn:
         chosen = _chosen_days(conn, db, wanted, all_dates, include_partial)
         db_version = int(conn.execute("PRAGMA user_version").fetchone()[0])

@@ -242,8 +242,9 @@ def format_of(out: Path, fmt: str | None) -> str:
         ) from None
 
 
-def write_report(db: Path, out: Path, *, days: int = 30, top: int = 10, fmt: str | None = None,
-                 now: dt.datetime | None = None, sources: Sequence[str] = ()) -> Path:
+def write_report(db: Path | str, out: Path, *, days: int = 30, top: int = 10,
+                 fmt: str | None = None, now: dt.datetime | None = None,
+                 sources: Sequence[str] = ()) -> Path:
     """Build the report and write it atomically as HTML, Markdown or JSON; return ``out``."""
     kind = format_of(out, fmt)
     report = build_report(db, days=days, top=top, now=now, sources=sources)

@@ -315,7 +315,7 @@ def _run_list(run_ids: list[int], most: int = 5) -> str:
     return f"{head}, … {run_ids[-1]} ({len(run_ids)} runs)"
 
 
-def _original_run(loader: Loader, run_id: int, db: Path) -> dict[str, Any]:
+def _original_run(loader: Loader, run_id: int, db: Path | str) -> dict[str, Any]:
     """The run whose stored pages a replay of ``run_id`` reads (a replay's own original).
 
     Raises:

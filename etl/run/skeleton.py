@@ -46,7 +46,7 @@ class SyncResult:
     rescans: int
     seconds: float
     complete: bool
-    db: Path | None
+    db: Path | str | None
     dry_run: bool = False
     replay_of: int | None = None
     incomplete_reason: str | None = None

@@ -45,12 +45,13 @@ def lock_path_for(db: Path) -> Path:
 _LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-def check_database_file(db: Path) -> None:
+def check_database_file(db: Path | str) -> None:
     """Refuse, without modifying it, a path that is not (or cannot be) a writable SQLite file.
 
     Raises:
         ConfigError: a folder, a file whose header is not SQLite's, or a read-only file.
     """
+    db = Path(db)
     if db.is_dir():
         raise ConfigError(f"database path {db} is a folder, not a SQLite file")
     if not db.exists():

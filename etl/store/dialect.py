@@ -13,9 +13,9 @@ import hashlib
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from etl.config.urls import POSTGRES_SCHEMES
 from etl.errors import ConfigError
 
-POSTGRES_SCHEMES = ("postgresql", "postgres")
 DEFAULT_PG_SCHEMA = "public"
 SCHEMA_PARAM = "schema"  # ours, not libpq's: taken out of the URL before connecting
 

@@ -112,7 +112,7 @@ class Loader(StoredRuns):
     DatabaseBusyError (another writer past the busy timeout).
     """
 
-    def __init__(self, db: Path, *, busy_timeout: float = 30.0, keep_raw_runs: int = 30,
+    def __init__(self, db: Path | str, *, busy_timeout: float = 30.0, keep_raw_runs: int = 30,
                  adopt: bool = False) -> None:
         """``keep_raw_runs``: runs whose page bodies survive ``finish``; negative: prune none.
         ``adopt``: add the schema to a SQLite database another application made

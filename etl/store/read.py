@@ -156,7 +156,7 @@ def _open_uri(uri: str) -> sqlite3.Connection:
     return conn
 
 
-def check_ours(db: Path, *, adopt: bool = False) -> bool:
+def check_ours(db: Path | str, *, adopt: bool = False) -> bool:
     """Refuse, without modifying it, a non-empty SQLite database that swr-etl did not make,
     unless ``adopt`` (``sync --adopt``): a sync would add its tables to another application's
     file and switch it to WAL mode. Ours: a ``runs`` table and a schema version
@@ -168,6 +168,7 @@ def check_ours(db: Path, *, adopt: bool = False) -> bool:
         ConfigError: not ours and not to be adopted, or impossible to adopt: its own
             ``user_version``, or tables of the names swr-etl creates.
     """
+    db = Path(db)
     if not db.is_file() or db.stat().st_size == 0:
         return False
     try:
