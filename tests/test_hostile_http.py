@@ -516,12 +516,14 @@ def test_a_retry_after_beyond_the_window_ends_the_request_at_once(hx: Harness) -
 @pytest.mark.timeout(30)
 def test_the_run_deadline_ends_retrying(hx: Harness) -> None:
     swr = hx.stub(lambda h, seen: answer(h, 503, b'{"error_code": "APIG.0201", "error_msg": "x"}'))
-    hx.env.setenv("SWR_ETL_DEADLINE", "1.5")  # the environment variable, to test it too
+    # The environment variable, to test it too; long enough that a loaded machine still sends
+    # the first request within it (the test would then see "no time left to send it").
+    hx.env.setenv("SWR_ETL_DEADLINE", "4")
     fast_backoff(hx.env)
     code, err = hx.sync(swr.url, "--no-auth")
     assert code == 4, err
     line = last_line(err)
-    assert line.startswith("swr-etl: error: gave up: the run deadline (--deadline 1.5 s) ran out "
+    assert line.startswith("swr-etl: error: gave up: the run deadline (--deadline 4 s) ran out "
                            "while the API was failing (attempt ")
     assert line.endswith(f'GET {REPOS}?offset=0&limit=100: HTTP 503 APIG.0201 "x")')
     assert state(hx.db) == hx.before and last_run(hx.db)[0] == "failed"
