@@ -362,8 +362,9 @@ def test_streams_through_a_bounded_window(simulator: Make) -> None:
     it = iter(scan_official_images(session, settings))
     next(it)
     next(it)
-    # 500 pages in the listing, but only the first page and one window (2 x 2) were requested.
-    assert len(sim.repos_requests()) <= 1 + 4
+    # 500 pages in the listing, but only the first page, one window (2 x 2) and the one page the
+    # second next() made room for (if a fetcher was quick enough) were requested.
+    assert len(sim.repos_requests()) <= 1 + 4 + 1
     it.close()  # type: ignore[attr-defined]
     session.close()
 
