@@ -1,20 +1,19 @@
-"""The shipped schedules parse and say what the docs promise (cron, systemd, Kubernetes:
-docs/operators/scheduling.md)."""
+"""The shipped schedules parse and say what the docs promise (cron, systemd, the image:
+docs/operators/scheduling.md). Kubernetes: tests/test_schedules_kubernetes.py."""
 
 from __future__ import annotations
 
 import configparser
-import copy
+import importlib.metadata
 import os
 import re
 import shlex
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
 SCHEDULES = Path(__file__).resolve().parent.parent / "schedules"
 SWR_ETL = "/opt/swr-etl/venv/bin/swr-etl"
@@ -165,95 +164,38 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     assert problems == []
 
 
-def test_env_example_is_plain_key_value() -> None:
-    for line in (SCHEDULES / "swr-etl.env.example").read_text().splitlines():
+def env_example(name: str) -> dict[str, str]:
+    """The KEY=value lines of an env example that are set (not commented out)."""
+    lines = (SCHEDULES / name).read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+@pytest.mark.parametrize("name", ["swr-etl.env.example", "swr-etl-postgres.env.example"])
+def test_env_example_is_plain_key_value(name: str) -> None:
+    """systemd reads these files and /bin/sh sources them: no quotes, no spaces, and no
+    character the shell would act on (a `&` in a URL would run the rest in the background)."""
+    for line in (SCHEDULES / name).read_text().splitlines():
         if line and not line.startswith("#"):
-            assert re.fullmatch(r"[A-Z_]+=[^\s\"']*", line), line
+            assert re.fullmatch(r"[A-Z][A-Z0-9_]*=[^\s\"'&;|<>$`]*", line), line
+    assert not {k: v for k, v in env_example(name).items()
+                if re.search(r"PASSWORD|SECRET|_SK$|_AK$|TOKEN|KEY_ID", k)}  # no secret filled in
 
 
-# --------------------------------------------------------------------------------- Kubernetes
+def test_postgres_env_example_names_a_database_and_a_bucket() -> None:
+    from etl.store.dialect import is_postgres_url, pg_target
+
+    env = env_example("swr-etl-postgres.env.example")
+    url = env["SWR_ETL_DB"]
+    assert is_postgres_url(url) and urlsplit(url).password is None
+    assert pg_target(url)[1] == "swr_etl"
+    assert (env["PGSSLMODE"], env["PGSSLROOTCERT"][:1]) == ("verify-full", "/")
+    assert env["SWR_ETL_S3_ENDPOINT"].startswith("https://")
+    text = (SCHEDULES / "swr-etl-postgres.env.example").read_text()
+    for name in ("PGPASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert f"#{name}=\n" in text  # named, left for the operator to fill in
 
 
-def manifests() -> dict[str, dict[str, Any]]:
-    docs = list(yaml.safe_load_all((SCHEDULES / "cronjob.yaml").read_text()))
-    return {d["kind"]: d for d in docs if d}
-
-
-def test_cronjob_manifest() -> None:
-    docs = manifests()
-    assert set(docs) == {"PersistentVolumeClaim", "CronJob"}
-    cron = docs["CronJob"]
-    assert cron["apiVersion"] == "batch/v1"
-    spec = cron["spec"]
-    assert {k: spec[k] for k in ("schedule", "timeZone", "concurrencyPolicy",
-                                 "startingDeadlineSeconds", "successfulJobsHistoryLimit")} == {
-        "schedule": "17 3 * * *", "timeZone": "Etc/UTC", "concurrencyPolicy": "Forbid",
-        "startingDeadlineSeconds": 3600, "successfulJobsHistoryLimit": 3}
-    job = spec["jobTemplate"]["spec"]
-    assert job["backoffLimit"] == 1
-    pod = job["template"]["spec"]
-    assert pod["restartPolicy"] == "Never"  # required by podFailurePolicy
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    (container,) = pod["containers"]
-    assert container["args"][:3] == ["sync", "--db", "/data/swr.db"]
-    assert container["securityContext"] == {
-        "runAsNonRoot": True, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]}}
-    assert set(container["resources"]) == {"requests", "limits"}
-    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
-               if "valueFrom" in e}
-    assert set(secrets) >= {"HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK"}
-    assert all(ref["name"] == "swr-etl-credentials" for ref in secrets.values())
-    assert not any("value" in e and "SK" in e["name"] for e in container["env"])
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts["data"] == "/data"
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    claim = volumes["data"]["persistentVolumeClaim"]["claimName"]
-    assert claim == docs["PersistentVolumeClaim"]["metadata"]["name"]
-    assert docs["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
-
-
-def test_container_user_matches_the_pod() -> None:
-    text = (SCHEDULES / "Containerfile").read_text()
-    uid = manifests()["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"][
-        "securityContext"]["runAsUser"]
-    assert f"USER {uid}:" in text and f"--uid {uid}" in text
-    assert 'ENTRYPOINT ["swr-etl"]' in text
-
-
-# What the CronJob does with each exit code of a failed sync, and why
-# (docs/operators/scheduling.md, "Kubernetes").
-RETRY_DECISION = {
-    1: "fail",  # a bug: the retry repeats it
-    2: "fail",  # usage or configuration: only a person can fix it
-    3: "fail",  # credentials refused: repeated failed AK/SK signatures lock the key
-    4: "retry",  # the API unavailable: transient
-    5: "retry",  # another run or writer holds the database: it finishes
-    6: "retry",  # the listing kept moving: a later scan usually completes
-    7: "fail",  # too many rejected rows: the same data gives the same verdict
-    130: "retry",  # interrupted
-    143: "retry",  # stopped by SIGTERM (a drain, a node shutting down)
-}
-
-
-def test_cronjob_failure_policy_decides_every_exit_code() -> None:
-    from etl.errors import EXIT_CODES
-
-    job = manifests()["CronJob"]["spec"]["jobTemplate"]["spec"]
-    rules = job["podFailurePolicy"]["rules"]
-    # every code a sync can end with is decided (0 succeeds; 8 is status's own)
-    assert set(RETRY_DECISION) == set(EXIT_CODES) - {0, 8}
-    (fail,) = [r for r in rules if r["action"] == "FailJob"]
-    assert fail["onExitCodes"] == {
-        "containerName": "sync", "operator": "In",
-        "values": sorted(c for c, d in RETRY_DECISION.items() if d == "fail")}
-    assert 2 in fail["onExitCodes"]["values"]  # exit 2 is never retried
-    # pods evicted or preempted (a node drain) are run again without using up the retry
-    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules
-    assert job["backoffLimit"] >= 1  # the codes not failed outright get a retry
-
-
-# ------------------------------------------------------------------- the [aksk] extra, image
+# -------------------------------------------------------- the [aksk] and [postgres] extras, image
 
 
 def containerfile_instructions() -> list[tuple[str, str]]:
@@ -274,10 +216,20 @@ def pip_install_targets(command: str) -> list[str]:
     return targets
 
 
-def test_containerfile_installs_the_aksk_extra() -> None:
+def extras(target: str) -> set[str]:
+    """The extras a pip target asks for: ``/src[aksk,postgres]`` -> {aksk, postgres}."""
+    m = re.fullmatch(r"[^\[]+\[([\w,-]+)\]", target)
+    return set(m[1].split(",")) if m else set()
+
+
+def test_containerfile_installs_the_aksk_and_postgres_extras() -> None:
+    """One image for every Kubernetes variant: AK/SK signing, and psycopg for the variant that
+    writes to PostgreSQL."""
     runs = [args for name, args in containerfile_instructions() if name == "RUN"]
     targets = [t for run in runs for t in pip_install_targets(run)]
-    assert targets == ["/src[aksk]"]
+    assert targets == ["/src[aksk,postgres]"]
+    known = importlib.metadata.metadata("swr-official-images-etl").get_all("Provides-Extra")
+    assert extras(targets[0]) == {"aksk", "postgres"} and extras(targets[0]) <= set(known or [])
 
 
 def test_containerfile_passes_hadolint() -> None:
@@ -301,55 +253,4 @@ def test_every_aksk_recipe_installs_the_extra() -> None:
         assert lines, name
         for line in lines:
             targets = pip_install_targets(line)
-            assert targets and all(t.endswith("[aksk]") for t in targets), (name, line)
-
-
-# ------------------------------------------------------------ Kubernetes: exports to a bucket
-
-
-def strategic_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """What kustomize makes of the bucket patch, for the fields it touches: containers merged by
-    name, a list of strings (args) replaced, env entries merged by name."""
-    merged = copy.deepcopy(base)
-    for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = strategic_merge(merged[key], value)
-        elif key in ("containers", "env") and isinstance(merged.get(key), list):
-            by_name = {item["name"]: item for item in merged[key]}
-            for item in value:
-                by_name[item["name"]] = strategic_merge(by_name.get(item["name"], {}), item)
-            merged[key] = list(by_name.values())
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def test_the_bucket_variant_exports_to_s3_with_credentials_from_a_secret() -> None:
-    from etl.config.urls import check_s3_url
-
-    bucket = SCHEDULES / "bucket"
-    base_kustomization = yaml.safe_load((SCHEDULES / "kustomization.yaml").read_text())
-    assert base_kustomization["resources"] == ["cronjob.yaml"]
-    kustomization = yaml.safe_load((bucket / "kustomization.yaml").read_text())
-    assert kustomization["resources"] == [".."]
-    assert kustomization["patches"] == [{"path": "export-to-bucket.yaml"}]
-    patch = yaml.safe_load((bucket / "export-to-bucket.yaml").read_text())
-    assert (patch["kind"], patch["metadata"]["name"]) == ("CronJob", "swr-etl")
-    base = manifests()["CronJob"]
-    pod = strategic_merge(base, patch)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    (base_container,) = base["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    # the base's arguments, unchanged, then the export
-    args = container["args"]
-    assert args[:len(base_container["args"])] == base_container["args"]
-    extra = args[len(base_container["args"]):]
-    assert extra[0] == "--export-dir" and len(extra) == 2
-    assert check_s3_url("export-dir", extra[1]) == extra[1]
-    env = {e["name"]: e for e in container["env"]}
-    assert set(env) >= {e["name"] for e in base_container["env"]}  # nothing of the base lost
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "swr-etl-s3", "key": name}
-    assert env["SWR_ETL_S3_ENDPOINT"]["value"].startswith("https://")
-    # no volume for exports: the patch adds none, the base's only holds the database
-    assert "volumes" not in str(patch) and "volumeMounts" not in str(patch)
-    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/data", "/tmp"}
+            assert targets and all("aksk" in extras(t) for t in targets), (name, line)
