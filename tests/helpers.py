@@ -62,9 +62,19 @@ class FakeClock:
 
 
 def q(db: Path | str | sqlite3.Connection, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """The rows of one query, on an open connection or a database file (opened and closed)."""
+    """The rows of one query, on an open connection or a database file (opened and closed), or
+    a ``postgresql://`` URL's schema (the query as written for SQLite: ``?`` placeholders)."""
     if isinstance(db, sqlite3.Connection):
         return db.execute(sql, params).fetchall()
+    from etl.store.dialect import is_postgres_url
+
+    if is_postgres_url(db):
+        from etl.store.pg import connect
+
+        conn, _schema = connect(str(db))
+        with conn:
+            text = sql.replace("%", "%%").replace("?", "%s") if params else sql
+            return [tuple(r) for r in conn.execute(text, params or None).fetchall()]
     with closing(sqlite3.connect(db, timeout=10)) as conn:
         return conn.execute(sql, params).fetchall()
 
