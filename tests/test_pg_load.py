@@ -233,3 +233,40 @@ def test_a_role_without_rights_is_exit_2_in_one_line(pg_url: str) -> None:
     assert "permission denied" in caught.value.message
     assert "\n" not in caught.value.message
     assert q(pg_url, "SELECT run_id, status FROM runs") == [(1, "success")]
+
+
+# ------------------------------------------------------------------------ the command line
+
+
+def test_sync_replay_dry_run_and_metrics_over_the_url(
+        pg_url: str, scan_queue: list[FakeScan], clean_env: pytest.MonkeyPatch,
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.helpers import cli
+
+    base = ["--endpoint", "http://127.0.0.1:9", "--no-auth", "--db", pg_url]
+    scan_queue.append(FakeScan(rows(range(1, 41))))
+    dry = cli(["sync", "--dry-run", *base], capsys)
+    assert (dry.code, dry.out.split(":")[0]) == (0, "dry run (success, nothing written)")
+    assert q(pg_url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+
+    metrics = tmp_path / "swr_etl.prom"
+    scan_queue.append(FakeScan(rows(range(1, 41))))
+    done = cli(["sync", *base, "--metrics-file", str(metrics)], capsys)
+    assert done.code == 0, done.err
+    assert done.out.startswith("run 1 success: 40 rows (40 new, ")
+    text = metrics.read_text()
+    assert "swr_etl_images 40.0" in text  # read back from PostgreSQL
+    assert "swr_etl_last_success_timestamp_seconds " in text
+
+    again = cli(["replay", "1", "--db", pg_url], capsys)
+    assert again.code == 0, again.err
+    assert again.out.startswith("run 2 success: 40 rows (0 new, 0 changed, 0 removed, "
+                                "0 rejected) replayed from run 1")
+    listed = cli(["runs", "--db", pg_url], capsys)
+    assert listed.code == 0, listed.err
+    assert [line.split()[:3:2] for line in listed.out.splitlines()[1:]] == [
+        ["2", "success"], ["1", "success"]]
+    assert q(pg_url, "SELECT run_id, replay_of, status FROM runs ORDER BY run_id") == [
+        (1, None, "success"), (2, 1, "success")]
+    missing = cli(["replay", "9", "--db", pg_url], capsys)
+    assert (missing.code, missing.err.strip()) == (2, f"swr-etl: error: no run 9 in {pg_url}")
