@@ -79,6 +79,23 @@ def q(db: Path | str | sqlite3.Connection, sql: str, *params: Any) -> list[tuple
         return conn.execute(sql, params).fetchall()
 
 
+def table_rows(db: Path | str, table: str, *,
+               skip: Iterable[str] = ()) -> list[tuple[Any, ...]]:
+    """Every row of ``table`` on either engine, sorted (a table without a key has no order of
+    its own on PostgreSQL, and no rowid), the columns named by the database, ``skip`` left out."""
+    from etl.store.dialect import is_postgres_url
+
+    if is_postgres_url(db):
+        names = [c for (c,) in q(db, "SELECT column_name FROM information_schema.columns WHERE "
+                                     "table_name = ? AND table_schema = current_schema() "
+                                     "ORDER BY ordinal_position", table)]
+    else:
+        names = [c[1] for c in q(db, f"PRAGMA table_info({table})")]
+    columns = ", ".join(f'"{c}"' for c in names if c not in set(skip))
+    return sorted(q(db, f"SELECT {columns} FROM {table}"),
+                  key=lambda r: [(v is None, str(v)) for v in r])
+
+
 class CliRun(NamedTuple):
     code: int
     out: str

@@ -5,7 +5,6 @@ its documented exit code, with nothing already committed lost."""
 
 from __future__ import annotations
 
-import threading
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from etl.errors import ConfigError, DatabaseBusyError, LockedError
 from etl.run.pipeline import replay_run, run_sync
 from etl.simulator import Simulator
 from etl.store.pg import PgRunLock, connect
-from tests.helpers import FakeScan, q, rows
+from tests.helpers import FakeScan, q, rows, table_rows
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -30,26 +29,8 @@ TABLES = ("runs", "run_sources", "images", "image_snapshots", "rejects", "qualit
 CLOCK_COLUMNS = frozenset({"started_at", "finished_at", "duration_s", "fetched_at"})
 
 
-def table_rows(db: Path | str, table: str) -> list[tuple[Any, ...]]:
-    """Every row of ``table`` (columns by name, the clock's left out), sorted: tables without a
-    key have no order of their own on PostgreSQL."""
-    columns = [c for c in _columns(db, table) if c not in CLOCK_COLUMNS]
-    names = ", ".join(f'"{c}"' for c in columns)
-    found = q(db, f"SELECT {names} FROM {table}")
-    return sorted((tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
-                   for r in found), key=lambda r: [(v is None, str(v)) for v in r])
-
-
-def _columns(db: Path | str, table: str) -> list[str]:
-    if isinstance(db, Path):
-        return [c[1] for c in q(db, f"PRAGMA table_info({table})")]
-    return [c for (c,) in q(db, "SELECT column_name FROM information_schema.columns WHERE "
-                                "table_name = ? AND table_schema = current_schema() "
-                                "ORDER BY ordinal_position", table)]
-
-
 def every_table(db: Path | str) -> dict[str, list[tuple[Any, ...]]]:
-    return {t: table_rows(db, t) for t in TABLES}
+    return {t: table_rows(db, t, skip=CLOCK_COLUMNS) for t in TABLES}
 
 
 def crafted_history(db: Path | str) -> None:
@@ -117,33 +98,6 @@ def test_a_run_of_several_sources_loads_each_in_its_own_transaction(pg_url: str)
         ("a", "success", 49), ("b", "failed", 0)]
     assert q(pg_url, "SELECT source, count(*) FROM images GROUP BY source") == [("a", 49)]
     assert q(pg_url, "SELECT status, exit_code, rows_loaded FROM runs") == [("partial", 4, 49)]
-
-
-def test_a_reader_sees_the_old_state_or_the_new_never_half(db: Path | str) -> None:
-    settings = Settings(endpoint="http://127.0.0.1:9", db=db, allow_anonymous=True)
-    run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 3001), pulls=100)))
-    old = (3000, 1, sum(range(101, 3101)))
-    new = (4000, 2, sum(range(501, 4501)))
-    seen: set[tuple[Any, ...]] = set()
-    stop = threading.Event()
-
-    def read() -> None:
-        while not stop.is_set():
-            (count, latest, pulls), = q(
-                db, "SELECT count(*), (SELECT max(run_id) FROM runs WHERE status = 'success'),"
-                    " sum(pull_count) FROM images WHERE removed_at IS NULL")
-            seen.add((int(count), int(latest), int(pulls)))
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
-        run_sync(settings, now=T1, pages=FakeScan(rows(range(1, 4001), pulls=500),
-                                                  page_size=200))
-    finally:
-        stop.set()
-        reader.join(timeout=60)
-    assert seen <= {old, new}, seen - {old, new}
-    assert old in seen
 
 
 def test_a_second_run_gets_exit_5_and_touches_nothing(pg_url: str) -> None:
