@@ -155,6 +155,8 @@ class PgLoadRun(LoadRun):
     def _begin(self) -> None:
         """Begin the load's transaction and its chunk table (dropped when it ends)."""
         self.writer.execute("BEGIN")
+        for statement in sql.LOAD_SETTINGS_SQL:
+            self.writer.execute(statement)
         self.writer.execute(sql.CHUNK_TABLE_SQL)
         self.writer.execute(sql.CHUNK_KEY_SQL)
         self.counts = LoadCounts()
