@@ -25,7 +25,7 @@ from etl.errors import ConfigError, EtlError
 from etl.integers import DUPLICATE_ID
 from etl.store import pg_load_sql as sql
 from etl.store import run_record
-from etl.store.load import LoadCounts, Loader, LoadRun, _rows, _utc_now, compress_body
+from etl.store.load import LoadCounts, Loader, LoadRun, _rows, _utc_now
 from etl.store.pg import PgRunLock, _driver, connect, display_url
 from etl.store.pg_write import PgWriter, pg_error
 from etl.store.run_record import RunStart
@@ -144,6 +144,8 @@ class PgLoader(Loader):
 class PgLoadRun(LoadRun):
     """One source's writes in a run, in their one PostgreSQL transaction."""
 
+    raw_pages_sql = sql.RAW_PAGES_SQL
+
     @property
     def writer(self) -> PgWriter:
         return cast(PgWriter, self.loader.conn)
@@ -160,17 +162,6 @@ class PgLoadRun(LoadRun):
         self.writer.execute(sql.CHUNK_TABLE_SQL)
         self.writer.execute(sql.CHUNK_KEY_SQL)
         self.counts = LoadCounts()
-
-    def write_raw_pages(self, pages: Iterable[tuple[int, str, str | None, bytes | str]], *,
-                        compressed: bool = False) -> None:
-        """Store page bodies (BYTEA), zlib-compressed here unless ``compressed``."""
-        rows = [
-            (self.run_id, self.source, offset, fetched_at, content_range, "zlib",
-             body if compressed and isinstance(body, bytes) else compress_body(body))
-            for offset, fetched_at, content_range, body in pages
-        ]
-        self.writer.executemany(sql.RAW_PAGES_SQL, rows)
-        self.counts.raw_pages += len(rows)
 
     def write_chunk(self, transformed: Any, *, duplicate_ids: Iterable[int] = ()) -> None:
         """Write one transformed chunk: COPY, then images upsert, snapshots, rejects, issues."""
@@ -202,21 +193,8 @@ class PgLoadRun(LoadRun):
             self.counts.removed = w.execute(sql.MARK_REMOVED_SQL, params).rowcount
         if self.loader.keep_raw_runs >= 0:
             w.execute(sql.PRUNE_RAW_PAGES_SQL, (self.loader.keep_raw_runs,))
-        self.counts.rows = self._rows_loaded()
-        values = run_record.stat_values(stats)
-        values.update(
-            status=status, exit_code=exit_code, finished_at=finished_at,
-            rows_loaded=self.counts.rows, rows_rejected=self.counts.rejected,
-            rows_new=self.counts.new, rows_changed=self.counts.changed,
-            rows_removed=self.counts.removed, quality_issues=self.counts.quality_issues,
-            error=None,
-        )
-        run_record.upsert_source(w, cast(int, self.run_id), self.source, values)
-        if self.owns_run:
-            run_record.update_run(w, cast(int, self.run_id), values)
-        w.execute("COMMIT")
-        self.finished = True
-        return self.counts
+        return self._commit(status=status, stats=stats, exit_code=exit_code,
+                            finished_at=finished_at)
 
     def _fail(self, error: str, *, exit_code: int, finished_at: str,
               stats: Mapping[str, Any] | None) -> None:

@@ -10,6 +10,7 @@ placeholders (``etl.store.pg_write.PgWriter`` binds them): ``:run``, ``:source``
 
 from __future__ import annotations
 
+from etl.store import load_sql
 from etl.store.schema import IMAGE_COLUMNS
 
 CHUNK_TABLE = "load_chunk"
@@ -78,36 +79,35 @@ ON CONFLICT (run_id, source, image_id) DO UPDATE SET star_count = EXCLUDED.star_
 """
 
 # One (namespace, name) under two or more listed ids of one source, one of them seen by this
-# run: one issue per id, unless the transform already reported it. Once per source, at the end.
+# run: one issue per id naming them all, unless the transform already reported it. Once per
+# source, at the end. The names are found by a count per (namespace, name), and only their ids
+# are read again (a window lists them); the issues already there are skipped after that, so the
+# list still names every id.
 NAME_TWO_IDS_SQL = """
 INSERT INTO quality_issues (run_id, source, image_id, field, raw_value, problem)
-WITH dup AS (
-    SELECT namespace, name FROM images
-    WHERE source = :source AND name <> '' AND namespace IS NOT NULL
-    GROUP BY namespace, name HAVING count(*) > 1
-), members AS (
-    SELECT i.id, i.namespace, i.name, i.last_seen_run
-    FROM dup JOIN images AS i ON i.namespace = dup.namespace AND i.name = dup.name
-    WHERE i.source = :source AND i.removed_at IS NULL
-), g AS (
-    SELECT namespace, name, string_agg(CAST(id AS TEXT), ', ' ORDER BY id) AS ids
-    FROM members GROUP BY namespace, name
-    HAVING count(*) > 1 AND bool_or(last_seen_run = :run)
-)
 SELECT :run, :source, m.id, 'namespace/name', m.namespace || '/' || m.name,
-       'namespace/name shared by ids ' || g.ids
-FROM g JOIN members AS m ON m.namespace = g.namespace AND m.name = g.name
-WHERE NOT EXISTS (SELECT 1 FROM quality_issues AS q
-                  WHERE q.run_id = :run AND q.source = :source AND q.image_id = m.id
-                    AND q.field = 'namespace/name'
-                    AND q.problem LIKE 'namespace/name shared by ids %')
+       'namespace/name shared by ids ' || m.ids
+FROM (
+    SELECT i.id, i.namespace, i.name,
+           string_agg(CAST(i.id AS TEXT), ', ') OVER (
+               PARTITION BY i.namespace, i.name ORDER BY i.id
+               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS ids
+    FROM images AS i
+    WHERE i.source = :source AND i.removed_at IS NULL AND (i.namespace, i.name) IN (
+        SELECT namespace, name FROM images
+        WHERE source = :source AND removed_at IS NULL AND name <> '' AND namespace IS NOT NULL
+        GROUP BY namespace, name HAVING count(*) > 1 AND bool_or(last_seen_run = :run))
+) AS m
+WHERE m.id NOT IN (SELECT image_id FROM quality_issues
+                   WHERE run_id = :run AND source = :source AND image_id IS NOT NULL
+                     AND field = 'namespace/name'
+                     AND problem LIKE 'namespace/name shared by ids %')
 ORDER BY m.id
 """
 
-MARK_REMOVED_SQL = """
-UPDATE images SET removed_at = :at
-WHERE source = :source AND removed_at IS NULL AND last_seen_run <> :run AND last_seen_at <= :at
-"""
+# Portable as SQLite wrote them.
+MARK_REMOVED_SQL = load_sql.MARK_REMOVED_SQL
+PRUNE_RAW_PAGES_SQL = load_sql.PRUNE_RAW_PAGES_SQL
 
 REJECT_COLUMNS = ("run_id", "source", "page_offset", "reason", "raw")
 ISSUE_COLUMNS = ("run_id", "source", "image_id", "field", "raw_value", "problem")
@@ -117,7 +117,3 @@ RAW_PAGES_SQL = (
     " body) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, source, page_offset) DO UPDATE SET"
     " fetched_at = EXCLUDED.fetched_at, content_range = EXCLUDED.content_range,"
     " encoding = EXCLUDED.encoding, body = EXCLUDED.body")
-
-PRUNE_RAW_PAGES_SQL = (
-    "DELETE FROM raw_pages WHERE run_id NOT IN (SELECT DISTINCT run_id FROM raw_pages"
-    " ORDER BY run_id DESC LIMIT ?)")
