@@ -15,6 +15,9 @@ time, and for PostgreSQL the server's CPU time over the same interval: the clock
 postmaster and its live children (``/proc/<pid>/stat`` utime + stime) plus what the postmaster
 collected from children that exited (cutime + cstime: the backend that served the sync exits
 with its session). Prints medians and min-max; the ratio to read is CPU, client + server.
+
+``--without-foreign-keys`` drops the generated schema's foreign keys before the first sync (a
+measurement of what checking them costs PostgreSQL; SQLite never enforces them), nothing else.
 """
 
 from __future__ import annotations
@@ -68,6 +71,20 @@ def one_sync(url: str, db: Path | str, cluster: PostgresCluster | None) -> Run:
     return Run(sample.wall, sample.cpu, after - before)
 
 
+def drop_foreign_keys(url: str) -> None:
+    """Create the schema, then drop its foreign keys (what they cost, measured alone)."""
+    from etl.store.pg import connect
+    from etl.store.pg_schema import ensure_schema
+
+    conn, schema = connect(url)
+    with conn:
+        ensure_schema(conn, schema)
+        for table, name in conn.execute(
+                "SELECT conrelid::regclass::text, conname FROM pg_constraint "
+                "WHERE contype = 'f' AND connamespace = current_schema()::regnamespace"):
+            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+
+
 def show(label: str, runs: list[Run]) -> None:
     def med(values: list[float]) -> str:
         return f"{statistics.median(values):6.2f} s ({min(values):.2f}-{max(values):.2f})"
@@ -80,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="sync into SQLite vs PostgreSQL")
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--without-foreign-keys", action="store_true")
     args = ap.parse_args(argv)
     print(machine())
     results: dict[str, list[Run]] = {k: [] for k in (
@@ -91,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.repeat):
                 file = Path(tmp) / f"swr-{i}.db"
                 url = cluster.url(cluster.create_database())
+                if args.without_foreign_keys:
+                    drop_foreign_keys(url)
                 results["sqlite, new database"].append(one_sync(sim.url, file, None))
                 results["postgres, new database"].append(one_sync(sim.url, url, cluster))
                 results["sqlite, again"].append(one_sync(sim.url, file, None))
