@@ -97,8 +97,8 @@ class PgWriter:
             raise pg_error(self.db, exc) from exc
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-        """``COPY table (columns) FROM STDIN`` of ``rows`` (binary: no text to build or parse
-        per value); returns how many rows went in. Columns named, never by position."""
+        """``COPY table (columns) FROM STDIN`` of ``rows``, in one round trip per call (psycopg
+        formats the values); returns how many rows went in. Columns named, never by position."""
         psycopg = _driver()
         names = ", ".join(f'"{c}"' for c in columns)
         count = 0
