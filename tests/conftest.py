@@ -126,6 +126,15 @@ def pg_url(pg_cluster: Any) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """A database to write, on each engine in turn: a SQLite file (not created yet) or a fresh
+    ``pg_url`` database's URL. A guarantee test takes it, so both engines must keep it."""
+    if request.param == "sqlite":
+        return tmp_path / "swr.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
 def pg_private_cluster() -> Iterator[Any]:
     """A cluster of the test's own (PostgresCluster), for tests that kill or restart the server

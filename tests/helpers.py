@@ -62,11 +62,38 @@ class FakeClock:
 
 
 def q(db: Path | str | sqlite3.Connection, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """The rows of one query, on an open connection or a database file (opened and closed)."""
+    """The rows of one query, on an open connection or a database file (opened and closed), or
+    a ``postgresql://`` URL's schema (the query as written for SQLite: ``?`` placeholders)."""
     if isinstance(db, sqlite3.Connection):
         return db.execute(sql, params).fetchall()
+    from etl.store.dialect import is_postgres_url
+
+    if is_postgres_url(db):
+        from etl.store.pg import connect
+
+        conn, _schema = connect(str(db))
+        with conn:
+            text = sql.replace("%", "%%").replace("?", "%s") if params else sql
+            return [tuple(r) for r in conn.execute(text, params or None).fetchall()]
     with closing(sqlite3.connect(db, timeout=10)) as conn:
         return conn.execute(sql, params).fetchall()
+
+
+def table_rows(db: Path | str, table: str, *,
+               skip: Iterable[str] = ()) -> list[tuple[Any, ...]]:
+    """Every row of ``table`` on either engine, sorted (a table without a key has no order of
+    its own on PostgreSQL, and no rowid), the columns named by the database, ``skip`` left out."""
+    from etl.store.dialect import is_postgres_url
+
+    if is_postgres_url(db):
+        names = [c for (c,) in q(db, "SELECT column_name FROM information_schema.columns WHERE "
+                                     "table_name = ? AND table_schema = current_schema() "
+                                     "ORDER BY ordinal_position", table)]
+    else:
+        names = [c[1] for c in q(db, f"PRAGMA table_info({table})")]
+    columns = ", ".join(f'"{c}"' for c in names if c not in set(skip))
+    return sorted(q(db, f"SELECT {columns} FROM {table}"),
+                  key=lambda r: [(v is None, str(v)) for v in r])
 
 
 class CliRun(NamedTuple):

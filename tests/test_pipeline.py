@@ -38,7 +38,14 @@ def scans(scan_queue: list[FakeScan]) -> list[FakeScan]:
 
 
 @pytest.fixture()
-def settings(tmp_path: Path) -> Settings:
+def settings(db: Path | str) -> Settings:
+    """A run into a new database: a SQLite file, then a PostgreSQL schema (conftest ``db``)."""
+    return Settings(endpoint="http://127.0.0.1:9", db=db, allow_anonymous=True)
+
+
+@pytest.fixture()
+def file_settings(tmp_path: Path) -> Settings:
+    """A run into a new SQLite file, for what only SQLite has (its own writer lock, exports)."""
     return Settings(endpoint="http://127.0.0.1:9", db=tmp_path / "swr.db", allow_anonymous=True)
 
 
@@ -219,14 +226,17 @@ def test_cli_sync_prints_the_summary(scans: list[FakeScan], settings: Settings,
 
 def test_dry_run_writes_nothing(settings: Settings, tmp_path: Path) -> None:
     data = rows(range(1, 41)) + [{"id": None}]
-    result = run_sync(settings.replace(dry_run=True, db=tmp_path / "new" / "swr.db"),
-                      pages=FakeScan(data))
+    target = settings.db if isinstance(settings.db, str) else tmp_path / "new" / "swr.db"
+    result = run_sync(settings.replace(dry_run=True, db=target), pages=FakeScan(data))
     assert (result.run_id, result.status, result.exit_code, result.rows, result.rejected) == (
         None, "success", 0, 40, 1)
     assert result.summary_line() == (
         f"dry run (success, nothing written): 40 rows (1 rejected, 0 quality issues) in 1 "
         f"requests, 0 retries, {result.seconds:.2f} s")
-    assert list(tmp_path.iterdir()) == []
+    if isinstance(target, str):  # PostgreSQL: not even the schema's tables
+        assert q(target, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+    else:
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_progress_events(settings: Settings) -> None:
@@ -329,14 +339,13 @@ def test_replay_of_unknown_or_pruned_run_is_exit_2(settings: Settings,
 # ----------------------------------------------------------------- against the simulator
 
 
-def sync_cmd(url: str, db: Path, *extra: str) -> list[str]:
+def sync_cmd(url: str, db: Path | str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "etl", "sync", "--endpoint", url, "--db", str(db), "--no-auth",
             *extra]
 
 
-def test_cli_sync_against_the_simulator(simulator: Callable[..., Any], tmp_path: Path) -> None:
+def test_cli_sync_against_the_simulator(simulator: Callable[..., Any], db: Path | str) -> None:
     sim = simulator(images=180, seed=7)
-    db = tmp_path / "swr.db"
     first = subprocess.run(sync_cmd(sim.url, db), capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     # two pages and the completeness proof's second read of the whole listing
@@ -356,9 +365,8 @@ def test_cli_sync_against_the_simulator(simulator: Callable[..., Any], tmp_path:
 
 
 def test_partial_scan_exit_6_loads_what_was_seen(simulator: Callable[..., Any],
-                                                 tmp_path: Path) -> None:
+                                                 db: Path | str) -> None:
     sim = simulator(images=300, seed=3)
-    db = tmp_path / "swr.db"
     assert subprocess.run(sync_cmd(sim.url, db, "-q"), timeout=120).returncode == 0
     sim.set_scenario({"drift": [{"at": 2, "kind": "insert_front", "count": 1}]})
     out = subprocess.run(sync_cmd(sim.url, db, "--max-rescans", "0", "--concurrency", "1"),
@@ -371,8 +379,11 @@ def test_partial_scan_exit_6_loads_what_was_seen(simulator: Callable[..., Any],
     assert q(db, "SELECT count(*) FROM images WHERE removed_at IS NOT NULL") == [(0,)]
 
 
-def test_another_writer_past_busy_timeout_is_exit_5(scans: list[FakeScan], settings: Settings,
+def test_another_writer_past_busy_timeout_is_exit_5(scans: list[FakeScan],
+                                                    file_settings: Settings,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """SQLite's writer lock (PostgreSQL's rows held by another writer: tests/test_pg_load.py)."""
+    settings = file_settings
     run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 3))))
     scans.append(FakeScan(rows(range(1, 3))))  # for the CLI run: never reached
     other = sqlite3.connect(settings.db, isolation_level=None)

@@ -12,13 +12,18 @@ holds a previous good run (taken the simulated day before), then checks the outc
 
 Every complete run records how its scan was proven (``runs.proof``); failed and partial ones
 record none. A hypothesis test at the end drives random drift schedules through whole runs.
+
+The matrix runs on both engines. On PostgreSQL each case gets a fresh database copied from a
+template holding the baseline run (``CREATE DATABASE … TEMPLATE``); by default one page size and
+concurrency per fault runs there (``PG_DEFAULT``), the whole matrix under ``-m slow``.
 """
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -41,6 +46,7 @@ from etl.errors import (
 from etl.extract.retry import RetryBudgetExhausted
 from etl.run.pipeline import SyncResult, replay_run, run_sync
 from etl.simulator import Dataset, Simulator
+from tests.helpers import q, table_rows
 
 IMAGES = 90
 SEED = 7
@@ -203,25 +209,21 @@ def normalise(row: dict[str, Any]) -> tuple[Any, ...]:
             lu.replace(" ", "T") + "Z")
 
 
-def dump(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+def dump(db: Path | str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    return q(db, sql, *params)
 
 
-IMAGE_COLS = ("id, namespace, name, user, description, star_count, pull_count, collection_id, "
+IMAGE_COLS = ('id, namespace, name, "user", description, star_count, pull_count, collection_id, '
               "last_updated")
 
 
-def state(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+def state(db: Path | str) -> dict[str, list[tuple[Any, ...]]]:
     """Everything a failed run must leave exactly as it was."""
     return {
         "images": dump(db, "SELECT * FROM images ORDER BY id"),
         "snapshots": dump(db, "SELECT * FROM image_snapshots ORDER BY run_id, image_id"),
-        "rejects": dump(db, "SELECT * FROM rejects ORDER BY rowid"),
-        "quality_issues": dump(db, "SELECT * FROM quality_issues ORDER BY rowid"),
+        "rejects": table_rows(db, "rejects"),
+        "quality_issues": table_rows(db, "quality_issues"),
         "runs": dump(db, "SELECT * FROM runs ORDER BY run_id"),
     }
 
@@ -241,14 +243,41 @@ def named(sim: Simulator) -> tuple[Source, ...]:
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A database holding one good run of the simulated listing, a simulated day earlier."""
     db = tmp_path_factory.mktemp("baseline") / "swr.db"
+    baseline_run(db)
+    return db
+
+
+def baseline_run(db: Path | str) -> None:
+    """One good run of the simulated listing, a simulated day earlier."""
     with make_sim({}) as sim:
         result = run_sync(Settings(endpoint=sim.url, db=db, allow_anonymous=True,
                                    page_size=100, concurrency=1, sources=named(sim)), now=PREV_AT)
     assert (result.status, result.rows) == ("success", IMAGES)
-    return db
 
 
-def settings_for(sim: Simulator, db: Path, case: Case, overrides: dict[str, Any],
+@pytest.fixture(scope="module")
+def pg_baseline(pg_cluster: Any) -> Iterator[Callable[[], Any]]:
+    """PostgreSQL's baseline: a database holding the baseline run, kept as the template each
+    case's database is copied from (``database()``: a context manager giving a fresh copy)."""
+    with pg_cluster.database() as url:
+        baseline_run(url)
+        template = url.rsplit("/", 1)[1]
+        yield lambda: pg_cluster.database(template=template)
+
+
+@contextmanager
+def fresh_copy(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A copy of the baseline database on ``engine``, for one test."""
+    if engine == "postgres":
+        with request.getfixturevalue("pg_baseline")() as url:
+            yield url
+        return
+    db = tmp_path / "swr.db"
+    shutil.copyfile(request.getfixturevalue("baseline"), db)
+    yield db
+
+
+def settings_for(sim: Simulator, db: Path | str, case: Case, overrides: dict[str, Any],
                  conc: int) -> Settings:
     values: dict[str, Any] = dict(
         endpoint=sim.url, sources=named(sim), db=db, allow_anonymous=True, concurrency=conc,
@@ -265,14 +294,27 @@ def settings_for(sim: Simulator, db: Path, case: Case, overrides: dict[str, Any]
 # ----------------------------------------------------------------------------------- the matrix
 
 
+# The PostgreSQL cases of the default run: every fault once, at one page size and concurrency.
+PG_DEFAULT = ("ps50", 4)
+
+
+def _on(engine: str, label: str, conc: int) -> Any:
+    return [pytest.mark.slow] if engine == "postgres" and (label, conc) != PG_DEFAULT else []
+
+
 @pytest.mark.parametrize(
-    "case,label,overrides,server,conc",
-    MATRIX,
-    ids=[f"{c.name}-{label}-c{conc}" for c, label, _, _, conc in MATRIX])
+    "case,label,overrides,server,conc,engine",
+    [pytest.param(*m, engine, marks=_on(engine, m[1], m[4]),
+                  id=f"{m[0].name}-{m[1]}-c{m[4]}-{engine}")
+     for m in MATRIX for engine in ("sqlite", "postgres")])
 def test_fault(case: Case, label: str, overrides: dict[str, Any], server: dict[str, Any],
-               conc: int, baseline: Path, tmp_path: Path) -> None:
-    db = tmp_path / "swr.db"
-    shutil.copyfile(baseline, db)
+               conc: int, engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    with fresh_copy(engine, request, tmp_path) as db:
+        one_fault(case, overrides, server, conc, db)
+
+
+def one_fault(case: Case, overrides: dict[str, Any], server: dict[str, Any], conc: int,
+              db: Path | str) -> None:
     before = state(db)
     scenario = {**server, **case.scenario}
     if case.iam:
@@ -297,7 +339,7 @@ def test_fault(case: Case, label: str, overrides: dict[str, Any], server: dict[s
                      settings.verify)
 
 
-def check_loaded(db: Path, before: dict[str, list[tuple[Any, ...]]], result: SyncResult,
+def check_loaded(db: Path | str, before: dict[str, list[tuple[Any, ...]]], result: SyncResult,
                  listing: list[dict[str, Any]], pre: dict[int, tuple[Any, ...]] | None,
                  verify: str = "auto") -> None:
     """The database equals the final listing (a bump mid-scan may leave the older value)."""
@@ -339,7 +381,7 @@ def check_loaded(db: Path, before: dict[str, list[tuple[Any, ...]]], result: Syn
     assert result.rows == len(want)
 
 
-def check_failed(db: Path, before: dict[str, list[tuple[Any, ...]]], exc: EtlError,
+def check_failed(db: Path | str, before: dict[str, list[tuple[Any, ...]]], exc: EtlError,
                  case: Case) -> None:
     after = state(db)
     for table in ("images", "snapshots", "rejects", "quality_issues"):
@@ -355,7 +397,7 @@ def check_failed(db: Path, before: dict[str, list[tuple[Any, ...]]], exc: EtlErr
         "failed", exc.message, case.exit_code, 0, None)
 
 
-def check_partial(db: Path, before: dict[str, list[tuple[Any, ...]]], result: SyncResult,
+def check_partial(db: Path | str, before: dict[str, list[tuple[Any, ...]]], result: SyncResult,
                   listing: list[dict[str, Any]]) -> None:
     """Exit 6: what was seen is loaded (as listed), nothing else changed, nothing removed."""
     assert (result.status, result.exit_code, result.complete) == ("partial", 6, False)

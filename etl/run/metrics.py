@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING
 from etl.atomic import write_text_atomic
 from etl.errors import ConfigError
 from etl.store.read import (
-    LEDGER_READER,
     ledger_totals,
     listed_images,
-    open_readonly,
+    open_ledger,
     parse_ts,
     source_figures,
 )
@@ -116,7 +115,7 @@ def _epoch(value: str | None) -> float | None:
 def read_database_figures(db: Path | str) -> DatabaseFigures:
     """Read last-success time, current image count and totals; empty figures if unreadable."""
     try:
-        with open_readonly(db, LEDGER_READER) as conn:
+        with open_ledger(db) as conn:
             try:
                 totals = ledger_totals(conn)
             except sqlite3.DatabaseError:
@@ -127,7 +126,7 @@ def read_database_figures(db: Path | str) -> DatabaseFigures:
                 sources = tuple(
                     SourceFigures(s, code, req, ret, rows, _epoch(at), n)
                     for s, code, req, ret, rows, at, n in source_figures(conn))
-            except sqlite3.DatabaseError:
+            except (sqlite3.DatabaseError, ConfigError):  # PostgreSQL: ConfigError (PgReader)
                 images, sources = None, ()
     except ConfigError:
         return DatabaseFigures()
@@ -138,7 +137,7 @@ def read_database_figures(db: Path | str) -> DatabaseFigures:
 def run_row(db: Path | str, run_id: int) -> dict[str, object] | None:
     """The ledger row of one run, or None when it is not there (or the db is unreadable)."""
     try:
-        with open_readonly(db, LEDGER_READER) as conn:
+        with open_ledger(db) as conn:
             return read_run_row(conn, run_id)
     except (ConfigError, sqlite3.DatabaseError):
         return None

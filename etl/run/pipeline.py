@@ -23,9 +23,8 @@ from etl.errors import ConfigError
 from etl.integers import usable_id
 from etl.run.skeleton import SyncResult, execute
 from etl.run.stream import DEFAULT_CHUNK_SIZES, ChunkSizes, ProgressCallback, Tally
-from etl.store.database import check_database_file
+from etl.store.engine import check_writable, database_exists, open_loader
 from etl.store.load import Loader
-from etl.store.read import check_ours
 from etl.store.run_record import RunStart
 
 if TYPE_CHECKING:
@@ -81,7 +80,8 @@ def _finished(at: datetime, t0: float) -> str:
 
 def preflight(settings: Settings, *, api: bool = True) -> None:
     """Refuse, before a sync opens, creates, locks or sends anything, what it cannot work with:
-    the database file (not SQLite, or another application's without ``--adopt``; a dry run
+    the database (a file: not SQLite, or another application's without ``--adopt``; a
+    ``postgresql://`` URL: a server that refuses us, or a schema that is not swr-etl's; a dry run
     opens none) and, for the API source (``api``), the credentials' auth object, built once
     (AK/SK needs the optional ``huaweicloudsdkcore`` package:
     install the ``[aksk]`` extra) and a ``--ca-bundle`` that names no file.
@@ -91,8 +91,7 @@ def preflight(settings: Settings, *, api: bool = True) -> None:
         ConfigError: (exit 2) saying which.
     """
     if not settings.dry_run:
-        check_database_file(settings.db)
-        check_ours(settings.db, adopt=settings.adopt)
+        check_writable(settings.db, adopt=settings.adopt)
     if not api:
         return
     from etl.extract.auth import build_auth
@@ -220,8 +219,8 @@ def run_sync(settings: Settings, *, pages: PageSource | Mapping[str, PageSource]
     if settings.dry_run:
         return execute(job, settings, None, t0=t0, on_progress=on_progress,
                        chunk_sizes=chunk_sizes)
-    with Loader(settings.db, busy_timeout=settings.busy_timeout,
-                keep_raw_runs=settings.keep_raw_runs, adopt=settings.adopt) as loader:
+    with open_loader(settings.db, busy_timeout=settings.busy_timeout,
+                     keep_raw_runs=settings.keep_raw_runs, adopt=settings.adopt) as loader:
         result = execute(job, settings, loader, t0=t0, on_progress=on_progress,
                          chunk_sizes=chunk_sizes)
     _export(settings, result.status)
@@ -350,11 +349,11 @@ def replay_run(settings: Settings, run_id: int, *,
         ConfigError: unknown run, or its pages were pruned (``--keep-raw-runs``) or never kept.
     """
     t0 = time.monotonic()
-    if not Path(settings.db).is_file():
+    if not database_exists(settings.db):
         raise ConfigError(f"no database at {settings.db}")
     # A replay stores no pages, so it prunes none (replay has no --keep-raw-runs of its own:
     # the default would undo a larger value the nightly sync uses).
-    with Loader(settings.db, busy_timeout=settings.busy_timeout, keep_raw_runs=-1) as loader:
+    with open_loader(settings.db, busy_timeout=settings.busy_timeout, keep_raw_runs=-1) as loader:
         job = _ReplayJob(loader, _original_run(loader, run_id, settings.db), t0)
         day = job.start.snapshot_date
         newer = loader.newer_runs(job.replay_of, day)

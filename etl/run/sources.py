@@ -29,6 +29,7 @@ from etl.errors import ConfigError, exit_code_of
 from etl.run.pipeline import PageSource, _ScanJob, _utc_text, preflight, resolve_now, scan_api
 from etl.run.skeleton import SyncResult, execute
 from etl.run.stream import DEFAULT_CHUNK_SIZES, ChunkSizes, ProgressCallback
+from etl.store.engine import open_loader
 from etl.store.load import Loader
 from etl.store.run_record import RunStart, error_line
 
@@ -199,8 +200,8 @@ def run_sources(settings: Settings, *, pages: Mapping[str, PageSource] | None = 
                      namespace=settings.namespace,
                      image_name=settings.image_name, page_size=settings.page_size)
     opened: AbstractContextManager[Loader | None] = nullcontext(None) if settings.dry_run \
-        else Loader(settings.db, busy_timeout=settings.busy_timeout,
-                    keep_raw_runs=settings.keep_raw_runs, adopt=settings.adopt)
+        else open_loader(settings.db, busy_timeout=settings.busy_timeout,
+                         keep_raw_runs=settings.keep_raw_runs, adopt=settings.adopt)
     with opened as loader:  # a dry run: no lock, no database, nothing written
         run_id = loader.begin_run(start) if loader is not None else None
         try:

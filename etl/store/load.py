@@ -206,6 +206,8 @@ class LoadRun:
     """One source's writes in a run, inside their one transaction (see ``Loader.run``). A run
     of one source owns its ``runs`` row: the final row commits with the data."""
 
+    raw_pages_sql = load_sql.RAW_PAGES_SQL  # the engine's statement storing page bodies
+
     def __init__(self, loader: Loader, start: RunStart, *, finished_at: Callable[[], str],
                  figures: Callable[[], Mapping[str, Any] | None],
                  on_started: Callable[[int], None] | None, run_id: int | None = None) -> None:
@@ -274,7 +276,7 @@ class LoadRun:
              body if compressed and isinstance(body, bytes) else compress_body(body))
             for offset, fetched_at, content_range, body in pages
         ]
-        self.loader.conn.executemany(load_sql.RAW_PAGES_SQL, rows)
+        self.loader.conn.executemany(self.raw_pages_sql, rows)
         self.counts.raw_pages += len(rows)
 
     @_sqlite_errors
@@ -322,6 +324,14 @@ class LoadRun:
             self.counts.removed = conn.execute(load_sql.MARK_REMOVED_SQL, params).rowcount
         if self.loader.keep_raw_runs >= 0:
             conn.execute(load_sql.PRUNE_RAW_PAGES_SQL, (self.loader.keep_raw_runs,))
+        return self._commit(status=status, stats=stats, exit_code=exit_code,
+                            finished_at=finished_at)
+
+    def _commit(self, *, status: str, stats: Mapping[str, Any], exit_code: int,
+                finished_at: str) -> LoadCounts:
+        """Write the source's (and a run of one source's) final ledger row and COMMIT the load:
+        the end of ``finish`` on every engine."""
+        conn = self.loader.conn
         self.counts.rows = self._rows_loaded()
         values = run_record.stat_values(stats)
         values.update(

@@ -117,6 +117,28 @@ def _foreign_tables(conn: Any) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
+def check_ours(conn: Any, schema_name: str) -> tuple[int, str] | None:
+    """Refuse, changing nothing, a schema swr-etl cannot write: one a newer swr-etl made, or one
+    without swr-etl's version table that holds tables of the names swr-etl creates (another
+    application's). Returns what ``_stored`` found (None: nothing of swr-etl's yet). ``conn``'s
+    search_path names ``schema_name`` (``etl.store.pg.connect`` sets it).
+
+    Raises:
+        ConfigError: saying which.
+    """
+    stored = _stored(conn)
+    if stored is not None and stored[0] > schema.SCHEMA_VERSION:
+        raise ConfigError(
+            f"database schema version {stored[0]} is newer than this swr-etl understands "
+            f"({schema.SCHEMA_VERSION}); upgrade swr-etl")
+    if stored is None:
+        clash = _foreign_tables(conn)
+        if clash:
+            raise ConfigError(f"schema {schema_name} already holds {', '.join(clash)}, "
+                              "not created by swr-etl (left untouched)")
+    return stored
+
+
 def ensure_schema(conn: Any, schema_name: str) -> int:
     """Create the tables and views in ``schema_name`` (created if missing), or refresh the views
     when their SQL changed; return the version stored. One transaction: an interrupted creation
@@ -137,18 +159,10 @@ def ensure_schema(conn: Any, schema_name: str) -> int:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("schema:" + schema_name),))
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(quoted))
         conn.execute(sql.SQL("SET search_path TO {}").format(quoted))
-        stored = _stored(conn)
-        if stored is not None and stored[0] > schema.SCHEMA_VERSION:
-            raise ConfigError(
-                f"database schema version {stored[0]} is newer than this swr-etl understands "
-                f"({schema.SCHEMA_VERSION}); upgrade swr-etl")
+        stored = check_ours(conn, schema_name)
         if stored == (schema.SCHEMA_VERSION, digest):
             return schema.SCHEMA_VERSION
         if stored is None:
-            clash = _foreign_tables(conn)
-            if clash:
-                raise ConfigError(f"schema {schema_name} already holds {', '.join(clash)}, "
-                                  "not created by swr-etl (left untouched)")
             for statement in tables_ddl(POSTGRES):
                 conn.execute(statement)
             conn.execute(f"CREATE TABLE {VERSION_TABLE} (version BIGINT NOT NULL, "

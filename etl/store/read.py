@@ -345,7 +345,7 @@ class LedgerTotals:
     latest_run_id: int | None
 
 
-def ledger_totals(conn: sqlite3.Connection) -> LedgerTotals:
+def ledger_totals(conn: Queryable) -> LedgerTotals:
     (last,) = conn.execute(
         "SELECT MAX(COALESCE(finished_at, started_at)) FROM runs WHERE status = 'success'"
     ).fetchone()
@@ -355,7 +355,7 @@ def ledger_totals(conn: sqlite3.Connection) -> LedgerTotals:
     return LedgerTotals(last, int(requests), int(retries), latest)
 
 
-def listed_images(conn: sqlite3.Connection) -> int:
+def listed_images(conn: Queryable) -> int:
     """Images currently listed (not marked removed)."""
     return int(conn.execute("SELECT COUNT(*) FROM images WHERE removed_at IS NULL").fetchone()[0])
 

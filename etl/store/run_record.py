@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import datetime, timezone
 from typing import Any
 
 from etl import __version__
 from etl.config.regions import source_name
 from etl.errors import EtlError, Terminated
 from etl.logs import mask
+from etl.store.read import Queryable
 
 INTERRUPTED = "interrupted"
 
@@ -66,37 +67,41 @@ SOURCE_COLUMNS = frozenset((
     "duration_s", "retry_causes", "complete", "proof"))
 
 
-def mark_interrupted(conn: sqlite3.Connection) -> int:
-    """Mark ``running`` rows (runs that died; the lock says none is alive) ``failed``."""
+def mark_interrupted(conn: Queryable) -> int:
+    """Mark ``running`` rows (runs that died; the lock says none is alive) ``failed``.
+
+    The time is bound, not the engine's clock function: the same statement runs on PostgreSQL
+    (``etl.store.pg_load``), whose connection takes SQLite's placeholders."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     conn.execute(
         "UPDATE run_sources SET status = 'failed', error = ?, exit_code = COALESCE(exit_code, 1),"
-        " finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE status = 'running'",
-        (INTERRUPTED,))
-    return conn.execute(
+        " finished_at = ? WHERE status = 'running'", (INTERRUPTED, now))
+    return int(conn.execute(
         "UPDATE runs SET status = 'failed', error = ?, exit_code = COALESCE(exit_code, 1),"
-        " finished_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE status = 'running'",
-        (INTERRUPTED,),
-    ).rowcount
+        " finished_at = ? WHERE status = 'running'", (INTERRUPTED, now),
+    ).rowcount)
 
 
-def insert_running(conn: sqlite3.Connection, start: RunStart) -> int:
-    """Insert the ``running`` row (autocommit: committed at once); return the run id."""
+def insert_running(conn: Queryable, start: RunStart) -> int:
+    """Insert the ``running`` row (autocommit: committed at once); return the run id
+    (``RETURNING``, which both engines have: a psycopg cursor has no ``lastrowid``)."""
     values = tuple(getattr(start, c) for c in _START_COLUMNS)
     cur = conn.execute(
         f"INSERT INTO runs ({', '.join(_START_COLUMNS)}, status, tool_version, pid) "
-        f"VALUES ({', '.join('?' * (len(_START_COLUMNS) + 3))})",
+        f"VALUES ({', '.join('?' * (len(_START_COLUMNS) + 3))}) RETURNING run_id",
         (*values, "running", __version__, os.getpid()),
     )
-    return int(cur.lastrowid or 0)
+    (run_id,), = cur.fetchall()  # all: SQLite ends the statement (and its write) only then
+    return int(run_id)
 
 
-def update_run(conn: sqlite3.Connection, run_id: int, values: Mapping[str, Any]) -> None:
+def update_run(conn: Queryable, run_id: int, values: Mapping[str, Any]) -> None:
     """Set ``values`` (column -> value) on the run's row."""
     sets = ", ".join(f"{k} = :{k}" for k in values)
     conn.execute(f"UPDATE runs SET {sets} WHERE run_id = :run_id", {**values, "run_id": run_id})
 
 
-def upsert_source(conn: sqlite3.Connection, run_id: int, source: str,
+def upsert_source(conn: Queryable, run_id: int, source: str,
                   values: Mapping[str, Any]) -> None:
     """Insert or update the run's row for ``source`` in ``run_sources`` (known columns only)."""
     kept = {k: v for k, v in values.items() if k in SOURCE_COLUMNS}
