@@ -224,3 +224,23 @@ def test_sync_replay_dry_run_and_metrics_over_the_url(
         (1, None, "success"), (2, 1, "success")]
     missing = cli(["replay", "9", "--db", pg_url], capsys)
     assert (missing.code, missing.err.strip()) == (2, f"swr-etl: error: no run 9 in {pg_url}")
+
+
+def test_a_role_that_owns_only_its_schema_can_sync(pg_url: str) -> None:
+    # The operators' page sets the job up so: no CREATE on the database, a schema of its own.
+    conn, _schema = connect(pg_url)
+    with conn:
+        conn.execute("CREATE ROLE job LOGIN")
+        conn.execute("CREATE SCHEMA jobs AUTHORIZATION job")
+    url = pg_url.replace("postgres@", "job@") + "?schema=jobs"
+    try:
+        for at, ids in ((T0, range(1, 3)), (T1, range(1, 4))):
+            run_sync(Settings(db=url, allow_anonymous=True, endpoint="http://127.0.0.1:9"),
+                     now=at, pages=FakeScan(rows(ids)))
+        assert q(url, "SELECT count(*) FROM jobs.images") == [(3,)]
+        assert q(url, "SELECT status FROM jobs.runs ORDER BY run_id") == [("success",)] * 2
+    finally:
+        with connect(pg_url)[0] as conn:
+            conn.execute("DROP SCHEMA jobs CASCADE")
+            conn.execute("DROP OWNED BY job")
+            conn.execute("DROP ROLE job")

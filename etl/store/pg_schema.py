@@ -157,7 +157,11 @@ def ensure_schema(conn: Any, schema_name: str) -> int:
     with conn.transaction():
         # Two first runs at once: the second waits here, then finds the schema made.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("schema:" + schema_name),))
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(quoted))
+        # Looked up first: CREATE SCHEMA IF NOT EXISTS checks the database's CREATE privilege
+        # even when the schema exists, and a job role that owns only its schema lacks it.
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                        (schema_name,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(quoted))
         conn.execute(sql.SQL("SET search_path TO {}").format(quoted))
         stored = check_ours(conn, schema_name)
         if stored == (schema.SCHEMA_VERSION, digest):
