@@ -26,7 +26,7 @@ log = logging.getLogger("etl.cli")
 _GLOBAL_KEY = "etl.global"  # root context meta: the global options, wherever they were given
 _CONFIG_KEY = "etl.config"  # root context meta: the parsed config file, minus logging options
 # The commands that do not write to or read from PostgreSQL yet (docs/development/postgres.md).
-_NOT_ON_POSTGRES_YET = frozenset({"sync", "replay", "export", "report"})
+_NOT_ON_POSTGRES_YET = frozenset({"sync", "replay"})
 
 
 def _store(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -120,8 +120,8 @@ def settings_from(ctx: click.Context, flags: dict[str, Any], *,
     for warning in object_store_warnings(settings):  # only with an s3:// destination
         log.warning(warning)
     if ctx.info_name in _NOT_ON_POSTGRES_YET and is_postgres_url(settings.db):
-        raise ConfigError(f"{ctx.info_name} cannot use a postgresql:// database yet (runs and "
-                          "status can): give a SQLite file")
+        raise ConfigError(f"{ctx.info_name} cannot use a postgresql:// database yet (runs, "
+                          "status, export and report can): give a SQLite file")
     return settings
 
 
