@@ -27,14 +27,15 @@ OTHER = "eu-west-101"
 
 
 def golden_two_sources(path: Path) -> Path:
-    """The golden history, plus a second source with runs of its own on three of its dates."""
+    """The golden history, plus a second source with runs of its own on three of its dates
+    (its image 2, past 2**40 pulls, falls on the last)."""
     build_golden_db(path)
     conn = sqlite3.connect(path, isolation_level=None)
     for image_id, name in ((1, "nginx"), (2, "redis")):
         add_image(conn, image_id, name, source=OTHER, last_run=23)
-    for run_id, date, pulls in ((21, "2026-03-26", 10), (22, "2026-03-30", 20),
-                                (23, "2026-03-31", 35)):
-        add_run(conn, run_id, date, counts={1: pulls, 2: 2**40 + pulls}, source=OTHER)
+    for run_id, date, pulls, big in ((21, "2026-03-26", 10, 30), (22, "2026-03-30", 20, 40),
+                                     (23, "2026-03-31", 35, 5)):
+        add_run(conn, run_id, date, counts={1: pulls, 2: 2**40 + big}, source=OTHER)
     add_run(conn, 24, "2026-03-31", hour=5, status="partial", counts={1: 1}, source=OTHER)
     conn.close()
     return path

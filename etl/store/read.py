@@ -32,6 +32,8 @@ class Queryable(Protocol):
 
     def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
 
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
+
 
 @dataclass(frozen=True)
 class Reader:
