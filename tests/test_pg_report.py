@@ -114,6 +114,23 @@ def test_an_empty_schema_has_nothing_to_report(pg_url: str) -> None:
         build_report(pg_url, now=TREND_NOW)
 
 
+@pytest.mark.parametrize(("query", "params", "expected"), [
+    ("SELECT a FROM t WHERE b = ? AND c = ?", (1, 2),
+     ("SELECT a FROM t WHERE b = %s AND c = %s", (1, 2))),
+    ("SELECT CAST(:d AS date)::text, '%' FROM t WHERE x <= :until AND y = :other",
+     {"d": "2026-01-01", "until": "2026-02-01"},
+     ("SELECT CAST(%(d)s AS date)::text, '%%' FROM t WHERE x <= %(until)s AND y = :other",
+      {"d": "2026-01-01", "until": "2026-02-01"})),
+    ("SELECT '%' FROM t", (), ("SELECT '%' FROM t", None)),  # no parameters: taken as is
+    ("SELECT 1 FROM t", {"until": None}, ("SELECT 1 FROM t", {"until": None})),
+])
+def test_sqlite_placeholders_become_psycopg_ones(query: str, params: Any,
+                                                 expected: tuple[str, Any]) -> None:
+    from etl.store.pg import _pg_query
+
+    assert _pg_query(query, params) == expected
+
+
 def test_a_callers_sqlite_connection_still_works(tmp_path: Path) -> None:
     conn = sqlite3.connect(build_trend_db(tmp_path / "swr.db"))
     try:

@@ -113,7 +113,7 @@ class PgRunLock:
 class PgReader:
     """A PostgreSQL connection in one REPEATABLE READ transaction that takes the read side's
     queries as written for SQLite's driver: ``?`` and ``:name`` placeholders (our read queries
-    hold neither inside a literal), and numbers as SQLite gives them (``_SqliteNumbers``), so
+    hold neither inside a literal), and numbers as SQLite gives them (``_sqlite_numbers``), so
     one query text serves both engines. A query the server refuses is a one-line ConfigError
     (exit 2), as an unreadable SQLite file is."""
 
