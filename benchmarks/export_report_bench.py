@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks.run import measure as run_measure
 from etl.store.schema import ensure_schema
@@ -140,7 +141,7 @@ def measure_postgres(db: Path, work: Path) -> None:
             t0 = time.perf_counter()
             copy_to_postgres(db, url)
             print(f"copied into PostgreSQL in {time.perf_counter() - t0:.1f} s", flush=True)
-            commands(url, work, "pg ", server_cpu(cluster.pid))
+            commands(url, work, "pg ", server_cpu(cluster))
     finally:
         cluster.close()
 
@@ -162,18 +163,23 @@ def copy_to_postgres(db: Path, url: str) -> None:
     lite.close()
 
 
-def server_cpu(postmaster: int | None) -> Callable[[], float]:
-    """A reader of the CPU seconds of the postmaster's finished children: each session's
-    backend, counted once it has exited (waited for, with a deadline)."""
-    children = Path(f"/proc/{postmaster}/task/{postmaster}/children")
-    idle = len(children.read_text().split())
+def server_cpu(cluster: Any) -> Callable[[], float]:
+    """A reader of the cluster's CPU seconds so far: the postmaster's own, its finished
+    children's (each session's backend, once reaped) and its live children's."""
+    postmaster = cluster.pid
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def used(pid: int, fields: slice) -> int:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile: counted in the postmaster's children from now on
+            return 0
+        return sum(int(v) for v in stat[fields])
 
     def read() -> float:
-        deadline = time.monotonic() + 10
-        while len(children.read_text().split()) > idle and time.monotonic() < deadline:
-            time.sleep(0.05)
-        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime+cstime
+        total = used(postmaster, slice(11, 15))  # utime, stime, cutime, cstime
+        total += sum(used(pid, slice(11, 13)) for pid in cluster.processes() if pid != postmaster)
+        return total / ticks
 
     return read
 

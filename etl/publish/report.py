@@ -39,6 +39,7 @@ from etl.errors import ConfigError
 from etl.publish import MAX_DAYS, sections
 from etl.publish.sections import STALE_SHARE, avg_last_7, daily_rates, shift
 from etl.store import trends
+from etl.store.dialect import Dialect
 from etl.store.read import Queryable, dialect_of
 from etl.store.snapshot_read import open_snapshots
 from etl.store.trends import INT32_MAX, MIN_GROWTH_BASELINE
@@ -139,8 +140,10 @@ def _build_window(conn: Queryable, days: int, now: dt.datetime,
     start = window[0]
     conn.execute("CREATE TEMP TABLE cur_steps AS " + trends.with_ctes(
         trends.steps_ctes(_RUNS, days, dialect=dialect), "SELECT * FROM steps"))
+    _settle(conn, dialect, "cur_steps")
     conn.execute("CREATE TEMP TABLE cur_images AS "
                  + trends.per_image_sql("cur_steps", dialect=dialect))
+    _settle(conn, dialect, "cur_images")
     # The previous window ends where this one starts; it needs two run dates to rank anything.
     prev_window = [d for d in dates if shift(start, -days) <= d <= start]
     prev_start = prev_window[0] if len(prev_window) > 1 else None
@@ -153,10 +156,18 @@ def _build_window(conn: Queryable, days: int, now: dt.datetime,
             trends.movers_ctes("prev_steps", dialect=dialect),
             f"SELECT m.source, m.image_id, ROW_NUMBER() OVER (ORDER BY {trends.RANK_ORDER}, "
             "m.source) AS rank FROM movers AS m WHERE m.anomaly IS NULL"))
+        _settle(conn, dialect, "prev_rank")
     else:
         conn.execute(f"CREATE TEMP TABLE prev_rank (source TEXT, image_id {integer}, "
                      f"rank {integer})")
     return _Window(as_of, run_of[as_of], window, prev_start)
+
+
+def _settle(conn: Queryable, dialect: Dialect, table: str) -> None:
+    """Make the filled TEMP table ``table`` fit for the planner, as the engine needs (an image's
+    rows are looked up by source and id: a correlated subquery, the history of the top ids)."""
+    for statement in dialect.settle_temp:
+        conn.execute(statement.format(table=table, key="source, image_id"))
 
 
 def _method(days: int) -> dict[str, Any]:
