@@ -186,3 +186,22 @@ def test_the_cli_exports_a_url_from_the_flag_and_the_environment(
     assert flag.code == env.code == 0
     assert len(flag.out.splitlines()) == len(env.out.splitlines()) == 9 + 3  # 03-27: filtered
     assert flag.out.replace(str(tmp_path / "a"), "") == env.out.replace(str(tmp_path / "b"), "")
+
+
+def test_a_bucket_export_from_postgres_holds_the_folder_export_from_sqlite(
+        tmp_path: Path, pg_url: str, s3_server: Any, s3_bucket: Any) -> None:
+    from tests.test_storage import objects, s3
+
+    golden = golden_two_sources(tmp_path / "golden.db")
+    url = in_postgres(golden, pg_url)
+    local = tmp_path / "local"
+    names = [Path(p).relative_to(local).as_posix()
+             for p in export_snapshots(golden, local, all_dates=True)]
+    written = export_snapshots(url, s3_bucket.uri("team"), all_dates=True,
+                               s3=s3(s3_bucket.endpoint_url))
+    assert written == [s3_bucket.uri(f"team/{n}") for n in names] and len(names) == 12
+    found = objects(s3_server, s3_bucket)
+    for name in names:  # byte for byte
+        assert found[f"team/{name}"] == (local / name).read_bytes(), name
+    assert set(json.loads(found["team/_manifest.json"])["partitions"]) == set(json.loads(
+        (local / "_manifest.json").read_text())["partitions"])
