@@ -205,3 +205,33 @@ def test_a_bucket_export_from_postgres_holds_the_folder_export_from_sqlite(
         assert found[f"team/{name}"] == (local / name).read_bytes(), name
     assert set(json.loads(found["team/_manifest.json"])["partitions"]) == set(json.loads(
         (local / "_manifest.json").read_text())["partitions"])
+
+
+def test_a_server_lost_mid_export_keeps_what_was_written(
+        tmp_path: Path, pg_private_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server dies after the first partition: one line, exit 2; the partition written and
+    the manifest naming it stay valid, and no half file is left."""
+    import etl.publish.export as export
+
+    golden = build_golden_db(tmp_path / "golden.db")
+    url = in_postgres(golden, pg_private_cluster.url(pg_private_cluster.create_database()))
+    real = export.export_partition
+
+    def partition_then_die(*args: Any, **kw: Any) -> Any:
+        entry = real(*args, **kw)
+        pg_private_cluster.kill()
+        return entry
+
+    monkeypatch.setattr(export, "export_partition", partition_then_die)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError) as caught:
+        export_snapshots(url, out, all_dates=True)
+    message = str(caught.value)
+    assert caught.value.exit_code == 2 and "\n" not in message
+    assert message.startswith(f"cannot read database {url}: "), message
+    manifest = json.loads((out / "_manifest.json").read_text())
+    first = "source=cn-north-4/snapshot_date=2026-02-28"
+    assert list(manifest["partitions"]) == [first]
+    assert len(pd.read_parquet(out / first / "images.parquet")) == 10
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "_manifest.json", f"{first}/images.parquet"]
