@@ -5,21 +5,29 @@ then runs each command as a child process (interpreter start included, like cron
 line per command. Prints figures only; nothing is asserted.
 
 Usage: python -m benchmarks.export_report_bench [--images N] [--runs R] [--keep DIR] [--s3]
+                                                [--postgres]
 
 ``--s3`` also exports to a bucket of moto's S3 server on 127.0.0.1 (the test extra's), so the
 upload path (temp object, size check, server-side copy) is measured against the folder's.
+``--postgres`` copies the database into a throwaway PostgreSQL cluster on 127.0.0.1 (the tests'
+own, tests/services/postgres.py: fsync off) and runs the same commands against its URL; each
+line then also shows the server's CPU for the command (its backend's, as the postmaster
+collects it), which the child's own CPU does not include.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks.run import measure as run_measure
 from etl.store.schema import ensure_schema
@@ -61,14 +69,20 @@ def build(path: Path, images: int, runs: int) -> None:
     conn.close()
 
 
-def measure(label: str, args: list[str]) -> None:
+def measure(label: str, args: list[str], server: Callable[[], float] | None = None) -> None:
     """Median (min-max) of ``REPEAT`` fresh processes; CPU time and peak RSS are each child's
-    own (``os.wait4``). CPU time is the figure to compare on a shared machine."""
-    got = [run_measure([sys.executable, "-m", "etl", "-q", *args]) for _ in range(REPEAT)]
+    own (``os.wait4``). CPU time is the figure to compare on a shared machine. ``server``: the
+    database server's CPU seconds so far, read around each run (PostgreSQL)."""
+    got, served = [], []
+    for _ in range(REPEAT):
+        before = server() if server else 0.0
+        got.append(run_measure([sys.executable, "-m", "etl", "-q", *args]))
+        served.append(server() - before if server else 0.0)
     cpu, wall = [s.cpu for s in got], [s.wall for s in got]
+    extra = f"  server cpu {statistics.median(served):6.2f} s" if server else ""
     print(f"{label:<24} cpu {statistics.median(cpu):6.2f} s ({min(cpu):.2f}-{max(cpu):.2f})  "
           f"wall {statistics.median(wall):6.2f} s ({min(wall):.2f}-{max(wall):.2f})  "
-          f"peak RSS {max(s.rss_mib for s in got):6.0f} MiB", flush=True)
+          f"peak RSS {max(s.rss_mib for s in got):6.0f} MiB{extra}", flush=True)
 
 
 def main() -> None:
@@ -79,6 +93,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=REPEAT, help="runs of each command")
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the files")
     parser.add_argument("--s3", action="store_true", help="also export to a loopback bucket")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also export and report from a loopback PostgreSQL copy")
     ns = parser.parse_args()
     REPEAT = ns.repeat
     with tempfile.TemporaryDirectory() as scratch:
@@ -90,11 +106,7 @@ def main() -> None:
         build(db, ns.images, ns.runs)
         print(f"built {ns.images:,} images x {ns.runs} runs in "
               f"{time.perf_counter() - t0:.1f} s ({db.stat().st_size / 2**20:.0f} MiB)")
-        # Every partition, at any length of history: its memory must stay flat (90 vs 365 runs).
-        measure("export parquet --all", ["export", "--db", str(db), "--out", str(work / "all"),
-                                         "--format", "parquet", "--all"])
-        measure("report json", ["report", "--db", str(db), "--out", str(work / "r.json")])
-        measure("report html", ["report", "--db", str(db), "--out", str(work / "r.html")])
+        commands(db, work)
         measure("export csv (latest)", ["export", "--db", str(db), "--out", str(work / "x"),
                                         "--format", "csv"])
         if ns.runs > 31:  # up to a month this was --all again, already measured first
@@ -102,12 +114,78 @@ def main() -> None:
                                        "--format", "parquet"])
         if ns.s3:
             measure_bucket(db, ns.runs)
+        if ns.postgres:
+            measure_postgres(db, work)
+
+
+def commands(db: Path | str, work: Path, label: str = "",
+             server: Callable[[], float] | None = None) -> None:
+    """``export --all`` and ``report`` (JSON, HTML) from ``db``, a file or a URL."""
+    # Every partition, at any length of history: its memory must stay flat (90 vs 365 runs).
+    measure(f"{label}export parquet --all", ["export", "--db", str(db), "--out",
+                                             str(work / f"{label}all"), "--format", "parquet",
+                                             "--all"], server)
+    measure(f"{label}report json", ["report", "--db", str(db), "--out", str(work / "r.json")],
+            server)
+    measure(f"{label}report html", ["report", "--db", str(db), "--out", str(work / "r.html")],
+            server)
+
+
+def measure_postgres(db: Path, work: Path) -> None:
+    """The same commands from a copy of ``db`` in a loopback PostgreSQL cluster."""
+    from tests.services.postgres import start_cluster
+
+    cluster = start_cluster()
+    try:
+        with cluster.database() as url:
+            t0 = time.perf_counter()
+            copy_to_postgres(db, url)
+            print(f"copied into PostgreSQL in {time.perf_counter() - t0:.1f} s", flush=True)
+            commands(url, work, "pg ", server_cpu(cluster))
+    finally:
+        cluster.close()
+
+
+def copy_to_postgres(db: Path, url: str) -> None:
+    """Every row of the SQLite database ``db`` into ``url``'s (COPY), then analysed."""
+    import psycopg
+
+    from etl.store.pg_schema import by_dependency, ensure_schema
+
+    with sqlite3.connect(db) as lite, psycopg.connect(url, autocommit=True) as pg:
+        ensure_schema(pg, "public")
+        for table, _sql in by_dependency(lite):
+            names = ", ".join(f'"{c[1]}"' for c in lite.execute(f"PRAGMA table_info({table})"))
+            with pg.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in lite.execute(f"SELECT * FROM {table}"):
+                    copy.write_row(row)
+        pg.execute("VACUUM ANALYZE")  # as autovacuum leaves a loaded database
+    lite.close()
+
+
+def server_cpu(cluster: Any) -> Callable[[], float]:
+    """A reader of the cluster's CPU seconds so far: the postmaster's own, its finished
+    children's (each session's backend, once reaped) and its live children's."""
+    postmaster = cluster.pid
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def used(pid: int, fields: slice) -> int:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile: counted in the postmaster's children from now on
+            return 0
+        return sum(int(v) for v in stat[fields])
+
+    def read() -> float:
+        total = used(postmaster, slice(11, 15))  # utime, stime, cutime, cstime
+        total += sum(used(pid, slice(11, 13)) for pid in cluster.processes() if pid != postmaster)
+        return total / ticks
+
+    return read
 
 
 def measure_bucket(db: Path, runs: int) -> None:
     """The Parquet export again, into a bucket of a loopback moto server."""
-    import os
-
     from tests.services.s3 import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, S3Server
 
     server = S3Server().start()

@@ -64,7 +64,7 @@ def test_sqlite_views_are_the_sqlite_rendering_of_the_one_definition() -> None:
     for sqlite_only in ("julianday", "date(MAX", "MAX(m.pull_count_from", "MAX(anomaly ="):
         assert sqlite_only not in rendered
     assert "GREATEST(m.pull_count_from, 1000)" in rendered
-    assert trends.PER_DAY_SQL == "ROUND(CAST(m.pull_delta AS REAL) / m.days_elapsed, 3)"
+    assert trends.per_day_sql() == "ROUND(CAST(m.pull_delta AS REAL) / m.days_elapsed, 3)"
 
 
 # --- the schema on a real server ----------------------------------------------------------------

@@ -640,3 +640,19 @@ def test_rows_of_several_sources_say_where_they_were_read(tmp_path: Path) -> Non
     assert "library/nginx · r-b" in text and "library/nginx · r-a" in text
     assert "top_movers" in r and "where" not in r["top_movers"][0]  # the JSON is unchanged
     assert " · r-a" not in html(only_a) and " · r-a" not in markdown(only_a)
+
+
+def test_a_day_whose_every_comparable_image_fell_is_not_stale_and_no_crash(
+        tmp_path: Path) -> None:
+    """No known gain that day (the only step is a decrease): the stale check counts 0 unchanged
+    images, where a SUM over no known gain was NULL and the division failed."""
+    conn = new_db(tmp_path / "fell.db")
+    from tests.fixtures.report_db import add_image
+
+    add_image(conn, 1, "x")
+    add_run(conn, 1, "2026-11-07", counts={1: 100})
+    add_run(conn, 2, "2026-11-08", counts={1: 90})
+    conn.close()
+    r = build_report(tmp_path / "fell.db", days=7, now=NOW)
+    assert [a["kind"] for a in r["anomalies"]] == ["decrease"]
+    assert r["totals"]["anomalies"] == 1 and r["top_movers"] == []

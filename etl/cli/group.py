@@ -25,8 +25,6 @@ log = logging.getLogger("etl.cli")
 
 _GLOBAL_KEY = "etl.global"  # root context meta: the global options, wherever they were given
 _CONFIG_KEY = "etl.config"  # root context meta: the parsed config file, minus logging options
-# The commands that do not write to or read from PostgreSQL yet (docs/development/postgres.md).
-_NOT_ON_POSTGRES_YET = frozenset({"export", "report"})
 
 
 def _store(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -97,9 +95,7 @@ def settings_from(ctx: click.Context, flags: dict[str, Any], *,
     from etl.config.regions import unknown_region_warning
     from etl.config.settings import build_settings
     from etl.config.urls import object_store_warnings, plaintext_warnings
-    from etl.errors import ConfigError
     from etl.logs import register_secrets
-    from etl.store.dialect import is_postgres_url
 
     config = ctx.find_root().meta.get(_CONFIG_KEY, {})
     given = {k: v for k, v in flags.items() if v is not None and v != ()}
@@ -119,9 +115,6 @@ def settings_from(ctx: click.Context, flags: dict[str, Any], *,
                     log.warning(unknown)
     for warning in object_store_warnings(settings):  # only with an s3:// destination
         log.warning(warning)
-    if ctx.info_name in _NOT_ON_POSTGRES_YET and is_postgres_url(settings.db):
-        raise ConfigError(f"{ctx.info_name} cannot use a postgresql:// database yet (sync, "
-                          "replay, runs and status can): give a SQLite file")
     return settings
 
 

@@ -4,10 +4,11 @@ One partition per source and snapshot date,
 ``DIR/source=<name>/snapshot_date=YYYY-MM-DD/images.<csv|parquet>``, holding every image of that
 source seen by its last successful run of that date with its counts from that run. ``DIR`` is a
 folder or ``s3://bucket/prefix``; the layout and the manifest are decided here once, and a
-``Store`` (etl.publish.storage) writes the files. Each partition is streamed from SQLite in
-batches (``pandas.read_sql`` with Arrow dtypes) into a pyarrow writer on the store's new file,
-which replaces the old one whole (a temp file renamed, or an upload copied into place), so a
-reader sees the old partition or the new one, never half; the manifest is written after it.
+``Store`` (etl.publish.storage) writes the files. Each partition is streamed from the database
+(a SQLite file or a PostgreSQL schema) in batches of typed Arrow columns into a pyarrow writer
+on the store's new file, which replaces the old one whole (a temp file renamed, or an upload
+copied into place), so a reader sees the old partition or the new one, never half; the manifest
+is written after it.
 
 The folder is meant to be opened whole with no arguments (``pd.read_parquet(DIR)``, DuckDB,
 polars): the manifest's name starts with ``_``, which dataset readers skip, and the in-file
@@ -19,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ from urllib.parse import quote
 from etl import __version__
 from etl.errors import ConfigError
 from etl.publish.storage import S3Options, Store, open_store
-from etl.store.read import SNAPSHOT_READER, RunDay, open_readonly, run_days
+from etl.store.read import Queryable, RunDay, run_days
+from etl.store.snapshot_read import batches, open_snapshots, schema_version, shown
 
 log = logging.getLogger("etl.export")
 
@@ -97,18 +98,19 @@ def _arrow_schema(fmt: str, meta: dict[str, str]) -> Any:
                      if fmt == "parquet" else None)
 
 
-def _batches(conn: sqlite3.Connection, day: RunDay, schema: Any) -> Iterator[Any]:
-    """The partition's rows as Arrow tables of at most BATCH_ROWS rows (typed, no per-row code)."""
-    import pandas as pd
+def _batches(conn: Queryable, day: RunDay, schema: Any) -> Iterator[Any]:
+    """The partition's rows as Arrow tables of at most BATCH_ROWS rows (typed, no per-row code):
+    one batch in memory at a time, from either engine."""
     import pyarrow as pa
 
-    for frame in pd.read_sql(PARTITION_SQL, conn, params={"d": day.date, "run_id": day.run_id,
-                                                          "source": day.source},
-                             chunksize=BATCH_ROWS, dtype_backend="pyarrow"):
-        yield pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    params = {"d": day.date, "run_id": day.run_id, "source": day.source}
+    for rows in batches(conn, PARTITION_SQL, params, BATCH_ROWS):
+        yield pa.Table.from_arrays([pa.array(list(column), type=field.type) for field, column
+                                    in zip(schema, zip(*rows, strict=True), strict=True)],
+                                   schema=schema)
 
 
-def _write_file(conn: sqlite3.Connection, day: RunDay, fmt: str, tmp: Any,
+def _write_file(conn: Queryable, day: RunDay, fmt: str, tmp: Any,
                 meta: dict[str, str]) -> int:
     """Stream one partition into the new file ``tmp``; return its row count."""
     import pyarrow as pa
@@ -209,7 +211,7 @@ def partition_key(day: RunDay) -> str:
 
 
 
-def export_partition(conn: sqlite3.Connection, store: Store, day: RunDay, fmt: str,
+def export_partition(conn: Queryable, store: Store, day: RunDay, fmt: str,
                      *, db_schema_version: int) -> dict[str, Any]:
     """Write (or atomically replace) one partition; return its manifest entry."""
     folder = partition_key(day)
@@ -263,10 +265,11 @@ def export_snapshots(db: Path | str, out: Path | str, *, fmt: str = "parquet",
         raise ConfigError("--date and --all cannot be used together")
     wanted = _check_date(date) if date is not None else None
     store = open_store(out, s3)
-    db = Path(db)  # a postgresql:// URL is refused before this (etl.cli.group)
-    with open_readonly(db, SNAPSHOT_READER) as conn:
-        chosen = _chosen_days(conn, db, wanted, all_dates, include_partial)
-        db_version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    # One transaction for every query (PostgreSQL: REPEATABLE READ, read-only), so a load
+    # committing meanwhile is in the whole export or in none of it.
+    with open_snapshots(db) as conn:
+        chosen = _chosen_days(conn, shown(db), wanted, all_dates, include_partial)
+        db_version = schema_version(conn)
         store.prepare([f"{partition_key(day)}/images.{fmt}" for day in chosen])
         partitions, legacy = _partitions_so_far(store)
         written: list[Path | str] = []
@@ -295,7 +298,7 @@ def export_snapshots(db: Path | str, out: Path | str, *, fmt: str = "parquet",
     return written
 
 
-def _chosen_days(conn: sqlite3.Connection, db: Path, wanted: str | None, all_dates: bool,
+def _chosen_days(conn: Queryable, db: str, wanted: str | None, all_dates: bool,
                  include_partial: bool) -> list[RunDay]:
     """The runs to export: ``wanted``'s, every date's, or the latest date's.
 

@@ -39,7 +39,9 @@ from etl.errors import ConfigError
 from etl.publish import MAX_DAYS, sections
 from etl.publish.sections import STALE_SHARE, avg_last_7, daily_rates, shift
 from etl.store import trends
-from etl.store.read import SNAPSHOT_READER, open_readonly
+from etl.store.dialect import Dialect
+from etl.store.read import Queryable, dialect_of
+from etl.store.snapshot_read import open_snapshots
 from etl.store.trends import INT32_MAX, MIN_GROWTH_BASELINE
 
 REPORT_FORMATS = ("html", "md", "json")
@@ -48,17 +50,20 @@ FORMAT_OF_SUFFIX = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "
 TEMP_TABLES = ("report_runs", "cur_steps", "cur_images", "prev_steps", "prev_rank", "top_ids")
 
 # The counted runs up to the report's date, and the window steps over them (etl.store.trends).
-_RUNS = [("counted", "SELECT source, snapshot_date, run_id FROM temp.report_runs")]
-_PREV_RUNS = [("counted", "SELECT source, snapshot_date, run_id FROM temp.report_runs "
+# The TEMP tables are named bare: both engines look a name up among the session's temporary
+# tables first (SQLite's ``temp`` schema is PostgreSQL's ``pg_temp``).
+_RUNS = [("counted", "SELECT source, snapshot_date, run_id FROM report_runs")]
+_PREV_RUNS = [("counted", "SELECT source, snapshot_date, run_id FROM report_runs "
                           "WHERE snapshot_date <= :prev_end")]
 
 
 def _connection(
-        conn_or_db: sqlite3.Connection | Path | str) -> AbstractContextManager[sqlite3.Connection]:
-    """A caller's connection, left open; or the database, opened read-only for the report."""
+        conn_or_db: sqlite3.Connection | Path | str) -> AbstractContextManager[Queryable]:
+    """A caller's connection, left open; or the database (a SQLite file or a PostgreSQL
+    schema), opened for the report: reading one committed state, writing TEMP tables only."""
     if isinstance(conn_or_db, sqlite3.Connection):
         return nullcontext(conn_or_db)
-    return open_readonly(conn_or_db, SNAPSHOT_READER)
+    return open_snapshots(conn_or_db, temp_tables=True)
 
 
 def build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int = 30, top: int = 10,
@@ -76,6 +81,8 @@ def build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int = 30,
         raise ConfigError(f"--top must be at least 1, got {top}")
     now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
     with _connection(conn_or_db) as conn:
+        if not isinstance(conn, sqlite3.Connection):  # PostgreSQL: the session ends with it
+            return _compute(conn, days=days, top=top, now=now, sources=tuple(sources))
         in_transaction = conn.in_transaction
         try:
             return _compute(conn, days=days, top=top, now=now, sources=tuple(sources))
@@ -100,7 +107,7 @@ class _Window:
         return self.dates[0]
 
 
-def _narrow(conn: sqlite3.Connection, sources: tuple[str, ...]) -> None:
+def _narrow(conn: Queryable, sources: tuple[str, ...]) -> None:
     """Keep the counted runs of ``sources`` only (``report --source``).
 
     Raises:
@@ -112,18 +119,19 @@ def _narrow(conn: sqlite3.Connection, sources: tuple[str, ...]) -> None:
         raise ConfigError(f"no source {unknown[0]!r} in the database (its sources: "
                           f"{', '.join(known) or 'none'})")
     marks = ", ".join("?" * len(sources))
-    conn.execute(f"DELETE FROM temp.report_runs WHERE source NOT IN ({marks})", sources)
+    conn.execute(f"DELETE FROM report_runs WHERE source NOT IN ({marks})", sources)
 
 
-def _build_window(conn: sqlite3.Connection, days: int, now: dt.datetime,
+def _build_window(conn: Queryable, days: int, now: dt.datetime,
                   sources: tuple[str, ...] = ()) -> _Window:
     """The counted runs up to ``now``'s date and the window steps over them, as TEMP tables
     (``report_runs``, ``cur_steps``, ``cur_images``, ``prev_rank``) the queries below read."""
+    dialect = dialect_of(conn)
     conn.execute("CREATE TEMP TABLE report_runs AS " + trends.counted_runs_sql(until=True),
                  {"until": now.date().isoformat()})
     if sources:
         _narrow(conn, sources)
-    run_of = dict(conn.execute("SELECT snapshot_date, run_id FROM temp.report_runs"))
+    run_of = dict(conn.execute("SELECT snapshot_date, run_id FROM report_runs"))
     if not run_of:
         raise ConfigError("no successful run to report on: run 'swr-etl sync' first")
     dates = sorted(run_of)
@@ -131,21 +139,35 @@ def _build_window(conn: sqlite3.Connection, days: int, now: dt.datetime,
     window = [d for d in dates if d >= shift(as_of, -days)]
     start = window[0]
     conn.execute("CREATE TEMP TABLE cur_steps AS " + trends.with_ctes(
-        trends.steps_ctes(_RUNS, days), "SELECT * FROM steps"))
-    conn.execute("CREATE TEMP TABLE cur_images AS " + trends.per_image_sql("temp.cur_steps"))
+        trends.steps_ctes(_RUNS, days, dialect=dialect), "SELECT * FROM steps"))
+    _settle(conn, dialect, "cur_steps")
+    conn.execute("CREATE TEMP TABLE cur_images AS "
+                 + trends.per_image_sql("cur_steps", dialect=dialect))
+    _settle(conn, dialect, "cur_images")
     # The previous window ends where this one starts; it needs two run dates to rank anything.
     prev_window = [d for d in dates if shift(start, -days) <= d <= start]
     prev_start = prev_window[0] if len(prev_window) > 1 else None
+    integer = dialect.types["INTEGER"]
     if prev_start is not None:
         conn.execute("CREATE TEMP TABLE prev_steps AS " + trends.with_ctes(
-            trends.steps_ctes(_PREV_RUNS, days), "SELECT * FROM steps"), {"prev_end": start})
+            trends.steps_ctes(_PREV_RUNS, days, dialect=dialect), "SELECT * FROM steps"),
+            {"prev_end": start})
         conn.execute("CREATE TEMP TABLE prev_rank AS " + trends.with_ctes(
-            trends.movers_ctes("temp.prev_steps"),
+            trends.movers_ctes("prev_steps", dialect=dialect),
             f"SELECT m.source, m.image_id, ROW_NUMBER() OVER (ORDER BY {trends.RANK_ORDER}, "
             "m.source) AS rank FROM movers AS m WHERE m.anomaly IS NULL"))
+        _settle(conn, dialect, "prev_rank")
     else:
-        conn.execute("CREATE TEMP TABLE prev_rank (source TEXT, image_id INTEGER, rank INTEGER)")
+        conn.execute(f"CREATE TEMP TABLE prev_rank (source TEXT, image_id {integer}, "
+                     f"rank {integer})")
     return _Window(as_of, run_of[as_of], window, prev_start)
+
+
+def _settle(conn: Queryable, dialect: Dialect, table: str) -> None:
+    """Make the filled TEMP table ``table`` fit for the planner, as the engine needs (an image's
+    rows are looked up by source and id: a correlated subquery, the history of the top ids)."""
+    for statement in dialect.settle_temp:
+        conn.execute(statement.format(table=table, key="source, image_id"))
 
 
 def _method(days: int) -> dict[str, Any]:
@@ -164,16 +186,16 @@ def _method(days: int) -> dict[str, Any]:
     }
 
 
-def _compute(conn: sqlite3.Connection, *, days: int, top: int,
+def _compute(conn: Queryable, *, days: int, top: int,
              now: dt.datetime, sources: tuple[str, ...] = ()) -> dict[str, Any]:
     w = _build_window(conn, days, now, sources)
     trending = len(w.dates) > 1
     n_images, total_pulls = conn.execute(  # the as-of date's counted run of each source
-        "SELECT COUNT(*), COALESCE(SUM(s.pull_count), 0) FROM temp.report_runs AS c"
+        "SELECT COUNT(*), COALESCE(SUM(s.pull_count), 0) FROM report_runs AS c"
         " JOIN image_snapshots AS s ON s.run_id = c.run_id AND s.source = c.source"
         " WHERE c.snapshot_date = ?", (w.as_of,)).fetchone()
     (total_delta,) = conn.execute(
-        "SELECT COALESCE(SUM(pull_delta), 0) FROM temp.cur_steps").fetchone()
+        "SELECT COALESCE(SUM(pull_delta), 0) FROM cur_steps").fetchone()
     per_date = sections.per_date(conn)
     daily = sections.daily_totals(per_date, w.dates)
     total_rates = daily_rates([(row["date"], w.dates[i], row["pull_delta"])
@@ -208,7 +230,7 @@ def _compute(conn: sqlite3.Connection, *, days: int, top: int,
         "removed_images": removed[0],
         "anomalies": anomalies[0],
         "sources": [s for (s,) in conn.execute(
-            "SELECT DISTINCT source FROM temp.report_runs ORDER BY source")],
+            "SELECT DISTINCT source FROM report_runs ORDER BY source")],
         "regions": sections.region_breakdown(conn, top) if trending else [],
         "method": _method(days),
     }

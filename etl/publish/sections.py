@@ -1,5 +1,6 @@
 """The trend report's sections, each computed from the window's TEMP tables that
-``etl.publish.report`` builds (``cur_steps``, ``cur_images``, ``prev_rank``): daily totals, the
+``etl.publish.report`` builds (``cur_steps``, ``cur_images``, ``prev_rank``; named bare: both
+engines look among the session's temporary tables first): daily totals, the
 ranked top movers with their histories, the listings of unranked, new and removed images, and the
 anomalies. Gains between runs are spread over the calendar days they span (``daily_rates``): a
 gap between runs is never a run of zero days.
@@ -8,10 +9,11 @@ gap between runs is never a run of zero days.
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from typing import Any
 
 from etl.store import trends
+from etl.store.dialect import Dialect
+from etl.store.read import Queryable, dialect_of
 from etl.store.trends import INT32_MAX
 
 STALE_SHARE = 0.8
@@ -47,14 +49,16 @@ def avg_last_7(rates: dict[str, float], as_of: str) -> float | None:
     return round(sum(covered) / len(covered), 2) if covered else None
 
 
-def per_date(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+def per_date(conn: Queryable) -> list[tuple[Any, ...]]:
     """One scan for the totals and the stale check: per (date, image's previous date) group,
     images, pulls, known gain, images comparable with their previous count, and unchanged ones."""
     return conn.execute(
         "SELECT snapshot_date, prev_date, COUNT(*), COALESCE(SUM(pull_count), 0), "
         "COALESCE(SUM(pull_delta), 0), "
-        "SUM(prev_date IS NOT NULL AND anomaly IS NOT 'stuck_counter'), SUM(pull_delta = 0) "
-        "FROM temp.cur_steps GROUP BY snapshot_date, prev_date "
+        # Counted with CASE: PostgreSQL cannot SUM a comparison, as SQLite sums its 0 or 1.
+        "COUNT(CASE WHEN prev_date IS NOT NULL AND (anomaly IS NULL OR anomaly <> 'stuck_counter')"
+        " THEN 1 END), COUNT(CASE WHEN pull_delta = 0 THEN 1 END) "
+        "FROM cur_steps GROUP BY snapshot_date, prev_date "
         "ORDER BY snapshot_date, prev_date").fetchall()
 
 
@@ -78,35 +82,37 @@ def daily_totals(per_date: list[tuple[Any, ...]], window: list[str]) -> list[dic
     return out
 
 
-def _movers(select: str) -> str:
+def _movers(select: str, dialect: Dialect) -> str:
     """``select`` over ``movers`` (alias ``m``): this window's movers, by etl.store.trends'
     rules."""
-    return trends.with_ctes(trends.movers_ctes("temp.cur_steps", "SELECT * FROM temp.cur_images"),
-                            select)
+    return trends.with_ctes(trends.movers_ctes("cur_steps", "SELECT * FROM cur_images",
+                                               dialect=dialect), select)
 
 
-def ranked_movers(conn: sqlite3.Connection, as_of: str, top: int) -> list[dict[str, Any]]:
+def ranked_movers(conn: Queryable, as_of: str, top: int) -> list[dict[str, Any]]:
     """The first ``top`` movers, each with its history and daily rates (the JSON ``top_movers``)."""
+    dialect = dialect_of(conn)
     # The first ``top`` in the view's rank order: rank = position (a bounded sort, where the
     # view's ROW_NUMBER sorts every mover; a million images cost seconds).
     rows = conn.execute(_movers(
         f"SELECT m.image_id, i.namespace, i.name, m.pull_count, m.pull_delta, "
-        f"{trends.GROWTH_SQL}, m.pull_count_from, m.from_date, {trends.PER_DAY_SQL}, "
+        f"{trends.growth_sql('m', dialect)}, m.pull_count_from, m.from_date, "
+        f"{trends.per_day_sql(dialect)}, "
         "m.days_elapsed, p.rank, m.source FROM movers AS m "
         "LEFT JOIN images AS i ON i.source = m.source AND i.id = m.image_id "
-        "LEFT JOIN temp.prev_rank AS p ON p.source = m.source AND p.image_id = m.image_id "
-        f"WHERE m.anomaly IS NULL ORDER BY {trends.RANK_ORDER}, m.source LIMIT ?"),
+        "LEFT JOIN prev_rank AS p ON p.source = m.source AND p.image_id = m.image_id "
+        f"WHERE m.anomaly IS NULL ORDER BY {trends.RANK_ORDER}, m.source LIMIT ?", dialect),
         (top,)).fetchall()
     # An image is one (source, id): each region counts its own pulls.
     history: dict[tuple[str, int], list[tuple[str, str | None, int, int | None]]] = {
         (r[11], r[0]): [] for r in rows}
     # One scan of the steps against the --top ids (no ceiling: SQLite's variable count has one).
-    conn.execute("CREATE TEMP TABLE top_ids (source TEXT, image_id INTEGER, "
+    conn.execute(f"CREATE TEMP TABLE top_ids (source TEXT, image_id {dialect.types['INTEGER']}, "
                  "PRIMARY KEY (source, image_id))")
-    conn.executemany("INSERT INTO temp.top_ids VALUES (?, ?)", list(history))
+    conn.executemany("INSERT INTO top_ids VALUES (?, ?)", list(history))
     for source, image_id, d, prev_date, c, gain in conn.execute(
             "SELECT s.source, s.image_id, s.snapshot_date, s.prev_date, s.pull_count, "
-            "s.pull_delta FROM temp.cur_steps AS s JOIN temp.top_ids AS t "
+            "s.pull_delta FROM cur_steps AS s JOIN top_ids AS t "
             "ON t.source = s.source AND t.image_id = s.image_id "
             "ORDER BY s.source, s.image_id, s.snapshot_date"):
         history[(source, image_id)].append((d, prev_date, c, gain))
@@ -131,26 +137,26 @@ def ranked_movers(conn: sqlite3.Connection, as_of: str, top: int) -> list[dict[s
     return movers
 
 
-def _listing(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...],
+def _listing(conn: Queryable, sql: str, params: tuple[Any, ...],
              keys: tuple[str, ...]) -> Listing:
     """Rows ``id, namespace, name, *keys, source`` of ``sql`` (at most MAX_LISTED), and how
     many."""
-    (count,) = conn.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()
+    (count,) = conn.execute(f"SELECT COUNT(*) FROM ({sql}) AS listed", params).fetchone()
     rows = conn.execute(f"{sql} LIMIT {MAX_LISTED}", params).fetchall()
     return [dict(zip(("id", "namespace", "name", *keys, "source"), row, strict=True))
             for row in rows], int(count)
 
 
-def anomalies(conn: sqlite3.Connection, per_date: list[tuple[Any, ...]],
+def anomalies(conn: Queryable, per_date: list[tuple[Any, ...]],
                window: list[str]) -> Listing:
     found: list[dict[str, Any]] = []
     total = 0
     (n_dec,) = conn.execute(
-        "SELECT COUNT(*) FROM temp.cur_steps WHERE anomaly = 'decrease'").fetchone()
+        "SELECT COUNT(*) FROM cur_steps WHERE anomaly = 'decrease'").fetchone()
     total += n_dec
     for image_id, ns, name, prev_date, d, prev_count, c, source in conn.execute(
             "SELECT s.image_id, i.namespace, i.name, s.prev_date, s.snapshot_date, "
-            "s.prev_count, s.pull_count, s.source FROM temp.cur_steps AS s "
+            "s.prev_count, s.pull_count, s.source FROM cur_steps AS s "
             "LEFT JOIN images AS i ON i.source = s.source AND i.id = s.image_id "
             "WHERE s.anomaly = 'decrease' "
             f"ORDER BY s.snapshot_date, s.image_id, s.source LIMIT {MAX_LISTED}"):
@@ -161,9 +167,10 @@ def anomalies(conn: sqlite3.Connection, per_date: list[tuple[Any, ...]],
                                           "ranked"})
     stuck = conn.execute(
         "SELECT s.image_id, i.namespace, i.name, MIN(s.snapshot_date), MAX(s.snapshot_date), "
-        "MAX(s.snapshot_date) = MAX(s.as_of), s.source FROM temp.cur_steps AS s "
+        "MAX(s.snapshot_date) = MAX(s.as_of), s.source FROM cur_steps AS s "
         "LEFT JOIN images AS i ON i.source = s.source AND i.id = s.image_id "
-        "WHERE s.pull_count = ? GROUP BY s.source, s.image_id ORDER BY s.image_id, s.source",
+        "WHERE s.pull_count = ? GROUP BY s.source, s.image_id, i.namespace, i.name "
+        "ORDER BY s.image_id, s.source",
         (INT32_MAX,)).fetchall()
     total += len(stuck)
     for image_id, ns, name, since, until, still, source in stuck[:MAX_LISTED]:
@@ -190,27 +197,28 @@ def anomalies(conn: sqlite3.Connection, per_date: list[tuple[Any, ...]],
 _IMAGE_OF = "LEFT JOIN images AS i ON i.source = m.source AND i.id = m.image_id "
 
 
-def image_listings(conn: sqlite3.Connection, *, start: str,
+def image_listings(conn: Queryable, *, start: str,
                    as_of: str) -> tuple[Listing, Listing, Listing]:
     """The unranked movers, the new images and the removed images of the window."""
     unranked = _listing(conn, _movers(
         "SELECT m.image_id, i.namespace, i.name, m.anomaly, "
-        "(SELECT MIN(s.snapshot_date) FROM temp.cur_steps AS s WHERE s.source = m.source "
+        "(SELECT MIN(s.snapshot_date) FROM cur_steps AS s WHERE s.source = m.source "
         " AND s.image_id = m.image_id "
         " AND (s.anomaly = m.anomaly OR (m.anomaly = 'stuck_counter' AND s.pull_count = ?))), "
         f"m.pull_count, m.source FROM movers AS m {_IMAGE_OF}"
-        f"WHERE m.anomaly IS NOT NULL ORDER BY {trends.UNRANKED_ORDER}, m.source"), (INT32_MAX,),
+        f"WHERE m.anomaly IS NOT NULL ORDER BY {trends.UNRANKED_ORDER}, m.source",
+        dialect_of(conn)), (INT32_MAX,),
         ("kind", "date", "pull_count"))
     new_images = _listing(conn, "SELECT m.image_id, i.namespace, i.name, m.from_date, "
-                          f"m.pull_count, m.source FROM temp.cur_images AS m {_IMAGE_OF}"
+                          f"m.pull_count, m.source FROM cur_images AS m {_IMAGE_OF}"
                           "WHERE m.from_date > ? AND m.to_date = ? "
                           "ORDER BY m.from_date, m.image_id, m.source",
                           (start, as_of), ("first_seen", "pull_count"))
     # Not observed on as_of may still be listed there, with an unusable (NULL) count: gone
     # means absent from its source's counted run of as_of.
     removed = _listing(conn, "SELECT m.image_id, i.namespace, i.name, m.to_date, m.pull_count, "
-                       f"m.source FROM temp.cur_images AS m {_IMAGE_OF}"
-                       "WHERE m.to_date < ? AND NOT EXISTS (SELECT 1 FROM temp.report_runs AS c "
+                       f"m.source FROM cur_images AS m {_IMAGE_OF}"
+                       "WHERE m.to_date < ? AND NOT EXISTS (SELECT 1 FROM report_runs AS c "
                        "  JOIN image_snapshots AS s ON s.run_id = c.run_id "
                        "  AND s.source = c.source WHERE c.snapshot_date = ? "
                        "  AND s.source = m.source AND s.image_id = m.image_id) "
@@ -219,13 +227,14 @@ def image_listings(conn: sqlite3.Connection, *, start: str,
     return unranked, new_images, removed
 
 
-def region_breakdown(conn: sqlite3.Connection, top: int) -> list[dict[str, Any]]:
+def region_breakdown(conn: Queryable, top: int) -> list[dict[str, Any]]:
     """The top ``top`` images by pulls gained summed over their sources (the rule of the
     ``top_movers_total_*`` views, ``etl.store.trends``), each with every source's share: which
     regions drive an image's growth."""
-    ctes = trends.movers_ctes("temp.cur_steps", "SELECT * FROM temp.cur_images") \
+    dialect = dialect_of(conn)
+    ctes = trends.movers_ctes("cur_steps", "SELECT * FROM cur_images", dialect=dialect) \
         + trends.totals_ctes()
-    totals = conn.execute(trends.with_ctes(ctes, trends.TOTALS_SELECT + " LIMIT ?"),
+    totals = conn.execute(trends.with_ctes(ctes, trends.totals_select(dialect) + " LIMIT ?"),
                           (top,)).fetchall()
     ranked = [t for t in totals if t[7] is not None]
     shares = conn.execute(trends.with_ctes(

@@ -33,6 +33,11 @@ class Dialect:
     quoted: frozenset[str]
     alias_in_expressions: bool  # ORDER BY may use an output column's name inside an expression
     table_exists_sql: str  # one row when the table named by the one parameter exists
+    schema_version_sql: str  # one row, one column: the version of swr-etl's schema stored
+    # After filling a temporary table that later queries look up by ``{key}``: what makes it
+    # fit for the planner. SQLite indexes such a lookup on the fly; PostgreSQL does not, and
+    # its autovacuum never analyses a temporary table, so its planner would guess blind.
+    settle_temp: tuple[str, ...]
     _days_between: Callable[[str, str], str]
     _days_before: Callable[[str, int], str]
     _greatest: Callable[[str, str], str]
@@ -70,6 +75,8 @@ SQLITE = Dialect(
     quoted=frozenset(),
     alias_in_expressions=True,
     table_exists_sql="SELECT 1 FROM sqlite_master WHERE name = ?",
+    schema_version_sql="PRAGMA user_version",
+    settle_temp=(),
     _days_between=lambda a, b: f"CAST(julianday({a}) - julianday({b}) AS INTEGER)",
     _days_before=lambda d, n: f"date({d}, '-{n} days')",
     _greatest=lambda a, b: f"MAX({a}, {b})",
@@ -84,6 +91,8 @@ POSTGRES = Dialect(
     quoted=frozenset({"user"}),  # a reserved word there (current_user), a plain name in SQLite
     alias_in_expressions=False,
     table_exists_sql="SELECT 1 WHERE to_regclass(?) IS NOT NULL",  # in the search_path
+    schema_version_sql="SELECT version FROM swr_etl_schema",  # etl.store.pg_schema's table
+    settle_temp=("CREATE INDEX ON {table} ({key})", "ANALYZE {table}"),
     _days_between=lambda a, b: f"(CAST({a} AS date) - CAST({b} AS date))",
     # to_char, not a cast to text: the text of a date follows the session's DateStyle
     _days_before=lambda d, n: f"to_char(CAST({d} AS date) - {n}, 'YYYY-MM-DD')",

@@ -9,8 +9,10 @@ Messages name the database by ``display_url``: never the password.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -109,29 +111,86 @@ class PgRunLock:
 
 
 class PgReader:
-    """A read-only PostgreSQL connection that takes the read side's queries as written for
-    SQLite's driver (``?`` placeholders; ``etl.store.read`` puts no ``?`` or ``%`` in a
-    literal), so one query text serves both engines. A query the server refuses is a one-line
-    ConfigError (exit 2), as an unreadable SQLite file is."""
+    """A PostgreSQL connection in one REPEATABLE READ transaction that takes the read side's
+    queries as written for SQLite's driver: ``?`` and ``:name`` placeholders (our read queries
+    hold neither inside a literal), and numbers as SQLite gives them (``_sqlite_numbers``), so
+    one query text serves both engines. A query the server refuses is a one-line ConfigError
+    (exit 2), as an unreadable SQLite file is."""
 
     dialect = POSTGRES
 
     def __init__(self, conn: Any, name: str) -> None:
         self._conn = conn
         self._name = name
+        conn.adapters.register_loader("numeric", _sqlite_numbers())
 
-    def execute(self, query: str, parameters: Sequence[Any] = (), /) -> Any:
+    def execute(self, query: str, parameters: Sequence[Any] | Mapping[str, Any] = (), /) -> Any:
+        """Run one query; the cursor holds its whole result."""
+        with self._refused():
+            return self._conn.execute(*_pg_query(query, parameters))
+
+    def executemany(self, query: str, rows: Sequence[Sequence[Any]], /) -> None:
+        with self._refused():
+            self._conn.cursor().executemany(_pg_query(query, rows[0] if rows else ())[0], rows)
+
+    def batches(self, query: str, parameters: Mapping[str, Any],
+                size: int) -> Iterator[list[tuple[Any, ...]]]:
+        """The result in lists of at most ``size`` rows, read through a server-side cursor: the
+        client holds one batch at a time, however large the result."""
+        with self._refused(), self._conn.cursor(name="swr_etl_batches") as cursor:
+            cursor.execute(*_pg_query(query, parameters))
+            while rows := cursor.fetchmany(size):
+                yield rows
+
+    @contextmanager
+    def _refused(self) -> Iterator[None]:
         psycopg = _driver()
         try:
-            return self._conn.execute(query.replace("?", "%s"), tuple(parameters) or None)
+            yield
         except psycopg.Error as exc:
             raise ConfigError(f"cannot read database {self._name}: {_reason(exc)}") from None
 
 
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def _pg_query(query: str, parameters: Sequence[Any] | Mapping[str, Any]) -> tuple[str, Any]:
+    """``query`` in psycopg's spelling and its parameters: ``?`` is ``%s``, ``:name`` is
+    ``%(name)s`` (a ``::`` cast is left alone), a literal ``%`` doubled."""
+    if isinstance(parameters, Mapping):
+        if not parameters:
+            return query, None
+        text = _NAMED.sub(lambda m: f"%({m.group(1)})s" if m.group(1) in parameters
+                          else m.group(0), query.replace("%", "%%"))
+        return text, dict(parameters)
+    if not parameters:
+        return query, None
+    return query.replace("%", "%%").replace("?", "%s"), tuple(parameters)
+
+
+@functools.cache
+def _sqlite_numbers() -> type:
+    """A loader of PostgreSQL's ``numeric`` giving what SQLite gives for the same expression:
+    an int for a whole number (``SUM`` of a bigint is a numeric of scale 0 there) and a float
+    for a fractional one (``ROUND(x, 2)`` keeps its scale, ``30.00``), never a Decimal that JSON
+    and the report's formats cannot take."""
+    from psycopg.adapt import Loader
+
+    class SqliteNumbers(Loader):  # type: ignore[misc]
+        def load(self, data: Any) -> int | float:
+            text = bytes(data)
+            return float(text) if b"." in text or not text.lstrip(b"-").isdigit() else int(text)
+
+    return SqliteNumbers
+
+
 @contextmanager
-def open_reader(url: str, tables: Sequence[str], not_ours: str) -> Iterator[PgReader]:
-    """The URL's schema read-only, every query in one REPEATABLE READ transaction (all of them
-    see one committed state: a run's load is there whole or not at all), closed at the end.
+def open_reader(url: str, tables: Sequence[str], not_ours: str, *,
+                read_only: bool = True) -> Iterator[PgReader]:
+    """The URL's schema, every query in one REPEATABLE READ transaction (all of them see one
+    committed state: a run's load is there whole or not at all), closed at the end without a
+    commit. ``read_only=False`` lets the transaction make TEMP tables (the report's; the
+    server refuses every CREATE in a read-only one): nothing it does outlives the session.
 
     Raises:
         ConfigError: the server cannot be reached, or the schema lacks one of ``tables``
@@ -141,7 +200,7 @@ def open_reader(url: str, tables: Sequence[str], not_ours: str) -> Iterator[PgRe
     conn, _schema = connect(url)
     try:
         conn.set_autocommit(False)
-        conn.set_read_only(True)
+        conn.set_read_only(read_only)
         conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
         reader = PgReader(conn, display_url(url))
         missing = [t for t in tables

@@ -23,7 +23,7 @@ from urllib.parse import quote
 from etl.errors import ConfigError, DatabaseBusyError
 from etl.store import trends
 from etl.store.database import NOT_SQLITE, is_sqlite_file
-from etl.store.dialect import SQLITE, is_postgres_url
+from etl.store.dialect import SQLITE, Dialect, is_postgres_url
 
 
 class Queryable(Protocol):
@@ -31,6 +31,8 @@ class Queryable(Protocol):
     which takes the same query text (``?`` placeholders)."""
 
     def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -122,11 +124,15 @@ def open_ledger(db: Path | str) -> Iterator[Queryable]:
         yield conn
 
 
+def dialect_of(conn: Queryable) -> Dialect:
+    """The dialect of an open connection (sqlite3's carries none)."""
+    return getattr(conn, "dialect", SQLITE)
+
+
 def has_table(conn: Queryable, name: str) -> bool:
     """Whether the database holds table ``name`` (a database from before v4 has no
     run_sources)."""
-    dialect = getattr(conn, "dialect", SQLITE)  # sqlite3's connection carries none
-    return conn.execute(dialect.table_exists_sql, (name,)).fetchone() is not None
+    return conn.execute(dialect_of(conn).table_exists_sql, (name,)).fetchone() is not None
 
 
 _NEEDS_WRITE_ACCESS = re.compile(r"readonly database|unable to open database file")
@@ -222,7 +228,7 @@ class RunDay:
     source: str = ""
 
 
-def run_days(conn: sqlite3.Connection, *, include_partial: bool = False,
+def run_days(conn: Queryable, *, include_partial: bool = False,
              one_scope: bool = False, until: str | None = None) -> list[RunDay]:
     """The last good run of every source's snapshot date, oldest date first (then by source).
 

@@ -194,8 +194,6 @@ def unranked_last(alias: str, dialect: Dialect = SQLITE) -> str:
     return "rank IS NULL" if dialect.alias_in_expressions else f"{alias}.anomaly IS NOT NULL"
 
 
-PER_DAY_SQL = per_day_sql()
-GROWTH_SQL = growth_sql("m")
 RANK_ORDER = "m.pull_delta DESC, m.image_id"  # ties: the lower id first
 UNRANKED_ORDER = "m.pull_count DESC, m.image_id"  # the biggest images first
 
@@ -257,9 +255,6 @@ def totals_select(dialect: Dialect = SQLITE) -> str:
 FROM totals AS t
 LEFT JOIN leaders AS l ON l.namespace = t.namespace AND l.name = t.name AND l.n = 1
 ORDER BY {unranked_last("t", dialect)}, rank, t.pull_count DESC, t.namespace, t.name"""
-
-
-TOTALS_SELECT = totals_select()
 
 
 def top_movers_total_sql(days: int, *, dialect: Dialect = SQLITE) -> str:
