@@ -45,7 +45,7 @@ from etl.store.trends import INT32_MAX, MIN_GROWTH_BASELINE
 REPORT_FORMATS = ("html", "md", "json")
 FORMAT_OF_SUFFIX = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md",
                     ".json": "json"}
-TEMP_TABLES = ("report_runs", "cur_steps", "cur_images", "prev_steps", "prev_rank", "top_ids")
+TEMP_TABLES = ("report_runs", "cur_steps", "cur_images", "prev_rank", "top_ids")
 
 # The counted runs up to the report's date, and the window steps over them (etl.store.trends).
 _RUNS = [("counted", "SELECT source, snapshot_date, run_id FROM temp.report_runs")]
@@ -137,12 +137,11 @@ def _build_window(conn: sqlite3.Connection, days: int, now: dt.datetime,
     prev_window = [d for d in dates if shift(start, -days) <= d <= start]
     prev_start = prev_window[0] if len(prev_window) > 1 else None
     if prev_start is not None:
-        conn.execute("CREATE TEMP TABLE prev_steps AS " + trends.with_ctes(
-            trends.steps_ctes(_PREV_RUNS, days), "SELECT * FROM steps"), {"prev_end": start})
+        # Its ranks only: ``ranked``, not a second ``steps`` (~half the report's CPU, measured).
         conn.execute("CREATE TEMP TABLE prev_rank AS " + trends.with_ctes(
-            trends.movers_ctes("temp.prev_steps"),
+            trends.ranked_ctes(_PREV_RUNS, days),
             f"SELECT m.source, m.image_id, ROW_NUMBER() OVER (ORDER BY {trends.RANK_ORDER}, "
-            "m.source) AS rank FROM movers AS m WHERE m.anomaly IS NULL"))
+            "m.source) AS rank FROM ranked AS m"), {"prev_end": start})
     else:
         conn.execute("CREATE TEMP TABLE prev_rank (source TEXT, image_id INTEGER, rank INTEGER)")
     return _Window(as_of, run_of[as_of], window, prev_start)
