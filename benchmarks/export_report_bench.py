@@ -5,6 +5,11 @@ then runs each command as a child process (interpreter start included, like cron
 line per command. Prints figures only; nothing is asserted.
 
 Usage: python -m benchmarks.export_report_bench [--images N] [--runs R] [--keep DIR] [--s3]
+       python -m benchmarks.export_report_bench --base REV [--db FILE] [--images N] [--runs R]
+
+``--base REV`` measures ``report`` alone, as an A/B: ``etl/`` at the git revision REV against
+this checkout, alternating runs (``benchmarks.ab``'s launcher). ``--db FILE`` reuses that
+database (built there first if missing): building a year of 10,000 images takes ~1 minute.
 
 ``--s3`` also exports to a bucket of moto's S3 server on 127.0.0.1 (the test extra's), so the
 upload path (temp object, size check, server-side copy) is measured against the folder's.
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -21,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.run import Sample
 from benchmarks.run import measure as run_measure
 from etl.store.schema import ensure_schema
 
@@ -79,8 +86,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=REPEAT, help="runs of each command")
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the files")
     parser.add_argument("--s3", action="store_true", help="also export to a loopback bucket")
+    parser.add_argument("--db", type=Path, default=None, help="reuse this database (or build it)")
+    parser.add_argument("--base", default=None, help="A/B of report: this revision vs checkout")
     ns = parser.parse_args()
     REPEAT = ns.repeat
+    if ns.base:
+        report_ab(ns.base, ns.db, ns.images, ns.runs)
+        return
     with tempfile.TemporaryDirectory() as scratch:
         work = ns.keep or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
@@ -102,6 +114,36 @@ def main() -> None:
                                        "--format", "parquet"])
         if ns.s3:
             measure_bucket(db, ns.runs)
+
+
+def report_ab(base: str, db: Path | None, images: int, runs: int) -> None:
+    """``report`` (JSON) of ``etl/`` at ``base`` (A) and of this checkout (B), alternating."""
+    from benchmarks.ab import LAUNCHER, ROOT, extract, line, resolved, tree_env
+
+    with tempfile.TemporaryDirectory(prefix="swr-report-ab-") as scratch:
+        work = Path(scratch)
+        db = db or work / "bench.db"
+        if not db.exists():
+            build(db, images, runs)
+        extract(base, work / "a")
+        shutil.copytree(ROOT / "etl", work / "b" / "etl")
+        trees = {f"A {base}": work / "a", "B this checkout": work / "b"}
+        samples: dict[str, list[Sample]] = {label: [] for label in trees}
+        for label, tree in trees.items():
+            if not resolved(tree).startswith(str(tree)):
+                raise SystemExit(f"{label} does not run its own tree")
+        for _ in range(REPEAT):
+            for label, tree in trees.items():
+                samples[label].append(run_measure(
+                    [sys.executable, "-c", LAUNCHER, "-q", "report", "--db", str(db), "--out",
+                     str(work / "r.json")], env=tree_env(tree)))
+    print(f"report json over {db.name}, {REPEAT} alternating runs:")
+    for label, got in samples.items():
+        print(line(label, got))
+    a, b = samples.values()
+    per_round = [y.cpu / x.cpu for x, y in zip(a, b, strict=True)]
+    print(f"  B/A cpu, per round: median {statistics.median(per_round):.3f} "
+          f"({min(per_round):.3f}-{max(per_round):.3f})")
 
 
 def measure_bucket(db: Path, runs: int) -> None:
