@@ -192,8 +192,8 @@ def ranked_ctes(counted: Ctes, days: int, *, dialect: Dialect = SQLITE) -> Ctes:
     count and its count on ``as_of`` its largest; it has an anomaly exactly when one of its
     observations is at the stuck value (with two or more, each is an end of a step) or falls
     from the one before (the one ``LAG`` left). ``steps`` needs two more window functions per
-    observation, ``LEAD`` the dearest in SQLite: ~2.5x the CPU of this over a month of 10,000
-    images (``python -m benchmarks.export_report_bench``).
+    observation, ``LEAD`` the dearest in SQLite: ``movers`` over ``steps`` took ~1.7x the CPU
+    of this over a month of 10,000 images (docs/development/benchmarks.md).
     """
     return obs_ctes(counted, days, dialect=dialect) + [
         ("lagged", """SELECT o.source, o.image_id, o.snapshot_date, o.pull_count,
