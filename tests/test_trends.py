@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from etl.publish.report import build_report
 from etl.store import trends
+from etl.store.dialect import POSTGRES, SQLITE, Dialect
 from etl.store.read import run_days
 from tests.fixtures.report_db import (
     GOLDEN_DATES,
@@ -400,3 +401,16 @@ def test_ranked_is_the_movers_with_a_rank(
         trends.ranked_ctes(counted, days),
         "SELECT source, image_id, pull_delta FROM ranked")).fetchall()
     assert sorted(ranked) == sorted(movers)
+
+
+@pytest.mark.parametrize("dialect", [SQLITE, POSTGRES], ids=["sqlite", "postgres"])
+def test_each_engines_order_key_puts_the_unranked_last(dialect: Dialect) -> None:
+    # PostgreSQL cannot name an output column (rank) inside an expression: its key must not.
+    key = trends.unranked_last("m", dialect)
+    assert ("rank" in key) is dialect.alias_in_expressions
+    conn = sqlite3.connect(":memory:")
+    got = conn.execute(
+        "SELECT m.id FROM (SELECT 1 AS id, NULL AS rank, 'decrease' AS anomaly UNION ALL"
+        " SELECT 2, 1, NULL UNION ALL SELECT 3, NULL, 'stuck_counter' UNION ALL"
+        f" SELECT 4, 2, NULL) AS m ORDER BY {key}, m.id").fetchall()
+    assert got == [(2,), (4,), (1,), (3,)]
