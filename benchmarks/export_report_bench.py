@@ -118,7 +118,7 @@ def main() -> None:
 
 def report_ab(base: str, db: Path | None, images: int, runs: int) -> None:
     """``report`` (JSON) of ``etl/`` at ``base`` (A) and of this checkout (B), alternating."""
-    from benchmarks.ab import LAUNCHER, ROOT, extract, line, resolved, tree_env
+    from benchmarks.ab import LAUNCHER, ROOT, extract, resolved, summary, tree_env
 
     with tempfile.TemporaryDirectory(prefix="swr-report-ab-") as scratch:
         work = Path(scratch)
@@ -138,12 +138,7 @@ def report_ab(base: str, db: Path | None, images: int, runs: int) -> None:
                     [sys.executable, "-c", LAUNCHER, "-q", "report", "--db", str(db), "--out",
                      str(work / "r.json")], env=tree_env(tree)))
     print(f"report json over {db.name}, {REPEAT} alternating runs:")
-    for label, got in samples.items():
-        print(line(label, got))
-    a, b = samples.values()
-    per_round = [y.cpu / x.cpu for x, y in zip(a, b, strict=True)]
-    print(f"  B/A cpu, per round: median {statistics.median(per_round):.3f} "
-          f"({min(per_round):.3f}-{max(per_round):.3f})")
+    summary(samples)
 
 
 def measure_bucket(db: Path, runs: int) -> None:
