@@ -100,13 +100,18 @@ def main(argv: list[str] | None = None) -> int:
                 for p in work.glob(f"{db.name}*"):
                     p.unlink()
     print(f"\nsync of {args.rows:,} rows into a new database, {args.repeat} alternating runs:")
+    summary(samples)
+    return 0
+
+
+def summary(samples: dict[str, list[Sample]]) -> None:
+    """One line per side, then B/A of the CPU time per round (A first in ``samples``)."""
     for label, got in samples.items():
         print(line(label, got))
     a, b = samples.values()
     per_round = [y.cpu / x.cpu for x, y in zip(a, b, strict=True)]
     print(f"  B/A cpu, per round: median {statistics.median(per_round):.3f} "
           f"({min(per_round):.3f}-{max(per_round):.3f})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from etl.errors import ConfigError, LockedError, UpstreamError
-from etl.store import run_record
+from etl.store import load_sql, run_record
 from etl.store.database import lock_path_for
 from etl.store.load import INTERRUPTED, Loader
 from etl.store.run_record import RunStart
@@ -135,6 +135,24 @@ def test_identity_issues_and_cross_chunk_duplicates(tmp_path: Path) -> None:
         (2, "namespace/name", "library/img2", "namespace/name shared by ids 2, 9"),
         (9, "namespace/name", "library/img2", "namespace/name shared by ids 2, 9"),
     ]
+
+
+def test_duplicate_name_check_reads_the_name_index_alone(tmp_path: Path) -> None:
+    # Once per source of every run: it must read the (namespace, name, source) index in its own
+    # order, not every row of the source through its key with a sort for the GROUP BY (the plan
+    # SQLite picks for the source's equality unless told otherwise).
+    db = tmp_path / "swr.db"
+    load(db, rows(range(1, 30)), T0)
+    conn = sqlite3.connect(db)
+    try:
+        plan = [row[3] for row in conn.execute(
+            "EXPLAIN QUERY PLAN " + load_sql.NAME_TWO_IDS_SQL,
+            {"run": 1, "source": "x", "at": T0})]
+    finally:
+        conn.close()
+    dup = plan[plan.index("MATERIALIZE dup") + 1:][:2]
+    assert dup[0].startswith("SEARCH images USING COVERING INDEX images_ns_name"), plan
+    assert "GROUP BY" not in dup[1], plan
 
 
 def test_restart_pass_discards_the_earlier_pass(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from etl.errors import ConfigError
 from etl.store import pg_schema, schema, trends
-from etl.store.dialect import POSTGRES, SQLITE, dialect_for, lock_key, pg_target
+from etl.store.dialect import POSTGRES, SQLITE, Dialect, dialect_for, lock_key, pg_target
 from tests.fixtures.report_db import build_golden_db
 from tests.helpers import copy_to_postgres
 
@@ -224,3 +224,24 @@ def test_each_view_gives_the_same_rows_on_both_engines(view: str, pg_url: str,
     golden.close()
     assert expected, f"the golden history leaves {view} empty: nothing compared"
     assert sorted(got, key=repr) == sorted(expected, key=repr)
+
+
+@pytest.mark.parametrize("days", [7, 30])
+def test_the_ranked_movers_give_the_same_rows_on_both_engines(days: int, pg_url: str,
+                                                              tmp_path: Path) -> None:
+    # trends.ranked_ctes (the report's previous window) is no view: rendered for each engine here.
+    golden = sqlite3.connect(build_golden_db(tmp_path / "golden.db"))
+
+    def ranked(dialect: Dialect) -> str:
+        return trends.with_ctes(trends.ranked_ctes(trends.counted_runs_ctes(), days,
+                                                   dialect=dialect),
+                                "SELECT source, image_id, pull_delta FROM ranked")
+
+    with _connect(pg_url) as conn:
+        pg_schema.ensure_schema(conn, "public")
+        copy_to_postgres(golden, conn)
+        got = _plain(conn.execute(ranked(POSTGRES)).fetchall())
+    expected = golden.execute(ranked(SQLITE)).fetchall()
+    golden.close()
+    assert len(expected) > 1, "the golden history ranks nothing: nothing compared"
+    assert sorted(got) == sorted(expected)

@@ -5,15 +5,20 @@ Datasette canned query and the report alike."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from etl.publish.report import build_report
 from etl.store import trends
+from etl.store.dialect import POSTGRES, SQLITE, Dialect
 from etl.store.read import run_days
 from tests.fixtures.report_db import (
     GOLDEN_DATES,
@@ -358,3 +363,54 @@ def test_totals_across_sources_golden(tmp_path: Path) -> None:
                    "WHERE name IN ('x', 'w') ORDER BY name") == [
         ("w", 1, 10, "2026-01-01T00:00:00Z"), ("x", 2, 4234, "2026-11-08T00:00:00Z")]
     conn.close()
+
+
+# --- the previous window's ranks without steps (trends.ranked_ctes) ---------------------------
+
+@functools.cache
+def _empty_db() -> sqlite3.Connection:
+    return new_db(Path(":memory:"))
+
+
+_COUNTS = st.one_of(st.none(), st.sampled_from([0, 5, 999, 1000, 4000, STUCK - 1, STUCK,
+                                                 STUCK + 1, 3 * TWO_31]))
+
+
+@hypothesis_settings(max_examples=80, deadline=None)
+@given(days=st.sampled_from([1, 2, 4]), history=st.lists(
+    st.tuples(st.integers(0, 6), st.sampled_from(["a", "b"]),
+              st.dictionaries(st.integers(1, 4), _COUNTS, max_size=4)),
+    min_size=1, max_size=9))
+@example(days=4, history=[(0, "a", {1: 5, 2: 5}), (1, "a", {1: STUCK, 2: 5}),
+                          (2, "a", {1: STUCK, 2: 4})])  # stuck, zero gain, then a fall
+@example(days=1, history=[(0, "a", {1: 5}), (3, "a", {1: 9, 2: 1}), (4, "a", {2: 3}),
+                          (4, "b", {1: 3, 2: 3}), (5, "b", {1: 4})])  # gaps, late, two sources
+def test_ranked_is_the_movers_with_a_rank(
+        days: int, history: list[tuple[int, str, dict[int, int | None]]]) -> None:
+    # Random histories (gaps, two sources, a replayed date, NULL, stuck and falling counts):
+    # ranked_ctes names exactly the movers that movers_ctes ranks, with the same gains.
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    _empty_db().backup(conn)  # a copy of an empty database: creating the schema costs ~80 ms
+    for run_id, (day, source, counts) in enumerate(history, 1):
+        add_run(conn, run_id, f"2026-03-0{day + 1}", counts=counts, source=source)
+    counted = trends.counted_runs_ctes()
+    movers = conn.execute(trends.with_ctes(
+        trends.steps_ctes(counted, days) + trends.movers_ctes("steps"),
+        "SELECT source, image_id, pull_delta FROM movers WHERE anomaly IS NULL")).fetchall()
+    ranked = conn.execute(trends.with_ctes(
+        trends.ranked_ctes(counted, days),
+        "SELECT source, image_id, pull_delta FROM ranked")).fetchall()
+    assert sorted(ranked) == sorted(movers)
+
+
+@pytest.mark.parametrize("dialect", [SQLITE, POSTGRES], ids=["sqlite", "postgres"])
+def test_each_engines_order_key_puts_the_unranked_last(dialect: Dialect) -> None:
+    # PostgreSQL cannot name an output column (rank) inside an expression: its key must not.
+    key = trends.unranked_last("m", dialect)
+    assert ("rank" in key) is dialect.alias_in_expressions
+    conn = sqlite3.connect(":memory:")
+    got = conn.execute(
+        "SELECT m.id FROM (SELECT 1 AS id, NULL AS rank, 'decrease' AS anomaly UNION ALL"
+        " SELECT 2, 1, NULL UNION ALL SELECT 3, NULL, 'stuck_counter' UNION ALL"
+        f" SELECT 4, 2, NULL) AS m ORDER BY {key}, m.id").fetchall()
+    assert got == [(2,), (4,), (1,), (3,)]

@@ -47,7 +47,7 @@ from etl.store.trends import INT32_MAX, MIN_GROWTH_BASELINE
 REPORT_FORMATS = ("html", "md", "json")
 FORMAT_OF_SUFFIX = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md",
                     ".json": "json"}
-TEMP_TABLES = ("report_runs", "cur_steps", "cur_images", "prev_steps", "prev_rank", "top_ids")
+TEMP_TABLES = ("report_runs", "cur_steps", "cur_images", "prev_rank", "top_ids")
 
 # The counted runs up to the report's date, and the window steps over them (etl.store.trends).
 # The TEMP tables are named bare: both engines look a name up among the session's temporary
@@ -149,13 +149,11 @@ def _build_window(conn: Queryable, days: int, now: dt.datetime,
     prev_start = prev_window[0] if len(prev_window) > 1 else None
     integer = dialect.types["INTEGER"]
     if prev_start is not None:
-        conn.execute("CREATE TEMP TABLE prev_steps AS " + trends.with_ctes(
-            trends.steps_ctes(_PREV_RUNS, days, dialect=dialect), "SELECT * FROM steps"),
-            {"prev_end": start})
+        # Its ranks only: ``ranked``, not a second ``steps`` (~half the report's CPU, measured).
         conn.execute("CREATE TEMP TABLE prev_rank AS " + trends.with_ctes(
-            trends.movers_ctes("prev_steps", dialect=dialect),
+            trends.ranked_ctes(_PREV_RUNS, days, dialect=dialect),
             f"SELECT m.source, m.image_id, ROW_NUMBER() OVER (ORDER BY {trends.RANK_ORDER}, "
-            "m.source) AS rank FROM movers AS m WHERE m.anomaly IS NULL"))
+            "m.source) AS rank FROM ranked AS m"), {"prev_end": start})
         _settle(conn, dialect, "prev_rank")
     else:
         conn.execute(f"CREATE TEMP TABLE prev_rank (source TEXT, image_id {integer}, "

@@ -107,14 +107,10 @@ def counted_runs_sql(*, statuses: Sequence[str] = COUNTED_STATUSES, one_scope: b
                      " ORDER BY snapshot_date, source")
 
 
-def steps_ctes(counted: Ctes, days: int | None = None, *, dialect: Dialect = SQLITE) -> Ctes:
-    """``counted`` CTEs, then ``steps``: one row per observation (in the window of ``days``, or
-    the whole history), with its step from the image's previous observation (in that range).
-
-    An image is one ``(source, image_id)``: each source counts its own pulls.
-    ``steps`` columns: source, image_id, snapshot_date, run_id, pull_count, prev_date, prev_count,
-    next_date, pull_delta, days_elapsed, anomaly, as_of.
-    """
+def obs_ctes(counted: Ctes, days: int | None = None, *, dialect: Dialect = SQLITE) -> Ctes:
+    """``counted`` CTEs, then ``bounds (as_of, since)`` and ``obs``: every observation in the
+    window of ``days`` (or the whole history): source, image_id, snapshot_date, run_id,
+    pull_count."""
     since = "NULL" if days is None else dialect.days_before("MAX(snapshot_date)", days)
     return counted + [
         ("bounds", f"SELECT MAX(snapshot_date) AS as_of, {since} AS since FROM counted"),
@@ -123,6 +119,18 @@ FROM counted AS c
 JOIN image_snapshots AS s ON s.run_id = c.run_id AND s.source = c.source, bounds
 WHERE s.pull_count IS NOT NULL
   AND (bounds.since IS NULL OR c.snapshot_date >= bounds.since)"""),
+    ]
+
+
+def steps_ctes(counted: Ctes, days: int | None = None, *, dialect: Dialect = SQLITE) -> Ctes:
+    """``counted`` CTEs, then ``steps``: one row per observation (in the window of ``days``, or
+    the whole history), with its step from the image's previous observation (in that range).
+
+    An image is one ``(source, image_id)``: each source counts its own pulls.
+    ``steps`` columns: source, image_id, snapshot_date, run_id, pull_count, prev_date, prev_count,
+    next_date, pull_delta, days_elapsed, anomaly, as_of.
+    """
+    return obs_ctes(counted, days, dialect=dialect) + [
         ("st", """SELECT o.*, LAG(o.pull_count) OVER w AS prev_count,
        LAG(o.snapshot_date) OVER w AS prev_date, LEAD(o.snapshot_date) OVER w AS next_date
 FROM obs AS o
@@ -172,6 +180,33 @@ def movers_ctes(steps: str, per_image: str | None = None, *,
        p.anomaly
 FROM per_image AS p
 WHERE p.to_date = p.as_of AND (p.steps > 0 OR p.anomaly IS NOT NULL)"""),
+    ]
+
+
+def ranked_ctes(counted: Ctes, days: int, *, dialect: Dialect = SQLITE) -> Ctes:
+    """CTEs ending in ``ranked (source, image_id, pull_delta)``: the movers of the window of
+    ``days`` that have a rank (no anomaly), with their gain, as ``movers`` has them, at a
+    fraction of the cost (the report's previous window needs nothing else).
+
+    Without ``steps``: a ranked mover's counts never go down, so its baseline is its smallest
+    count and its count on ``as_of`` its largest; it has an anomaly exactly when one of its
+    observations is at the stuck value (with two or more, each is an end of a step) or falls
+    from the one before (the one ``LAG`` left). ``steps`` needs two more window functions per
+    observation, ``LEAD`` the dearest in SQLite: ``movers`` over ``steps`` took ~1.7x the CPU
+    of this over a month of 10,000 images (docs/development/benchmarks.md).
+    """
+    return obs_ctes(counted, days, dialect=dialect) + [
+        ("lagged", """SELECT o.source, o.image_id, o.snapshot_date, o.pull_count,
+       LAG(o.pull_count) OVER (PARTITION BY o.source, o.image_id ORDER BY o.snapshot_date)
+           AS prev_count
+FROM obs AS o"""),
+        ("ranked", f"""SELECT l.source, l.image_id,
+       MAX(l.pull_count) - MIN(l.pull_count) AS pull_delta
+FROM lagged AS l, bounds
+GROUP BY l.source, l.image_id
+HAVING MAX(l.snapshot_date) = MAX(bounds.as_of) AND COUNT(*) > 1
+   AND COUNT(CASE WHEN l.pull_count = {INT32_MAX} OR l.pull_count < l.prev_count
+                  THEN 1 END) = 0"""),
     ]
 
 
