@@ -126,9 +126,9 @@ def test_an_empty_schema_has_nothing_to_report(pg_url: str) -> None:
 ])
 def test_sqlite_placeholders_become_psycopg_ones(query: str, params: Any,
                                                  expected: tuple[str, Any]) -> None:
-    from etl.store.pg import _pg_query
+    from etl.store.pg import pg_query
 
-    assert _pg_query(query, params) == expected
+    assert pg_query(query, params) == expected
 
 
 def test_a_callers_sqlite_connection_still_works(tmp_path: Path) -> None:

@@ -127,18 +127,18 @@ class PgReader:
     def execute(self, query: str, parameters: Sequence[Any] | Mapping[str, Any] = (), /) -> Any:
         """Run one query; the cursor holds its whole result."""
         with self._refused():
-            return self._conn.execute(*_pg_query(query, parameters))
+            return self._conn.execute(*pg_query(query, parameters))
 
     def executemany(self, query: str, rows: Sequence[Sequence[Any]], /) -> None:
         with self._refused():
-            self._conn.cursor().executemany(_pg_query(query, rows[0] if rows else ())[0], rows)
+            self._conn.cursor().executemany(pg_query(query, rows[0] if rows else ())[0], rows)
 
     def batches(self, query: str, parameters: Mapping[str, Any],
                 size: int) -> Iterator[list[tuple[Any, ...]]]:
         """The result in lists of at most ``size`` rows, read through a server-side cursor: the
         client holds one batch at a time, however large the result."""
         with self._refused(), self._conn.cursor(name="swr_etl_batches") as cursor:
-            cursor.execute(*_pg_query(query, parameters))
+            cursor.execute(*pg_query(query, parameters))
             while rows := cursor.fetchmany(size):
                 yield rows
 
@@ -154,7 +154,7 @@ class PgReader:
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
-def _pg_query(query: str, parameters: Sequence[Any] | Mapping[str, Any]) -> tuple[str, Any]:
+def pg_query(query: str, parameters: Sequence[Any] | Mapping[str, Any]) -> tuple[str, Any]:
     """``query`` in psycopg's spelling and its parameters: ``?`` is ``%s``, ``:name`` is
     ``%(name)s`` (a ``::`` cast is left alone), a literal ``%`` doubled."""
     if isinstance(parameters, Mapping):

@@ -13,14 +13,11 @@ Every error the server or the network raises becomes one ``etl.errors`` leaf, wo
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from etl.errors import ConfigError, DatabaseBusyError, EtlError
-from etl.store.pg import _driver, _reason
-
-_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+from etl.store.pg import _driver, _reason, pg_query
 
 # SQLSTATE (its class: the first two characters, or the whole code) -> what it means for a run.
 # Another session holding the rows past --busy-timeout (lock_timeout), a serialization failure
@@ -57,17 +54,6 @@ def pg_error(db: str, exc: Exception) -> Exception:
     return exc
 
 
-def _translated(query: str, parameters: Any) -> tuple[str, Any]:
-    """``query`` in psycopg's placeholder style, and the parameters to bind (None: none, and
-    then ``%`` is no placeholder either, so the text goes as written)."""
-    if not parameters:
-        return query, None
-    query = query.replace("%", "%%")
-    if isinstance(parameters, Mapping):
-        return _NAMED.sub(r"%(\1)s", query), parameters
-    return query.replace("?", "%s"), tuple(parameters)
-
-
 class PgWriter:
     """What the load needs of a connection, as ``sqlite3.Connection`` offers it: ``execute``,
     ``executemany``, ``in_transaction``, ``close``; plus ``copy_rows``."""
@@ -78,7 +64,7 @@ class PgWriter:
 
     def execute(self, query: str, parameters: Any = (), /) -> Any:
         psycopg = _driver()
-        sql, bound = _translated(query, parameters)
+        sql, bound = pg_query(query, parameters)
         try:
             return self.raw.execute(sql, bound)
         except psycopg.Error as exc:
@@ -89,7 +75,7 @@ class PgWriter:
         if not rows:
             return
         psycopg = _driver()
-        sql, _bound = _translated(query, rows[0])
+        sql, _bound = pg_query(query, rows[0])
         try:
             with self.raw.cursor() as cur:
                 cur.executemany(sql, rows)
