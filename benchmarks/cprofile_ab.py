@@ -1,11 +1,11 @@
 """Deterministic profiles of one sync at two git revisions of ``etl``: cProfile, side by side.
 
 A sampling profiler's shares move with the load of a shared machine; cProfile counts every call
-of the main thread and charges it the thread's own CPU clock (``time.thread_time``), so two
+and charges it its thread's own CPU clock (``time.thread_time``), so two
 revisions' profiles of the same listing can be compared function by function. Each side syncs
 into a new database in a process of its own (``benchmarks.ab``'s launcher puts its tree first),
 under cProfile; the table lists the functions whose own time (tottime) or time below them
-(cumtime) differs most. The HTTP helper threads and the compression thread are not profiled.
+(cumtime) differs most, over all threads (main, HTTP helpers, compression).
 
 Usage: python -m benchmarks.cprofile_ab --base REV [--rev REV] [--rows 200000] [--top 30]
 """
@@ -26,7 +26,9 @@ from benchmarks.ab import LAUNCHER, ROOT, extract, resolved, tree_env
 from benchmarks.run import PY, SimulatorProcess, machine
 
 # The child: the same launcher, with the CLI's main (not the console script, whose early exit
-# would skip the dump) run under cProfile timed by this thread's CPU clock.
+# would skip the dump) run under cProfile timed by each thread's own CPU clock; every thread the
+# run starts (HTTP helpers, compression, the transform's import) gets a profiler of its own, and
+# the profiles are added up.
 # Every statement's CPU time (this thread's) is added up by its text too: cProfile sees only
 # ``Connection.execute``, whichever statement it runs.
 CHILD = LAUNCHER.split("sys.argv[0]")[0] + """
@@ -44,11 +46,27 @@ class Timed(sqlite3.Connection):
         finally: SQL["many: " + " ".join(sql.split())[:84]] += time.thread_time() - t
 plain = sqlite3.connect
 sqlite3.connect = lambda *a, **k: plain(*a, factory=Timed, **k)
+import pstats, threading
+THREADS = []
+thread_run = threading.Thread.run
+def profiled_run(self):
+    t = cProfile.Profile(time.thread_time); THREADS.append(t); t.enable()
+    try: thread_run(self)
+    finally: t.disable()
+threading.Thread.run = profiled_run
+class Done:
+    # Only the calls a thread finished: disabling its profiler from this thread would close
+    # its open calls (an idle pool worker's wait) on this thread's clock.
+    def __init__(self, prof): self.prof = prof
+    def create_stats(self): self.prof.snapshot_stats(); self.stats = self.prof.stats
 out = sys.argv.pop(1); p = cProfile.Profile(time.thread_time); p.enable()
 try: main(sys.argv[1:])
 except SystemExit as e: assert not e.code, e.code
 finally:
     p.disable(); p.dump_stats(out)
+    merged = pstats.Stats(out)
+    for t in THREADS: merged.add(Done(t))
+    merged.dump_stats(out)
     with open(out + ".sql", "w") as f: json.dump(SQL, f)
 """
 
@@ -122,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         sql_b: dict[str, float] = {}
         a = profile(work / "a", sim.url, work / "a.db", work / "a.prof", sql_a)
         b = profile(work / "b", sim.url, work / "b.db", work / "b.prof", sql_b)
-    total = max(v[2] for v in a.values()), max(v[2] for v in b.values())
-    print(f"\nmain thread CPU under cProfile: A {args.base} {total[0]:.2f} s, "
+    total = sum(v[1] for v in a.values()), sum(v[1] for v in b.values())
+    print(f"\nCPU under cProfile, all threads: A {args.base} {total[0]:.2f} s, "
           f"B {args.rev or 'this checkout'} {total[1]:.2f} s")
     table(a, b, 1, args.top)
     table(a, b, 2, args.top)
