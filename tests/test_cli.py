@@ -118,8 +118,10 @@ def test_every_sync_option_is_in_the_table_once_and_in_its_help() -> None:
                                   ["status", "--db", "DB"]])
 def test_start_up_needs_no_heavy_library(tmp_path: Path, args: list[str]) -> None:
     """--help and the reading commands answer without pandas, pyarrow, requests or sqlite-utils
-    (each costs a noticeable part of a second to import)."""
-    heavy = ("pandas", "pyarrow", "numpy", "requests", "urllib3", "sqlite_utils", "matplotlib")
+    (each costs a noticeable part of a second to import), nor the load and the analytic SQL
+    (tens of milliseconds of a command that should take less than 0.1 s)."""
+    heavy = ("pandas", "pyarrow", "numpy", "requests", "urllib3", "sqlite_utils", "matplotlib",
+             "etl.store.load", "etl.store.trends")
     script = ("import sys\nfrom etl.cli.app import main\n"
               "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
               f"print('loaded:', sorted(m for m in {heavy!r} if m in sys.modules), "

@@ -9,7 +9,6 @@ each table (``etl.store.pg_schema``) is written once. docs/development/postgres.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -132,5 +131,7 @@ def pg_target(url: str) -> tuple[str, str]:
 def lock_key(schema: str) -> int:
     """The advisory lock key of runs into ``schema``: a signed 64-bit integer from a hash of its
     name, so runs into two schemas of one database never block each other."""
+    import hashlib  # here: every command imports the dialect, only a PostgreSQL run locks
+
     digest = hashlib.sha256(f"swr-etl:{schema}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)

@@ -21,7 +21,6 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from etl.errors import ConfigError, DatabaseBusyError
-from etl.store import trends
 from etl.store.database import NOT_SQLITE, is_sqlite_file
 from etl.store.dialect import SQLITE, Dialect, is_postgres_url
 
@@ -240,6 +239,8 @@ def run_days(conn: Queryable, *, include_partial: bool = False,
     else the runs with the latest run's filter, so trends never compare a filtered listing with
     a whole one. ``until`` (YYYY-MM-DD) ignores later dates.
     """
+    from etl.store import trends  # the analytic rules: not imported by runs and status
+
     statuses = ("success", "partial") if include_partial else trends.COUNTED_STATUSES
     sql = trends.counted_runs_sql(statuses=statuses, one_scope=one_scope,
                                   until=until is not None)
