@@ -244,3 +244,13 @@ def test_a_role_that_owns_only_its_schema_can_sync(pg_url: str) -> None:
             conn.execute("DROP SCHEMA jobs CASCADE")
             conn.execute("DROP OWNED BY job")
             conn.execute("DROP ROLE job")
+
+
+def test_the_sqlite_loader_refuses_a_url_instead_of_making_a_file_of_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from etl.store.load import Loader
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="open_loader"):
+        Loader("postgresql://etl@127.0.0.1:1/db")
+    assert list(tmp_path.iterdir()) == []

@@ -29,6 +29,7 @@ from etl.errors import ConfigError, exit_code_of
 from etl.integers import DUPLICATE_ID
 from etl.store import load_sql, run_record
 from etl.store.database import RunLock, check_database_file, connect, write_error
+from etl.store.dialect import is_postgres_url
 from etl.store.read import check_ours
 from etl.store.run_record import RunStart
 from etl.store.schema import IMAGE_COLUMNS, ensure_schema
@@ -117,6 +118,9 @@ class Loader(StoredRuns):
         """``keep_raw_runs``: runs whose page bodies survive ``finish``; negative: prune none.
         ``adopt``: add the schema to a SQLite database another application made
         (``etl.store.database.check_ours``)."""
+        if is_postgres_url(db):  # Path() would collapse the URL's // into a file name
+            raise ConfigError("Loader writes a SQLite file; open a postgresql:// database with "
+                              "etl.store.engine.open_loader")
         self.db = Path(db)
         self.busy_timeout = busy_timeout
         self.keep_raw_runs = keep_raw_runs
