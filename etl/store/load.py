@@ -91,6 +91,16 @@ def _rows(frame: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
     return list(zip(*cols, strict=True))
 
 
+def _issue_rows(transformed: Any, duplicate_ids: Iterable[int]
+                ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """A chunk's reject rows and quality-issue rows (its duplicate ids among the issues),
+    without run and source: ``write_chunk``'s last writes, on every engine."""
+    rejects = _rows(transformed.rejects, ("page_offset", "reason", "raw"))
+    qi = _rows(transformed.quality_issues, ("image_id", "field", "raw_value", "problem"))
+    qi += [(i, "id", str(i), DUPLICATE_ID) for i in duplicate_ids]
+    return rejects, qi
+
+
 def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -300,10 +310,8 @@ class LoadRun:
         conn.execute(load_sql.SNAPSHOTS_SQL, params)
         conn.execute("DELETE FROM temp.load_chunk")
 
-        rejects = _rows(transformed.rejects, ("page_offset", "reason", "raw"))
+        rejects, qi = _issue_rows(transformed, duplicate_ids)
         conn.executemany(load_sql.REJECTS_SQL, [(self.run_id, self.source, *r) for r in rejects])
-        qi = _rows(transformed.quality_issues, ("image_id", "field", "raw_value", "problem"))
-        qi += [(i, "id", str(i), DUPLICATE_ID) for i in duplicate_ids]
         conn.executemany(load_sql.QUALITY_ISSUES_SQL,
                          [(self.run_id, self.source, *q) for q in qi])
         self.counts.new += int(new)

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from etl.errors import ConfigError, EtlError
-from etl.integers import DUPLICATE_ID
 from etl.store import pg_load_sql as sql
 from etl.store import run_record
-from etl.store.load import LoadCounts, Loader, LoadRun, _rows, _utc_now
+from etl.store.load import LoadCounts, Loader, LoadRun, _issue_rows, _rows, _utc_now
 from etl.store.pg import PgRunLock, _driver, connect, display_url
 from etl.store.pg_write import PgWriter, pg_error
 from etl.store.run_record import RunStart
@@ -173,10 +172,8 @@ class PgLoadRun(LoadRun):
         w.execute(sql.SNAPSHOTS_SQL, params)
         w.execute(sql.CLEAR_CHUNK_SQL)
         head = (self.run_id, self.source)
-        rejected = w.copy_rows("rejects", sql.REJECT_COLUMNS, (
-            (*head, *r) for r in _rows(transformed.rejects, ("page_offset", "reason", "raw"))))
-        qi = _rows(transformed.quality_issues, ("image_id", "field", "raw_value", "problem"))
-        qi += [(i, "id", str(i), DUPLICATE_ID) for i in duplicate_ids]
+        rejects, qi = _issue_rows(transformed, duplicate_ids)
+        rejected = w.copy_rows("rejects", sql.REJECT_COLUMNS, ((*head, *r) for r in rejects))
         w.copy_rows("quality_issues", sql.ISSUE_COLUMNS, ((*head, *q) for q in qi))
         self.counts.new += int(new)
         self.counts.changed += int(changed)
