@@ -144,14 +144,11 @@ class PgLoadRun(LoadRun):
     """One source's writes in a run, in their one PostgreSQL transaction."""
 
     raw_pages_sql = sql.RAW_PAGES_SQL
+    name_two_ids_sql = sql.NAME_TWO_IDS_SQL
 
     @property
     def writer(self) -> PgWriter:
         return cast(PgWriter, self.loader.conn)
-
-    def _params(self) -> dict[str, Any]:
-        return {"run": self.run_id, "source": self.source, "at": self.captured_at,
-                "date": self.start.snapshot_date}
 
     def _begin(self) -> None:
         """Begin the load's transaction and its chunk table (dropped when it ends)."""
@@ -179,19 +176,6 @@ class PgLoadRun(LoadRun):
         self.counts.changed += int(changed)
         self.counts.rejected += rejected
         self.counts.quality_issues += int(issues) + len(qi)
-
-    def finish(self, *, status: str, mark_removed: bool, stats: Mapping[str, Any],
-               exit_code: int = 0, finished_at: str) -> LoadCounts:
-        """Mark removals (complete unfiltered scans only), prune raw pages, write the final
-        rows of the ledger, and COMMIT the whole load."""
-        w, params = self.writer, self._params()
-        self.counts.quality_issues += w.execute(sql.NAME_TWO_IDS_SQL, params).rowcount
-        if mark_removed:
-            self.counts.removed = w.execute(sql.MARK_REMOVED_SQL, params).rowcount
-        if self.loader.keep_raw_runs >= 0:
-            w.execute(sql.PRUNE_RAW_PAGES_SQL, (self.loader.keep_raw_runs,))
-        return self._commit(status=status, stats=stats, exit_code=exit_code,
-                            finished_at=finished_at)
 
     def _fail(self, error: str, *, exit_code: int, finished_at: str,
               stats: Mapping[str, Any] | None) -> None:
