@@ -91,6 +91,16 @@ def _rows(frame: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
     return list(zip(*cols, strict=True))
 
 
+def _issue_rows(transformed: Any, duplicate_ids: Iterable[int]
+                ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """A chunk's reject rows and quality-issue rows (its duplicate ids among the issues),
+    without run and source: ``write_chunk``'s last writes, on every engine."""
+    rejects = _rows(transformed.rejects, ("page_offset", "reason", "raw"))
+    qi = _rows(transformed.quality_issues, ("image_id", "field", "raw_value", "problem"))
+    qi += [(i, "id", str(i), DUPLICATE_ID) for i in duplicate_ids]
+    return rejects, qi
+
+
 def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -211,6 +221,7 @@ class LoadRun:
     of one source owns its ``runs`` row: the final row commits with the data."""
 
     raw_pages_sql = load_sql.RAW_PAGES_SQL  # the engine's statement storing page bodies
+    name_two_ids_sql = load_sql.NAME_TWO_IDS_SQL  # ... and recording a name held by two ids
 
     def __init__(self, loader: Loader, start: RunStart, *, finished_at: Callable[[], str],
                  figures: Callable[[], Mapping[str, Any] | None],
@@ -286,9 +297,7 @@ class LoadRun:
     @_sqlite_errors
     def write_chunk(self, transformed: Any, *, duplicate_ids: Iterable[int] = ()) -> None:
         """Write one transformed chunk: images upsert, snapshots, rejects, quality issues."""
-        conn = self.loader.conn
-        params = {"run": self.run_id, "source": self.source, "at": self.captured_at,
-                  "date": self.start.snapshot_date}
+        conn, params = self.loader.conn, self._params()
         conn.executemany(load_sql.FILL_CHUNK_SQL,
                          _rows(transformed.images, IMAGE_COLUMNS))
         new, changed, renamed = conn.execute(load_sql.NEW_CHANGED_SQL, params).fetchone()
@@ -300,10 +309,8 @@ class LoadRun:
         conn.execute(load_sql.SNAPSHOTS_SQL, params)
         conn.execute("DELETE FROM temp.load_chunk")
 
-        rejects = _rows(transformed.rejects, ("page_offset", "reason", "raw"))
+        rejects, qi = _issue_rows(transformed, duplicate_ids)
         conn.executemany(load_sql.REJECTS_SQL, [(self.run_id, self.source, *r) for r in rejects])
-        qi = _rows(transformed.quality_issues, ("image_id", "field", "raw_value", "problem"))
-        qi += [(i, "id", str(i), DUPLICATE_ID) for i in duplicate_ids]
         conn.executemany(load_sql.QUALITY_ISSUES_SQL,
                          [(self.run_id, self.source, *q) for q in qi])
         self.counts.new += int(new)
@@ -316,14 +323,18 @@ class LoadRun:
             "SELECT COUNT(*) FROM image_snapshots WHERE run_id = ? AND source = ?",
             (self.run_id, self.source)).fetchone()[0])
 
+    def _params(self) -> dict[str, Any]:
+        """The named parameters of the load's statements (each engine's ``*_SQL``)."""
+        return {"run": self.run_id, "source": self.source, "at": self.captured_at,
+                "date": self.start.snapshot_date}
+
     @_sqlite_errors
     def finish(self, *, status: str, mark_removed: bool, stats: Mapping[str, Any],
                exit_code: int = 0, finished_at: str) -> LoadCounts:
         """Mark removals (complete unfiltered scans only), prune raw pages, write the final
         ``runs`` row, and COMMIT the whole run."""
-        conn = self.loader.conn
-        params = {"run": self.run_id, "source": self.source, "at": self.captured_at}
-        self.counts.quality_issues += conn.execute(load_sql.NAME_TWO_IDS_SQL, params).rowcount
+        conn, params = self.loader.conn, self._params()
+        self.counts.quality_issues += conn.execute(self.name_two_ids_sql, params).rowcount
         if mark_removed:
             self.counts.removed = conn.execute(load_sql.MARK_REMOVED_SQL, params).rowcount
         if self.loader.keep_raw_runs >= 0:

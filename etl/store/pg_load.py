@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from etl.errors import ConfigError, EtlError
-from etl.integers import DUPLICATE_ID
 from etl.store import pg_load_sql as sql
 from etl.store import run_record
-from etl.store.load import LoadCounts, Loader, LoadRun, _rows, _utc_now
+from etl.store.load import LoadCounts, Loader, LoadRun, _issue_rows, _rows, _utc_now
 from etl.store.pg import PgRunLock, _driver, connect, display_url
 from etl.store.pg_write import PgWriter, pg_error
 from etl.store.run_record import RunStart
@@ -145,14 +144,11 @@ class PgLoadRun(LoadRun):
     """One source's writes in a run, in their one PostgreSQL transaction."""
 
     raw_pages_sql = sql.RAW_PAGES_SQL
+    name_two_ids_sql = sql.NAME_TWO_IDS_SQL
 
     @property
     def writer(self) -> PgWriter:
         return cast(PgWriter, self.loader.conn)
-
-    def _params(self) -> dict[str, Any]:
-        return {"run": self.run_id, "source": self.source, "at": self.captured_at,
-                "date": self.start.snapshot_date}
 
     def _begin(self) -> None:
         """Begin the load's transaction and its chunk table (dropped when it ends)."""
@@ -173,28 +169,13 @@ class PgLoadRun(LoadRun):
         w.execute(sql.SNAPSHOTS_SQL, params)
         w.execute(sql.CLEAR_CHUNK_SQL)
         head = (self.run_id, self.source)
-        rejected = w.copy_rows("rejects", sql.REJECT_COLUMNS, (
-            (*head, *r) for r in _rows(transformed.rejects, ("page_offset", "reason", "raw"))))
-        qi = _rows(transformed.quality_issues, ("image_id", "field", "raw_value", "problem"))
-        qi += [(i, "id", str(i), DUPLICATE_ID) for i in duplicate_ids]
+        rejects, qi = _issue_rows(transformed, duplicate_ids)
+        rejected = w.copy_rows("rejects", sql.REJECT_COLUMNS, ((*head, *r) for r in rejects))
         w.copy_rows("quality_issues", sql.ISSUE_COLUMNS, ((*head, *q) for q in qi))
         self.counts.new += int(new)
         self.counts.changed += int(changed)
         self.counts.rejected += rejected
         self.counts.quality_issues += int(issues) + len(qi)
-
-    def finish(self, *, status: str, mark_removed: bool, stats: Mapping[str, Any],
-               exit_code: int = 0, finished_at: str) -> LoadCounts:
-        """Mark removals (complete unfiltered scans only), prune raw pages, write the final
-        rows of the ledger, and COMMIT the whole load."""
-        w, params = self.writer, self._params()
-        self.counts.quality_issues += w.execute(sql.NAME_TWO_IDS_SQL, params).rowcount
-        if mark_removed:
-            self.counts.removed = w.execute(sql.MARK_REMOVED_SQL, params).rowcount
-        if self.loader.keep_raw_runs >= 0:
-            w.execute(sql.PRUNE_RAW_PAGES_SQL, (self.loader.keep_raw_runs,))
-        return self._commit(status=status, stats=stats, exit_code=exit_code,
-                            finished_at=finished_at)
 
     def _fail(self, error: str, *, exit_code: int, finished_at: str,
               stats: Mapping[str, Any] | None) -> None:

@@ -10,7 +10,6 @@ placeholders (``etl.store.pg_write.PgWriter`` binds them): ``:run``, ``:source``
 
 from __future__ import annotations
 
-from etl.store import load_sql
 from etl.store.schema import IMAGE_COLUMNS
 
 CHUNK_TABLE = "load_chunk"
@@ -105,9 +104,7 @@ WHERE m.id NOT IN (SELECT image_id FROM quality_issues
 ORDER BY m.id
 """
 
-# Portable as SQLite wrote them.
-MARK_REMOVED_SQL = load_sql.MARK_REMOVED_SQL
-PRUNE_RAW_PAGES_SQL = load_sql.PRUNE_RAW_PAGES_SQL
+# Removals and raw-page pruning: SQLite's statements as written (``LoadRun.finish``).
 
 REJECT_COLUMNS = ("run_id", "source", "page_offset", "reason", "raw")
 ISSUE_COLUMNS = ("run_id", "source", "image_id", "field", "raw_value", "problem")
