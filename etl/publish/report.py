@@ -131,7 +131,10 @@ def _build_window(conn: Queryable, days: int, now: dt.datetime,
                  {"until": now.date().isoformat()})
     if sources:
         _narrow(conn, sources)
-    run_of = dict(conn.execute("SELECT snapshot_date, run_id FROM report_runs"))
+    # A date's run: the latest of its sources' counted runs (several rows per date otherwise,
+    # and which one dict() kept would follow the engine's row order).
+    run_of = dict(conn.execute(
+        "SELECT snapshot_date, MAX(run_id) FROM report_runs GROUP BY snapshot_date"))
     if not run_of:
         raise ConfigError("no successful run to report on: run 'swr-etl sync' first")
     dates = sorted(run_of)

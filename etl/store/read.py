@@ -259,14 +259,19 @@ def recent_runs(conn: Queryable, limit: int) -> list[dict[str, Any]]:
     """The ``limit`` most recent runs, newest first, every ``runs`` column; ``retry_causes``
     (stored as JSON text) decoded into a dict."""
     rows = _dicts(conn.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (int(limit),)))
-    has_sources = bool(rows) and has_table(conn, "run_sources")
     for row in rows:
         _decode_causes(row)
-        if has_sources:  # a run's per-source results (v4), in name order
-            row["sources"] = _dicts(conn.execute(
-                "SELECT * FROM run_sources WHERE run_id = ? ORDER BY source", (row["run_id"],)))
-            for source in row["sources"]:
+    if rows and has_table(conn, "run_sources"):  # each run's per-source results (v4)
+        by_run: dict[Any, list[dict[str, Any]]] = {row["run_id"]: [] for row in rows}
+        # One query for every run shown (rows[-1] is the oldest), in name order within a run.
+        for source in _dicts(conn.execute(
+                "SELECT * FROM run_sources WHERE run_id >= ? ORDER BY run_id, source",
+                (rows[-1]["run_id"],))):
+            if source["run_id"] in by_run:
                 _decode_causes(source)
+                by_run[source["run_id"]].append(source)
+        for row in rows:
+            row["sources"] = by_run[row["run_id"]]
     return rows
 
 
