@@ -43,7 +43,7 @@ EXPORT_FORMATS = ("csv", "parquet")
 MANIFEST = "_manifest.json"
 LEGACY_MANIFEST = "manifest.json"  # what swr-etl wrote before: merged, then removed
 _NAME_SAFE = "-._~:[]@"  # kept as they are in a source= folder name (region, host:port)
-BATCH_ROWS = 50_000  # rows per read from SQLite and per Parquet row group: bounds memory
+BATCH_ROWS = 50_000  # rows per read from the database and per Parquet row group: bounds memory
 
 # column -> Arrow type (facts as data). Counts and ids are int64: SWR counts exceed 2**31.
 COLUMNS: dict[str, str] = {
