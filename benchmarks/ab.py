@@ -57,6 +57,28 @@ def resolved(tree: Path) -> str:
                           text=True, check=True).stdout.strip()
 
 
+def own_tree(label: str, tree: Path) -> str:
+    """Where ``tree``'s launcher finds ``etl``; exits if that is not inside ``tree``."""
+    got = resolved(tree)
+    if not got.startswith(str(tree)):
+        raise SystemExit(f"{label} does not run its own tree")
+    return got
+
+
+def a_and_b(base: str, work: Path, rev: str | None = None) -> tuple[Path, Path]:
+    """``work/a`` (``etl/`` at ``base``) and ``work/b`` (at ``rev``, default this checkout),
+    each checked to run its own tree."""
+    a, b = work / "a", work / "b"
+    extract(base, a)
+    if rev:
+        extract(rev, b)
+    else:
+        shutil.copytree(ROOT / "etl", b / "etl")
+    own_tree(f"A {base}", a)
+    own_tree(f"B {rev or 'this checkout'}", b)
+    return a, b
+
+
 def tree_sync(url: str, db: Path, concurrency: int) -> list[str]:
     """``sync_cmd`` with the launcher in place of ``-m etl``."""
     cmd = sync_cmd(url, db, 1000, concurrency)
@@ -83,13 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="swr-ab-") as tmp, \
             SimulatorProcess(args.rows) as sim:
         work = Path(tmp)
-        extract(args.base, work / "a")
-        shutil.copytree(ROOT / "etl", work / "b" / "etl")
-        trees = {f"A {args.base}": work / "a", "B this checkout": work / "b"}
+        a, b = a_and_b(args.base, work)
+        trees = {f"A {args.base}": a, "B this checkout": b}
         for label, tree in trees.items():
             print(f"{label}: {resolved(tree)}")
-            if not resolved(tree).startswith(str(tree)):
-                raise SystemExit(f"{label} does not run its own tree")
         sim.warm_up()
         samples: dict[str, list[Sample]] = {label: [] for label in trees}
         for i in range(args.repeat):

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.ab import ROOT, extract, line, resolved, tree_env, tree_sync
+from benchmarks.ab import ROOT, extract, line, own_tree, tree_env, tree_sync
 from benchmarks.run import Sample, SimulatorProcess, machine, measure
 
 
@@ -31,8 +31,7 @@ def trees_for(revisions: list[str], work: Path) -> dict[str, Path]:
     shutil.copytree(ROOT / "etl", work / "here" / "etl")
     trees["checkout"] = work / "here"
     for label, tree in trees.items():
-        if not resolved(tree).startswith(str(tree)):
-            raise SystemExit(f"{label} does not run its own tree")
+        own_tree(label, tree)
     return trees
 
 

@@ -16,13 +16,12 @@ import argparse
 import json
 import pstats
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.ab import LAUNCHER, ROOT, extract, resolved, tree_env
+from benchmarks.ab import LAUNCHER, a_and_b, tree_env
 from benchmarks.run import PY, SimulatorProcess, machine
 
 # The child: the same launcher, with the CLI's main (not the console script, whose early exit
@@ -127,14 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="swr-cprofile-") as tmp, \
             SimulatorProcess(args.rows) as sim:
         work = Path(tmp)
-        extract(args.base, work / "a")
-        if args.rev:
-            extract(args.rev, work / "b")
-        else:
-            shutil.copytree(ROOT / "etl", work / "b" / "etl")
-        for tree in (work / "a", work / "b"):
-            if not resolved(tree).startswith(str(tree)):
-                raise SystemExit(f"{tree} does not run its own tree")
+        a_and_b(args.base, work, args.rev)
         sim.warm_up()
         sql_a: dict[str, float] = {}
         sql_b: dict[str, float] = {}

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import sqlite3
 import statistics
 import sys
@@ -198,20 +197,16 @@ def server_cpu(cluster: Any) -> Callable[[], float]:
 
 def report_ab(base: str, db: Path | None, images: int, runs: int) -> None:
     """``report`` (JSON) of ``etl/`` at ``base`` (A) and of this checkout (B), alternating."""
-    from benchmarks.ab import LAUNCHER, ROOT, extract, resolved, summary, tree_env
+    from benchmarks.ab import LAUNCHER, a_and_b, summary, tree_env
 
     with tempfile.TemporaryDirectory(prefix="swr-report-ab-") as scratch:
         work = Path(scratch)
         db = db or work / "bench.db"
         if not db.exists():
             build(db, images, runs)
-        extract(base, work / "a")
-        shutil.copytree(ROOT / "etl", work / "b" / "etl")
-        trees = {f"A {base}": work / "a", "B this checkout": work / "b"}
+        a, b = a_and_b(base, work)
+        trees = {f"A {base}": a, "B this checkout": b}
         samples: dict[str, list[Sample]] = {label: [] for label in trees}
-        for label, tree in trees.items():
-            if not resolved(tree).startswith(str(tree)):
-                raise SystemExit(f"{label} does not run its own tree")
         for _ in range(REPEAT):
             for label, tree in trees.items():
                 samples[label].append(run_measure(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -69,7 +68,7 @@ print(json.dumps(out))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.ab import LAUNCHER, ROOT, extract, resolved, tree_env
+    from benchmarks.ab import LAUNCHER, a_and_b, tree_env
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="git revision for A (B is this checkout)")
@@ -81,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     got: dict[str, list[Counter[str]]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="swr-load-ab-") as tmp:
         work = Path(tmp)
-        extract(args.base, work / "a")
-        shutil.copytree(ROOT / "etl", work / "b" / "etl")
-        for side in got:
-            if not resolved(work / side.lower()).startswith(str(work)):
-                raise SystemExit(f"{side} does not run its own tree")
+        a_and_b(args.base, work)
         for i in range(args.repeat):
             for side in got:
                 db = work / f"{i}-{side}.db"

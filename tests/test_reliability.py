@@ -209,10 +209,6 @@ def normalise(row: dict[str, Any]) -> tuple[Any, ...]:
             lu.replace(" ", "T") + "Z")
 
 
-def dump(db: Path | str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    return q(db, sql, *params)
-
-
 IMAGE_COLS = ('id, namespace, name, "user", description, star_count, pull_count, collection_id, '
               "last_updated")
 
@@ -220,11 +216,11 @@ IMAGE_COLS = ('id, namespace, name, "user", description, star_count, pull_count,
 def state(db: Path | str) -> dict[str, list[tuple[Any, ...]]]:
     """Everything a failed run must leave exactly as it was."""
     return {
-        "images": dump(db, "SELECT * FROM images ORDER BY id"),
-        "snapshots": dump(db, "SELECT * FROM image_snapshots ORDER BY run_id, image_id"),
+        "images": q(db, "SELECT * FROM images ORDER BY id"),
+        "snapshots": q(db, "SELECT * FROM image_snapshots ORDER BY run_id, image_id"),
         "rejects": table_rows(db, "rejects"),
         "quality_issues": table_rows(db, "quality_issues"),
-        "runs": dump(db, "SELECT * FROM runs ORDER BY run_id"),
+        "runs": q(db, "SELECT * FROM runs ORDER BY run_id"),
     }
 
 
@@ -346,7 +342,7 @@ def check_loaded(db: Path | str, before: dict[str, list[tuple[Any, ...]]], resul
     assert (result.status, result.exit_code, result.complete) == ("success", 0, True)
     run = result.run_id
     want = {r["id"]: normalise(r) for r in listing}
-    current = dump(db, f"SELECT {IMAGE_COLS} FROM images WHERE removed_at IS NULL ORDER BY id")
+    current = q(db, f"SELECT {IMAGE_COLS} FROM images WHERE removed_at IS NULL ORDER BY id")
     if pre is None:
         assert current == sorted(want.values())
     else:  # each row is the value before or after the bump, never anything else
@@ -355,7 +351,7 @@ def check_loaded(db: Path | str, before: dict[str, list[tuple[Any, ...]]], resul
             assert row in (want[row[0]], pre.get(row[0])), row
     # bookkeeping: seen by this run, first seen where it was first seen, removals marked
     prev = {r[0]: r for r in before["images"]}
-    for row in dump(db, "SELECT * FROM images ORDER BY id"):
+    for row in q(db, "SELECT * FROM images ORDER BY id"):
         image_id, first_at, last_at, first_run, last_run, removed = (row[0], *row[9:14])
         if image_id in want:
             assert (last_at, last_run, removed) == (NOW, run, None), row
@@ -364,15 +360,15 @@ def check_loaded(db: Path | str, before: dict[str, list[tuple[Any, ...]]], resul
         else:  # listed by the previous run, gone now: marked removed, otherwise as it was
             assert prev[image_id][:13] == row[:13]
             assert removed == NOW
-    snaps = dump(db, "SELECT image_id, star_count, pull_count, last_updated FROM image_snapshots"
-                     " WHERE run_id = ? ORDER BY image_id", run)
+    snaps = q(db, "SELECT image_id, star_count, pull_count, last_updated FROM image_snapshots"
+                  " WHERE run_id = ? ORDER BY image_id", run)
     images_now = {r[0]: r for r in current}
     assert snaps == [(i, images_now[i][5], images_now[i][6], images_now[i][8])
                      for i in sorted(want)]
     # the previous run's snapshots are untouched
-    assert dump(db, "SELECT * FROM image_snapshots WHERE run_id <> ? ORDER BY run_id, image_id",
-                run) == before["snapshots"]
-    (status, rows_loaded, error, code, proof), = dump(
+    assert q(db, "SELECT * FROM image_snapshots WHERE run_id <> ? ORDER BY run_id, image_id",
+             run) == before["snapshots"]
+    (status, rows_loaded, error, code, proof), = q(
         db, "SELECT status, rows_loaded, error, exit_code, proof FROM runs WHERE run_id = ?",
         run)
     # 90 images never come in one page here: the listing was read twice
@@ -390,7 +386,7 @@ def check_failed(db: Path | str, before: dict[str, list[tuple[Any, ...]]], exc: 
     assert exc.exit_code == case.exit_code
     assert case.message in exc.message
     assert "\n" not in exc.message
-    (status, error, code, rows_loaded, proof), = dump(
+    (status, error, code, rows_loaded, proof), = q(
         db, "SELECT status, error, exit_code, rows_loaded, proof FROM runs "
             "ORDER BY run_id DESC LIMIT 1")
     assert (status, error, code, rows_loaded, proof) == (
@@ -404,19 +400,19 @@ def check_partial(db: Path | str, before: dict[str, list[tuple[Any, ...]]], resu
     assert result.incomplete_reason
     run = result.run_id
     prev = {r[0]: r for r in before["images"]}
-    seen = dump(db, "SELECT * FROM images WHERE last_seen_run = ? ORDER BY id", run)
+    seen = q(db, "SELECT * FROM images WHERE last_seen_run = ? ORDER BY id", run)
     assert seen, "a partial run loads what it saw"
-    for row in dump(db, "SELECT * FROM images WHERE last_seen_run <> ? ORDER BY id", run):
+    for row in q(db, "SELECT * FROM images WHERE last_seen_run <> ? ORDER BY id", run):
         assert row == prev[row[0]]  # not seen: byte-for-byte as before, not marked removed
     assert all(row[13] is None for row in seen)
     want = {r["id"]: normalise(r) for r in listing}  # insert_front never changes a value
     assert [row[:9] for row in seen] == [want[row[0]] for row in seen]
-    assert dump(db, "SELECT COUNT(*) FROM images WHERE removed_at IS NOT NULL") == [
+    assert q(db, "SELECT COUNT(*) FROM images WHERE removed_at IS NOT NULL") == [
         (sum(1 for r in before["images"] if r[13] is not None),)]
-    snaps = dump(db, "SELECT image_id, star_count, pull_count, last_updated FROM image_snapshots"
-                     " WHERE run_id = ? ORDER BY image_id", run)
+    snaps = q(db, "SELECT image_id, star_count, pull_count, last_updated FROM image_snapshots"
+                  " WHERE run_id = ? ORDER BY image_id", run)
     assert snaps == [(r[0], r[5], r[6], r[8]) for r in seen]
-    (status, rows_loaded, code, complete, proof), = dump(
+    (status, rows_loaded, code, complete, proof), = q(
         db, "SELECT status, rows_loaded, exit_code, complete, proof FROM runs WHERE run_id = ?",
         run)
     assert (status, rows_loaded, code, complete, proof) == ("partial", len(seen), 6, 0, None)
@@ -458,9 +454,9 @@ def test_disk_full_rolls_back_and_keeps_the_previous_state(
     for table in ("images", "snapshots", "rejects", "quality_issues"):
         assert after[table] == before[table], table
     assert after["runs"][:-1] == before["runs"]
-    (status, error), = dump(db, "SELECT status, error FROM runs ORDER BY run_id DESC LIMIT 1")
+    (status, error), = q(db, "SELECT status, error FROM runs ORDER BY run_id DESC LIMIT 1")
     assert status == "failed" and "database or disk is full" in error
-    assert dump(db, "PRAGMA integrity_check") == [("ok",)]
+    assert q(db, "PRAGMA integrity_check") == [("ok",)]
 
 
 # ------------------------------------------------------------------ the proof, whole runs
@@ -495,8 +491,8 @@ def test_a_run_recorded_complete_holds_exactly_the_listing_at_one_moment(
     shutil.copyfile(baseline, db)
     result = run_sync(settings_for(sim, db, Case("property", {}), {"page_size": page_size},
                                    concurrency), now=NOW)
-    (status, complete, proof), = dump(db, "SELECT status, complete, proof FROM runs "
-                                          "WHERE run_id = ?", result.run_id)
+    (status, complete, proof), = q(db, "SELECT status, complete, proof FROM runs "
+                                       "WHERE run_id = ?", result.run_id)
     if not result.complete:
         assert (status, complete, proof) == ("partial", 0, None)
         return
@@ -504,10 +500,10 @@ def test_a_run_recorded_complete_holds_exactly_the_listing_at_one_moment(
     log = sim.repos_requests()
     moment = max(r.n for r in log if r.query["offset"] == "0")
     listed = sorted(r["id"] for r in sim.listing_at(moment))
-    assert [i for i, in dump(db, "SELECT id FROM images WHERE removed_at IS NULL ORDER BY id")
+    assert [i for i, in q(db, "SELECT id FROM images WHERE removed_at IS NULL ORDER BY id")
             ] == listed
-    assert [i for i, in dump(db, "SELECT image_id FROM image_snapshots WHERE run_id = ? "
-                                 "ORDER BY image_id", result.run_id)] == listed
+    assert [i for i, in q(db, "SELECT image_id FROM image_snapshots WHERE run_id = ? "
+                              "ORDER BY image_id", result.run_id)] == listed
     if moment == log[-1].n:  # the second read was one request: the listing as the run ended
         assert listed == sorted(r["id"] for r in sim.listing())
 
@@ -515,8 +511,8 @@ def test_a_run_recorded_complete_holds_exactly_the_listing_at_one_moment(
 def test_a_replay_keeps_the_proof_of_the_run_it_reloads(baseline: Path, tmp_path: Path) -> None:
     db = tmp_path / "swr.db"
     shutil.copyfile(baseline, db)
-    (run_id, proof), = dump(db, "SELECT run_id, proof FROM runs")
+    (run_id, proof), = q(db, "SELECT run_id, proof FROM runs")
     assert proof == "one-page"  # 90 images at page size 100
     result = replay_run(Settings(db=db), run_id)
-    assert dump(db, "SELECT run_id, replay_of, status, proof FROM runs ORDER BY run_id") == [
+    assert q(db, "SELECT run_id, replay_of, status, proof FROM runs ORDER BY run_id") == [
         (run_id, None, "success", "one-page"), (result.run_id, run_id, "success", "one-page")]
