@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from benchmarks.run import Sample, SimulatorProcess, machine, measure, sync_cmd
+from benchmarks.run import Sample, SimulatorProcess, compile_bytecode, machine, measure, sync_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +33,7 @@ def extract(revision: str, into: Path) -> None:
                              capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
+    compile_bytecode(into)  # as this checkout's: neither side pays for compiling
 
 
 # Runs ``python -m etl`` from the tree first on PYTHONPATH, put ahead of everything: ``-c`` would
@@ -74,6 +75,7 @@ def a_and_b(base: str, work: Path, rev: str | None = None) -> tuple[Path, Path]:
         extract(rev, b)
     else:
         shutil.copytree(ROOT / "etl", b / "etl")
+        compile_bytecode(b)
     own_tree(f"A {base}", a)
     own_tree(f"B {rev or 'this checkout'}", b)
     return a, b
