@@ -13,7 +13,6 @@ Only the standard library is imported: the extractor runs this before pandas has
 from __future__ import annotations
 
 import math
-import operator
 import re
 from typing import Any
 
@@ -93,24 +92,3 @@ def usable_id(row: Any) -> int | None:
     if not isinstance(row, dict):
         return None
     return coerce_id(row.get("id"))[0]
-
-
-_ID = operator.itemgetter("id")
-
-
-def usable_ids(rows: list[Any]) -> list[int | None]:
-    """``[usable_id(row) for row in rows]``, the common page answered without a Python loop.
-
-    A page parsed from the API is nearly always plain dicts whose ids are plain positive int64
-    ints; a few C-level passes (types, ``min``, ``max``) tell, and anything else takes the
-    per-row rule. The scan asks this of every page (its signature, the pass ledger).
-    """
-    if rows and set(map(type, rows)) == {dict}:
-        try:
-            ids = list(map(_ID, rows))
-        except KeyError:  # a row without "id": the per-row rule says None for it
-            pass
-        else:
-            if set(map(type, ids)) == {int} and min(ids) > 0 and max(ids) <= INT64_MAX:
-                return ids
-    return [usable_id(row) for row in rows]

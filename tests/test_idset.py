@@ -69,3 +69,16 @@ def test_same_answers_as_a_python_set(pages: list[list[int]], probes: list[int])
         assert len(ids) == len(model)
     assert ids.contains(probes).tolist() == [p in model for p in probes]
     assert [p in ids for p in probes] == [p in model for p in probes]
+
+
+def test_the_filter_never_decides_membership_alone() -> None:
+    # 50,000 even ids: about one odd probe in eight falls on a set filter bit and must still be
+    # answered "absent" by the levels
+    ids = IdSet()
+    for lo in range(2, 100_001, 2000):
+        ids.add(list(range(lo, lo + 2000, 2)))
+    assert len(ids) == 50_000
+    probes = list(range(1, 100_001))
+    assert ids.contains(probes).tolist() == [p % 2 == 0 for p in probes]
+    # the filter: at least 8 bits per id and, grown by doubling, at most 16 (2 bytes)
+    assert ids._bits is not None and 50_000 <= ids._bits.nbytes <= 100_000

@@ -24,7 +24,6 @@ from etl.integers import (
     coerce_id,
     coerce_int,
     usable_id,
-    usable_ids,
 )
 
 
@@ -99,20 +98,6 @@ class MyDict(dict):  # type: ignore[type-arg]
        st.sampled_from([dict, MyDict]))
 def test_usable_id_is_the_id_rule_for_every_row(value: object, kind: type) -> None:
     assert usable_id(kind(id=value)) == coerce_id(value)[0]
-
-
-page_rows = st.one_of(
-    st.builds(lambda i: {"id": i}, st.integers(1, INT64_MAX)),  # the fast path's rows
-    st.builds(lambda v, kind: kind(id=v), st.one_of(
-        st.integers(-3, 3), st.integers(INT64_MAX - 2, INT64_MAX + 2), st.booleans(), st.none(),
-        st.sampled_from([" 7 ", "7.0", 7.0, 1.5, enum.IntEnum("E", "A").A])),
-        st.sampled_from([dict, MyDict])),
-    st.sampled_from([{}, {"name": "no id"}, None, "id", [("id", 5)]]))
-
-
-@given(st.lists(page_rows, max_size=30))
-def test_usable_ids_is_usable_id_for_every_row_of_a_page(rows: list[object]) -> None:
-    assert usable_ids(rows) == [usable_id(row) for row in rows]
 
 
 @pytest.mark.parametrize("value,expected", [

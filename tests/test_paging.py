@@ -16,8 +16,8 @@ from etl.extract.paging import (
     PassLedger,
     head_reason,
     row_digest,
+    usable_id,
 )
-from etl.integers import usable_id, usable_ids
 
 Serve = Callable[[int, int, int], int]  # (request number, offset, limit) -> rows returned
 
@@ -265,10 +265,8 @@ def test_ledger_keeps_the_head_only() -> None:
     ({"id": 7}, 7), ({"id": "42"}, 42), ({"id": True}, None), ({"id": None}, None),
     ({"id": "x"}, None), ({}, None), ("not a dict", None), ({"id": 1.5}, None),
 ])
-def test_usable_ids(row: object, expected: int | None) -> None:
-    # alone, and among plain int ids (a page that misses the fast path by one row)
-    assert usable_ids([row]) == [expected]
-    assert usable_ids([{"id": 1}, row, {"id": 2}]) == [1, expected, 2]
+def test_usable_id(row: object, expected: int | None) -> None:
+    assert usable_id(row) == expected
 
 
 def test_a_short_last_page_is_not_a_cap() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from etl.extract.contentrange import ContentRange
 from etl.extract.retry import ApiErrorBody, Transient, describe, parse_error_body
-from etl.integers import usable_ids
+from etl.integers import usable_id
 
 log = logging.getLogger("etl.extract")
 
@@ -75,10 +75,7 @@ def page_total(cr: ContentRange | None, rows: list[Any], where: str) -> int | No
 
 def signature(rows: list[Any]) -> tuple[Any, ...]:
     """What identifies a page's content: the ids, or the whole row where there is no id."""
-    ids = usable_ids(rows)
-    if None not in ids:  # the common page: its ids alone, without a Python loop
-        return tuple(ids)
     return tuple(
-        rid if rid is not None else json.dumps(r, sort_keys=True, default=str)
-        for rid, r in zip(ids, rows, strict=True)
+        rid if (rid := usable_id(r)) is not None else json.dumps(r, sort_keys=True, default=str)
+        for r in rows
     )
