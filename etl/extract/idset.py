@@ -45,6 +45,7 @@ class IdSet:
     def __init__(self) -> None:
         self._levels: list[IdArray] = []  # sorted, unique, disjoint; each > 2x the next
         self._size = 0
+        self._low = self._high = 0  # the least and the greatest id held (when any)
         self._bits: Bits | None = None  # the filter: one bit per slot, set for every id held
         self._log2 = _FIRST_FILTER_LOG2
 
@@ -81,12 +82,15 @@ class IdSet:
         import numpy as np
 
         values = np.asarray(ids, dtype=np.int64)
+        if not values.size:
+            return np.zeros(0, dtype=np.bool_)
         # The common page repeats nothing: one sort (sorted needles search faster too) and it
         # is a new level as it stands.
         ordered = np.sort(values)
         if not (ordered[1:] == ordered[:-1]).any():
-            known = self.contains(ordered)
-            if not known.any():
+            # A listing in id order hands out pages beyond every id held: nothing to look up.
+            beyond = not self._size or ordered[0] > self._high or ordered[-1] < self._low
+            if beyond or not self.contains(ordered).any():
                 self._push(ordered)
                 return np.zeros(values.shape, dtype=np.bool_)
         # np.unique sorts; return_index gives each distinct id's first position in the page.
@@ -105,6 +109,8 @@ class IdSet:
 
         if not new.size:
             return
+        self._low = int(new[0]) if not self._size else min(self._low, int(new[0]))
+        self._high = int(new[-1]) if not self._size else max(self._high, int(new[-1]))
         self._size += int(new.size)
         if self._bits is None or self._size * FILTER_BITS_PER_ID > 1 << self._log2:
             self._grow_filter(new)
