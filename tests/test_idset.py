@@ -42,8 +42,18 @@ def test_levels_stay_few_whatever_the_page_sizes() -> None:
     levels = ids._levels
     assert len(levels) <= 17  # log2(45,150) + 1
     assert all(a.size > 2 * b.size for a, b in pairwise(levels))
+    assert all((level[1:] > level[:-1]).all() for level in levels)  # each sorted, no repeats
     merged = sorted(v for level in levels for v in level.tolist())
     assert merged == list(range(1, start))
+
+
+def test_pages_in_descending_order_merge_sorted() -> None:
+    ids = IdSet()
+    for hi in range(100_000, 0, -1000):
+        assert not ids.add(list(range(hi, hi - 1000, -1))).any()
+    assert all((level[1:] > level[:-1]).all() for level in ids._levels)
+    assert ids.contains([0, 1, 50_000, 100_000, 100_001]).tolist() == [
+        False, True, True, True, False]
 
 
 def test_it_holds_eight_bytes_per_id() -> None:

@@ -119,11 +119,16 @@ class IdSet:
         levels = self._levels
         levels.append(new)
         while len(levels) > 1 and levels[-2].size <= 2 * levels[-1].size:
-            last = levels.pop()
-            merged = np.concatenate((levels.pop(), last))
-            # Two sorted runs: a stable sort (timsort for int64) merges them in linear time.
-            merged.sort(kind="stable")
-            levels.append(merged)
+            last, before = levels.pop(), levels.pop()
+            if before[-1] < last[0] or last[-1] < before[0]:
+                # One run wholly above the other (a listing in id order): no sort needed.
+                low, high = (before, last) if before[-1] < last[0] else (last, before)
+                levels.append(np.concatenate((low, high)))
+            else:
+                merged = np.concatenate((before, last))
+                # Two sorted runs: a stable sort (timsort for int64) merges them in linear time.
+                merged.sort(kind="stable")
+                levels.append(merged)
 
     def _slots(self, values: IdArray) -> Any:
         import numpy as np
