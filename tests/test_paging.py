@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -333,3 +334,107 @@ def test_the_head_and_the_check_page_are_a_thousand_rows() -> None:
     ledger = PassLedger(0)
     ledger.record(rows(*range(1, 1200)), 1199)
     assert ledger.head == list(range(1, 1001))
+
+
+# --- the ledger page at a time, against the rule row by row ------------------------------------
+
+# Rows as the API may send them: mostly plain int ids (the fast path), with ids spelled as text or
+# floats, unusable ids (zero, negative, booleans, too big), rows without id and non-objects.
+raw_ids = (st.integers(1, 30) | st.integers(1, 30).map(str) | st.integers(1, 30).map(float)
+           | st.sampled_from([0, -3, True, None, "x", 2**63, 2**63 - 1, 1.5]))
+raw_rows = (st.builds(lambda i, p: {"id": i, "pull_count": p}, raw_ids, st.integers(0, 2))
+            | st.builds(lambda p: {"pull_count": p}, st.integers(0, 2))
+            | st.sampled_from(["not a row", [1, 2], None]))
+raw_pages = st.lists(st.lists(raw_rows, max_size=25), max_size=8)
+
+
+def model_pass(pages: list[list[Any]], values: bool) -> tuple[list[Any], dict[str, Any]]:
+    """The ledger's figures computed row by row with a Python set: the rule it must keep."""
+    ids: set[int] = set()
+    head: list[int | None] = []
+    digests: dict[int, int] = {}
+    seen = without = 0
+    dups = []
+    for page in pages:
+        dup = []
+        for row in page:
+            seen += 1
+            rid = usable_id(row)
+            if len(head) < CHECK_PAGE_SIZE:
+                head.append(rid)
+            if rid is None:
+                without += 1
+            elif rid in ids:
+                dup.append(rid)
+            else:
+                ids.add(rid)
+                digests[rid] = row_digest(row)
+        dups.append(dup)
+    figures = {"distinct": len(ids), "rows_seen": seen, "rows_without_id": without,
+               "duplicates": sum(map(len, dups)), "head": head,
+               "digests": digests if values else None}
+    return dups, figures
+
+
+@given(raw_pages, st.booleans())
+def test_the_ledger_counts_a_page_at_a_time_as_row_by_row(pages: list[list[Any]],
+                                                          values: bool) -> None:
+    ledger = PassLedger(0, digests={} if values else None)
+    got = [ledger.record(page, 99) for page in pages]
+    expected, figures = model_pass(pages, values)
+    assert got == expected
+    assert {"distinct": len(ledger.ids), "rows_seen": ledger.rows_seen,
+            "rows_without_id": ledger.rows_without_id, "duplicates": ledger.duplicates,
+            "head": ledger.head, "digests": ledger.digests} == figures
+
+
+def model_check(ledger_ids: set[int], ledger_digests: dict[int, int] | None, values: bool,
+                pages: list[list[Any]]) -> list[tuple[int, int, int, int, int]]:
+    """PassCheck's counts row by row: per page (unseen, twice, changed, listed, without id)."""
+    listed: set[int] = set()
+    without = 0
+    out = []
+    for page in pages:
+        unseen = twice = changed = 0
+        for row in page:
+            rid = usable_id(row)
+            if rid is None:
+                without += 1
+            elif rid not in ledger_ids:
+                unseen += 1
+            elif rid in listed:
+                twice += 1
+            else:
+                listed.add(rid)
+                if values and ledger_digests is not None \
+                        and ledger_digests.get(rid) != row_digest(row):
+                    changed += 1
+        out.append((unseen, twice, changed, len(listed), without))
+    return out
+
+
+@given(raw_pages, st.booleans(), st.data())
+def test_the_check_counts_a_page_at_a_time_as_row_by_row(scan: list[list[Any]], values: bool,
+                                                         data: st.DataObject) -> None:
+    # the second read mostly lists the scan's rows again (repeats, other order), now and then
+    # another row: every reason is reachable
+    scanned = [row for page in scan for row in page]
+    again_rows = st.sampled_from(scanned) | raw_rows if scanned else raw_rows
+    again = data.draw(st.lists(st.lists(again_rows, max_size=25), max_size=8))
+    ledger = PassLedger(0, digests={} if values else None)
+    for page in scan:
+        ledger.record(page, None)
+    model_ids = {rid for page in scan for row in page if (rid := usable_id(row)) is not None}
+    check = PassCheck(ledger, values=values)
+    for page, (unseen, twice, changed, listed, without) in zip(
+            again, model_check(model_ids, ledger.digests, values, again), strict=True):
+        reason = check.record(page, None)
+        assert (len(check.listed), check.rows_without_id) == (listed, without)
+        if unseen:
+            assert reason is not None and f"listed {unseen} id(s) the scan" in reason
+        elif twice:
+            assert reason is not None and f": {twice} id(s) came back" in reason
+        elif changed:
+            assert reason is not None and f": {changed} row(s) differ" in reason
+        else:
+            assert reason is None

@@ -17,7 +17,10 @@ import json
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import Any
+
+from etl.extract.idset import IdSet
 
 # The id rule is the transform's (``etl.integers.coerce_id``): a row the transform would reject
 # for its id is a row without id here, and ``17``, ``17.0`` and ``"17"`` are the same id.
@@ -126,7 +129,7 @@ class PassLedger:
     pass_no: int
     total: int | None = None
     totals: list[int] = field(default_factory=list)
-    ids: set[Any] = field(default_factory=set)
+    ids: IdSet = field(default_factory=IdSet)  # the distinct ids of the pass
     rows_without_id: int = 0
     rows_seen: int = 0
     duplicates: int = 0
@@ -135,28 +138,30 @@ class PassLedger:
     digests: dict[int, int] | None = None
     head: list[Any] = field(default_factory=list)  # ids of the first rows (None: no usable id)
 
-    def record(self, rows: Iterable[Any], total: int | None) -> list[Any]:
-        """Count one page's rows; return the ids already seen earlier in this pass."""
+    def record(self, rows: Iterable[Any], total: int | None) -> list[int]:
+        """Count one page's rows; return the ids already seen earlier in this pass (or earlier
+        in this page), in page order."""
         if total is not None:
             if self.total is None:
                 self.total = total
             elif total != self.totals[-1] and self.first_total_change is None:
                 self.first_total_change = (self.totals[-1], total)
             self.totals.append(total)
-        dup: list[Any] = []
-        digests = self.digests
-        for row in rows:
-            self.rows_seen += 1
-            rid = usable_id(row)
-            if len(self.head) < CHECK_PAGE_SIZE:
-                self.head.append(rid)
-            if rid is None:
-                self.rows_without_id += 1
-            elif rid in self.ids:
-                dup.append(rid)
-            else:
-                self.ids.add(rid)
-                if digests is not None:
+        rows = rows if isinstance(rows, list) else list(rows)
+        rids = [usable_id(row) for row in rows]
+        self.rows_seen += len(rids)
+        if len(self.head) < CHECK_PAGE_SIZE:
+            self.head.extend(rids[:CHECK_PAGE_SIZE - len(self.head)])
+        with_id, id_rows = _with_id(rids, rows)
+        self.rows_without_id += len(rids) - len(with_id)
+        if not with_id:
+            return []
+        repeated = self.ids.add(with_id)
+        dup = [with_id[i] for i in repeated.nonzero()[0].tolist()]
+        if self.digests is not None:
+            digests = self.digests
+            for rid, row, again in zip(with_id, id_rows, repeated.tolist(), strict=True):
+                if not again:
                     digests[rid] = row_digest(row)
         self.duplicates += len(dup)
         return dup
@@ -200,7 +205,7 @@ class PassCheck:
 
     ledger: PassLedger
     values: bool = False
-    listed: set[Any] = field(default_factory=set)
+    listed: IdSet = field(default_factory=IdSet)  # ids of the pass listed again so far
     rows_without_id: int = 0
 
     def record(self, rows: Iterable[Any], total: int | None) -> str | None:
@@ -208,20 +213,24 @@ class PassCheck:
         expected = self.ledger.last_total
         if total is not None and expected is not None and total != expected:
             return f"the total changed during the scan ({expected} -> {total})"
-        seen, digests = self.ledger.ids, self.ledger.digests
+        rows = rows if isinstance(rows, list) else list(rows)
+        rids = [usable_id(row) for row in rows]
+        with_id, id_rows = _with_id(rids, rows)
+        self.rows_without_id += len(rids) - len(with_id)
         unseen = twice = changed = 0
-        for row in rows:
-            rid = usable_id(row)
-            if rid is None:
-                self.rows_without_id += 1
-            elif rid not in seen:
-                unseen += 1
-            elif rid in self.listed:
-                twice += 1
-            else:
-                self.listed.add(rid)
-                if self.values and digests is not None and digests.get(rid) != row_digest(row):
-                    changed += 1
+        if with_id:
+            seen = self.ledger.ids.contains(with_id)
+            if not seen.all():
+                unseen = len(with_id) - int(seen.sum())
+                keep = seen.tolist()
+                with_id, id_rows = list(compress(with_id, keep)), list(compress(id_rows, keep))
+            repeated = self.listed.add(with_id)
+            twice = int(repeated.sum())
+            digests = self.ledger.digests
+            if self.values and digests is not None:
+                firsts = zip(with_id, id_rows, repeated.tolist(), strict=True)
+                changed = sum(1 for rid, row, again in firsts
+                              if not again and digests.get(rid) != row_digest(row))
         if unseen:
             return (f"the listing changed during the scan: a second read listed {unseen} id(s) "
                     f"the scan did not see")
@@ -258,6 +267,14 @@ def head_reason(ledger: PassLedger, rows: list[Any], total: int | None) -> str |
         return (f"the listing changed during the scan: the first {len(rows)} rows read again "
                 f"hold {new} id(s) the scan did not see there and lack {gone} it saw")
     return None
+
+
+def _with_id(rids: list[int | None], rows: list[Any]) -> tuple[list[int], list[Any]]:
+    """The page's usable ids and their rows, the rows without one left out."""
+    if None not in rids:  # the common page, without a Python loop
+        return rids, rows  # type: ignore[return-value]
+    kept = [(rid, row) for rid, row in zip(rids, rows, strict=True) if rid is not None]
+    return [rid for rid, _ in kept], [row for _, row in kept]
 
 
 def row_digest(row: Any) -> int:
