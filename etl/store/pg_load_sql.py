@@ -29,7 +29,7 @@ CLEAR_CHUNK_SQL = f"TRUNCATE {CHUNK_TABLE}"
 # SQLite's CROSS JOINs pin the same plan.
 # jit off: a switched-off plan type still costs 10^10 in the planner's sums, which passes every
 # JIT threshold, so each chunk's upsert and snapshot insert were compiled by LLVM with inlining
-# and optimisation (0.1-0.3 s per statement, a third of the server's CPU at 200k rows, measured)
+# and optimisation (0.1-0.3 s of server CPU per statement and chunk, measured), only
 # to run a plan that reads one small chunk once.
 LOAD_SETTINGS_SQL = (*(f"SET LOCAL enable_{plan} = off"
                        for plan in ("hashjoin", "mergejoin", "material", "seqscan")),
