@@ -18,6 +18,10 @@ with its session). Prints medians and min-max; the ratio to read is CPU, client 
 
 ``--without-foreign-keys`` drops the generated schema's foreign keys before the first sync (a
 measurement of what checking them costs PostgreSQL; SQLite never enforces them), nothing else.
+
+``--base REV`` also syncs into PostgreSQL with ``etl/`` as it is at the git revision ``REV``
+(``benchmarks.ab``'s trees), in the same rounds, each into a database of its own: before and
+after a change, side by side under the same load.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.ab import extract, own_tree, tree_env, tree_sync
 from benchmarks.run import SimulatorProcess, machine, measure, sync_cmd
 from tests.services.postgres import PostgresCluster, start_cluster
 
@@ -62,9 +68,14 @@ def server_cpu(cluster: PostgresCluster) -> float:
     return ticks / TICK
 
 
-def one_sync(url: str, db: Path | str, cluster: PostgresCluster | None) -> Run:
+def one_sync(url: str, db: Path | str, cluster: PostgresCluster | None,
+             tree: Path | None = None) -> Run:
+    """One sync into ``db`` (with ``tree``'s ``etl`` when given, else this checkout's)."""
     before = server_cpu(cluster) if cluster else 0.0
-    sample = measure(sync_cmd(url, db, 1000, 4))  # type: ignore[arg-type]  (str: a URL)
+    if tree is None:
+        sample = measure(sync_cmd(url, db, 1000, 4))  # type: ignore[arg-type]  (str: a URL)
+    else:
+        sample = measure(tree_sync(url, db, 4), env=tree_env(tree))  # type: ignore[arg-type]
     if cluster:
         time.sleep(0.2)  # the backend ends after the client: let the postmaster reap it
     after = server_cpu(cluster) if cluster else 0.0
@@ -89,7 +100,7 @@ def show(label: str, runs: list[Run]) -> None:
     def med(values: list[float]) -> str:
         return f"{statistics.median(values):6.2f} s ({min(values):.2f}-{max(values):.2f})"
 
-    print(f"{label:<28} cpu {med([r.cpu for r in runs])}  server {med([r.server for r in runs])}"
+    print(f"{label:<32} cpu {med([r.cpu for r in runs])}  server {med([r.server for r in runs])}"
           f"  cpu+server {med([r.total for r in runs])}  wall {med([r.wall for r in runs])}")
 
 
@@ -98,35 +109,50 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--without-foreign-keys", action="store_true")
+    ap.add_argument("--base", help="git revision whose etl/ also syncs into PostgreSQL")
     args = ap.parse_args(argv)
     print(machine())
-    results: dict[str, list[Run]] = {k: [] for k in (
-        "sqlite, new database", "postgres, new database", "sqlite, again", "postgres, again")}
+    print(f"command: python -m benchmarks.pg_bench {' '.join(argv or sys.argv[1:])}")
+    engines = ["sqlite", "postgres"] + ([f"postgres at {args.base}"] if args.base else [])
+    results: dict[str, list[Run]] = {f"{e}, {case}": [] for case in ("new database", "again")
+                                     for e in engines}
     cluster = start_cluster()
     try:
         with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(args.rows) as sim:
+            trees: dict[str, Path | None] = {"postgres": None}
+            if args.base:
+                extract(args.base, Path(tmp) / "base")
+                own_tree(args.base, Path(tmp) / "base")
+                trees[f"postgres at {args.base}"] = Path(tmp) / "base"
             sim.warm_up()
             for i in range(args.repeat):
                 file = Path(tmp) / f"swr-{i}.db"
-                url = cluster.url(cluster.create_database())
+                urls = {e: cluster.url(cluster.create_database()) for e in trees}
                 if args.without_foreign_keys:
-                    drop_foreign_keys(url)
-                results["sqlite, new database"].append(one_sync(sim.url, file, None))
-                results["postgres, new database"].append(one_sync(sim.url, url, cluster))
-                results["sqlite, again"].append(one_sync(sim.url, file, None))
-                results["postgres, again"].append(one_sync(sim.url, url, cluster))
+                    for url in urls.values():
+                        drop_foreign_keys(url)
+                for case in ("new database", "again"):  # every engine's new, then every again
+                    results[f"sqlite, {case}"].append(one_sync(sim.url, file, None))
+                    for e, tree in trees.items():
+                        results[f"{e}, {case}"].append(one_sync(sim.url, urls[e], cluster, tree))
                 for p in Path(tmp).glob(f"swr-{i}.db*"):
                     p.unlink()
-                cluster.drop_database(url.rsplit("/", 1)[1])
+                for url in urls.values():
+                    cluster.drop_database(url.rsplit("/", 1)[1])
     finally:
         cluster.close()
     print(f"{args.rows:,} rows, {args.repeat} rounds, medians (min-max):")
     for label, runs in results.items():
         show(label, runs)
     for case in ("new database", "again"):
-        lite, pg = results[f"sqlite, {case}"], results[f"postgres, {case}"]
-        ratio = statistics.median(r.total for r in pg) / statistics.median(r.cpu for r in lite)
-        print(f"postgres / sqlite CPU ({case}, client + server): {ratio:.2f}")
+        lite = results[f"sqlite, {case}"]
+        cpu, wall = (statistics.median(r.cpu for r in lite),
+                     statistics.median(r.wall for r in lite))
+        for e in trees:
+            pg = results[f"{e}, {case}"]
+            print(f"{e} / sqlite ({case}): CPU client + server "
+                  f"{statistics.median(r.total for r in pg) / cpu:.2f}, "
+                  f"wall {statistics.median(r.wall for r in pg) / wall:.2f}")
     return 0
 
 

@@ -14,6 +14,7 @@ import pytest
 from etl.config.settings import Settings
 from etl.config.sources import Source
 from etl.errors import ConfigError, DatabaseBusyError, LockedError
+from etl.run import ChunkSizes
 from etl.run.pipeline import replay_run, run_sync
 from etl.simulator import Simulator
 from etl.store.pg import PgRunLock, connect
@@ -27,6 +28,8 @@ TABLES = ("runs", "run_sources", "images", "image_snapshots", "rejects", "qualit
 # What differs between two runs of the same listing however they are stored: the clock (a
 # replay starts now).
 CLOCK_COLUMNS = frozenset({"started_at", "finished_at", "duration_s", "fetched_at"})
+# Chunks of 40 and then 80 rows: an id repeated 200 rows later is in another chunk.
+SMALL_CHUNKS = ChunkSizes(first=40, largest=80)
 
 
 def every_table(db: Path | str) -> dict[str, list[tuple[Any, ...]]]:
@@ -40,13 +43,13 @@ def crafted_history(db: Path | str) -> None:
                         max_reject_ratio=0.5)
     first = rows(range(1, 260)) + [{"id": None}, {"no": "id"}]
     first[200] = {**first[3], "pull_count": 999}  # id 4 again, a chunk later: later wins
-    run_sync(settings, now=T0, pages=FakeScan(first, page_size=40))
+    run_sync(settings, now=T0, pages=FakeScan(first, page_size=40), chunk_sizes=SMALL_CHUNKS)
     second = rows(range(5, 300), pulls=300)
     second[0] = {**second[0], "name": "renamed"}  # id 5 changes its name
     second[1] = {**second[1], "name": "img7"}  # id 6 takes id 7's name
     run_sync(settings, now=T1, pages=FakeScan(rows(range(5, 280)), second, page_size=50))
     run_sync(settings, now=T2, pages=FakeScan(rows(range(5, 100)), complete=False))
-    replay_run(settings, 1)
+    replay_run(settings, 1, chunk_sizes=SMALL_CHUNKS)  # older than the state: no overwrite
     replay_run(settings.replace(source_timezone="Asia/Shanghai"), 2)
 
 
@@ -65,6 +68,8 @@ def test_the_same_history_gives_the_same_rows_on_both_engines(tmp_path: Path,
     assert q(pg_url, "SELECT count(*) FROM images WHERE removed_at IS NOT NULL")[0][0] > 0
     problems = {p.split(",")[0] for (p,) in q(pg_url, "SELECT problem FROM quality_issues")}
     assert {"duplicate id in scan", "identity changed"} <= {p.split(" was")[0] for p in problems}
+    assert q(pg_url, "SELECT pull_count FROM image_snapshots WHERE run_id = 1 AND image_id = 4"
+             ) == [(999,)]  # the repeat from a later chunk replaced the first row's snapshot
     assert any(p.startswith("namespace/name shared by ids") for p in problems)
 
 

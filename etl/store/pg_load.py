@@ -163,10 +163,11 @@ class PgLoadRun(LoadRun):
         """Write one transformed chunk: COPY, then images upsert, snapshots, rejects, issues."""
         w, params = self.writer, self._params()
         w.copy_rows(sql.CHUNK_TABLE, IMAGE_COLUMNS, _rows(transformed.images, IMAGE_COLUMNS))
-        new, changed, renamed = w.execute(sql.NEW_CHANGED_SQL, params).fetchone()
+        new, changed, renamed, stored, repeated = w.execute(sql.NEW_CHANGED_SQL,
+                                                            params).fetchone()
         issues = w.execute(sql.IDENTITY_CHANGED_SQL, params).rowcount if renamed else 0
-        w.execute(sql.UPSERT_SQL, params)
-        w.execute(sql.SNAPSHOTS_SQL, params)
+        w.execute(sql.UPSERT_SQL if stored else sql.INSERT_IMAGES_SQL, params)
+        w.execute(sql.SNAPSHOTS_SQL if repeated else sql.INSERT_SNAPSHOTS_SQL, params)
         w.execute(sql.CLEAR_CHUNK_SQL)
         head = (self.run_id, self.source)
         rejects, qi = _issue_rows(transformed, duplicate_ids)
