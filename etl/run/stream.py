@@ -15,7 +15,7 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,11 @@ DEFAULT_CHUNK_SIZES = ChunkSizes()
 
 ProgressCallback = Callable[[Mapping[str, Any]], None]
 RawBody = tuple[int, str, str | None, Future[bytes]]  # offset, fetched_at, range, body
+# What one chunk's write counts: rows written, rows rejected, quality issues (None: page bodies
+# only).
+Counted = tuple[int, int, int] | None
+# How often ``Sink.abandon`` asks the write in flight to stop.
+INTERRUPT_EVERY = 0.05
 
 
 @dataclass
@@ -61,14 +66,25 @@ class Tally:
 
 
 class Sink:
-    """Where transformed chunks go: the run's load, or nothing at all (``--dry-run``)."""
+    """Where transformed chunks go: the run's load, or nothing at all (``--dry-run``).
+
+    A run's chunks are written on one writer thread, one chunk at a time: chunk N is written
+    while the main thread gathers and transforms chunk N+1 (SQLite releases the GIL while it
+    steps a statement, psycopg while it waits on the server). Only one chunk is ever in flight,
+    and every other use of the connection (``restart``, and whatever follows ``consume``: finish,
+    failure recording, the lock) waits for it first, so the statements run in the order they
+    would on one thread, in the same transaction, never from two threads at once.
+    """
 
     def __init__(self, run: LoadRun | None) -> None:
         self.run = run
         self._zlib: ThreadPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._in_flight: tuple[Future[Counted], Tally] | None = None
 
     def restart(self) -> None:
         if self.run is not None:
+            self.settle()
             self.run.restart_pass()
 
     def compress(self, body: bytes) -> Future[bytes]:
@@ -83,17 +99,81 @@ class Sink:
             self.run.write_raw_pages(
                 [(o, at, cr, body.result()) for o, at, cr, body in pages], compressed=True)
 
-    def close(self) -> None:
-        if self._zlib is not None:
-            self._zlib.shutdown(wait=True, cancel_futures=True)
-            self._zlib = None
-
     def chunk(self, transformed: Any, duplicate_ids: list[int]) -> tuple[int, int]:
         if self.run is not None:
             before = self.run.counts.quality_issues
             self.run.write_chunk(transformed, duplicate_ids=duplicate_ids)
             return len(transformed.images), self.run.counts.quality_issues - before
         return len(transformed.images), len(transformed.quality_issues) + len(duplicate_ids)
+
+    def write(self, raw: list[RawBody], transformed: Any, dups: list[int], tally: Tally) -> None:
+        """Store a chunk's page bodies, then its rows (``transformed`` None: none), and count it
+        into ``tally`` once written. With a run, on the writer thread, after the chunk before it
+        has been written; the lists are the writer's from here on."""
+        if self.run is None:
+            _count(self._store(raw, transformed, dups), tally)
+            return
+        self.settle()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="swr-etl-writer")
+        self._in_flight = (self._writer.submit(self._store, raw, transformed, dups), tally)
+
+    def _store(self, raw: list[RawBody], transformed: Any, dups: list[int]) -> Counted:
+        self.raw(raw)
+        if transformed is None:
+            return None
+        rows, issues = self.chunk(transformed, dups)
+        return rows, len(transformed.rejects), issues
+
+    def settle(self) -> None:
+        """Wait for the chunk in flight and count it, or raise what its write raised (the
+        run's one-line error: the writer raises ``etl.errors`` leaves as the load does)."""
+        if self._in_flight is None:
+            return
+        future, tally = self._in_flight
+        try:
+            counted = future.result()
+        finally:
+            if future.done():  # not when a signal interrupted the wait: abandon() still must
+                self._in_flight = None
+        _count(counted, tally)
+
+    def abandon(self) -> None:
+        """The run is failing: interrupt the write in flight and wait until it has stopped, so
+        the rollback that follows has the connection to itself. Its own error (most often
+        "interrupted") gives way to the one failing the run. A signal arriving meanwhile is
+        raised once the writer is done, never while it still holds the connection."""
+        if self._in_flight is None or self.run is None:
+            return
+        future, _tally = self._in_flight
+        signalled: BaseException | None = None
+        while not future.done():
+            # Interrupting between two statements is a no-op: ask again until the write ends.
+            self.run.loader.conn.interrupt()
+            try:
+                wait([future], timeout=INTERRUPT_EVERY)
+            except KeyboardInterrupt as exc:  # Terminated too
+                signalled = exc
+        self._in_flight = None
+        if not future.cancelled() and future.exception() is not None:
+            log.debug("the write in flight stopped: %s", future.exception())
+        if signalled is not None:
+            raise signalled
+
+    def close(self) -> None:
+        """Let the writer and the compressor go (the writer first: it may wait on a body)."""
+        for pool in (self._writer, self._zlib):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._writer = self._zlib = None
+
+
+def _count(counted: Counted, tally: Tally) -> None:
+    if counted is not None:
+        rows, rejected, issues = counted
+        tally.rows += rows
+        tally.rejected += rejected
+        tally.quality_issues += issues
 
 
 def consume(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
@@ -103,6 +183,9 @@ def consume(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw
     try:
         return _consume_pages(pages, sink, source_timezone=source_timezone, store_raw=store_raw,
                               on_progress=on_progress, total=total, chunk_sizes=chunk_sizes)
+    except BaseException:
+        sink.abandon()
+        raise
     finally:
         sink.close()
 
@@ -147,20 +230,18 @@ class _Chunk:
             self.raw.append((page.offset, page.fetched_at, page.content_range, body))
 
     def flush(self, sink: Sink, tally: Tally, source_timezone: str) -> None:
-        """Store the page bodies, transform the rows and write them; empty the chunk."""
-        if self.raw:
-            sink.raw(self.raw)
+        """Transform the rows, hand them with the page bodies to the sink (bodies first, as
+        they are stored), and start an empty chunk: the lists are the sink's now."""
+        t = None
         if self.rows:
             # Waits on the import lock if the preload has not finished yet.
             from etl.transform.frames import transform_rows
 
             t = transform_rows(self.rows, page_offsets=self.offsets,
                                source_timezone=source_timezone)
-            n, issues = sink.chunk(t, self.dups)
-            tally.rows += n
-            tally.rejected += len(t.rejects)
-            tally.quality_issues += issues
-        self.clear()
+        if t is not None or self.raw:
+            sink.write(self.raw, t, self.dups, tally)
+        self.rows, self.offsets, self.dups, self.raw = [], [], [], []
 
 
 def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
@@ -188,6 +269,7 @@ def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, st
         if on_progress is not None:
             on_progress(_progress(tally, total()))
     chunk.flush(sink, tally, source_timezone)
+    sink.settle()  # the last chunk's counts, for the last progress line and the caller
     if on_progress is not None and tally.pages:
         on_progress(_progress(tally, total()))
     return tally
