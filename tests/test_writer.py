@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,13 +40,13 @@ class FakeConn:
 
 class FakeRun:
     """A ``LoadRun`` that records each use of its connection: what, from which thread, and how
-    many threads were inside at once. ``hold(n)`` runs while chunk ``n`` (from 0) is written."""
+    many threads were inside at once. ``hold(n)`` runs while chunk ``n`` (from 0) is merged."""
 
     def __init__(self) -> None:
         self.loader = SimpleNamespace(conn=FakeConn())
         self.counts = LoadCounts()
         self.events: list[tuple[Any, ...]] = []
-        self.threads: set[str] = set()
+        self.threads: dict[str, set[str]] = defaultdict(set)
         self.inside = self.most_inside = 0
         self._lock = threading.Lock()
         self.chunks = 0
@@ -57,7 +58,7 @@ class FakeRun:
             self.inside += 1
             self.most_inside = max(self.most_inside, self.inside)
             self.events.append(event)
-            self.threads.add(threading.current_thread().name)
+            self.threads[event[0]].add(threading.current_thread().name)
         try:
             yield
         finally:
@@ -65,16 +66,24 @@ class FakeRun:
                 self.inside -= 1
 
     def hold(self, n: int) -> None:
-        """Chunk ``n``'s write, after its first statement (nothing by default)."""
+        """Chunk ``n``'s merge (from 0), on the writer thread (nothing by default)."""
 
     def write_raw_pages(self, raw: list[tuple[Any, ...]], *, compressed: bool) -> None:
         with self._using("raw", tuple(offset for offset, *_ in raw)):
             assert compressed and all(isinstance(body, bytes) for *_, body in raw)
 
-    def write_chunk(self, transformed: Any, *, duplicate_ids: list[int]) -> None:
-        with self._using("chunk", len(transformed.images)):
+    def fill_chunk(self, transformed: Any) -> None:
+        with self._using("fill", len(transformed.images)):
+            self.filled = len(transformed.images)
+
+    def merge_chunk(self) -> None:
+        with self._using("merge", self.filled):
             self.chunks += 1
             self.hold(self.chunks - 1)
+            self.counts.quality_issues += 1  # as if one id had changed its name
+
+    def write_issues(self, transformed: Any, duplicate_ids: list[int]) -> None:
+        with self._using("issues", len(transformed.images)):
             self.counts.quality_issues += len(transformed.quality_issues) + len(duplicate_ids)
 
     def restart_pass(self) -> None:
@@ -94,13 +103,17 @@ def consumed(p: list[FakePage], run: FakeRun, sizes: ChunkSizes) -> Any:
 def test_chunks_are_written_off_the_main_thread_in_the_serial_order() -> None:
     run = FakeRun()
     tally = consumed(pages(700, 100), run, ChunkSizes(first=200, largest=1000))
-    # page bodies first, then the chunk's rows, chunk after chunk: the one-thread order
-    assert run.events == [("raw", (0, 100)), ("chunk", 200),
-                          ("raw", (200, 300, 400, 500)), ("chunk", 400),
-                          ("raw", (600,)), ("chunk", 100)]
-    assert run.threads and threading.current_thread().name not in run.threads
+    # page bodies, chunk table, merge, issues; chunk after chunk: the one-thread order
+    assert run.events == [("raw", (0, 100)), ("fill", 200), ("merge", 200), ("issues", 200),
+                          ("raw", (200, 300, 400, 500)), ("fill", 400), ("merge", 400),
+                          ("issues", 400), ("raw", (600,)), ("fill", 100), ("merge", 100),
+                          ("issues", 100)]
+    main = threading.current_thread().name
+    assert run.threads["merge"] and main not in run.threads["merge"]
+    assert run.threads["raw"] == run.threads["fill"] == run.threads["issues"] == {main}
     assert run.most_inside == 1
-    assert (tally.rows, tally.rejected, tally.pages) == (700, 0, 7)
+    # counted once written: the merges' issues (one each) and nothing the transform found
+    assert (tally.rows, tally.rejected, tally.quality_issues, tally.pages) == (700, 0, 3, 7)
 
 
 class Watched(list[FakePage]):
@@ -143,7 +156,8 @@ def test_a_rescan_waits_for_the_write_in_flight() -> None:
     run.hold = hold
     tally = consumed(p, run, ChunkSizes(first=200, largest=400))
     assert late == [False]
-    assert [e[0] for e in run.events] == ["raw", "chunk", "restart", "raw", "chunk"]
+    assert [e[0] for e in run.events] == ["raw", "fill", "merge", "issues", "restart",
+                                          "raw", "fill", "merge", "issues"]
     assert run.most_inside == 1
     assert tally.rows == 200  # the final pass only
 
@@ -158,7 +172,8 @@ def test_the_writers_error_is_the_runs_and_nothing_after_it_is_written() -> None
     run.hold = hold
     with pytest.raises(DatabaseBusyError, match="busy timeout"):
         consumed(pages(900, 100), run, ChunkSizes(first=200, largest=200))
-    assert [e for e in run.events if e[0] == "chunk"] == [("chunk", 200), ("chunk", 200)]
+    assert [e[0] for e in run.events if e[0] != "raw"] == ["fill", "merge", "issues",
+                                                          "fill", "merge"]
     assert run.inside == 0
 
 
@@ -174,7 +189,7 @@ def test_an_error_in_the_last_write_surfaces_before_consume_returns() -> None:
 
 
 def interrupted_run() -> FakeRun:
-    """A run whose chunk 0 is written until its connection is interrupted."""
+    """A run whose chunk 0 is merged until its connection is interrupted."""
     run = FakeRun()
 
     def hold(n: int) -> None:
@@ -206,7 +221,8 @@ def test_a_signal_interrupts_the_write_in_flight_and_waits_for_it() -> None:
         consumed(Terminating(pages(600, 100), n=3), run, ChunkSizes(first=200, largest=200))
     assert run.loader.conn.interrupts >= 1
     assert run.inside == 0  # the writer let go of the connection before consume ended
-    assert run.events == [("raw", (0, 100)), ("chunk", 200)]
+    # the interrupted merge's issues are never written: the run is rolled back
+    assert run.events == [("raw", (0, 100)), ("fill", 200), ("merge", 200)]
 
 
 def test_a_second_signal_while_waiting_is_raised_once_the_writer_let_go() -> None:

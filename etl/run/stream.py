@@ -46,10 +46,7 @@ DEFAULT_CHUNK_SIZES = ChunkSizes()
 
 ProgressCallback = Callable[[Mapping[str, Any]], None]
 RawBody = tuple[int, str, str | None, Future[bytes]]  # offset, fetched_at, range, body
-# What one chunk's write counts: rows written, rows rejected, quality issues (None: page bodies
-# only).
-Counted = tuple[int, int, int] | None
-# How often ``Sink.abandon`` asks the write in flight to stop.
+# How often ``Sink.abandon`` asks the merge in flight to stop (seconds).
 INTERRUPT_EVERY = 0.05
 
 
@@ -68,19 +65,23 @@ class Tally:
 class Sink:
     """Where transformed chunks go: the run's load, or nothing at all (``--dry-run``).
 
-    A run's chunks are written on one writer thread, one chunk at a time: chunk N is written
-    while the main thread gathers and transforms chunk N+1 (SQLite releases the GIL while it
-    steps a statement, psycopg while it waits on the server). Only one chunk is ever in flight,
-    and every other use of the connection (``restart``, and whatever follows ``consume``: finish,
-    failure recording, the lock) waits for it first, so the statements run in the order they
-    would on one thread, in the same transaction, never from two threads at once.
+    A run's chunk is merged into the stored state on one writer thread (``LoadRun.merge_chunk``:
+    set-based statements, during which SQLite lets go of the GIL and psycopg waits on the
+    server) while the main thread gathers and transforms the next chunk. The per-row writes
+    stay on the main thread, in their places: page bodies and the chunk table before the merge,
+    rejects and quality issues after it (once it is done), since a thread that lets go of the
+    GIL at every row waits up to a switch interval to get it back each time (measured: binding
+    20k rows took 5x longer on the writer thread). One chunk in flight; every other use of the
+    connection (``restart``, and whatever follows ``consume``: finish, failure recording, the
+    lock) waits for it first: the statements run in the order they would on one thread, in the
+    same transaction, never from two threads at once.
     """
 
     def __init__(self, run: LoadRun | None) -> None:
         self.run = run
         self._zlib: ThreadPoolExecutor | None = None
         self._writer: ThreadPoolExecutor | None = None
-        self._in_flight: tuple[Future[Counted], Tally] | None = None
+        self._in_flight: _Merge | None = None
 
     def restart(self) -> None:
         if self.run is not None:
@@ -100,80 +101,90 @@ class Sink:
                 [(o, at, cr, body.result()) for o, at, cr, body in pages], compressed=True)
 
     def chunk(self, transformed: Any, duplicate_ids: list[int]) -> tuple[int, int]:
-        if self.run is not None:
-            before = self.run.counts.quality_issues
-            self.run.write_chunk(transformed, duplicate_ids=duplicate_ids)
-            return len(transformed.images), self.run.counts.quality_issues - before
+        """A dry run's chunk: its rows and quality issues, counted, not written."""
         return len(transformed.images), len(transformed.quality_issues) + len(duplicate_ids)
 
     def write(self, raw: list[RawBody], transformed: Any, dups: list[int], tally: Tally) -> None:
-        """Store a chunk's page bodies, then its rows (``transformed`` None: none), and count it
-        into ``tally`` once written. With a run, on the writer thread, after the chunk before it
-        has been written; the lists are the writer's from here on."""
+        """Store a chunk's page bodies, then its rows (``transformed`` None: none), counting it
+        into ``tally`` once written: with a run, the merge goes to the writer thread once the
+        chunk before it is written whole."""
         if self.run is None:
-            _count(self._store(raw, transformed, dups), tally)
+            if transformed is not None:
+                rows, issues = self.chunk(transformed, dups)
+                _count(tally, rows, len(transformed.rejects), issues)
             return
         self.settle()
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="swr-etl-writer")
-        self._in_flight = (self._writer.submit(self._store, raw, transformed, dups), tally)
-
-    def _store(self, raw: list[RawBody], transformed: Any, dups: list[int]) -> Counted:
         self.raw(raw)
         if transformed is None:
-            return None
-        rows, issues = self.chunk(transformed, dups)
-        return rows, len(transformed.rejects), issues
+            return
+        before = self.run.counts.quality_issues
+        self.run.fill_chunk(transformed)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="swr-etl-writer")
+        self._in_flight = _Merge(self._writer.submit(self.run.merge_chunk), transformed, dups,
+                                 tally, before)
 
     def settle(self) -> None:
-        """Wait for the chunk in flight and count it, or raise what its write raised (the
-        run's one-line error: the writer raises ``etl.errors`` leaves as the load does)."""
-        if self._in_flight is None:
+        """Wait for the merge in flight, then write its chunk's rejects and quality issues and
+        count the chunk; or raise what the merge raised (the run's one-line error: the load
+        raises ``etl.errors`` leaves on whichever thread)."""
+        merge = self._in_flight
+        if merge is None or self.run is None:
             return
-        future, tally = self._in_flight
         try:
-            counted = future.result()
+            merge.future.result()
         finally:
-            if future.done():  # not when a signal interrupted the wait: abandon() still must
+            if merge.future.done():  # not when a signal interrupted the wait: abandon() must
                 self._in_flight = None
-        _count(counted, tally)
+        self.run.write_issues(merge.transformed, merge.dups)
+        _count(merge.tally, len(merge.transformed.images), len(merge.transformed.rejects),
+               self.run.counts.quality_issues - merge.issues_before)
 
     def abandon(self) -> None:
-        """The run is failing: interrupt the write in flight and wait until it has stopped, so
+        """The run is failing: interrupt the merge in flight and wait until it has stopped, so
         the rollback that follows has the connection to itself. Its own error (most often
         "interrupted") gives way to the one failing the run. A signal arriving meanwhile is
         raised once the writer is done, never while it still holds the connection."""
         if self._in_flight is None or self.run is None:
             return
-        future, _tally = self._in_flight
+        future = self._in_flight.future
         signalled: BaseException | None = None
         while not future.done():
-            # Interrupting between two statements is a no-op: ask again until the write ends.
-            self.run.loader.conn.interrupt()
             try:
+                # Interrupting between two statements is a no-op: ask until the merge ends.
+                self.run.loader.conn.interrupt()
                 wait([future], timeout=INTERRUPT_EVERY)
             except KeyboardInterrupt as exc:  # Terminated too
                 signalled = exc
         self._in_flight = None
         if not future.cancelled() and future.exception() is not None:
-            log.debug("the write in flight stopped: %s", future.exception())
+            log.debug("the merge in flight stopped: %s", future.exception())
         if signalled is not None:
             raise signalled
 
     def close(self) -> None:
-        """Let the writer and the compressor go (the writer first: it may wait on a body)."""
+        """Let the writer and the compressor go."""
         for pool in (self._writer, self._zlib):
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         self._writer = self._zlib = None
 
 
-def _count(counted: Counted, tally: Tally) -> None:
-    if counted is not None:
-        rows, rejected, issues = counted
-        tally.rows += rows
-        tally.rejected += rejected
-        tally.quality_issues += issues
+@dataclass
+class _Merge:
+    """A chunk whose merge is in flight: what ``Sink.settle`` writes and counts after it."""
+
+    future: Future[None]
+    transformed: Any
+    dups: list[int]
+    tally: Tally
+    issues_before: int
+
+
+def _count(tally: Tally, rows: int, rejected: int, issues: int) -> None:
+    tally.rows += rows
+    tally.rejected += rejected
+    tally.quality_issues += issues
 
 
 def consume(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
