@@ -83,7 +83,7 @@ class FakeRun:
             self.counts.quality_issues += 1  # as if one id had changed its name
 
     def write_issues(self, transformed: Any, duplicate_ids: list[int]) -> None:
-        with self._using("issues", len(transformed.images)):
+        with self._using("issues", self.filled):
             self.counts.quality_issues += len(transformed.quality_issues) + len(duplicate_ids)
 
     def restart_pass(self) -> None:

@@ -121,8 +121,10 @@ class Sink:
         self.run.fill_chunk(transformed)
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="swr-etl-writer")
-        self._in_flight = _Merge(self._writer.submit(self.run.merge_chunk), transformed, dups,
-                                 tally, before)
+        # Only what comes after the merge is kept: the images frame can go now (memory).
+        self._in_flight = _Merge(
+            self._writer.submit(self.run.merge_chunk), _Issues(transformed), dups, tally,
+            len(transformed.images), before)
 
     def settle(self) -> None:
         """Wait for the merge in flight, then write its chunk's rejects and quality issues and
@@ -136,8 +138,8 @@ class Sink:
         finally:
             if merge.future.done():  # not when a signal interrupted the wait: abandon() must
                 self._in_flight = None
-        self.run.write_issues(merge.transformed, merge.dups)
-        _count(merge.tally, len(merge.transformed.images), len(merge.transformed.rejects),
+        self.run.write_issues(merge.issues, merge.dups)
+        _count(merge.tally, merge.rows, len(merge.issues.rejects),
                self.run.counts.quality_issues - merge.issues_before)
 
     def abandon(self) -> None:
@@ -175,10 +177,19 @@ class _Merge:
     """A chunk whose merge is in flight: what ``Sink.settle`` writes and counts after it."""
 
     future: Future[None]
-    transformed: Any
+    issues: _Issues
     dups: list[int]
     tally: Tally
+    rows: int
     issues_before: int
+
+
+class _Issues:
+    """What ``LoadRun.write_issues`` reads of a transformed chunk: its rejects and issues."""
+
+    def __init__(self, transformed: Any) -> None:
+        self.rejects = transformed.rejects
+        self.quality_issues = transformed.quality_issues
 
 
 def _count(tally: Tally, rows: int, rejected: int, issues: int) -> None:
