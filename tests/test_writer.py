@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -279,3 +280,36 @@ def test_counts_read_back_after_the_writes_are_exact(settings: Settings) -> None
                       chunk_sizes=ChunkSizes(first=100, largest=300))
     assert (result.rows, result.new, result.quality_issues) == (1000, 1000, 2)
     assert q(settings.db, "SELECT rows_loaded, quality_issues FROM runs") == [(1000, 2)]
+
+
+def test_interrupt_stops_the_statement_the_server_runs(pg_url: str) -> None:
+    """``PgWriter.interrupt`` (what ``Sink.abandon`` calls) cancels a statement running on
+    another thread: one line, the busy leaf, at once rather than when the statement ends."""
+    from etl.store.pg import connect
+    from etl.store.pg_write import PgWriter
+
+    raw, _schema = connect(pg_url)
+    writer = PgWriter(raw, "test-db")
+    raised: list[Exception] = []
+
+    def long_statement() -> None:
+        try:
+            writer.execute("SELECT pg_sleep(60)")
+        except Exception as exc:  # recorded for the assertion
+            raised.append(exc)
+
+    thread = threading.Thread(target=long_statement)
+    thread.start()
+    try:
+        pid = raw.info.backend_pid
+        running = "SELECT count(*) FROM pg_stat_activity WHERE pid = ? AND state = 'active'"
+        deadline = time.monotonic() + DEADLINE
+        while q(pg_url, running, pid) != [(1,)] and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling, with a deadline
+        writer.interrupt()
+        thread.join(DEADLINE)
+        assert not thread.is_alive()
+        assert len(raised) == 1 and isinstance(raised[0], DatabaseBusyError)
+    finally:
+        thread.join()
+        writer.close()

@@ -3,8 +3,9 @@
 The one page loop of a run (``sync``, ``replay`` and ``--dry-run`` alike): rows are buffered until
 a chunk is full, transformed (pure, ``etl.transform.frames``) and written (``etl.store.load``)
 inside the run's one transaction, so memory stays flat however long the listing is; a new
-``pass_no`` (a rescan) discards the earlier pass. ``Sink(None)`` transforms and counts without
-writing (``--dry-run``).
+``pass_no`` (a rescan) discards the earlier pass. Each chunk's merge runs on a writer thread
+while the next chunk is gathered and transformed (``Sink``). ``Sink(None)`` transforms and counts
+without writing (``--dry-run``).
 """
 
 from __future__ import annotations
