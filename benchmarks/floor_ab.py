@@ -12,14 +12,13 @@ Usage: python -m benchmarks.floor_ab --base main [--rows 200000] [--repeat 7]
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.ab import a_and_b, tree_env, tree_sync
-from benchmarks.run import PY, Sample, SimulatorProcess, machine, measure
+from benchmarks.ab import a_and_b, arguments, tree_env, tree_sync
+from benchmarks.run import PY, Sample, SimulatorProcess, measure
 
 KINDS = ("A new", "B new", "A again", "B again")
 
@@ -54,14 +53,7 @@ def report(rounds: list[dict[str, Sample]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", required=True, help="git revision for A (B is this checkout)")
-    ap.add_argument("--rows", type=int, default=200_000)
-    ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--concurrency", type=int, default=4)
-    args = ap.parse_args(argv)
-    print(f"machine: {machine()}")
-    print(f"command: python -m benchmarks.floor_ab {' '.join(argv or sys.argv[1:])}")
+    args = arguments("benchmarks.floor_ab", __doc__, argv)
     with tempfile.TemporaryDirectory(prefix="swr-floor-ab-") as tmp, \
             SimulatorProcess(args.rows) as sim:
         work = Path(tmp)

@@ -23,6 +23,7 @@ from etl.run.stream import ChunkSizes, Sink, consume
 from etl.store.load import LoadCounts
 from tests.helpers import T0, FakeScan, q, rows
 from tests.test_chunks import FakePage, pages
+from tests.test_pipeline import Interrupting  # Ctrl-C at page 2: chunk 0 (pages 0-1) is in flight
 
 DEADLINE = 10.0  # seconds a fake write waits for the main thread before giving up
 
@@ -250,21 +251,11 @@ def settings(db: Path | str) -> Settings:
     return Settings(endpoint="http://127.0.0.1:9", db=db, allow_anonymous=True)
 
 
-class StopAfterChunk(FakeScan):
-    """Ctrl-C right after the first chunk (pages 0-1) went to the writer."""
-
-    def __iter__(self) -> Iterator[Any]:
-        for n, page in enumerate(super().__iter__()):
-            if n == 2:
-                raise KeyboardInterrupt
-            yield page
-
-
 def test_ctrl_c_with_a_write_in_flight_rolls_back_and_records_interrupted(
         settings: Settings) -> None:
     run_sync(settings, now=T0, pages=FakeScan(rows(range(1, 51))))
     with pytest.raises(KeyboardInterrupt):
-        run_sync(settings, now="2026-11-21T03:00:00Z", pages=StopAfterChunk(
+        run_sync(settings, now="2026-11-21T03:00:00Z", pages=Interrupting(
             rows(range(1, 500), pulls=7)), chunk_sizes=ChunkSizes(first=200, largest=200))
     assert q(settings.db, "SELECT run_id, status, error, exit_code FROM runs ORDER BY run_id") \
         == [(1, "success", None, 0), (2, "failed", "interrupted", 130)]
