@@ -52,15 +52,18 @@ def report(rounds: list[dict[str, Sample]]) -> None:
               f"cpu {med([r[b].cpu / r[a].cpu for r in rounds])}")
 
 
+def rounds_of(base: str, rows: int, repeat: int, concurrency: int) -> list[dict[str, Sample]]:
+    with tempfile.TemporaryDirectory(prefix="swr-floor-ab-") as tmp:
+        work = Path(tmp)
+        trees = dict(zip("AB", a_and_b(base, work), strict=True))
+        with SimulatorProcess(rows) as sim:
+            sim.warm_up()
+            return [one_round(sim.url, work, trees, i, concurrency) for i in range(repeat)]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = arguments("benchmarks.floor_ab", __doc__, argv)
-    with tempfile.TemporaryDirectory(prefix="swr-floor-ab-") as tmp, \
-            SimulatorProcess(args.rows) as sim:
-        work = Path(tmp)
-        a, b = a_and_b(args.base, work)
-        sim.warm_up()
-        rounds = [one_round(sim.url, work, {"A": a, "B": b}, i, args.concurrency)
-                  for i in range(args.repeat)]
+    rounds = rounds_of(args.base, args.rows, args.repeat, args.concurrency)
     print(f"\n{args.rows:,} rows, {args.repeat} rounds (median, min-max; ratios per round):")
     report(rounds)
     return 0
