@@ -45,3 +45,7 @@ _.rows_loaded  # etl.run.metrics.SourceFigures
 # "What is left"): the Loader takes PgRunLock for a postgresql:// --db. Tests use both today;
 # delete these lines when the commands call them.
 dialect_for, PgRunLock
+
+# LoadRun.write_chunk is the library's one-call chunk write (docs/ARCHITECTURE.md, "The library");
+# the pipeline calls its three steps itself, so that the merge runs on its writer thread.
+_.write_chunk  # etl.store.load.LoadRun

@@ -95,15 +95,22 @@ def line(label: str, samples: list[Sample]) -> str:
             f"   peak RSS {statistics.median(s.rss_mib for s in samples):5.0f} MiB")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(module: str, doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """An A/B tool's options (``--base``, ``--rows``, ``--repeat``, ``--concurrency``), parsed;
+    the machine and the command printed first."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--base", required=True, help="git revision for A (B is this checkout)")
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--concurrency", type=int, default=4)
     args = ap.parse_args(argv)
     print(f"machine: {machine()}")
-    print(f"command: python -m benchmarks.ab {' '.join(argv or sys.argv[1:])}")
+    print(f"command: python -m {module} {' '.join(argv or sys.argv[1:])}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments("benchmarks.ab", __doc__, argv)
     with tempfile.TemporaryDirectory(prefix="swr-ab-") as tmp, \
             SimulatorProcess(args.rows) as sim:
         work = Path(tmp)

@@ -3,8 +3,9 @@
 The one page loop of a run (``sync``, ``replay`` and ``--dry-run`` alike): rows are buffered until
 a chunk is full, transformed (pure, ``etl.transform.frames``) and written (``etl.store.load``)
 inside the run's one transaction, so memory stays flat however long the listing is; a new
-``pass_no`` (a rescan) discards the earlier pass. ``Sink(None)`` transforms and counts without
-writing (``--dry-run``).
+``pass_no`` (a rescan) discards the earlier pass. Each chunk's merge runs on a writer thread
+while the next chunk is gathered and transformed (``Sink``). ``Sink(None)`` transforms and counts
+without writing (``--dry-run``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,8 @@ DEFAULT_CHUNK_SIZES = ChunkSizes()
 
 ProgressCallback = Callable[[Mapping[str, Any]], None]
 RawBody = tuple[int, str, str | None, Future[bytes]]  # offset, fetched_at, range, body
+# How often ``Sink.abandon`` asks the merge in flight to stop (seconds).
+INTERRUPT_EVERY = 0.05
 
 
 @dataclass
@@ -61,14 +64,29 @@ class Tally:
 
 
 class Sink:
-    """Where transformed chunks go: the run's load, or nothing at all (``--dry-run``)."""
+    """Where transformed chunks go: the run's load, or nothing at all (``--dry-run``).
+
+    A run's chunk is merged into the stored state on one writer thread (``LoadRun.merge_chunk``:
+    set-based statements, during which SQLite lets go of the GIL and psycopg waits on the
+    server) while the main thread gathers and transforms the next chunk. The per-row writes
+    stay on the main thread, in their places: page bodies and the chunk table before the merge,
+    rejects and quality issues after it (once it is done), since a thread that lets go of the
+    GIL at every row waits up to a switch interval to get it back each time (measured: binding
+    20k rows took 5x longer on the writer thread). One chunk in flight; every other use of the
+    connection (``restart``, and whatever follows ``consume``: finish, failure recording, the
+    lock) waits for it first: the statements run in the order they would on one thread, in the
+    same transaction, never from two threads at once.
+    """
 
     def __init__(self, run: LoadRun | None) -> None:
         self.run = run
         self._zlib: ThreadPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._in_flight: _Merge | None = None
 
     def restart(self) -> None:
         if self.run is not None:
+            self.settle()
             self.run.restart_pass()
 
     def compress(self, body: bytes) -> Future[bytes]:
@@ -83,17 +101,102 @@ class Sink:
             self.run.write_raw_pages(
                 [(o, at, cr, body.result()) for o, at, cr, body in pages], compressed=True)
 
-    def close(self) -> None:
-        if self._zlib is not None:
-            self._zlib.shutdown(wait=True, cancel_futures=True)
-            self._zlib = None
-
     def chunk(self, transformed: Any, duplicate_ids: list[int]) -> tuple[int, int]:
-        if self.run is not None:
-            before = self.run.counts.quality_issues
-            self.run.write_chunk(transformed, duplicate_ids=duplicate_ids)
-            return len(transformed.images), self.run.counts.quality_issues - before
+        """A dry run's chunk: its rows and quality issues, counted, not written."""
         return len(transformed.images), len(transformed.quality_issues) + len(duplicate_ids)
+
+    def write(self, raw: list[RawBody], transformed: Any, dups: list[int], tally: Tally) -> None:
+        """Store a chunk's page bodies, then its rows (``transformed`` None: none), counting it
+        into ``tally`` once written: with a run, the merge goes to the writer thread once the
+        chunk before it is written whole."""
+        if self.run is None:
+            if transformed is not None:
+                rows, issues = self.chunk(transformed, dups)
+                _count(tally, rows, len(transformed.rejects), issues)
+            return
+        self.settle()
+        self.raw(raw)
+        if transformed is None:
+            return
+        before = self.run.counts.quality_issues
+        self.run.fill_chunk(transformed)
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="swr-etl-writer")
+        # Only what comes after the merge is kept: the images frame can go now (memory).
+        self._in_flight = _Merge(
+            self._writer.submit(self.run.merge_chunk), _Issues(transformed), dups, tally,
+            len(transformed.images), before)
+
+    def settle(self) -> None:
+        """Wait for the merge in flight, then write its chunk's rejects and quality issues and
+        count the chunk; or raise what the merge raised (the run's one-line error: the load
+        raises ``etl.errors`` leaves on whichever thread)."""
+        merge = self._in_flight
+        if merge is None or self.run is None:
+            return
+        try:
+            merge.future.result()
+        finally:
+            if merge.future.done():  # not when a signal interrupted the wait: abandon() must
+                self._in_flight = None
+        self.run.write_issues(merge.issues, merge.dups)
+        _count(merge.tally, merge.rows, len(merge.issues.rejects),
+               self.run.counts.quality_issues - merge.issues_before)
+
+    def abandon(self) -> None:
+        """The run is failing: interrupt the merge in flight and wait until it has stopped, so
+        the rollback that follows has the connection to itself. Its own error (most often
+        "interrupted") gives way to the one failing the run. A signal arriving meanwhile is
+        raised once the writer is done, never while it still holds the connection."""
+        if self._in_flight is None or self.run is None:
+            return
+        future = self._in_flight.future
+        signalled: BaseException | None = None
+        while not future.done():
+            try:
+                # Interrupting between two statements is a no-op: ask until the merge ends.
+                self.run.loader.conn.interrupt()
+                wait([future], timeout=INTERRUPT_EVERY)
+            except KeyboardInterrupt as exc:  # Terminated too
+                signalled = exc
+        self._in_flight = None
+        if not future.cancelled() and future.exception() is not None:
+            log.debug("the merge in flight stopped: %s", future.exception())
+        if signalled is not None:
+            raise signalled
+
+    def close(self) -> None:
+        """Let the writer and the compressor go."""
+        for pool in (self._writer, self._zlib):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._writer = self._zlib = None
+
+
+@dataclass
+class _Merge:
+    """A chunk whose merge is in flight: what ``Sink.settle`` writes and counts after it."""
+
+    future: Future[None]
+    issues: _Issues
+    dups: list[int]
+    tally: Tally
+    rows: int
+    issues_before: int
+
+
+class _Issues:
+    """What ``LoadRun.write_issues`` reads of a transformed chunk: its rejects and issues."""
+
+    def __init__(self, transformed: Any) -> None:
+        self.rejects = transformed.rejects
+        self.quality_issues = transformed.quality_issues
+
+
+def _count(tally: Tally, rows: int, rejected: int, issues: int) -> None:
+    tally.rows += rows
+    tally.rejected += rejected
+    tally.quality_issues += issues
 
 
 def consume(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
@@ -103,6 +206,9 @@ def consume(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw
     try:
         return _consume_pages(pages, sink, source_timezone=source_timezone, store_raw=store_raw,
                               on_progress=on_progress, total=total, chunk_sizes=chunk_sizes)
+    except BaseException:
+        sink.abandon()
+        raise
     finally:
         sink.close()
 
@@ -147,20 +253,18 @@ class _Chunk:
             self.raw.append((page.offset, page.fetched_at, page.content_range, body))
 
     def flush(self, sink: Sink, tally: Tally, source_timezone: str) -> None:
-        """Store the page bodies, transform the rows and write them; empty the chunk."""
-        if self.raw:
-            sink.raw(self.raw)
+        """Transform the rows, hand them with the page bodies to the sink (bodies first, as
+        they are stored), and start an empty chunk: the lists are the sink's now."""
+        t = None
         if self.rows:
             # Waits on the import lock if the preload has not finished yet.
             from etl.transform.frames import transform_rows
 
             t = transform_rows(self.rows, page_offsets=self.offsets,
                                source_timezone=source_timezone)
-            n, issues = sink.chunk(t, self.dups)
-            tally.rows += n
-            tally.rejected += len(t.rejects)
-            tally.quality_issues += issues
-        self.clear()
+        if t is not None or self.raw:
+            sink.write(self.raw, t, self.dups, tally)
+        self.rows, self.offsets, self.dups, self.raw = [], [], [], []
 
 
 def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
@@ -188,6 +292,7 @@ def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, st
         if on_progress is not None:
             on_progress(_progress(tally, total()))
     chunk.flush(sink, tally, source_timezone)
+    sink.settle()  # the last chunk's counts, for the last progress line and the caller
     if on_progress is not None and tally.pages:
         on_progress(_progress(tally, total()))
     return tally

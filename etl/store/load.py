@@ -18,7 +18,7 @@ import functools
 import logging
 import sqlite3
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,8 +26,8 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from etl.errors import ConfigError, exit_code_of
-from etl.integers import DUPLICATE_ID
 from etl.store import load_sql, run_record
+from etl.store.bind import bind_rows, issue_rows
 from etl.store.database import RunLock, check_database_file, connect, write_error
 from etl.store.dialect import is_postgres_url
 from etl.store.read import check_ours
@@ -77,28 +77,6 @@ def compress_body(body: bytes | str) -> bytes:
 
     zlib releases the GIL, so the pipeline runs this in a worker thread while it transforms."""
     return zlib.compress(body.encode() if isinstance(body, str) else body, 1)
-
-
-def _rows(frame: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    """Frame -> list of tuples with None for missing values (pandas NA is not bindable).
-
-    Column by column through ``to_numpy(object, na_value=None)``: about twice as fast as
-    ``astype(object).where(...).itertuples()`` (measured; per-row conversion is the cost).
-    """
-    if frame is None or len(frame) == 0:
-        return []
-    cols = [frame[c].array.to_numpy(dtype=object, na_value=None).tolist() for c in columns]
-    return list(zip(*cols, strict=True))
-
-
-def _issue_rows(transformed: Any, duplicate_ids: Iterable[int]
-                ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """A chunk's reject rows and quality-issue rows (its duplicate ids among the issues),
-    without run and source: ``write_chunk``'s last writes, on every engine."""
-    rejects = _rows(transformed.rejects, ("page_offset", "reason", "raw"))
-    qi = _rows(transformed.quality_issues, ("image_id", "field", "raw_value", "problem"))
-    qi += [(i, "id", str(i), DUPLICATE_ID) for i in duplicate_ids]
-    return rejects, qi
 
 
 def _utc_now() -> str:
@@ -294,12 +272,24 @@ class LoadRun:
         self.loader.conn.executemany(self.raw_pages_sql, rows)
         self.counts.raw_pages += len(rows)
 
-    @_sqlite_errors
     def write_chunk(self, transformed: Any, *, duplicate_ids: Iterable[int] = ()) -> None:
-        """Write one transformed chunk: images upsert, snapshots, rejects, quality issues."""
+        """Write one transformed chunk: images upsert, snapshots, rejects, quality issues. In
+        three steps, so that a caller may run the set-based middle one on another thread."""
+        self.fill_chunk(transformed)
+        self.merge_chunk()
+        self.write_issues(transformed, duplicate_ids)
+
+    @_sqlite_errors
+    def fill_chunk(self, transformed: Any) -> None:
+        """Bind the chunk's images rows into the chunk table: per-row work, holding the GIL."""
+        self.loader.conn.executemany(load_sql.FILL_CHUNK_SQL,
+                                     bind_rows(transformed.images, IMAGE_COLUMNS))
+
+    @_sqlite_errors
+    def merge_chunk(self) -> None:
+        """Merge the chunk table into the stored state: one step per statement, during which
+        SQLite releases the GIL."""
         conn, params = self.loader.conn, self._params()
-        conn.executemany(load_sql.FILL_CHUNK_SQL,
-                         _rows(transformed.images, IMAGE_COLUMNS))
         new, changed, renamed = conn.execute(load_sql.NEW_CHANGED_SQL, params).fetchone()
         issues = 0
         if renamed:  # rare: skip two joins per chunk when no known id changed its name
@@ -308,15 +298,20 @@ class LoadRun:
         conn.execute(load_sql.UPSERT_SQL, params)
         conn.execute(load_sql.SNAPSHOTS_SQL, params)
         conn.execute("DELETE FROM temp.load_chunk")
+        self.counts.new += int(new)
+        self.counts.changed += int(changed)
+        self.counts.quality_issues += issues
 
-        rejects, qi = _issue_rows(transformed, duplicate_ids)
+    @_sqlite_errors
+    def write_issues(self, transformed: Any, duplicate_ids: Iterable[int] = ()) -> None:
+        """Store the chunk's rejects and quality issues (its duplicate ids among them)."""
+        conn = self.loader.conn
+        rejects, qi = issue_rows(transformed, duplicate_ids)
         conn.executemany(load_sql.REJECTS_SQL, [(self.run_id, self.source, *r) for r in rejects])
         conn.executemany(load_sql.QUALITY_ISSUES_SQL,
                          [(self.run_id, self.source, *q) for q in qi])
-        self.counts.new += int(new)
-        self.counts.changed += int(changed)
         self.counts.rejected += len(rejects)
-        self.counts.quality_issues += issues + len(qi)
+        self.counts.quality_issues += len(qi)
 
     def _rows_loaded(self) -> int:
         return int(self.loader.conn.execute(

@@ -24,7 +24,8 @@ from typing import Any, cast
 from etl.errors import ConfigError, EtlError
 from etl.store import pg_load_sql as sql
 from etl.store import run_record
-from etl.store.load import LoadCounts, Loader, LoadRun, _issue_rows, _rows, _utc_now
+from etl.store.bind import bind_rows, issue_rows
+from etl.store.load import LoadCounts, Loader, LoadRun, _utc_now
 from etl.store.pg import PgRunLock, _driver, connect, display_url
 from etl.store.pg_write import PgWriter, pg_error
 from etl.store.run_record import RunStart
@@ -159,24 +160,34 @@ class PgLoadRun(LoadRun):
         self.writer.execute(sql.CHUNK_KEY_SQL)
         self.counts = LoadCounts()
 
-    def write_chunk(self, transformed: Any, *, duplicate_ids: Iterable[int] = ()) -> None:
-        """Write one transformed chunk: COPY, then images upsert, snapshots, rejects, issues."""
+    def fill_chunk(self, transformed: Any) -> None:
+        """COPY the chunk's images rows into the chunk table."""
+        self.writer.copy_rows(sql.CHUNK_TABLE, IMAGE_COLUMNS,
+                              bind_rows(transformed.images, IMAGE_COLUMNS))
+
+    def merge_chunk(self) -> None:
+        """Merge the chunk table: one statement per step (psycopg lets go of the GIL while the
+        server works)."""
         w, params = self.writer, self._params()
-        w.copy_rows(sql.CHUNK_TABLE, IMAGE_COLUMNS, _rows(transformed.images, IMAGE_COLUMNS))
         new, changed, renamed, stored, repeated = w.execute(sql.NEW_CHANGED_SQL,
                                                             params).fetchone()
         issues = w.execute(sql.IDENTITY_CHANGED_SQL, params).rowcount if renamed else 0
         w.execute(sql.UPSERT_SQL if stored else sql.INSERT_IMAGES_SQL, params)
         w.execute(sql.SNAPSHOTS_SQL if repeated else sql.INSERT_SNAPSHOTS_SQL, params)
         w.execute(sql.CLEAR_CHUNK_SQL)
-        head = (self.run_id, self.source)
-        rejects, qi = _issue_rows(transformed, duplicate_ids)
-        rejected = w.copy_rows("rejects", sql.REJECT_COLUMNS, ((*head, *r) for r in rejects))
-        w.copy_rows("quality_issues", sql.ISSUE_COLUMNS, ((*head, *q) for q in qi))
         self.counts.new += int(new)
         self.counts.changed += int(changed)
+        self.counts.quality_issues += int(issues)
+
+    def write_issues(self, transformed: Any, duplicate_ids: Iterable[int] = ()) -> None:
+        """COPY the chunk's rejects and quality issues (its duplicate ids among them)."""
+        head = (self.run_id, self.source)
+        rejects, qi = issue_rows(transformed, duplicate_ids)
+        rejected = self.writer.copy_rows("rejects", sql.REJECT_COLUMNS,
+                                         ((*head, *r) for r in rejects))
+        self.writer.copy_rows("quality_issues", sql.ISSUE_COLUMNS, ((*head, *q) for q in qi))
         self.counts.rejected += rejected
-        self.counts.quality_issues += int(issues) + len(qi)
+        self.counts.quality_issues += len(qi)
 
     def _fail(self, error: str, *, exit_code: int, finished_at: str,
               stats: Mapping[str, Any] | None) -> None:

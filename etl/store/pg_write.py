@@ -56,7 +56,7 @@ def pg_error(db: str, exc: Exception) -> Exception:
 
 class PgWriter:
     """What the load needs of a connection, as ``sqlite3.Connection`` offers it: ``execute``,
-    ``executemany``, ``in_transaction``, ``close``; plus ``copy_rows``."""
+    ``executemany``, ``interrupt``, ``in_transaction``, ``close``; plus ``copy_rows``."""
 
     def __init__(self, conn: Any, db: str) -> None:
         self.raw = conn
@@ -97,6 +97,15 @@ class PgWriter:
         except psycopg.Error as exc:
             raise pg_error(self.db, exc) from exc
         return count
+
+    def interrupt(self) -> None:
+        """Cancel the statement the server is running for this connection, from any thread (as
+        ``sqlite3.Connection.interrupt``); none running: the server ignores the request."""
+        cancel = getattr(self.raw, "cancel_safe", None) or self.raw.cancel  # psycopg >= 3.2
+        try:
+            cancel()
+        except _driver().Error:  # the server is gone: so is the statement
+            pass
 
     @property
     def in_transaction(self) -> bool:
