@@ -36,6 +36,7 @@ from typing import Any
 from etl import __version__
 from etl.atomic import write_text_atomic
 from etl.errors import ConfigError
+from etl.preload import preload
 from etl.publish import MAX_DAYS, sections
 from etl.publish.sections import STALE_SHARE, avg_last_7, daily_rates, shift
 from etl.store import trends
@@ -270,6 +271,9 @@ def write_report(db: Path | str, out: Path, *, days: int = 30, top: int = 10,
                  sources: Sequence[str] = ()) -> Path:
     """Build the report and write it atomically as HTML, Markdown or JSON; return ``out``."""
     kind = format_of(out, fmt)
+    if kind == "html":  # its renderers (~0.5 s to import) load while SQLite computes
+        preload("matplotlib.figure", "matplotlib.backends.backend_agg", "etl.publish.render",
+                "jinja2")
     report = build_report(db, days=days, top=top, now=now, sources=sources)
     if kind == "json":
         text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"

@@ -10,10 +10,8 @@ without writing (``--dry-run``).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -21,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from etl.integers import usable_id
+from etl.preload import preload
 from etl.store.load import LoadRun, compress_body
 
 log = logging.getLogger("etl.chunks")
@@ -215,14 +214,6 @@ def consume(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw
         sink.close()
 
 
-def _preload_transform() -> None:
-    """Import the transform (pandas and pyarrow: ~0.5 s) on a thread while the first pages are
-    fetched, instead of before them. Not a daemon: an early exit waits for the import to finish
-    rather than tearing an extension module down half-loaded."""
-    threading.Thread(target=importlib.import_module, args=("etl.transform.frames",),
-                     name="swr-etl-preload").start()
-
-
 @dataclass
 class _Chunk:
     """The chunk being gathered: its rows with their page offsets, the ids it repeats from a
@@ -275,7 +266,7 @@ class _Chunk:
 def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
                    on_progress: ProgressCallback | None, total: Callable[[], int | None],
                    chunk_sizes: ChunkSizes) -> Tally:
-    _preload_transform()
+    preload("etl.transform.frames")  # pandas and pyarrow, while the first pages arrive
     tally = Tally()
     chunk, chunk_rows = _Chunk(), chunk_sizes.start()
     current_pass: int | None = None
