@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from benchmarks.run import Sample, SimulatorProcess, compile_bytecode, machine, measure, sync_cmd
+from benchmarks.run import Sample, SimulatorProcess, compile_bytecode, header, measure, sync_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,8 +104,7 @@ def arguments(module: str, doc: str, argv: list[str] | None) -> argparse.Namespa
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--concurrency", type=int, default=4)
     args = ap.parse_args(argv)
-    print(f"machine: {machine()}")
-    print(f"command: python -m {module} {' '.join(argv or sys.argv[1:])}")
+    header(module, argv)
     return args
 
 

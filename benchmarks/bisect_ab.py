@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.ab import ROOT, extract, line, own_tree, tree_env, tree_sync
-from benchmarks.run import Sample, SimulatorProcess, machine, measure
+from benchmarks.run import Sample, SimulatorProcess, header, measure
 
 
 def trees_for(revisions: list[str], work: Path) -> dict[str, Path]:
@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=4)
     args = ap.parse_args(argv)
-    print(f"machine: {machine()}")
-    print(f"command: python -m benchmarks.bisect_ab {' '.join(argv or sys.argv[1:])}")
+    header("benchmarks.bisect_ab", argv)
     with tempfile.TemporaryDirectory(prefix="swr-bisect-") as tmp, \
             SimulatorProcess(args.rows) as sim:
         work = Path(tmp)

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.ab import LAUNCHER, a_and_b, tree_env
-from benchmarks.run import PY, SimulatorProcess, machine
+from benchmarks.run import PY, SimulatorProcess, header
 
 # The child: the same launcher, with the CLI's main (not the console script, whose early exit
 # would skip the dump) run under cProfile timed by each thread's own CPU clock; every thread the
@@ -121,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--top", type=int, default=30)
     args = ap.parse_args(argv)
-    print(f"machine: {machine()}")
-    print(f"command: python -m benchmarks.cprofile_ab {' '.join(argv or sys.argv[1:])}")
+    header("benchmarks.cprofile_ab", argv)
     with tempfile.TemporaryDirectory(prefix="swr-cprofile-") as tmp, \
             SimulatorProcess(args.rows) as sim:
         work = Path(tmp)

@@ -69,13 +69,14 @@ print(json.dumps(out))
 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.ab import LAUNCHER, a_and_b, tree_env
+    from benchmarks.run import header
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="git revision for A (B is this checkout)")
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args(argv)
-    print(f"command: python -m benchmarks.load_stage_ab {' '.join(argv or sys.argv[1:])}")
+    header("benchmarks.load_stage_ab", argv)
     launcher = LAUNCHER.split("sys.argv[0]")[0] + "exec(sys.argv.pop(1))"
     got: dict[str, list[Counter[str]]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="swr-load-ab-") as tmp:

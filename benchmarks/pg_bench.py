@@ -29,14 +29,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.ab import extract, own_tree, tree_env, tree_sync
-from benchmarks.run import SimulatorProcess, machine, measure, sync_cmd
+from benchmarks.run import SimulatorProcess, header, measure, sync_cmd
 from tests.services.postgres import PostgresCluster, start_cluster
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -111,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--without-foreign-keys", action="store_true")
     ap.add_argument("--base", help="git revision whose etl/ also syncs into PostgreSQL")
     args = ap.parse_args(argv)
-    print(machine())
-    print(f"command: python -m benchmarks.pg_bench {' '.join(argv or sys.argv[1:])}")
+    header("benchmarks.pg_bench", argv)
     engines = ["sqlite", "postgres"] + ([f"postgres at {args.base}"] if args.base else [])
     results: dict[str, list[Run]] = {f"{e}, {case}": [] for case in ("new database", "again")
                                      for e in engines}

@@ -190,6 +190,13 @@ def compile_bytecode(tree: Path | None = None) -> None:
         raise SystemExit(f"could not compile {package} to bytecode")
 
 
+def header(module: str, argv: list[str] | None) -> None:
+    """Print the machine and the command line (``python -m module ...``) a report's figures
+    come from: every benchmark's first two lines."""
+    print(f"machine: {machine()}")
+    print(f"command: python -m {module} {' '.join(argv or sys.argv[1:])}".rstrip())
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -215,8 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-ms", type=int, default=50)
     ap.add_argument("--latency-page-size", type=int, default=100)
     args = ap.parse_args(argv)
-    print(f"machine: {machine()}")
-    print(f"command: python -m benchmarks.run {' '.join(argv or sys.argv[1:])}".rstrip())
+    header("benchmarks.run", argv)
     compile_bytecode()
     with tempfile.TemporaryDirectory(prefix="swr-bench-") as tmp:
         work = Path(tmp)

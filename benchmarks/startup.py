@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.run import PY, Sample, SimulatorProcess, compile_bytecode, machine, measure
+from benchmarks.run import PY, Sample, SimulatorProcess, compile_bytecode, header, measure
 
 # One line of -X importtime: "import time: <self us> | <cumulative us> | <indented name>".
 IMPORT_LINE = re.compile(r"import time:\s*\d+\s*\|\s*\d+\s*\|\s*([\w.]+)")
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--images", type=int, default=180)
     args = ap.parse_args(argv)
-    print(f"machine: {machine()}")
-    print(f"command: python -m benchmarks.startup {' '.join(argv or sys.argv[1:])}".rstrip())
+    header("benchmarks.startup", argv)
     compile_bytecode()
     with tempfile.TemporaryDirectory(prefix="swr-startup-") as tmp, \
             SimulatorProcess(args.images) as sim:
