@@ -155,6 +155,43 @@ def test_duplicate_name_check_reads_the_name_index_alone(tmp_path: Path) -> None
     assert "GROUP BY" not in dup[1], plan
 
 
+def name_index(conn: sqlite3.Connection) -> list[Any]:
+    return conn.execute("SELECT sql FROM sqlite_master WHERE name = 'images_ns_name'").fetchall()
+
+
+def test_first_load_builds_the_name_index_at_its_end(tmp_path: Path) -> None:
+    # Into an empty images table the load leaves the name index out and builds it before the
+    # duplicate-name check; into a filled one it keeps it. Other connections never see it gone,
+    # nor does a failed load leave it gone.
+    db = tmp_path / "swr.db"
+    with Loader(db) as loader:
+        declared = name_index(loader.conn)
+    assert declared and "namespace, name, source" in declared[0][0]
+    with pytest.raises(UpstreamError), Loader(db) as loader, loader.run(start(T0)) as run:
+        run.write_chunk(transform_rows(rows(range(1, 4)), page_offsets=[0] * 3))
+        assert name_index(loader.conn) == []  # left out inside the load
+        raise UpstreamError("boom")
+    assert name_index(sqlite3.connect(db)) == declared  # the rollback kept it
+
+    with Loader(db) as loader, loader.run(start(T0)) as run:
+        run.write_chunk(transform_rows([*rows(range(1, 4)), {**rows(range(9, 10))[0],
+                                                            "name": "img2"}],
+                                       page_offsets=[0] * 4))
+        assert name_index(loader.conn) == []
+        assert name_index(sqlite3.connect(db)) == declared  # another connection: still there
+        run.finish(status="success", mark_removed=True, stats={}, finished_at=T0)
+        assert name_index(loader.conn) == declared  # the same definition, built again
+    # the check that reads it ran after it was back
+    assert q(db, "SELECT image_id FROM quality_issues WHERE field = 'namespace/name' "
+                 "ORDER BY image_id") == [(2,), (9,)]
+    assert q(db, "PRAGMA integrity_check") == [("ok",)]
+
+    with Loader(db) as loader, loader.run(start(T1)) as run:
+        run.write_chunk(transform_rows(rows(range(1, 4)), page_offsets=[0] * 3))
+        assert name_index(loader.conn) == declared  # a filled table keeps it throughout
+        run.finish(status="success", mark_removed=True, stats={}, finished_at=T1)
+
+
 def test_restart_pass_discards_the_earlier_pass(tmp_path: Path) -> None:
     db = tmp_path / "swr.db"
     with Loader(db) as loader, loader.run(start(T0)) as run:

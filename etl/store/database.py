@@ -142,7 +142,12 @@ def connect(db: Path, *, busy_timeout: float = 30.0) -> sqlite3.Connection:
             raise ConfigError(f"cannot switch database {db} to WAL mode (got {mode})")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA cache_size = -16384")  # 16 MiB: 64 MiB cost 50 MiB RSS, no speed
-        conn.execute("PRAGMA temp_store = MEMORY")
+        # Temporary storage in files, each behind a cache: the load's chunk table (a chunk is
+        # under 8 MiB, so it stays in memory) and statement journals. A sort larger than the
+        # page cache (building the name index after a new database's first load) spills to a
+        # file instead of growing the heap: 1M rows, +16 instead of +93 MiB, measured.
+        conn.execute("PRAGMA temp_store = FILE")
+        conn.execute("PRAGMA temp.cache_size = -8192")
     except sqlite3.OperationalError as exc:
         conn.close()
         if "locked" in str(exc) or "busy" in str(exc):

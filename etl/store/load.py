@@ -213,6 +213,7 @@ class LoadRun:
         self.owns_run = run_id is None
         self.counts = LoadCounts()
         self.finished = False
+        self._name_index_deferred = False  # see load_sql.IMAGES_EMPTY_SQL
         self._finished_at = finished_at
         self._figures = figures
         self._on_started = on_started
@@ -244,7 +245,11 @@ class LoadRun:
     def _begin(self) -> None:
         """Start the one write transaction of the run (waits up to busy_timeout for writers)."""
         try:
-            self.loader.conn.execute("BEGIN IMMEDIATE")
+            conn = self.loader.conn
+            conn.execute("BEGIN IMMEDIATE")
+            self._name_index_deferred = bool(conn.execute(load_sql.IMAGES_EMPTY_SQL).fetchone()[0])
+            if self._name_index_deferred:
+                conn.execute(load_sql.DROP_NAME_INDEX_SQL)
         except sqlite3.OperationalError as exc:
             raise write_error(self.db, exc) from exc
         self.counts = LoadCounts()
@@ -329,6 +334,9 @@ class LoadRun:
         """Mark removals (complete unfiltered scans only), prune raw pages, write the final
         ``runs`` row, and COMMIT the whole run."""
         conn, params = self.loader.conn, self._params()
+        if self._name_index_deferred:
+            conn.execute(load_sql.CREATE_NAME_INDEX_SQL)
+            self._name_index_deferred = False
         self.counts.quality_issues += conn.execute(self.name_two_ids_sql, params).rowcount
         if mark_removed:
             self.counts.removed = conn.execute(load_sql.MARK_REMOVED_SQL, params).rowcount

@@ -41,10 +41,12 @@ _MAPPING_DDL = ("CREATE TEMP TABLE IF NOT EXISTS v4_run_source"
 # last saw it), the new primary key, the column ``source`` follows (default: last), and the
 # indexes made again. Their other columns are taken from the v1 DDL itself (``script``), so the
 # definitions are written once.
+# source last: the duplicate-name check of a load reads this index alone (covering). A load
+# into an empty images table builds it once at its end instead (etl.store.load_sql).
+IMAGES_NAME_INDEX = "images_ns_name ON images(namespace, name, source)"
+
 REBUILT: dict[str, dict[str, Any]] = {
-    "images": {"run": "last_seen_run", "key": ("source", "id"), "indexes": [
-        # source last: the duplicate-name check of a load reads this index alone (covering)
-        "images_ns_name ON images(namespace, name, source)"]},
+    "images": {"run": "last_seen_run", "key": ("source", "id"), "indexes": [IMAGES_NAME_INDEX]},
     # every key column before the others: SQLite 3.40's integrity_check misreads a WITHOUT
     # ROWID table whose key columns come after a non-key one (false "NULL value" reports)
     "image_snapshots": {"run": "run_id", "key": ("run_id", "source", "image_id"),
