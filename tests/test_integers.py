@@ -24,6 +24,7 @@ from etl.integers import (
     coerce_id,
     coerce_int,
     usable_id,
+    usable_ids,
 )
 
 
@@ -98,6 +99,31 @@ class MyDict(dict):  # type: ignore[type-arg]
        st.sampled_from([dict, MyDict]))
 def test_usable_id_is_the_id_rule_for_every_row(value: object, kind: type) -> None:
     assert usable_id(kind(id=value)) == coerce_id(value)[0]
+
+
+_ROW = st.one_of(
+    # mostly rows the page-at-a-time path takes, so that every page mixes them with the others
+    st.integers(1, INT64_MAX).map(lambda i: {"id": i}),
+    st.integers(1, 50).map(lambda i: {"id": i, "name": "x"}),
+    st.one_of(st.integers(-3, 3), st.integers(INT64_MAX - 2, INT64_MAX + 2), st.booleans(),
+              st.floats(), st.none(), st.text(max_size=3), st.just([1])).map(lambda v: {"id": v}),
+    st.sampled_from([{}, {"name": "no id"}, MyDict(id=5), [("id", 5)], "id", 7, None, []]),
+)
+
+
+@given(st.lists(_ROW, max_size=12))
+def test_usable_ids_is_usable_id_of_every_row(page: list[object]) -> None:
+    assert usable_ids(page) == [usable_id(r) for r in page]
+
+
+@pytest.mark.parametrize("page,expected", [
+    ([{"id": 1}, {"id": 2}], [1, 2]), ([{"id": 1}, {"id": True}], [1, None]),
+    ([{"id": 1}, {"id": 0}], [1, None]), ([{"id": INT64_MAX + 1}, {"id": 2}], [None, 2]),
+    ([{"id": 1}, {}], [1, None]), ([{"id": 1}, "id"], [1, None]), ([], []),
+])
+def test_usable_ids_on_pages_the_fast_path_refuses(page: list[object],
+                                                   expected: list[int | None]) -> None:
+    assert usable_ids(page) == expected
 
 
 @pytest.mark.parametrize("value,expected", [

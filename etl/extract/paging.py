@@ -24,7 +24,7 @@ from etl.extract.idset import IdSet
 
 # The id rule is the transform's (``etl.integers.coerce_id``): a row the transform would reject
 # for its id is a row without id here, and ``17``, ``17.0`` and ``"17"`` are the same id.
-from etl.integers import usable_id
+from etl.integers import usable_id, usable_ids
 
 # The proof's second read asks for the API's largest page (sibling list calls document a
 # maximum limit of 1000: docs/how-it-works/swr-api.md, "The call"), whatever --page-size is:
@@ -148,7 +148,7 @@ class PassLedger:
                 self.first_total_change = (self.totals[-1], total)
             self.totals.append(total)
         rows = rows if isinstance(rows, list) else list(rows)
-        rids = [usable_id(row) for row in rows]
+        rids = usable_ids(rows)
         self.rows_seen += len(rids)
         if len(self.head) < CHECK_PAGE_SIZE:
             self.head.extend(rids[:CHECK_PAGE_SIZE - len(self.head)])
@@ -214,7 +214,7 @@ class PassCheck:
         if total is not None and expected is not None and total != expected:
             return f"the total changed during the scan ({expected} -> {total})"
         rows = rows if isinstance(rows, list) else list(rows)
-        rids = [usable_id(row) for row in rows]
+        rids = usable_ids(rows)
         with_id, id_rows = _with_id(rids, rows)
         self.rows_without_id += len(rids) - len(with_id)
         unseen = twice = changed = 0

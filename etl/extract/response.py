@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+from operator import itemgetter
 from typing import Any
 
 from etl.extract.contentrange import ContentRange
 from etl.extract.retry import ApiErrorBody, Transient, describe, parse_error_body
-from etl.integers import usable_id
+from etl.integers import usable_ids
 
 log = logging.getLogger("etl.extract")
 
@@ -56,12 +57,19 @@ def decode_rows(body: bytes, where: str, status: int, request_id: str | None) ->
     return data
 
 
+_TOTAL_RANGE = itemgetter("total_range")
+
+
 def page_total(cr: ContentRange | None, rows: list[Any], where: str) -> int | None:
     """The page's total: the header's, cross-checked with the rows' ``total_range``."""
-    # A list or object where a number belongs is not hashable: stand in its type name.
-    body_totals = {t if isinstance(t, (int, float, str)) else f"<{type(t).__name__}>"
-                   for r in rows if isinstance(r, dict)
-                   if (t := r.get("total_range")) is not None}
+    try:  # every row an object with a scalar total_range (nearly every page), in C
+        body_totals = set(map(_TOTAL_RANGE, rows))
+        body_totals.discard(None)
+    except (KeyError, TypeError):
+        # A list or object where a number belongs is not hashable: stand in its type name.
+        body_totals = {t if isinstance(t, (int, float, str)) else f"<{type(t).__name__}>"
+                       for r in rows if isinstance(r, dict)
+                       if (t := r.get("total_range")) is not None}
     body_total = next(iter(body_totals)) if len(body_totals) == 1 else None
     if not isinstance(body_total, int) or isinstance(body_total, bool) or body_total < 0:
         body_total = None
@@ -75,7 +83,8 @@ def page_total(cr: ContentRange | None, rows: list[Any], where: str) -> int | No
 
 def signature(rows: list[Any]) -> tuple[Any, ...]:
     """What identifies a page's content: the ids, or the whole row where there is no id."""
-    return tuple(
-        rid if (rid := usable_id(r)) is not None else json.dumps(r, sort_keys=True, default=str)
-        for r in rows
-    )
+    ids = usable_ids(rows)
+    if None not in ids:
+        return tuple(ids)
+    return tuple(rid if rid is not None else json.dumps(r, sort_keys=True, default=str)
+                 for rid, r in zip(ids, rows, strict=True))
