@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from etl.errors import ConfigError, LockedError, UpstreamError
 from etl.store import load_sql, run_record
+from etl.store.bind import batched
 from etl.store.database import lock_path_for
 from etl.store.load import INTERRUPTED, Loader
 from etl.store.run_record import RunStart
@@ -59,6 +62,26 @@ def test_first_load_writes_whole_rows(tmp_path: Path) -> None:
                  "error FROM run_sources") == [(1, "x:80", "success", 2, 2, 0, 1, None)]
     assert q(db, "PRAGMA journal_mode") == [("wal",)]
     assert lock_path_for(db).exists()
+
+
+def test_a_chunk_of_many_statements_writes_every_row(tmp_path: Path) -> None:
+    # 2 statements of FILL_ROWS rows and 50 rows one by one: every row whole, in its place.
+    n = 2 * load_sql.FILL_ROWS + 50
+    db = tmp_path / "swr.db"
+    _run_id, counts = load(db, rows(range(1, n + 1)), T0)
+    assert counts.new == n
+    assert q(db, "SELECT * FROM images ORDER BY id") == [
+        (i, "library", f"img{i}", "u", f"d{i}", 2, 100 + i, 0, "2026-11-01T10:00:00Z", T0, T0,
+         1, 1, None, "x:80") for i in range(1, n + 1)]
+
+
+@given(st.lists(st.tuples(st.integers(), st.text(max_size=2)), max_size=30), st.integers(1, 7))
+def test_batched_keeps_every_value_in_order(rows_: list[tuple[int, str]], size: int) -> None:
+    many, rest = batched(rows_, size)
+    assert all(len(b) == 2 * size for b in many) and len(rest) < size
+    assert [v for b in many for v in b] + [v for r in rest for v in r] == [
+        v for r in rows_ for v in r]
+    assert rest == rows_[len(rows_) - len(rest):]
 
 
 def test_second_identical_run_changes_nothing_but_last_seen(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ for both engines (``etl.store.load``, ``etl.store.pg_load``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import chain, islice
 from typing import Any
 
 from etl.integers import DUPLICATE_ID
@@ -19,6 +20,16 @@ def bind_rows(frame: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
         return []
     cols = [frame[c].array.to_numpy(dtype=object, na_value=None).tolist() for c in columns]
     return list(zip(*cols, strict=True))
+
+
+def batched(rows: list[tuple[Any, ...]], size: int
+            ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Rows for a statement of ``size`` rows: each batch of ``size`` rows as one flat tuple of
+    their values, in order, and the rows left over (fewer than ``size``) as they are."""
+    full = len(rows) - len(rows) % size
+    values = chain.from_iterable(rows[:full])
+    width = len(rows[0]) * size if rows else 0
+    return [tuple(islice(values, width)) for _ in range(full // size)], rows[full:]
 
 
 def issue_rows(transformed: Any, duplicate_ids: Iterable[int]

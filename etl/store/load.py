@@ -27,7 +27,7 @@ from typing import Any, TypeVar, cast
 
 from etl.errors import ConfigError, exit_code_of
 from etl.store import load_sql, run_record
-from etl.store.bind import bind_rows, issue_rows
+from etl.store.bind import batched, bind_rows, issue_rows
 from etl.store.database import RunLock, check_database_file, connect, write_error
 from etl.store.dialect import is_postgres_url
 from etl.store.read import check_ours
@@ -286,9 +286,12 @@ class LoadRun:
 
     @_sqlite_errors
     def fill_chunk(self, transformed: Any) -> None:
-        """Bind the chunk's images rows into the chunk table: per-row work, holding the GIL."""
-        self.loader.conn.executemany(load_sql.FILL_CHUNK_SQL,
-                                     bind_rows(transformed.images, IMAGE_COLUMNS))
+        """Bind the chunk's images rows into the chunk table: per-row work, holding the GIL
+        (``load_sql.FILL_ROWS`` rows per statement). Rows of one id: the last one stays."""
+        many, rest = batched(bind_rows(transformed.images, IMAGE_COLUMNS), load_sql.FILL_ROWS)
+        conn = self.loader.conn
+        conn.executemany(load_sql.FILL_CHUNK_MANY_SQL, many)
+        conn.executemany(load_sql.FILL_CHUNK_SQL, rest)
 
     @_sqlite_errors
     def merge_chunk(self) -> None:
