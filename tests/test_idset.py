@@ -92,3 +92,46 @@ def test_the_filter_never_decides_membership_alone() -> None:
     assert ids.contains(probes).tolist() == [p % 2 == 0 for p in probes]
     # the filter: at least 8 bits per id and, grown by doubling, at most 16 (2 bytes)
     assert ids._bits is not None and 50_000 <= ids._bits.nbytes <= 100_000
+
+
+@given(st.lists(st.tuples(st.booleans(), st.lists(st.integers(1, 60) | st.integers(1, INT64_MAX),
+                                                    max_size=8)), max_size=16),
+       st.lists(st.integers(1, 60), max_size=20), st.sampled_from([1, 3, 1 << 16]))
+def test_ascending_pages_the_same_as_a_python_set(
+        pages: list[tuple[bool, list[int]]], probes: list[int], pending: int) -> None:
+    # Pages taken without numpy (add_ascending) and through add, in any mix, with the waiting
+    # ids made a level after 1, 3 or 65,536 of them: the same answers as a plain set.
+    import etl.extract.idset as idset
+
+    saved, idset.PENDING_IDS = idset.PENDING_IDS, pending
+    try:
+        ids, model = IdSet(), set[int]()
+        for ascending, page in pages:
+            if ascending:
+                page = sorted(set(page))
+                fits = not model or (bool(page) and page[0] > max(model))
+                assert ids.add_ascending(page) == (fits or not page)
+                if fits:
+                    model.update(page)
+            else:
+                expected = []
+                for rid in page:
+                    expected.append(rid in model)
+                    model.add(rid)
+                assert ids.add(page).tolist() == expected
+            assert len(ids) == len(model)
+        assert ids.contains(probes).tolist() == [p in model for p in probes]
+    finally:
+        idset.PENDING_IDS = saved
+
+
+def test_an_ascending_page_is_taken_whole_or_not_at_all() -> None:
+    ids = IdSet()
+    assert ids.add_ascending([1, 2, 5])
+    assert not ids.add_ascending([5, 6])  # not above every id held
+    assert not ids.add_ascending([7, 9, 8])  # not ascending
+    assert not ids.add_ascending([7, 7])  # a repeat
+    assert not ids.add_ascending([7, 2**63])  # not int64
+    assert len(ids) == 3 and not ids._levels  # waiting, not yet a level
+    assert ids.add([2, 6]).tolist() == [True, False]  # add makes them a level first
+    assert len(ids._levels) >= 1 and len(ids) == 4 and not ids._pending

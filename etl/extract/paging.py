@@ -156,12 +156,16 @@ class PassLedger:
         self.rows_without_id += len(rids) - len(with_id)
         if not with_id:
             return []
-        repeated = self.ids.add(with_id)
-        dup = [with_id[i] for i in repeated.nonzero()[0].tolist()]
+        if self.ids.add_ascending(with_id):  # nearly every page: nothing repeated
+            dup, again = [], [False] * len(with_id)
+        else:
+            repeated = self.ids.add(with_id)
+            dup = [with_id[i] for i in repeated.nonzero()[0].tolist()]
+            again = repeated.tolist()
         if self.digests is not None:
             digests = self.digests
-            for rid, row, again in zip(with_id, id_rows, repeated.tolist(), strict=True):
-                if not again:
+            for rid, row, seen in zip(with_id, id_rows, again, strict=True):
+                if not seen:
                     digests[rid] = row_digest(row)
         self.duplicates += len(dup)
         return dup
