@@ -16,7 +16,7 @@ from etl.errors import ConfigError, LockedError, UpstreamError
 from etl.store import load_sql, run_record
 from etl.store.bind import batched
 from etl.store.database import lock_path_for
-from etl.store.load import INTERRUPTED, Loader
+from etl.store.load import INTERRUPTED, Loader, LoadRun
 from etl.store.run_record import RunStart
 from etl.transform.frames import transform_rows
 from tests.helpers import cli, q, rows
@@ -182,21 +182,26 @@ def name_index(conn: sqlite3.Connection) -> list[Any]:
     return conn.execute("SELECT sql FROM sqlite_master WHERE name = 'images_ns_name'").fetchall()
 
 
-def test_first_load_builds_the_name_index_at_its_end(tmp_path: Path) -> None:
-    # Into an empty images table the load leaves the name index out and builds it before the
-    # duplicate-name check; into a filled one it keeps it. Other connections never see it gone,
-    # nor does a failed load leave it gone.
+def test_a_large_first_load_builds_the_name_index_at_its_end(tmp_path: Path) -> None:
+    # Into an empty images table, a large listing's load leaves the name index out and builds it
+    # before the duplicate-name check; a small one, or one into a filled table, keeps it. Other
+    # connections never see it gone, nor does a failed load leave it gone.
     db = tmp_path / "swr.db"
     with Loader(db) as loader:
         declared = name_index(loader.conn)
     assert declared and "namespace, name, source" in declared[0][0]
+    big = load_sql.DEFER_NAME_INDEX_ROWS + 1
     with pytest.raises(UpstreamError), Loader(db) as loader, loader.run(start(T0)) as run:
+        run.expect_rows(load_sql.DEFER_NAME_INDEX_ROWS)  # a listing this small keeps it
         run.write_chunk(transform_rows(rows(range(1, 4)), page_offsets=[0] * 3))
+        assert name_index(loader.conn) == declared
+        run.expect_rows(big)
         assert name_index(loader.conn) == []  # left out inside the load
         raise UpstreamError("boom")
     assert name_index(sqlite3.connect(db)) == declared  # the rollback kept it
 
     with Loader(db) as loader, loader.run(start(T0)) as run:
+        run.expect_rows(big)
         run.write_chunk(transform_rows([*rows(range(1, 4)), {**rows(range(9, 10))[0],
                                                             "name": "img2"}],
                                        page_offsets=[0] * 4))
@@ -210,6 +215,7 @@ def test_first_load_builds_the_name_index_at_its_end(tmp_path: Path) -> None:
     assert q(db, "PRAGMA integrity_check") == [("ok",)]
 
     with Loader(db) as loader, loader.run(start(T1)) as run:
+        run.expect_rows(big)
         run.write_chunk(transform_rows(rows(range(1, 4)), page_offsets=[0] * 3))
         assert name_index(loader.conn) == declared  # a filled table keeps it throughout
         run.finish(status="success", mark_removed=True, stats={}, finished_at=T1)
@@ -482,3 +488,31 @@ def test_replay_of_someone_elses_database_points_at_sync_adopt(
     assert code == 2 and err.strip().endswith(
         "`swr-etl sync --adopt` adds swr-etl's tables to it and switches it to WAL mode")
     assert db.read_bytes() == before
+
+
+def test_a_sync_tells_the_load_the_listing_size(simulator: Any, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # Through the whole pipeline: the scan's reported total reaches the load before its first
+    # chunk, so a listing above the limit is merged into a new database without the name index
+    # (every chunk), and the next sync, into a filled table, with it.
+    monkeypatch.setattr(load_sql, "DEFER_NAME_INDEX_ROWS", 100)
+    present: list[bool] = []
+    merge = LoadRun.merge_chunk
+
+    def spy(self: LoadRun) -> None:
+        present.append(bool(name_index(self.loader.conn)))
+        merge(self)
+
+    monkeypatch.setattr(LoadRun, "merge_chunk", spy)
+    sim = simulator(images=180, seed=7)
+    db = tmp_path / "swr.db"
+    args = ["-q", "sync", "--endpoint", sim.url, "--db", str(db), "--no-auth",
+            "--page-size", "50"]
+    assert cli(args, capsys).code == 0
+    assert present and not any(present)
+    assert name_index(sqlite3.connect(db))  # built at the end
+    present.clear()
+    assert cli(args, capsys).code == 0
+    assert present and all(present)
+    assert q(db, "SELECT COUNT(*) FROM images") == [(180,)]

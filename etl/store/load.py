@@ -213,7 +213,8 @@ class LoadRun:
         self.owns_run = run_id is None
         self.counts = LoadCounts()
         self.finished = False
-        self._name_index_deferred = False  # see load_sql.IMAGES_EMPTY_SQL
+        # see load_sql.IMAGES_EMPTY_SQL: may the load leave the name index out, has it?
+        self._name_index_deferrable = self._name_index_deferred = False
         self._finished_at = finished_at
         self._figures = figures
         self._on_started = on_started
@@ -247,9 +248,9 @@ class LoadRun:
         try:
             conn = self.loader.conn
             conn.execute("BEGIN IMMEDIATE")
-            self._name_index_deferred = bool(conn.execute(load_sql.IMAGES_EMPTY_SQL).fetchone()[0])
-            if self._name_index_deferred:
-                conn.execute(load_sql.DROP_NAME_INDEX_SQL)
+            self._name_index_deferrable = bool(
+                conn.execute(load_sql.IMAGES_EMPTY_SQL).fetchone()[0])
+            self._name_index_deferred = False
         except sqlite3.OperationalError as exc:
             raise write_error(self.db, exc) from exc
         self.counts = LoadCounts()
@@ -264,6 +265,15 @@ class LoadRun:
         """
         self.loader.conn.execute("ROLLBACK")
         self._begin()
+
+    @_sqlite_errors
+    def expect_rows(self, total: int | None) -> None:
+        """The listing's size as reported, once known (before each chunk): a large listing
+        loaded into an empty images table builds the name index at the end (load_sql)."""
+        if (self._name_index_deferrable and not self._name_index_deferred
+                and total is not None and total > load_sql.DEFER_NAME_INDEX_ROWS):
+            self.loader.conn.execute(load_sql.DROP_NAME_INDEX_SQL)
+            self._name_index_deferred = True
 
     @_sqlite_errors
     def write_raw_pages(self, pages: Iterable[tuple[int, str, str | None, bytes | str]], *,
