@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from etl.errors import ConfigError, LockedError, UpstreamError
 from etl.store import load_sql, run_record
+from etl.store import name_index as name_index_module
 from etl.store.bind import batched
 from etl.store.database import lock_path_for
 from etl.store.load import INTERRUPTED, Loader, LoadRun
@@ -190,9 +191,9 @@ def test_a_large_first_load_builds_the_name_index_at_its_end(tmp_path: Path) -> 
     with Loader(db) as loader:
         declared = name_index(loader.conn)
     assert declared and "namespace, name, source" in declared[0][0]
-    big = load_sql.DEFER_NAME_INDEX_ROWS + 1
+    big = name_index_module.DEFER_NAME_INDEX_ROWS + 1
     with pytest.raises(UpstreamError), Loader(db) as loader, loader.run(start(T0)) as run:
-        run.expect_rows(load_sql.DEFER_NAME_INDEX_ROWS)  # a listing this small keeps it
+        run.expect_rows(name_index_module.DEFER_NAME_INDEX_ROWS)  # a listing this small keeps it
         run.write_chunk(transform_rows(rows(range(1, 4)), page_offsets=[0] * 3))
         assert name_index(loader.conn) == declared
         run.expect_rows(big)
@@ -496,7 +497,7 @@ def test_a_sync_tells_the_load_the_listing_size(simulator: Any, tmp_path: Path,
     # Through the whole pipeline: the scan's reported total reaches the load before its first
     # chunk, so a listing above the limit is merged into a new database without the name index
     # (every chunk), and the next sync, into a filled table, with it.
-    monkeypatch.setattr(load_sql, "DEFER_NAME_INDEX_ROWS", 100)
+    monkeypatch.setattr(name_index_module, "DEFER_NAME_INDEX_ROWS", 100)
     present: list[bool] = []
     merge = LoadRun.merge_chunk
 

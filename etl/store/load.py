@@ -19,7 +19,6 @@ import logging
 import sqlite3
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +29,9 @@ from etl.store import load_sql, run_record
 from etl.store.bind import batched, bind_rows, issue_rows
 from etl.store.database import RunLock, check_database_file, connect, write_error
 from etl.store.dialect import is_postgres_url
+from etl.store.name_index import NameIndex
 from etl.store.read import check_ours
+from etl.store.run_record import LoadCounts as LoadCounts  # re-exported: callers count with it
 from etl.store.run_record import RunStart
 from etl.store.schema import IMAGE_COLUMNS, ensure_schema
 from etl.store.stored import StoredRuns
@@ -38,19 +39,6 @@ from etl.store.stored import StoredRuns
 log = logging.getLogger("etl.load")
 
 INTERRUPTED = run_record.INTERRUPTED
-
-
-@dataclass
-class LoadCounts:
-    """What the load wrote so far in the current pass (``rows``: set by ``finish``)."""
-
-    new: int = 0
-    changed: int = 0
-    removed: int = 0
-    rejected: int = 0
-    quality_issues: int = 0
-    raw_pages: int = 0
-    rows: int = 0
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -213,8 +201,7 @@ class LoadRun:
         self.owns_run = run_id is None
         self.counts = LoadCounts()
         self.finished = False
-        # see load_sql.IMAGES_EMPTY_SQL: may the load leave the name index out, has it?
-        self._name_index_deferrable = self._name_index_deferred = False
+        self.name_index = NameIndex()
         self._finished_at = finished_at
         self._figures = figures
         self._on_started = on_started
@@ -248,9 +235,7 @@ class LoadRun:
         try:
             conn = self.loader.conn
             conn.execute("BEGIN IMMEDIATE")
-            self._name_index_deferrable = bool(
-                conn.execute(load_sql.IMAGES_EMPTY_SQL).fetchone()[0])
-            self._name_index_deferred = False
+            self.name_index.begin(conn)
         except sqlite3.OperationalError as exc:
             raise write_error(self.db, exc) from exc
         self.counts = LoadCounts()
@@ -269,11 +254,8 @@ class LoadRun:
     @_sqlite_errors
     def expect_rows(self, total: int | None) -> None:
         """The listing's size as reported, once known (before each chunk): a large listing
-        loaded into an empty images table builds the name index at the end (load_sql)."""
-        if (self._name_index_deferrable and not self._name_index_deferred
-                and total is not None and total > load_sql.DEFER_NAME_INDEX_ROWS):
-            self.loader.conn.execute(load_sql.DROP_NAME_INDEX_SQL)
-            self._name_index_deferred = True
+        loaded into an empty images table builds the name index at the end (``name_index``)."""
+        self.name_index.expect(self.loader.conn, total)
 
     @_sqlite_errors
     def write_raw_pages(self, pages: Iterable[tuple[int, str, str | None, bytes | str]], *,
@@ -347,9 +329,7 @@ class LoadRun:
         """Mark removals (complete unfiltered scans only), prune raw pages, write the final
         ``runs`` row, and COMMIT the whole run."""
         conn, params = self.loader.conn, self._params()
-        if self._name_index_deferred:
-            conn.execute(load_sql.CREATE_NAME_INDEX_SQL)
-            self._name_index_deferred = False
+        self.name_index.restore(conn)
         self.counts.quality_issues += conn.execute(self.name_two_ids_sql, params).rowcount
         if mark_removed:
             self.counts.removed = conn.execute(load_sql.MARK_REMOVED_SQL, params).rowcount

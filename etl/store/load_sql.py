@@ -11,7 +11,6 @@ capture time) and ``:date`` (its snapshot date) bound. Per-row Python work is wh
 from __future__ import annotations
 
 from etl.store.schema import IMAGE_COLUMNS
-from etl.store.schema_v4 import IMAGES_NAME_INDEX
 
 LOAD_CHUNK_TABLE_SQL = (
     "CREATE TEMP TABLE IF NOT EXISTS load_chunk (id INTEGER PRIMARY KEY, "
@@ -119,20 +118,6 @@ WHERE NOT EXISTS (SELECT 1 FROM quality_issues AS q
                     AND q.problem LIKE 'namespace/name shared by ids %')
 ORDER BY m.id
 """
-
-# A load of a large listing into an empty images table (a new database) leaves the name index
-# out until its end: inserting a million rows into it in listing order, which is not name order,
-# touches its pages at random, and once it outgrows the page cache that was most of the load
-# (1M rows: the upsert 7.3 -> 1.6 s CPU; building it at the end, one sort, 1.6 s). Smaller
-# listings keep it: while it fits the cache the inserts cost less than the sort at the end,
-# which nothing overlaps (200k rows: 0.29 s). The index is dropped and built again inside the
-# load's one transaction: a rollback, a rescan or a crash leaves it as it was, and no other
-# connection ever sees the table without it. The duplicate-name check, which reads it, runs
-# after it is back.
-IMAGES_EMPTY_SQL = "SELECT NOT EXISTS (SELECT 1 FROM images)"
-DEFER_NAME_INDEX_ROWS = 300_000  # ~16 MiB of index entries: the loader's page cache
-DROP_NAME_INDEX_SQL = f"DROP INDEX IF EXISTS {IMAGES_NAME_INDEX.split()[0]}"
-CREATE_NAME_INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {IMAGES_NAME_INDEX}"
 
 MARK_REMOVED_SQL = """
 UPDATE images SET removed_at = :at

@@ -35,6 +35,20 @@ RUN_STAT_COLUMNS = (
 _INT64 = (-(2**63), 2**63 - 1)
 
 
+@dataclass
+class LoadCounts:
+    """What a load wrote so far in the current pass (``rows``: set by ``finish``): the run's
+    row figures written with its data."""
+
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+    rejected: int = 0
+    quality_issues: int = 0
+    raw_pages: int = 0
+    rows: int = 0
+
+
 @dataclass(frozen=True)
 class RunStart:
     """What the ``running`` row of a new run says."""
