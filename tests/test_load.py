@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from etl.errors import ConfigError, LockedError, UpstreamError
 from etl.store import load_sql, run_record
-from etl.store import name_index as name_index_module
 from etl.store.bind import batched
 from etl.store.database import lock_path_for
 from etl.store.load import INTERRUPTED, Loader, LoadRun
@@ -183,26 +182,21 @@ def name_index(conn: sqlite3.Connection) -> list[Any]:
     return conn.execute("SELECT sql FROM sqlite_master WHERE name = 'images_ns_name'").fetchall()
 
 
-def test_a_large_first_load_builds_the_name_index_at_its_end(tmp_path: Path) -> None:
-    # Into an empty images table, a large listing's load leaves the name index out and builds it
-    # before the duplicate-name check; a small one, or one into a filled table, keeps it. Other
-    # connections never see it gone, nor does a failed load leave it gone.
+def test_a_first_load_builds_the_name_index_at_its_end(tmp_path: Path) -> None:
+    # Into an empty images table the load leaves the name index out and builds it before the
+    # duplicate-name check; into a filled one it keeps it. Other connections never see it gone,
+    # nor does a failed load leave it gone.
     db = tmp_path / "swr.db"
     with Loader(db) as loader:
         declared = name_index(loader.conn)
     assert declared and "namespace, name, source" in declared[0][0]
-    big = name_index_module.DEFER_NAME_INDEX_ROWS + 1
     with pytest.raises(UpstreamError), Loader(db) as loader, loader.run(start(T0)) as run:
-        run.expect_rows(name_index_module.DEFER_NAME_INDEX_ROWS)  # a listing this small keeps it
         run.write_chunk(transform_rows(rows(range(1, 4)), page_offsets=[0] * 3))
-        assert name_index(loader.conn) == declared
-        run.expect_rows(big)
         assert name_index(loader.conn) == []  # left out inside the load
         raise UpstreamError("boom")
     assert name_index(sqlite3.connect(db)) == declared  # the rollback kept it
 
     with Loader(db) as loader, loader.run(start(T0)) as run:
-        run.expect_rows(big)
         run.write_chunk(transform_rows([*rows(range(1, 4)), {**rows(range(9, 10))[0],
                                                             "name": "img2"}],
                                        page_offsets=[0] * 4))
@@ -216,7 +210,6 @@ def test_a_large_first_load_builds_the_name_index_at_its_end(tmp_path: Path) -> 
     assert q(db, "PRAGMA integrity_check") == [("ok",)]
 
     with Loader(db) as loader, loader.run(start(T1)) as run:
-        run.expect_rows(big)
         run.write_chunk(transform_rows(rows(range(1, 4)), page_offsets=[0] * 3))
         assert name_index(loader.conn) == declared  # a filled table keeps it throughout
         run.finish(status="success", mark_removed=True, stats={}, finished_at=T1)
@@ -491,13 +484,11 @@ def test_replay_of_someone_elses_database_points_at_sync_adopt(
     assert db.read_bytes() == before
 
 
-def test_a_sync_tells_the_load_the_listing_size(simulator: Any, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    # Through the whole pipeline: the scan's reported total reaches the load before its first
-    # chunk, so a listing above the limit is merged into a new database without the name index
-    # (every chunk), and the next sync, into a filled table, with it.
-    monkeypatch.setattr(name_index_module, "DEFER_NAME_INDEX_ROWS", 100)
+def test_a_sync_merges_without_the_name_index_only_into_a_new_database(
+        simulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Through the whole pipeline, merges on the writer thread: every chunk of the first sync
+    # without the name index, every chunk of the next one (into a filled table) with it.
     present: list[bool] = []
     merge = LoadRun.merge_chunk
 

@@ -53,7 +53,6 @@ class FakeRun:
         self._lock = threading.Lock()
         self.chunks = 0
         self.restarted = threading.Event()
-        self.expected: list[int | None] = []
 
     @contextmanager
     def _using(self, *event: Any) -> Iterator[None]:
@@ -70,11 +69,6 @@ class FakeRun:
 
     def hold(self, n: int) -> None:
         """Chunk ``n``'s merge (from 0), on the writer thread (nothing by default)."""
-
-    def expect_rows(self, total: int | None) -> None:
-        # It may use the connection too: on the main thread, never beside a merge in flight.
-        assert self.inside == 0 and threading.current_thread() is threading.main_thread()
-        self.expected.append(total)
 
     def write_raw_pages(self, raw: list[tuple[Any, ...]], *, compressed: bool) -> None:
         with self._using("raw", tuple(offset for offset, *_ in raw)):

@@ -84,7 +84,6 @@ class Sink:
         self._zlib: ThreadPoolExecutor | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._in_flight: _Merge | None = None
-        self.listing_total: Callable[[], int | None] = lambda: None  # as the scan reports it
 
     def restart(self) -> None:
         if self.run is not None:
@@ -120,7 +119,6 @@ class Sink:
         self.raw(raw)
         if transformed is None:
             return
-        self.run.expect_rows(self.listing_total())
         before = self.run.counts.quality_issues
         self.run.fill_chunk(transformed)
         if self._writer is None:
@@ -269,7 +267,6 @@ def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, st
                    on_progress: ProgressCallback | None, total: Callable[[], int | None],
                    chunk_sizes: ChunkSizes) -> Tally:
     preload("etl.transform.frames")  # pandas and pyarrow, while the first pages arrive
-    sink.listing_total = total
     tally = Tally()
     chunk, chunk_rows = _Chunk(), chunk_sizes.start()
     current_pass: int | None = None

@@ -252,12 +252,6 @@ class LoadRun:
         self._begin()
 
     @_sqlite_errors
-    def expect_rows(self, total: int | None) -> None:
-        """The listing's size as reported, once known (before each chunk): a large listing
-        loaded into an empty images table builds the name index at the end (``name_index``)."""
-        self.name_index.expect(self.loader.conn, total)
-
-    @_sqlite_errors
     def write_raw_pages(self, pages: Iterable[tuple[int, str, str | None, bytes | str]], *,
                         compressed: bool = False) -> None:
         """Store page bodies, zlib-compressed here unless ``compressed`` (by ``compress_body``)."""
