@@ -1,4 +1,4 @@
-"""The name index of ``images``, left out while a large listing loads into an empty table.
+"""The name index of ``images``, left out while a load fills an empty table.
 
 A load into an empty images table (a new database) leaves the name index out until its end:
 inserting a million rows into it in listing order, which is not name order, touches its pages
