@@ -124,15 +124,15 @@ UPDATE images SET removed_at = :at
 WHERE source = :source AND removed_at IS NULL AND last_seen_run <> :run AND last_seen_at <= :at
 """
 
-FILL_CHUNK_SQL = (f"INSERT OR REPLACE INTO temp.load_chunk ({CHUNK_COLUMNS}) "
-                  f"VALUES ({', '.join('?' * len(IMAGE_COLUMNS))})")
+_FILL = f"INSERT OR REPLACE INTO temp.load_chunk ({CHUNK_COLUMNS}) VALUES "
+_ROW = f"({', '.join('?' * len(IMAGE_COLUMNS))})"
+FILL_CHUNK_SQL = _FILL + _ROW
 # The chunk table is filled FILL_ROWS rows per statement: one statement per row lets go of the
 # GIL at every row, and while the HTTP threads want it the main thread then waits to get it
 # back each time (15,000 rows: 35 ms alone, 226 ms beside two busy threads; 100 per statement:
 # 17 and 74 ms, measured). 100 rows bind 900 values, under the 999 of SQLite before 3.32.
 FILL_ROWS = 100
-FILL_CHUNK_MANY_SQL = (f"INSERT OR REPLACE INTO temp.load_chunk ({CHUNK_COLUMNS}) VALUES "
-                       + ", ".join([f"({', '.join('?' * len(IMAGE_COLUMNS))})"] * FILL_ROWS))
+FILL_CHUNK_MANY_SQL = _FILL + ", ".join([_ROW] * FILL_ROWS)
 
 REJECTS_SQL = ("INSERT INTO rejects (run_id, source, page_offset, reason, raw)"
                " VALUES (?,?,?,?,?)")
