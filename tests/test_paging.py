@@ -16,8 +16,8 @@ from etl.extract.paging import (
     PassLedger,
     head_reason,
     row_digest,
-    usable_id,
 )
+from etl.integers import usable_id
 
 Serve = Callable[[int, int, int], int]  # (request number, offset, limit) -> rows returned
 

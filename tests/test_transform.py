@@ -239,7 +239,7 @@ ID_CASES = [  # raw id, the id it is, or the reject reason
 def test_one_id_rule_for_transform_and_extractor(raw: Any, expected: int | None,
                                                  reason: str | None) -> None:
     from etl.extract.paging import PassLedger
-    from etl.extract.paging import usable_id as paging_id
+    from etl.integers import usable_ids  # what the extractor asks of a page
 
     row = {"id": raw, "name": "x"}
     alone = transform_rows([row])
@@ -249,7 +249,8 @@ def test_one_id_rule_for_transform_and_extractor(raw: Any, expected: int | None,
         assert sorted(result.images["id"].tolist()) == sorted(
             others + ([expected] if expected is not None else []))
         assert result.rejects["reason"].tolist() == ([] if reason is None else [reason])
-    assert paging_id(row) == expected
+    assert usable_ids([row]) == [expected]
+    assert usable_ids([{"id": 1}, row, {"id": 2}]) == [1, expected, 2]
     ledger = PassLedger(0)
     ledger.record([row, {"id": 17}], 2)
     # Two spellings of one id are a repeat; an unusable id is a row without id.

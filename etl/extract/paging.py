@@ -24,7 +24,7 @@ from etl.extract.idset import IdSet
 
 # The id rule is the transform's (``etl.integers.coerce_id``): a row the transform would reject
 # for its id is a row without id here, and ``17``, ``17.0`` and ``"17"`` are the same id.
-from etl.integers import usable_id, usable_ids
+from etl.integers import usable_ids
 
 # The proof's second read asks for the API's largest page (sibling list calls document a
 # maximum limit of 1000: docs/how-it-works/swr-api.md, "The call"), whatever --page-size is:
@@ -156,14 +156,12 @@ class PassLedger:
         self.rows_without_id += len(rids) - len(with_id)
         if not with_id:
             return []
-        if self.ids.add_ascending(with_id):  # nearly every page: nothing repeated
-            dup, again = [], [False] * len(with_id)
-        else:
-            repeated = self.ids.add(with_id)
-            dup = [with_id[i] for i in repeated.nonzero()[0].tolist()]
-            again = repeated.tolist()
+        # add_ascending takes nearly every page (nothing repeated), without numpy
+        repeated = None if self.ids.add_ascending(with_id) else self.ids.add(with_id)
+        dup = [] if repeated is None else [with_id[i] for i in repeated.nonzero()[0].tolist()]
         if self.digests is not None:
             digests = self.digests
+            again = [False] * len(with_id) if repeated is None else repeated.tolist()
             for rid, row, seen in zip(with_id, id_rows, again, strict=True):
                 if not seen:
                     digests[rid] = row_digest(row)
@@ -264,7 +262,7 @@ def head_reason(ledger: PassLedger, rows: list[Any], total: int | None) -> str |
     expected = ledger.last_total
     if total is not None and expected is not None and total != expected:
         return f"the total changed during the scan ({expected} -> {total})"
-    now = Counter(usable_id(r) for r in rows)
+    now = Counter(usable_ids(rows))
     before = Counter(ledger.head[:len(rows)])
     if now != before:
         new, gone = sum((now - before).values()), sum((before - now).values())

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from etl.integers import usable_id
+from etl.integers import usable_ids
 from etl.preload import preload
 from etl.store.load import LoadRun, compress_body
 
@@ -236,8 +236,8 @@ class _Chunk:
             # report only repeats of an id last seen in a chunk already written. quality_issues
             # lists one entry per repeated row: k entries for an id this page holds c times (and
             # the chunk so far not at all) leave k - (c - 1) for us.
-            in_chunk = {usable_id(r) for r in self.rows}
-            in_page = Counter(usable_id(r) for r in page.rows)
+            in_chunk = set(usable_ids(self.rows))
+            in_page = Counter(usable_ids(page.rows))
             entries = Counter(i for i in page.duplicate_ids if i not in in_chunk)
             self.dups.extend(i for i, k in entries.items() for _ in range(k - in_page[i] + 1))
         self.rows.extend(page.rows)
