@@ -63,6 +63,16 @@ def test_it_holds_eight_bytes_per_id() -> None:
     assert sum(level.nbytes for level in ids._levels) == 8 * len(ids) == 800_000
 
 
+def model_add(model: set[int], page: list[int]) -> list[bool]:
+    """What IdSet.add answers, from a plain set: for each id, present already (earlier pages or
+    earlier in this page); the page is added."""
+    present = []
+    for rid in page:
+        present.append(rid in model)
+        model.add(rid)
+    return present
+
+
 pages = st.lists(st.lists(st.integers(1, INT64_MAX) | st.integers(1, 40), max_size=30),
                  max_size=12)
 
@@ -71,11 +81,7 @@ pages = st.lists(st.lists(st.integers(1, INT64_MAX) | st.integers(1, 40), max_si
 def test_same_answers_as_a_python_set(pages: list[list[int]], probes: list[int]) -> None:
     ids, model = IdSet(), set[int]()
     for page in pages:
-        expected = []
-        for rid in page:
-            expected.append(rid in model)
-            model.add(rid)
-        assert ids.add(page).tolist() == expected
+        assert ids.add(page).tolist() == model_add(model, page)
         assert len(ids) == len(model)
     assert ids.contains(probes).tolist() == [p in model for p in probes]
     assert [p in ids for p in probes] == [p in model for p in probes]
@@ -114,11 +120,7 @@ def test_ascending_pages_the_same_as_a_python_set(
                 if fits:
                     model.update(page)
             else:
-                expected = []
-                for rid in page:
-                    expected.append(rid in model)
-                    model.add(rid)
-                assert ids.add(page).tolist() == expected
+                assert ids.add(page).tolist() == model_add(model, page)
             assert len(ids) == len(model)
         assert ids.contains(probes).tolist() == [p in model for p in probes]
     finally:
