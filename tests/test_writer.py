@@ -20,7 +20,7 @@ from etl.config.settings import Settings
 from etl.errors import DatabaseBusyError, Terminated
 from etl.run.pipeline import run_sync
 from etl.run.stream import ChunkSizes, Sink, consume
-from etl.store.load import LoadCounts
+from etl.store.run_record import LoadCounts
 from tests.helpers import T0, FakeScan, q, rows
 from tests.test_chunks import FakePage, pages
 from tests.test_pipeline import Interrupting  # Ctrl-C at page 2: chunk 0 (pages 0-1) is in flight

@@ -22,8 +22,8 @@ from etl.config.settings import Settings
 from etl.errors import QualityError
 from etl.logs import current_run_id
 from etl.run.stream import ChunkSizes, ProgressCallback, Sink, Tally, consume, reject_problem
-from etl.store.load import LoadCounts, Loader, LoadRun
-from etl.store.run_record import RunStart, error_line
+from etl.store.load import Loader, LoadRun
+from etl.store.run_record import LoadCounts, RunStart, error_line
 
 log = logging.getLogger("etl.pipeline")
 

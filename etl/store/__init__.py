@@ -19,7 +19,6 @@ if TYPE_CHECKING:  # the same names, for type checkers (``name as name``: re-exp
     from etl.store.ledger import format_runs_table as format_runs_table
     from etl.store.ledger import freshness as freshness
     from etl.store.ledger import list_runs as list_runs
-    from etl.store.load import LoadCounts as LoadCounts
     from etl.store.load import Loader as Loader
     from etl.store.load import LoadRun as LoadRun
     from etl.store.load import compress_body as compress_body
@@ -29,6 +28,7 @@ if TYPE_CHECKING:  # the same names, for type checkers (``name as name``: re-exp
     from etl.store.read import RunDay as RunDay
     from etl.store.read import open_readonly as open_readonly
     from etl.store.read import run_days as run_days
+    from etl.store.run_record import LoadCounts as LoadCounts
     from etl.store.run_record import RunStart as RunStart
     from etl.store.run_record import error_line as error_line
     from etl.store.schema import ensure_schema as ensure_schema
@@ -36,9 +36,9 @@ if TYPE_CHECKING:  # the same names, for type checkers (``name as name``: re-exp
 # module -> the public names it defines (each imported when it is first asked for)
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "ledger": ["EXIT_STALE", "format_runs_table", "freshness", "list_runs"],
-    "load": ["LoadCounts", "LoadRun", "Loader", "compress_body"],
+    "load": ["LoadRun", "Loader", "compress_body"],
     "read": ["LEDGER_READER", "SNAPSHOT_READER", "Reader", "RunDay", "open_readonly",
              "run_days"],
-    "run_record": ["RunStart", "error_line"],
+    "run_record": ["LoadCounts", "RunStart", "error_line"],
     "schema": ["ensure_schema"],
 })

@@ -31,8 +31,7 @@ from etl.store.database import RunLock, check_database_file, connect, write_erro
 from etl.store.dialect import is_postgres_url
 from etl.store.name_index import NameIndex
 from etl.store.read import check_ours
-from etl.store.run_record import LoadCounts as LoadCounts  # re-exported: callers count with it
-from etl.store.run_record import RunStart
+from etl.store.run_record import LoadCounts, RunStart
 from etl.store.schema import IMAGE_COLUMNS, ensure_schema
 from etl.store.stored import StoredRuns
 

@@ -25,10 +25,10 @@ from etl.errors import ConfigError, EtlError
 from etl.store import pg_load_sql as sql
 from etl.store import run_record
 from etl.store.bind import bind_rows, issue_rows
-from etl.store.load import LoadCounts, Loader, LoadRun, _utc_now
+from etl.store.load import Loader, LoadRun, _utc_now
 from etl.store.pg import PgRunLock, _driver, connect, display_url
 from etl.store.pg_write import PgWriter, pg_error
-from etl.store.run_record import RunStart
+from etl.store.run_record import LoadCounts, RunStart
 from etl.store.schema import IMAGE_COLUMNS
 
 log = logging.getLogger("etl.load")
