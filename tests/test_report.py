@@ -15,6 +15,7 @@ import pytest
 
 from etl.cli.app import main
 from etl.errors import ConfigError
+from etl.publish import report as report_module
 from etl.publish.report import build_report, write_report
 from tests.fixtures.report_db import SOURCE, STUCK, add_run, build_trend_db, new_db
 
@@ -389,6 +390,51 @@ def test_a_callers_connection_is_left_as_found(trend_db: Path) -> None:
     assert not conn.in_transaction  # no read snapshot held against the next sync
     assert conn.execute("SELECT name FROM sqlite_temp_master").fetchall() == []
     conn.close()
+
+
+def test_a_files_previous_window_is_ranked_on_a_second_connection(
+        trend_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A report of a file ranks the previous window on a connection of its own (in parallel),
+    and ranks exactly as the report's connection does when it has to do it itself."""
+    aside: list[Any] = []
+    real = report_module._ranks_aside
+
+    def spy(*args: Any) -> Any:
+        aside.append(real(*args))
+        return aside[-1]
+
+    monkeypatch.setattr(report_module, "_ranks_aside", spy)
+    by_file = build_report(trend_db, days=7, top=10, now=NOW)
+    # nginx 10000, stuck 3000, alpine 700, old 100 in 10-25..11-01 (the hand-worked history)
+    assert len(aside) == 1 and sorted(aside[0], key=lambda r: r[2]) == [
+        (SOURCE, 2, 1), (SOURCE, 3, 2), (SOURCE, 1, 3), (SOURCE, 4, 4)]
+    assert by_file["top_movers"][0]["rank_change"] == 2
+    for days in (2, 3, 4, 5, 7):  # windows with history before the previous one, and without
+        by_file = build_report(trend_db, days=days, top=10, now=NOW)
+        with sqlite3.connect(trend_db) as conn:  # a caller's connection: no second one
+            assert build_report(conn, days=days, top=10, now=NOW) == by_file, days
+        monkeypatch.setattr(report_module, "_ranks_aside", lambda *args: None)
+        assert build_report(trend_db, days=days, top=10, now=NOW) == by_file, days
+        monkeypatch.setattr(report_module, "_ranks_aside", spy)
+    assert all(ranks for ranks in aside)
+
+
+def test_the_second_connection_is_not_used_unless_it_sees_the_reports_runs(
+        trend_db: Path, tmp_path: Path) -> None:
+    """The second connection may see a later state than the report's: it ranks the runs the
+    report chose, and gives up (None: the report ranks them itself) when it does not see each
+    of them counted, as a file replaced under the report would show, or cannot read the file."""
+    with sqlite3.connect(trend_db) as conn:
+        runs = conn.execute("SELECT rs.source, r.snapshot_date, r.run_id FROM runs AS r JOIN"
+                            " run_sources AS rs USING (run_id) WHERE r.snapshot_date"
+                            " <= '2026-11-01' AND rs.status = 'success'").fetchall()
+    assert report_module._ranks_aside(trend_db, runs, "2026-11-01", 7)
+    assert report_module._ranks_aside(trend_db, [*runs, (SOURCE, "2026-10-30", 99)],
+                                      "2026-11-01", 7) is None
+    with sqlite3.connect(trend_db) as conn:
+        conn.execute("UPDATE run_sources SET status = 'failed' WHERE run_id = ?", (runs[0][2],))
+    assert report_module._ranks_aside(trend_db, runs, "2026-11-01", 7) is None
+    assert report_module._ranks_aside(tmp_path / "gone.db", runs, "2026-11-01", 7) is None
 
 
 HOSTILE = {  # id -> (namespace, name): names a server may send, each to render as written
