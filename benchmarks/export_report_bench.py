@@ -8,9 +8,10 @@ Usage: python -m benchmarks.export_report_bench [--images N] [--runs R] [--keep 
                                                 [--postgres]
        python -m benchmarks.export_report_bench --base REV [--db FILE] [--images N] [--runs R]
 
-``--base REV`` measures ``report`` alone, as an A/B: ``etl/`` at the git revision REV against
-this checkout, alternating runs (``benchmarks.ab``'s launcher). ``--db FILE`` reuses that
-database (built there first if missing): building a year of 10,000 images takes ~1 minute.
+``--base REV`` measures ``report`` alone (JSON, then HTML), as an A/B: ``etl/`` at the git
+revision REV against this checkout, alternating runs (``benchmarks.ab``'s launcher), B/A per
+round in CPU and in wall time. ``--db FILE`` reuses that database (built there first if
+missing): building a year of 10,000 images takes ~1 minute.
 
 ``--s3`` also exports to a bucket of moto's S3 server on 127.0.0.1 (the test extra's), so the
 upload path (temp object, size check, server-side copy) is measured against the folder's.
@@ -196,7 +197,8 @@ def server_cpu(cluster: Any) -> Callable[[], float]:
 
 
 def report_ab(base: str, db: Path | None, images: int, runs: int) -> None:
-    """``report`` (JSON) of ``etl/`` at ``base`` (A) and of this checkout (B), alternating."""
+    """``report`` (JSON, then HTML) of ``etl/`` at ``base`` (A) and of this checkout (B),
+    alternating; B/A per round in CPU and in wall time (the report runs SQL on two threads)."""
     from benchmarks.ab import LAUNCHER, a_and_b, summary, tree_env
 
     with tempfile.TemporaryDirectory(prefix="swr-report-ab-") as scratch:
@@ -206,14 +208,19 @@ def report_ab(base: str, db: Path | None, images: int, runs: int) -> None:
             build(db, images, runs)
         a, b = a_and_b(base, work)
         trees = {f"A {base}": a, "B this checkout": b}
-        samples: dict[str, list[Sample]] = {label: [] for label in trees}
-        for _ in range(REPEAT):
-            for label, tree in trees.items():
-                samples[label].append(run_measure(
-                    [sys.executable, "-c", LAUNCHER, "-q", "report", "--db", str(db), "--out",
-                     str(work / "r.json")], env=tree_env(tree)))
-    print(f"report json over {db.name}, {REPEAT} alternating runs:")
-    summary(samples)
+        for kind in ("json", "html"):
+            samples: dict[str, list[Sample]] = {label: [] for label in trees}
+            for _ in range(REPEAT):
+                for label, tree in trees.items():
+                    samples[label].append(run_measure(
+                        [sys.executable, "-c", LAUNCHER, "-q", "report", "--db", str(db),
+                         "--out", str(work / f"r.{kind}")], env=tree_env(tree)))
+            print(f"report {kind} over {db.name}, {REPEAT} alternating runs:")
+            summary(samples)
+            a_got, b_got = samples.values()
+            walls = [y.wall / x.wall for x, y in zip(a_got, b_got, strict=True)]
+            print(f"  B/A wall, per round: median {statistics.median(walls):.3f} "
+                  f"({min(walls):.3f}-{max(walls):.3f})", flush=True)
 
 
 def measure_bucket(db: Path, runs: int) -> None:
