@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from etl.errors import ConfigError
+from etl.publish import report as report_module
 from etl.publish.report import build_report, write_report
 from tests.fixtures.report_db import build_trend_db
 from tests.helpers import cli
@@ -65,6 +66,53 @@ def test_every_format_renders_the_same_from_both_engines(tmp_path: Path, pg_url:
     b = write_report(url, tmp_path / f"b.{fmt}", days=30, top=5, now=GOLDEN_NOW)
     assert b.read_bytes() == a.read_bytes()
     assert "nginx" in b.read_text(encoding="utf-8")
+
+
+def test_the_second_backend_ranks_in_the_reports_own_snapshot(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From PostgreSQL the previous window is ranked in a second backend that imports the
+    report's snapshot: a run failed by another session after the report began is still counted
+    there, as in the report's own transaction (a fresh transaction would not count it, and the
+    ranks would be computed a second time, on the report's connection)."""
+    db, url = both(build_trend_db, tmp_path, pg_url)
+    expected = build_report(db, days=7, top=10, now=TREND_NOW)
+    aside: list[Any] = []
+    real = report_module._ranks_aside
+
+    def spy(opener: Any, runs: Any, *args: Any) -> Any:
+        with psycopg.connect(url, autocommit=True) as other:  # commits after the snapshot
+            other.execute("UPDATE run_sources SET status = 'failed' WHERE run_id = %s",
+                          (runs[0][2],))
+        aside.append(real(opener, runs, *args))
+        return aside[-1]
+
+    monkeypatch.setattr(report_module, "_ranks_aside", spy)
+    assert build_report(url, days=7, top=10, now=TREND_NOW) == expected
+    # nginx 10000, stuck 3000, alpine 700, old 100 in 10-25..11-01 (tests/test_report.py)
+    assert len(aside) == 1 and sorted(aside[0], key=lambda r: r[2]) == [
+        ("cn-north-4", 2, 1), ("cn-north-4", 3, 2), ("cn-north-4", 1, 3), ("cn-north-4", 4, 4)]
+
+
+def test_a_refused_snapshot_export_leaves_the_reader_usable(tmp_path: Path,
+                                                          pg_url: str) -> None:
+    """The server refuses to export from a subtransaction: the reader gets None, its
+    transaction is rolled back, and its next query runs in a new one."""
+    from etl.store import pg
+
+    _db, url = both(build_trend_db, tmp_path, pg_url)
+    with pg.open_reader(url, ("runs",), "{db}", read_only=False) as reader:
+        reader.execute("SAVEPOINT inner_one")
+        assert reader.export_snapshot() is None
+        assert reader.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 11
+        assert reader.export_snapshot()  # a new top-level transaction exports
+
+
+def test_a_snapshot_id_is_checked_before_it_is_written_into_sql(pg_url: str) -> None:
+    from etl.store import pg
+
+    with pytest.raises(ConfigError, match="not a snapshot id"):
+        with pg.open_reader(pg_url, ("runs",), "{db}", snapshot="1'; DROP TABLE runs; --"):
+            pass
 
 
 def test_the_report_writes_nothing_to_the_database(tmp_path: Path, pg_url: str) -> None:

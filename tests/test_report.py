@@ -17,6 +17,7 @@ from etl.cli.app import main
 from etl.errors import ConfigError
 from etl.publish import report as report_module
 from etl.publish.report import build_report, write_report
+from etl.store.snapshot_read import second_reader
 from tests.fixtures.report_db import SOURCE, STUCK, add_run, build_trend_db, new_db
 
 # The hand-worked history (a table of pull counts per date) is in tests/fixtures/report_db.py.
@@ -428,13 +429,17 @@ def test_the_second_connection_is_not_used_unless_it_sees_the_reports_runs(
         runs = conn.execute("SELECT rs.source, r.snapshot_date, r.run_id FROM runs AS r JOIN"
                             " run_sources AS rs USING (run_id) WHERE r.snapshot_date"
                             " <= '2026-11-01' AND rs.status = 'success'").fetchall()
-    assert report_module._ranks_aside(trend_db, runs, "2026-11-01", 7)
-    assert report_module._ranks_aside(trend_db, [*runs, (SOURCE, "2026-10-30", 99)],
+        aside = second_reader(trend_db, conn)
+        assert aside is not None
+        gone = second_reader(tmp_path / "gone.db", conn)
+        assert gone is not None
+    assert report_module._ranks_aside(aside, runs, "2026-11-01", 7)
+    assert report_module._ranks_aside(aside, [*runs, (SOURCE, "2026-10-30", 99)],
                                       "2026-11-01", 7) is None
     with sqlite3.connect(trend_db) as conn:
         conn.execute("UPDATE run_sources SET status = 'failed' WHERE run_id = ?", (runs[0][2],))
-    assert report_module._ranks_aside(trend_db, runs, "2026-11-01", 7) is None
-    assert report_module._ranks_aside(tmp_path / "gone.db", runs, "2026-11-01", 7) is None
+    assert report_module._ranks_aside(aside, runs, "2026-11-01", 7) is None
+    assert report_module._ranks_aside(gone, runs, "2026-11-01", 7) is None
 
 
 HOSTILE = {  # id -> (namespace, name): names a server may send, each to render as written

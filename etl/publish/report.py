@@ -41,9 +41,9 @@ from etl.preload import preload
 from etl.publish import MAX_DAYS, sections
 from etl.publish.sections import STALE_SHARE, avg_last_7, daily_rates, shift
 from etl.store import trends
-from etl.store.dialect import SQLITE, Dialect
-from etl.store.read import SNAPSHOT_READER, Queryable, dialect_of, open_readonly
-from etl.store.snapshot_read import open_snapshots
+from etl.store.dialect import Dialect
+from etl.store.read import Queryable, dialect_of
+from etl.store.snapshot_read import Opener, open_snapshots, second_reader
 from etl.store.trends import INT32_MAX, MIN_GROWTH_BASELINE
 
 REPORT_FORMATS = ("html", "md", "json")
@@ -83,11 +83,13 @@ def build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int = 30,
         raise ConfigError(f"--top must be at least 1, got {top}")
     now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
     with _connection(conn_or_db) as conn:
+        # A database the report opened itself can be read by a second connection as well.
+        aside = (None if isinstance(conn_or_db, sqlite3.Connection)
+                 else second_reader(conn_or_db, conn))
         if not isinstance(conn, sqlite3.Connection):  # PostgreSQL: the session ends with it
-            return _compute(conn, days=days, top=top, now=now, sources=tuple(sources))
+            return _compute(conn, days=days, top=top, now=now, sources=tuple(sources),
+                            aside=aside)
         in_transaction = conn.in_transaction
-        # A file the report opened itself can be read by a second connection as well.
-        aside = None if isinstance(conn_or_db, sqlite3.Connection) else Path(conn_or_db)
         try:
             return _compute(conn, days=days, top=top, now=now, sources=tuple(sources),
                             aside=aside)
@@ -128,11 +130,11 @@ def _narrow(conn: Queryable, sources: tuple[str, ...]) -> None:
 
 
 def _build_window(conn: Queryable, days: int, now: dt.datetime,
-                  sources: tuple[str, ...] = (), aside: Path | None = None) -> _Window:
+                  sources: tuple[str, ...] = (), aside: Opener | None = None) -> _Window:
     """The counted runs up to ``now``'s date and the window steps over them, as TEMP tables
     (``report_runs``, ``cur_steps``, ``cur_images``, ``prev_rank``) the queries below read.
-    ``aside``: the SQLite file ``conn`` reads, whose previous-window ranks may then be computed
-    on a second connection while ``conn`` computes this window (``_ranks_aside``)."""
+    ``aside``: opens a second connection to the database, on which the previous window's ranks
+    are then computed while ``conn`` computes this window (``_ranks_aside``)."""
     dialect = dialect_of(conn)
     conn.execute("CREATE TEMP TABLE report_runs AS " + trends.counted_runs_sql(until=True),
                  {"until": now.date().isoformat()})
@@ -168,7 +170,9 @@ def _build_window(conn: Queryable, days: int, now: dt.datetime,
     if prev_start is None or rows is not None:
         conn.execute(f"CREATE TEMP TABLE prev_rank (source TEXT, image_id {integer}, "
                      f"rank {integer})")
-        conn.executemany("INSERT INTO prev_rank VALUES (?, ?, ?)", rows or [])
+        if rows:
+            conn.executemany("INSERT INTO prev_rank VALUES (?, ?, ?)", rows)
+            _settle(conn, dialect, "prev_rank")
     else:
         conn.execute("CREATE TEMP TABLE prev_rank AS " + _prev_rank_sql(days, dialect),
                      {"prev_end": start})
@@ -185,22 +189,25 @@ def _prev_rank_sql(days: int, dialect: Dialect) -> str:
         "m.source) AS rank FROM ranked AS m")
 
 
-def _ranks_aside(db: Path, runs: list[tuple[str, str, int]], start: str,
+def _ranks_aside(aside: Opener, runs: list[tuple[str, str, int]], start: str,
                  days: int) -> list[tuple[str, int, int]] | None:
-    """The previous window's ranks from a second read-only connection to ``db``, on its own
-    thread: SQLite lets go of the GIL while it computes, so this window and the previous one
-    take two cores (a year of 10,000 images: 0.8 s of the report's 2.2 s of SQL).
+    """The previous window's ranks from a second connection (``aside``), on its own thread:
+    SQLite lets go of the GIL while it computes and PostgreSQL computes in a second backend,
+    so this window and the previous one take two cores (a year of 10,000 images from SQLite:
+    0.8 s of the report's 2.2 s of SQL).
 
-    The second connection may see a later committed state than the report's, so it is given the
-    report's own choice of counted runs (``runs``), whose snapshot rows never change once their
-    run has committed. None (the caller then computes the ranks itself) when it does not see
-    each of those runs counted for its source, as a database file replaced under the report
-    would show, or cannot read the file at all."""
+    The second connection is given the report's own choice of counted runs (``runs``). From a
+    SQLite file it may see a later committed state than the report's, which holds the same rows
+    for those runs: a run's snapshots never change once it has committed. None (the caller then
+    computes the ranks itself) when it does not see each of those runs counted for its source,
+    as a database file replaced under the report would show, or cannot read the database."""
     listed = ", ".join(f"'{s}'" for s in trends.COUNTED_STATUSES)
     try:
-        with open_readonly(db, SNAPSHOT_READER) as other:
+        with aside() as other:
+            dialect = dialect_of(other)
+            integer = dialect.types["INTEGER"]
             other.execute("CREATE TEMP TABLE report_runs "
-                          "(source TEXT, snapshot_date TEXT, run_id INTEGER)")
+                          f"(source TEXT, snapshot_date TEXT, run_id {integer})")
             other.executemany("INSERT INTO report_runs VALUES (?, ?, ?)", runs)
             (seen,) = other.execute(
                 "SELECT COUNT(*) FROM report_runs AS c JOIN run_sources AS rs"
@@ -209,7 +216,7 @@ def _ranks_aside(db: Path, runs: list[tuple[str, str, int]], start: str,
             if seen != len(runs):
                 return None
             ranked: list[tuple[str, int, int]] = other.execute(
-                _prev_rank_sql(days, SQLITE), {"prev_end": start}).fetchall()
+                _prev_rank_sql(days, dialect), {"prev_end": start}).fetchall()
             return ranked
     except (sqlite3.Error, ConfigError):
         return None
@@ -239,7 +246,7 @@ def _method(days: int) -> dict[str, Any]:
 
 
 def _compute(conn: Queryable, *, days: int, top: int, now: dt.datetime,
-             sources: tuple[str, ...] = (), aside: Path | None = None) -> dict[str, Any]:
+             sources: tuple[str, ...] = (), aside: Opener | None = None) -> dict[str, Any]:
     w = _build_window(conn, days, now, sources, aside)
     trending = len(w.dates) > 1
     n_images, total_pulls = conn.execute(  # the as-of date's counted run of each source

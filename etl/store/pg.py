@@ -142,6 +142,21 @@ class PgReader:
             while rows := cursor.fetchmany(size):
                 yield rows
 
+    def export_snapshot(self) -> str | None:
+        """The id of this transaction's snapshot, for ``open_reader(snapshot=...)`` in another
+        session while this transaction lasts. None where the server refuses (one that speaks
+        PostgreSQL's protocol without its snapshots): the failed statement ends the transaction,
+        which is rolled back, and the next query begins another. So call it before the
+        transaction has read anything the caller keeps (a savepoint cannot take the error: a
+        subtransaction exports no snapshot)."""
+        psycopg = _driver()
+        try:
+            (snapshot,) = self._conn.execute("SELECT pg_export_snapshot()").fetchone()
+        except psycopg.Error:
+            self._conn.rollback()
+            return None
+        return str(snapshot)
+
     @contextmanager
     def _refused(self) -> Iterator[None]:
         psycopg = _driver()
@@ -151,6 +166,9 @@ class PgReader:
             raise ConfigError(f"cannot read database {self._name}: {_reason(exc)}") from None
 
 
+# What pg_export_snapshot returns ("00000003-0000001B-1"): checked before it is written into
+# SET TRANSACTION SNAPSHOT, which takes no parameters.
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+(-[0-9A-F]+)+")
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
@@ -186,15 +204,17 @@ def _sqlite_numbers() -> type:
 
 @contextmanager
 def open_reader(url: str, tables: Sequence[str], not_ours: str, *,
-                read_only: bool = True) -> Iterator[PgReader]:
+                read_only: bool = True, snapshot: str | None = None) -> Iterator[PgReader]:
     """The URL's schema, every query in one REPEATABLE READ transaction (all of them see one
     committed state: a run's load is there whole or not at all), closed at the end without a
     commit. ``read_only=False`` lets the transaction make TEMP tables (the report's; the
     server refuses every CREATE in a read-only one): nothing it does outlives the session.
+    ``snapshot``: another reader's ``export_snapshot``, the state this one then sees too.
 
     Raises:
-        ConfigError: the server cannot be reached, or the schema lacks one of ``tables``
-            (``not_ours`` formatted with ``db`` and ``tables``).
+        ConfigError: the server cannot be reached, the snapshot is gone (its transaction
+            ended), or the schema lacks one of ``tables`` (``not_ours`` formatted with ``db``
+            and ``tables``).
     """
     psycopg = _driver()
     conn, _schema = connect(url)
@@ -203,6 +223,11 @@ def open_reader(url: str, tables: Sequence[str], not_ours: str, *,
         conn.set_read_only(read_only)
         conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
         reader = PgReader(conn, display_url(url))
+        if snapshot is not None:  # the transaction's first statement, as the server requires
+            if not _SNAPSHOT_ID.fullmatch(snapshot):
+                raise ConfigError(f"cannot read database {display_url(url)}: "
+                                  "not a snapshot id from the server")
+            reader.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
         missing = [t for t in tables
                    if reader.execute(POSTGRES.table_exists_sql, (t,)).fetchone() is None]
         if missing:

@@ -5,8 +5,8 @@ connection, so the readers' query text is written once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,30 @@ def open_snapshots(db: Path | str, *, temp_tables: bool = False) -> Iterator[Que
         return
     with open_readonly(db, SNAPSHOT_READER) as conn:
         yield conn
+
+
+Opener = Callable[[], AbstractContextManager[Queryable]]
+
+
+def second_reader(db: Path | str, conn: Queryable) -> Opener | None:
+    """An opener of another connection to ``db`` for work beside ``conn``, which
+    ``open_snapshots(db, temp_tables=True)`` opened (the report's previous window, on a second
+    core). Call it before reading anything through ``conn``.
+
+    From PostgreSQL, the second transaction imports ``conn``'s snapshot: both see exactly one
+    committed state. A SQLite file's second connection sees the latest committed state, which
+    may be later than ``conn``'s. What it reads must not depend on that: rows of runs that
+    ``conn`` saw committed do not change. None: the server exports no snapshot.
+    """
+    if is_postgres_url(db):
+        from etl.store import pg
+
+        snapshot = conn.export_snapshot()  # type: ignore[attr-defined]
+        if snapshot is None:
+            return None
+        return lambda: pg.open_reader(str(db), SNAPSHOT_READER.tables, SNAPSHOT_READER.not_ours,
+                                      read_only=False, snapshot=snapshot)
+    return lambda: open_readonly(db, SNAPSHOT_READER)
 
 
 def shown(db: Path | str) -> str:
