@@ -201,7 +201,6 @@ def _ranks_aside(aside: Opener, runs: list[tuple[str, str, int]], start: str,
     for those runs: a run's snapshots never change once it has committed. None (the caller then
     computes the ranks itself) when it does not see each of those runs counted for its source,
     as a database file replaced under the report would show, or cannot read the database."""
-    listed = ", ".join(f"'{s}'" for s in trends.COUNTED_STATUSES)
     try:
         with aside() as other:
             dialect = dialect_of(other)
@@ -212,7 +211,7 @@ def _ranks_aside(aside: Opener, runs: list[tuple[str, str, int]], start: str,
             (seen,) = other.execute(
                 "SELECT COUNT(*) FROM report_runs AS c JOIN run_sources AS rs"
                 " ON rs.run_id = c.run_id AND rs.source = c.source"
-                f" WHERE rs.status IN ({listed})").fetchone()
+                f" WHERE rs.status IN ({trends.statuses_sql()})").fetchone()
             if seen != len(runs):
                 return None
             ranked: list[tuple[str, int, int]] = other.execute(

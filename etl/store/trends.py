@@ -78,9 +78,7 @@ def counted_runs_ctes(*, statuses: Sequence[str] = COUNTED_STATUSES, one_scope: 
     ``statuses`` and ``one_scope`` are the export's knobs (it may export a partial run's
     snapshot, and any run's filter); trends use the defaults. ``until`` adds ``d <= :until``.
     """
-    if not statuses or not set(statuses) <= set(RUN_STATUSES):
-        raise ValueError(f"unknown run statuses {statuses!r}")
-    listed = ", ".join(f"'{s}'" for s in statuses)
+    listed = statuses_sql(statuses)
     bound = " AND g.d <= :until" if until else ""
     scope = ("""
 WHERE (g.ns, g.nm) = (SELECT ns, nm FROM good
@@ -97,6 +95,13 @@ WHERE g.d IS NOT NULL{bound}"""),
         ("counted", "SELECT g.source, g.d AS snapshot_date, MAX(g.run_id) AS run_id"
                     f" FROM good AS g{scope}\nGROUP BY g.source, g.d"),
     ]
+
+
+def statuses_sql(statuses: Sequence[str] = COUNTED_STATUSES) -> str:
+    """Run ``statuses`` as the SQL list after ``status IN``: by default, those that count."""
+    if not statuses or not set(statuses) <= set(RUN_STATUSES):
+        raise ValueError(f"unknown run statuses {statuses!r}")
+    return ", ".join(f"'{s}'" for s in statuses)
 
 
 def counted_runs_sql(*, statuses: Sequence[str] = COUNTED_STATUSES, one_scope: bool = True,
