@@ -75,13 +75,15 @@ def test_a_chunk_of_many_statements_writes_every_row(tmp_path: Path) -> None:
          1, 1, None, "x:80") for i in range(1, n + 1)]
 
 
-@given(st.lists(st.tuples(st.integers(), st.text(max_size=2)), max_size=30), st.integers(1, 7))
-def test_batched_keeps_every_value_in_order(rows_: list[tuple[int, str]], size: int) -> None:
-    many, rest = batched(rows_, size)
-    assert all(len(b) == 2 * size for b in many) and len(rest) < size
+@given(st.lists(st.tuples(st.integers(), st.text(max_size=2), st.none() | st.booleans()),
+                min_size=1, max_size=30), st.integers(1, 7))
+def test_batched_keeps_every_value_in_order(rows_: list[tuple[Any, ...]], size: int) -> None:
+    many, rest = batched([list(c) for c in zip(*rows_, strict=True)], size)
+    assert all(len(b) == 3 * size for b in many) and len(rest) < size
     assert [v for b in many for v in b] + [v for r in rest for v in r] == [
         v for r in rows_ for v in r]
     assert rest == rows_[len(rows_) - len(rest):]
+    assert batched([], size) == ([], [])
 
 
 def test_second_identical_run_changes_nothing_but_last_seen(tmp_path: Path) -> None:

@@ -4,32 +4,43 @@ for both engines (``etl.store.load``, ``etl.store.pg_load``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from itertools import chain, islice
 from typing import Any
 
 from etl.integers import DUPLICATE_ID
 
 
-def bind_rows(frame: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    """Frame -> list of tuples with None for missing values (pandas NA is not bindable).
+def bind_columns(frame: Any, columns: Sequence[str]) -> list[list[Any]]:
+    """Frame -> one list per column, None for missing values (pandas NA is not bindable).
 
-    Column by column through ``to_numpy(object, na_value=None)``: about twice as fast as
-    ``astype(object).where(...).itertuples()`` (measured; per-row conversion is the cost).
+    Through ``to_numpy(object, na_value=None)``: about twice as fast as
+    ``astype(object).where(...).itertuples()`` (measured; per-value conversion is the cost).
     """
     if frame is None or len(frame) == 0:
         return []
-    cols = [frame[c].array.to_numpy(dtype=object, na_value=None).tolist() for c in columns]
-    return list(zip(*cols, strict=True))
+    return [frame[c].array.to_numpy(dtype=object, na_value=None).tolist() for c in columns]
 
 
-def batched(rows: list[tuple[Any, ...]], size: int
+def bind_rows(frame: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Frame -> list of tuples with None for missing values (``bind_columns``, row by row)."""
+    return list(zip(*bind_columns(frame, columns), strict=True))
+
+
+def batched(columns: list[list[Any]], size: int
             ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Rows for a statement of ``size`` rows: each batch of ``size`` rows as one flat tuple of
-    their values, in order, and the rows left over (fewer than ``size``) as they are."""
-    full = len(rows) - len(rows) % size
-    values = chain.from_iterable(rows[:full])
-    width = len(rows[0]) * size if rows else 0
-    return [tuple(islice(values, width)) for _ in range(full // size)], rows[full:]
+    """The rows of ``columns`` (equal-length value lists) for a statement of ``size`` rows:
+    each batch of ``size`` rows as one flat tuple of their values, row after row, and the rows
+    left over (fewer than ``size``) as tuples. Each column is laid into the flat list with one
+    slice assignment, without a tuple per row first (half the time per chunk, measured)."""
+    if not columns:
+        return [], []
+    width, n = len(columns), len(columns[0])
+    full = n - n % size
+    flat: list[Any] = [None] * (full * width)
+    for j, values in enumerate(columns):
+        flat[j::width] = values[:full]
+    step = width * size
+    many = [tuple(flat[k:k + step]) for k in range(0, len(flat), step)]
+    return many, list(zip(*(values[full:] for values in columns), strict=True))
 
 
 def issue_rows(transformed: Any, duplicate_ids: Iterable[int]

@@ -26,7 +26,7 @@ from typing import Any, TypeVar, cast
 
 from etl.errors import ConfigError, exit_code_of
 from etl.store import load_sql, run_record
-from etl.store.bind import batched, bind_rows, issue_rows
+from etl.store.bind import batched, bind_columns, issue_rows
 from etl.store.database import RunLock, check_database_file, connect, write_error
 from etl.store.dialect import is_postgres_url
 from etl.store.name_index import NameIndex
@@ -273,7 +273,7 @@ class LoadRun:
     def fill_chunk(self, transformed: Any) -> None:
         """Bind the chunk's images rows into the chunk table: per-row work, holding the GIL
         (``load_sql.FILL_ROWS`` rows per statement). Rows of one id: the last one stays."""
-        many, rest = batched(bind_rows(transformed.images, IMAGE_COLUMNS), load_sql.FILL_ROWS)
+        many, rest = batched(bind_columns(transformed.images, IMAGE_COLUMNS), load_sql.FILL_ROWS)
         conn = self.loader.conn
         conn.executemany(load_sql.FILL_CHUNK_MANY_SQL, many)
         conn.executemany(load_sql.FILL_CHUNK_SQL, rest)
