@@ -420,6 +420,31 @@ def test_a_files_previous_window_is_ranked_on_a_second_connection(
     assert all(ranks for ranks in aside)
 
 
+def test_a_run_committed_meanwhile_does_not_reach_the_second_connection(
+        trend_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second connection opens after the report chose its runs, and may see a later state:
+    here a replay of 10-25 that would count instead of run 1 and move 'old' from fourth to
+    second in the previous window. It ranks the report's runs, so the report is unchanged."""
+    expected = build_report(trend_db, days=7, top=10, now=NOW)
+    aside: list[Any] = []
+    real = report_module._ranks_aside
+
+    def spy(*args: Any) -> Any:
+        conn = sqlite3.connect(trend_db, isolation_level=None)
+        add_run(conn, 100, "2026-10-25", hour=23,
+                counts={1: 1000, 2: 50000, 3: 2147480000, 4: 0})
+        conn.close()
+        aside.append(real(*args))
+        return aside[-1]
+
+    monkeypatch.setattr(report_module, "_ranks_aside", spy)
+    assert build_report(trend_db, days=7, top=10, now=NOW) == expected
+    assert aside[0] is not None and (SOURCE, 4, 4) in aside[0]
+    monkeypatch.undo()
+    later = build_report(trend_db, days=7, top=10, now=NOW)  # the replay counts from now on
+    assert later["top_movers"][0]["rank_change"] != expected["top_movers"][0]["rank_change"]
+
+
 def test_the_second_connection_is_not_used_unless_it_sees_the_reports_runs(
         trend_db: Path, tmp_path: Path) -> None:
     """The second connection may see a later state than the report's: it ranks the runs the
