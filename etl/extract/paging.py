@@ -161,10 +161,12 @@ class PassLedger:
         dup = [] if repeated is None else [with_id[i] for i in repeated.nonzero()[0].tolist()]
         if self.digests is not None:
             digests = self.digests
-            again = [False] * len(with_id) if repeated is None else repeated.tolist()
-            for rid, row, seen in zip(with_id, id_rows, again, strict=True):
-                if not seen:
-                    digests[rid] = row_digest(row)
+            if repeated is None:  # every id is new
+                digests.update(zip(with_id, map(row_digest, id_rows), strict=True))
+            else:
+                for rid, row, seen in zip(with_id, id_rows, repeated.tolist(), strict=True):
+                    if not seen:
+                        digests[rid] = row_digest(row)
         self.duplicates += len(dup)
         return dup
 

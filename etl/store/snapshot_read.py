@@ -42,12 +42,13 @@ def second_reader(db: Path | str, conn: Queryable) -> Opener | None:
     From PostgreSQL, the second transaction imports ``conn``'s snapshot: both see exactly one
     committed state. A SQLite file's second connection sees the latest committed state, which
     may be later than ``conn``'s. What it reads must not depend on that: rows of runs that
-    ``conn`` saw committed do not change. None: the server exports no snapshot.
+    ``conn`` saw committed do not change. None: the server exports no snapshot, or ``conn``
+    is not the schema's reader.
     """
     if is_postgres_url(db):
         from etl.store import pg
 
-        snapshot = conn.export_snapshot()  # type: ignore[attr-defined]
+        snapshot = conn.export_snapshot() if isinstance(conn, pg.PgReader) else None
         if snapshot is None:
             return None
         return lambda: pg.open_reader(str(db), SNAPSHOT_READER.tables, SNAPSHOT_READER.not_ours,
