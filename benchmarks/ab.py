@@ -132,13 +132,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summary(samples: dict[str, list[Sample]]) -> None:
-    """One line per side, then B/A of the CPU time per round (A first in ``samples``)."""
+    """One line per side, then B/A of the CPU time and of the wall time per round (A first in
+    ``samples``): a change that adds a thread is for the wall time."""
     for label, got in samples.items():
         print(line(label, got))
     a, b = samples.values()
-    per_round = [y.cpu / x.cpu for x, y in zip(a, b, strict=True)]
-    print(f"  B/A cpu, per round: median {statistics.median(per_round):.3f} "
-          f"({min(per_round):.3f}-{max(per_round):.3f})")
+    for what in ("cpu", "wall"):
+        per_round = [getattr(y, what) / getattr(x, what) for x, y in zip(a, b, strict=True)]
+        print(f"  B/A {what}, per round: median {statistics.median(per_round):.3f} "
+              f"({min(per_round):.3f}-{max(per_round):.3f})", flush=True)
 
 
 if __name__ == "__main__":

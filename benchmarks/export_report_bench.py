@@ -217,10 +217,6 @@ def report_ab(base: str, db: Path | None, images: int, runs: int) -> None:
                          "--out", str(work / f"r.{kind}")], env=tree_env(tree)))
             print(f"report {kind} over {db.name}, {REPEAT} alternating runs:")
             summary(samples)
-            a_got, b_got = samples.values()
-            walls = [y.wall / x.wall for x, y in zip(a_got, b_got, strict=True)]
-            print(f"  B/A wall, per round: median {statistics.median(walls):.3f} "
-                  f"({min(walls):.3f}-{max(walls):.3f})", flush=True)
 
 
 def measure_bucket(db: Path, runs: int) -> None:
