@@ -352,3 +352,23 @@ def copy_to_postgres(source: sqlite3.Connection, target: Any) -> None:
             sql.SQL(", ").join(sql.Placeholder() * len(columns)))
         with target.cursor() as cur:
             cur.executemany(insert, source.execute(f"SELECT * FROM {table}").fetchall())
+
+
+def spy_on_ranks_aside(monkeypatch: pytest.MonkeyPatch,
+                       before: Callable[[list[tuple[Any, ...]]], None] | None = None
+                       ) -> list[Any]:
+    """Record what each call of the report's second connection (``_ranks_aside``) returns, in
+    the list returned; ``before(runs)`` runs first (a commit meanwhile, say)."""
+    from etl.publish import report
+
+    got: list[Any] = []
+    real = report._ranks_aside
+
+    def spy(aside: Any, runs: list[tuple[Any, ...]], *args: Any) -> Any:
+        if before is not None:
+            before(runs)
+        got.append(real(aside, runs, *args))
+        return got[-1]
+
+    monkeypatch.setattr(report, "_ranks_aside", spy)
+    return got

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 from etl.errors import ConfigError
-from etl.publish import report as report_module
 from etl.publish.report import build_report, write_report
 from tests.fixtures.report_db import build_trend_db
-from tests.helpers import cli
+from tests.helpers import cli, spy_on_ranks_aside
 from tests.test_pg_export import OTHER, golden_two_sources, in_postgres
 
 psycopg = pytest.importorskip("psycopg")
@@ -76,17 +75,13 @@ def test_the_second_backend_ranks_in_the_reports_own_snapshot(
     ranks would be computed a second time, on the report's connection)."""
     db, url = both(build_trend_db, tmp_path, pg_url)
     expected = build_report(db, days=7, top=10, now=TREND_NOW)
-    aside: list[Any] = []
-    real = report_module._ranks_aside
 
-    def spy(opener: Any, runs: Any, *args: Any) -> Any:
+    def fail_one(runs: Any) -> None:
         with psycopg.connect(url, autocommit=True) as other:  # commits after the snapshot
             other.execute("UPDATE run_sources SET status = 'failed' WHERE run_id = %s",
                           (runs[0][2],))
-        aside.append(real(opener, runs, *args))
-        return aside[-1]
 
-    monkeypatch.setattr(report_module, "_ranks_aside", spy)
+    aside = spy_on_ranks_aside(monkeypatch, before=fail_one)
     assert build_report(url, days=7, top=10, now=TREND_NOW) == expected
     # nginx 10000, stuck 3000, alpine 700, old 100 in 10-25..11-01 (tests/test_report.py)
     assert len(aside) == 1 and sorted(aside[0], key=lambda r: r[2]) == [

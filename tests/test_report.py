@@ -19,6 +19,7 @@ from etl.publish import report as report_module
 from etl.publish.report import build_report, write_report
 from etl.store.snapshot_read import second_reader
 from tests.fixtures.report_db import SOURCE, STUCK, add_run, build_trend_db, new_db
+from tests.helpers import spy_on_ranks_aside
 
 # The hand-worked history (a table of pull counts per date) is in tests/fixtures/report_db.py.
 
@@ -397,14 +398,7 @@ def test_a_files_previous_window_is_ranked_on_a_second_connection(
         trend_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A report of a file ranks the previous window on a connection of its own (in parallel),
     and ranks exactly as the report's connection does when it has to do it itself."""
-    aside: list[Any] = []
-    real = report_module._ranks_aside
-
-    def spy(*args: Any) -> Any:
-        aside.append(real(*args))
-        return aside[-1]
-
-    monkeypatch.setattr(report_module, "_ranks_aside", spy)
+    aside = spy_on_ranks_aside(monkeypatch)
     by_file = build_report(trend_db, days=7, top=10, now=NOW)
     # nginx 10000, stuck 3000, alpine 700, old 100 in 10-25..11-01 (the hand-worked history)
     assert len(aside) == 1 and sorted(aside[0], key=lambda r: r[2]) == [
@@ -414,9 +408,9 @@ def test_a_files_previous_window_is_ranked_on_a_second_connection(
         by_file = build_report(trend_db, days=days, top=10, now=NOW)
         with sqlite3.connect(trend_db) as conn:  # a caller's connection: no second one
             assert build_report(conn, days=days, top=10, now=NOW) == by_file, days
-        monkeypatch.setattr(report_module, "_ranks_aside", lambda *args: None)
-        assert build_report(trend_db, days=days, top=10, now=NOW) == by_file, days
-        monkeypatch.setattr(report_module, "_ranks_aside", spy)
+        with monkeypatch.context() as gave_up:
+            gave_up.setattr(report_module, "_ranks_aside", lambda *args: None)
+            assert build_report(trend_db, days=days, top=10, now=NOW) == by_file, days
     assert all(ranks for ranks in aside)
 
 
@@ -426,18 +420,14 @@ def test_a_run_committed_meanwhile_does_not_reach_the_second_connection(
     here a replay of 10-25 that would count instead of run 1 and move 'old' from fourth to
     second in the previous window. It ranks the report's runs, so the report is unchanged."""
     expected = build_report(trend_db, days=7, top=10, now=NOW)
-    aside: list[Any] = []
-    real = report_module._ranks_aside
 
-    def spy(*args: Any) -> Any:
+    def replay(_runs: Any) -> None:
         conn = sqlite3.connect(trend_db, isolation_level=None)
         add_run(conn, 100, "2026-10-25", hour=23,
                 counts={1: 1000, 2: 50000, 3: 2147480000, 4: 0})
         conn.close()
-        aside.append(real(*args))
-        return aside[-1]
 
-    monkeypatch.setattr(report_module, "_ranks_aside", spy)
+    aside = spy_on_ranks_aside(monkeypatch, before=replay)
     assert build_report(trend_db, days=7, top=10, now=NOW) == expected
     assert aside[0] is not None and (SOURCE, 4, 4) in aside[0]
     monkeypatch.undo()
