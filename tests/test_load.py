@@ -61,6 +61,7 @@ def test_first_load_writes_whole_rows(tmp_path: Path) -> None:
     assert q(db, "SELECT run_id, source, status, rows_loaded, rows_new, exit_code, requests, "
                  "error FROM run_sources") == [(1, "x:80", "success", 2, 2, 0, 1, None)]
     assert q(db, "PRAGMA journal_mode") == [("wal",)]
+    assert q(db, "PRAGMA page_size") == [(16384,)]  # a new file: etl.store.database.PAGE_SIZE
     assert lock_path_for(db).exists()
 
 
@@ -444,6 +445,7 @@ def test_adopt_adds_our_tables_beside_theirs(tmp_path: Path, simulator: Any,
     assert q(db, "SELECT body FROM notes") == [("keep me",)]
     assert q(db, "SELECT count(*) FROM images") == [(5,)]
     assert q(db, "PRAGMA journal_mode") == [("wal",)]
+    assert q(db, "PRAGMA page_size") == [(4096,)]  # theirs, as it was: never rewritten
     # adopted once, it is ours: the next run needs no --adopt
     code, _, err = cli(["sync", "-q", "--db", str(db), "--endpoint", sim.url, "--no-auth"], capsys)
     assert (code, err.strip()) == (0, "")
@@ -471,9 +473,10 @@ def test_empty_sqlite_files_need_no_adopt(tmp_path: Path) -> None:
     blank = tmp_path / "blank.db"
     sqlite3.connect(blank).execute("VACUUM").connection.close()  # a header, no tables
     assert blank.stat().st_size > 0
-    for db in (zero, blank):
+    for db, page_size in ((zero, 16384), (blank, 4096)):  # a header already says its size
         load(db, rows(range(1, 3)), T0)
         assert q(db, "SELECT count(*) FROM images") == [(2,)]
+        assert q(db, "PRAGMA page_size") == [(page_size,)]
 
 
 def test_replay_of_someone_elses_database_points_at_sync_adopt(
