@@ -7,6 +7,7 @@ import logging
 import random
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 
@@ -444,26 +445,40 @@ def test_a_wait_that_ends_exactly_at_the_deadline_is_not_taken() -> None:
 def test_a_wait_that_leaves_no_room_for_its_attempt_is_not_taken() -> None:
     """Waiting 9.5 of the 10 s left would send the next request with half a second to go: the
     run says the API was failing instead of timing out that request."""
-    from etl.extract.retry import ATTEMPT_ROOM_S
-    from etl.extract.throttle import Deadline, DeadlineExceeded
+    from etl.extract.throttle import ATTEMPT_ROOM_S, Deadline, DeadlineExceeded
+
+    def attempt(wait: float) -> tuple[list[int], Any]:
+        clock = FakeClock()
+        policy = RetryPolicy(max_attempts=None, window=120.0, backoff_base=1.0,
+                             backoff_cap=1.0, budget=100,
+                             limiter=Limiter(sleep=clock.sleep, clock=clock), sleep=clock.sleep,
+                             clock=clock, deadline=Deadline(10.0, clock=clock))
+        calls, fn = failing(1, Transient("http_503", "down", retry_after=wait))
+        try:
+            return calls, policy.call(fn)  # type: ignore[arg-type]
+        except DeadlineExceeded as exc:
+            return calls, exc
+
+    calls, got = attempt(10.0 - ATTEMPT_ROOM_S / 2)
+    assert calls == [1] and str(got) == ("gave up: the run deadline (--deadline 10 s) ran out "
+                                         "while the API was failing (attempt 1: down)")
+    assert attempt(10.0 - ATTEMPT_ROOM_S * 2) == ([1, 2], "ok")  # room for it: the wait is taken
+
+
+def test_a_pause_that_leaves_no_room_for_the_request_fails_at_once() -> None:
+    """The shared pause follows the same rule as a retry's wait (``Deadline.allows_wait``)."""
+    from etl.extract.throttle import ATTEMPT_ROOM_S, Deadline, DeadlineExceeded
 
     clock = FakeClock()
-    policy = RetryPolicy(max_attempts=None, window=120.0, backoff_base=1.0, backoff_cap=1.0,
-                         budget=100, limiter=Limiter(sleep=clock.sleep, clock=clock),
-                         sleep=clock.sleep, clock=clock, deadline=Deadline(10.0, clock=clock))
-    calls, fn = failing(1, Transient("http_503", "down", retry_after=10.0 - ATTEMPT_ROOM_S / 2))
-    with pytest.raises(DeadlineExceeded) as info:
-        policy.call(fn)  # type: ignore[arg-type]
-    assert clock.sleeps == [] and calls == [1]
-    assert str(info.value) == ("gave up: the run deadline (--deadline 10 s) ran out while the "
-                               "API was failing (attempt 1: down)")
-    # With room for the attempt, the wait is taken.
-    calls, fn = failing(1, Transient("http_503", "down", retry_after=10.0 - ATTEMPT_ROOM_S * 2))
-    policy = RetryPolicy(max_attempts=None, window=120.0, backoff_base=1.0, backoff_cap=1.0,
-                         budget=100, limiter=Limiter(sleep=clock.sleep, clock=clock),
-                         sleep=clock.sleep, clock=clock, deadline=Deadline(10.0, clock=clock))
-    assert policy.call(fn) == "ok"  # type: ignore[arg-type]
-    assert calls == [1, 2]
+    limiter = Limiter(sleep=clock.sleep, clock=clock, deadline=Deadline(10.0, clock=clock))
+    limiter.pause_for(10.0 - ATTEMPT_ROOM_S / 2)
+    with pytest.raises(DeadlineExceeded, match="while every request waited out a 10 s pause"):
+        limiter.acquire()
+    assert clock.sleeps == []
+    limiter = Limiter(sleep=clock.sleep, clock=clock, deadline=Deadline(10.0, clock=clock))
+    limiter.pause_for(10.0 - ATTEMPT_ROOM_S * 2)
+    limiter.acquire()
+    assert clock.sleeps == [10.0 - ATTEMPT_ROOM_S * 2]
 
 
 def test_a_deadline_far_away_leaves_the_window_to_end_the_retries() -> None:

@@ -53,10 +53,6 @@ FINAL_STATUS: dict[int, type[EtlError]] = {
 }
 # A Retry-After longer than this is clipped: a nightly job must finish the same night.
 RETRY_AFTER_MAX = 600.0
-# A retry whose wait would leave less than this of the run's deadline is not taken: its request
-# could hardly be answered in time, and the run would end "during GET ... (no complete answer
-# in the 0.0 s that were left)" instead of saying that the API was failing.
-ATTEMPT_ROOM_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -247,14 +243,14 @@ class RetryPolicy:
         return self.backoff(state.attempt_number)
 
     def _stopper(self, started: float, why: dict[str, str]) -> Callable[[RetryCallState], bool]:
-        """Stop when the attempt cap, the window or the deadline leaves no room for the wait (and,
-        before the deadline, for the attempt after it: ``ATTEMPT_ROOM_S``)."""
+        """Stop when the attempt cap, the window or the deadline (``Deadline.allows_wait``)
+        leaves no room for the wait."""
 
         def stop(state: RetryCallState) -> bool:
             wait = state.upcoming_sleep
             if self.max_attempts is not None and state.attempt_number >= self.max_attempts:
                 why["stop"] = "attempts"
-            elif self.deadline is not None and wait + ATTEMPT_ROOM_S >= self.deadline.remaining():
+            elif self.deadline is not None and not self.deadline.allows_wait(wait):
                 why["stop"] = "deadline"
             elif self._clock() - started + wait > self.window:
                 why["stop"] = "window"

@@ -20,6 +20,12 @@ Sleep = Callable[[float], None]
 Clock = Callable[[], float]
 
 
+# A wait that would leave less than this of the run's deadline is not taken: the request after
+# it could hardly be answered in time, and the run would end "during GET ... (no complete answer
+# in the 0.0 s that were left)" instead of saying why it waited (the API failing, or pausing it).
+ATTEMPT_ROOM_S = 1.0
+
+
 class DeadlineExceeded(UpstreamError):
     """The run's deadline (``--deadline``) ran out: exit 4, nothing of the run is loaded."""
 
@@ -35,6 +41,11 @@ class Deadline:
     def remaining(self) -> float:
         """Seconds left (0 once it has passed)."""
         return max(0.0, self._ends - self._clock())
+
+    def allows_wait(self, seconds: float) -> bool:
+        """Whether waiting ``seconds`` still leaves ``ATTEMPT_ROOM_S`` for the request after it:
+        the one rule for every wait the deadline cuts (a retry's backoff, a shared pause)."""
+        return seconds + ATTEMPT_ROOM_S < self.remaining()
 
     def exceeded(self, doing: str) -> DeadlineExceeded:
         """The error to raise when ``doing`` (e.g. ``"GET /path"``) cannot fit in what is left."""
@@ -84,13 +95,13 @@ class Limiter:
         """Block until a request may be sent.
 
         Raises:
-            DeadlineExceeded: the shared pause ends after the run's deadline.
+            DeadlineExceeded: the shared pause leaves no room before the run's deadline.
         """
         while True:
             wait = self.paused_for()
             if wait <= 0:
                 break
-            if self._deadline is not None and wait >= self._deadline.remaining():
+            if self._deadline is not None and not self._deadline.allows_wait(wait):
                 raise self._deadline.exceeded(
                     f"while every request waited out a {wait:.0f} s pause the API asked for")
             self._sleep(wait)
