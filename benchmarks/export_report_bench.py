@@ -37,7 +37,7 @@ from typing import Any
 
 from benchmarks.run import Sample
 from benchmarks.run import measure as run_measure
-from etl.store.database import PAGE_SIZE
+from etl.store.database import connect
 from etl.store.schema import ensure_schema
 
 REPEAT = 3  # runs of each command (--repeat)
@@ -45,10 +45,8 @@ SOURCE = "cn-north-4"  # the default region: the one source of a single-source d
 
 
 def build(path: Path, images: int, runs: int) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # as a database made by sync
+    conn = connect(path)  # as sync opens it: WAL, its page size
     ensure_schema(conn)
-    conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute("BEGIN")
     first = dt.date(2026, 1, 1)
