@@ -49,3 +49,6 @@ dialect_for, PgRunLock
 # LoadRun.write_chunk is the library's one-call chunk write (docs/ARCHITECTURE.md, "The library");
 # the pipeline calls its three steps itself, so that the merge runs on its writer thread.
 _.write_chunk  # etl.store.load.LoadRun
+
+# The import system calls find_spec on every finder in sys.meta_path.
+_.find_spec  # etl.store.schema._NoPandasHere

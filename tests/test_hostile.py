@@ -29,7 +29,9 @@ from etl.config.settings import Settings
 from etl.errors import EtlError
 from etl.extract.contentrange import parse_content_range
 from etl.run.pipeline import run_sync
-from etl.transform.frames import DUPLICATE_ID, transform_rows
+from etl.store.bind import bind_columns
+from etl.store.schema import IMAGE_COLUMNS
+from etl.transform.frames import DUPLICATE_ID, ISSUE_DTYPES, transform_columns, transform_rows
 from tests.helpers import Seen, StubHandler, answer, cli, q, serving
 
 FIGURES: Counter[str] = Counter()
@@ -101,6 +103,14 @@ def test_transform_accounts_for_every_row(data: list[Any]) -> None:
     for col in ("star_count", "pull_count", "collection_id"):
         values = t.images[col].dropna()
         assert ((values >= 0) & (values <= 2**63 - 1)).all()
+    # What a sync binds (the columns as they are) is what the frames hold, value for value.
+    columns = transform_columns(data, page_offsets=[0] * len(data), source_timezone="UTC")
+    for table, frame, names in ((columns.images, t.images, IMAGE_COLUMNS),
+                                (columns.rejects, t.rejects, ("page_offset", "reason", "raw")),
+                                (columns.quality_issues, t.quality_issues, tuple(ISSUE_DTYPES))):
+        assert bind_columns(table, names) == bind_columns(frame, names)
+        assert all(type(v) in (int, str, type(None)) for col in bind_columns(table, names)
+                   for v in col)
     FIGURES["transform examples"] += 1
     FIGURES["transform rows"] += len(data)
     FIGURES["transform rows rejected"] += len(t.rejects)

@@ -19,8 +19,9 @@ UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def utc(values: list[object], zone: str = "UTC") -> tuple[list[str | None], dict[int, str]]:
-    array, problems = to_utc_text(values, zone)
-    return [None if v is None else str(v) for v in array.to_numpy(na_value=None)], problems
+    texts, problems = to_utc_text(values, zone)
+    assert len(texts) == len(values) and all(t is None or type(t) is str for t in texts)
+    return texts, problems
 
 
 def every_field_value() -> list[datetime]:

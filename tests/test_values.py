@@ -4,6 +4,7 @@ gives the answer the one-value-at-a-time rule gives, and raw values are shown as
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +13,9 @@ from etl.integers import BOOLEAN, FRACTIONAL, INT64_MAX, NEGATIVE, TOO_BIG, ZERO
 from etl.transform.values import (
     INVALID_UNICODE,
     NOT_A_STRING,
+    arrow_strings,
+    clean_text,
+    datetimes_of,
     field_values,
     int_column,
     raw_json,
@@ -69,9 +73,9 @@ def test_int_column_agrees_with_the_rule_one_value_at_a_time(values: list[object
 
 
 def texts(values: list[object]) -> tuple[list[str | None], dict[int, str]]:
-    array, problems = text_column(values)
-    assert str(array.dtype) == "string"
-    return [None if v is None else str(v) for v in array.to_numpy(na_value=None)], problems
+    kept, problems = text_column(values)
+    assert all(v is None or type(v) is str for v in kept)
+    return kept, problems
 
 
 @pytest.mark.parametrize("values,expected", [
@@ -128,3 +132,30 @@ def test_raw_json_of_a_value_that_contains_itself_is_its_repr() -> None:
 
 def test_bytes_that_are_not_utf8_are_not_a_string() -> None:
     assert texts([b"\xff", "a", None]) == ([None, "a", None], {0: NOT_A_STRING})
+
+
+@pytest.mark.parametrize("values,clean", [
+    ([], True), ([None], True), (["a", None, ""], True), (["café", "漢字", None], True),
+    (["a", "\ud800"], False), (["a", 1], False), ([True], False), ([b"a"], False),
+    (["\ud83d", "\ude00"], False),  # two halves in two values are no pair
+])
+def test_clean_text(values: list[object], clean: bool) -> None:
+    assert clean_text(values) is clean
+
+
+@given(st.lists(st.one_of(st.none(), st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)), max_size=30))
+def test_arrow_strings_is_what_pyarrow_builds(values: list[str | None]) -> None:
+    built = arrow_strings(values)
+    assert built.equals(pa.array(values, type=pa.string()))
+    built.validate(full=True)
+    assert built.null_count == values.count(None)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 3, 9])
+def test_datetimes_of_reads_values_and_nulls_at_any_offset(offset: int) -> None:
+    seconds = [0, None, 86_400, None, -1, 1_700_000_000, None, 5, 6, 7, 8, None]
+    array = pa.array(seconds, type=pa.timestamp("s")).slice(offset)
+    got = datetimes_of(array)
+    assert got.dtype == np.dtype("datetime64[s]")
+    assert [None if np.isnat(v) else int(v.astype(np.int64)) for v in got] == seconds[offset:]

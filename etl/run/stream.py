@@ -251,9 +251,9 @@ class _Chunk:
         t = None
         if self.rows:
             # Waits on the import lock if the preload has not finished yet.
-            from etl.transform.frames import transform_rows
+            from etl.transform.frames import transform_columns
 
-            t = transform_rows(self.rows, page_offsets=self.offsets,
+            t = transform_columns(self.rows, page_offsets=self.offsets,
                                source_timezone=source_timezone)
         raw, dups = self.raw, self.dups
         # The row dicts go before the write binds its tuples, so the two never coexist: ~1 KiB
@@ -266,7 +266,7 @@ class _Chunk:
 def _consume_pages(pages: Iterable[Any], sink: Sink, *, source_timezone: str, store_raw: bool,
                    on_progress: ProgressCallback | None, total: Callable[[], int | None],
                    chunk_sizes: ChunkSizes) -> Tally:
-    preload("etl.transform.frames")  # pandas and pyarrow, while the first pages arrive
+    preload("etl.transform.frames")  # numpy and pyarrow, while the first pages arrive
     tally = Tally()
     chunk, chunk_rows = _Chunk(), chunk_sizes.start()
     current_pass: int | None = None

@@ -4,19 +4,32 @@ for both engines (``etl.store.load``, ``etl.store.pg_load``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from etl.integers import DUPLICATE_ID
 
 
-def bind_columns(frame: Any, columns: Sequence[str]) -> list[list[Any]]:
-    """Frame -> one list per column, None for missing values (pandas NA is not bindable).
+@runtime_checkable
+class BindableColumns(Protocol):
+    """Columns that are lists of bindable values already (``etl.transform.frames.Table``)."""
 
-    Through ``to_numpy(object, na_value=None)``: about twice as fast as
-    ``astype(object).where(...).itertuples()`` (measured; per-value conversion is the cost).
+    def __len__(self) -> int: ...
+
+    def bind_values(self, name: str) -> list[Any]: ...
+
+
+def bind_columns(frame: Any, columns: Sequence[str]) -> list[list[Any]]:
+    """A transformed frame -> one list per column, None for missing values.
+
+    A sync's ``etl.transform.frames.Table`` holds such lists already (its columns are given
+    as they are: read, never changed); a pandas frame (``transform_rows``, the library's
+    callers) goes through ``to_numpy(object, na_value=None)``, since pandas NA is not bindable:
+    about twice as fast as ``astype(object).where(...).itertuples()`` (measured).
     """
     if frame is None or len(frame) == 0:
         return []
+    if isinstance(frame, BindableColumns):
+        return [frame.bind_values(c) for c in columns]
     return [frame[c].array.to_numpy(dtype=object, na_value=None).tolist() for c in columns]
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import sys
+import threading
 from collections.abc import Callable
+from types import ModuleType
 
 from etl.errors import ConfigError
 from etl.store import schema_v4, trends
@@ -211,9 +214,7 @@ def ensure_schema(conn: sqlite3.Connection) -> int:
         return version
     # sqlite-utils is imported only here, when a database is created or upgraded: its import
     # costs ~0.24 s, a real share of a 180-row nightly sync that finds nothing to migrate.
-    import sqlite_utils
-
-    db = sqlite_utils.Database(conn, recursive_triggers=False)
+    db = _sqlite_utils().Database(conn, recursive_triggers=False)
     conn.execute("BEGIN IMMEDIATE")
     try:
         view_names = set(db.view_names())
@@ -234,6 +235,44 @@ def ensure_schema(conn: sqlite3.Connection) -> int:
             conn.execute("ROLLBACK")
         raise
     return SCHEMA_VERSION
+
+
+class _NoPandasHere:
+    """A finder that makes ``import pandas`` fail on the thread that set ``hiding``, and only
+    there: other threads importing at the same moment see nothing of it."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if getattr(self.local, "hiding", False) and name.partition(".")[0] == "pandas":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+_NO_PANDAS = _NoPandasHere()
+
+
+def _sqlite_utils() -> ModuleType:
+    """sqlite-utils, imported without pandas unless pandas is loaded already.
+
+    sqlite-utils imports pandas when it is installed, for one thing only: to give
+    ``pandas.Timestamp`` values TEXT columns on insert. Nothing here inserts through it, and
+    that import would cost the sync that creates a database ~0.15-0.3 s, while a sync never
+    imports pandas otherwise. So pandas is hidden from that one import, on this thread only;
+    sqlite-utils takes the failed import as "not installed".
+    """
+    if "sqlite_utils" not in sys.modules and "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _NO_PANDAS)
+        _NO_PANDAS.local.hiding = True
+        try:
+            import sqlite_utils
+        finally:
+            _NO_PANDAS.local.hiding = False
+            sys.meta_path.remove(_NO_PANDAS)
+    import sqlite_utils
+
+    return sqlite_utils
 
 
 @functools.cache

@@ -2,7 +2,9 @@
 
 ``transform_rows(rows, page_offsets=..., source_timezone=...)`` returns a ``Transformed``
 (``images``, ``rejects``, ``quality_issues``) whose columns and dtypes are ``IMAGE_DTYPES``,
-``REJECT_DTYPES`` and ``ISSUE_DTYPES``.
+``REJECT_DTYPES`` and ``ISSUE_DTYPES``, as pandas frames. A sync uses
+``etl.transform.frames.transform_columns``: the same tables as lists of bindable values,
+without pandas.
 
 Names load on first use: importing ``etl.transform`` alone imports neither pandas nor pyarrow.
 """

@@ -10,7 +10,9 @@ zone).
 Wall-clock times that a DST change makes ambiguous (the repeated hour in autumn) resolve to the
 first occurrence, i.e. the earlier instant; times that do not exist (the skipped hour in spring)
 move forward to the first instant after the gap (02:30 in a 02:00 -> 03:00 gap becomes 03:00).
-Results outside years 0001-9999 are unparseable. Pure: no I/O, no clock.
+Results outside years 0001-9999 are unparseable. Pure: no I/O, no clock. pandas is imported only
+for the rare values that need it (an impossible day of a month, wall-clock time in a zone other
+than UTC), so a sync of UTC data never loads it.
 """
 
 from __future__ import annotations
@@ -23,12 +25,11 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.errors import ConfigError
-from etl.transform.values import NOT_A_STRING
+from etl.transform.values import NOT_A_STRING, arrow_strings, clean_text, datetimes_of
 
 EMPTY = "empty timestamp"
 UNPARSEABLE = "unparseable timestamp"
@@ -72,21 +73,21 @@ def zone_offset_seconds(suffix: str) -> int | None:
 
 
 def to_utc_text(values: Sequence[Any], source_timezone: str = "UTC"
-                ) -> tuple[pd.api.extensions.ExtensionArray, dict[int, str]]:
-    """Normalise raw values to a ``string`` array of UTC text.
+                ) -> tuple[list[str | None], dict[int, str]]:
+    """Normalise raw values to UTC text.
 
-    Returns the array (``<NA>`` where absent or bad) and ``{position: problem}`` for every value
+    Returns the texts (None where absent or bad) and ``{position: problem}`` for every value
     that was present but could not be used. ``None`` (JSON null or a missing field) is simply
-    absent: ``<NA>`` with no problem.
+    absent: None with no problem.
     """
     tz = zone_named(source_timezone)
     n = len(values)
     problems: dict[int, str] = {}
-    try:
-        # The common case, strings and nulls only: Arrow converts (and type-checks) in one go.
-        arr = pa.array(values, type=pa.string())
+    values = values if isinstance(values, list) else list(values)
+    if clean_text(values):  # the common case: strings and nulls only
+        arr = arrow_strings(values)
         positions = np.arange(n)
-    except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
+    else:
         is_str = np.fromiter(map(str.__instancecheck__, values), bool, n)
         is_none = np.fromiter(map(operator.is_, values, repeat(None)), bool, n)
         for i in np.flatnonzero(~is_str & ~is_none):
@@ -99,8 +100,7 @@ def to_utc_text(values: Sequence[Any], source_timezone: str = "UTC"
         index = np.full(n, -1, dtype=np.int64)
         index[positions] = np.arange(len(positions))
         parsed = parsed.take(pa.array(index, mask=index < 0))
-    # pandas' "string" dtype is Arrow large_string underneath: wrap, don't copy.
-    return pd.arrays.ArrowStringArray(parsed.cast(pa.large_string())), problems
+    return parsed.to_pylist(), problems
 
 
 def _arrow_strings(texts: list[str], positions: np.ndarray, problems: dict[int, str]
@@ -128,7 +128,9 @@ def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, positions: np.ndarr
     ``positions[i]`` is where ``strings[i]`` sits in the caller's values (for ``problems``).
     """
     arr = pc.utf8_trim_whitespace(strings)
-    valid = pc.fill_null(pc.match_substring_regex(arr, _TIMESTAMP_RE), False)
+    # Null (absent) is not valid: the match AND "present", null-free (no fill_null(False):
+    # a Python scalar would make pyarrow import pandas, see arrow_strings).
+    valid = pc.and_kleene(pc.match_substring_regex(arr, _TIMESTAMP_RE), pc.is_valid(arr))
     invalid_np = None
     if pc.all(valid).as_py() is False:
         invalid_np = ~valid.to_numpy(zero_copy_only=False)
@@ -145,9 +147,11 @@ def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, positions: np.ndarr
     base_bytes = pc.binary_replace_slice(pc.binary_slice(raw, 0, 19), 10, 11, "T")
     base = base_bytes.cast(pa.string())
     try:
-        local = pc.cast(base, pa.timestamp("s")).to_numpy(zero_copy_only=False)
+        local = datetimes_of(pc.cast(base, pa.timestamp("s")))
     except pa.ArrowInvalid:
         # An impossible day of the month (02-30): let pandas turn just those into NaT.
+        import pandas as pd
+
         local = pd.to_datetime(pd.Series(base.to_numpy(zero_copy_only=False)),
                                format="%Y-%m-%dT%H:%M:%S", errors="coerce").to_numpy()
     local = local.astype("datetime64[s]")
@@ -216,6 +220,8 @@ def _localize(wall: np.ndarray, tz: zoneinfo.ZoneInfo) -> np.ndarray:
     edge = (wall < _FIRST_FULL_DAY) | (wall >= _LAST_DAY)
     utc = np.empty_like(wall)
     if (~edge).any():
+        import pandas as pd
+
         inner_wall = wall[~edge]
         index = pd.DatetimeIndex(inner_wall)
         # ambiguous=True takes the pre-transition (first, earlier) reading of a repeated hour.

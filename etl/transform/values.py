@@ -4,7 +4,8 @@ The per-value rules of ``etl.transform.frames`` (see its docstring): integers by
 (int64, integral strings and floats accepted), text kept exactly, and the text of a bad value as
 it will be shown in ``raw_value`` / ``raw``. ``field_values`` takes the fields out of the rows
 first. The common case (every value already the right type) runs in numpy or Arrow; only values
-that are not go through Python one by one.
+that are not go through Python one by one. No pandas here: a sync binds these columns as they
+are and never imports it (``etl.transform.frames``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import json
 import operator
 from collections.abc import Callable, Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 # The integer rule and its problem words live in etl.integers (the extractor uses it too).
@@ -29,6 +29,7 @@ INVALID_UNICODE = "invalid Unicode"
 _JSON_UTF8 = json.JSONEncoder(ensure_ascii=False, default=str)
 _JSON_ASCII = json.JSONEncoder(default=str)
 _NONE = type(None)
+_TEXT_TYPES = {str, _NONE}
 
 
 def raw_json(value: Any) -> str:
@@ -94,38 +95,85 @@ def int_column(values: list[Any], rule: IntRule = coerce_int, *, smallest: int =
     return numbers, valid, problems
 
 
-def text_column(values: list[Any]) -> tuple[pd.api.extensions.ExtensionArray, dict[int, str]]:
-    """Raw values -> (``string`` array, {position: problem}); text is kept exactly."""
+def clean_text(values: list[Any]) -> bool:
+    """Whether every value is a string with a UTF-8 form, or None: the common case, checked
+    in C. The strings are joined and the join encoded, unless it is ASCII (known at once)."""
+    if not set(map(type, values)) <= _TEXT_TYPES:
+        return False
+    joined = "".join(filter(None, values))
+    if joined.isascii():
+        return True
     try:
-        # Straight to Arrow (pandas' "string" storage), twice as fast as pd.array(list); Arrow
-        # refuses non-strings and lone surrogates itself, which sends us the careful way below.
-        return strings(pa.array(values, type=pa.large_string())), {}
-    except (UnicodeEncodeError, pa.ArrowInvalid, pa.ArrowTypeError):
-        pass
+        joined.encode("utf-8")  # a lone surrogate (JSON "\ud800") has no UTF-8 form
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def text_column(values: list[Any]) -> tuple[list[str | None], dict[int, str]]:
+    """Raw values -> (the same values with None for each bad one, {position: problem}); text is
+    kept exactly. Clean input comes back as the very list given (no copy)."""
+    if clean_text(values):
+        return values, {}
     problems: dict[int, str] = {}
-    is_text = np.fromiter(map(isinstance, values, repeat((str, _NONE))), bool, len(values))
     values = list(values)
-    for i in map(int, np.flatnonzero(~is_text)):
-        problems[i] = NOT_A_STRING
-        values[i] = None
-    try:
-        return strings(pa.array(values, type=pa.large_string())), problems
-    except (UnicodeEncodeError, pa.ArrowInvalid):
-        pass
-    # A lone surrogate (JSON "\ud800") has no UTF-8 form: find it the slow way.
     for i, value in enumerate(values):
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                problems[i] = INVALID_UNICODE
-                values[i] = None
-    return strings(pa.array(values, type=pa.large_string())), problems
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            problems[i] = NOT_A_STRING
+            values[i] = None
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problems[i] = INVALID_UNICODE
+            values[i] = None
+    return values, problems
 
 
-def strings(arrow: pa.Array) -> pd.api.extensions.ExtensionArray:
-    """An Arrow large_string array as pandas' ``string`` dtype, without a copy."""
-    return pd.arrays.ArrowStringArray(arrow)
+def arrow_strings(values: list[str | None]) -> pa.Array:
+    """``clean_text`` values as an Arrow ``string`` array, built from its buffers.
+
+    Not ``pa.array``: pyarrow imports pandas on the first conversion of Python or numpy data
+    (its pandas shim asks whether the input is a pandas object), ~0.15-0.2 s of a sync's GIL
+    time that a sync has no other use for. Also ``to_numpy`` on an Arrow array does so; see
+    ``datetimes_of``.
+    """
+    n = len(values)
+    nulls = values.count(None)
+    texts: list[str] = cast("list[str]", values) if nulls == 0 else [v or "" for v in values]
+    joined = "".join(texts)
+    if joined.isascii():
+        data = joined.encode("ascii")
+        lengths = np.fromiter(map(len, texts), np.int64, n)
+    else:
+        encoded = [t.encode("utf-8") for t in texts]
+        data = b"".join(encoded)
+        lengths = np.fromiter(map(len, encoded), np.int64, n)
+    if len(data) >= 2**31:  # beyond 32-bit offsets: let Arrow choose (never a chunk's size)
+        return pa.array(values, type=pa.large_string()).cast(pa.string())
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    validity = None
+    if nulls:
+        present = np.fromiter(map(operator.is_not, values, repeat(None)), bool, n)
+        validity = pa.py_buffer(np.packbits(present, bitorder="little"))
+    return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(offsets),
+                                                  pa.py_buffer(data)], null_count=nulls)
+
+
+def datetimes_of(array: pa.TimestampArray) -> np.ndarray:
+    """An Arrow timestamp array as numpy ``datetime64`` of its unit, NaT where null, read from
+    its buffers (``to_numpy`` imports pandas, as ``arrow_strings`` says)."""
+    n, start = len(array), array.offset
+    validity, data = array.buffers()[:2]
+    out = np.frombuffer(data, dtype=f"datetime64[{array.type.unit}]", count=start + n)[start:]
+    out = out.copy()
+    if array.null_count:
+        bits = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
+        out[bits[start:start + n] == 0] = np.datetime64("NaT")
+    return out
 
 
 def field_values(rows: list[dict[str, Any]], fields: Sequence[str], *, block: int = 2000
