@@ -33,9 +33,12 @@ class ChunkSizes:
     extra flushes, and ``largest`` bounds memory."""
 
     first: int = 2_000
-    # 15,000, not 20,000: peak RSS of a 1M-row sync 259 -> 246 MiB at the same CPU (12,000:
-    # 239 MiB but ~9 % more CPU), measured on a quiet machine with benchmarks.ab.
-    largest: int = 15_000
+    # 30,000: each chunk's transform and merge hand the GIL back and forth a fixed number of
+    # times (Arrow and SQLite calls), and each time back costs a wait behind the page fetchers;
+    # fewer chunks, fewer waits. Against 15,000, a 200k-row sync took 9-10 % less wall time and
+    # 1M rows 6-11 %, peak RSS 1M rows 186 -> 204 MiB (40,000: the same time, more memory;
+    # 60,000: slower, 234 MiB at 200k). Measured alternating, docs/development/benchmarks.md.
+    largest: int = 30_000
 
     def start(self) -> int:
         return min(self.first, self.largest)
