@@ -6,7 +6,10 @@ process of its own. Every sync is a fresh process into a new database; the figur
 child's own CPU time (user + sys, ``os.wait4``), wall time and peak RSS, median (min-max). On a
 machine shared with other work, CPU time is the figure to compare: wall time is noise there.
 
-Usage: python -m benchmarks.ab --base main [--rows 200000] [--repeat 7] [--concurrency 4]
+With ``--again`` each side first syncs once, untimed, into a database of its own, and every timed
+run is a second sync into it: the nightly job's case (``--rows 180``).
+
+Usage: python -m benchmarks.ab --base main [--rows 200000] [--repeat 7] [--concurrency 4] [--again]
 """
 
 from __future__ import annotations
@@ -95,21 +98,26 @@ def line(label: str, samples: list[Sample]) -> str:
             f"   peak RSS {statistics.median(s.rss_mib for s in samples):5.0f} MiB")
 
 
-def arguments(module: str, doc: str, argv: list[str] | None) -> argparse.Namespace:
-    """An A/B tool's options (``--base``, ``--rows``, ``--repeat``, ``--concurrency``), parsed;
-    the machine and the command printed first."""
+def arguments(module: str, doc: str, argv: list[str] | None, *, again_option: bool = False
+              ) -> argparse.Namespace:
+    """An A/B tool's options (``--base``, ``--rows``, ``--repeat``, ``--concurrency``, and
+    ``--again`` where the tool has it), parsed; the machine and the command printed first."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--base", required=True, help="git revision for A (B is this checkout)")
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--concurrency", type=int, default=4)
+    if again_option:
+        ap.add_argument("--again", action="store_true",
+                        help="time second syncs into one database per side (the nightly case)")
     args = ap.parse_args(argv)
     header(module, argv)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = arguments("benchmarks.ab", __doc__, argv)
+    args = arguments("benchmarks.ab", __doc__, argv, again_option=True)
+    again = args.again
     with tempfile.TemporaryDirectory(prefix="swr-ab-") as tmp, \
             SimulatorProcess(args.rows) as sim:
         work = Path(tmp)
@@ -119,14 +127,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}: {resolved(tree)}")
         sim.warm_up()
         samples: dict[str, list[Sample]] = {label: [] for label in trees}
+        for label, tree in trees.items() if again else ():
+            measure(tree_sync(sim.url, work / f"kept-{label[0]}.db", args.concurrency),
+                    env=tree_env(tree))
         for i in range(args.repeat):
             for label, tree in trees.items():
-                db = work / f"{i}-{len(samples[label])}-{label[0]}.db"
+                db = work / (f"kept-{label[0]}.db" if again
+                             else f"{i}-{len(samples[label])}-{label[0]}.db")
                 samples[label].append(measure(tree_sync(sim.url, db, args.concurrency),
                                               env=tree_env(tree)))
-                for p in work.glob(f"{db.name}*"):
+                for p in work.glob(f"{db.name}*") if not again else ():
                     p.unlink()
-    print(f"\nsync of {args.rows:,} rows into a new database, {args.repeat} alternating runs:")
+    into = "a database it synced before" if again else "a new database"
+    print(f"\nsync of {args.rows:,} rows into {into}, {args.repeat} alternating runs:")
     summary(samples)
     return 0
 
