@@ -1,9 +1,8 @@
 """Importing heavy modules on a thread of their own while the caller goes on with other work.
 
 A sync imports its transform (numpy, pyarrow) while the first pages are fetched; an HTML report
-imports matplotlib and Jinja2 while SQLite computes the trends. Either import is a good part of
-a second of Python that would otherwise wait for the network or the database, which both let go
-of the GIL.
+imports matplotlib and Jinja2 while SQLite computes the trends. Either import is 0.1-0.5 s of
+Python that would otherwise wait for the network or the database, which both let go of the GIL.
 """
 
 from __future__ import annotations

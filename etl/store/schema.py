@@ -260,7 +260,9 @@ def _sqlite_utils() -> ModuleType:
     ``pandas.Timestamp`` values TEXT columns on insert. Nothing here inserts through it, and
     that import would cost the sync that creates a database ~0.15-0.3 s, while a sync never
     imports pandas otherwise. So pandas is hidden from that one import, on this thread only;
-    sqlite-utils takes the failed import as "not installed".
+    sqlite-utils takes the failed import as "not installed". It then maps no
+    ``pandas.Timestamp`` for the rest of the process: a library caller who inserts those through
+    sqlite-utils imports pandas before opening a database.
     """
     if "sqlite_utils" not in sys.modules and "pandas" not in sys.modules:
         sys.meta_path.insert(0, _NO_PANDAS)
