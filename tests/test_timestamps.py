@@ -293,3 +293,31 @@ def test_a_zone_name_that_is_no_key_is_a_config_error(name: str) -> None:
 def test_a_zone_name_that_is_not_text_is_a_config_error(name: object) -> None:
     with pytest.raises(ConfigError, match="unknown time zone"):
         to_utc_text(["2026-01-10 00:00:00"], name)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai", "America/New_York"])
+def test_year_zero_is_unparseable_in_any_source_zone(zone: str) -> None:
+    # Year 0000 has no Python datetime: in a zone other than UTC its local time once raised
+    # AttributeError (a crash on row content) instead of being an unparseable value.
+    values = ["0000-01-01 00:00:00", "0000-12-31 23:00:00", "0001-01-02 12:00:00"]
+    texts, problems = utc(values, zone)
+    assert texts[:2] == [None, None] and problems[0] == problems[1] == UNPARSEABLE
+    assert texts[2] is not None and 2 not in problems
+
+
+def test_text_too_large_for_one_arrow_array_is_read_in_halves(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Over 2 GiB of text does not fit one Arrow string array; stand in a small limit (more than
+    # three values "do not fit") and the halves must give what one array gives.
+    import etl.transform.timestamps as timestamps
+
+    values = ["2026-01-10 00:00:00", None, "soon", "", "2026-01-10T08:00:00+08:00",
+              "2026-02-30 00:00:00", "2026-01-10 00:00:00Z"] * 3
+    whole = to_utc_text(values, "Asia/Shanghai")
+    real = timestamps.arrow_strings
+    monkeypatch.setattr(timestamps, "arrow_strings",
+                        lambda v: None if len(v) > 3 else real(v))
+    assert to_utc_text(values, "Asia/Shanghai") == whole
+    assert to_utc_text(["2026-01-10 00:00:00"] * 4, "UTC")[0] == ["2026-01-10T00:00:00Z"] * 4
+    monkeypatch.setattr(timestamps, "arrow_strings", lambda v: None)  # one value over 2 GiB
+    assert to_utc_text(["2026-01-10 00:00:00", None], "UTC") == ([None, None], {0: UNPARSEABLE})

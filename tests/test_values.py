@@ -3,21 +3,25 @@ gives the answer the one-value-at-a-time rule gives, and raw values are shown as
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.integers import BOOLEAN, FRACTIONAL, INT64_MAX, NEGATIVE, TOO_BIG, ZERO, coerce_id
 from etl.transform.values import (
     INVALID_UNICODE,
     NOT_A_STRING,
+    arrow_of,
     arrow_strings,
     clean_text,
-    datetimes_of,
     field_values,
     int_column,
+    numpy_of,
     raw_json,
     raw_text,
     text_column,
@@ -143,6 +147,7 @@ def test_clean_text(values: list[object], clean: bool) -> None:
     assert clean_text(values) is clean
 
 
+@settings(deadline=None)  # the first example pays for building pyarrow's kernels
 @given(st.lists(st.one_of(st.none(), st.text(
     alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)), max_size=30))
 def test_arrow_strings_is_what_pyarrow_builds(values: list[str | None]) -> None:
@@ -153,9 +158,51 @@ def test_arrow_strings_is_what_pyarrow_builds(values: list[str | None]) -> None:
 
 
 @pytest.mark.parametrize("offset", [0, 1, 3, 9])
-def test_datetimes_of_reads_values_and_nulls_at_any_offset(offset: int) -> None:
+def test_numpy_of_reads_values_and_nulls_at_any_offset(offset: int) -> None:
     seconds = [0, None, 86_400, None, -1, 1_700_000_000, None, 5, 6, 7, 8, None]
     array = pa.array(seconds, type=pa.timestamp("s")).slice(offset)
-    got = datetimes_of(array)
+    got = numpy_of(array, "datetime64[s]", null=np.datetime64("NaT"))
     assert got.dtype == np.dtype("datetime64[s]")
     assert [None if np.isnat(v) else int(v.astype(np.int64)) for v in got] == seconds[offset:]
+    codes = pa.array([3, 1, 4, 1, 5, 9, 2, 6], type=pa.int32()).slice(offset % 8)
+    assert numpy_of(codes, "int32").tolist() == codes.to_pylist()
+    flags = pa.array([True, False, True, True, False, False, True, False, True]).slice(offset % 9)
+    assert numpy_of(flags, "bool").tolist() == flags.to_pylist()
+    with pytest.raises(ValueError, match="nulls"):
+        numpy_of(pa.array([1, None], type=pa.int32()), "int32")
+
+
+@pytest.mark.parametrize("mask", [None, [False] * 5, [True, False, False, True, False]])
+def test_arrow_of_is_what_pyarrow_builds(mask: list[bool] | None) -> None:
+    values = np.array([0, -1, 86_400, 1_700_000_000, 5], dtype="datetime64[s]")
+    got = arrow_of(values, pa.timestamp("s"), None if mask is None else np.array(mask))
+    want = pa.array(values, type=pa.timestamp("s"), mask=None if mask is None else np.array(mask))
+    got.validate(full=True)
+    assert got.equals(want)
+    flags = np.array([True, False, False, True, True])
+    got_flags = arrow_of(flags, pa.bool_(), None if mask is None else np.array(mask))
+    assert got_flags.equals(pa.array(flags, mask=None if mask is None else np.array(mask)))
+
+
+def test_the_common_path_leaves_pandas_unimported() -> None:
+    """pyarrow imports pandas on its first ``pa.array`` of Python data, first ``to_numpy`` and
+    first Python scalar: text and timestamps in a UTC source, absent, empty and bad ones
+    included, must make none of those calls (a sync would pay ~0.15 s for pandas otherwise)."""
+    script = (
+        "import sys\n"
+        "from etl.transform.values import text_column, arrow_strings\n"
+        "from etl.transform.timestamps import to_utc_text\n"
+        "texts = ['library', None, 'caf\u00e9', ''] * 50\n"
+        "assert text_column(texts) == (texts, {})\n"
+        "assert len(arrow_strings(texts)) == 200\n"
+        "stamps = ['2026-09-30 07:07:45', None, '2026-09-30T07:07:45Z', "
+        "'2026-09-30T15:07:45.5+08:00', '', 'soon', '0000-01-01 00:00:00'] * 50\n"
+        "texts, problems = to_utc_text(stamps)\n"
+        "assert texts[:7] == ['2026-09-30T07:07:45Z', None, '2026-09-30T07:07:45Z', "
+        "'2026-09-30T07:07:45Z', None, None, None], texts[:7]\n"
+        "assert [problems[i] for i in (4, 5, 6)] == ['empty timestamp', "
+        "'unparseable timestamp', 'unparseable timestamp'], problems\n"
+        "print('pandas' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr

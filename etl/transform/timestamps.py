@@ -22,14 +22,14 @@ import zoneinfo
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from itertools import repeat
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.errors import ConfigError
-from etl.transform.values import NOT_A_STRING, arrow_strings, clean_text, datetimes_of
+from etl.transform.values import NOT_A_STRING, arrow_of, arrow_strings, clean_text, numpy_of
 
 EMPTY = "empty timestamp"
 UNPARSEABLE = "unparseable timestamp"
@@ -43,6 +43,9 @@ _TIMESTAMP_RE = (
 )
 _FRACTION_RE = r"^\.[0-9]*"
 _STAND_IN = "1970-01-01 00:00:00"
+# Scalars taken out of arrays built from buffers: ``pa.scalar`` would import pandas (values.py).
+_STAND_IN_SCALAR = cast(pa.Array, arrow_strings([_STAND_IN]))[0]
+_NULL_BINARY = cast(pa.Array, arrow_strings([None])).cast(pa.binary())[0]
 _MIN = np.datetime64("0001-01-01T00:00:00", "s")
 _MAX = np.datetime64("9999-12-31T23:59:59", "s")
 _FIRST_FULL_DAY = np.datetime64("0001-01-02T00:00:00", "s")
@@ -84,8 +87,11 @@ def to_utc_text(values: Sequence[Any], source_timezone: str = "UTC"
     n = len(values)
     problems: dict[int, str] = {}
     values = values if isinstance(values, list) else list(values)
-    if clean_text(values):  # the common case: strings and nulls only
-        arr = arrow_strings(values)
+    clean = clean_text(values)  # the common case: strings and nulls only
+    arr = arrow_strings(values) if clean else None
+    if clean and arr is None:
+        return _in_halves(values, source_timezone)
+    if arr is not None:
         positions = np.arange(n)
     else:
         is_str = np.fromiter(map(str.__instancecheck__, values), bool, n)
@@ -99,8 +105,21 @@ def to_utc_text(values: Sequence[Any], source_timezone: str = "UTC"
         # Scatter the parsed strings back: a null index in take() yields a null value.
         index = np.full(n, -1, dtype=np.int64)
         index[positions] = np.arange(len(positions))
-        parsed = parsed.take(pa.array(index, mask=index < 0))
+        parsed = parsed.take(arrow_of(index, pa.int64(), mask=index < 0))
     return parsed.to_pylist(), problems
+
+
+def _in_halves(values: list[str | None], source_timezone: str
+               ) -> tuple[list[str | None], dict[int, str]]:
+    """``to_utc_text`` of values whose text is over 2 GiB (one Arrow string array's limit), a
+    half at a time. A single such value is no timestamp."""
+    if len(values) == 1:
+        return [None], {} if values[0] is None else {0: UNPARSEABLE}
+    half = len(values) // 2
+    first, first_problems = to_utc_text(values[:half], source_timezone)
+    second, second_problems = to_utc_text(values[half:], source_timezone)
+    first_problems.update((half + i, problem) for i, problem in second_problems.items())
+    return first + second, first_problems
 
 
 def _arrow_strings(texts: list[str], positions: np.ndarray, problems: dict[int, str]
@@ -133,21 +152,23 @@ def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, positions: np.ndarr
     valid = pc.and_kleene(pc.match_substring_regex(arr, _TIMESTAMP_RE), pc.is_valid(arr))
     invalid_np = None
     if pc.all(valid).as_py() is False:
-        invalid_np = ~valid.to_numpy(zero_copy_only=False)
-        empty_np = pc.fill_null(pc.equal(arr, ""), False).to_numpy(zero_copy_only=False)
-        present_np = arr.is_valid().to_numpy(zero_copy_only=False)
+        # Absent values are common (JSON null): this path reads Arrow through buffers too.
+        invalid_np = ~numpy_of(valid, "bool")
+        empty_np = numpy_of(pc.binary_length(arr), "int32", null=-1) == 0
+        present_np = numpy_of(arr.is_valid(), "bool")
         for i in np.flatnonzero(invalid_np & present_np):
             problems[int(positions[i])] = EMPTY if empty_np[i] else UNPARSEABLE
         # Keep every row in place (no filter, no scatter back): a harmless stand-in for the
         # rejected values flows through and is masked out at the end.
-        arr = pc.if_else(valid, arr, pa.scalar(_STAND_IN, pa.string()))
+        arr = pc.if_else(valid, arr, _STAND_IN_SCALAR)
     # The regex fixed every position: bytes 0-18 are the date and time (separator at 10),
     # the zone and any fraction follow. Work on bytes: Arrow's binary kernels are the fast ones.
     raw = arr.cast(pa.binary())
     base_bytes = pc.binary_replace_slice(pc.binary_slice(raw, 0, 19), 10, 11, "T")
     base = base_bytes.cast(pa.string())
     try:
-        local = datetimes_of(pc.cast(base, pa.timestamp("s")))
+        local = numpy_of(pc.cast(base, pa.timestamp("s")), "datetime64[s]",
+                         null=np.datetime64("NaT"))
     except pa.ArrowInvalid:
         # An impossible day of the month (02-30): let pandas turn just those into NaT.
         import pandas as pd
@@ -161,14 +182,15 @@ def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, positions: np.ndarr
     if invalid_np is not None:
         bad |= invalid_np
     if shifted:
-        text = pc.cast(pa.array(utc, type=pa.timestamp("s"), mask=bad), pa.string())
+        text = pc.cast(arrow_of(utc.astype("datetime64[s]"), pa.timestamp("s"), mask=bad),
+                       pa.string())
         # "YYYY-MM-DD HH:MM:SS" -> "YYYY-MM-DDTHH:MM:SS"
         text = pc.binary_replace_slice(text.cast(pa.binary()), 10, 11, "T")
     else:
         # Already UTC wall-clock text (the documented form, naive, in a UTC source): reuse it.
         text = base_bytes
         if bad.any():
-            text = pc.if_else(pa.array(bad), pa.scalar(None, pa.binary()), text)
+            text = pc.if_else(arrow_of(bad, pa.bool_()), _NULL_BINARY, text)
     return pc.binary_replace_slice(text, 19, 19, "Z").cast(pa.string())
 
 
@@ -179,7 +201,7 @@ def _to_utc(local: np.ndarray, suffixes: pa.Array, tz: zoneinfo.ZoneInfo
     if len(suffixes) and pc.max(pc.binary_length(suffixes)).as_py() > 0:
         zones = pc.replace_substring_regex(suffixes.cast(pa.string()), _FRACTION_RE, "")
         encoded = pc.dictionary_encode(zones)
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        codes = numpy_of(encoded.indices, "int32")  # no nulls: absent values carry the stand-in
         # Few distinct suffixes per chunk: parse each once.
         offsets = np.zeros(len(encoded.dictionary), dtype=np.int64)
         naive_code = np.zeros(len(encoded.dictionary), dtype=bool)
@@ -234,6 +256,9 @@ def _localize(wall: np.ndarray, tz: zoneinfo.ZoneInfo) -> np.ndarray:
             inner[i] = _gap_end(inner_wall[i], tz)
         utc[~edge] = inner
     for i in np.flatnonzero(edge):
+        if wall[i] < _MIN:  # year 0000: no Python datetime, no local time; out of range
+            utc[i] = np.datetime64("NaT")
+            continue
         offset = wall[i].astype(object).replace(tzinfo=tz).utcoffset()
         utc[i] = wall[i] - np.timedelta64(int(offset.total_seconds()), "s")
     return utc

@@ -132,13 +132,14 @@ def text_column(values: list[Any]) -> tuple[list[str | None], dict[int, str]]:
     return values, problems
 
 
-def arrow_strings(values: list[str | None]) -> pa.Array:
-    """``clean_text`` values as an Arrow ``string`` array, built from its buffers.
+def arrow_strings(values: list[str | None]) -> pa.Array | None:
+    """``clean_text`` values as an Arrow ``string`` array, built from its buffers; None when
+    their UTF-8 text does not fit the array's 32-bit offsets (2 GiB: split the values).
 
     Not ``pa.array``: pyarrow imports pandas on the first conversion of Python or numpy data
     (its pandas shim asks whether the input is a pandas object), ~0.15-0.2 s of a sync's GIL
     time that a sync has no other use for. Also ``to_numpy`` on an Arrow array does so; see
-    ``datetimes_of``.
+    ``numpy_of`` and ``arrow_of``.
     """
     n = len(values)
     nulls = values.count(None)
@@ -151,8 +152,8 @@ def arrow_strings(values: list[str | None]) -> pa.Array:
         encoded = [t.encode("utf-8") for t in texts]
         data = b"".join(encoded)
         lengths = np.fromiter(map(len, encoded), np.int64, n)
-    if len(data) >= 2**31:  # beyond 32-bit offsets: let Arrow choose (never a chunk's size)
-        return pa.array(values, type=pa.large_string()).cast(pa.string())
+    if int(lengths.sum()) > np.iinfo(np.int32).max:
+        return None
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     validity = None
@@ -163,17 +164,38 @@ def arrow_strings(values: list[str | None]) -> pa.Array:
                                                   pa.py_buffer(data)], null_count=nulls)
 
 
-def datetimes_of(array: pa.TimestampArray) -> np.ndarray:
-    """An Arrow timestamp array as numpy ``datetime64`` of its unit, NaT where null, read from
-    its buffers (``to_numpy`` imports pandas, as ``arrow_strings`` says)."""
+def numpy_of(array: pa.Array, dtype: str, null: Any = None) -> np.ndarray:
+    """A fixed-width Arrow array (booleans, integers, timestamps) as a numpy array of ``dtype``,
+    ``null`` where the array has nulls, read from its buffers (``to_numpy`` imports pandas, as
+    ``arrow_strings`` says). An array with nulls and no ``null`` given raises ValueError."""
     n, start = len(array), array.offset
     validity, data = array.buffers()[:2]
-    out = np.frombuffer(data, dtype=f"datetime64[{array.type.unit}]", count=start + n)[start:]
-    out = out.copy()
+    if pa.types.is_boolean(array.type):  # one bit per value
+        bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
+        out = bits[start:start + n].astype(dtype)
+    else:
+        out = np.frombuffer(data, dtype=dtype, count=start + n)[start:].copy()
     if array.null_count:
+        if null is None:
+            raise ValueError(f"{array.null_count} nulls in an array read without a null value")
         bits = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
-        out[bits[start:start + n] == 0] = np.datetime64("NaT")
+        out[bits[start:start + n] == 0] = null
     return out
+
+
+def arrow_of(values: np.ndarray, type_: pa.DataType, mask: np.ndarray | None = None) -> pa.Array:
+    """A numpy array of fixed-width values as an Arrow array of ``type_`` (null where ``mask``
+    is True), built from buffers: ``pa.array`` would import pandas (``arrow_strings``)."""
+    n = len(values)
+    validity, nulls = None, 0
+    if mask is not None and mask.any():
+        nulls = int(mask.sum())
+        validity = pa.py_buffer(np.packbits(~mask, bitorder="little"))
+    if pa.types.is_boolean(type_):  # one bit per value
+        data = pa.py_buffer(np.packbits(values.astype(bool), bitorder="little"))
+    else:
+        data = pa.py_buffer(np.ascontiguousarray(values))
+    return pa.Array.from_buffers(type_, n, [validity, data], null_count=nulls)
 
 
 def field_values(rows: list[dict[str, Any]], fields: Sequence[str], *, block: int = 2000
