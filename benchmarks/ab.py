@@ -117,7 +117,6 @@ def arguments(module: str, doc: str, argv: list[str] | None, *, again_option: bo
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments("benchmarks.ab", __doc__, argv, again_option=True)
-    again = args.again
     with tempfile.TemporaryDirectory(prefix="swr-ab-") as tmp, \
             SimulatorProcess(args.rows) as sim:
         work = Path(tmp)
@@ -127,18 +126,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}: {resolved(tree)}")
         sim.warm_up()
         samples: dict[str, list[Sample]] = {label: [] for label in trees}
-        for label, tree in trees.items() if again else ():
-            measure(tree_sync(sim.url, work / f"kept-{label[0]}.db", args.concurrency),
-                    env=tree_env(tree))
+        if args.again:  # each side's database, made once and untimed
+            for label, tree in trees.items():
+                measure(tree_sync(sim.url, work / f"kept-{label[0]}.db", args.concurrency),
+                        env=tree_env(tree))
         for i in range(args.repeat):
             for label, tree in trees.items():
-                db = work / (f"kept-{label[0]}.db" if again
-                             else f"{i}-{len(samples[label])}-{label[0]}.db")
+                db = work / (f"kept-{label[0]}.db" if args.again else f"{i}-{label[0]}.db")
                 samples[label].append(measure(tree_sync(sim.url, db, args.concurrency),
                                               env=tree_env(tree)))
-                for p in work.glob(f"{db.name}*") if not again else ():
-                    p.unlink()
-    into = "a database it synced before" if again else "a new database"
+                if not args.again:
+                    for p in work.glob(f"{db.name}*"):
+                        p.unlink()
+    into = "a database it synced before" if args.again else "a new database"
     print(f"\nsync of {args.rows:,} rows into {into}, {args.repeat} alternating runs:")
     summary(samples)
     return 0
