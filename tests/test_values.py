@@ -186,22 +186,27 @@ def test_arrow_of_is_what_pyarrow_builds(mask: list[bool] | None) -> None:
 
 def test_the_common_path_leaves_pandas_unimported() -> None:
     """pyarrow imports pandas on its first ``pa.array`` of Python data, first ``to_numpy`` and
-    first Python scalar: text and timestamps in a UTC source, absent, empty and bad ones
-    included, must make none of those calls (a sync would pay ~0.15 s for pandas otherwise)."""
+    first Python scalar: text and timestamps in a UTC source, absent, empty, bad and
+    non-string ones included, must make none of those calls (a sync would pay ~0.15 s for
+    pandas otherwise)."""
     script = (
         "import sys\n"
         "from etl.transform.values import text_column, arrow_strings\n"
         "from etl.transform.timestamps import to_utc_text\n"
         "texts = ['library', None, 'caf\u00e9', ''] * 50\n"
         "assert text_column(texts) == (texts, {})\n"
+        "assert text_column(['a', 5, '\\ud800'])[1] == {1: 'not a string', "
+        "2: 'invalid Unicode'}\n"
         "assert len(arrow_strings(texts)) == 200\n"
         "stamps = ['2026-09-30 07:07:45', None, '2026-09-30T07:07:45Z', "
-        "'2026-09-30T15:07:45.5+08:00', '', 'soon', '0000-01-01 00:00:00'] * 50\n"
+        "'2026-09-30T15:07:45.5+08:00', '', 'soon', '0000-01-01 00:00:00', 7, "
+        "'\\ud800'] * 50\n"
         "texts, problems = to_utc_text(stamps)\n"
-        "assert texts[:7] == ['2026-09-30T07:07:45Z', None, '2026-09-30T07:07:45Z', "
-        "'2026-09-30T07:07:45Z', None, None, None], texts[:7]\n"
-        "assert [problems[i] for i in (4, 5, 6)] == ['empty timestamp', "
-        "'unparseable timestamp', 'unparseable timestamp'], problems\n"
+        "assert texts[:9] == ['2026-09-30T07:07:45Z', None, '2026-09-30T07:07:45Z', "
+        "'2026-09-30T07:07:45Z', None, None, None, None, None], texts[:9]\n"
+        "assert [problems[i] for i in (4, 5, 6, 7, 8)] == ['empty timestamp', "
+        "'unparseable timestamp', 'unparseable timestamp', 'not a string', "
+        "'unparseable timestamp'], problems\n"
         "print('pandas' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=60)

@@ -17,11 +17,9 @@ than UTC), so a sync of UTC data never loads it.
 
 from __future__ import annotations
 
-import operator
 import zoneinfo
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from itertools import repeat
 from typing import Any, cast
 
 import numpy as np
@@ -29,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from etl.errors import ConfigError
-from etl.transform.values import NOT_A_STRING, arrow_of, arrow_strings, clean_text, numpy_of
+from etl.transform.values import INVALID_UNICODE, arrow_of, arrow_strings, numpy_of, text_column
 
 EMPTY = "empty timestamp"
 UNPARSEABLE = "unparseable timestamp"
@@ -84,32 +82,20 @@ def to_utc_text(values: Sequence[Any], source_timezone: str = "UTC"
     absent: None with no problem.
     """
     tz = zone_named(source_timezone)
-    n = len(values)
-    problems: dict[int, str] = {}
     values = values if isinstance(values, list) else list(values)
-    clean = clean_text(values)  # the common case: strings and nulls only
-    arr = arrow_strings(values) if clean else None
-    if clean and arr is None:
+    # The text rule first (etl.transform.values): a non-string is "not a string"; a lone
+    # surrogate has no UTF-8 form, and no time is written with one: unparseable.
+    texts, problems = text_column(values)
+    for i, problem in problems.items():
+        if problem == INVALID_UNICODE:
+            problems[i] = UNPARSEABLE
+    arr = arrow_strings(texts)
+    if arr is None:
         return _in_halves(values, source_timezone)
-    if arr is not None:
-        positions = np.arange(n)
-    else:
-        is_str = np.fromiter(map(str.__instancecheck__, values), bool, n)
-        is_none = np.fromiter(map(operator.is_, values, repeat(None)), bool, n)
-        for i in np.flatnonzero(~is_str & ~is_none):
-            problems[int(i)] = NOT_A_STRING
-        positions = np.flatnonzero(is_str)
-        arr = _arrow_strings([values[int(i)] for i in positions], positions, problems)
-    parsed = _parse_strings(arr, tz, positions, problems)
-    if len(positions) < n:
-        # Scatter the parsed strings back: a null index in take() yields a null value.
-        index = np.full(n, -1, dtype=np.int64)
-        index[positions] = np.arange(len(positions))
-        parsed = parsed.take(arrow_of(index, pa.int64(), mask=index < 0))
-    return parsed.to_pylist(), problems
+    return _parse_strings(arr, tz, problems).to_pylist(), problems
 
 
-def _in_halves(values: list[str | None], source_timezone: str
+def _in_halves(values: list[Any], source_timezone: str
                ) -> tuple[list[str | None], dict[int, str]]:
     """``to_utc_text`` of values whose text is over 2 GiB (one Arrow string array's limit), a
     half at a time. A single such value is no timestamp."""
@@ -122,30 +108,10 @@ def _in_halves(values: list[str | None], source_timezone: str
     return first + second, first_problems
 
 
-def _arrow_strings(texts: list[str], positions: np.ndarray, problems: dict[int, str]
+def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, problems: dict[int, str]
                    ) -> pa.Array:
-    try:
-        return pa.array(texts, type=pa.string())
-    except (UnicodeEncodeError, pa.ArrowInvalid):
-        # Lone surrogates (JSON "\ud800") cannot become UTF-8: such a value is unparseable.
-        cleaned: list[str | None] = []
-        for pos, text in zip(positions, texts, strict=True):
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                problems[int(pos)] = UNPARSEABLE
-                cleaned.append(None)
-            else:
-                cleaned.append(text)
-        return pa.array(cleaned, type=pa.string())
-
-
-def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, positions: np.ndarray,
-                   problems: dict[int, str]) -> pa.Array:
-    """Parse strings (vectorised, in Arrow); returns UTC text, null where absent or bad.
-
-    ``positions[i]`` is where ``strings[i]`` sits in the caller's values (for ``problems``).
-    """
+    """Parse strings (vectorised, in Arrow); returns UTC text, null where absent or bad, and
+    adds to ``problems`` (by position) each value present but unusable."""
     arr = pc.utf8_trim_whitespace(strings)
     # Null (absent) is not valid: the match AND "present", null-free (no fill_null(False):
     # a Python scalar would make pyarrow import pandas, see arrow_strings).
@@ -157,7 +123,7 @@ def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, positions: np.ndarr
         empty_np = numpy_of(pc.binary_length(arr), "int32", null=-1) == 0
         present_np = numpy_of(arr.is_valid(), "bool")
         for i in np.flatnonzero(invalid_np & present_np):
-            problems[int(positions[i])] = EMPTY if empty_np[i] else UNPARSEABLE
+            problems[int(i)] = EMPTY if empty_np[i] else UNPARSEABLE
         # Keep every row in place (no filter, no scatter back): a harmless stand-in for the
         # rejected values flows through and is masked out at the end.
         arr = pc.if_else(valid, arr, _STAND_IN_SCALAR)
@@ -178,7 +144,7 @@ def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, positions: np.ndarr
     local = local.astype("datetime64[s]")
     utc, bad, shifted = _to_utc(local, pc.binary_slice(raw, 19, 64), tz)
     for i in np.flatnonzero(bad if invalid_np is None else bad & ~invalid_np):
-        problems[int(positions[i])] = UNPARSEABLE
+        problems[int(i)] = UNPARSEABLE
     if invalid_np is not None:
         bad |= invalid_np
     if shifted:

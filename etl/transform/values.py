@@ -116,13 +116,15 @@ def text_column(values: list[Any]) -> tuple[list[str | None], dict[int, str]]:
     if clean_text(values):
         return values, {}
     problems: dict[int, str] = {}
+    is_text = np.fromiter(map(isinstance, values, repeat((str, _NONE))), bool, len(values))
     values = list(values)
-    for i, value in enumerate(values):
+    for i in np.flatnonzero(~is_text).tolist():
+        problems[i] = NOT_A_STRING
+        values[i] = None
+    if clean_text(values):  # the usual dirty chunk: a few non-strings, no lone surrogate
+        return values, problems
+    for i, value in enumerate(values):  # a lone surrogate: found one value at a time
         if value is None:
-            continue
-        if not isinstance(value, str):
-            problems[i] = NOT_A_STRING
-            values[i] = None
             continue
         try:
             value.encode("utf-8")
