@@ -7,8 +7,10 @@ installed third-party package, in the order the sync imported it (a failed optio
 tried too, as the sync tried it). Importing only the top-level packages understates it: a sync
 needs ``pyarrow.compute``, whose function table ``import pyarrow`` does not build (~25 ms). When
 a sync still imported pandas, ``import pandas`` built that table, so the top-level yardstick
-held it; both yardsticks are printed. Also times ``--help``, ``runs`` and ``status``, which
-import none of it.
+held it; both yardsticks are printed. The yardsticks run with ``OPENBLAS_NUM_THREADS=1``, as
+``swr-etl`` sets it for itself (``etl.cli.app.one_blas_thread``): otherwise numpy's spinning
+BLAS workers would add CPU time to the yardstick that the sync no longer spends. Also times
+``--help``, ``runs`` and ``status``, which import none of it.
 
 Every measurement is a fresh process; the commands alternate round by round, so a burst of load
 from other work on the machine hits them alike. Prints, per command, the child's CPU time
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import re
 import statistics
 import subprocess
@@ -105,10 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             "swr-etl runs": [PY, "-m", "etl", "runs", "--db", str(db)],
             "swr-etl status": [PY, "-m", "etl", "status", "--db", str(db)],
         }
+        # What the console script sets for itself before numpy loads (etl.cli.app).
+        as_swr_etl = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
         samples: dict[str, list[Sample]] = {label: [] for label in commands}
         for _ in range(args.repeat):
             for label, cmd in commands.items():
-                samples[label].append(measure(cmd))
+                samples[label].append(measure(cmd, env=as_swr_etl if label.startswith("import")
+                                              else None))
     print(f"\nmedian (min-max) of {args.repeat} alternating rounds, each a fresh process:")
     for label, got in samples.items():
         report(label, got)

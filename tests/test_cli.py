@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sqlite3
 import subprocess
@@ -158,6 +159,37 @@ def test_a_sync_of_utc_data_never_imports_pandas(tmp_path: Path, simulator: Any)
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*), count(DISTINCT run_id) FROM image_snapshots"
                             ).fetchone() == (5000, 2)
+
+
+@pytest.mark.parametrize("chosen,threads", [(None, 1), ("2", 2)])
+def test_the_command_line_starts_no_idle_blas_threads(chosen: str | None, threads: int) -> None:
+    """``swr-etl`` asks numpy's OpenBLAS for one thread before anything imports numpy: its
+    default, a spinning worker per core, took 70-90 ms of CPU per run from the page fetchers.
+    A number the user chose is kept. Counted from /proc, in a fresh process, with ``main``
+    replaced by what a sync does first with numpy: import it."""
+    if os.cpu_count() is None or os.cpu_count() < 2 or not Path("/proc/self/task").is_dir():
+        pytest.fail("needs Linux and two cores to tell one BLAS thread from the default")
+    script = (
+        "import os, sys\nimport etl.cli.app as app\n"
+        "def main():\n"
+        "    import numpy\n"
+        "    print(len(os.listdir('/proc/self/task')), os.environ['OPENBLAS_NUM_THREADS'],\n"
+        "          flush=True)\n"
+        "    sys.exit(0)\n"
+        "app.main = main\napp.console_main()\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    if chosen is not None:
+        env["OPENBLAS_NUM_THREADS"] = chosen
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert out.stdout.split() == [str(threads), chosen or "1"], out.stderr
+    # Without it, numpy alone would have started more: the test can tell the two apart.
+    default = subprocess.run([sys.executable, "-c", "import os, numpy\n"
+                              "print(len(os.listdir('/proc/self/task')))"],
+                             capture_output=True, text=True, timeout=60,
+                             env={k: v for k, v in env.items() if k != "OPENBLAS_NUM_THREADS"})
+    assert int(default.stdout) > 1, default.stderr
 
 
 # ------------------------------------------------- configuration errors touch nothing (exit 2)

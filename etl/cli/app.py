@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import MutableMapping
 
 import click
 
@@ -85,6 +86,19 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
+def one_blas_thread(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Ask numpy's OpenBLAS for one thread, unless the user chose a number or numpy is loaded.
+
+    At import, OpenBLAS starts a worker thread per core that spins waiting for work, and no
+    command gives it any: swr-etl's numpy work is element-wise, with no BLAS call. On two cores
+    that was 70-90 ms of CPU per run (a 180-row sync: 0.45 -> 0.36 s of CPU), taken from the
+    page fetchers and, on a small machine, from whatever serves or shares it. Only a process
+    started as ``swr-etl`` is changed; a library caller's environment is its own.
+    """
+    if "numpy" not in sys.modules:
+        environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def console_main() -> None:
     """Console-script entry: ``main``, then leave without tearing pandas and pyarrow down.
 
@@ -93,6 +107,7 @@ def console_main() -> None:
     place; so when no other non-daemon thread is alive, flush the streams and end the process
     at once.
     """
+    one_blas_thread()
     try:
         main()
     except SystemExit as exc:
@@ -110,4 +125,4 @@ def console_main() -> None:
         os._exit(exc.code)
 
 
-__all__ = ["cli", "console_main", "main"]
+__all__ = ["cli", "console_main", "main", "one_blas_thread"]
