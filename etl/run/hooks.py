@@ -20,15 +20,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from etl.config.settings import Settings
 from etl.errors import EtlError, Terminated, exit_code_of
-from etl.run.metrics import (
-    RunFigures,
-    check_writable,
-    read_database_figures,
-    run_row,
-    write_metrics,
-)
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from etl.run.healthcheck import Healthcheck
 
 log = logging.getLogger("etl.ops")
@@ -94,14 +89,16 @@ def run_observed(
     """
     if settings.dry_run:
         return run()
-    if settings.metrics_file is not None:
+    if settings.metrics_file is not None:  # etl.run.metrics only then: ~3 ms of a nightly run
+        from etl.run.metrics import check_writable
+
         check_writable(settings.metrics_file)
     own_healthcheck = healthcheck is None and bool(settings.healthcheck_url)
     if own_healthcheck:
         from etl.run.healthcheck import Healthcheck  # requests: only when a URL is given
 
         healthcheck = Healthcheck(settings.healthcheck_url or "")
-    before = read_database_figures(settings.db).latest_run_id if settings.metrics_file else None
+    before = _latest_run_id(settings.db) if settings.metrics_file else None
     if healthcheck is not None:
         healthcheck.start()
 
@@ -137,17 +134,25 @@ def _describe(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {error}" if error is not None else ""
 
 
+def _latest_run_id(db: Path | str) -> int | None:
+    from etl.run.metrics import read_database_figures
+
+    return read_database_figures(db).latest_run_id
+
+
 def _write_metrics(
     settings: Settings, result: SyncOutcome | None, code: int, started: float, finished: float,
     before: int | None,
 ) -> None:
+    from etl.run.metrics import RunFigures, run_row, write_metrics
+
     figures: dict[str, int | None] = {}
     if result is not None:
         figures = {"rejected": result.rejected, "requests": result.requests,
                    "retries": result.retries, "images": result.rows}
     else:
         # A failed run raised; its ledger row (if it got that far) still has its figures.
-        latest = read_database_figures(settings.db).latest_run_id
+        latest = _latest_run_id(settings.db)
         if latest is not None and latest != before:
             row = run_row(settings.db, latest) or {}
             figures = {"rejected": _int(row.get("rows_rejected")),

@@ -17,10 +17,9 @@ than UTC), so a sync of UTC data never loads it.
 
 from __future__ import annotations
 
-import zoneinfo
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +27,9 @@ import pyarrow.compute as pc
 
 from etl.errors import ConfigError
 from etl.transform.values import INVALID_UNICODE, arrow_of, arrow_strings, numpy_of, text_column
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 EMPTY = "empty timestamp"
 UNPARSEABLE = "unparseable timestamp"
@@ -50,8 +52,17 @@ _FIRST_FULL_DAY = np.datetime64("0001-01-02T00:00:00", "s")
 _LAST_DAY = np.datetime64("9999-12-31T00:00:00", "s")
 
 
-def zone_named(name: str) -> zoneinfo.ZoneInfo:
-    """The IANA zone ``name``; raises ConfigError when the name is unknown."""
+def zone_named(name: str) -> ZoneInfo | None:
+    """The IANA zone ``name``, or None for UTC; raises ConfigError when the name is unknown.
+
+    UTC needs no zone (wall-clock times in UTC are UTC already), and so neither ``zoneinfo``
+    (~4 ms to import with the ``sysconfig`` it reads its search path from) nor a time zone
+    database: the setting's own check (etl.config.settings) accepts "UTC" without one too.
+    """
+    if name == "UTC":
+        return None
+    import zoneinfo
+
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as exc:
@@ -108,7 +119,7 @@ def _in_halves(values: list[Any], source_timezone: str
     return first + second, first_problems
 
 
-def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, problems: dict[int, str]
+def _parse_strings(strings: pa.Array, tz: ZoneInfo | None, problems: dict[int, str]
                    ) -> pa.Array:
     """Parse strings (vectorised, in Arrow); returns UTC text, null where absent or bad, and
     adds to ``problems`` (by position) each value present but unusable."""
@@ -160,7 +171,7 @@ def _parse_strings(strings: pa.Array, tz: zoneinfo.ZoneInfo, problems: dict[int,
     return pc.binary_replace_slice(text, 19, 19, "Z").cast(pa.string())
 
 
-def _to_utc(local: np.ndarray, suffixes: pa.Array, tz: zoneinfo.ZoneInfo
+def _to_utc(local: np.ndarray, suffixes: pa.Array, tz: ZoneInfo | None
             ) -> tuple[np.ndarray, np.ndarray, bool]:
     """Wall-clock times plus zone suffixes -> (UTC datetime64[s], bad mask, any value moved)."""
     shifted = False
@@ -191,7 +202,7 @@ def _to_utc(local: np.ndarray, suffixes: pa.Array, tz: zoneinfo.ZoneInfo
         utc = local.copy()
         naive = np.ones(len(local), dtype=bool)
         bad = np.zeros(len(local), dtype=bool)
-    if naive.any() and tz.key != "UTC":
+    if naive.any() and tz is not None:
         shifted = True
         utc[naive] = _localize(local[naive], tz)
     nat = np.isnat(utc)
@@ -201,7 +212,7 @@ def _to_utc(local: np.ndarray, suffixes: pa.Array, tz: zoneinfo.ZoneInfo
     return utc, bad, shifted
 
 
-def _localize(wall: np.ndarray, tz: zoneinfo.ZoneInfo) -> np.ndarray:
+def _localize(wall: np.ndarray, tz: ZoneInfo) -> np.ndarray:
     """Wall-clock datetime64[s] in ``tz`` -> UTC datetime64[s] (DST rules: module docstring)."""
     # pandas cannot localize within a day of year 1 or 9999 (its bounds leave Python's datetime
     # range): those few go through zoneinfo one by one (no DST change happens on Jan 1/Dec 31).
@@ -230,7 +241,7 @@ def _localize(wall: np.ndarray, tz: zoneinfo.ZoneInfo) -> np.ndarray:
     return utc
 
 
-def _gap_end(wall: np.datetime64, tz: zoneinfo.ZoneInfo) -> np.datetime64:
+def _gap_end(wall: np.datetime64, tz: ZoneInfo) -> np.datetime64:
     """The first instant after the DST gap that swallowed wall-clock time ``wall`` (UTC).
 
     Read with the offset before the change the time is at or after the change, read with the
@@ -251,5 +262,5 @@ def _gap_end(wall: np.datetime64, tz: zoneinfo.ZoneInfo) -> np.datetime64:
     return np.datetime64(hi, "s")
 
 
-def _offset_at(epoch: int, tz: zoneinfo.ZoneInfo) -> timedelta | None:
+def _offset_at(epoch: int, tz: ZoneInfo) -> timedelta | None:
     return datetime.fromtimestamp(epoch, tz).utcoffset()
