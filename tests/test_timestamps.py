@@ -4,6 +4,8 @@ fast paths, and the values that are no timestamp."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zoneinfo
 from datetime import datetime, timedelta, timezone
 
@@ -321,3 +323,20 @@ def test_text_too_large_for_one_arrow_array_is_read_in_halves(
     assert to_utc_text(["2026-01-10 00:00:00"] * 4, "UTC")[0] == ["2026-01-10T00:00:00Z"] * 4
     monkeypatch.setattr(timestamps, "arrow_strings", lambda v: None)  # one value over 2 GiB
     assert to_utc_text(["2026-01-10 00:00:00", None], "UTC") == ([None, None], {0: UNPARSEABLE})
+
+
+def test_utc_needs_no_zone_database() -> None:
+    """A UTC source zone is read without zoneinfo (its import and a time zone database): in a
+    fresh interpreter, UTC values convert and ``zoneinfo`` stays unloaded; a named zone loads
+    it and shifts naive values by its offset."""
+    script = (
+        "import sys\n"
+        "from etl.transform.timestamps import to_utc_text, zone_named\n"
+        "print(zone_named('UTC'), to_utc_text(['2024-01-01 08:00:00'], 'UTC')[0],\n"
+        "      'zoneinfo' in sys.modules)\n"
+        "print(to_utc_text(['2024-01-01 08:00:00'], 'Asia/Shanghai')[0],\n"
+        "      'zoneinfo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.splitlines() == ["None ['2024-01-01T08:00:00Z'] False",
+                                       "['2024-01-01T00:00:00Z'] True"], out.stderr
