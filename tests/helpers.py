@@ -12,6 +12,8 @@ import logging
 import socket
 import sqlite3
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
@@ -59,6 +61,14 @@ class FakeClock:
 
 
 # ------------------------------------------------------------------- the database, the CLI
+
+
+def fresh_python(script: str, *args: str, env: dict[str, str] | None = None,
+                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a new interpreter (what a module imports, or a process-wide setting,
+    is seen there as a user's process sees it), with ``args`` as its ``sys.argv[1:]``."""
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
 
 
 def q(db: Path | str | sqlite3.Connection, sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -18,6 +18,7 @@ import pytest
 
 from etl import __version__
 from etl.cli.app import main
+from tests.helpers import fresh_python
 
 
 @pytest.fixture(autouse=True)
@@ -129,8 +130,7 @@ def test_start_up_needs_no_heavy_library(tmp_path: Path, args: list[str]) -> Non
               f"print('loaded:', sorted(m for m in {heavy!r} if m in sys.modules), "
               "file=sys.stderr)")
     args = [str(tmp_path / "swr.db") if a == "DB" else a for a in args]
-    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
-                         timeout=60)
+    out = fresh_python(script, *args)
     assert out.stderr.splitlines()[-1] == "loaded: []", out.stderr
 
 
@@ -153,9 +153,8 @@ def test_a_sync_of_utc_data_never_imports_pandas(tmp_path: Path, simulator: Any)
         "frame = pyarrow.table({'a': [1, None]}).to_pandas()\n"
         "print('after:', str(frame['a'].dtype), pyarrow.array(pandas.Series(['x'])).type, "
         "file=sys.stderr)\n")
-    out = subprocess.run([sys.executable, "-c", script, "-q", "sync", "--endpoint", sim.url,
-                          "--db", str(db), "--no-auth", "--page-size", "100"],
-                         capture_output=True, text=True, timeout=120)
+    out = fresh_python(script, "-q", "sync", "--endpoint", sim.url, "--db", str(db),
+                       "--no-auth", "--page-size", "100", timeout=120)
     assert out.stderr.splitlines()[-2:] == [
         "loaded: []", "after: float64 large_string"], out.stderr
     with sqlite3.connect(db) as conn:
@@ -183,14 +182,11 @@ def test_the_command_line_starts_no_idle_blas_threads(chosen: str | None, thread
            if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     if chosen is not None:
         env["OPENBLAS_NUM_THREADS"] = chosen
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60, env=env)
+    out = fresh_python(script, env=env)
     assert out.stdout.split() == [str(threads), chosen or "1"], out.stderr
     # Without it, numpy alone would have started more: the test can tell the two apart.
-    default = subprocess.run([sys.executable, "-c", "import os, numpy\n"
-                              "print(len(os.listdir('/proc/self/task')))"],
-                             capture_output=True, text=True, timeout=60,
-                             env={k: v for k, v in env.items() if k != "OPENBLAS_NUM_THREADS"})
+    default = fresh_python("import os, numpy\nprint(len(os.listdir('/proc/self/task')))",
+                           env={k: v for k, v in env.items() if k != "OPENBLAS_NUM_THREADS"})
     assert int(default.stdout) > 1, default.stderr
 
 

@@ -4,8 +4,6 @@ fast paths, and the values that are no timestamp."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import zoneinfo
 from datetime import datetime, timedelta, timezone
 
@@ -16,6 +14,7 @@ from hypothesis import strategies as st
 from etl.errors import ConfigError
 from etl.transform.timestamps import EMPTY, UNPARSEABLE, to_utc_text, zone_offset_seconds
 from etl.transform.values import NOT_A_STRING
+from tests.helpers import fresh_python
 
 UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -336,7 +335,6 @@ def test_utc_needs_no_zone_database() -> None:
         "      'zoneinfo' in sys.modules)\n"
         "print(to_utc_text(['2024-01-01 08:00:00'], 'Asia/Shanghai')[0],\n"
         "      'zoneinfo' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60)
+    out = fresh_python(script)
     assert out.stdout.splitlines() == ["None ['2024-01-01T08:00:00Z'] False",
                                        "['2024-01-01T00:00:00Z'] True"], out.stderr

@@ -3,9 +3,6 @@ gives the answer the one-value-at-a-time rule gives, and raw values are shown as
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -26,6 +23,7 @@ from etl.transform.values import (
     raw_text,
     text_column,
 )
+from tests.helpers import fresh_python
 
 
 def column(values: list[object], **kw: object) -> tuple[list[int | None], dict[int, str]]:
@@ -208,6 +206,5 @@ def test_the_common_path_leaves_pandas_unimported() -> None:
         "'unparseable timestamp', 'unparseable timestamp', 'not a string', "
         "'unparseable timestamp'], problems\n"
         "print('pandas' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60)
+    out = fresh_python(script)
     assert out.stdout.strip() == "False", out.stdout + out.stderr
