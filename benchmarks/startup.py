@@ -33,6 +33,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.run import PY, Sample, SimulatorProcess, compile_bytecode, header, measure
+from etl.cli.app import BLAS_THREADS
 
 # One line of -X importtime: "import time: <self us> | <cumulative us> | <indented name>".
 IMPORT_LINE = re.compile(r"import time:\s*\d+\s*\|\s*\d+\s*\|\s*([\w.]+)")
@@ -108,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             "swr-etl runs": [PY, "-m", "etl", "runs", "--db", str(db)],
             "swr-etl status": [PY, "-m", "etl", "status", "--db", str(db)],
         }
-        # What the console script sets for itself before numpy loads (etl.cli.app).
-        as_swr_etl = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+        # What the console script sets for itself before numpy loads, unless already set.
+        as_swr_etl = {**BLAS_THREADS, **os.environ}
         samples: dict[str, list[Sample]] = {label: [] for label in commands}
         for _ in range(args.repeat):
             for label, cmd in commands.items():

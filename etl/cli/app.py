@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
+# What a process started as ``swr-etl`` sets before numpy loads, where the environment does not.
+BLAS_THREADS = {"OPENBLAS_NUM_THREADS": "1"}
+
+
 def one_blas_thread(environ: MutableMapping[str, str] = os.environ) -> None:
     """Ask numpy's OpenBLAS for one thread, unless the user chose a number or numpy is loaded.
 
@@ -96,7 +100,8 @@ def one_blas_thread(environ: MutableMapping[str, str] = os.environ) -> None:
     started as ``swr-etl`` is changed; a library caller's environment is its own.
     """
     if "numpy" not in sys.modules:
-        environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        for name, value in BLAS_THREADS.items():
+            environ.setdefault(name, value)
 
 
 def console_main() -> None:
@@ -125,4 +130,4 @@ def console_main() -> None:
         os._exit(exc.code)
 
 
-__all__ = ["cli", "console_main", "main", "one_blas_thread"]
+__all__ = ["BLAS_THREADS", "cli", "console_main", "main", "one_blas_thread"]
