@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import SimulatorProcess, header
+from benchmarks.run import SimulatorProcess, header, spread
 from etl.cli.app import main as etl_main
 from etl.extract.fetch import PageFetcher
 from etl.store.load import LoadRun
@@ -101,8 +101,7 @@ def report(title: str, runs: list[dict[str, float]]) -> None:
         for key, seconds in run.items():
             keys[key].append(seconds)
     for key, values in sorted(keys.items(), key=lambda kv: -statistics.median(kv[1])):
-        print(f"  {key:<44} {statistics.median(values):6.3f} s "
-              f"({min(values):.3f}-{max(values):.3f})")
+        print(f"  {key:<44} {spread(values)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,6 +105,12 @@ class SimulatorProcess:
         self.proc.wait(timeout=10)
 
 
+def spread(values: list[float], unit: str = "s") -> str:
+    """``median unit (min-max)``, the way the benchmarks print a set of timings."""
+    return (f"{statistics.median(values):6.3f} {unit} "
+            f"({min(values):.3f}-{max(values):.3f})")
+
+
 def summarise(samples: list[Sample]) -> tuple[float, float, float, float]:
     walls = [s.wall for s in samples]
     return statistics.median(walls), min(walls), max(walls), max(s.rss_mib for s in samples)

@@ -32,7 +32,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.run import PY, Sample, SimulatorProcess, compile_bytecode, header, measure
+from benchmarks.run import (
+    PY,
+    Sample,
+    SimulatorProcess,
+    compile_bytecode,
+    header,
+    measure,
+    spread,
+)
 from etl.cli.app import BLAS_THREADS
 
 # One line of -X importtime: "import time: <self us> | <cumulative us> | <indented name>".
@@ -62,11 +70,6 @@ def import_command(modules: list[str]) -> list[str]:
             "    except ImportError:\n"
             "        pass\n")
     return [PY, "-c", code]
-
-
-def spread(values: list[float], unit: str = "s") -> str:
-    return (f"{statistics.median(values):6.3f} {unit} "
-            f"({min(values):.3f}-{max(values):.3f})")
 
 
 def report(label: str, samples: list[Sample]) -> None:
@@ -100,22 +103,22 @@ def main(argv: list[str] | None = None) -> int:
         modules = imported_modules(sync)
         packages = sorted({name.split(".")[0] for name in modules})
         print(f"a sync imports {len(modules)} modules of: {', '.join(packages)}")
-        commands = {
-            "python -c pass": [PY, "-c", "pass"],
-            "import its dependencies": import_command(modules),
-            "import their packages": [PY, "-c", f"import {', '.join(packages)}"],
-            f"sync, {args.images} rows": [PY, *sync],
-            "swr-etl --help": [PY, "-m", "etl", "--help"],
-            "swr-etl runs": [PY, "-m", "etl", "runs", "--db", str(db)],
-            "swr-etl status": [PY, "-m", "etl", "status", "--db", str(db)],
-        }
-        # What the console script sets for itself before numpy loads, unless already set.
+        # The yardsticks import in the environment the console script gives itself before
+        # numpy loads (unless already set); the swr-etl commands set it for themselves.
         as_swr_etl = {**BLAS_THREADS, **os.environ}
+        commands: dict[str, tuple[list[str], dict[str, str] | None]] = {
+            "python -c pass": ([PY, "-c", "pass"], None),
+            "import its dependencies": (import_command(modules), as_swr_etl),
+            "import their packages": ([PY, "-c", f"import {', '.join(packages)}"], as_swr_etl),
+            f"sync, {args.images} rows": ([PY, *sync], None),
+            "swr-etl --help": ([PY, "-m", "etl", "--help"], None),
+            "swr-etl runs": ([PY, "-m", "etl", "runs", "--db", str(db)], None),
+            "swr-etl status": ([PY, "-m", "etl", "status", "--db", str(db)], None),
+        }
         samples: dict[str, list[Sample]] = {label: [] for label in commands}
         for _ in range(args.repeat):
-            for label, cmd in commands.items():
-                samples[label].append(measure(cmd, env=as_swr_etl if label.startswith("import")
-                                              else None))
+            for label, (cmd, env) in commands.items():
+                samples[label].append(measure(cmd, env=env))
     print(f"\nmedian (min-max) of {args.repeat} alternating rounds, each a fresh process:")
     for label, got in samples.items():
         report(label, got)
