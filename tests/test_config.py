@@ -8,12 +8,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from etl.cli.app import main
 from etl.config import Credentials, Settings, build_settings
 from etl.config.file import load_config_file, logging_options, without_logging_options
+from etl.config.urls import _host_problem
 from etl.errors import ConfigError
 from etl.store.schema import MIGRATIONS
+from tests.helpers import fresh_python
 
 CONFIG = """
 # swr-etl settings
@@ -288,6 +293,54 @@ def test_settings_keep_values_in_their_types() -> None:
         10.0, float, Path("x.db"), 5.0, float)
     with pytest.raises(ConfigError, match="^page_size must be 1..1000, got 0$"):
         Settings().replace(page_size=0)
+
+
+@pytest.mark.parametrize("host,problem", [
+    ("swr-api.cn-north-4.myhuaweicloud.com", None),
+    ("swr.example.com.", None),  # a trailing dot: the root, no empty label
+    ("a" * 63 + ".example.com", None),
+    ("a" * 64 + ".example.com", "has an empty or over-long label"),
+    ("example." + "a" * 64, "has an empty or over-long label"),
+    ("swr..example.com", "has an empty or over-long label"),
+    (".example.com", "has an empty or over-long label"),
+    ("swr-.example.com", "is not a valid name"),
+    ("münchen.example", None),  # internationalised: checked as sent (xn--mnchen-3ya)
+    ("münchen..example", "has an empty or over-long label"),
+])
+def test_endpoint_host_names(host: str, problem: str | None) -> None:
+    url = f"https://{host}/"
+    if problem is None:
+        assert Settings(endpoint=url).endpoint == url.rstrip("/")
+        return
+    with pytest.raises(ConfigError) as exc:
+        Settings(endpoint=url)
+    assert str(exc.value) == f"endpoint is not a valid URL: {url!r} (host name {host!r} {problem})"
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="ab-_", max_size=66), min_size=1, max_size=4))
+def test_an_ascii_host_has_a_bad_label_exactly_when_the_idna_codec_says_so(
+        labels: list[str]) -> None:
+    """An ASCII name is checked without the idna codec (importing it is most commands' only
+    use of it), by the codec's own rule for such names."""
+    host = ".".join(labels)
+    try:
+        host.encode("idna")
+        codec_refuses = False
+    except UnicodeError:
+        codec_refuses = True
+    problem = _host_problem(host) if host else None
+    assert (problem is not None and "empty or over-long label" in problem) == codec_refuses
+
+
+def test_an_ascii_endpoint_is_checked_without_the_idna_codec() -> None:
+    out = fresh_python("import sys\n"
+                       "from etl.config import Settings\n"
+                       "Settings(endpoint='https://swr.example.com', region='cn-north-4')\n"
+                       "print('encodings.idna' in sys.modules)\n"
+                       "Settings(endpoint='https://m\\u00fcnchen.example')\n"
+                       "print('encodings.idna' in sys.modules)\n")
+    assert out.stdout.split() == ["False", "True"], out.stderr
 
 
 @pytest.mark.parametrize("values,message", [
