@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-import sys
-import threading
 from collections.abc import Callable
-from types import ModuleType
 
 from etl.errors import ConfigError
 from etl.store import schema_v4, trends
@@ -212,22 +209,22 @@ def ensure_schema(conn: sqlite3.Connection) -> int:
         existing.get(name, "").endswith(" AS " + sql.strip()) for name, sql in VIEWS.items()
     ):
         return version
-    # sqlite-utils is imported only here, when a database is created or upgraded: its import
-    # costs ~0.24 s, a real share of a 180-row nightly sync that finds nothing to migrate.
-    db = _sqlite_utils().Database(conn, recursive_triggers=False)
+    # Plain SQL, as for PostgreSQL (etl.store.pg_schema): sqlite-utils, used here for the views
+    # before, cost a new database's sync ~0.1 s of imports (its own and numpy's) before the
+    # first page was asked for.
     conn.execute("BEGIN IMMEDIATE")
     try:
-        view_names = set(db.view_names())
+        view_names = set(_view_sql(conn))  # again, under the write lock
         for name in reversed(list(VIEWS)):  # dependants first
             if name in view_names:
-                db[name].drop()
+                conn.execute(f'DROP VIEW "{name}"')
         for n in range(version + 1, SCHEMA_VERSION + 1):
             if n in PREPARE:
                 PREPARE[n](conn)
             for statement in _statements(MIGRATIONS[n]):
                 conn.execute(statement)
         for name, sql in VIEWS.items():
-            db.create_view(name, sql.strip())
+            conn.execute(f'CREATE VIEW "{name}" AS {sql.strip()}')
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -235,46 +232,6 @@ def ensure_schema(conn: sqlite3.Connection) -> int:
             conn.execute("ROLLBACK")
         raise
     return SCHEMA_VERSION
-
-
-class _NoPandasHere:
-    """A finder that makes ``import pandas`` fail on the thread that set ``hiding``, and only
-    there: other threads importing at the same moment see nothing of it."""
-
-    def __init__(self) -> None:
-        self.local = threading.local()
-
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if getattr(self.local, "hiding", False) and name.partition(".")[0] == "pandas":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
-_NO_PANDAS = _NoPandasHere()
-
-
-def _sqlite_utils() -> ModuleType:
-    """sqlite-utils, imported without pandas unless pandas is loaded already.
-
-    sqlite-utils imports pandas when it is installed, for one thing only: to give
-    ``pandas.Timestamp`` values TEXT columns on insert. Nothing here inserts through it, and
-    that import would cost the sync that creates a database ~0.15-0.3 s, while a sync never
-    imports pandas otherwise. So pandas is hidden from that one import, on this thread only;
-    sqlite-utils takes the failed import as "not installed". It then maps no
-    ``pandas.Timestamp`` for the rest of the process: a library caller who inserts those through
-    sqlite-utils imports pandas before opening a database.
-    """
-    if "sqlite_utils" not in sys.modules and "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _NO_PANDAS)
-        _NO_PANDAS.local.hiding = True
-        try:
-            import sqlite_utils
-        finally:
-            _NO_PANDAS.local.hiding = False
-            sys.meta_path.remove(_NO_PANDAS)
-    import sqlite_utils
-
-    return sqlite_utils
 
 
 @functools.cache
