@@ -722,3 +722,31 @@ def test_a_day_whose_every_comparable_image_fell_is_not_stale_and_no_crash(
     r = build_report(tmp_path / "fell.db", days=7, now=NOW)
     assert [a["kind"] for a in r["anomalies"]] == ["decrease"]
     assert r["totals"]["anomalies"] == 1 and r["top_movers"] == []
+
+
+@pytest.mark.parametrize("db", ["trend_db", "regions_db"])
+def test_html_charts_drawn_early_on_their_own_thread_are_the_page_s_charts(
+        db: str, request: pytest.FixtureRequest, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTML writer draws the charts on a thread from the movers and daily totals while the
+    report's last queries run; the page is the one drawn from the finished document (several
+    sources: the image names in the charts say where each was read)."""
+    import threading
+
+    from etl.publish import render
+
+    path = request.getfixturevalue(db)
+    drawn_on: list[str] = []
+    charts_of = render.charts_of
+
+    def spy(part: dict[str, Any]) -> list[tuple[str, str]]:
+        drawn_on.append(threading.current_thread().name)
+        return charts_of(part)
+
+    monkeypatch.setattr(render, "charts_of", spy)
+    page = write_report(path, tmp_path / "early.html", days=7, top=10, now=NOW)
+    assert len(drawn_on) == 1 and drawn_on[0] != threading.main_thread().name, drawn_on
+    monkeypatch.setattr(render, "charts_of", charts_of)
+    whole = render.html(build_report(path, days=7, top=10, now=NOW))
+    assert page.read_text(encoding="utf-8") == whole
+    assert whole.count("data:image/svg+xml;base64,") == 3

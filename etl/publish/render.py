@@ -157,11 +157,19 @@ def _environment() -> Environment:
     return env
 
 
-def html(r: dict[str, Any]) -> str:
-    """The report as one HTML page: inline CSS, charts as data URIs, no external requests."""
+def charts_of(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """The page's charts, from the report's ``sources``, ``daily`` and ``top_movers`` (all a
+    chart reads: ``etl.publish.report`` draws them before the rest of the report is known)."""
+    return _charts(_with_sources_named(r))
+
+
+def html(r: dict[str, Any], *, charts: list[tuple[str, str]] | None = None) -> str:
+    """The report as one HTML page: inline CSS, charts as data URIs, no external requests.
+    ``charts``: ``charts_of(r)``, drawn already."""
+    charts = charts_of(r) if charts is None else charts
     r = _with_sources_named(r)
     return _environment().get_template("report.html").render(
-        r=r, cards=_cards(r), charts=_charts(r), unranked_shown=_unranked_shown(r),
+        r=r, cards=_cards(r), charts=charts, unranked_shown=_unranked_shown(r),
         compared=r["previous_window_start"] is not None)
 
 
