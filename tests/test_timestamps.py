@@ -5,6 +5,7 @@ fast paths, and the values that are no timestamp."""
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -338,3 +339,23 @@ def test_utc_needs_no_zone_database() -> None:
     out = fresh_python(script)
     assert out.stdout.splitlines() == ["None ['2024-01-01T08:00:00Z'] False",
                                        "['2024-01-01T00:00:00Z'] True"], out.stderr
+
+
+@pytest.mark.parametrize("name", ["UTC", "Asia/Shanghai", "Etc/UTC", "Mars/Olympus", "",
+                                  "../etc/passwd", "utc"])
+def test_the_settings_accept_exactly_the_zones_the_transform_reads(name: str) -> None:
+    """One rule (``etl.zones``): a ``--source-timezone`` the settings accept is one the
+    transform can read, and one they refuse it refuses too."""
+    from etl.config.settings import known_zone
+    from etl.transform.timestamps import zone_named
+
+    def accepted(check: Callable[[], object]) -> bool:
+        try:
+            check()
+        except ConfigError:
+            return False
+        return True
+
+    settings_ok = accepted(lambda: known_zone("source_timezone", name))
+    assert settings_ok == accepted(lambda: zone_named(name))
+    assert settings_ok == (name in ("UTC", "Asia/Shanghai", "Etc/UTC"))

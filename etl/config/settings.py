@@ -40,6 +40,7 @@ from etl.config.urls import (
 )
 from etl.errors import ConfigError
 from etl.integers import INT64_MAX
+from etl.zones import zone_of
 
 DEFAULT_REGION = "cn-north-4"
 _DAY = 86400
@@ -77,14 +78,10 @@ def iam_endpoint_for_region(region: str) -> str:
 
 
 def known_zone(param: str, name: str) -> str:
-    """``name`` if it is an IANA time zone, else a ConfigError."""
-    if name == "UTC":  # known without a time zone database (Windows without tzdata)
-        return name
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
+    """``name`` if it is an IANA time zone (``etl.zones.zone_of``), else a ConfigError."""
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+        zone_of(name)
+    except ValueError as exc:
         raise ConfigError(f"unknown time zone: {name!r}", param=param) from exc
     return name
 

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from etl.errors import ConfigError
 from etl.transform.values import INVALID_UNICODE, arrow_of, arrow_strings, numpy_of, text_column
+from etl.zones import zone_of
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -53,19 +54,11 @@ _LAST_DAY = np.datetime64("9999-12-31T00:00:00", "s")
 
 
 def zone_named(name: str) -> ZoneInfo | None:
-    """The IANA zone ``name``, or None for UTC; raises ConfigError when the name is unknown.
-
-    UTC needs no zone (wall-clock times in UTC are UTC already), and so neither ``zoneinfo``
-    (~4 ms to import with the ``sysconfig`` it reads its search path from) nor a time zone
-    database: the setting's own check (etl.config.settings) accepts "UTC" without one too.
-    """
-    if name == "UTC":
-        return None
-    import zoneinfo
-
+    """The IANA zone ``name``, or None for UTC (``etl.zones.zone_of``: UTC needs neither
+    ``zoneinfo`` nor a time zone database); raises ConfigError when the name is unknown."""
     try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+        return zone_of(name)
+    except ValueError as exc:
         raise ConfigError(f"unknown time zone {name!r} (expected an IANA name such as "
                           "'UTC' or 'Asia/Shanghai')") from exc
 
