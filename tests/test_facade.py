@@ -52,5 +52,6 @@ def test_one_facade_name_loads_only_its_own_stage() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     # the store and the foundations it stands on; no other stage
-    assert set(json.loads(out)) <= {"store", "config", "errors", "logs", "integers", "atomic"}
+    assert set(json.loads(out)) <= {"store", "config", "errors", "logs", "integers", "zones",
+                                    "atomic"}
     assert "store" in json.loads(out)
