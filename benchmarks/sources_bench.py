@@ -7,8 +7,12 @@ per region, ``etl.simulator.regions``), and each sync is a fresh ``swr-etl sync`
 reading a config file of ``[[sources]]``, timed with ``time.perf_counter`` and with its own peak
 RSS (``os.wait4``).
 
+With ``--base REV``, ``etl/`` at that git revision (A) and this checkout (B) each sync one region
+and ten, alternating A1, A10, B1, B10 round by round against the same simulated regions; B/A is
+printed per round for each count and for the ratio (``benchmarks.ab``'s trees and launcher).
+
 Usage: python -m benchmarks.sources_bench [--images 200] [--latency-ms 20] [--regions 1,5,10]
-                                          [--repeat 3]
+                                          [--repeat 3] [--base REV]
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.ab import LAUNCHER, a_and_b, tree_env
 from benchmarks.run import PY, Sample, measure
 
 # The serving process: the regions, their sources as JSON on one line, then serve until stdin
@@ -43,13 +48,40 @@ def config_for(sources: list[list[str]], path: Path) -> Path:
     return path
 
 
-def sync_sample(sources: list[list[str]], work: Path, n: int) -> Sample:
-    """One fresh sync of ``sources`` into a new database."""
+def sync_sample(sources: list[list[str]], work: Path, n: int, tree: Path | None = None
+                ) -> Sample:
+    """One fresh sync of ``sources`` into a new database (with ``tree``: that tree's ``etl``)."""
     db = work / f"swr-{n}.db"
-    db.unlink(missing_ok=True)
+    for old in work.glob(f"{db.name}*"):
+        old.unlink()
     cfg = config_for(sources, work / f"sources-{n}.toml")
-    return measure([PY, "-m", "etl", "sync", "--no-auth", "-q", "--config", str(cfg),
-                    "--db", str(db)])
+    args = ["sync", "--no-auth", "-q", "--config", str(cfg), "--db", str(db)]
+    if tree is None:
+        return measure([PY, "-m", "etl", *args])
+    return measure([PY, "-c", LAUNCHER, *args], env=tree_env(tree))
+
+
+def ab(every: list[list[str]], counts: list[int], repeat: int, base: str) -> None:
+    """A (``base``) against B (this checkout): one and ``counts[-1]`` regions, alternating."""
+    one, most = counts[0], counts[-1]
+    with tempfile.TemporaryDirectory(prefix="swr-etl-sources-ab-") as tmp:
+        a, b = a_and_b(base, Path(tmp))
+        got: dict[tuple[str, int], list[Sample]] = {}
+        for _ in range(repeat):
+            for side, tree in (("A", a), ("B", b)):
+                for n in (one, most):
+                    got.setdefault((side, n), []).append(
+                        sync_sample(every[:n], Path(tmp), n, tree))
+    print(f"A/B, {repeat} alternating rounds: A {base}, B this checkout (wall s, median)")
+    for n in (one, most):
+        a_s, b_s = (statistics.median(s.wall for s in got[side, n]) for side in "AB")
+        per = [y.wall / x.wall for x, y in zip(got["A", n], got["B", n], strict=True)]
+        print(f"  {n:>2} region(s): A {a_s:.3f}  B {b_s:.3f}  B/A per round "
+              f"{statistics.median(per):.3f} ({min(per):.3f}-{max(per):.3f})")
+    for side in "AB":
+        per = [m.wall / o.wall for o, m in zip(got[side, one], got[side, most], strict=True)]
+        print(f"  {side} ratio {most}/{one} per round: median {statistics.median(per):.2f}x "
+              f"({min(per):.2f}-{max(per):.2f})  target <= 1.5x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-ms", type=float, default=20.0)
     ap.add_argument("--regions", default="1,5,10")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--base", help="git revision to A/B this checkout against")
     args = ap.parse_args(argv)
     counts = [int(n) for n in args.regions.split(",")]
     server = subprocess.Popen([PY, "-c", SERVE, str(max(counts)), str(args.images),
@@ -66,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         assert server.stdout is not None
         every = json.loads(server.stdout.readline())
+        if args.base:
+            ab(every, counts, args.repeat, args.base)
+            return 0
         results: dict[int, list[Sample]] = {}
         with tempfile.TemporaryDirectory(prefix="swr-etl-sources-bench-") as tmp:
             for _ in range(args.repeat):
