@@ -17,6 +17,7 @@ from etl.config.sources import Source
 from etl.run.pipeline import run_sync
 from etl.simulator.regions import Regions
 from tests.helpers import Stub, listing, q, rows
+from tests.test_extract import max_overlap
 
 T0 = "2026-11-20T03:00:00Z"
 NAMES = ("ap-southeast-1", "cn-north-4", "eu-west-101")
@@ -341,3 +342,36 @@ def test_the_run_deadline_ends_a_region_in_outage_and_spares_the_others(tmp_path
     assert "--deadline 2 s" in error, error
     assert q(tmp_path / "swr.db", "SELECT source, COUNT(*) FROM images GROUP BY source") == [
         ("ap-southeast-1", 30), ("eu-west-101", 30)]
+
+
+def test_each_server_has_its_own_budget_of_requests_in_flight(tmp_path: Path) -> None:
+    """--concurrency bounds the requests in flight to each server. Each region's simulator is a
+    server of its own: none sees more than 2 at once, and the three together see more (one
+    budget for the whole run would have held them to 2 in all)."""
+    slow = {n: {"latency_ms": 40} for n in NAMES}
+    with Regions(NAMES, images=400, scenarios=slow) as regions:
+        result = run_sync(settings_for(regions, tmp_path / "swr.db", concurrency=2,
+                                       page_size=50), now=T0)
+        logs = {name: regions[name].repos_requests() for name in NAMES}
+    assert (result.status, result.exit_code) == ("success", 0)
+    assert {name: max_overlap(log) <= 2 for name, log in logs.items()} == dict.fromkeys(
+        NAMES, True)
+    assert max_overlap([r for log in logs.values() for r in log]) >= 3
+
+
+def test_sources_on_one_server_share_its_budget(tmp_path: Path) -> None:
+    """Two accounts read from the same region's API (one server, written two ways) share one
+    budget: the server never sees more than --concurrency requests at once."""
+    with Regions(("cn-north-4",), images=400,
+                 scenarios={"cn-north-4": {"latency_ms": 40}}) as regions:
+        sim = regions["cn-north-4"]
+        port = sim.url.rsplit(":", 1)[1]
+        sources = (Source("account-a", sim.url, "cn-north-4"),
+                   Source("account-b", f"HTTP://127.0.0.1:{port}/", "cn-north-4"))
+        result = run_sync(Settings(sources=sources, db=tmp_path / "swr.db", allow_anonymous=True,
+                                   concurrency=2, page_size=50), now=T0)
+        log = sim.repos_requests()
+    assert (result.status, result.exit_code) == ("success", 0)
+    assert [(r.source, r.rows) for r in result.sources] == [("account-a", 400),
+                                                            ("account-b", 400)]
+    assert max_overlap(log) == 2

@@ -112,7 +112,8 @@ class Settings:
     namespace: str | None = option(None, "Filter passed to the API.", metavar="NS")
     image_name: str | None = option(None, "Filter passed to the API.", metavar="NAME")
     page_size: int = option(100, "Rows per request, 1..1000.", low=1, high=1000)
-    concurrency: int = option(4, "Page fetches in flight once the total is known, 1..16.",
+    concurrency: int = option(4, "Page fetches in flight once the total is known (per server in a "
+                                 "run of several sources), 1..16.",
                               low=1, high=16)
     max_attempts: int | None = option(
         None, "Cap on attempts per request (1: never retry).", low=1, cap=1000,

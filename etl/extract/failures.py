@@ -112,6 +112,13 @@ def origin(url: str) -> str:
     return f"{host}:{port}" if port else host
 
 
+def server_of(url: str) -> tuple[str, str]:
+    """The server a URL is sent to: its scheme and ``origin``. Two URLs with the same server are
+    one origin to a redirect (credentials may follow) and one budget of requests in flight to a
+    run of several sources."""
+    return urlsplit(url).scheme.lower(), origin(url)
+
+
 def _host_text(text: str) -> str:
     return "".join(ch if ch.isprintable() and not ch.isspace() else "?" for ch in text)[:255]
 

@@ -103,8 +103,8 @@ class PageFetcher:
     counters: Counters
     lock: threading.Lock
     stop: threading.Event
-    # Requests in flight across every source of a run (None: this scan's workers alone bound
-    # them): the --concurrency budget shared by several sources scanned at once.
+    # Requests in flight to this scan's server across the sources of a run (None: this scan's
+    # workers alone bound them): the --concurrency budget shared by the sources on one server.
     slots: threading.Semaphore | None = None
 
     def __post_init__(self) -> None:

@@ -247,7 +247,7 @@ def scan_official_images(
     Nothing is fetched until iteration starts. ``budget`` bounds the page requests of each read
     (``etl.extract.reader.ReadBudget``). Raises (while iterating) ``AuthError`` (exit 3),
     ``NotFoundError``/``BadRequestError``/``UpstreamError`` (exit 4). ``slots`` bounds the
-    requests in flight across several scans at once (the sources of one run).
+    requests in flight across several scans at once (the sources of one run on one server).
     """
     return Scan(session, settings, auth=auth, sleep=sleep, clock=clock, rng=rng, budget=budget,
                 slots=slots)

@@ -39,6 +39,7 @@ from etl.extract.failures import (
     TooLarge,
     failure_from,
     origin,
+    server_of,
 )
 from etl.extract.session import Limits, send_env_of
 
@@ -62,10 +63,10 @@ class Answer:
 
 
 def _same_origin(a: str, b: str) -> bool:
-    pa, pb = urlsplit(a), urlsplit(b)
+    pb = urlsplit(b)
     if pb.username is not None or pb.password is not None:
         return False  # requests would turn user:password@ into Authorization
-    return (pa.scheme.lower(), origin(a)) == (pb.scheme.lower(), origin(b))
+    return server_of(a) == server_of(b)
 
 
 def redirect_refusal(status: int, current: str, target: str) -> str | None:

@@ -111,8 +111,8 @@ def preflight(settings: Settings, *, api: bool = True) -> None:
 def scan_api(settings: Settings, *, slots: threading.Semaphore | None = None,
              deadline: Deadline | None = None) -> Iterable[Page]:
     """The default page source: the SWR API, scanned as ``settings`` say (``etl.extract``).
-    ``slots`` and ``deadline``: the requests in flight and the run's deadline, shared with the
-    other sources of the run."""
+    ``slots``: the requests in flight, shared with the run's other sources on the same server;
+    ``deadline``: the run's, shared with all its sources."""
     from etl.extract.auth import build_auth
     from etl.extract.scan import make_session, scan_official_images
 

@@ -2,13 +2,15 @@
 
 One ``runs`` row for the run and one ``run_sources`` row per source. Each source is scanned in
 a thread of its own (its own session, credentials, ``Limiter`` and completeness proof: a 429 in
-one region pauses only that region), with one budget of requests in flight shared by all
-(``--concurrency``). Its pages wait in a bounded queue, so memory stays flat in the number of
-sources. SQLite has one writer: the loads are serialised, each source in turn as its pages
-arrive, while the other scans go on until their queues fill. A source that fails (404 where the
-API is retired, refused credentials, an outage) is rolled back alone: its previous state stays,
-the others load. The run's exit code is the highest-priority failure among its sources
-(``EXIT_PRIORITY``), 0 when every source loaded completely.
+one region pauses only that region). ``--concurrency`` bounds the requests in flight to each
+server: sources on one server (several accounts in a region) share one budget, sources on
+different servers (regions) have one each, so ten regions are read about as fast as one. Each
+source's pages wait in a bounded queue, so memory stays flat in the number of sources. SQLite
+has one writer: the loads are serialised, each source in turn as its pages arrive, while the
+other scans go on until their queues fill. A source that fails (404 where the API is retired,
+refused credentials, an outage) is rolled back alone: its previous state stays, the others load.
+The run's exit code is the highest-priority failure among its sources (``EXIT_PRIORITY``), 0
+when every source loaded completely.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from etl.config.settings import Settings
 from etl.config.sources import Source
 from etl.errors import ConfigError, exit_code_of
+from etl.extract.failures import server_of
 from etl.run.pipeline import PageSource, _ScanJob, _utc_text, preflight, resolve_now, scan_api
 from etl.run.skeleton import SyncResult, execute
 from etl.run.stream import DEFAULT_CHUNK_SIZES, ChunkSizes, ProgressCallback
@@ -148,8 +151,8 @@ class _SourceJob(_ScanJob):
 
 def _pages_of(settings: Settings, pages: PageSource | None, slots: threading.Semaphore,
               deadline: Any) -> Callable[[], Iterable[Any]]:
-    """What a source's feed iterates: the caller's pages for it, else its API scan (with the
-    run's shared budget of requests in flight and its one deadline)."""
+    """What a source's feed iterates: the caller's pages for it, else its API scan (with its
+    server's budget of requests in flight and the run's one deadline)."""
     if pages is None:
         return lambda: scan_api(settings, slots=slots, deadline=deadline)
     if isinstance(pages, Iterable):
@@ -163,6 +166,17 @@ class _Outcome:
     result: SyncResult | None
     exit_code: int
     error: str | None
+
+
+def _budgets(settings: Settings, sources: tuple[Source, ...]
+             ) -> dict[str, threading.BoundedSemaphore]:
+    """Each source's budget of requests in flight (``--concurrency``): one per server, shared by
+    the sources on it. The budget spares a server, and each region's API is a server of its own
+    (measured: ten regions at 100 ms a request took 1.15 s with one budget for all, 0.80 s with
+    one per server; one region, 0.6 s)."""
+    per_server = {server_of(src.endpoint): threading.BoundedSemaphore(settings.concurrency)
+                  for src in sources}
+    return {src.name: per_server[server_of(src.endpoint)] for src in sources}
 
 
 def run_sources(settings: Settings, *, pages: Mapping[str, PageSource] | None = None,
@@ -181,7 +195,7 @@ def run_sources(settings: Settings, *, pages: Mapping[str, PageSource] | None = 
     at = resolve_now(now, settings.now_override)
     sources = settings.source_list()
     preflight(settings, api=pages is None)
-    slots = threading.BoundedSemaphore(settings.concurrency)
+    slots = _budgets(settings, sources)
     deadline = None
     if pages is None:  # the run's one deadline, counted from now for every source
         from etl.extract.throttle import Deadline
@@ -192,7 +206,7 @@ def run_sources(settings: Settings, *, pages: Mapping[str, PageSource] | None = 
         raise ConfigError(f"pages given for {sorted(pages)}, but the sources are "
                           f"{[s.name for s in sources]}")
     feeds = [_Feed(i, _pages_of(settings.for_source(src), None if pages is None
-                                else pages[src.name], slots, deadline), ready)
+                                else pages[src.name], slots[src.name], deadline), ready)
              for i, src in enumerate(sources)]
     started_at = _utc_text(at)
     start = RunStart(started_at=started_at, snapshot_date=started_at[:10],
