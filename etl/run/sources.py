@@ -4,13 +4,13 @@ One ``runs`` row for the run and one ``run_sources`` row per source. Each source
 a thread of its own (its own session, credentials, ``Limiter`` and completeness proof: a 429 in
 one region pauses only that region). ``--concurrency`` bounds the requests in flight to each
 server: sources on one server (several accounts in a region) share one budget, sources on
-different servers (regions) have one each, so ten regions are read about as fast as one. Each
-source's pages wait in a bounded queue, so memory stays flat in the number of sources. SQLite
-has one writer: the loads are serialised, each source in turn as its pages arrive, while the
-other scans go on until their queues fill. A source that fails (404 where the API is retired,
-refused credentials, an outage) is rolled back alone: its previous state stays, the others load.
-The run's exit code is the highest-priority failure among its sources (``EXIT_PRIORITY``), 0
-when every source loaded completely.
+different servers (regions) have one each, so one region's requests never queue behind
+another's. Each source's pages wait in a bounded queue, so memory stays flat in the number of
+sources. SQLite has one writer: the loads are serialised, each source in turn as its pages
+arrive, while the other scans go on until their queues fill. A source that fails (404 where the
+API is retired, refused credentials, an outage) is rolled back alone: its previous state stays,
+the others load. The run's exit code is the highest-priority failure among its sources
+(``EXIT_PRIORITY``), 0 when every source loaded completely.
 """
 
 from __future__ import annotations
