@@ -95,21 +95,21 @@ def _build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int, top
         raise ConfigError(f"--top must be at least 1, got {top}")
     now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
     with _connection(conn_or_db) as conn:
-        # A database the report opened itself can be read by a second connection as well.
-        aside = (None if isinstance(conn_or_db, sqlite3.Connection)
-                 else second_reader(conn_or_db, conn))
-        if not isinstance(conn, sqlite3.Connection):  # PostgreSQL: the session ends with it
+        if not isinstance(conn_or_db, sqlite3.Connection):
+            # The report's own connection, which a second one can read beside. Closing it ends
+            # its TEMP tables (a PostgreSQL session, its pg_temp): dropping them one by one
+            # first cost ~65 ms of a year of 10,000 images (measured).
             return _compute(conn, days=days, top=top, now=now, sources=tuple(sources),
-                            aside=aside, on_chart_data=on_chart_data)
-        in_transaction = conn.in_transaction
+                            aside=second_reader(conn_or_db, conn), on_chart_data=on_chart_data)
+        in_transaction = conn_or_db.in_transaction
         try:
             return _compute(conn, days=days, top=top, now=now, sources=tuple(sources),
-                            aside=aside, on_chart_data=on_chart_data)
-        finally:
+                            aside=None, on_chart_data=on_chart_data)
+        finally:  # the caller's connection: left as it was given
             for name in TEMP_TABLES:
-                conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
-            if not in_transaction and conn.in_transaction:
-                conn.commit()  # only temp tables were written: release the read snapshot
+                conn_or_db.execute(f"DROP TABLE IF EXISTS temp.{name}")
+            if not in_transaction and conn_or_db.in_transaction:
+                conn_or_db.commit()  # only temp tables were written: release the read snapshot
 
 
 @dataclass(frozen=True)
