@@ -414,19 +414,3 @@ def test_each_engines_order_key_puts_the_unranked_last(dialect: Dialect) -> None
         " SELECT 2, 1, NULL UNION ALL SELECT 3, NULL, 'stuck_counter' UNION ALL"
         f" SELECT 4, 2, NULL) AS m ORDER BY {key}, m.id").fetchall()
     assert got == [(2,), (4,), (1,), (3,)]
-
-
-@pytest.mark.parametrize("days", [None, 7])
-def test_steps_have_the_named_columns_one_row_per_image_and_date(
-        conn: sqlite3.Connection, days: int | None) -> None:
-    """``STEPS_COLUMNS`` and ``STEPS_KEY`` describe what ``steps`` gives (the report keys its
-    TEMP table of steps by them): the same columns in order, never two rows of one image and
-    date, on the golden history (several runs on one date, a replaced run among them)."""
-    sql = trends.with_ctes(trends.steps_ctes(trends.counted_runs_ctes(), days), "SELECT * FROM "
-                           "steps")
-    cur = conn.execute(sql)
-    assert tuple(d[0] for d in cur.description) == trends.STEPS_COLUMNS
-    rows = cur.fetchall()
-    at = [trends.STEPS_COLUMNS.index(k) for k in trends.STEPS_KEY]
-    keys = [tuple(row[i] for i in at) for row in rows]
-    assert len(rows) > 10 and len(set(keys)) == len(keys)
