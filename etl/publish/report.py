@@ -171,9 +171,9 @@ def _build_window(conn: Queryable, days: int, now: dt.datetime,
             runs = conn.execute("SELECT source, snapshot_date, run_id FROM report_runs "
                                 "WHERE snapshot_date <= ?", (start,)).fetchall()
             ranks = pool.submit(_ranks_aside, aside, runs, start, days)
-        _fill_keyed(conn, dialect, "cur_steps", trends.with_ctes(
-            trends.steps_ctes(_RUNS, days, dialect=dialect), "SELECT * FROM steps"),
-                    columns=trends.STEPS_COLUMNS, key=trends.STEPS_KEY)
+        conn.execute("CREATE TEMP TABLE cur_steps AS " + trends.with_ctes(
+            trends.steps_ctes(_RUNS, days, dialect=dialect), "SELECT * FROM steps"))
+        _settle(conn, dialect, "cur_steps")
         conn.execute("CREATE TEMP TABLE cur_images AS "
                      + trends.per_image_sql("cur_steps", dialect=dialect))
         _settle(conn, dialect, "cur_images")
@@ -231,26 +231,6 @@ def _ranks_aside(aside: Opener, runs: list[tuple[str, str, int]], start: str,
             return ranked
     except (sqlite3.Error, ConfigError):
         return None
-
-
-def _fill_keyed(conn: Queryable, dialect: Dialect, table: str, select: str, *,
-                columns: Sequence[str], key: Sequence[str]) -> None:
-    """TEMP table ``table`` (``columns``, unique by ``key``) filled from ``select``: keyed
-    where the engine reads a keyed table back in key order (``Dialect.keyed_temp``), so the
-    per-image aggregate streams instead of sorting; else made from ``select`` and settled."""
-    if dialect.keyed_temp is None:
-        conn.execute(f"CREATE TEMP TABLE {table} AS {select}")
-        _settle(conn, dialect, table)
-        return
-    names = ", ".join(columns)
-    conn.execute(dialect.keyed_temp.format(table=table, columns=names, key=", ".join(key)))
-    began = isinstance(conn, sqlite3.Connection) and not conn.in_transaction
-    conn.execute(f"INSERT INTO {table} ({names}) {select}")
-    if began and isinstance(conn, sqlite3.Connection) and conn.in_transaction:
-        # sqlite3 began a transaction for the INSERT, as for any: its read lock on the database
-        # would outlast the statement, which CREATE ... AS never held (a rollback-journal
-        # database's writer would wait for the whole report). Only the TEMP table was written.
-        conn.commit()
 
 
 def _settle(conn: Queryable, dialect: Dialect, table: str) -> None:

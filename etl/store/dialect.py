@@ -37,10 +37,6 @@ class Dialect:
     # fit for the planner. SQLite indexes such a lookup on the fly; PostgreSQL does not, and
     # its autovacuum never analyses a temporary table, so its planner would guess blind.
     settle_temp: tuple[str, ...]
-    # A TEMP table of rows unique by ``{key}``, made before it is filled when the engine then
-    # reads it back in key order (a GROUP BY on the key needs no sort; SQLite: ~0.25 s less of
-    # a month of 10,000 images' steps). None: made from its query, then settled.
-    keyed_temp: str | None
     _days_between: Callable[[str, str], str]
     _days_before: Callable[[str, int], str]
     _greatest: Callable[[str, str], str]
@@ -80,8 +76,6 @@ SQLITE = Dialect(
     table_exists_sql="SELECT 1 FROM sqlite_master WHERE name = ?",
     schema_version_sql="PRAGMA user_version",
     settle_temp=(),
-    # Columns without a declared type keep each value as the query gave it, as CREATE ... AS.
-    keyed_temp="CREATE TEMP TABLE {table} ({columns}, PRIMARY KEY ({key})) WITHOUT ROWID",
     _days_between=lambda a, b: f"CAST(julianday({a}) - julianday({b}) AS INTEGER)",
     _days_before=lambda d, n: f"date({d}, '-{n} days')",
     _greatest=lambda a, b: f"MAX({a}, {b})",
@@ -98,7 +92,6 @@ POSTGRES = Dialect(
     table_exists_sql="SELECT 1 WHERE to_regclass(?) IS NOT NULL",  # in the search_path
     schema_version_sql="SELECT version FROM swr_etl_schema",  # etl.store.pg_schema's table
     settle_temp=("CREATE INDEX ON {table} ({key})", "ANALYZE {table}"),
-    keyed_temp=None,
     _days_between=lambda a, b: f"(CAST({a} AS date) - CAST({b} AS date))",
     # to_char, not a cast to text: the text of a date follows the session's DateStyle
     _days_before=lambda d, n: f"to_char(CAST({d} AS date) - {n}, 'YYYY-MM-DD')",

@@ -127,19 +127,13 @@ WHERE s.pull_count IS NOT NULL
     ]
 
 
-# The columns of ``steps`` (``steps_ctes``), in order, and what makes a row unique: an image has
-# one observation per run date.
-STEPS_COLUMNS = ("source", "image_id", "snapshot_date", "run_id", "pull_count", "prev_date",
-                 "prev_count", "pull_delta", "days_elapsed", "anomaly", "as_of")
-STEPS_KEY = ("source", "image_id", "snapshot_date")
-
-
 def steps_ctes(counted: Ctes, days: int | None = None, *, dialect: Dialect = SQLITE) -> Ctes:
     """``counted`` CTEs, then ``steps``: one row per observation (in the window of ``days``, or
     the whole history), with its step from the image's previous observation (in that range).
 
     An image is one ``(source, image_id)``: each source counts its own pulls.
-    ``steps`` columns: ``STEPS_COLUMNS``, unique by ``STEPS_KEY``.
+    ``steps`` columns: source, image_id, snapshot_date, run_id, pull_count, prev_date, prev_count,
+    pull_delta, days_elapsed, anomaly, as_of.
     """
     return obs_ctes(counted, days, dialect=dialect) + [
         ("st", """SELECT o.*, LAG(o.pull_count) OVER w AS prev_count,
