@@ -88,12 +88,13 @@ class PgRunLock:
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn: Any = None
+        self._key = 0
 
     def acquire(self) -> None:
         conn, schema = connect(self.url)
         key = lock_key(schema)
         if conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
-            self.conn = conn
+            self.conn, self._key = conn, key
             return
         unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
         row = conn.execute(_HOLDER_SQL, (unsigned >> 32, unsigned & 0xFFFF_FFFF)).fetchone()
@@ -103,9 +104,18 @@ class PgRunLock:
                           f"{schema}{who}")
 
     def release(self) -> None:
-        if self.conn is not None:
+        """Free the lock at once, then close its connection. The session's end would free it
+        too, but the server ends a closed session a moment later: a run started right after
+        this one was then sometimes refused, with nobody holding the lock."""
+        if self.conn is None:
+            return
+        try:
+            self.conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+        except _driver().Error:  # a broken connection: its session's end frees the lock
+            pass
+        finally:
             try:
-                self.conn.close()  # the session's end releases its advisory locks
+                self.conn.close()
             finally:
                 self.conn = None
 
