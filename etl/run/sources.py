@@ -28,7 +28,6 @@ from typing import Any
 from etl.config.settings import Settings
 from etl.config.sources import Source
 from etl.errors import ConfigError, exit_code_of
-from etl.extract.failures import server_of
 from etl.run.pipeline import PageSource, _ScanJob, _utc_text, preflight, resolve_now, scan_api
 from etl.run.skeleton import SyncResult, execute
 from etl.run.stream import DEFAULT_CHUNK_SIZES, ChunkSizes, ProgressCallback
@@ -149,8 +148,8 @@ class _SourceJob(_ScanJob):
         return f"run {run_id} source {self.start.source}"
 
 
-def _pages_of(settings: Settings, pages: PageSource | None, slots: threading.Semaphore,
-              deadline: Any) -> Callable[[], Iterable[Any]]:
+def _pages_of(settings: Settings, pages: PageSource | None,
+              slots: threading.Semaphore | None, deadline: Any) -> Callable[[], Iterable[Any]]:
     """What a source's feed iterates: the caller's pages for it, else its API scan (with its
     server's budget of requests in flight and the run's one deadline)."""
     if pages is None:
@@ -174,6 +173,8 @@ def _budgets(settings: Settings, sources: tuple[Source, ...]
     the sources on it. The budget spares a server, and each region's API is a server of its own
     (measured: ten regions at 100 ms a request took 1.15 s with one budget for all, 0.80 s with
     one per server; one region, 0.6 s)."""
+    from etl.extract.failures import server_of  # the API's runs only: it imports requests
+
     per_server = {server_of(src.endpoint): threading.BoundedSemaphore(settings.concurrency)
                   for src in sources}
     return {src.name: per_server[server_of(src.endpoint)] for src in sources}
@@ -195,18 +196,19 @@ def run_sources(settings: Settings, *, pages: Mapping[str, PageSource] | None = 
     at = resolve_now(now, settings.now_override)
     sources = settings.source_list()
     preflight(settings, api=pages is None)
-    slots = _budgets(settings, sources)
+    slots: dict[str, threading.BoundedSemaphore] = {}
     deadline = None
     if pages is None:  # the run's one deadline, counted from now for every source
         from etl.extract.throttle import Deadline
 
         deadline = Deadline(settings.deadline)
+        slots = _budgets(settings, sources)
     ready: queue.Queue[int] = queue.Queue()
     if pages is not None and set(pages) != {s.name for s in sources}:
         raise ConfigError(f"pages given for {sorted(pages)}, but the sources are "
                           f"{[s.name for s in sources]}")
     feeds = [_Feed(i, _pages_of(settings.for_source(src), None if pages is None
-                                else pages[src.name], slots[src.name], deadline), ready)
+                                else pages[src.name], slots.get(src.name), deadline), ready)
              for i, src in enumerate(sources)]
     started_at = _utc_text(at)
     start = RunStart(started_at=started_at, snapshot_date=started_at[:10],
