@@ -94,22 +94,23 @@ def _build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int, top
     if top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
     now = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    caller = conn_or_db if isinstance(conn_or_db, sqlite3.Connection) else None
     with _connection(conn_or_db) as conn:
-        if not isinstance(conn_or_db, sqlite3.Connection):
-            # The report's own connection, which a second one can read beside. Closing it ends
-            # its TEMP tables (a PostgreSQL session, its pg_temp): dropping them one by one
-            # first cost ~65 ms of a year of 10,000 images (measured).
-            return _compute(conn, days=days, top=top, now=now, sources=tuple(sources),
-                            aside=second_reader(conn_or_db, conn), on_chart_data=on_chart_data)
-        in_transaction = conn_or_db.in_transaction
+        # The report's own connection can be read by a second one beside it. Closing it ends its
+        # TEMP tables (a PostgreSQL session, its pg_temp): dropping them one by one first cost
+        # ~65 ms of a year of 10,000 images (measured). A caller's is left as it was given.
+        aside = (None if isinstance(conn_or_db, sqlite3.Connection)
+                 else second_reader(conn_or_db, conn))
+        in_transaction = caller is not None and caller.in_transaction
         try:
             return _compute(conn, days=days, top=top, now=now, sources=tuple(sources),
-                            aside=None, on_chart_data=on_chart_data)
-        finally:  # the caller's connection: left as it was given
-            for name in TEMP_TABLES:
-                conn_or_db.execute(f"DROP TABLE IF EXISTS temp.{name}")
-            if not in_transaction and conn_or_db.in_transaction:
-                conn_or_db.commit()  # only temp tables were written: release the read snapshot
+                            aside=aside, on_chart_data=on_chart_data)
+        finally:
+            if caller is not None:
+                for name in TEMP_TABLES:
+                    caller.execute(f"DROP TABLE IF EXISTS temp.{name}")
+                if not in_transaction and caller.in_transaction:
+                    caller.commit()  # only temp tables were written: release the read snapshot
 
 
 @dataclass(frozen=True)
@@ -354,12 +355,12 @@ def _html_report(db: Path | str, *, days: int, top: int, now: dt.datetime | None
     queries)."""
     preload("matplotlib.figure", "matplotlib.backends.backend_agg", "etl.publish.render",
             "jinja2")
-    drawing: list[Future[list[tuple[str, str]]]] = []
+    drawing: list[Future[list[tuple[str, str]]]] = []  # the one drawing, once its data is known
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="swr-etl-charts") as pool:
         report = _build_report(db, days=days, top=top, now=now, sources=sources,
                                on_chart_data=lambda part: drawing.append(
                                    pool.submit(_draw_charts, part)))
-        charts = drawing[0].result() if drawing else None
+        charts = drawing[0].result()  # _compute hands the hook its part before it returns
     from etl.publish.render import html
 
     return html(report, charts=charts)
