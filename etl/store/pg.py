@@ -107,17 +107,15 @@ class PgRunLock:
         """Free the lock at once, then close its connection. The session's end would free it
         too, but the server ends a closed session a moment later: a run started right after
         this one was then sometimes refused, with nobody holding the lock."""
-        if self.conn is None:
+        conn, self.conn = self.conn, None
+        if conn is None:
             return
         try:
-            self.conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+            conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
         except _driver().Error:  # a broken connection: its session's end frees the lock
             pass
         finally:
-            try:
-                self.conn.close()
-            finally:
-                self.conn = None
+            conn.close()
 
 
 class PgReader:
