@@ -421,3 +421,21 @@ def test_a_folder_for_the_database_is_refused_from_flag_or_env(
         main(args)
     assert (exc.value.code, capsys.readouterr().err) == (
         2, f"swr-etl: error: Invalid value for '--db': File '{tmp_path}' is a directory.\n")
+
+
+def test_a_urls_port_is_its_own_else_its_schemes_default() -> None:
+    from etl.config.regions import source_name
+    from etl.config.urls import port_of
+    from etl.extract.failures import origin, server_of
+
+    assert [port_of(u) for u in ("https://h", "HTTP://h/x", "http://h:8080", "https://h:80",
+                                 "ftp://h")] == [443, 80, 8080, 80, None]
+    with pytest.raises(ValueError):
+        port_of("http://h:99999")
+    # The source's name, the origin in messages and the server of a budget say the same port.
+    for url, shown in (("http://Example.org", "example.org:80"),
+                       ("https://example.org/v2", "example.org:443"),
+                       ("https://[::1]:9000", "[::1]:9000")):
+        assert source_name(url) == origin(url) == shown
+        assert server_of(url)[1] == shown
+    assert origin("http://h:99999") == "h"  # an unreadable port is left out of a message

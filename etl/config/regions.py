@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from etl.config.urls import port_of
+
 # region -> domain of its SWR API (swr-api.<region>.<domain>); the SDK's list, in its order.
 REGION_DOMAINS: dict[str, str] = {
     "af-south-1": "myhuaweicloud.com",
@@ -43,8 +45,6 @@ REGION_DOMAINS: dict[str, str] = {
 KNOWN_REGIONS: tuple[str, ...] = tuple(REGION_DOMAINS)
 ALL = "all"  # --region all: every known region
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
 
 def region_domain(region: str) -> str:
     """The domain of a region's endpoints. A region the list does not know yet takes the domain
@@ -69,7 +69,7 @@ def source_name(endpoint: str | None) -> str:
         return "unknown"
     parts = urlsplit(endpoint)
     host = (parts.hostname or "").lower()
-    port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 0)
+    port = port_of(endpoint) or 0
     labels = host.split(".", 2)
     if (len(labels) == 3 and labels[0] == "swr-api" and parts.scheme == "https" and port == 443
             and REGION_DOMAINS.get(labels[1]) == labels[2] and parts.path.strip("/") == ""):

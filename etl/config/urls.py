@@ -15,6 +15,19 @@ if TYPE_CHECKING:
     from etl.config.settings import Settings
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def port_of(url: str) -> int | None:
+    """The port a URL is sent to: its own, else its scheme's default (None for another scheme).
+
+    Raises:
+        ValueError: the URL's port is not a number from 0 to 65535.
+    """
+    parts = urlsplit(url)  # the scheme comes back in lower case
+    return parts.port or _DEFAULT_PORTS.get(parts.scheme)
+
+
 def redacted(url: str) -> str:
     """``url`` with anything before an ``@`` in its authority replaced by ``***``."""
     return re.sub(r"(//)[^/?#]*@", r"\1***@", url)

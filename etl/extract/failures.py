@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+from etl.config.urls import port_of
+
 # OpenSSL's reasons when the peer answered a TLS ClientHello with something that is not TLS
 # (typically "HTTP/1.1 400 ..." from a plain-HTTP server): not a certificate problem.
 NOT_TLS_REASONS = frozenset({
@@ -104,7 +105,7 @@ def origin(url: str) -> str:
     parts = urlsplit(url)
     host = _host_text(parts.hostname or "?")
     try:
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+        port = port_of(url)
     except ValueError:
         port = None
     if ":" in host:
