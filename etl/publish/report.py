@@ -266,9 +266,8 @@ def _compute(conn: Queryable, *, days: int, top: int, now: dt.datetime,
         "SELECT COUNT(*), COALESCE(SUM(s.pull_count), 0) FROM report_runs AS c"
         " JOIN image_snapshots AS s ON s.run_id = c.run_id AND s.source = c.source"
         " WHERE c.snapshot_date = ?", (w.as_of,)).fetchone()
-    (total_delta,) = conn.execute(
-        "SELECT COALESCE(SUM(pull_delta), 0) FROM cur_steps").fetchone()
     per_date = sections.per_date(conn)
+    total_delta = sum(row[4] for row in per_date)  # the window's known gain
     daily = sections.daily_totals(per_date, w.dates)
     total_rates = daily_rates([(row["date"], w.dates[i], row["pull_delta"])
                                for i, row in enumerate(daily[1:])])

@@ -50,21 +50,23 @@ def avg_last_7(rates: dict[str, float], as_of: str) -> float | None:
 
 
 def per_date(conn: Queryable) -> list[tuple[Any, ...]]:
-    """One scan for the totals and the stale check: per (date, image's previous date) group,
-    images, pulls, known gain, images comparable with their previous count, and unchanged ones."""
+    """One scan of the window's steps for the totals, the stale check and the count of
+    decreases: per (date, image's previous date) group, images, pulls, known gain, images
+    comparable with their previous count, unchanged ones, and decreases."""
     return conn.execute(
         "SELECT snapshot_date, prev_date, COUNT(*), COALESCE(SUM(pull_count), 0), "
         "COALESCE(SUM(pull_delta), 0), "
         # Counted with CASE: PostgreSQL cannot SUM a comparison, as SQLite sums its 0 or 1.
         "COUNT(CASE WHEN prev_date IS NOT NULL AND (anomaly IS NULL OR anomaly <> 'stuck_counter')"
-        " THEN 1 END), COUNT(CASE WHEN pull_delta = 0 THEN 1 END) "
+        " THEN 1 END), COUNT(CASE WHEN pull_delta = 0 THEN 1 END), "
+        "COUNT(CASE WHEN anomaly = 'decrease' THEN 1 END) "
         "FROM cur_steps GROUP BY snapshot_date, prev_date "
         "ORDER BY snapshot_date, prev_date").fetchall()
 
 
 def daily_totals(per_date: list[tuple[Any, ...]], window: list[str]) -> list[dict[str, Any]]:
     by_date: dict[str, list[int]] = {}
-    for d, _prev_date, n, total, delta, _comparable, _same in per_date:
+    for d, _prev_date, n, total, delta, _comparable, _same, _decreases in per_date:
         acc = by_date.setdefault(d, [0, 0, 0])
         acc[0] += n
         acc[1] += total
@@ -151,9 +153,7 @@ def anomalies(conn: Queryable, per_date: list[tuple[Any, ...]],
                window: list[str]) -> Listing:
     found: list[dict[str, Any]] = []
     total = 0
-    (n_dec,) = conn.execute(
-        "SELECT COUNT(*) FROM cur_steps WHERE anomaly = 'decrease'").fetchone()
-    total += n_dec
+    total += sum(row[7] for row in per_date)  # the decreases
     for image_id, ns, name, prev_date, d, prev_count, c, source in conn.execute(
             "SELECT s.image_id, i.namespace, i.name, s.prev_date, s.snapshot_date, "
             "s.prev_count, s.pull_count, s.source FROM cur_steps AS s "
@@ -180,7 +180,7 @@ def anomalies(conn: Queryable, per_date: list[tuple[Any, ...]],
                       "date": since, "detail": f"pull_count stuck at {INT32_MAX:,} (the int32 "
                                                f"maximum) {span}; growth unknown, not ranked"})
     previous = dict(zip(window[1:], window, strict=False))
-    for d, prev_date, _n, _total, _delta, n, same in per_date:
+    for d, prev_date, _n, _total, _delta, n, same, _decreases in per_date:
         # Only images observed on both consecutive run dates are compared.
         if previous.get(d) == prev_date and n and same / n > STALE_SHARE:
             total += 1
