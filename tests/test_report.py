@@ -708,6 +708,40 @@ def test_rows_of_several_sources_say_where_they_were_read(tmp_path: Path) -> Non
     assert " · r-a" not in html(only_a) and " · r-a" not in markdown(only_a)
 
 
+def test_each_ranked_images_regions_are_its_own(tmp_path: Path) -> None:
+    """The region breakdown lists each ranked image's own shares: not those of an image of the
+    same name in another namespace, and images with no namespace or no name keep theirs."""
+    from tests.fixtures.report_db import add_image
+
+    conn = new_db(tmp_path / "two.db")
+    # id -> (namespace, name, gain in r-a, gain in r-b); None: not listed in that source
+    images: dict[int, tuple[str | None, str | None, int | None, int | None]] = {
+        1: ("library", "nginx", 50, 70), 2: ("other", "nginx", 1000, None),
+        3: (None, "x", 5, 6), 4: ("library", None, 9, None), 5: ("library", "y", 1, 1)}
+    run = 0
+    for source, column in (("r-a", 2), ("r-b", 3)):
+        listed = {i: spec for i, spec in images.items() if spec[column] is not None}
+        for i, spec in listed.items():
+            add_image(conn, i, spec[1], namespace=spec[0], source=source,  # type: ignore[arg-type]
+                      last_run=run + 2)
+        for date, grown in (("2026-11-07", False), ("2026-11-08", True)):
+            run += 1
+            add_run(conn, run, date, source=source, counts={
+                i: 1000 + (spec[column] if grown else 0) for i, spec in listed.items()})
+    regions = {top: build_report(conn, days=7, top=top, now=NOW)["regions"] for top in (2, 10)}
+    conn.close()
+    shares = [((r["namespace"], r["name"]),
+               [(p["source"], p["pull_delta"]) for p in r["by_source"]]) for r in regions[10]]
+    assert shares == [
+        (("other", "nginx"), [("r-a", 1000)]),
+        (("library", "nginx"), [("r-b", 70), ("r-a", 50)]),
+        ((None, "x"), [("r-b", 6), ("r-a", 5)]),
+        (("library", None), [("r-a", 9)]),
+        (("library", "y"), [("r-a", 1), ("r-b", 1)])]
+    assert [r["pull_delta"] for r in regions[10]] == [1000, 120, 11, 9, 2]
+    assert regions[2] == regions[10][:2]
+
+
 def test_a_day_whose_every_comparable_image_fell_is_not_stale_and_no_crash(
         tmp_path: Path) -> None:
     """No known gain that day (the only step is a decrease): the stale check counts 0 unchanged

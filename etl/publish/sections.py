@@ -237,9 +237,18 @@ def region_breakdown(conn: Queryable, top: int) -> list[dict[str, Any]]:
     totals = conn.execute(trends.with_ctes(ctes, trends.totals_select(dialect) + " LIMIT ?"),
                           (top,)).fetchall()
     ranked = [t for t in totals if t[7] is not None]
+    if not ranked:
+        return []
+    # The shares of the ranked images' names only (matched on both parts below). All of them
+    # is a row per image and source, fetched one by one: beside the HTML report's charts, whose
+    # thread holds the GIL, that took ~0.2 s of a year of 10,000 images (measured).
+    names = sorted({t[1] for t in ranked if t[1] is not None})
+    wanted = [f"name IN ({', '.join('?' * len(names))})"] if names else []
+    wanted += ["name IS NULL"] if any(t[1] is None for t in ranked) else []
     shares = conn.execute(trends.with_ctes(
         ctes, "SELECT namespace, name, source, pull_count, pull_delta FROM shares"
-              " WHERE anomaly IS NULL ORDER BY pull_delta DESC, source")).fetchall()
+              f" WHERE anomaly IS NULL AND ({' OR '.join(wanted)})"
+              " ORDER BY pull_delta DESC, source"), names).fetchall()
     by_image: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
     for ns, name, source, count, delta in shares:
         by_image.setdefault((ns, name), []).append(
