@@ -180,3 +180,25 @@ def test_a_callers_sqlite_connection_still_works(tmp_path: Path) -> None:
         assert build_report(conn, days=7, now=TREND_NOW)["as_of"] == "2026-11-08"
     finally:
         conn.close()
+
+
+def test_postgresql_leaves_a_core_free_at_once(tmp_path: Path, pg_url: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL computes the report in its backends: an HTML report's renderers are imported
+    at once, before the previous window is ranked beside this one, even on two cores (from a
+    SQLite file they wait for the window's steps: tests/test_report.py)."""
+    from etl.publish import report as report_module
+
+    monkeypatch.setattr(report_module, "_cores", lambda: 2)
+    _, url = both(build_trend_db, tmp_path, pg_url)
+    order: list[str] = []
+    ranks_aside = report_module._ranks_aside
+
+    def spy(*args: Any) -> Any:
+        order.append("ranks aside")
+        return ranks_aside(*args)
+
+    monkeypatch.setattr(report_module, "_ranks_aside", spy)
+    report_module._build_report(url, days=7, top=10, now=TREND_NOW, sources=(),
+                                on_core_free=lambda: order.append("core free"))
+    assert order == ["core free", "ranks aside"]

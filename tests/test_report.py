@@ -784,3 +784,42 @@ def test_html_charts_drawn_early_on_their_own_thread_are_the_page_s_charts(
     whole = render.html(build_report(path, days=7, top=10, now=NOW))
     assert page.read_text(encoding="utf-8") == whole
     assert whole.count("data:image/svg+xml;base64,") == 3
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+def test_the_core_free_hook_waits_for_the_window_on_two_cores(
+        trend_db: Path, cores: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An HTML report imports its renderers when the report's heaviest SQL leaves a core free:
+    on two cores once this window's steps are computed (a caller's connection has no second
+    one), on more at once; never twice."""
+    monkeypatch.setattr(report_module, "_cores", lambda: cores)
+    seen: list[str] = []
+    conn = sqlite3.connect(trend_db)
+    conn.set_trace_callback(lambda sql: seen.append(" ".join(sql.split()[:4])))
+    report_module._build_report(conn, days=7, top=10, now=NOW, sources=(),
+                                on_core_free=lambda: seen.append("core free"))
+    conn.close()
+    assert seen.count("core free") == 1
+    at = seen.index("core free")
+    steps = seen.index("CREATE TEMP TABLE cur_steps")
+    assert at == (steps + 1 if cores == 2 else 0), seen[:at + 2]
+
+
+def test_the_core_free_hook_is_called_once_of_two_threads(
+        trend_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a file the hook is called by whichever comes first, the window's steps or the
+    previous window's ranks on the second connection; the other finds it called."""
+    monkeypatch.setattr(report_module, "_cores", lambda: 2)
+    asides: list[bool] = []
+    ranks_aside = report_module._ranks_aside
+
+    def spy(*args: Any) -> Any:
+        asides.append(True)
+        return ranks_aside(*args)
+
+    monkeypatch.setattr(report_module, "_ranks_aside", spy)
+    calls: list[str] = []
+    for _ in range(5):
+        report_module._build_report(trend_db, days=7, top=10, now=NOW, sources=(),
+                                    on_core_free=lambda: calls.append("core free"))
+    assert asides == [True] * 5 and calls == ["core free"] * 5

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -83,12 +85,16 @@ def build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int = 30,
 # Called with the part of the document the HTML charts are drawn from (``sources``, ``daily``,
 # ``top_movers``) as soon as it is known, before the rest of the report's SQL runs.
 ChartsHook = Callable[[dict[str, Any]], None]
+# Called once, when the report's heaviest SQL leaves this process a core (``_build_window``).
+CoreHook = Callable[[], None]
 
 
 def _build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int, top: int,
                   now: dt.datetime | None, sources: Sequence[str],
-                  on_chart_data: ChartsHook | None = None) -> dict[str, Any]:
-    """``build_report``; ``on_chart_data`` is handed the charts' part of the document early."""
+                  on_chart_data: ChartsHook | None = None,
+                  on_core_free: CoreHook | None = None) -> dict[str, Any]:
+    """``build_report``; ``on_chart_data`` is handed the charts' part of the document early,
+    ``on_core_free`` is called once the heaviest SQL is done (``_build_window``)."""
     if not 1 <= days <= MAX_DAYS:
         raise ConfigError(f"--days must be 1..{MAX_DAYS}, got {days}")
     if top < 1:
@@ -104,7 +110,8 @@ def _build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int, top
         in_transaction = caller is not None and caller.in_transaction
         try:
             return _compute(conn, days=days, top=top, now=now, sources=tuple(sources),
-                            aside=aside, on_chart_data=on_chart_data)
+                            aside=aside, on_chart_data=on_chart_data,
+                            on_core_free=on_core_free)
         finally:
             if caller is not None:
                 for name in TEMP_TABLES:
@@ -143,12 +150,23 @@ def _narrow(conn: Queryable, sources: tuple[str, ...]) -> None:
 
 
 def _build_window(conn: Queryable, days: int, now: dt.datetime,
-                  sources: tuple[str, ...] = (), aside: Opener | None = None) -> _Window:
+                  sources: tuple[str, ...] = (), aside: Opener | None = None,
+                  on_core_free: CoreHook | None = None) -> _Window:
     """The counted runs up to ``now``'s date and the window steps over them, as TEMP tables
     (``report_runs``, ``cur_steps``, ``cur_images``, ``prev_rank``) the queries below read.
     ``aside``: opens a second connection to the database, on which the previous window's ranks
-    are then computed while ``conn`` computes this window (``_ranks_aside``)."""
+    are then computed while ``conn`` computes this window (``_ranks_aside``).
+
+    ``on_core_free`` is called once, as soon as this process has a core to spare: at once from
+    PostgreSQL (its backends compute) or on a machine of more than two cores; else when the
+    first of the two heaviest statements (this window's steps, the previous window's ranks),
+    which SQLite computes on this machine's cores, is done. An HTML report imports its
+    renderers then: started beside both statements on two cores, the import slowed the steps
+    by ~0.3 s (a year of 10,000 images, measured)."""
     dialect = dialect_of(conn)
+    core_free = _once(on_core_free)
+    if dialect.name != "sqlite" or _cores() > 2:
+        core_free()
     conn.execute("CREATE TEMP TABLE report_runs AS " + trends.counted_runs_sql(until=True),
                  {"until": now.date().isoformat()})
     if sources:
@@ -172,8 +190,10 @@ def _build_window(conn: Queryable, days: int, now: dt.datetime,
             runs = conn.execute("SELECT source, snapshot_date, run_id FROM report_runs "
                                 "WHERE snapshot_date <= ?", (start,)).fetchall()
             ranks = pool.submit(_ranks_aside, aside, runs, start, days)
+            ranks.add_done_callback(lambda _: core_free())
         conn.execute("CREATE TEMP TABLE cur_steps AS " + trends.with_ctes(
             trends.steps_ctes(_RUNS, days, dialect=dialect), "SELECT * FROM steps"))
+        core_free()
         _settle(conn, dialect, "cur_steps")
         conn.execute("CREATE TEMP TABLE cur_images AS "
                      + trends.per_image_sql("cur_steps", dialect=dialect))
@@ -191,6 +211,28 @@ def _build_window(conn: Queryable, days: int, now: dt.datetime,
                      {"prev_end": start})
         _settle(conn, dialect, "prev_rank")
     return _Window(as_of, run_of[as_of], window, prev_start)
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _once(hook: CoreHook | None) -> CoreHook:
+    """``hook``, called the first time the result is called (from any thread), never again."""
+    left = [hook] if hook is not None else []
+    lock = threading.Lock()
+
+    def call() -> None:
+        with lock:
+            todo = left.pop() if left else None
+        if todo is not None:
+            todo()
+
+    return call
 
 
 def _prev_rank_sql(days: int, dialect: Dialect) -> str:
@@ -259,8 +301,9 @@ def _method(days: int) -> dict[str, Any]:
 
 def _compute(conn: Queryable, *, days: int, top: int, now: dt.datetime,
              sources: tuple[str, ...] = (), aside: Opener | None = None,
-             on_chart_data: ChartsHook | None = None) -> dict[str, Any]:
-    w = _build_window(conn, days, now, sources, aside)
+             on_chart_data: ChartsHook | None = None,
+             on_core_free: CoreHook | None = None) -> dict[str, Any]:
+    w = _build_window(conn, days, now, sources, aside, on_core_free)
     trending = len(w.dates) > 1
     n_images, total_pulls = conn.execute(  # the as-of date's counted run of each source
         "SELECT COUNT(*), COALESCE(SUM(s.pull_count), 0) FROM report_runs AS c"
@@ -347,18 +390,19 @@ def _draw_charts(part: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _html_report(db: Path | str, *, days: int, top: int, now: dt.datetime | None,
                  sources: Sequence[str]) -> str:
-    """The HTML page. Its renderers (~0.5 s to import) load while SQLite computes, and its
-    charts are drawn on a thread from the movers and daily totals as soon as they are known,
-    while the report's last queries run: SQLite lets go of the GIL while it computes, so the
-    two take a core each (a year of 10,000 images: 0.3-0.45 s of charts beside 0.4-0.5 s of
-    queries)."""
-    preload("matplotlib.figure", "matplotlib.backends.backend_agg", "etl.publish.render",
-            "jinja2")
+    """The HTML page. Its renderers (~0.5 s to import) load on a thread once the report's
+    heaviest SQL leaves a core free, while the rest of it computes, and its charts are drawn on
+    a thread from the movers and daily totals as soon as they are known, while the report's
+    last queries run: SQLite lets go of the GIL while it computes, so the two take a core each
+    (a year of 10,000 images: 0.3-0.45 s of charts beside 0.3-0.4 s of queries)."""
     drawing: list[Future[list[tuple[str, str]]]] = []  # the one drawing, once its data is known
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="swr-etl-charts") as pool:
         report = _build_report(db, days=days, top=top, now=now, sources=sources,
                                on_chart_data=lambda part: drawing.append(
-                                   pool.submit(_draw_charts, part)))
+                                   pool.submit(_draw_charts, part)),
+                               on_core_free=lambda: preload(
+                                   "matplotlib.figure", "matplotlib.backends.backend_agg",
+                                   "etl.publish.render", "jinja2"))
         charts = drawing[0].result()  # _compute hands the hook its part before it returns
     from etl.publish.render import html
 
