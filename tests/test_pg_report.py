@@ -189,7 +189,7 @@ def test_postgresql_leaves_a_core_free_at_once(tmp_path: Path, pg_url: str,
     SQLite file they wait for the window's steps: tests/test_report.py)."""
     from etl.publish import report as report_module
 
-    monkeypatch.setattr(report_module, "_cores", lambda: 2)
+    monkeypatch.setattr(report_module, "cores", lambda: 2)
     _, url = both(build_trend_db, tmp_path, pg_url)
     order: list[str] = []
     ranks_aside = report_module._ranks_aside

@@ -792,7 +792,7 @@ def test_the_core_free_hook_waits_for_the_window_on_two_cores(
     """An HTML report imports its renderers when the report's heaviest SQL leaves a core free:
     on two cores once this window's steps are computed (a caller's connection has no second
     one), on more at once; never twice."""
-    monkeypatch.setattr(report_module, "_cores", lambda: cores)
+    monkeypatch.setattr(report_module, "cores", lambda: cores)
     seen: list[str] = []
     conn = sqlite3.connect(trend_db)
     conn.set_trace_callback(lambda sql: seen.append(" ".join(sql.split()[:4])))
@@ -809,7 +809,7 @@ def test_the_core_free_hook_is_called_once_of_two_threads(
         trend_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """From a file the hook is called by whichever comes first, the window's steps or the
     previous window's ranks on the second connection; the other finds it called."""
-    monkeypatch.setattr(report_module, "_cores", lambda: 2)
+    monkeypatch.setattr(report_module, "cores", lambda: 2)
     asides: list[bool] = []
     ranks_aside = report_module._ranks_aside
 

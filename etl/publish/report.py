@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -39,14 +37,13 @@ from typing import Any
 from etl import __version__
 from etl.atomic import write_text_atomic
 from etl.errors import ConfigError
-from etl.preload import preload
+from etl.preload import cores, once, preload
 from etl.publish import MAX_DAYS, sections
-from etl.publish.sections import STALE_SHARE, avg_last_7, daily_rates, shift
+from etl.publish.sections import avg_last_7, daily_rates, shift
 from etl.store import trends
 from etl.store.dialect import Dialect
 from etl.store.read import Queryable, dialect_of
 from etl.store.snapshot_read import Opener, open_snapshots, second_reader
-from etl.store.trends import INT32_MAX, MIN_GROWTH_BASELINE
 
 REPORT_FORMATS = ("html", "md", "json")
 FORMAT_OF_SUFFIX = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md",
@@ -85,7 +82,12 @@ def build_report(conn_or_db: sqlite3.Connection | Path | str, *, days: int = 30,
 # Called with the part of the document the HTML charts are drawn from (``sources``, ``daily``,
 # ``top_movers``) as soon as it is known, before the rest of the report's SQL runs.
 ChartsHook = Callable[[dict[str, Any]], None]
-# Called once, when the report's heaviest SQL leaves this process a core (``_build_window``).
+# Called once, as soon as the report leaves this process a core to spare: at once from
+# PostgreSQL (its backends compute) or on a machine of more than two cores; else when the first
+# of the two heaviest statements, which SQLite computes on this machine's cores, is done (this
+# window's steps, the previous window's ranks on the second connection). An HTML report imports
+# its renderers then: beside both statements on two cores, the import slowed the steps by
+# ~0.3 s (a year of 10,000 images, measured).
 CoreHook = Callable[[], None]
 
 
@@ -155,17 +157,11 @@ def _build_window(conn: Queryable, days: int, now: dt.datetime,
     """The counted runs up to ``now``'s date and the window steps over them, as TEMP tables
     (``report_runs``, ``cur_steps``, ``cur_images``, ``prev_rank``) the queries below read.
     ``aside``: opens a second connection to the database, on which the previous window's ranks
-    are then computed while ``conn`` computes this window (``_ranks_aside``).
-
-    ``on_core_free`` is called once, as soon as this process has a core to spare: at once from
-    PostgreSQL (its backends compute) or on a machine of more than two cores; else when the
-    first of the two heaviest statements (this window's steps, the previous window's ranks),
-    which SQLite computes on this machine's cores, is done. An HTML report imports its
-    renderers then: started beside both statements on two cores, the import slowed the steps
-    by ~0.3 s (a year of 10,000 images, measured)."""
+    are then computed while ``conn`` computes this window (``_ranks_aside``). ``on_core_free``:
+    called once this process has a core to spare (``CoreHook``)."""
     dialect = dialect_of(conn)
-    core_free = _once(on_core_free)
-    if dialect.name != "sqlite" or _cores() > 2:
+    core_free = once(on_core_free)
+    if dialect.name != "sqlite" or cores() > 2:
         core_free()
     conn.execute("CREATE TEMP TABLE report_runs AS " + trends.counted_runs_sql(until=True),
                  {"until": now.date().isoformat()})
@@ -211,28 +207,6 @@ def _build_window(conn: Queryable, days: int, now: dt.datetime,
                      {"prev_end": start})
         _settle(conn, dialect, "prev_rank")
     return _Window(as_of, run_of[as_of], window, prev_start)
-
-
-def _cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _once(hook: CoreHook | None) -> CoreHook:
-    """``hook``, called the first time the result is called (from any thread), never again."""
-    left = [hook] if hook is not None else []
-    lock = threading.Lock()
-
-    def call() -> None:
-        with lock:
-            todo = left.pop() if left else None
-        if todo is not None:
-            todo()
-
-    return call
 
 
 def _prev_rank_sql(days: int, dialect: Dialect) -> str:
@@ -283,22 +257,6 @@ def _settle(conn: Queryable, dialect: Dialect, table: str) -> None:
         conn.execute(statement.format(table=table, key="source, image_id"))
 
 
-def _method(days: int) -> dict[str, Any]:
-    """The rules the document was computed by, stated in it."""
-    return {
-        "runs": "the last successful run of each date (partial and failed runs never count)",
-        "window": f"run dates from as_of - {days} days to as_of, both included",
-        "pull_delta": "net gain from the image's first observation in the window",
-        "not_ranked": "a decrease or a counter stuck at the int32 maximum in the window: "
-                      "growth unknown",
-        "growth_baseline": f"max(count at first observation in window, {MIN_GROWTH_BASELINE})",
-        "rank_change": "previous-window rank minus rank (positive = climbed)",
-        "ties": "lower id first",
-        "stuck_value": INT32_MAX,
-        "stale_share": STALE_SHARE,
-    }
-
-
 def _compute(conn: Queryable, *, days: int, top: int, now: dt.datetime,
              sources: tuple[str, ...] = (), aside: Opener | None = None,
              on_chart_data: ChartsHook | None = None,
@@ -320,7 +278,7 @@ def _compute(conn: Queryable, *, days: int, top: int, now: dt.datetime,
         on_chart_data({"sources": names, "daily": daily, "top_movers": movers})
     unranked, new_images, removed = sections.image_listings(conn, start=w.start, as_of=w.as_of)
     anomalies = sections.anomalies(conn, per_date, w.dates)
-    notice, due = (None, None) if trending else _single_date_notice(w.dates, days, now)
+    notice, due = (None, None) if trending else sections.single_date_notice(w.dates, days, now)
     return {
         "title": "SWR official images: pull-count trends",
         "generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -348,19 +306,8 @@ def _compute(conn: Queryable, *, days: int, top: int, now: dt.datetime,
         "anomalies": anomalies[0],
         "sources": names,
         "regions": sections.region_breakdown(conn, top) if trending else [],
-        "method": _method(days),
+        "method": sections.method(days),
     }
-
-
-def _single_date_notice(window: list[str], days: int, now: dt.datetime) -> tuple[str, str]:
-    """What to say instead of zero growth when the window holds one run date."""
-    due = shift(window[-1], 1)  # runs are nightly: the next one is the day after as_of
-    head = (f"Trends need at least two run dates; the last {days} days have one "
-            f"({window[-1]}), so no growth is shown.")
-    if now.date().isoformat() <= due:
-        return f"{head} The next nightly sync is due on {due}.", due
-    return (f"{head} The next nightly sync was due on {due} and has not succeeded since: check "
-            "the schedule and 'swr-etl status'."), due
 
 
 # ---------------------------------------------------------------------------------- writing

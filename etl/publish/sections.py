@@ -14,7 +14,7 @@ from typing import Any
 from etl.store import trends
 from etl.store.dialect import Dialect
 from etl.store.read import Queryable, dialect_of
-from etl.store.trends import INT32_MAX
+from etl.store.trends import INT32_MAX, MIN_GROWTH_BASELINE
 
 STALE_SHARE = 0.8
 MAX_LISTED = 500  # new/removed/anomaly/unranked entries kept in the document (totals count all)
@@ -262,3 +262,30 @@ def region_breakdown(conn: Queryable, top: int) -> list[dict[str, Any]]:
                     "pull_count": count, "pull_delta": delta, "pull_growth_pct": growth,
                     "top_source": lead, "by_source": parts})
     return out
+
+
+def method(days: int) -> dict[str, Any]:
+    """The rules the document was computed by, stated in it."""
+    return {
+        "runs": "the last successful run of each date (partial and failed runs never count)",
+        "window": f"run dates from as_of - {days} days to as_of, both included",
+        "pull_delta": "net gain from the image's first observation in the window",
+        "not_ranked": "a decrease or a counter stuck at the int32 maximum in the window: "
+                      "growth unknown",
+        "growth_baseline": f"max(count at first observation in window, {MIN_GROWTH_BASELINE})",
+        "rank_change": "previous-window rank minus rank (positive = climbed)",
+        "ties": "lower id first",
+        "stuck_value": INT32_MAX,
+        "stale_share": STALE_SHARE,
+    }
+
+
+def single_date_notice(window: list[str], days: int, now: dt.datetime) -> tuple[str, str]:
+    """What to say instead of zero growth when the window holds one run date."""
+    due = shift(window[-1], 1)  # runs are nightly: the next one is the day after as_of
+    head = (f"Trends need at least two run dates; the last {days} days have one "
+            f"({window[-1]}), so no growth is shown.")
+    if now.date().isoformat() <= due:
+        return f"{head} The next nightly sync is due on {due}.", due
+    return (f"{head} The next nightly sync was due on {due} and has not succeeded since: check "
+            "the schedule and 'swr-etl status'."), due
