@@ -708,7 +708,8 @@ def test_rows_of_several_sources_say_where_they_were_read(tmp_path: Path) -> Non
     assert " · r-a" not in html(only_a) and " · r-a" not in markdown(only_a)
 
 
-def test_each_ranked_images_regions_are_its_own(tmp_path: Path) -> None:
+def test_each_ranked_images_regions_are_its_own(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """The region breakdown lists each ranked image's own shares: not those of an image of the
     same name in another namespace, and images with no namespace or no name keep theirs."""
     from tests.fixtures.report_db import add_image
@@ -729,6 +730,10 @@ def test_each_ranked_images_regions_are_its_own(tmp_path: Path) -> None:
             add_run(conn, run, date, source=source, counts={
                 i: 1000 + (spec[column] if grown else 0) for i, spec in listed.items()})
     regions = {top: build_report(conn, days=7, top=top, now=NOW)["regions"] for top in (2, 10)}
+    from etl.publish import sections
+
+    monkeypatch.setattr(sections, "MAX_NAMES_BOUND", 2)  # more names than that: every share
+    assert build_report(conn, days=7, top=10, now=NOW)["regions"] == regions[10]
     conn.close()
     shares = [((r["namespace"], r["name"]),
                [(p["source"], p["pull_delta"]) for p in r["by_source"]]) for r in regions[10]]
