@@ -17,7 +17,7 @@ from etl.config.sources import Source
 from etl.run.pipeline import run_sync
 from etl.simulator.regions import Regions
 from tests.helpers import Stub, listing, q, rows
-from tests.test_extract import max_overlap
+from tests.test_extract import HEAVY, imported_by, max_overlap
 
 T0 = "2026-11-20T03:00:00Z"
 NAMES = ("ap-southeast-1", "cn-north-4", "eu-west-101")
@@ -375,3 +375,12 @@ def test_sources_on_one_server_share_its_budget(tmp_path: Path) -> None:
     assert [(r.source, r.rows) for r in result.sources] == [("account-a", 400),
                                                             ("account-b", 400)]
     assert max_overlap(log) == 2
+
+
+def test_a_run_of_several_sources_imports_the_http_client_only_to_read_the_api() -> None:
+    """The per-server budgets and the run's deadline are made for a read of the API, where
+    they are imported; a library caller handing in pages for several sources loads no HTTP
+    client (nor the transform's libraries before a load needs them)."""
+    loaded = imported_by("-c", "import etl.run.sources")
+    assert "etl.run.sources" in loaded  # the listing is real
+    assert {m for m in loaded if m.split(".")[0] in HEAVY} == set()
