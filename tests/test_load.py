@@ -76,6 +76,13 @@ def test_a_chunk_of_many_statements_writes_every_row(tmp_path: Path) -> None:
          1, 1, None, "x:80") for i in range(1, n + 1)]
 
 
+def test_a_chunk_statement_binds_no_more_values_than_any_engine_allows() -> None:
+    from etl.store.dialect import MAX_BOUND_VALUES
+
+    # A column more in images would take FILL_ROWS rows past SQLite's 999 before 3.32.
+    assert load_sql.FILL_CHUNK_MANY_SQL.count("?") <= MAX_BOUND_VALUES
+
+
 @given(st.lists(st.tuples(st.integers(), st.text(max_size=2), st.none() | st.booleans()),
                 min_size=1, max_size=30), st.integers(1, 7))
 def test_batched_keeps_every_value_in_order(rows_: list[tuple[Any, ...]], size: int) -> None:

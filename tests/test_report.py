@@ -732,7 +732,7 @@ def test_each_ranked_images_regions_are_its_own(tmp_path: Path,
     regions = {top: build_report(conn, days=7, top=top, now=NOW)["regions"] for top in (2, 10)}
     from etl.publish import sections
 
-    monkeypatch.setattr(sections, "MAX_NAMES_BOUND", 2)  # more names than that: every share
+    monkeypatch.setattr(sections, "MAX_BOUND_VALUES", 2)  # more names than that: every share
     assert build_report(conn, days=7, top=10, now=NOW)["regions"] == regions[10]
     conn.close()
     shares = [((r["namespace"], r["name"]),

@@ -12,13 +12,12 @@ import datetime as dt
 from typing import Any
 
 from etl.store import trends
-from etl.store.dialect import Dialect
+from etl.store.dialect import MAX_BOUND_VALUES, Dialect
 from etl.store.read import Queryable, dialect_of
 from etl.store.trends import INT32_MAX, MIN_GROWTH_BASELINE
 
 STALE_SHARE = 0.8
 MAX_LISTED = 500  # new/removed/anomaly/unranked entries kept in the document (totals count all)
-MAX_NAMES_BOUND = 500  # values bound to one statement: under the 999 of SQLite before 3.32
 
 Listing = tuple[list[dict[str, Any]], int]
 """Rows of one listing (at most MAX_LISTED) and how many there are."""
@@ -243,18 +242,18 @@ def region_breakdown(conn: Queryable, top: int) -> list[dict[str, Any]]:
     # The shares of the ranked images' names only (matched on both parts below). All of them
     # is a row per image and source, fetched one by one: beside the HTML report's charts, whose
     # thread holds the GIL, that took ~0.2 s of a year of 10,000 images (measured). More names
-    # than MAX_NAMES_BOUND are not bound (a long --top): every share is read, as before.
+    # than one statement may bind (a long --top): every share is read, as before.
     names = sorted({t[1] for t in ranked if t[1] is not None})
+    fits = len(names) <= MAX_BOUND_VALUES
+    bound = names if fits else []
     where = "anomaly IS NULL"
-    if len(names) <= MAX_NAMES_BOUND:
+    if fits:
         wanted = [f"name IN ({', '.join('?' * len(names))})"] if names else []
         wanted += ["name IS NULL"] if any(t[1] is None for t in ranked) else []
         where += f" AND ({' OR '.join(wanted)})"
-    else:
-        names = []
     shares = conn.execute(trends.with_ctes(
         ctes, "SELECT namespace, name, source, pull_count, pull_delta FROM shares"
-              f" WHERE {where} ORDER BY pull_delta DESC, source"), names).fetchall()
+              f" WHERE {where} ORDER BY pull_delta DESC, source"), bound).fetchall()
     by_image: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
     for ns, name, source, count, delta in shares:
         by_image.setdefault((ns, name), []).append(

@@ -17,6 +17,9 @@ from etl.errors import ConfigError
 
 DEFAULT_PG_SCHEMA = "public"
 SCHEMA_PARAM = "schema"  # ours, not libpq's: taken out of the URL before connecting
+# Values one statement may bind, on every engine swr-etl reads: SQLite before 3.32 allows 999
+# (later versions 32,766, PostgreSQL 65,535). A longer list goes through a TEMP table, or unbound.
+MAX_BOUND_VALUES = 999
 
 
 @dataclasses.dataclass(frozen=True)

@@ -130,7 +130,7 @@ FILL_CHUNK_SQL = _FILL + _ROW
 # The chunk table is filled FILL_ROWS rows per statement: one statement per row lets go of the
 # GIL at every row, and while the HTTP threads want it the main thread then waits to get it
 # back each time (15,000 rows: 35 ms alone, 226 ms beside two busy threads; 100 per statement:
-# 17 and 74 ms, measured). 100 rows bind 900 values, under the 999 of SQLite before 3.32.
+# 17 and 74 ms, measured). 100 rows bind 900 values (at most MAX_BOUND_VALUES).
 FILL_ROWS = 100
 FILL_CHUNK_MANY_SQL = _FILL + ", ".join([_ROW] * FILL_ROWS)
 
