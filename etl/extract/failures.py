@@ -117,7 +117,7 @@ def server_of(url: str) -> tuple[str, str]:
     """The server a URL is sent to: its scheme and ``origin``. Two URLs with the same server are
     one origin to a redirect (credentials may follow) and one budget of requests in flight to a
     run of several sources."""
-    return urlsplit(url).scheme.lower(), origin(url)
+    return urlsplit(url).scheme, origin(url)  # urlsplit gives the scheme in lower case
 
 
 def _host_text(text: str) -> str:

@@ -1,9 +1,10 @@
 """The trend report's sections, each computed from the window's TEMP tables that
 ``etl.publish.report`` builds (``cur_steps``, ``cur_images``, ``prev_rank``; named bare: both
-engines look among the session's temporary tables first): daily totals, the
-ranked top movers with their histories, the listings of unranked, new and removed images, and the
-anomalies. Gains between runs are spread over the calendar days they span (``daily_rates``): a
-gap between runs is never a run of zero days.
+engines look among the session's temporary tables first): daily totals, the ranked top movers
+with their histories, the listings of unranked, new and removed images, the anomalies and the
+region breakdown; and the parts that need no query: the rules the document states (``method``)
+and its notice when the window holds one run date. Gains between runs are spread over the
+calendar days they span (``daily_rates``): a gap between runs is never a run of zero days.
 """
 
 from __future__ import annotations
