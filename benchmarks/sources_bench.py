@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.ab import LAUNCHER, a_and_b, tree_env
+from benchmarks.ab import LAUNCHER, a_and_b, summary, tree_env
 from benchmarks.run import PY, Sample, measure
 
 # The serving process: the regions, their sources as JSON on one line, then serve until stdin
@@ -72,12 +72,9 @@ def ab(every: list[list[str]], counts: list[int], repeat: int, base: str) -> Non
                 for n in (one, most):
                     got.setdefault((side, n), []).append(
                         sync_sample(every[:n], Path(tmp), n, tree))
-    print(f"A/B, {repeat} alternating rounds: A {base}, B this checkout (wall s, median)")
     for n in (one, most):
-        a_s, b_s = (statistics.median(s.wall for s in got[side, n]) for side in "AB")
-        per = [y.wall / x.wall for x, y in zip(got["A", n], got["B", n], strict=True)]
-        print(f"  {n:>2} region(s): A {a_s:.3f}  B {b_s:.3f}  B/A per round "
-              f"{statistics.median(per):.3f} ({min(per):.3f}-{max(per):.3f})")
+        print(f"{n} region(s), {repeat} alternating rounds:")
+        summary({f"A {base}": got["A", n], "B this checkout": got["B", n]})
     for side in "AB":
         per = [m.wall / o.wall for o, m in zip(got[side, one], got[side, most], strict=True)]
         print(f"  {side} ratio {most}/{one} per round: median {statistics.median(per):.2f}x "
