@@ -92,15 +92,3 @@ def test_every_benchmark_compiles() -> None:
     assert len(benchmarks) > 10
     for path in benchmarks:
         compile(path.read_text(encoding="utf-8"), str(path), "exec")
-
-
-def test_an_interpreter_start_in_the_installed_virtualenv_runs_no_hook_of_ours() -> None:
-    """The README installs with ``pip install -e .``. For a package at the top of a repository
-    setuptools would install an import hook (``__editable___..._finder``) that every interpreter
-    start in the virtualenv imports, with pathlib and importlib.util: ~15 ms of each small
-    command. ``package-dir`` in pyproject.toml makes it a plain path entry (a wheel has neither)."""
-    from tests.test_extract import imported_by
-
-    started = imported_by("-c", "pass")
-    assert "site" in started  # the listing is real
-    assert {m for m in started if m.startswith("__editable__")} == set()
