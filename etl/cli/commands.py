@@ -112,7 +112,7 @@ def export_cmd(ctx: click.Context, db: Path | None, out: Path | str, fmt: str, d
 # --------------------------------------------------------------------------------------- report
 
 
-@command("report", exit_codes=(0, 2))
+@command("report", exit_codes=(0, 2), sqlite_threads=True)
 @DB_OPTION
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output file; the format follows the extension unless --format is given. "
@@ -199,7 +199,7 @@ def status_cmd(ctx: click.Context, db: Path | None, max_age: float) -> int:
 # ------------------------------------------------------------------------------- demo/simulate
 
 
-@command("demo", exit_codes=(0, 2, 130))
+@command("demo", exit_codes=(0, 2, 130), sqlite_threads=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=Path("swr-demo"), show_default=True,
               help="Folder for the database, the exports and the report.")

@@ -143,17 +143,23 @@ def cli() -> None:
     """
 
 
-def command(name: str, *, exit_codes: Iterable[int],
+def command(name: str, *, exit_codes: Iterable[int], sqlite_threads: bool = False,
             **kw: Any) -> Callable[[Callable[..., Any]], click.Command]:
     """Register a sub-command of ``cli`` with the global options, the config file read and
     logging set up before its body; its --help ends with ``exit_codes`` and their meanings (a
-    bug, exit 1, is possible anywhere and listed in the top-level help)."""
+    bug, exit 1, is possible anywhere and listed in the top-level help). ``sqlite_threads``: the
+    command runs SQLite statements on two threads at once, so SQLite's process-wide allocation
+    statistics are turned off first (``etl.store.memstatus``)."""
     kw.setdefault("epilog", exit_codes_epilog(exit_codes))
 
     def deco(f: Callable[..., Any]) -> click.Command:
         @functools.wraps(f)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
+                if sqlite_threads:
+                    from etl.store.memstatus import memstatus_off
+
+                    memstatus_off()
                 _setup(click.get_current_context())
                 return f(*args, **kwargs)
             except KeyboardInterrupt as exc:
