@@ -1,0 +1,88 @@
+"""SQLite's allocation statistics, turned off before the library starts (etl.store.memstatus):
+in a fresh process, by the commands that run SQLite on two threads, and by nothing else."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Runs the command line in a fresh interpreter, then prints the high-water mark of SQLite's
+# allocation statistics (0 when they were never kept) of the library the sqlite3 module uses.
+PROBE = r"""
+import ctypes, sys
+{before}
+from etl.cli.app import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    assert exc.code in (0, None), exc.code
+import _sqlite3
+lib = ctypes.CDLL(_sqlite3.__file__)
+lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+print(lib.sqlite3_memory_highwater(0))
+"""
+
+
+def highwater(*argv: str, before: str = "") -> int:
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(before=before), *argv],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return int(proc.stdout.split()[-1])
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database of two nightly runs, made by the demo's own data (no network)."""
+    from etl.demo import DB_NAME, run_demo
+
+    folder = tmp_path_factory.mktemp("memstatus")
+    run_demo(folder, days=2, images=30, interactive=False)
+    return folder / DB_NAME
+
+
+def test_the_function_turns_the_statistics_off_only_before_sqlite_starts() -> None:
+    off_first = r"""
+import ctypes, sys
+from etl.store.memstatus import memstatus_off
+done = memstatus_off()
+import sqlite3, _sqlite3
+again = memstatus_off()
+conn = sqlite3.connect(":memory:")
+conn.execute("CREATE TABLE t (x)")
+conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(5000)])
+lib = ctypes.CDLL(_sqlite3.__file__)
+lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+print(done, again, lib.sqlite3_memory_highwater(0))
+"""
+    late = off_first.replace("done = memstatus_off()\nimport sqlite3, _sqlite3",
+                             "import sqlite3, _sqlite3\ndone = memstatus_off()")
+    results = []
+    for program in (off_first, late):
+        proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        done, again, mark = proc.stdout.split()
+        results.append((done, again, int(mark)))
+    (done, again, mark), (late_done, late_again, late_mark) = results
+    if late_mark == 0:
+        pytest.skip("this SQLite keeps no allocation statistics by default")
+    assert (done, again, mark) == ("True", "False", 0)
+    assert (late_done, late_again) == ("False", "False") and late_mark > 0
+
+
+def test_the_report_and_the_demo_turn_them_off_and_runs_does_not(db: Path,
+                                                                  tmp_path: Path) -> None:
+    runs = highwater("runs", "--db", str(db))
+    if runs == 0:
+        pytest.skip("this SQLite keeps no allocation statistics by default")
+    assert runs > 0
+    assert highwater("-q", "report", "--db", str(db), "--out", str(tmp_path / "r.json")) == 0
+    assert (tmp_path / "r.json").stat().st_size > 0  # the report was written, not skipped
+    assert highwater("-q", "demo", "--dir", str(tmp_path / "demo"), "--days", "2",
+                     "--images", "20") == 0
+    # Too late once sqlite3 is imported: the command still runs, the statistics stay on.
+    assert highwater("-q", "report", "--db", str(db), "--out", str(tmp_path / "r2.json"),
+                     before="import sqlite3") > 0
