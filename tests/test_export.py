@@ -14,11 +14,15 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 import etl.publish.export
 from etl.cli.app import main
 from etl.errors import ConfigError
 from etl.publish.export import COLUMNS, export_snapshots
+from etl.publish.manifest import ManifestText
 from tests.fixtures.report_db import add_image, add_run, new_db
 
 # Every run of this database read the default region: one source= level above the dates.
@@ -405,3 +409,50 @@ def test_an_unreadable_old_manifest_stops_the_export_and_stays(db: Path, tmp_pat
         export_snapshots(db, out, fmt="parquet")
     assert (out / "manifest.json").read_text() == "{not json"
     assert not (out / "_manifest.json").exists()
+
+
+# -- the manifest's text, joined from entries encoded once ------------------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=3),
+    max_leaves=8)
+_KEYS = st.text(max_size=20)
+
+
+def _dumped(header: dict[str, Any], partitions: dict[str, Any]) -> bytes:
+    return (json.dumps({**header, "partitions": partitions}, indent=2, sort_keys=True,
+                       ensure_ascii=False) + "\n").encode()
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(header=st.dictionaries(_KEYS.filter(lambda k: k != "partitions"), _JSON, max_size=4),
+       before=st.dictionaries(_KEYS, _JSON, max_size=4),
+       after=st.lists(st.tuples(_KEYS, _JSON), max_size=5))
+def test_the_manifest_text_is_what_json_dumps_writes(header: dict[str, Any],
+                                                     before: dict[str, Any],
+                                                     after: list[tuple[str, Any]]) -> None:
+    text = ManifestText(header, before)
+    partitions = dict(before)
+    assert text.text() == _dumped(header, partitions)
+    for key, entry in after:  # new keys, and keys recorded before (replaced)
+        text.record(key, entry)
+        partitions[key] = entry
+        assert text.text() == _dumped(header, partitions)
+
+
+def test_the_manifest_text_of_an_export_and_what_looks_like_its_markers() -> None:
+    header = {"schema_version": 3, "tool_version": "0.1.0",
+              "partitioning": 'hive: "partitions": {} source=<name>/snapshot_date=YYYY-MM-DD'}
+    entry = {"path": "source=镜像/snapshot_date=2026-11-30/images.parquet", "rows": 2,
+             "columns": ["id", "name"], "note": 'line\nbreak "partitions": {}', "empty": {}}
+    text = ManifestText(header, {})
+    assert text.text() == _dumped(header, {})
+    text.record("source=镜像/snapshot_date=2026-11-30", entry)
+    text.record("source=a/snapshot_date=2026-11-29", ["a legacy entry"])
+    assert text.text() == _dumped(header, {"source=镜像/snapshot_date=2026-11-30": entry,
+                                           "source=a/snapshot_date=2026-11-29": ["a legacy entry"]})
+    with pytest.raises(ValueError, match="partitions"):
+        ManifestText({"partitions": {}}, {})

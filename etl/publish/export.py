@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from etl import __version__
 from etl.errors import ConfigError
+from etl.publish.manifest import ManifestText
 from etl.publish.storage import S3Options, Store, open_store
 from etl.store.read import Queryable, RunDay, run_days
 from etl.store.snapshot_read import batches, open_snapshots, schema_version, shown
@@ -138,10 +139,6 @@ def _write_file(conn: Queryable, day: RunDay, fmt: str, tmp: Any,
     finally:
         writer.close()
     return rows
-
-
-def _manifest_text(data: Any) -> bytes:
-    return (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
 def _read_manifest(store: Store, name: str) -> dict[str, Any] | None:
@@ -272,21 +269,21 @@ def export_snapshots(db: Path | str, out: Path | str, *, fmt: str = "parquet",
         db_version = schema_version(conn)
         store.prepare([f"{partition_key(day)}/images.{fmt}" for day in chosen])
         partitions, legacy = _partitions_so_far(store)
+        manifest = ManifestText({"schema_version": EXPORT_SCHEMA_VERSION,
+                                 "tool_version": __version__,
+                                 "partitioning": "hive: source=<name>/snapshot_date=YYYY-MM-DD"},
+                                partitions)
         written: list[Path | str] = []
         for day in chosen:
             try:
                 entry = export_partition(conn, store, day, fmt, db_schema_version=db_version)
                 partitions[partition_key(day)] = entry
+                manifest.record(partition_key(day), entry)
                 written.append(store.locate(entry["path"]))
                 # Record each partition as soon as it exists, so an interrupted backfill keeps
                 # an honest manifest of what was written; written last, after the partition.
                 with store.replace(MANIFEST) as sink:
-                    sink.write(_manifest_text({
-                        "schema_version": EXPORT_SCHEMA_VERSION,
-                        "tool_version": __version__,
-                        "partitioning": "hive: source=<name>/snapshot_date=YYYY-MM-DD",
-                        "partitions": dict(sorted(partitions.items())),
-                    }))
+                    sink.write(manifest.text())
                 if legacy:  # everything it held is in the new manifest now
                     store.remove(LEGACY_MANIFEST)
                     log.info("%s merged into %s and removed", store.locate(LEGACY_MANIFEST),
