@@ -1,11 +1,13 @@
 """SQLite's allocation statistics, turned off before the library starts (etl.store.memstatus):
-in a fresh process, by the commands that run SQLite on two threads, and by nothing else."""
+in a fresh process, by the commands that do much SQLite work, and not by the small ones."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,14 +75,24 @@ print(done, again, lib.sqlite3_memory_highwater(0))
     assert (late_done, late_again) == ("False", "False") and late_mark > 0
 
 
-def test_the_report_and_the_demo_turn_them_off_and_runs_does_not(db: Path,
-                                                                  tmp_path: Path) -> None:
+def test_the_heavy_commands_turn_them_off_and_the_small_ones_do_not(
+        db: Path, tmp_path: Path, simulator: Callable[..., Any]) -> None:
     runs = highwater("runs", "--db", str(db))
     if runs == 0:
         pytest.skip("this SQLite keeps no allocation statistics by default")
     assert runs > 0
+    assert highwater("status", "--db", str(db), "--max-age", "876000") > 0
     assert highwater("-q", "report", "--db", str(db), "--out", str(tmp_path / "r.json")) == 0
     assert (tmp_path / "r.json").stat().st_size > 0  # the report was written, not skipped
+    assert highwater("-q", "export", "--db", str(db), "--out", str(tmp_path / "x"),
+                     "--all") == 0
+    assert sorted((tmp_path / "x").rglob("images.parquet"))  # exported, not refused
+    sim = simulator(images=120)
+    nightly = tmp_path / "nightly.db"
+    for _ in range(2):  # into a new database, then into the one it made
+        assert highwater("-q", "sync", "--endpoint", sim.url, "--db", str(nightly),
+                         "--no-auth") == 0
+    assert highwater("-q", "replay", "1", "--db", str(nightly)) == 0
     assert highwater("-q", "demo", "--dir", str(tmp_path / "demo"), "--days", "2",
                      "--images", "20") == 0
     # Too late once sqlite3 is imported: the command still runs, the statistics stay on.

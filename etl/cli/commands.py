@@ -33,7 +33,7 @@ _MAX_AGE_HOURS = 876_000.0  # a century
 # ----------------------------------------------------------------------------------------- sync
 
 
-@command("sync", exit_codes=(0, 2, 3, 4, 5, 6, 7, 130, 143))
+@command("sync", exit_codes=(0, 2, 3, 4, 5, 6, 7, 130, 143), sqlite_memstatus=False)
 @sync_options
 def sync_cmd(ctx: click.Context, **flags: Any) -> int:
     """One extract -> transform -> load run against the SWR API.
@@ -57,7 +57,7 @@ def sync_cmd(ctx: click.Context, **flags: Any) -> int:
     return int(result.exit_code)
 
 
-@command("replay", exit_codes=(0, 2, 5, 6, 7, 130, 143))
+@command("replay", exit_codes=(0, 2, 5, 6, 7, 130, 143), sqlite_memstatus=False)
 @click.argument("run_id", type=click.IntRange(1, INT64_MAX))
 @DB_OPTION
 @SOURCE_TIMEZONE_OPTION
@@ -77,7 +77,7 @@ def replay_cmd(ctx: click.Context, run_id: int, **flags: Any) -> int:
 # --------------------------------------------------------------------------------------- export
 
 
-@command("export", exit_codes=(0, 2))
+@command("export", exit_codes=(0, 2), sqlite_memstatus=False)
 @DB_OPTION
 @click.option("--out", type=PathOrUrl(file_okay=False, path_type=Path, schemes=("s3",)),
               required=True, metavar="DIR|URL",
@@ -112,7 +112,7 @@ def export_cmd(ctx: click.Context, db: Path | None, out: Path | str, fmt: str, d
 # --------------------------------------------------------------------------------------- report
 
 
-@command("report", exit_codes=(0, 2), sqlite_threads=True)
+@command("report", exit_codes=(0, 2), sqlite_memstatus=False)
 @DB_OPTION
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output file; the format follows the extension unless --format is given. "
@@ -199,7 +199,7 @@ def status_cmd(ctx: click.Context, db: Path | None, max_age: float) -> int:
 # ------------------------------------------------------------------------------- demo/simulate
 
 
-@command("demo", exit_codes=(0, 2, 130), sqlite_threads=True)
+@command("demo", exit_codes=(0, 2, 130), sqlite_memstatus=False)
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               default=Path("swr-demo"), show_default=True,
               help="Folder for the database, the exports and the report.")

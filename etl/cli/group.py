@@ -143,20 +143,22 @@ def cli() -> None:
     """
 
 
-def command(name: str, *, exit_codes: Iterable[int], sqlite_threads: bool = False,
+def command(name: str, *, exit_codes: Iterable[int], sqlite_memstatus: bool = True,
             **kw: Any) -> Callable[[Callable[..., Any]], click.Command]:
     """Register a sub-command of ``cli`` with the global options, the config file read and
     logging set up before its body; its --help ends with ``exit_codes`` and their meanings (a
-    bug, exit 1, is possible anywhere and listed in the top-level help). ``sqlite_threads``: the
-    command runs SQLite statements on two threads at once, so SQLite's process-wide allocation
-    statistics are turned off first (``etl.store.memstatus``)."""
+    bug, exit 1, is possible anywhere and listed in the top-level help).
+
+    ``sqlite_memstatus=False``: SQLite's process-wide allocation statistics are turned off
+    before its body (``etl.store.memstatus``), for the commands whose SQLite work is large
+    enough to pay for ctypes' import (a few ms)."""
     kw.setdefault("epilog", exit_codes_epilog(exit_codes))
 
     def deco(f: Callable[..., Any]) -> click.Command:
         @functools.wraps(f)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                if sqlite_threads:
+                if not sqlite_memstatus:
                     from etl.store.memstatus import memstatus_off
 
                     memstatus_off()
