@@ -441,6 +441,7 @@ def test_the_manifest_text_is_what_json_dumps_writes(header: dict[str, Any],
         text.record(key, entry)
         partitions[key] = entry
         assert text.text() == _dumped(header, partitions)
+        assert text.partitions == partitions
 
 
 def test_the_manifest_text_of_an_export_and_what_looks_like_its_markers() -> None:

@@ -277,7 +277,6 @@ def export_snapshots(db: Path | str, out: Path | str, *, fmt: str = "parquet",
         for day in chosen:
             try:
                 entry = export_partition(conn, store, day, fmt, db_schema_version=db_version)
-                partitions[partition_key(day)] = entry
                 manifest.record(partition_key(day), entry)
                 written.append(store.locate(entry["path"]))
                 # Record each partition as soon as it exists, so an interrupted backfill keeps
@@ -291,7 +290,7 @@ def export_snapshots(db: Path | str, out: Path | str, *, fmt: str = "parquet",
                     legacy = False
             except OSError as exc:  # full disk, permissions: the user's to fix, not a bug
                 raise store.failure(exc) from exc
-    _warn_about_older_partitions(partitions)
+    _warn_about_older_partitions(manifest.partitions)
     return written
 
 

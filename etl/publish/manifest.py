@@ -24,12 +24,14 @@ def _dumps(value: Any) -> str:
 
 
 class ManifestText:
-    """The manifest ``header`` (its fields but the partitions) and its partition entries."""
+    """The manifest ``header`` (its fields but the partitions) and its partition entries
+    (``partitions``: key -> entry, as recorded)."""
 
     def __init__(self, header: Mapping[str, Any], partitions: Mapping[str, Any]) -> None:
         if PARTITIONS in header:
             raise ValueError(f"the header holds no {PARTITIONS!r}: they are recorded one by one")
         self._head = _dumps({**header, PARTITIONS: {}})
+        self.partitions: dict[str, Any] = dict(partitions)
         self._entries = {key: self._member(key, entry) for key, entry in partitions.items()}
 
     @staticmethod
@@ -40,6 +42,7 @@ class ManifestText:
 
     def record(self, key: str, entry: Any) -> None:
         """Add partition ``key``'s entry, or replace the one it had."""
+        self.partitions[key] = entry
         self._entries[key] = self._member(key, entry)
 
     def text(self) -> bytes:
