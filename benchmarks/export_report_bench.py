@@ -6,12 +6,14 @@ line per command. Prints figures only; nothing is asserted.
 
 Usage: python -m benchmarks.export_report_bench [--images N] [--runs R] [--keep DIR] [--s3]
                                                 [--postgres]
-       python -m benchmarks.export_report_bench --base REV [--db FILE] [--images N] [--runs R]
+       python -m benchmarks.export_report_bench --base REV [--export] [--db FILE] [--images N]
+                                                [--runs R]
 
-``--base REV`` measures ``report`` alone (JSON, then HTML), as an A/B: ``etl/`` at the git
-revision REV against this checkout, alternating runs (``benchmarks.ab``'s launcher), B/A per
-round in CPU and in wall time. ``--db FILE`` reuses that database (built there first if
-missing): building a year of 10,000 images takes ~1 minute.
+``--base REV`` measures ``report`` alone (JSON, then HTML; with ``--export``, ``export --all``
+first), as an A/B: ``etl/`` at the git revision REV against this checkout, alternating runs
+(``benchmarks.ab``'s launcher), B/A per round in CPU and in wall time. ``--db FILE`` reuses
+that database (built there first if missing): building a year of 10,000 images takes ~1
+minute.
 
 ``--s3`` also exports to a bucket of moto's S3 server on 127.0.0.1 (the test extra's), so the
 upload path (temp object, size check, server-side copy) is measured against the folder's.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -104,10 +107,12 @@ def main() -> None:
                         help="also export and report from a loopback PostgreSQL copy")
     parser.add_argument("--db", type=Path, default=None, help="reuse this database (or build it)")
     parser.add_argument("--base", default=None, help="A/B of report: this revision vs checkout")
+    parser.add_argument("--export", action="store_true",
+                        help="with --base: export --all as well, first")
     ns = parser.parse_args()
     REPEAT = ns.repeat
     if ns.base:
-        report_ab(ns.base, ns.db, ns.images, ns.runs)
+        report_ab(ns.base, ns.db, ns.images, ns.runs, export=ns.export)
         return
     with tempfile.TemporaryDirectory() as scratch:
         work = ns.keep or Path(scratch)
@@ -196,9 +201,11 @@ def server_cpu(cluster: Any) -> Callable[[], float]:
     return read
 
 
-def report_ab(base: str, db: Path | None, images: int, runs: int) -> None:
+def report_ab(base: str, db: Path | None, images: int, runs: int,
+              export: bool = False) -> None:
     """``report`` (JSON, then HTML) of ``etl/`` at ``base`` (A) and of this checkout (B),
-    alternating; B/A per round in CPU and in wall time (the report runs SQL on two threads)."""
+    alternating; B/A per round in CPU and in wall time (the report runs SQL on two threads).
+    ``export``: ``export --all`` (Parquet, into a new folder each run) first, the same way."""
     from benchmarks.ab import LAUNCHER, a_and_b, summary, tree_env
 
     with tempfile.TemporaryDirectory(prefix="swr-report-ab-") as scratch:
@@ -208,14 +215,20 @@ def report_ab(base: str, db: Path | None, images: int, runs: int) -> None:
             build(db, images, runs)
         a, b = a_and_b(base, work)
         trees = {f"A {base}": a, "B this checkout": b}
-        for kind in ("json", "html"):
+        commands = {f"report {kind}": ["report", "--db", str(db), "--out", str(work / f"r.{kind}")]
+                    for kind in ("json", "html")}
+        if export:
+            commands = {"export parquet --all": ["export", "--db", str(db), "--out",
+                                                 str(work / "x"), "--format", "parquet",
+                                                 "--all"], **commands}
+        for name, args in commands.items():
             samples: dict[str, list[Sample]] = {label: [] for label in trees}
             for _ in range(REPEAT):
                 for label, tree in trees.items():
+                    shutil.rmtree(work / "x", ignore_errors=True)
                     samples[label].append(run_measure(
-                        [sys.executable, "-c", LAUNCHER, "-q", "report", "--db", str(db),
-                         "--out", str(work / f"r.{kind}")], env=tree_env(tree)))
-            print(f"report {kind} over {db.name}, {REPEAT} alternating runs:")
+                        [sys.executable, "-c", LAUNCHER, "-q", *args], env=tree_env(tree)))
+            print(f"{name} over {db.name}, {REPEAT} alternating runs:")
             summary(samples)
 
 
