@@ -268,7 +268,7 @@ def _compute(conn: Queryable, *, days: int, top: int, now: dt.datetime,
         " JOIN image_snapshots AS s ON s.run_id = c.run_id AND s.source = c.source"
         " WHERE c.snapshot_date = ?", (w.as_of,)).fetchone()
     per_date = sections.per_date(conn)
-    total_delta = sum(row[4] for row in per_date)  # the window's known gain
+    total_delta = sum(group.gain for group in per_date)  # the window's known gain
     daily = sections.daily_totals(per_date, w.dates)
     total_rates = daily_rates([(row["date"], w.dates[i], row["pull_delta"])
                                for i, row in enumerate(daily[1:])])

@@ -10,7 +10,7 @@ calendar days they span (``daily_rates``): a gap between runs is never a run of 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 from etl.store import trends
 from etl.store.dialect import MAX_BOUND_VALUES, Dialect
@@ -50,11 +50,23 @@ def avg_last_7(rates: dict[str, float], as_of: str) -> float | None:
     return round(sum(covered) / len(covered), 2) if covered else None
 
 
-def per_date(conn: Queryable) -> list[tuple[Any, ...]]:
+class DateGroup(NamedTuple):
+    """The window's steps of one (date, images' previous date) group."""
+
+    date: str
+    prev_date: str | None
+    images: int
+    pulls: int
+    gain: int  # the known gain (steps whose growth is known)
+    comparable: int  # images comparable with their previous count
+    unchanged: int  # images whose count did not change
+    decreases: int
+
+
+def per_date(conn: Queryable) -> list[DateGroup]:
     """One scan of the window's steps for the totals, the stale check and the count of
-    decreases: per (date, image's previous date) group, images, pulls, known gain, images
-    comparable with their previous count, unchanged ones, and decreases."""
-    return conn.execute(
+    decreases, per (date, image's previous date) group."""
+    return [DateGroup(*row) for row in conn.execute(
         "SELECT snapshot_date, prev_date, COUNT(*), COALESCE(SUM(pull_count), 0), "
         "COALESCE(SUM(pull_delta), 0), "
         # Counted with CASE: PostgreSQL cannot SUM a comparison, as SQLite sums its 0 or 1.
@@ -62,16 +74,16 @@ def per_date(conn: Queryable) -> list[tuple[Any, ...]]:
         " THEN 1 END), COUNT(CASE WHEN pull_delta = 0 THEN 1 END), "
         "COUNT(CASE WHEN anomaly = 'decrease' THEN 1 END) "
         "FROM cur_steps GROUP BY snapshot_date, prev_date "
-        "ORDER BY snapshot_date, prev_date").fetchall()
+        "ORDER BY snapshot_date, prev_date")]
 
 
-def daily_totals(per_date: list[tuple[Any, ...]], window: list[str]) -> list[dict[str, Any]]:
+def daily_totals(per_date: list[DateGroup], window: list[str]) -> list[dict[str, Any]]:
     by_date: dict[str, list[int]] = {}
-    for d, _prev_date, n, total, delta, _comparable, _same, _decreases in per_date:
-        acc = by_date.setdefault(d, [0, 0, 0])
-        acc[0] += n
-        acc[1] += total
-        acc[2] += delta
+    for group in per_date:
+        acc = by_date.setdefault(group.date, [0, 0, 0])
+        acc[0] += group.images
+        acc[1] += group.pulls
+        acc[2] += group.gain
     out: list[dict[str, Any]] = []
     for i, d in enumerate(window):
         n, total, delta = by_date.get(d, [0, 0, 0])
@@ -150,11 +162,9 @@ def _listing(conn: Queryable, sql: str, params: tuple[Any, ...],
             for row in rows], int(count)
 
 
-def anomalies(conn: Queryable, per_date: list[tuple[Any, ...]],
-               window: list[str]) -> Listing:
+def anomalies(conn: Queryable, per_date: list[DateGroup], window: list[str]) -> Listing:
     found: list[dict[str, Any]] = []
-    total = 0
-    total += sum(row[7] for row in per_date)  # the decreases
+    total = sum(group.decreases for group in per_date)
     for image_id, ns, name, prev_date, d, prev_count, c, source in conn.execute(
             "SELECT s.image_id, i.namespace, i.name, s.prev_date, s.snapshot_date, "
             "s.prev_count, s.pull_count, s.source FROM cur_steps AS s "
@@ -181,7 +191,8 @@ def anomalies(conn: Queryable, per_date: list[tuple[Any, ...]],
                       "date": since, "detail": f"pull_count stuck at {INT32_MAX:,} (the int32 "
                                                f"maximum) {span}; growth unknown, not ranked"})
     previous = dict(zip(window[1:], window, strict=False))
-    for d, prev_date, _n, _total, _delta, n, same, _decreases in per_date:
+    for group in per_date:
+        d, prev_date, n, same = group.date, group.prev_date, group.comparable, group.unchanged
         # Only images observed on both consecutive run dates are compared.
         if previous.get(d) == prev_date and n and same / n > STALE_SHARE:
             total += 1
