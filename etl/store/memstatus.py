@@ -5,9 +5,9 @@ built otherwise, as Debian's is) under one mutex for the whole process. SQLite's
 recommends building without them: ``sqlite3_malloc`` runs faster, and so does the library.
 
 - Two connections working at once on two threads take turns on that mutex for every
-  allocation: the window's steps of a report over a year of 10,000 images took 1.1 s alone and
-  1.7-1.9 s each beside a second such statement on another thread; in two processes, or with
-  the statistics off, 1.0-1.2 s each (the report computes the previous window on a second
+  allocation: the window's steps of a report over a year of 10,000 images took 1.1-1.4 s alone
+  and 1.7-2.1 s each beside a second such statement on another thread; in two processes, or
+  with the statistics off, 0.9-1.2 s each (the report computes the previous window on a second
   connection).
 - On one thread the mutex is never contended, and costs less: a 200,000-row sync into a new
   database ~5 % of its time, the nightly run of 180 rows nothing measurable.
