@@ -232,6 +232,34 @@ def test_each_view_gives_the_same_rows_on_both_engines(view: str, pg_url: str,
     assert sorted(got, key=repr) == sorted(expected, key=repr)
 
 
+def _below(node: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """Every plan node of ``kind`` in the tree of ``node`` (EXPLAIN's JSON)."""
+    found = [node] if node["Node Type"] == kind else []
+    return found + [n for child in node.get("Plans", []) for n in _below(child, kind)]
+
+
+def test_a_filter_on_an_image_reaches_below_daily_pulls_window(pg_url: str,
+                                                                tmp_path: Path) -> None:
+    # namespace and name are partition columns of the window: PostgreSQL, like SQLite, filters
+    # the observations before it, instead of computing every image's steps first.
+    golden = sqlite3.connect(build_golden_db(tmp_path / "golden.db"))
+    query = "SELECT * FROM daily_pulls WHERE namespace = 'library' AND name = 'nginx'"
+    with _connect(pg_url) as conn:
+        pg_schema.ensure_schema(conn, "public")
+        copy_to_postgres(golden, conn)
+        got = conn.execute(query).fetchall()
+        plan = conn.execute("EXPLAIN (FORMAT JSON) " + query).fetchone()[0][0]["Plan"]
+    expected = golden.execute(query).fetchall()
+    golden.close()
+    assert expected and sorted(got) == sorted(expected)
+    (window,) = _below(plan, "WindowAgg")
+    conditions = [str(node.get(key)) for node in _below(window, "Seq Scan")
+                  + _below(window, "Index Scan") + _below(window, "Bitmap Heap Scan")
+                  + _below(window, "Bitmap Index Scan") + _below(window, "Index Only Scan")
+                  for key in ("Filter", "Index Cond", "Recheck Cond")]
+    assert any("'nginx'" in c for c in conditions), plan
+
+
 @pytest.mark.parametrize("days", [7, 30])
 def test_the_ranked_movers_give_the_same_rows_on_both_engines(days: int, pg_url: str,
                                                               tmp_path: Path) -> None:
