@@ -105,7 +105,7 @@ def _images_options(url: str) -> list[str] | None:
 
 def _as_an_earlier_swr_etl_made_it(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The schema of version 4 as swr-etl made it before the layout: every reference SQLite
-    declares, no storage parameters, and the digest of the views alone."""
+    declares, no storage parameters, the digest of the views alone, and v4's name index."""
     with monkeypatch.context() as patch:
         patch.setattr(pg_schema, "UNDECLARED_REFERENCES", frozenset())
         patch.setattr(pg_schema, "TABLE_OPTIONS", {})
@@ -115,7 +115,10 @@ def _as_an_earlier_swr_etl_made_it(url: str, monkeypatch: pytest.MonkeyPatch) ->
             views = schema.views_for(POSTGRES)
             old = hashlib.sha256("\n;\n".join(f"{k}\n{v}" for k, v in views.items())
                                  .encode()).hexdigest()
-            conn.execute(f"UPDATE {pg_schema.VERSION_TABLE} SET views_sha256 = %s", (old,))
+            conn.execute(f"UPDATE {pg_schema.VERSION_TABLE} SET views_sha256 = %s,"
+                         " version = 4", (old,))
+            conn.execute("DROP INDEX images_name")
+            conn.execute("CREATE INDEX images_ns_name ON images(namespace, name, source)")
 
 
 def test_a_schema_an_earlier_swr_etl_made_gets_the_layout_and_keeps_its_rows(
@@ -128,6 +131,10 @@ def test_a_schema_an_earlier_swr_etl_made_gets_the_layout_and_keeps_its_rows(
         assert _references(pg_url).isdisjoint(pg_schema.UNDECLARED_REFERENCES)
         assert ("run_sources", "run_id") in _references(pg_url)
         assert _images_options(pg_url) == ["fillfactor=45"]
+        assert q(pg_url, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'images'"
+                 " AND indexname LIKE 'images_n%' ") == [
+            ("images_name", "CREATE INDEX images_name ON public.images USING btree"
+                            " (name, namespace, source)")]
         assert q(pg_url, f"SELECT version, views_sha256 FROM {pg_schema.VERSION_TABLE}") == [
             (schema.SCHEMA_VERSION, pg_schema.refresh_digest(schema.views_for(POSTGRES)))]
         conn, name = connect(pg_url)

@@ -21,7 +21,7 @@ def fresh() -> sqlite3.Connection:
 
 def test_fresh_database_gets_every_table_and_view() -> None:
     conn = fresh()
-    assert schema.current_version(conn) == schema.SCHEMA_VERSION == 4
+    assert schema.current_version(conn) == schema.SCHEMA_VERSION == 5
     db = sqlite_utils.Database(conn)  # introspection (the tool itself creates with plain SQL)
     assert set(db.table_names()) == {"runs", "images", "image_snapshots", "rejects",
                                      "quality_issues", "raw_pages", "run_sources"}
@@ -52,7 +52,7 @@ def test_fresh_database_gets_every_table_and_view() -> None:
 def test_ensure_schema_is_idempotent_and_cheap() -> None:
     conn = fresh()
     before = conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
-    assert schema.ensure_schema(conn) == 4
+    assert schema.ensure_schema(conn) == 5
     assert conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == before
     assert not conn.in_transaction
 
@@ -69,8 +69,8 @@ def test_v1_database_is_migrated_in_place_keeping_its_rows() -> None:
                  "'2026-11-01T03:00:00Z', 1, 1)")
     assert "latest_images" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
 
-    assert schema.ensure_schema(conn) == 4
-    assert schema.current_version(conn) == 4
+    assert schema.ensure_schema(conn) == 5
+    assert schema.current_version(conn) == 5
     latest = conn.execute("SELECT id, name, pull_count, snapshot_date, source FROM latest_images")
     assert latest.fetchall() == [(7, "nginx", 42, "2026-11-01", "unknown")]  # no endpoint
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
@@ -87,7 +87,7 @@ def test_v2_database_gains_the_proof_column() -> None:
     conn.execute("PRAGMA user_version = 2")
     conn.execute("INSERT INTO runs (run_id, started_at, status, complete) "
                  "VALUES (1, '2026-11-01T03:00:00Z', 'success', 1)")
-    assert schema.ensure_schema(conn) == 4
+    assert schema.ensure_schema(conn) == 5
     conn.execute("UPDATE runs SET proof = 'double-read' WHERE run_id = 1")
     conn.execute("INSERT INTO runs (run_id, started_at, status) "
                  "VALUES (2, '2026-11-02T03:00:00Z', 'failed')")
@@ -110,7 +110,7 @@ def test_newer_database_is_refused() -> None:
     with pytest.raises(ConfigError) as err:
         schema.ensure_schema(conn)
     assert str(err.value) == ("database schema version 99 is newer than this swr-etl "
-                              "understands (4); upgrade swr-etl")
+                              "understands (5); upgrade swr-etl")
 
 
 # ------------------------------------------------------------------------- views, by hand
@@ -287,7 +287,7 @@ def test_a_v3_database_of_the_last_release_migrates_keeping_every_row(tmp_path: 
     runs_before = conn.execute("SELECT * FROM runs ORDER BY run_id").fetchall()
     assert len(before["image_snapshots"]) == 186 and len(before["rejects"]) == 1
 
-    assert schema.ensure_schema(conn) == 4
+    assert schema.ensure_schema(conn) == 5
     for table, (order, run_col) in V3_TABLES.items():
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
         at, run_at = cols.index("source"), cols.index(run_col)
@@ -307,6 +307,32 @@ def test_a_v3_database_of_the_last_release_migrates_keeping_every_row(tmp_path: 
     assert conn.execute("SELECT source, COUNT(*) FROM daily_pulls GROUP BY source").fetchall() \
         == [("127.0.0.1:45427", 156), ("eu-west-101", 29)]
     assert not conn.execute("SELECT name FROM sqlite_temp_master").fetchall()
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert _name_indexes(conn) == [("images_name", "(name, namespace, source)")]
+
+
+def _name_indexes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    return [(name, sql[sql.index("("):]) for name, sql in conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'images'"
+        " AND sql IS NOT NULL ORDER BY name")]
+
+
+def test_a_v4_database_gets_the_name_index_by_name_first(tmp_path: Path) -> None:
+    # v5 replaces (namespace, name, source) by (name, namespace, source): an image asked for by
+    # its name alone is found through it. Built from the v4 database's rows, in place.
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for n in range(1, 5):
+        for statement in schema._statements(schema.MIGRATIONS[n]):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 4")
+    assert _name_indexes(conn) == [("images_ns_name", "(namespace, name, source)")]
+    conn.execute("INSERT INTO images (id, namespace, name, first_seen_at, last_seen_at,"
+                 " first_seen_run, last_seen_run, source) VALUES"
+                 " (7, 'library', 'nginx', 't', 't', 1, 1, 'cn-north-4')")
+    assert schema.ensure_schema(conn) == 5
+    assert _name_indexes(conn) == [("images_name", "(name, namespace, source)")]
+    assert conn.execute("SELECT id FROM images INDEXED BY images_name WHERE name = 'nginx'"
+                        ).fetchall() == [(7,)]
     assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
 

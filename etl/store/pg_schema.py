@@ -129,12 +129,20 @@ def refresh_digest(views: dict[str, str]) -> str:
 
 
 def tune_tables(conn: Any) -> None:
-    """Give tables an earlier swr-etl created the current PostgreSQL-only layout, in place: drop
-    the ``UNDECLARED_REFERENCES`` they still declare and set ``TABLE_OPTIONS``. Nothing is
-    rewritten (a new fillfactor applies to pages written from now on: the first run after it
-    moves every image's row to such a page, the runs after that update in place); each step is
-    a no-op where it was done already. ``conn``'s search_path names the schema."""
+    """Give tables an earlier swr-etl created the current layout, in place: drop the
+    ``UNDECLARED_REFERENCES`` they still declare, set ``TABLE_OPTIONS``, drop the indexes a
+    migration retired (``schema.RETIRED_INDEXES``) and create those the current schema has that
+    they lack. Nothing is rewritten (a new fillfactor applies to pages written from now on: the
+    first run after it moves every image's row to such a page, the runs after that update in
+    place); each step is a no-op where it was done already. Indexes of the user's own are left
+    alone. ``conn``'s search_path names the schema."""
     from psycopg import sql
+
+    for index in schema.RETIRED_INDEXES:
+        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(index)))
+    for statement in tables_ddl(POSTGRES):
+        if statement.startswith("CREATE INDEX IF NOT EXISTS "):
+            conn.execute(statement)
 
     for table, column in sorted(UNDECLARED_REFERENCES):
         for (name,) in conn.execute(

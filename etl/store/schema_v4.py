@@ -37,16 +37,16 @@ _SRC = "COALESCE((SELECT m.source FROM temp.v4_run_source AS m WHERE m.run_id = 
 _MAPPING_DDL = ("CREATE TEMP TABLE IF NOT EXISTS v4_run_source"
                 " (run_id INTEGER PRIMARY KEY, source TEXT)")
 
-# source last: the duplicate-name check of a load reads this index alone (covering). A load
-# into an empty images table builds it once at its end instead (etl.store.name_index).
-IMAGES_NAME_INDEX = "images_ns_name ON images(namespace, name, source)"
+# The name index as v4 made it (source last: the duplicate-name check of a load reads it alone,
+# covering). v5 replaced it by one with the name first (etl.store.schema.IMAGES_NAME_INDEX).
+V4_NAME_INDEX = "images_ns_name ON images(namespace, name, source)"
 
 # The tables rebuilt, as facts: the run column that names a row's source (images: the run that
 # last saw it), the new primary key, the column ``source`` follows (default: last), and the
 # indexes made again. Their other columns are taken from the v1 DDL itself (``script``), so the
 # definitions are written once.
 REBUILT: dict[str, dict[str, Any]] = {
-    "images": {"run": "last_seen_run", "key": ("source", "id"), "indexes": [IMAGES_NAME_INDEX]},
+    "images": {"run": "last_seen_run", "key": ("source", "id"), "indexes": [V4_NAME_INDEX]},
     # every key column before the others: SQLite 3.40's integrity_check misreads a WITHOUT
     # ROWID table whose key columns come after a non-key one (false "NULL value" reports)
     "image_snapshots": {"run": "run_id", "key": ("run_id", "source", "image_id"),
