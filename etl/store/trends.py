@@ -142,8 +142,9 @@ def steps_ctes(counted: Ctes, days: int | None = None, *, named: bool = False,
     a condition on a partition column can be applied before the window (SQLite and PostgreSQL
     both do), so ``WHERE namespace = ? AND name = ?`` on the view reads one image's history
     through the indexes instead of computing every image's steps first: ~0.02 s against ~13 s
-    over a year of 10,000 images (docs/development/benchmarks.md). The whole view costs ~10 %
-    more (the sort carries the two names); the integer key first, as in ``ranked_ctes``.
+    over a year of 10,000 images (docs/development/benchmarks.md). The whole view costs 15-25 %
+    more CPU (the rows sorted for the window carry the two names); the integer key first, as in
+    ``ranked_ctes``.
     """
     ctes = obs_ctes(counted, days, dialect=dialect)
     rows, key, names = "obs", "o.source, o.image_id", ""

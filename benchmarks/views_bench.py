@@ -1,0 +1,135 @@
+"""The analysts' questions: how long each view and Datasette canned query takes over a long history.
+
+Builds (or reuses, ``--db``) the database of ``benchmarks.export_report_bench`` (N images x R
+nightly runs, one source), brings its schema to this checkout's (``ensure_schema``: the views
+recreated from the code, pending migrations run; ``--as-is`` leaves it as it is, to time a
+database an earlier swr-etl left), then asks each question on a fresh read-only connection,
+question after question, round by round, and prints the median (min-max) wall time and this
+process's CPU time (SQLite runs in it), with the rows each returned. One image is asked for by
+name: the one in the middle of the listing. Prints figures only; nothing is asserted.
+
+Questions over every image's whole history (``daily_pulls`` unfiltered, or by date) take ~15 s
+each over a year of 10,000 images: ``--whole`` adds them.
+
+Usage: python -m benchmarks.views_bench [--db FILE] [--images 10000] [--runs 365] [--repeat 3]
+                                        [--whole] [--as-is]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.export_report_bench import build
+from etl.store.database import connect
+from etl.store.schema import ensure_schema
+
+METADATA = Path(__file__).resolve().parent.parent / "datasette" / "metadata.json"
+ONE = "source = :source AND namespace = :ns AND name = :name"
+QUESTIONS: list[tuple[str, str]] = [
+    ("daily_pulls, one image by source, namespace, name",
+     f"SELECT * FROM daily_pulls WHERE {ONE} ORDER BY snapshot_date"),
+    ("daily_pulls, one image by namespace, name",
+     "SELECT * FROM daily_pulls WHERE namespace = :ns AND name = :name"),
+    ("daily_pulls, one image by name alone", "SELECT * FROM daily_pulls WHERE name = :name"),
+    ("daily_pulls, one image by source, image_id",
+     "SELECT * FROM daily_pulls WHERE source = :source AND image_id = :id"),
+    ("latest_images, top 10 by pulls",
+     "SELECT * FROM latest_images ORDER BY pull_count DESC LIMIT 10"),
+    ("top_movers_7d, top 10", "SELECT * FROM top_movers_7d WHERE rank <= 10 ORDER BY rank"),
+    ("top_movers_30d, top 10", "SELECT * FROM top_movers_30d WHERE rank <= 10 ORDER BY rank"),
+    ("top_movers_7d, one image", f"SELECT * FROM top_movers_7d WHERE {ONE}"),
+    ("top_movers_total_7d, top 10",
+     "SELECT * FROM top_movers_total_7d WHERE rank <= 10 ORDER BY rank"),
+]
+WHOLE: list[tuple[str, str]] = [
+    ("daily_pulls, every image, gain per date",
+     "SELECT snapshot_date, SUM(pull_delta) FROM daily_pulls GROUP BY snapshot_date"),
+    ("daily_pulls, every image, the last 7 dates",
+     "SELECT * FROM daily_pulls WHERE snapshot_date >= (SELECT date(MAX(snapshot_date), "
+     "'-6 days') FROM runs)"),
+]
+CANNED = {  # Datasette's canned queries, with the parameters asked
+    "image_history": {"namespace": ":ns", "name": ":name"},
+    "image_history (namespace/name)": {"namespace": "", "name": ":ns/:name"},
+    "top_movers_this_week": {},
+    "top_movers_this_month": {},
+}
+
+
+def canned() -> list[tuple[str, str, dict[str, str]]]:
+    """(label, SQL, parameters with :ns and :name to fill) of the canned queries timed."""
+    queries = json.loads(METADATA.read_text(encoding="utf-8"))["databases"]["swr"]["queries"]
+    return [(f"Datasette {label}", queries[label.split(" ")[0]]["sql"], params)
+            for label, params in CANNED.items()]
+
+
+def ask(db: Path, sql: str, params: dict[str, Any]) -> tuple[float, float, int]:
+    """Wall and CPU seconds of one question on a fresh read-only connection, and its rows."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        rows = len(conn.execute(sql, params).fetchall())
+        return time.perf_counter() - wall, time.process_time() - cpu, rows
+    finally:
+        conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", type=Path, help="reuse (or build there) this database")
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=365)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--whole", action="store_true", help="add whole-history questions")
+    parser.add_argument("--as-is", action="store_true",
+                        help="leave the database's schema and views as they are")
+    args = parser.parse_args()
+    db = args.db or Path(tempfile.mkdtemp(prefix="swr-views-")) / "swr.db"
+    if not db.exists():
+        print(f"building {args.images} images x {args.runs} runs in {db} ...", flush=True)
+        build(db, args.images, args.runs)
+    if not args.as_is:
+        conn = connect(db)
+        try:
+            ensure_schema(conn)
+        finally:
+            conn.close()
+    probe = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        version = probe.execute("PRAGMA user_version").fetchone()[0]
+        source, ns, name, image_id = probe.execute(
+            "SELECT source, namespace, name, id FROM images ORDER BY id LIMIT 1 OFFSET "
+            "(SELECT COUNT(*) / 2 FROM images)").fetchone()
+    finally:
+        probe.close()
+    values = {"source": source, "ns": ns, "name": name, "id": image_id}
+    questions = [(label, sql, values) for label, sql in QUESTIONS + (WHOLE if args.whole else [])]
+    questions += [(label, sql, {k: v.replace(":ns", ns).replace(":name", name)
+                                for k, v in params.items()}) for label, sql, params in canned()]
+    print(f"machine: Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}")
+    print(f"command: python -m {__spec__.name if __spec__ else 'benchmarks.views_bench'} "
+          + " ".join(sys.argv[1:]))
+    print(f"database: {db} (schema {version}{', as it is' if args.as_is else ''}); "
+          f"one image: {source} {ns}/{name} (id {image_id})")
+    times: dict[str, list[tuple[float, float, int]]] = {label: [] for label, _s, _p in questions}
+    for _ in range(args.repeat):
+        for label, sql, params in questions:
+            times[label].append(ask(db, sql, params))
+    print(f"\nmedian (min-max) of {args.repeat} rounds, each on a fresh read-only connection:")
+    for label, got in times.items():
+        walls, cpus = [g[0] for g in got], [g[1] for g in got]
+        print(f"  {label:52s} wall {statistics.median(walls):7.3f} s "
+              f"({min(walls):.3f}-{max(walls):.3f})  cpu {statistics.median(cpus):7.3f} s"
+              f"  rows {got[0][2]}")
+
+
+if __name__ == "__main__":
+    main()
