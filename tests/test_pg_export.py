@@ -105,7 +105,7 @@ def test_both_engines_answer_the_schema_version(tmp_path: Path, pg_url: str) -> 
     golden = build_golden_db(tmp_path / "golden.db")
     url = in_postgres(golden, pg_url)
     with open_snapshots(golden) as lite, open_snapshots(url) as pg:
-        assert schema_version(pg) == schema_version(lite) == 4
+        assert schema_version(pg) == schema_version(lite) == 5
 
 
 def test_one_export_sees_one_committed_state(tmp_path: Path, pg_url: str,
