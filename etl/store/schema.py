@@ -150,7 +150,9 @@ V4 = schema_v4.script(V1)
 # used the old one, and the load's duplicate-name check reads it alone as before (covering, its
 # GROUP BY in the index's order; source last). A load into an empty images table builds it once
 # at its end (etl.store.name_index). PostgreSQL drops ``RETIRED_INDEXES`` too
-# (etl.store.pg_schema.tune_tables).
+# (etl.store.pg_schema.tune_tables). IMAGES_NAME_INDEX is v5's text and the loader's name index
+# (etl.store.name_index): an index changed later is a new migration with a constant of its own,
+# and this one stays as released.
 IMAGES_NAME_INDEX = "images_name ON images(name, namespace, source)"
 RETIRED_INDEXES = (schema_v4.V4_NAME_INDEX.split()[0],)
 V5 = f"""
