@@ -406,6 +406,38 @@ def test_totals_across_sources_golden(tmp_path: Path) -> None:
     conn.close()
 
 
+def test_an_unranked_totals_leading_source_is_its_best_share_without_anomaly(
+        tmp_path: Path) -> None:
+    # x fell in region a (the total's gain is unknown: unranked), grew in b and c: b leads.
+    # Ties between shares go to the source first in order (d before e for w).
+    from tests.helpers import q
+
+    conn = new_db(tmp_path / "swr.db")
+    plan = {"a": {"x": (1, 900, 800)}, "b": {"x": (11, 1000, 1100), "w": (12, 10, 20)},
+            "c": {"x": (21, 500, 550)}, "d": {"w": (31, 5, 15)}, "e": {"w": (41, 1, 11)}}
+    run = 0
+    for source, images in plan.items():
+        for name, (image_id, _, last) in images.items():
+            add_image(conn, image_id, name, source=source, last_run=run + 2, pull_count=last)
+        for day, column in (("2026-11-07", 1), ("2026-11-08", 2)):
+            run += 1
+            add_run(conn, run, day, source=source,
+                    counts={i[0]: i[column] for i in images.values()})
+    conn.commit()
+    assert q(conn, "SELECT name, sources, pull_delta, rank, anomaly, top_source, "
+                   "top_source_delta FROM top_movers_total_7d") == [
+        ("w", 3, 30, 1, None, "b", 10), ("x", 3, None, None, "decrease", "b", 100)]
+    conn.close()
+
+
+def test_the_leading_share_is_picked_inside_the_totals_aggregate() -> None:
+    # Not joined back to the totals: PostgreSQL estimated both sides at one row and joined
+    # 10,000 totals to 10,000 shares by a nested loop, ~70 s over a year of 10,000 images
+    # (docs/development/benchmarks.md). The shares are read once.
+    sql = trends.with_ctes(trends.totals_ctes(), trends.totals_select(POSTGRES))
+    assert sql.count("FROM shares") == 1 and " JOIN " not in sql.split("totals AS (")[1], sql
+
+
 # --- the previous window's ranks without steps (trends.ranked_ctes) ---------------------------
 
 @functools.cache

@@ -287,22 +287,27 @@ def top_movers_sql(days: int, *, dialect: Dialect = SQLITE) -> str:
 # share; the total's gain is unknown when any share's is (an anomaly in one region).
 
 def totals_ctes() -> Ctes:
-    """CTEs after ``movers``: ``shares`` (each source's mover with its namespace and name) and
-    ``totals`` (one row per namespace and name, summed over its sources)."""
+    """CTEs after ``movers``: ``shares`` (each source's mover with its namespace and name, and
+    ``n``, its place by gain among the image's shares without anomaly) and ``totals`` (one row
+    per namespace and name, summed over its sources, with the share that gained most)."""
     return [
         ("shares", """SELECT i.namespace, i.name, m.source, m.image_id, m.pull_count_from,
-       m.pull_count, m.pull_delta, m.anomaly
+       m.pull_count, m.pull_delta, m.anomaly,
+       ROW_NUMBER() OVER (PARTITION BY i.namespace, i.name, m.anomaly IS NULL
+                          ORDER BY m.pull_delta DESC, m.source) AS n
 FROM movers AS m JOIN images AS i ON i.source = m.source AND i.id = m.image_id"""),
-        # MAX(anomaly): 'stuck_counter' sorts after 'decrease', the precedence of ANOMALIES
+        # MAX(anomaly): 'stuck_counter' sorts after 'decrease', the precedence of ANOMALIES.
+        # The leading share is picked inside the aggregate, not joined back to it: PostgreSQL
+        # estimates the counted runs at one row, and so every relation after them, and joined
+        # 10,000 totals to 10,000 leading shares by a nested loop (~70 s over a year of 10,000
+        # images, docs/development/benchmarks.md).
         ("totals", """SELECT namespace, name, COUNT(*) AS sources,
        SUM(pull_count_from) AS pull_count_from, SUM(pull_count) AS pull_count,
        CASE WHEN COUNT(anomaly) = 0 THEN SUM(pull_delta) END AS pull_delta,
-       MAX(anomaly) AS anomaly
+       MAX(anomaly) AS anomaly,
+       MAX(CASE WHEN n = 1 AND anomaly IS NULL THEN source END) AS top_source,
+       MAX(CASE WHEN n = 1 AND anomaly IS NULL THEN pull_delta END) AS top_source_delta
 FROM shares GROUP BY namespace, name"""),
-        ("leaders", """SELECT namespace, name, source, pull_delta,
-       ROW_NUMBER() OVER (PARTITION BY namespace, name
-                          ORDER BY pull_delta DESC, source) AS n
-FROM shares WHERE anomaly IS NULL"""),
     ]
 
 
@@ -316,9 +321,8 @@ def totals_select(dialect: Dialect = SQLITE) -> str:
        CASE WHEN t.anomaly IS NULL THEN ROW_NUMBER() OVER (
            PARTITION BY t.anomaly IS NULL ORDER BY t.pull_delta DESC, t.namespace, t.name)
        END AS rank,
-       t.anomaly, l.source AS top_source, l.pull_delta AS top_source_delta
+       t.anomaly, t.top_source, t.top_source_delta
 FROM totals AS t
-LEFT JOIN leaders AS l ON l.namespace = t.namespace AND l.name = t.name AND l.n = 1
 ORDER BY {unranked_last("t", dialect)}, rank, t.pull_count DESC, t.namespace, t.name"""
 
 
