@@ -8,11 +8,15 @@ question after question, round by round, and prints the median (min-max) wall ti
 process's CPU time (SQLite runs in it), with the rows each returned. One image is asked for by
 name: the one in the middle of the listing. Prints figures only; nothing is asserted.
 
-Questions over every image's whole history (``daily_pulls`` unfiltered, or by date) take ~15 s
+Questions over every image's whole history (``daily_pulls`` unfiltered, or by date) take ~20 s
 each over a year of 10,000 images: ``--whole`` adds them.
 
+``--postgres`` copies the database into a throwaway PostgreSQL cluster on 127.0.0.1 (the tests'
+own, tests/services/postgres.py; ``export_report_bench``'s copy, analysed) and asks the views'
+questions there too, on a fresh connection each (Datasette's canned queries are SQLite's only).
+
 Usage: python -m benchmarks.views_bench [--db FILE] [--images 10000] [--runs 365] [--repeat 3]
-                                        [--whole] [--as-is]
+                                        [--whole] [--as-is] [--postgres]
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.export_report_bench import build
+from benchmarks.export_report_bench import build, copy_to_postgres
 from etl.store.database import connect
 from etl.store.schema import ensure_schema
 
@@ -82,6 +86,29 @@ def ask(db: Path, sql: str, params: dict[str, Any]) -> tuple[float, float, int]:
         conn.close()
 
 
+def ask_postgres(url: str, sql: str, params: dict[str, Any]) -> tuple[float, float, int]:
+    """Wall seconds of one question on a fresh PostgreSQL connection (the server does the work:
+    no client CPU is worth printing), and its rows."""
+    import psycopg
+
+    from etl.store.pg import pg_query
+
+    query, bound = pg_query(sql, params)
+    with psycopg.connect(url) as conn:
+        wall = time.perf_counter()
+        rows = len(conn.execute(query, bound).fetchall())
+        return time.perf_counter() - wall, 0.0, rows
+
+
+def report(title: str, times: dict[str, list[tuple[float, float, int]]], cpu: bool) -> None:
+    print(f"\n{title}")
+    for label, got in times.items():
+        walls, cpus = [g[0] for g in got], [g[1] for g in got]
+        tail = f"  cpu {statistics.median(cpus):7.3f} s" if cpu else ""
+        print(f"  {label:52s} wall {statistics.median(walls):7.3f} s "
+              f"({min(walls):.3f}-{max(walls):.3f}){tail}  rows {got[0][2]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", type=Path, help="reuse (or build there) this database")
@@ -91,6 +118,8 @@ def main() -> None:
     parser.add_argument("--whole", action="store_true", help="add whole-history questions")
     parser.add_argument("--as-is", action="store_true",
                         help="leave the database's schema and views as they are")
+    parser.add_argument("--postgres", action="store_true",
+                        help="ask the views' questions of a PostgreSQL copy too")
     args = parser.parse_args()
     db = args.db or Path(tempfile.mkdtemp(prefix="swr-views-")) / "swr.db"
     if not db.exists():
@@ -123,12 +152,32 @@ def main() -> None:
     for _ in range(args.repeat):
         for label, sql, params in questions:
             times[label].append(ask(db, sql, params))
-    print(f"\nmedian (min-max) of {args.repeat} rounds, each on a fresh read-only connection:")
-    for label, got in times.items():
-        walls, cpus = [g[0] for g in got], [g[1] for g in got]
-        print(f"  {label:52s} wall {statistics.median(walls):7.3f} s "
-              f"({min(walls):.3f}-{max(walls):.3f})  cpu {statistics.median(cpus):7.3f} s"
-              f"  rows {got[0][2]}")
+    report(f"median (min-max) of {args.repeat} rounds, each on a fresh read-only connection:",
+           times, cpu=True)
+    if args.postgres:
+        postgres(db, [(label, sql) for label, sql in QUESTIONS], values, args.repeat)
+
+
+def postgres(db: Path, questions: list[tuple[str, str]], values: dict[str, Any],
+             repeat: int) -> None:
+    """The views' questions of a copy of ``db`` in a loopback PostgreSQL cluster."""
+    from tests.services.postgres import start_cluster
+
+    cluster = start_cluster()
+    try:
+        with cluster.database() as url:
+            started = time.perf_counter()
+            copy_to_postgres(db, url)
+            print(f"\ncopied into PostgreSQL in {time.perf_counter() - started:.1f} s",
+                  flush=True)
+            times: dict[str, list[tuple[float, float, int]]] = {q: [] for q, _s in questions}
+            for _ in range(repeat):
+                for label, sql in questions:
+                    times[label].append(ask_postgres(url, sql, values))
+            report(f"PostgreSQL, median (min-max) of {repeat} rounds, each on a fresh "
+                   "connection:", times, cpu=False)
+    finally:
+        cluster.close()
 
 
 if __name__ == "__main__":
