@@ -366,6 +366,20 @@ def test_a_stuck_counter_outranks_a_decrease_in_the_same_window(tmp_path: Path) 
                         ).fetchall() == [(2, 30, 1, None), (1, None, None, "stuck_counter")]
 
 
+def two_days_of_sources(conn: sqlite3.Connection,
+                        plan: dict[str, dict[str, tuple[int, int, int]]]) -> None:
+    """Two nightly runs per source (11-07, 11-08) of ``plan``: source -> image name -> (id,
+    pulls on 11-07, pulls on 11-08)."""
+    run = 0
+    for source, images in plan.items():
+        for name, (image_id, _, last) in images.items():
+            add_image(conn, image_id, name, source=source, last_run=run + 2, pull_count=last)
+        for day, column in (("2026-11-07", 1), ("2026-11-08", 2)):
+            run += 1
+            add_run(conn, run, day, source=source,
+                    counts={i[0]: i[column] for i in images.values()})
+
+
 def test_totals_across_sources_golden(tmp_path: Path) -> None:
     """top_movers_total_7d and image_totals on a hand-worked fixture of three sources: a sum
     with its growth and leading source, the 1,000-pull growth floor, a zero gain that still
@@ -379,14 +393,7 @@ def test_totals_across_sources_golden(tmp_path: Path) -> None:
     plan = {"a": {"x": (1, 1000, 1500), "y": (2, 500, 400), "z": (3, 100, 150)},
             "b": {"x": (11, 2000, 2734), "y": (12, STUCK, STUCK)},
             "c": {"w": (21, 10, 10), "v": (22, 9000, 8000)}}
-    run = 0
-    for source, images in plan.items():
-        for name, (image_id, _, last) in images.items():
-            add_image(conn, image_id, name, source=source, last_run=run + 2, pull_count=last)
-        for day, column in (("2026-11-07", 1), ("2026-11-08", 2)):
-            run += 1
-            add_run(conn, run, day, source=source,
-                    counts={i[0]: i[column] for i in images.values()})
+    two_days_of_sources(conn, plan)
     conn.execute("UPDATE images SET last_updated = '2026-11-08T00:00:00Z' "
                  "WHERE source = 'b' AND id = 11")
     conn.commit()
@@ -409,20 +416,13 @@ def test_totals_across_sources_golden(tmp_path: Path) -> None:
 def test_an_unranked_totals_leading_source_is_its_best_share_without_anomaly(
         tmp_path: Path) -> None:
     # x fell in region a (the total's gain is unknown: unranked), grew in b and c: b leads.
-    # Ties between shares go to the source first in order (d before e for w).
+    # w gained 10 in b, d and e: a tie goes to the source first in order, b.
     from tests.helpers import q
 
     conn = new_db(tmp_path / "swr.db")
     plan = {"a": {"x": (1, 900, 800)}, "b": {"x": (11, 1000, 1100), "w": (12, 10, 20)},
             "c": {"x": (21, 500, 550)}, "d": {"w": (31, 5, 15)}, "e": {"w": (41, 1, 11)}}
-    run = 0
-    for source, images in plan.items():
-        for name, (image_id, _, last) in images.items():
-            add_image(conn, image_id, name, source=source, last_run=run + 2, pull_count=last)
-        for day, column in (("2026-11-07", 1), ("2026-11-08", 2)):
-            run += 1
-            add_run(conn, run, day, source=source,
-                    counts={i[0]: i[column] for i in images.values()})
+    two_days_of_sources(conn, plan)
     conn.commit()
     assert q(conn, "SELECT name, sources, pull_delta, rank, anomaly, top_source, "
                    "top_source_delta FROM top_movers_total_7d") == [
