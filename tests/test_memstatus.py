@@ -11,21 +11,32 @@ from typing import Any
 
 import pytest
 
-# Runs the command line in a fresh interpreter, then prints the high-water mark of SQLite's
-# allocation statistics (0 when they were never kept) of the library the sqlite3 module uses.
+# The high-water mark of SQLite's allocation statistics (0 when they were never kept) of the
+# library the sqlite3 module uses, into ``mark``.
+HIGHWATER = r"""
+import ctypes, _sqlite3
+lib = ctypes.CDLL(_sqlite3.__file__)
+lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+mark = lib.sqlite3_memory_highwater(0)
+"""
+# Runs the command line in a fresh interpreter, then prints the mark.
 PROBE = r"""
-import ctypes, sys
+import sys
 {before}
 from etl.cli.app import main
 try:
     main(sys.argv[1:])
 except SystemExit as exc:
     assert exc.code in (0, None), exc.code
-import _sqlite3
-lib = ctypes.CDLL(_sqlite3.__file__)
-lib.sqlite3_memory_highwater.restype = ctypes.c_int64
-print(lib.sqlite3_memory_highwater(0))
-"""
+""" + HIGHWATER + "print(mark)\n"
+# Some SQLite work once sqlite3 is imported, then the mark.
+WORK = r"""
+conn = sqlite3.connect(":memory:")
+conn.execute("CREATE TABLE t (x)")
+conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(5000)])
+""" + HIGHWATER
+# What SQLite keeps by itself, with nothing turned off.
+PLAIN = "import sqlite3\n" + WORK + "print(mark)\n"
 
 
 def highwater(*argv: str, before: str = "") -> int:
@@ -33,6 +44,18 @@ def highwater(*argv: str, before: str = "") -> int:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return int(proc.stdout.split()[-1])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def keeps_statistics() -> None:
+    """Skip where the library keeps no allocation statistics by default (nothing to turn off).
+    Asked of a process that never calls ``memstatus_off``, so a command that turns them off
+    where it should not fails the tests below instead of skipping them."""
+    proc = subprocess.run([sys.executable, "-c", PLAIN], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    if int(proc.stdout.split()[-1]) == 0:
+        pytest.skip("this SQLite keeps no allocation statistics by default")
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +69,12 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_function_turns_the_statistics_off_only_before_sqlite_starts() -> None:
-    off_first = r"""
-import ctypes, sys
-from etl.store.memstatus import memstatus_off
-done = memstatus_off()
-import sqlite3, _sqlite3
-again = memstatus_off()
-conn = sqlite3.connect(":memory:")
-conn.execute("CREATE TABLE t (x)")
-conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(5000)])
-lib = ctypes.CDLL(_sqlite3.__file__)
-lib.sqlite3_memory_highwater.restype = ctypes.c_int64
-print(done, again, lib.sqlite3_memory_highwater(0))
-"""
-    late = off_first.replace("done = memstatus_off()\nimport sqlite3, _sqlite3",
-                             "import sqlite3, _sqlite3\ndone = memstatus_off()")
+    off_first = ("from etl.store.memstatus import memstatus_off\n"
+                 "done = memstatus_off()\nimport sqlite3\nagain = memstatus_off()\n"
+                 + WORK + "print(done, again, mark)\n")
+    late = off_first.replace("done = memstatus_off()\nimport sqlite3",
+                             "import sqlite3\ndone = memstatus_off()")
+    assert late != off_first
     results = []
     for program in (off_first, late):
         proc = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
@@ -69,18 +83,13 @@ print(done, again, lib.sqlite3_memory_highwater(0))
         done, again, mark = proc.stdout.split()
         results.append((done, again, int(mark)))
     (done, again, mark), (late_done, late_again, late_mark) = results
-    if late_mark == 0:
-        pytest.skip("this SQLite keeps no allocation statistics by default")
     assert (done, again, mark) == ("True", "False", 0)
     assert (late_done, late_again) == ("False", "False") and late_mark > 0
 
 
 def test_the_heavy_commands_turn_them_off_and_the_small_ones_do_not(
         db: Path, tmp_path: Path, simulator: Callable[..., Any]) -> None:
-    runs = highwater("runs", "--db", str(db))
-    if runs == 0:
-        pytest.skip("this SQLite keeps no allocation statistics by default")
-    assert runs > 0
+    assert highwater("runs", "--db", str(db)) > 0
     assert highwater("status", "--db", str(db), "--max-age", "876000") > 0
     assert highwater("-q", "report", "--db", str(db), "--out", str(tmp_path / "r.json")) == 0
     assert (tmp_path / "r.json").stat().st_size > 0  # the report was written, not skipped
