@@ -25,13 +25,13 @@ import argparse
 import json
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.export_report_bench import build, copy_to_postgres
+from benchmarks.run import header
 from etl.store.database import connect
 from etl.store.schema import ensure_schema
 
@@ -143,10 +143,9 @@ def main() -> None:
     questions = [(label, sql, values) for label, sql in QUESTIONS + (WHOLE if args.whole else [])]
     questions += [(label, sql, {k: v.replace(":ns", ns).replace(":name", name)
                                 for k, v in params.items()}) for label, sql, params in canned()]
-    print(f"machine: Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}")
-    print(f"command: python -m {__spec__.name if __spec__ else 'benchmarks.views_bench'} "
-          + " ".join(sys.argv[1:]))
-    print(f"database: {db} (schema {version}{', as it is' if args.as_is else ''}); "
+    header("benchmarks.views_bench", None)
+    print(f"database: {db} (schema {version}{', as it is' if args.as_is else ''}, SQLite "
+          f"{sqlite3.sqlite_version}); "
           f"one image: {source} {ns}/{name} (id {image_id})")
     times: dict[str, list[tuple[float, float, int]]] = {label: [] for label, _s, _p in questions}
     for _ in range(args.repeat):

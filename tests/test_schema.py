@@ -322,8 +322,7 @@ def test_a_v4_database_gets_the_name_index_by_name_first(tmp_path: Path) -> None
     # its name alone is found through it. Built from the v4 database's rows, in place.
     conn = sqlite3.connect(":memory:", isolation_level=None)
     for n in range(1, 5):
-        for statement in schema._statements(schema.MIGRATIONS[n]):
-            conn.execute(statement)
+        conn.executescript(schema.MIGRATIONS[n])
     conn.execute("PRAGMA user_version = 4")
     assert _name_indexes(conn) == [("images_ns_name", "(namespace, name, source)")]
     conn.execute("INSERT INTO images (id, namespace, name, first_seen_at, last_seen_at,"

@@ -126,12 +126,13 @@ def test_one_images_history_is_the_whole_views_rows_for_it(conn: sqlite3.Connect
         "SELECT * FROM daily_pulls")]
     keys = {(r["source"], r["namespace"], r["name"], r["image_id"]) for r in whole}
     assert len({k[1:3] for k in keys}) > 5, "too few images to compare"
+    column = {"source": "source", "ns": "namespace", "name": "name", "id": "image_id"}
+    asked = [p for p in column if f":{p} " in f"{where} "]  # the parameters ``where`` names
+    assert asked
     for source, ns, name, image_id in keys:
         params = {"source": source, "ns": ns, "name": name, "id": image_id}
-        mine = sorted(tuple(r.values()) for r in whole if all(
-            r[c] == params[p] for c, p in (("source", "source"), ("namespace", "ns"),
-                                           ("name", "name"), ("image_id", "id"))
-            if f":{p}" in where))
+        mine = sorted(tuple(r.values()) for r in whole
+                      if all(r[column[p]] == params[p] for p in asked))
         got = conn.execute(f"SELECT * FROM daily_pulls WHERE {where}", params).fetchall()
         assert sorted(got) == mine and mine
 
