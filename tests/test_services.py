@@ -189,11 +189,11 @@ def uid_of(pid: int) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_the_server_does_not_run_as_root(pg_url: str, pg_cluster: PostgresCluster) -> None:
-    with psycopg.connect(pg_url) as conn:
-        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(pg_url) as conn:  # the backend exits with its connection: read it now
+        backend_uid = uid_of(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
     expected = pwd.getpwnam("postgres").pw_uid if os.geteuid() == 0 else os.geteuid()
     assert pg_cluster.pid is not None
-    assert (uid_of(pg_cluster.pid), uid_of(backend)) == (expected, expected)
+    assert (uid_of(pg_cluster.pid), backend_uid) == (expected, expected)
     assert expected != 0
     assert pg_cluster.data_dir.stat().st_uid == expected
     assert stat.S_IMODE(pg_cluster.data_dir.stat().st_mode) & 0o077 == 0
